@@ -1,0 +1,69 @@
+"""Triggerfish: durable background jobs and workflows for Python.
+
+Declare tasks with :func:`task`, trigger them from your app, and let a worker
+run them with retries, isolation and heartbeats::
+
+    from triggerfish import task, retry, logger
+
+    @task(id="hello-world", retry=retry(max_attempts=3))
+    async def hello_world(payload: dict, ctx) -> dict:
+        logger.info("greeting", who=payload.get("who"))
+        return {"message": f"Hello {payload.get('who', 'Stranger')}"}
+
+    handle = hello_world.trigger({"who": "Ada"})
+    run = triggerfish.runs.poll(handle.id, timeout=30)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from triggerfish.errors import (
+    AbortTaskRunError,
+    ApiError,
+    PayloadValidationError,
+    RunTimeout,
+    TriggerfishError,
+)
+from triggerfish.sdk._client import Run, RunPage, Triggerfish, _DefaultNamespace
+from triggerfish.sdk._context import Context
+from triggerfish.sdk._logger import logger
+from triggerfish.sdk._queue import Queue, queue
+from triggerfish.sdk._retry import RetryPolicy, retry
+from triggerfish.sdk._task import ErrorDecision, RunHandle, Task, task
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from triggerfish.sdk._client import Runs, Tasks
+
+    runs: Runs
+    tasks: Tasks
+else:
+    #: the default client's runs API: ``triggerfish.runs.retrieve(id)``
+    runs = _DefaultNamespace("runs")
+    #: the default client's tasks API: ``triggerfish.tasks.trigger("id", payload)``
+    tasks = _DefaultNamespace("tasks")
+
+__all__ = [
+    "AbortTaskRunError",
+    "ApiError",
+    "Context",
+    "ErrorDecision",
+    "PayloadValidationError",
+    "Queue",
+    "RetryPolicy",
+    "Run",
+    "RunHandle",
+    "RunPage",
+    "RunTimeout",
+    "Task",
+    "Triggerfish",
+    "TriggerfishError",
+    "logger",
+    "queue",
+    "retry",
+    "runs",
+    "task",
+    "tasks",
+]

@@ -1,0 +1,146 @@
+"""Rows to the JSON shapes of Trigger.dev's API (WIRE.md §3).
+
+Absent optional fields are omitted, never ``null``: the official SDK's schemas
+reject ``null`` for most of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
+
+from triggerfish.engine.runs import RunDetail
+from triggerfish.engine.states import RunStatus
+
+_QUEUED = {RunStatus.QUEUED, RunStatus.DELAYED, RunStatus.PENDING_VERSION}
+_EXECUTING = {RunStatus.EXECUTING, RunStatus.DEQUEUED}
+# Trigger.dev leaves EXPIRED and TIMED_OUT out of "completed", which makes
+# runs.poll hang on them; they are final, so they count here.
+_COMPLETED = {
+    RunStatus.COMPLETED,
+    RunStatus.CANCELED,
+    RunStatus.FAILED,
+    RunStatus.CRASHED,
+    RunStatus.SYSTEM_FAILURE,
+    RunStatus.EXPIRED,
+    RunStatus.TIMED_OUT,
+}
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def _compact(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def run_item(row: Row[Any], tags: list[str], env_slug: str, env_id: str) -> dict[str, Any]:
+    """A run as ``runs.list`` returns it."""
+    status = RunStatus(row.status)
+    duration_ms = 0
+    if row.started_at is not None and row.finished_at is not None:
+        duration_ms = int((row.finished_at - row.started_at).total_seconds() * 1000)
+    return _compact(
+        {
+            "id": row.id,
+            "status": status.value,
+            "taskIdentifier": row.task_identifier,
+            "idempotencyKey": row.idempotency_key_raw or row.idempotency_key,
+            "version": row.locked_version,
+            "isQueued": status in _QUEUED,
+            "isExecuting": status in _EXECUTING,
+            "isWaiting": status is RunStatus.WAITING,
+            "isCompleted": status in _COMPLETED,
+            "isSuccess": status is RunStatus.COMPLETED,
+            "isFailed": status in _COMPLETED and status is not RunStatus.COMPLETED,
+            "isCancelled": status is RunStatus.CANCELED,
+            "isTest": bool(row.is_test),
+            "createdAt": iso(row.created_at),
+            "updatedAt": iso(row.updated_at),
+            "startedAt": iso(row.started_at),
+            "finishedAt": iso(row.finished_at),
+            "delayedUntil": iso(row.delayed_until),
+            "expiredAt": iso(row.expired_at),
+            "ttl": row.ttl,
+            "tags": tags,
+            "costInCents": 0,
+            "baseCostInCents": 0,
+            "durationMs": duration_ms,
+            "metadata": row.run_metadata,
+            "env": {"id": env_id, "name": env_slug},
+            "queue": row.queue_name,
+            "machine": row.machine,
+        }
+    )
+
+
+def run_object(detail: RunDetail, env_slug: str, env_id: str) -> dict[str, Any]:
+    """A run as ``runs.retrieve`` returns it, plus our ``attempts`` list."""
+    row = detail.run
+    data = run_item(row, detail.tags, env_slug, env_id)
+    data.pop("env")
+    data.update(
+        _compact(
+            {
+                "depth": row.depth,
+                "triggerFunction": row.trigger_function,
+                "batchId": row.batch_id,
+                "payload": row.payload,
+                "output": row.output,
+                "error": error_object(row.error),
+                "relatedRuns": {},
+                "attemptCount": row.attempt_count,
+                "attempts": [attempt_object(a) for a in detail.attempts],
+            }
+        )
+    )
+    if row.output is None and RunStatus(row.status) is RunStatus.COMPLETED:
+        data["output"] = None  # a task that returned None completed with output null
+    return data
+
+
+def error_object(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not error:
+        return None
+    return _compact(
+        {
+            "message": error.get("message", ""),
+            "name": error.get("name"),
+            "stackTrace": error.get("stack_trace") or None,
+        }
+    )
+
+
+def attempt_object(row: Row[Any]) -> dict[str, Any]:
+    return _compact(
+        {
+            "id": row.id,
+            "number": row.number,
+            "status": row.status,
+            "workerId": row.worker_id,
+            "version": row.version,
+            "createdAt": iso(row.created_at),
+            "startedAt": iso(row.started_at),
+            "finishedAt": iso(row.finished_at),
+            "error": error_object(row.error),
+        }
+    )
+
+
+def log_object(row: Row[Any]) -> dict[str, Any]:
+    return _compact(
+        {
+            "id": row.id,
+            "attempt": row.attempt_number,
+            "ts": row.ts,
+            "level": row.level,
+            "stream": row.stream,
+            "message": row.message,
+            "fields": row.fields or None,
+        }
+    )

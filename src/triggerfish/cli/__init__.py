@@ -1,0 +1,1 @@
+"""The ``triggerfish`` command."""

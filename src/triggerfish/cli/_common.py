@@ -1,0 +1,79 @@
+"""Helpers shared by the commands: settings, the engine for admin commands, the client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from triggerfish.config import ServerSettings
+from triggerfish.engine import Engine
+from triggerfish.errors import TriggerfishError
+from triggerfish.sdk._client import DEFAULT_API_URL, Triggerfish
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+STATE_DIR = ".triggerfish"
+DEV_KEY_FILE = "dev-secret-key"
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    from rich.text import Text
+
+    err_console.print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+    return typer.Exit(code)
+
+
+def run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return asyncio.run(fn())  # type: ignore[arg-type]
+    except TriggerfishError as exc:
+        raise fail(str(exc)) from None
+
+
+async def with_engine(action: Callable[[Engine], Awaitable[T]]) -> T:
+    """Open the configured database (DATABASE_URL) for an admin command."""
+    engine = Engine.create(ServerSettings())
+    try:
+        await engine.start(background=False)
+        return await action(engine)
+    finally:
+        await engine.close()
+
+
+def dev_key_path(root: Path | None = None) -> Path:
+    return (root or Path.cwd()) / STATE_DIR / DEV_KEY_FILE
+
+
+def client(api_url: str | None, secret_key: str | None) -> Triggerfish:
+    """A client from flags, then env vars, then the local dev server's key file."""
+    key = secret_key or os.environ.get("TRIGGERFISH_SECRET_KEY")
+    if not key and dev_key_path().is_file():
+        key = dev_key_path().read_text().strip()
+    if not key:
+        raise fail(
+            "no secret key: set TRIGGERFISH_SECRET_KEY or pass --secret-key "
+            "(`triggerfish dev` prints the dev key)"
+        )
+    url = api_url or os.environ.get("TRIGGERFISH_API_URL") or DEFAULT_API_URL
+    return Triggerfish(api_url=url, secret_key=key)
+
+
+ApiUrlOpt = typer.Option("--api-url", help="Server URL [env: TRIGGERFISH_API_URL]")
+KeyOpt = typer.Option("--secret-key", help="API key [env: TRIGGERFISH_SECRET_KEY]")
+
+
+def as_json_arg(value: str, name: str) -> Any:
+    import json
+
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise fail(f"{name} is not valid JSON: {exc}") from None

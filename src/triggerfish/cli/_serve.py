@@ -1,0 +1,46 @@
+"""Running the server inside our own event loop (for ``server`` and ``dev``)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+import uvicorn
+
+from triggerfish.api.app import create_app
+from triggerfish.engine import Engine
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn, minus its signal handling: the command that embeds it owns signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def make_server(
+    engine: Engine, host: str, port: int, *, log_level: str = "warning"
+) -> EmbeddedServer:
+    """A server for ``engine``; the caller starts and closes the engine itself."""
+    config = uvicorn.Config(
+        create_app(engine, manage_engine=False),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",  # FastAPI startup hooks; the engine is not managed by it
+        timeout_graceful_shutdown=5,
+    )
+    return EmbeddedServer(config)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True

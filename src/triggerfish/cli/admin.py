@@ -1,0 +1,92 @@
+"""``triggerfish db …`` and ``triggerfish keys …``: commands that talk to the database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from triggerfish.cli._common import console, fail, run_async, with_engine
+from triggerfish.config import ServerSettings
+from triggerfish.engine import Engine
+from triggerfish.store.db import Database
+from triggerfish.store.migrate import upgrade
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="Secret API keys (stored hashed; shown once).", no_args_is_help=True)
+
+
+@db_app.command("migrate")
+def migrate() -> None:
+    """Create or upgrade the schema of DATABASE_URL to this version."""
+
+    async def go() -> str:
+        db = Database(ServerSettings().database_url)
+        try:
+            await upgrade(db)
+            engine = Engine.create(ServerSettings())
+            try:
+                await engine.environments.bootstrap()
+            finally:
+                await engine.close()
+            return db.display_url
+        finally:
+            await db.dispose()
+
+    console.print(f"schema of {run_async(go)} is up to date")
+
+
+@keys_app.command("create")
+def create_key(
+    env: Annotated[str, typer.Option("--env", "-e", help="dev or prod")] = "dev",
+    name: Annotated[str, typer.Option(help="a label to recognise the key by")] = "default",
+) -> None:
+    """Create a secret key for an environment and print it (the only time it is shown)."""
+
+    async def go(engine: Engine) -> tuple[str, str]:
+        key, row = await engine.environments.create_key(env, name)
+        return key, row.id
+
+    key, key_id = run_async(lambda: with_engine(go))
+    console.print(f"[bold]{key}[/]")
+    console.print(f"id {key_id}")
+    console.print("[dim]Only a hash of this key is stored: it will not be shown again.[/]")
+
+
+@keys_app.command("list")
+def list_keys() -> None:
+    """Keys of every environment (their prefixes only)."""
+
+    async def go(engine: Engine) -> list[tuple[str, ...]]:
+        rows = await engine.environments.list_keys()
+        return [
+            (
+                r.id,
+                r.slug,
+                r.display,
+                r.name,
+                str(r.created_at)[:19],
+                str(r.revoked_at)[:19] if r.revoked_at else "",
+            )
+            for r in rows
+        ]
+
+    table = Table(header_style="bold")
+    for column in ("ID", "Env", "Key", "Name", "Created", "Revoked"):
+        table.add_column(column)
+    for row in run_async(lambda: with_engine(go)):
+        table.add_row(*row)
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke_key(key_id: str) -> None:
+    """Revoke a key; requests with it are refused within seconds."""
+
+    async def go(engine: Engine) -> bool:
+        return await engine.environments.revoke_key(key_id)
+
+    if not run_async(lambda: with_engine(go)):
+        raise fail(f"no active key with id {key_id!r} (see `triggerfish keys list`)")
+    console.print(f"revoked {key_id}")

@@ -1,0 +1,171 @@
+"""``triggerfish dev``: server + worker on the embedded SQLite store, reloading on change.
+
+The server runs in this process; the worker runs as a child process in its own
+session (so Ctrl-C reaches only us, and we stop it gracefully). When a task
+file changes, the worker is replaced by a new one, whose code hash is the new
+version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+import watchfiles
+
+from triggerfish.cli._common import DEV_KEY_FILE, STATE_DIR, console
+from triggerfish.cli._serve import make_server
+from triggerfish.config import ServerSettings
+from triggerfish.engine import Engine
+from triggerfish.store.db import Database, sqlite_url
+from triggerfish.store.envs import generate_key
+from triggerfish.store.migrate import upgrade
+from triggerfish.worker.discovery import ProjectConfig
+
+WORKER_GRACE = 5.0
+
+
+class DevSession:
+    def __init__(self, config: ProjectConfig, host: str, port: int, concurrency: int) -> None:
+        self.config = config
+        self.host, self.port = host, port
+        self.concurrency = concurrency
+        self.state = config.root / STATE_DIR
+        self.log_dir = self.state / "logs"
+        self.api_url = f"http://{host}:{port}"
+        self._worker: subprocess.Popen[bytes] | None = None
+        self._worker_log: IO[bytes] | None = None
+
+    async def prepare(self) -> tuple[Engine, str]:
+        """Database migrated, project bootstrapped, dev key known."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        url = sqlite_url(self.state / "dev.db")
+        db = Database(url)
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()
+        engine = Engine.create(
+            ServerSettings(database_url=url, heartbeat_timeout=10, maintenance_interval=0.5)
+        )
+        await engine.start()
+        await engine.environments.bootstrap(self.config.root.name)
+        key = self._dev_key()
+        await engine.environments.adopt_key("dev", key, "dev server")
+        return engine, key
+
+    def _dev_key(self) -> str:
+        # The dev key lives in a local file (mode 0600) so `dev` can print it on
+        # every start; the database keeps only its hash, as for every key.
+        path = self.state / DEV_KEY_FILE
+        if path.is_file():
+            return path.read_text().strip()
+        key = generate_key("dev")
+        path.touch(mode=0o600)
+        path.write_text(key + "\n")
+        return key
+
+    def start_worker(self, key: str) -> None:
+        self._worker_log = (self.log_dir / "worker.log").open("ab")
+        args = [
+            sys.executable,
+            "-m",
+            "triggerfish.cli.main",
+            "worker",
+            "--api-url",
+            self.api_url,
+            "--project",
+            str(self.config.root),
+            "--concurrency",
+            str(self.concurrency),
+            "--grace-period",
+            str(WORKER_GRACE),
+        ]
+        for d in self.config.dirs:
+            args += ["--dir", d]
+        env = {**os.environ, "TRIGGERFISH_SECRET_KEY": key}
+        self._worker = subprocess.Popen(
+            args,
+            env=env,
+            stdout=self._worker_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    async def stop_worker(self) -> None:
+        proc, self._worker = self._worker, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(proc.wait, WORKER_GRACE + 10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await asyncio.to_thread(proc.wait)
+        if self._worker_log is not None:
+            self._worker_log.close()
+            self._worker_log = None
+
+    async def watch(self, key: str, stop: asyncio.Event) -> None:
+        folders = [str(self.config.root / d) for d in self.config.dirs]
+        async for changes in watchfiles.awatch(
+            *folders, stop_event=stop, watch_filter=watchfiles.PythonFilter()
+        ):
+            names = sorted({Path(p).name for _, p in changes})
+            console.print(f"[yellow]changed:[/] {', '.join(names)} - reloading the worker")
+            await self.stop_worker()
+            self.start_worker(key)
+
+    def banner(self, key: str) -> None:
+        console.print("[bold green]Triggerfish dev server[/]")
+        console.print(f"  API          {self.api_url}")
+        console.print(f"  Dashboard    {self.api_url}/")
+        console.print(f"  OpenAPI      {self.api_url}/docs")
+        console.print(f"  Secret key   {key}  [dim](env: dev)[/]")
+        console.print(f"  Tasks from   {', '.join(self.config.dirs)}")
+        console.print(f"  Database     {self.state / 'dev.db'}")
+        console.print(f"  Worker log   {self.log_dir / 'worker.log'}")
+        console.print(
+            f"  Try          TRIGGERFISH_SECRET_KEY={key} triggerfish trigger TASK_ID "
+            "--payload '{}' --wait"
+        )
+        console.print("[dim]Ctrl-C stops everything.[/]")
+
+
+async def run_dev(config: ProjectConfig, host: str, port: int, concurrency: int) -> None:
+    session = DevSession(config, host, port, concurrency)
+    engine, key = await session.prepare()
+    server = make_server(engine, host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if serving.done():
+                return
+            await asyncio.sleep(0.05)
+        session.start_worker(key)
+        session.banner(key)
+        watching = asyncio.create_task(session.watch(key, stop))
+        await asyncio.wait(
+            [serving, watching, asyncio.create_task(stop.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        stop.set()
+        console.print("stopping…")
+    finally:
+        await session.stop_worker()
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await serving
+        await engine.close()

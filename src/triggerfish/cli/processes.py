@@ -1,0 +1,105 @@
+"""``triggerfish server`` and ``triggerfish worker``: the production processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from triggerfish.cli._common import console, fail, run_async
+from triggerfish.cli._serve import make_server, port_is_free
+from triggerfish.config import ServerSettings
+from triggerfish.engine import Engine
+from triggerfish.sdk._client import DEFAULT_API_URL
+from triggerfish.worker.discovery import DiscoveryError, ProjectConfig
+from triggerfish.worker.supervisor import Worker, WorkerOptions
+
+
+def _stop_on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def server(
+    host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 3030,
+) -> None:
+    """Run an API server against DATABASE_URL (run `triggerfish db migrate` first)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not port_is_free(host, port):
+        raise fail(f"port {port} on {host} is taken; choose another with --port")
+    settings = ServerSettings()
+
+    async def go() -> None:
+        engine = Engine.create(settings)
+        await engine.start()  # refuses an unmigrated database, naming the fix
+        srv = make_server(engine, host, port, log_level="info")
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        serving = asyncio.create_task(srv.serve())
+        console.print(f"Triggerfish server on http://{host}:{port} ({engine.res.db.display_url})")
+        try:
+            await asyncio.wait(
+                [serving, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+            )
+            srv.should_exit = True
+            await serving
+        finally:
+            await engine.close()
+
+    run_async(go)
+
+
+def worker(
+    api_url: Annotated[str, typer.Option(envvar="TRIGGERFISH_API_URL")] = DEFAULT_API_URL,
+    concurrency: Annotated[int, typer.Option(min=1, help="attempts run at once")] = 4,
+    dirs: Annotated[
+        list[str] | None, typer.Option("--dir", help="task folders (default: pyproject)")
+    ] = None,
+    project: Annotated[Path, typer.Option(help="project root")] = Path("."),
+    name: Annotated[str | None, typer.Option(help="name shown for this worker")] = None,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TRIGGERFISH_WORKER_VERSION",
+            help="deployed version (default: hash of the task files)",
+        ),
+    ] = None,
+    grace_period: Annotated[float, typer.Option(help="seconds runs get to finish on SIGTERM")] = 30,
+) -> None:
+    """Run a worker: it needs only the server URL and TRIGGERFISH_SECRET_KEY, no database."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    key = os.environ.get("TRIGGERFISH_SECRET_KEY")
+    if not key:
+        raise fail("set TRIGGERFISH_SECRET_KEY to the environment's secret key")
+    try:
+        config = ProjectConfig.load(project, dirs)
+    except DiscoveryError as exc:
+        raise fail(str(exc)) from None
+    options = WorkerOptions(
+        api_url=api_url,
+        secret_key=key,
+        concurrency=concurrency,
+        name=name,
+        version=version,
+        grace_period=grace_period,
+    )
+
+    async def go() -> None:
+        w = Worker(config, options)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, w.stop)
+        try:
+            await w.run()
+        except DiscoveryError as exc:
+            raise fail(str(exc)) from None
+
+    run_async(go)

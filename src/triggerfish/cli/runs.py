@@ -1,0 +1,210 @@
+"""``triggerfish runs …`` and ``triggerfish trigger``: inspect and start runs over the API."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.syntax import Syntax
+from rich.table import Table
+
+from triggerfish.cli._common import ApiUrlOpt, KeyOpt, as_json_arg, client, console, fail
+from triggerfish.errors import ApiError, RunTimeout
+from triggerfish.sdk._client import Run
+
+app = typer.Typer(help="List, inspect, follow and cancel runs.", no_args_is_help=True)
+
+_STATUS_STYLE = {
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "CRASHED": "red",
+    "SYSTEM_FAILURE": "red",
+    "TIMED_OUT": "red",
+    "CANCELED": "yellow",
+    "EXPIRED": "yellow",
+    "EXECUTING": "cyan",
+    "DEQUEUED": "cyan",
+    "WAITING": "magenta",
+    "QUEUED": "blue",
+    "DELAYED": "blue",
+}
+
+
+def _status(status: str) -> str:
+    return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+@app.command("list")
+def list_runs(
+    status: Annotated[list[str] | None, typer.Option("--status", "-s")] = None,
+    task: Annotated[list[str] | None, typer.Option("--task", "-t")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 25,
+    after: Annotated[str | None, typer.Option(help="cursor: runs older than this id")] = None,
+    api_url: Annotated[str | None, ApiUrlOpt] = None,
+    secret_key: Annotated[str | None, KeyOpt] = None,
+) -> None:
+    """Recent runs, newest first."""
+    page = _call(
+        lambda c: c.runs.list(status=status, task=task, tag=tag, limit=limit, after=after),
+        api_url,
+        secret_key,
+    )
+    table = Table(title="Runs", header_style="bold")
+    for column in ("ID", "Task", "Status", "Attempts", "Created", "Duration", "Tags"):
+        table.add_column(column)
+    for run in page.data:
+        table.add_row(
+            run.id,
+            run.task_identifier,
+            _status(run.status),
+            str(run.attempt_count or "-"),
+            _when(run.created_at),
+            f"{run.duration_ms / 1000:.2f}s" if run.duration_ms else "-",
+            ", ".join(run.tags),
+        )
+    console.print(table)
+    if page.next_cursor:
+        console.print(f"more: [dim]triggerfish runs list --after {page.next_cursor}[/]")
+
+
+@app.command("show")
+def show(
+    run_id: str,
+    api_url: Annotated[str | None, ApiUrlOpt] = None,
+    secret_key: Annotated[str | None, KeyOpt] = None,
+) -> None:
+    """Status, attempts, payload, output and error of one run."""
+    run = _call(lambda c: c.runs.retrieve(run_id), api_url, secret_key)
+    print_run(run)
+
+
+def print_run(run: Run) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in (
+        ("Run", run.id),
+        ("Task", run.task_identifier),
+        ("Status", _status(run.status)),
+        ("Machine", run.machine or "-"),
+        ("Queue", run.queue or "-"),
+        ("Tags", ", ".join(run.tags) or "-"),
+        ("Created", _when(run.created_at)),
+        ("Started", _when(run.started_at)),
+        ("Finished", _when(run.finished_at)),
+    ):
+        table.add_row(label, value)
+    console.print(table)
+    if run.attempts:
+        attempts = Table(title="Attempts", header_style="bold")
+        for column in ("#", "Status", "Started", "Finished", "Error"):
+            attempts.add_column(column)
+        for a in run.attempts:
+            attempts.add_row(
+                str(a.number),
+                _status(a.status),
+                _when(a.started_at),
+                _when(a.finished_at),
+                a.error.message if a.error else "",
+            )
+        console.print(attempts)
+    _json_block("Payload", run.payload)
+    if run.status == "COMPLETED":
+        _json_block("Output", run.output)
+    if run.error:
+        console.print(f"[bold red]Error:[/] {run.error.name or 'Error'}: {run.error.message}")
+        if run.error.stack_trace:
+            console.print(run.error.stack_trace, markup=False, highlight=False)
+
+
+def _json_block(title: str, value: Any) -> None:
+    console.print(f"[bold]{title}:[/]")
+    console.print(Syntax(json.dumps(value, indent=2), "json", theme="ansi_dark"))
+
+
+@app.command("logs")
+def logs(
+    run_id: str,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
+    api_url: Annotated[str | None, ApiUrlOpt] = None,
+    secret_key: Annotated[str | None, KeyOpt] = None,
+) -> None:
+    """Log lines of a run (print, stdout/stderr and logger.*), with --follow until it ends."""
+    c = client(api_url, secret_key)
+    after = 0
+    try:
+        while True:
+            for line in c.runs.logs(run_id, after=after):
+                after = line.id
+                ts = datetime.fromtimestamp(line.ts).strftime("%H:%M:%S.%f")[:-3]
+                fields = " ".join(f"{k}={json.dumps(v)}" for k, v in (line.fields or {}).items())
+                console.print(
+                    f"[dim]{ts}[/] [bold]#{line.attempt}[/] {line.level:<5} "
+                    f"[dim]{line.stream}[/] {line.message} [cyan]{fields}[/]",
+                    highlight=False,
+                )
+            if not follow or c.runs.retrieve(run_id).is_completed:
+                if follow:  # drain what arrived between the last read and the end
+                    for line in c.runs.logs(run_id, after=after):
+                        console.print(f"#{line.attempt} {line.level:<5} {line.message}")
+                return
+            time.sleep(0.5)
+    except ApiError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        c.close()
+
+
+@app.command("cancel")
+def cancel(
+    run_id: str,
+    api_url: Annotated[str | None, ApiUrlOpt] = None,
+    secret_key: Annotated[str | None, KeyOpt] = None,
+) -> None:
+    """Cancel a run that has not finished."""
+    _call(lambda c: c.runs.cancel(run_id), api_url, secret_key)
+    console.print(f"canceled {run_id}")
+
+
+def trigger(
+    task_id: str,
+    payload: Annotated[str, typer.Option("--payload", "-p", help="JSON payload")] = "{}",
+    wait: Annotated[bool, typer.Option("--wait", "-w", help="wait for the result")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait with --wait")] = 300,
+    tag: Annotated[list[str] | None, typer.Option("--tag")] = None,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
+    api_url: Annotated[str | None, ApiUrlOpt] = None,
+    secret_key: Annotated[str | None, KeyOpt] = None,
+) -> None:
+    """Trigger a task by id, optionally waiting for its result."""
+    data = as_json_arg(payload, "--payload")
+    c = client(api_url, secret_key)
+    try:
+        handle = c.tasks.trigger(task_id, data, tags=tag, idempotency_key=idempotency_key)
+        console.print(f"triggered [bold]{handle.id}[/]" + (" (cached)" if handle.is_cached else ""))
+        if wait:
+            print_run(c.runs.poll(handle.id, timeout=timeout))
+    except RunTimeout as exc:
+        raise fail(str(exc), code=2) from None
+    except ApiError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        c.close()
+
+
+def _call(fn: Any, api_url: str | None, secret_key: str | None) -> Any:
+    c = client(api_url, secret_key)
+    try:
+        return fn(c)
+    except ApiError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        c.close()

@@ -1,0 +1,33 @@
+"""Server and worker settings, read from the environment.
+
+Every setting can be set as ``TRIGGERFISH_<NAME>``; the database URL is also
+read from ``DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIGGERFISH_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///.triggerfish/dev.db",
+        validation_alias=AliasChoices("DATABASE_URL", "TRIGGERFISH_DATABASE_URL"),
+    )
+    #: a run whose worker sent no heartbeat for this long is reclaimed
+    heartbeat_timeout: float = 30.0
+    #: how often background loops (reaper, delays, TTL) look for work
+    maintenance_interval: float = 1.0
+    #: the longest a worker's dequeue call is held open when there is no work
+    dequeue_wait: float = 20.0
+    #: largest accepted payload, in bytes of JSON
+    max_payload_bytes: int = 3 * 1024 * 1024
+    #: largest accepted request body
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: public URL of this server (token callback URLs, dashboard links)
+    public_url: str | None = None
+    #: database connections per server process
+    pool_size: int = 10

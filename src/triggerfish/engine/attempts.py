@@ -1,0 +1,225 @@
+"""An attempt's life after the claim: start, heartbeat, finish, release.
+
+Every report carries the attempt id handed out at claim time, and every state
+change is guarded on it, so a reclaimed attempt's late report is refused with
+``StaleTransition`` instead of overwriting its successor's work.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from triggerfish.engine.manifests import ManifestCache, retry_policy
+from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.states import FailureKind, RunStatus, final_status_for, is_retryable
+from triggerfish.errors import StaleTransition
+from triggerfish.store import runs as run_store
+from triggerfish.store import workers as worker_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed attempt as the worker (or the reaper) reports it."""
+
+    kind: FailureKind
+    error: dict[str, Any]
+    #: from a ``catch_error`` hook: {"action": "retry"|"fail", "delay": seconds|None}
+    decision: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: RunStatus
+    retry_at: float | None = None
+
+
+class Attempts:
+    def __init__(self, res: EngineResources, manifests: ManifestCache) -> None:
+        self.res = res
+        self.manifests = manifests
+
+    async def start(self, run_id: str, attempt_id: str, env_id: str | None = None) -> Row[Any]:
+        now = to_datetime(self.res.clock.now())
+        async with self.res.db.write() as conn:
+            row = await run_store.transition(
+                conn,
+                run_id,
+                to=RunStatus.EXECUTING,
+                now=now,
+                attempt_id=attempt_id,
+                env_id=env_id,
+                reason="attempt started",
+            )
+            if row is None:
+                raise StaleTransition(run_id, RunStatus.EXECUTING, attempt_id)
+            if row.started_at is None:
+                row = await run_store.transition_values(conn, run_id, started_at=now)
+            await run_store.update_attempt(conn, attempt_id, status="EXECUTING", started_at=now)
+            return row
+
+    async def succeed(
+        self, run_id: str, attempt_id: str, output: Any, env_id: str | None = None
+    ) -> Outcome:
+        now = to_datetime(self.res.clock.now())
+        async with self.res.db.write() as conn:
+            row = await run_store.transition(
+                conn,
+                run_id,
+                to=RunStatus.COMPLETED,
+                now=now,
+                attempt_id=attempt_id,
+                env_id=env_id,
+                values={"output": output, "finished_at": now, "lease_expires_at": None},
+                reason="attempt succeeded",
+            )
+            if row is None:
+                raise StaleTransition(run_id, RunStatus.COMPLETED, attempt_id)
+            await run_store.update_attempt(conn, attempt_id, status="COMPLETED", finished_at=now)
+        return Outcome(RunStatus.COMPLETED)
+
+    async def fail(
+        self, run_id: str, attempt_id: str, failure: Failure, env_id: str | None = None
+    ) -> Outcome:
+        async with self.res.db.write() as conn:
+            outcome = await self.fail_in(conn, run_id, attempt_id, failure, env_id)
+        if outcome.status is RunStatus.QUEUED:
+            env_id = await self._env_of(run_id)
+            delay = (outcome.retry_at or 0) - self.res.clock.now()
+            if delay > 0:
+                self.res.notifier.notify_later(env_id, delay)
+            else:
+                await self.res.notifier.notify(env_id)
+        return outcome
+
+    async def fail_in(
+        self,
+        conn: AsyncConnection,
+        run_id: str,
+        attempt_id: str,
+        failure: Failure,
+        env_id: str | None = None,
+    ) -> Outcome:
+        """Record a failed attempt inside the caller's transaction: retry or finish."""
+        run = await run_store.get_by_id(conn, run_id)
+        if (
+            run is None
+            or run.current_attempt_id != attempt_id
+            or (env_id is not None and run.environment_id != env_id)
+        ):
+            raise StaleTransition(run_id, "a failure", attempt_id)
+        now_epoch = self.res.clock.now()
+        now = to_datetime(now_epoch)
+        retry_at = await self._retry_at(conn, run, failure, now_epoch)
+        failures = run.failure_count + (0 if failure.kind == "CANCELED" else 1)
+        if retry_at is not None:
+            to = RunStatus.QUEUED
+            values: dict[str, Any] = {
+                "failure_count": failures,
+                "available_at": retry_at,
+                "worker_id": None,
+                "lease_expires_at": None,
+            }
+            reason = f"attempt {run.attempt_count} failed ({failure.kind}); retrying"
+        else:
+            to = final_status_for(failure.kind)
+            values = {
+                "failure_count": failures,
+                "error": failure.error,
+                "finished_at": now,
+                "lease_expires_at": None,
+            }
+            reason = f"attempt {run.attempt_count} failed ({failure.kind}); no retry"
+        row = await run_store.transition(
+            conn, run_id, to=to, now=now, attempt_id=attempt_id, values=values, reason=reason
+        )
+        if row is None:
+            raise StaleTransition(run_id, to, attempt_id)
+        await run_store.update_attempt(
+            conn,
+            attempt_id,
+            status=_attempt_status(failure.kind),
+            finished_at=now,
+            error=failure.error,
+        )
+        return Outcome(to, retry_at)
+
+    async def _retry_at(
+        self, conn: AsyncConnection, run: Row[Any], failure: Failure, now: float
+    ) -> float | None:
+        decision = (failure.decision or {}).get("action")
+        if decision == "fail" or not is_retryable(failure.kind):
+            return None
+        version = await run_store.attempt_version(conn, run.current_attempt_id)
+        manifest = await self.manifests.for_version(
+            conn, run.environment_id, run.task_identifier, version
+        )
+        policy = retry_policy(manifest)
+        max_attempts = run.max_attempts or policy.max_attempts
+        if run.failure_count + 1 >= max_attempts:
+            return None
+        delay = (failure.decision or {}).get("delay")
+        if delay is None:
+            delay = policy.delay_after(run.failure_count + 1)
+        return now + max(0.0, float(delay))
+
+    async def release(
+        self, attempt_ids: list[str], reason: str, env_id: str | None = None
+    ) -> list[str]:
+        """Put runs back in the queue without using up retries (graceful shutdown)."""
+        released: list[str] = []
+        now = to_datetime(self.res.clock.now())
+        envs: set[str] = set()
+        async with self.res.db.write() as conn:
+            for attempt_id in attempt_ids:
+                run_id = await run_store.run_of_attempt(conn, attempt_id)
+                if run_id is None:
+                    continue
+                row = await run_store.transition(
+                    conn,
+                    run_id,
+                    to=RunStatus.QUEUED,
+                    now=now,
+                    attempt_id=attempt_id,
+                    env_id=env_id,
+                    values={
+                        "worker_id": None,
+                        "lease_expires_at": None,
+                        "available_at": self.res.clock.now(),
+                    },
+                    reason=reason,
+                )
+                if row is not None:
+                    released.append(run_id)
+                    envs.add(row.environment_id)
+                    await run_store.update_attempt(
+                        conn, attempt_id, status="RELEASED", finished_at=now
+                    )
+        for env_id in envs:
+            await self.res.notifier.notify(env_id)
+        return released
+
+    async def heartbeat(self, worker_id: str, attempt_ids: list[str]) -> list[str]:
+        """Renew leases; returns the attempts the worker must stop (canceled or reclaimed)."""
+        now = self.res.clock.now()
+        async with self.res.db.write() as conn:
+            alive = await run_store.extend_leases(
+                conn, worker_id, attempt_ids, now + self.res.settings.heartbeat_timeout
+            )
+            await worker_store.touch_worker(conn, worker_id, now)
+        return [a for a in attempt_ids if a not in alive]
+
+    async def _env_of(self, run_id: str) -> str:
+        async with self.res.db.read() as conn:
+            row = await run_store.get_by_id(conn, run_id)
+        return str(row.environment_id) if row else ""
+
+
+def _attempt_status(kind: FailureKind) -> str:
+    return {"TIMEOUT": "TIMED_OUT", "CRASH": "CRASHED", "CANCELED": "CANCELED"}.get(kind, "FAILED")

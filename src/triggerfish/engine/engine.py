@@ -1,0 +1,72 @@
+"""``Engine``: the engine's modules wired together, plus its background loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from triggerfish.config import ServerSettings
+from triggerfish.engine.attempts import Attempts
+from triggerfish.engine.dequeue import Dequeue
+from triggerfish.engine.enqueue import Enqueue
+from triggerfish.engine.environments import Environments
+from triggerfish.engine.maintenance import Maintenance
+from triggerfish.engine.manifests import ManifestCache
+from triggerfish.engine.notify import Notifier, PostgresNotifier
+from triggerfish.engine.resources import Clock, EngineResources
+from triggerfish.engine.runs import Runs
+from triggerfish.engine.workers import Workers
+from triggerfish.store.db import Database
+
+
+class Engine:
+    """Every run rule, composed. The API calls these attributes; nothing else
+    touches the store.
+
+    Example (tests drive it directly)::
+
+        engine = Engine.create(ServerSettings(database_url="sqlite:///x.db"))
+        await engine.start()
+        result = await engine.enqueue.trigger(env_id, TriggerRequest("hello", {}))
+    """
+
+    def __init__(self, res: EngineResources) -> None:
+        self.res = res
+        manifests = ManifestCache()
+        self.environments = Environments(res)
+        self.enqueue = Enqueue(res)
+        self.attempts = Attempts(res, manifests)
+        self.dequeue = Dequeue(res, self.attempts)
+        self.runs = Runs(res)
+        self.workers = Workers(res, self.attempts)
+        self.maintenance = Maintenance(res, self.attempts)
+        self._background: list[asyncio.Task[Any]] = []
+
+    @classmethod
+    def create(cls, settings: ServerSettings, clock: Clock | None = None) -> Engine:
+        db = Database(settings.database_url, pool_size=settings.pool_size)
+        notifier: Notifier
+        if db.dialect == "postgresql":
+            notifier = PostgresNotifier(
+                db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            )
+        else:
+            notifier = Notifier()
+        return cls(EngineResources(db, clock or Clock(), notifier, settings))
+
+    async def start(self, *, background: bool = True) -> None:
+        """Check the schema, connect the notifier, start the maintenance loop."""
+        await self.res.db.check_migrated()
+        await self.res.notifier.start()
+        if background:
+            self._background.append(asyncio.create_task(self.maintenance.run_forever()))
+
+    async def close(self) -> None:
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
+        await self.res.notifier.close()
+        await self.res.db.dispose()

@@ -1,0 +1,111 @@
+"""Background sweeps every server runs: reclaim dead workers' runs, start due
+delayed runs, expire runs whose TTL passed.
+
+Safe on any number of replicas: each sweep reads candidates, then moves each with
+a guarded transition; a replica that loses the race matches no row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from triggerfish.engine.attempts import Attempts, Failure
+from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.states import RunStatus
+from triggerfish.errors import StaleTransition
+from triggerfish.store import runs as run_store
+
+log = logging.getLogger(__name__)
+
+SWEEP_BATCH = 500
+
+
+class Maintenance:
+    def __init__(self, res: EngineResources, attempts: Attempts) -> None:
+        self.res = res
+        self.attempts = attempts
+
+    async def sweep(self) -> dict[str, int]:
+        """One pass of every sweep; returns how many runs each one moved."""
+        return {
+            "reclaimed": await self.reclaim_expired_leases(),
+            "promoted": await self.promote_delayed(),
+            "expired": await self.expire_ttl(),
+        }
+
+    async def reclaim_expired_leases(self) -> int:
+        """Runs whose worker stopped heartbeating: retry as a new attempt, or CRASHED."""
+        async with self.res.db.read() as conn:
+            stale = await run_store.expired_leases(conn, self.res.clock.now(), SWEEP_BATCH)
+        moved = 0
+        never_started = [r.current_attempt_id for r in stale if r.status == RunStatus.DEQUEUED]
+        if never_started:
+            # claimed but never started: no user code ran, so no retry is spent
+            moved += len(
+                await self.attempts.release(never_started, "claimed, never started; worker lost")
+            )
+        for row in stale:
+            if row.status == RunStatus.DEQUEUED:
+                continue
+            failure = Failure(
+                kind="CRASH",
+                error={
+                    "name": "WorkerLost",
+                    "message": (
+                        "the worker running this attempt stopped sending heartbeats for "
+                        f"{self.res.settings.heartbeat_timeout:g}s (it crashed, was killed "
+                        "or lost its connection)"
+                    ),
+                    "stack_trace": "",
+                },
+            )
+            try:
+                await self.attempts.fail(row.id, row.current_attempt_id, failure)
+                moved += 1
+            except StaleTransition:
+                pass  # the worker reported, or another replica reclaimed it, first
+        if moved:
+            log.warning("reclaimed %d run(s) from lost workers", moved)
+        return moved
+
+    async def promote_delayed(self) -> int:
+        now = self.res.clock.now()
+        async with self.res.db.write() as conn:
+            due = await run_store.due_delayed(conn, now, SWEEP_BATCH)
+            envs = await self._move_all(conn, due, RunStatus.QUEUED, "delay passed", {})
+        for env_id in envs:
+            await self.res.notifier.notify(env_id)
+        return sum(envs.values())
+
+    async def expire_ttl(self) -> int:
+        now = self.res.clock.now()
+        values = {"expired_at": to_datetime(now), "finished_at": to_datetime(now)}
+        async with self.res.db.write() as conn:
+            due = await run_store.past_ttl(conn, now, SWEEP_BATCH)
+            envs = await self._move_all(conn, due, RunStatus.EXPIRED, "ttl passed", values)
+        return sum(envs.values())
+
+    async def _move_all(
+        self, conn: Any, rows: list[Any], to: RunStatus, reason: str, values: dict[str, Any]
+    ) -> dict[str, int]:
+        now = to_datetime(self.res.clock.now())
+        envs: dict[str, int] = {}
+        for row in rows:
+            moved = await run_store.transition(
+                conn, row.id, to=to, now=now, reason=reason, values=values
+            )
+            if moved is not None:
+                envs[moved.environment_id] = envs.get(moved.environment_id, 0) + 1
+        return envs
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("maintenance sweep failed; trying again")
+            await asyncio.sleep(self.res.settings.maintenance_interval)

@@ -1,0 +1,45 @@
+"""What every engine module shares: the database, a clock, the wake-up notifier, settings."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from triggerfish.config import ServerSettings
+from triggerfish.engine.notify import Notifier
+from triggerfish.store.db import Database
+
+
+class Clock:
+    """Wall-clock time. Tests swap in :class:`ManualClock` to skip time."""
+
+    def now(self) -> float:
+        return time.time()
+
+    def utcnow(self) -> datetime:
+        return to_datetime(self.now())
+
+
+class ManualClock(Clock):
+    def __init__(self, start: float | None = None) -> None:
+        self._now = time.time() if start is None else start
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float = 0, *, minutes: float = 0, hours: float = 0) -> None:
+        self._now += seconds + minutes * 60 + hours * 3600
+
+
+def to_datetime(epoch: float) -> datetime:
+    """Naive UTC datetime, as stored."""
+    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
+
+
+@dataclass
+class EngineResources:
+    db: Database
+    clock: Clock
+    notifier: Notifier
+    settings: ServerSettings

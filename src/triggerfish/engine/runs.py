@@ -1,0 +1,131 @@
+"""Reading and managing runs from outside: retrieve, list, cancel, logs."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row
+
+from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.states import CANCELABLE, RunStatus
+from triggerfish.errors import RunNotFound, StaleTransition
+from triggerfish.store import logs as log_store
+from triggerfish.store import runs as run_store
+
+# Anything shaped like one of our API keys is blanked out of stored log lines,
+# whoever printed it.
+_SECRET_KEY = re.compile(r"tr_(?:dev|staging|prod|preview)_[A-Za-z0-9_]{16,}")
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    return _SECRET_KEY.sub(REDACTED, text)
+
+
+@dataclass
+class RunDetail:
+    run: Row[Any]
+    tags: list[str]
+    attempts: list[Row[Any]]
+
+
+class Runs:
+    def __init__(self, res: EngineResources) -> None:
+        self.res = res
+
+    async def retrieve(self, env_id: str, run_id: str) -> RunDetail:
+        async with self.res.db.read() as conn:
+            row = await run_store.get(conn, env_id, run_id)
+            if row is None:
+                raise RunNotFound(run_id)
+            tags = (await run_store.tags_of(conn, [run_id]))[run_id]
+            attempts = await run_store.list_attempts(conn, run_id)
+        return RunDetail(row, tags, attempts)
+
+    async def page(
+        self,
+        env_id: str,
+        flt: run_store.RunFilter,
+        *,
+        size: int,
+        after: str | None,
+        before: str | None,
+    ) -> tuple[list[Row[Any]], dict[str, list[str]], bool]:
+        async with self.res.db.read() as conn:
+            rows, more = await run_store.page(
+                conn, env_id, flt, size=size, after=after, before=before
+            )
+            tags = await run_store.tags_of(conn, [r.id for r in rows])
+        return rows, tags, more
+
+    async def cancel(self, env_id: str, run_id: str) -> Row[Any]:
+        """Cancel a run that has not finished; a finished run is returned unchanged.
+
+        A queued or delayed run will never start. An executing run's worker
+        learns at its next heartbeat and stops the child process.
+        """
+        now = to_datetime(self.res.clock.now())
+        async with self.res.db.write() as conn:
+            row = await run_store.get(conn, env_id, run_id)
+            if row is None:
+                raise RunNotFound(run_id)
+            if RunStatus(row.status) not in CANCELABLE:
+                return row
+            moved = await run_store.transition(
+                conn,
+                run_id,
+                to=RunStatus.CANCELED,
+                now=now,
+                reason="canceled by request",
+                values={"finished_at": now, "lease_expires_at": None},
+            )
+            if moved is None:  # it finished in the meantime
+                return await run_store.get(conn, env_id, run_id) or row
+            if row.current_attempt_id and row.status in (RunStatus.DEQUEUED, RunStatus.EXECUTING):
+                await run_store.update_attempt(
+                    conn, row.current_attempt_id, status="CANCELED", finished_at=now
+                )
+            return moved
+
+    async def events(self, env_id: str, run_id: str) -> list[Row[Any]]:
+        async with self.res.db.read() as conn:
+            if await run_store.get(conn, env_id, run_id) is None:
+                raise RunNotFound(run_id)
+            return await run_store.list_events(conn, run_id)
+
+    async def append_logs(self, attempt_id: str, lines: list[dict[str, Any]]) -> int:
+        async with self.res.db.write() as conn:
+            attempt = await run_store.attempt_by_id(conn, attempt_id)
+            if attempt is None:
+                raise StaleTransition("?", "log", attempt_id)
+            rows = [
+                {
+                    "run_id": attempt.run_id,
+                    "attempt_number": attempt.number,
+                    "ts": float(line.get("ts") or self.res.clock.now()),
+                    "level": str(line.get("level", "INFO"))[:8],
+                    "stream": str(line.get("stream", "logger"))[:8],
+                    "message": redact(str(line.get("message", ""))),
+                    "fields": _redact_fields(line.get("fields") or {}),
+                }
+                for line in lines
+            ]
+            await log_store.append(conn, rows)
+        return len(rows)
+
+    async def logs(
+        self, env_id: str, run_id: str, *, after_id: int = 0, limit: int = 1000
+    ) -> list[Row[Any]]:
+        async with self.res.db.read() as conn:
+            if await run_store.get(conn, env_id, run_id) is None:
+                raise RunNotFound(run_id)
+            return await log_store.read(conn, run_id, after_id=after_id, limit=limit)
+
+
+def _redact_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        out[key] = redact(value) if isinstance(value, str) else value
+    return out

@@ -1,0 +1,77 @@
+"""Worker registration: a worker declares its version and tasks, and gets an id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from triggerfish._ids import new_id
+from triggerfish.engine.attempts import Attempts
+from triggerfish.engine.dequeue import WorkerIdentity
+from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.errors import StaleTransition
+from triggerfish.store import runs as run_store
+from triggerfish.store import workers as worker_store
+
+
+class Workers:
+    def __init__(self, res: EngineResources, attempts: Attempts) -> None:
+        self.res = res
+        self.attempts = attempts
+        self._identities: dict[str, WorkerIdentity] = {}
+
+    async def register(
+        self,
+        env_id: str,
+        *,
+        version: str,
+        name: str,
+        concurrency: int,
+        tasks: list[dict[str, Any]],
+    ) -> WorkerIdentity:
+        now = self.res.clock.now()
+        worker_id = new_id("worker", now)
+        async with self.res.db.write() as conn:
+            await worker_store.upsert_task_versions(conn, env_id, version, tasks, to_datetime(now))
+            await worker_store.ensure_queues(
+                conn, env_id, [t["queue"] for t in tasks], to_datetime(now), update_limits=True
+            )
+            await worker_store.insert_worker(
+                conn,
+                {
+                    "id": worker_id,
+                    "environment_id": env_id,
+                    "version": version,
+                    "name": name,
+                    "concurrency": concurrency,
+                    "tasks": [t["id"] for t in tasks],
+                    "started_at": to_datetime(now),
+                    "last_seen_at": now,
+                },
+            )
+        identity = WorkerIdentity(worker_id, env_id, version, tuple(t["id"] for t in tasks))
+        self._identities[worker_id] = identity
+        await self.res.notifier.notify(env_id)
+        return identity
+
+    async def identity(self, env_id: str, worker_id: str) -> WorkerIdentity:
+        """The registered worker, checked to belong to the caller's environment."""
+        known = self._identities.get(worker_id)
+        if known is None:
+            async with self.res.db.read() as conn:
+                row = await worker_store.get_worker(conn, worker_id)
+            if row is None or row.stopped_at is not None:
+                raise StaleTransition(worker_id, "serve", None)
+            known = WorkerIdentity(row.id, row.environment_id, row.version, tuple(row.tasks))
+            self._identities[worker_id] = known
+        if known.environment_id != env_id:
+            raise StaleTransition(worker_id, "serve", None)
+        return known
+
+    async def deregister(self, worker_id: str) -> None:
+        """Mark the worker stopped and hand back runs it claimed but never started."""
+        async with self.res.db.write() as conn:
+            await worker_store.stop_worker(conn, worker_id, to_datetime(self.res.clock.now()))
+            unstarted = await run_store.claimed_not_started(conn, worker_id)
+        self._identities.pop(worker_id, None)
+        if unstarted:
+            await self.attempts.release(unstarted, "claimed by a worker that stopped")

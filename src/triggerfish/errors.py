@@ -1,0 +1,149 @@
+"""Exception types raised by Triggerfish.
+
+Every error the platform raises derives from :class:`TriggerfishError`::
+
+    TriggerfishError
+    ├── UserError                     bad input from the caller (4xx)
+    │   ├── PayloadValidationError    payload does not match the task's model (422)
+    │   ├── PayloadTooLarge           payload above the configured limit (413)
+    │   ├── TaskNotFound              no worker has registered this task (404)
+    │   ├── RunNotFound               no such run in this environment (404)
+    │   └── InvalidTaskOptions        bad @task(...) or trigger options (422)
+    ├── AuthenticationError           missing, unknown or revoked API key (401)
+    ├── ConflictError
+    │   └── StaleTransition           a report lost a race: the run moved on (409)
+    ├── NonDeterminismError           replayed code diverged from the journal
+    ├── StoreUnavailable
+    │   └── SchemaNotMigrated         database needs `triggerfish db migrate`
+    └── ApiError                      client side: the server answered an error
+        └── RunTimeout                client side: a run did not finish in time
+
+Raised inside task code to steer the run:
+
+    AbortTaskRunError                 fail the run now, without retrying
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TriggerfishError(Exception):
+    """Base of every Triggerfish error."""
+
+
+class UserError(TriggerfishError):
+    """The caller sent something the platform cannot accept."""
+
+    status_code = 400
+
+
+class PayloadValidationError(UserError):
+    """The payload does not match the task's payload model.
+
+    ``field`` is the dotted path of the first offending field (``payload.email``).
+    """
+
+    status_code = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class PayloadTooLarge(UserError):
+    status_code = 413
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size, self.limit = size, limit
+        super().__init__(
+            f"payload is {size} bytes, above the limit of {limit} bytes; "
+            "store large data elsewhere and pass a reference"
+        )
+
+
+class TaskNotFound(UserError):
+    status_code = 404
+
+    def __init__(self, task_id: str, known: list[str] | None = None) -> None:
+        self.task_id = task_id
+        hint = (
+            f" (known: {', '.join(repr(k) for k in sorted(known))})"
+            if known
+            else " (no worker has registered any task in this environment yet)"
+        )
+        super().__init__(f"task {task_id!r} not found{hint}")
+
+
+class RunNotFound(UserError):
+    status_code = 404
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id!r} not found in this environment")
+
+
+class InvalidTaskOptions(UserError):
+    status_code = 422
+
+
+class AuthenticationError(TriggerfishError):
+    status_code = 401
+
+
+class ConflictError(TriggerfishError):
+    status_code = 409
+
+
+class StaleTransition(ConflictError):
+    """A state change was refused because the run is no longer where the caller thought.
+
+    Raised for late or duplicate worker reports (an attempt that was reclaimed
+    after a missed heartbeat, a completion sent twice).
+    """
+
+    def __init__(self, run_id: str, to: str, attempt_id: str | None = None) -> None:
+        self.run_id, self.to, self.attempt_id = run_id, to, attempt_id
+        who = f" by attempt {attempt_id}" if attempt_id else ""
+        super().__init__(f"run {run_id} cannot move to {to}{who}: it has moved on")
+
+
+class NonDeterminismError(TriggerfishError):
+    """Replayed task code called a different durable operation than the journal holds."""
+
+
+class StoreUnavailable(TriggerfishError):
+    pass
+
+
+class SchemaNotMigrated(StoreUnavailable):
+    def __init__(self, url: str, current: str | None, head: str) -> None:
+        super().__init__(
+            f"database {url} is at schema revision {current or 'none'}, this version needs "
+            f"{head}; run `triggerfish db migrate` (with the same DATABASE_URL) first"
+        )
+
+
+class ApiError(TriggerfishError):
+    """The server answered with an error status."""
+
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
+        self.status, self.body = status, body
+        super().__init__(f"{status}: {message}")
+
+
+class RunTimeout(ApiError):
+    def __init__(self, run_id: str, timeout: float) -> None:
+        super().__init__(408, f"run {run_id} did not finish within {timeout:g}s")
+
+
+class AbortTaskRunError(Exception):
+    """Raise inside a task to fail the run immediately, without further retries.
+
+    Example::
+
+        @task(id="charge")
+        def charge(payload: dict) -> None:
+            if payload["amount"] <= 0:
+                raise AbortTaskRunError("amount must be positive")
+    """

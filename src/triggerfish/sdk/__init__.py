@@ -1,0 +1,1 @@
+"""What task code and apps import. The public names are re-exported by ``triggerfish``."""

@@ -1,0 +1,380 @@
+"""The HTTP client: trigger tasks and read runs from any Python app.
+
+Each API call is described once (a :class:`_Call`) and sent either by the
+sync or the async transport, so the two faces cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from triggerfish.errors import ApiError, RunTimeout
+from triggerfish.sdk._task import RunHandle
+
+T = TypeVar("T")
+
+DEFAULT_API_URL = "http://127.0.0.1:3030"
+
+
+class RunError(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    message: str
+    name: str | None = None
+    stack_trace: str | None = Field(default=None, alias="stackTrace")
+
+
+class Attempt(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    id: str
+    number: int
+    status: str
+    started_at: datetime | None = Field(default=None, alias="startedAt")
+    finished_at: datetime | None = Field(default=None, alias="finishedAt")
+    error: RunError | None = None
+
+
+class Run(BaseModel):
+    """A run as the API returns it. ``output`` and ``error`` are set once it finished."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    id: str
+    status: str
+    task_identifier: str = Field(alias="taskIdentifier")
+    payload: Any = None
+    output: Any = None
+    error: RunError | None = None
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    attempt_count: int = Field(default=0, alias="attemptCount")
+    attempts: list[Attempt] = Field(default_factory=list)
+    is_completed: bool = Field(alias="isCompleted")
+    is_success: bool = Field(alias="isSuccess")
+    is_failed: bool = Field(alias="isFailed")
+    created_at: datetime = Field(alias="createdAt")
+    updated_at: datetime = Field(alias="updatedAt")
+    started_at: datetime | None = Field(default=None, alias="startedAt")
+    finished_at: datetime | None = Field(default=None, alias="finishedAt")
+    duration_ms: int = Field(default=0, alias="durationMs")
+    machine: str | None = None
+    queue: str | None = None
+
+
+class RunPage(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    data: list[Run]
+    next_cursor: str | None = None
+    previous_cursor: str | None = None
+
+
+class LogLine(BaseModel):
+    id: int
+    attempt: int
+    ts: float
+    level: str
+    stream: str
+    message: str
+    fields: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Call(Generic[T]):
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    json: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        message = response.json().get("error") or response.text
+    except ValueError:
+        message = response.text or response.reason_phrase
+    raise ApiError(response.status_code, message, response.text)
+
+
+class _Transport:
+    """Sends calls with one shared sync and one shared async HTTP connection pool."""
+
+    def __init__(self, api_url: str, secret_key: str, timeout: float) -> None:
+        self.api_url = api_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {secret_key}"}
+        self._timeout = timeout
+        self._sync: httpx.Client | None = None
+        self._async: httpx.AsyncClient | None = None
+
+    def send(self, call: _Call[T]) -> T:
+        if self._sync is None:
+            self._sync = httpx.Client(
+                base_url=self.api_url, headers=self._headers, timeout=self._timeout
+            )
+        response = self._sync.request(call.method, call.path, json=call.json, params=call.params)
+        _raise_for(response)
+        return call.parse(response.json())
+
+    async def send_async(self, call: _Call[T]) -> T:
+        if self._async is None:
+            self._async = httpx.AsyncClient(
+                base_url=self.api_url, headers=self._headers, timeout=self._timeout
+            )
+        response = await self._async.request(
+            call.method, call.path, json=call.json, params=call.params
+        )
+        _raise_for(response)
+        return call.parse(response.json())
+
+    def close(self) -> None:
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+
+    async def aclose(self) -> None:
+        if self._async is not None:
+            await self._async.aclose()
+            self._async = None
+
+
+def _trigger_call(task_id: str, payload: Any, options: dict[str, Any]) -> _Call[RunHandle]:
+    from urllib.parse import quote
+
+    return _Call(
+        "POST",
+        f"/api/v1/tasks/{quote(task_id, safe='')}/trigger",
+        lambda body: RunHandle(id=body["id"], is_cached=bool(body.get("isCached"))),
+        json={"payload": payload, "options": _wire_options(options)},
+    )
+
+
+_OPTION_NAMES = {
+    "tags": "tags",
+    "metadata": "metadata",
+    "idempotency_key": "idempotencyKey",
+    "idempotency_key_ttl": "idempotencyKeyTTL",
+    "machine": "machine",
+    "max_attempts": "maxAttempts",
+    "max_duration": "maxDuration",
+    "concurrency_key": "concurrencyKey",
+    "delay": "delay",
+    "ttl": "ttl",
+    "priority": "priority",
+}
+
+
+def _wire_options(options: dict[str, Any]) -> dict[str, Any]:
+    wire: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name == "queue":
+            wire["queue"] = {"name": getattr(value, "name", value)}
+        elif name in _OPTION_NAMES:
+            wire[_OPTION_NAMES[name]] = value.isoformat() if isinstance(value, datetime) else value
+        else:
+            known = ", ".join(sorted([*_OPTION_NAMES, "queue"]))
+            raise TypeError(f"unknown trigger option {name!r}; known options: {known}")
+    return wire
+
+
+class Tasks:
+    """``client.tasks``: trigger by task id, without importing the task's code."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    def trigger(self, task_id: str, payload: Any = None, **options: Any) -> RunHandle:
+        """Example: ``triggerfish.tasks.trigger("hello-world", {"who": "Ada"})``."""
+        return self._t.send(_trigger_call(task_id, payload, options))
+
+    async def trigger_async(self, task_id: str, payload: Any = None, **options: Any) -> RunHandle:
+        return await self._t.send_async(_trigger_call(task_id, payload, options))
+
+
+def _page(body: dict[str, Any]) -> RunPage:
+    return RunPage(
+        data=[Run.model_validate(item) for item in body["data"]],
+        next_cursor=body["pagination"].get("next"),
+        previous_cursor=body["pagination"].get("previous"),
+    )
+
+
+class Runs:
+    """``client.runs``: read, list, cancel and wait for runs."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    @staticmethod
+    def _retrieve(run_id: str) -> _Call[Run]:
+        return _Call("GET", f"/api/v3/runs/{run_id}", Run.model_validate)
+
+    @staticmethod
+    def _list(
+        *,
+        status: list[str] | str | None = None,
+        task: list[str] | str | None = None,
+        tag: list[str] | str | None = None,
+        limit: int = 25,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> _Call[RunPage]:
+        def csv(value: list[str] | str | None) -> str | None:
+            return ",".join(value) if isinstance(value, list) else value
+
+        params = {
+            "filter[status]": csv(status),
+            "filter[taskIdentifier]": csv(task),
+            "filter[tag]": csv(tag),
+            "page[size]": limit,
+            "page[after]": after,
+            "page[before]": before,
+        }
+        return _Call("GET", "/api/v1/runs", _page, params={k: v for k, v in params.items() if v})
+
+    @staticmethod
+    def _cancel(run_id: str) -> _Call[str]:
+        return _Call("POST", f"/api/v2/runs/{run_id}/cancel", lambda b: str(b["id"]))
+
+    @staticmethod
+    def _logs(run_id: str, after: int) -> _Call[list[LogLine]]:
+        return _Call(
+            "GET",
+            f"/api/v1/runs/{run_id}/logs",
+            lambda b: [LogLine.model_validate(x) for x in b["data"]],
+            params={"after": after},
+        )
+
+    def retrieve(self, run_id: str) -> Run:
+        """Status, attempts, output, error and timestamps of a run."""
+        return self._t.send(self._retrieve(run_id))
+
+    async def retrieve_async(self, run_id: str) -> Run:
+        return await self._t.send_async(self._retrieve(run_id))
+
+    def list(self, **filters: Any) -> RunPage:
+        """Runs, newest first.
+
+        Filters: ``status``, ``task``, ``tag``; paging: ``limit``, ``after``, ``before``.
+        """
+        return self._t.send(self._list(**filters))
+
+    async def list_async(self, **filters: Any) -> RunPage:
+        return await self._t.send_async(self._list(**filters))
+
+    def cancel(self, run_id: str) -> str:
+        return self._t.send(self._cancel(run_id))
+
+    async def cancel_async(self, run_id: str) -> str:
+        return await self._t.send_async(self._cancel(run_id))
+
+    def logs(self, run_id: str, after: int = 0) -> builtins.list[LogLine]:
+        return self._t.send(self._logs(run_id, after))
+
+    async def logs_async(self, run_id: str, after: int = 0) -> builtins.list[LogLine]:
+        return await self._t.send_async(self._logs(run_id, after))
+
+    def poll(self, run_id: str, timeout: float = 60.0, interval: float = 0.25) -> Run:
+        """Wait until the run is final and return it; ``RunTimeout`` after ``timeout`` s.
+
+        Example::
+
+            run = triggerfish.runs.poll(handle.id, timeout=30)
+            print(run.status, run.output)
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.retrieve(run_id)
+            if run.is_completed:
+                return run
+            if time.monotonic() >= deadline:
+                raise RunTimeout(run_id, timeout)
+            time.sleep(interval)
+
+    async def poll_async(self, run_id: str, timeout: float = 60.0, interval: float = 0.25) -> Run:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = await self.retrieve_async(run_id)
+            if run.is_completed:
+                return run
+            if time.monotonic() >= deadline:
+                raise RunTimeout(run_id, timeout)
+            await asyncio.sleep(interval)
+
+
+class Triggerfish:
+    """A client for one environment of a Triggerfish server.
+
+    Reads ``TRIGGERFISH_API_URL`` and ``TRIGGERFISH_SECRET_KEY`` unless given.
+
+    Example::
+
+        client = Triggerfish(api_url="http://127.0.0.1:3030", secret_key="tr_dev_…")
+        handle = client.tasks.trigger("hello-world", {"who": "Ada"})
+        print(client.runs.poll(handle.id).output)
+    """
+
+    def __init__(
+        self,
+        api_url: str | None = None,
+        secret_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+    ) -> None:
+        url = api_url or os.environ.get("TRIGGERFISH_API_URL") or DEFAULT_API_URL
+        key = secret_key or os.environ.get("TRIGGERFISH_SECRET_KEY")
+        if not key:
+            raise ApiError(
+                401,
+                "no secret key: pass secret_key=... or set TRIGGERFISH_SECRET_KEY "
+                "(`triggerfish dev` prints the dev key)",
+            )
+        self._transport = _Transport(url, key, timeout)
+        self.api_url = self._transport.api_url
+        self.tasks = Tasks(self._transport)
+        self.runs = Runs(self._transport)
+
+    def close(self) -> None:
+        self._transport.close()
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+_default: Triggerfish | None = None
+
+
+def default_client() -> Triggerfish:
+    """The client made from the environment variables, created on first use."""
+    global _default
+    if _default is None:
+        _default = Triggerfish()
+    return _default
+
+
+def resolve_client(client: Triggerfish | None) -> Triggerfish:
+    return client if client is not None else default_client()
+
+
+class _DefaultNamespace:
+    """``triggerfish.runs`` / ``triggerfish.tasks``: the default client's namespaces."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(getattr(default_client(), self._name), attr)

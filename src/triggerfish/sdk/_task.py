@@ -1,0 +1,254 @@
+"""``@task``: turn a function into a task that can be triggered and run by workers."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar, get_type_hints
+
+import pydantic
+
+from triggerfish.errors import InvalidTaskOptions, PayloadValidationError
+from triggerfish.sdk._machines import DEFAULT_MACHINE, MACHINE_MEMORY_MB, check_machine
+from triggerfish.sdk._queue import Queue
+from triggerfish.sdk._registry import current_registry
+from triggerfish.sdk._retry import RetryPolicy
+
+P = TypeVar("P")
+R = TypeVar("R")
+
+_TASK_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/")
+
+
+@dataclass(frozen=True)
+class ErrorDecision:
+    """What a ``catch_error`` hook wants done with a failed attempt.
+
+    Example::
+
+        def on_error(payload, error, ctx):
+            if isinstance(error, RateLimited):
+                return ErrorDecision.retry(delay=60)
+            if isinstance(error, BadInput):
+                return ErrorDecision.fail()
+            return None  # use the task's retry policy
+
+        @task(id="call-api", catch_error=on_error)
+        def call_api(payload: dict) -> dict: ...
+    """
+
+    action: Literal["retry", "fail", "skip"]
+    delay: float | None = None
+    output: Any = None
+
+    @classmethod
+    def retry(cls, delay: float | None = None) -> ErrorDecision:
+        """Retry (if attempts remain), after ``delay`` seconds or the policy's backoff."""
+        return cls("retry", delay=delay)
+
+    @classmethod
+    def fail(cls) -> ErrorDecision:
+        """Fail the run now without further retries."""
+        return cls("fail")
+
+    @classmethod
+    def skip(cls, output: Any = None) -> ErrorDecision:
+        """Swallow the error: the run completes successfully with ``output``."""
+        return cls("skip", output=output)
+
+
+CatchError = Callable[[Any, BaseException, Any], "ErrorDecision | None"]
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """Returned by ``trigger``: the new run's id, at once, before it starts."""
+
+    id: str
+    is_cached: bool = False
+
+
+class Task(Generic[P, R]):
+    """A function the platform can run. Made by :func:`task`; not built directly."""
+
+    def __init__(
+        self,
+        fn: Callable[..., R] | Callable[..., Awaitable[R]],
+        *,
+        id: str,
+        retry: RetryPolicy,
+        max_duration: float | None,
+        machine: str,
+        queue: Queue,
+        catch_error: CatchError | None,
+        on_event: str | None,
+    ) -> None:
+        self.fn = fn
+        self.id = id
+        self.retry = retry
+        self.max_duration = max_duration
+        self.machine = machine
+        self.queue = queue
+        self.catch_error = catch_error
+        self.on_event = on_event
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.qualname = f"{fn.__module__}.{fn.__qualname__}"
+        self.payload_model, self.takes_ctx = _inspect_signature(fn, id)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id!r} ({self.qualname})>"
+
+    # -- payloads -----------------------------------------------------------------
+
+    def validate_payload(self, payload: Any) -> Any:
+        """The payload as the function receives it; raises ``PayloadValidationError``."""
+        if self.payload_model is None:
+            return payload
+        if isinstance(payload, self.payload_model):
+            return payload
+        try:
+            return self.payload_model.model_validate(payload)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in ("payload", *first["loc"]))
+            raise PayloadValidationError(where, first["msg"]) from None
+
+    def dump_payload(self, payload: Any) -> Any:
+        """The JSON value sent over the wire for ``payload``."""
+        value = self.validate_payload(payload)
+        if isinstance(value, pydantic.BaseModel):
+            return value.model_dump(mode="json")
+        return value
+
+    def manifest(self) -> dict[str, Any]:
+        """What a worker tells the server about this task when it registers."""
+        return {
+            "id": self.id,
+            "retry": self.retry.to_json(),
+            "max_duration": self.max_duration,
+            "machine": self.machine,
+            "queue": self.queue.to_json(),
+            "payload_schema": (
+                self.payload_model.model_json_schema() if self.payload_model else None
+            ),
+            "on_event": self.on_event,
+            "entry": self.qualname,
+        }
+
+    # -- triggering ---------------------------------------------------------------
+
+    def trigger(self, payload: P, **options: Any) -> RunHandle:
+        """Queue a run of this task and return its handle at once.
+
+        Options (all optional): ``tags``, ``metadata``, ``idempotency_key``,
+        ``idempotency_key_ttl``, ``machine``, ``max_attempts``, ``max_duration``,
+        ``queue``, ``concurrency_key``, ``delay``, ``ttl``, ``priority``, and
+        ``client`` to use another :class:`~triggerfish.Triggerfish` client.
+
+        Example::
+
+            handle = hello_world.trigger({"who": "Ada"}, tags=["demo"])
+            run = triggerfish.runs.poll(handle.id, timeout=30)
+        """
+        from triggerfish.sdk._client import resolve_client
+
+        client = resolve_client(options.pop("client", None))
+        return client.tasks.trigger(self.id, self.dump_payload(payload), **options)
+
+    async def trigger_async(self, payload: P, **options: Any) -> RunHandle:
+        """``trigger`` for async apps: ``await my_task.trigger_async(payload)``."""
+        from triggerfish.sdk._client import resolve_client
+
+        client = resolve_client(options.pop("client", None))
+        return await client.tasks.trigger_async(self.id, self.dump_payload(payload), **options)
+
+
+def task(
+    *,
+    id: str,
+    retry: RetryPolicy | None = None,
+    max_duration: float | None = None,
+    machine: str = DEFAULT_MACHINE,
+    queue: Queue | None = None,
+    catch_error: CatchError | None = None,
+    on_event: str | None = None,
+) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+    """Declare a task.
+
+    The function takes the payload and, optionally, a :class:`Context`. Annotate
+    the payload with a pydantic model to have it validated when the run is
+    triggered. ``def`` and ``async def`` both work.
+
+    Example::
+
+        from triggerfish import task, retry, logger
+
+        @task(id="hello-world", retry=retry(max_attempts=3), max_duration=300)
+        async def hello_world(payload: dict, ctx) -> dict:
+            logger.info("greeting", who=payload.get("who"))
+            return {"message": f"Hello {payload.get('who', 'Stranger')}"}
+    """
+    _check_task_id(id)
+    if max_duration is not None and max_duration <= 0:
+        raise InvalidTaskOptions(f"task {id!r}: max_duration must be a positive number of seconds")
+    try:
+        check_machine(machine, f"task {id!r}")
+    except ValueError as exc:
+        raise InvalidTaskOptions(str(exc)) from None
+
+    def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
+        if not callable(fn):
+            raise InvalidTaskOptions(f"task {id!r}: @task must decorate a function")
+        made: Task[Any, Any] = Task(
+            fn,
+            id=id,
+            retry=retry or RetryPolicy(),
+            max_duration=max_duration,
+            machine=machine,
+            queue=queue or Queue(f"task/{id}"),
+            catch_error=catch_error,
+            on_event=on_event,
+        )
+        current_registry().add(made)
+        return made
+
+    return decorate
+
+
+def memory_limit_mb(machine: str) -> int:
+    return MACHINE_MEMORY_MB[machine]
+
+
+def _check_task_id(task_id: str) -> None:
+    if not task_id or len(task_id) > 128 or not set(task_id) <= _TASK_ID_CHARS:
+        raise InvalidTaskOptions(
+            f"task id {task_id!r} is invalid: use 1-128 letters, digits and - _ . : /"
+        )
+
+
+def _inspect_signature(
+    fn: Callable[..., Any], task_id: str
+) -> tuple[type[pydantic.BaseModel] | None, bool]:
+    params = list(inspect.signature(fn).parameters.values())
+    if not 1 <= len(params) <= 2:
+        raise InvalidTaskOptions(
+            f"task {task_id!r}: the function must take (payload) or (payload, ctx), "
+            f"it takes {len(params)} parameters"
+        )
+    try:
+        hints = get_type_hints(fn)
+    except Exception:  # unresolvable forward references: treat as unannotated
+        hints = {}
+    annotation = hints.get(params[0].name)
+    model = (
+        annotation
+        if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
+        else None
+    )
+    return model, len(params) == 2
+
+
+def to_iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")

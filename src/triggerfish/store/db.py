@@ -1,0 +1,109 @@
+"""Opening a database: engine, dialect quirks, write/read transactions, schema checks."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from triggerfish.errors import SchemaNotMigrated
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+def normalise_url(url: str) -> URL:
+    """Accept plain ``postgresql://`` / ``sqlite:///`` URLs and pick our async drivers."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    raise ValueError(
+        f"unsupported database URL {parsed.render_as_string(hide_password=True)}: "
+        "use postgresql://… or sqlite:///path"
+    )
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+class Database:
+    """One database: the async engine plus what differs between dialects.
+
+    ``write()`` opens a transaction that will write: on SQLite it begins with
+    ``BEGIN IMMEDIATE`` so concurrent writers queue on the lock instead of failing
+    on upgrade. ``read()`` opens a plain transaction.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = normalise_url(url)
+        self.dialect: Dialect = (
+            "postgresql" if self.url.get_backend_name() == "postgresql" else "sqlite"
+        )
+        self.engine: AsyncEngine = self._create_engine(pool_size)
+
+    def _create_engine(self, pool_size: int) -> AsyncEngine:
+        if self.dialect == "sqlite":
+            engine = create_async_engine(
+                self.url, connect_args={"timeout": 30}, pool_size=pool_size, max_overflow=0
+            )
+            _configure_sqlite(engine)
+            return engine
+        return create_async_engine(
+            self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+        )
+
+    @property
+    def display_url(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(triggerfish_write=True)
+            async with conn.begin():
+                yield conn
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    async def check_migrated(self) -> None:
+        """Raise ``SchemaNotMigrated`` unless the schema is at the newest revision."""
+        from triggerfish.store.migrate import current_revision, head_revision
+
+        current = await current_revision(self)
+        head = head_revision()
+        if current != head:
+            raise SchemaNotMigrated(self.display_url, current, head)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's implicit BEGIN is deferred).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("triggerfish_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

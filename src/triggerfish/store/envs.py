@@ -1,0 +1,136 @@
+"""Projects, environments and their API keys (stored as SHA-256 hashes only)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from triggerfish._ids import new_id
+from triggerfish.store.tables import api_keys, environments, projects
+
+ENV_SLUGS = ("dev", "staging", "prod", "preview")
+_KEY_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def hash_key(key: str) -> str:
+    # Keys carry 160+ bits of randomness, so a fast hash is enough: there is
+    # nothing to brute-force, and lookups stay one index probe per request.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_key(slug: str) -> str:
+    return f"tr_{slug}_" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(32))
+
+
+async def ensure_project(
+    conn: AsyncConnection, name: str, now: datetime, slugs: tuple[str, ...] = ("dev", "prod")
+) -> Row[Any]:
+    """The (single) project, created with its environments on first use."""
+    row = (await conn.execute(select(projects).order_by(projects.c.created_at))).first()
+    if row is None:
+        pid = new_id("proj")
+        await conn.execute(insert(projects).values(id=pid, ref=pid, name=name, created_at=now))
+        row = (await conn.execute(select(projects).where(projects.c.id == pid))).one()
+    existing = {
+        r.slug
+        for r in await conn.execute(
+            select(environments.c.slug).where(environments.c.project_id == row.id)
+        )
+    }
+    for slug in slugs:
+        if slug not in existing:
+            await conn.execute(
+                insert(environments).values(
+                    id=new_id("env"), project_id=row.id, slug=slug, created_at=now
+                )
+            )
+    return row
+
+
+async def environment_by_slug(conn: AsyncConnection, slug: str) -> Row[Any] | None:
+    stmt = (
+        select(environments, projects.c.ref.label("project_ref"))
+        .join(projects, projects.c.id == environments.c.project_id)
+        .where(environments.c.slug == slug)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def create_key(
+    conn: AsyncConnection, env_id: str, slug: str, name: str, now: datetime
+) -> tuple[str, Row[Any]]:
+    """Make a key; returns the plain key (show it once) and its stored row."""
+    key = generate_key(slug)
+    kid = new_id("key")
+    await conn.execute(
+        insert(api_keys).values(
+            id=kid,
+            environment_id=env_id,
+            key_hash=hash_key(key),
+            display=key[: len(slug) + 8] + "…",
+            name=name,
+            created_at=now,
+        )
+    )
+    row = (await conn.execute(select(api_keys).where(api_keys.c.id == kid))).one()
+    return key, row
+
+
+async def store_known_key(
+    conn: AsyncConnection, env_id: str, key: str, name: str, now: datetime
+) -> None:
+    """Record a key generated elsewhere (the dev server's local key file)."""
+    digest = hash_key(key)
+    if (await conn.execute(select(api_keys.c.id).where(api_keys.c.key_hash == digest))).first():
+        return
+    slug = key.split("_")[1]
+    await conn.execute(
+        insert(api_keys).values(
+            id=new_id("key"),
+            environment_id=env_id,
+            key_hash=digest,
+            display=key[: len(slug) + 8] + "…",
+            name=name,
+            created_at=now,
+        )
+    )
+
+
+async def environment_for_key(conn: AsyncConnection, key: str) -> Row[Any] | None:
+    stmt = (
+        select(
+            environments.c.id,
+            environments.c.slug,
+            environments.c.project_id,
+            projects.c.ref.label("project_ref"),
+        )
+        .join(api_keys, api_keys.c.environment_id == environments.c.id)
+        .join(projects, projects.c.id == environments.c.project_id)
+        .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None))
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def list_keys(conn: AsyncConnection) -> list[Row[Any]]:
+    stmt = (
+        select(api_keys, environments.c.slug)
+        .join(environments, environments.c.id == api_keys.c.environment_id)
+        .order_by(api_keys.c.created_at)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def revoke_key(conn: AsyncConnection, key_id: str, now: datetime) -> bool:
+    result = await conn.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .returning(api_keys.c.id)
+    )
+    return result.first() is not None

@@ -1,0 +1,28 @@
+"""Log lines of runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from triggerfish.store.tables import run_logs
+
+
+async def append(conn: AsyncConnection, lines: Sequence[dict[str, Any]]) -> None:
+    if lines:
+        await conn.execute(insert(run_logs), list(lines))
+
+
+async def read(
+    conn: AsyncConnection, run_id: str, *, after_id: int = 0, limit: int = 1000
+) -> list[Row[Any]]:
+    stmt = (
+        select(run_logs)
+        .where(run_logs.c.run_id == run_id, run_logs.c.id > after_id)
+        .order_by(run_logs.c.id)
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all())

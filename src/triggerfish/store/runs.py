@@ -1,0 +1,423 @@
+"""Queries on runs, attempts and their history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from triggerfish.engine.states import ALLOWED_FROM, RunStatus
+from triggerfish.store.tables import attempts, run_events, run_tags, runs
+
+
+async def insert_run(conn: AsyncConnection, values: dict[str, Any], tags: Sequence[str]) -> None:
+    await conn.execute(insert(runs).values(**values))
+    if tags:
+        await conn.execute(
+            insert(run_tags),
+            [
+                {"run_id": values["id"], "tag": t, "environment_id": values["environment_id"]}
+                for t in tags
+            ],
+        )
+    await conn.execute(
+        insert(run_events).values(
+            run_id=values["id"],
+            from_status=None,
+            to_status=values["status"],
+            reason="triggered",
+            at=values["created_at"],
+        )
+    )
+
+
+async def get(conn: AsyncConnection, env_id: str, run_id: str) -> Row[Any] | None:
+    stmt = select(runs).where(runs.c.id == run_id, runs.c.environment_id == env_id)
+    return (await conn.execute(stmt)).first()
+
+
+async def get_by_id(conn: AsyncConnection, run_id: str) -> Row[Any] | None:
+    return (await conn.execute(select(runs).where(runs.c.id == run_id))).first()
+
+
+async def find_idempotent(
+    conn: AsyncConnection, env_id: str, task_id: str, key: str
+) -> Row[Any] | None:
+    stmt = select(runs).where(
+        runs.c.environment_id == env_id,
+        runs.c.task_identifier == task_id,
+        runs.c.idempotency_key == key,
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def clear_idempotency_key(conn: AsyncConnection, run_id: str) -> None:
+    await conn.execute(update(runs).where(runs.c.id == run_id).values(idempotency_key=None))
+
+
+async def transition(
+    conn: AsyncConnection,
+    run_id: str,
+    *,
+    to: RunStatus,
+    now: datetime,
+    attempt_id: str | None = None,
+    env_id: str | None = None,
+    reason: str | None = None,
+    values: dict[str, Any] | None = None,
+) -> Row[Any] | None:
+    """Move a run to ``to`` if its current status allows it; ``None`` if it did not.
+
+    With ``attempt_id`` the move also requires that attempt to still be the run's
+    current one, so a reclaimed attempt's late report changes nothing.
+    """
+    stmt = (
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.status.in_([s.value for s in ALLOWED_FROM[to]]))
+        .values(previous_status=runs.c.status, status=to.value, updated_at=now, **(values or {}))
+        .returning(*runs.c)
+    )
+    if attempt_id is not None:
+        stmt = stmt.where(runs.c.current_attempt_id == attempt_id)
+    if env_id is not None:
+        stmt = stmt.where(runs.c.environment_id == env_id)
+    row = (await conn.execute(stmt)).first()
+    if row is not None:
+        await conn.execute(
+            insert(run_events).values(
+                run_id=run_id,
+                from_status=row.previous_status,
+                to_status=to.value,
+                attempt_id=attempt_id,
+                reason=reason,
+                at=now,
+            )
+        )
+    return row
+
+
+async def transition_values(conn: AsyncConnection, run_id: str, **values: Any) -> Row[Any]:
+    """Set fields that carry no status change (used right after a guarded transition)."""
+    stmt = update(runs).where(runs.c.id == run_id).values(**values).returning(*runs.c)
+    return (await conn.execute(stmt)).one()
+
+
+# -- claiming -------------------------------------------------------------------
+
+
+async def queued_candidates(
+    conn: AsyncConnection,
+    *,
+    env_id: str,
+    task_ids: Sequence[str],
+    version: str,
+    now: float,
+    limit: int,
+    skip_locked: bool,
+) -> list[Row[Any]]:
+    """Queued runs this worker could take, oldest ``order_key`` first.
+
+    Walks the partial index ``ix_runs_queued``; on PostgreSQL the rows are locked
+    with ``SKIP LOCKED`` so concurrent claimers take disjoint sets.
+    """
+    stmt = (
+        select(runs.c.id, runs.c.queue_name)
+        .where(
+            runs.c.environment_id == env_id,
+            runs.c.status == RunStatus.QUEUED.value,
+            runs.c.available_at <= now,
+            runs.c.task_identifier.in_(task_ids),
+            (runs.c.locked_version.is_(None)) | (runs.c.locked_version == version),
+        )
+        .order_by(runs.c.order_key)
+        .limit(limit)
+    )
+    if skip_locked:
+        stmt = stmt.with_for_update(skip_locked=True, of=runs)
+    return list((await conn.execute(stmt)).all())
+
+
+async def active_counts(
+    conn: AsyncConnection, env_id: str, queue_names: Iterable[str]
+) -> dict[str, int]:
+    """How many runs of each queue hold a worker slot (``ix_runs_active``)."""
+    names = list(queue_names)
+    if not names:
+        return {}
+    stmt = (
+        select(runs.c.queue_name, func.count())
+        .where(
+            runs.c.environment_id == env_id,
+            runs.c.queue_name.in_(names),
+            runs.c.status.in_([RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]),
+        )
+        .group_by(runs.c.queue_name)
+    )
+    return {name: count for name, count in (await conn.execute(stmt)).all()}
+
+
+@dataclass
+class Claim:
+    run_id: str
+    attempt_id: str
+    worker_id: str
+    version: str
+    lease_expires_at: float
+    now: datetime
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[Row[Any]]:
+    """Claim the runs in one batch: status, attempt rows, history rows, then read back."""
+    if not claims:
+        return []
+    await conn.execute(
+        update(runs)
+        .where(and_(runs.c.id == _b("run_id"), runs.c.status == RunStatus.QUEUED.value))
+        .values(
+            previous_status=runs.c.status,
+            status=RunStatus.DEQUEUED.value,
+            attempt_count=runs.c.attempt_count + 1,
+            current_attempt_id=_b("attempt_id"),
+            worker_id=_b("worker_id"),
+            lease_expires_at=_b("lease"),
+            updated_at=_b("now"),
+        ),
+        [
+            {
+                "run_id": c.run_id,
+                "attempt_id": c.attempt_id,
+                "worker_id": c.worker_id,
+                "lease": c.lease_expires_at,
+                "now": c.now,
+            }
+            for c in claims
+        ],
+    )
+    ids = [c.run_id for c in claims]
+    rows = list((await conn.execute(select(runs).where(runs.c.id.in_(ids)))).all())
+    by_id = {r.id: r for r in rows}
+    await conn.execute(
+        insert(attempts),
+        [
+            {
+                "id": c.attempt_id,
+                "run_id": c.run_id,
+                "number": by_id[c.run_id].attempt_count,
+                "status": "PENDING",
+                "worker_id": c.worker_id,
+                "version": c.version,
+                "created_at": c.now,
+            }
+            for c in claims
+        ],
+    )
+    await conn.execute(
+        insert(run_events),
+        [
+            {
+                "run_id": c.run_id,
+                "from_status": RunStatus.QUEUED.value,
+                "to_status": RunStatus.DEQUEUED.value,
+                "attempt_id": c.attempt_id,
+                "reason": f"claimed by {c.worker_id}",
+                "at": c.now,
+            }
+            for c in claims
+        ],
+    )
+    return [by_id[c.run_id] for c in claims]
+
+
+def _b(name: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return bindparam(name)
+
+
+# -- leases -----------------------------------------------------------------------
+
+
+async def extend_leases(
+    conn: AsyncConnection, worker_id: str, attempt_ids: Sequence[str], until: float
+) -> set[str]:
+    """Renew the leases of these attempts; returns the ones still current."""
+    if not attempt_ids:
+        return set()
+    stmt = (
+        update(runs)
+        .where(
+            runs.c.current_attempt_id.in_(list(attempt_ids)),
+            runs.c.worker_id == worker_id,
+            runs.c.status.in_([RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]),
+        )
+        .values(lease_expires_at=until)
+        .returning(runs.c.current_attempt_id)
+    )
+    return {r[0] for r in (await conn.execute(stmt)).all()}
+
+
+async def claimed_not_started(conn: AsyncConnection, worker_id: str) -> list[str]:
+    stmt = select(runs.c.current_attempt_id).where(
+        runs.c.worker_id == worker_id, runs.c.status == RunStatus.DEQUEUED.value
+    )
+    return [r[0] for r in (await conn.execute(stmt)).all()]
+
+
+async def expired_leases(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+    stmt = (
+        select(runs.c.id, runs.c.current_attempt_id, runs.c.status)
+        .where(
+            runs.c.status.in_([RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]),
+            runs.c.lease_expires_at < now,
+        )
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def due_delayed(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+    stmt = (
+        select(runs.c.id)
+        .where(runs.c.status == RunStatus.DELAYED.value, runs.c.available_at <= now)
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def past_ttl(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+    stmt = (
+        select(runs.c.id)
+        .where(
+            runs.c.expires_at.is_not(None),
+            runs.c.expires_at < now,
+            runs.c.status.in_([RunStatus.QUEUED.value, RunStatus.DELAYED.value]),
+        )
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def next_available_at(conn: AsyncConnection, env_id: str) -> float | None:
+    stmt = select(func.min(runs.c.available_at)).where(
+        runs.c.environment_id == env_id, runs.c.status == RunStatus.QUEUED.value
+    )
+    value = (await conn.execute(stmt)).scalar()
+    return float(value) if value is not None else None
+
+
+# -- attempts ---------------------------------------------------------------------
+
+
+async def update_attempt(conn: AsyncConnection, attempt_id: str, **values: Any) -> None:
+    await conn.execute(update(attempts).where(attempts.c.id == attempt_id).values(**values))
+
+
+async def attempt_version(conn: AsyncConnection, attempt_id: str | None) -> str | None:
+    if attempt_id is None:
+        return None
+    stmt = select(attempts.c.version).where(attempts.c.id == attempt_id)
+    return (await conn.execute(stmt)).scalar()
+
+
+async def run_of_attempt(conn: AsyncConnection, attempt_id: str) -> str | None:
+    stmt = select(attempts.c.run_id).where(attempts.c.id == attempt_id)
+    return (await conn.execute(stmt)).scalar()
+
+
+async def attempt_by_id(conn: AsyncConnection, attempt_id: str) -> Row[Any] | None:
+    return (await conn.execute(select(attempts).where(attempts.c.id == attempt_id))).first()
+
+
+async def list_attempts(conn: AsyncConnection, run_id: str) -> list[Row[Any]]:
+    stmt = select(attempts).where(attempts.c.run_id == run_id).order_by(attempts.c.number)
+    return list((await conn.execute(stmt)).all())
+
+
+async def list_events(conn: AsyncConnection, run_id: str) -> list[Row[Any]]:
+    stmt = select(run_events).where(run_events.c.run_id == run_id).order_by(run_events.c.id)
+    return list((await conn.execute(stmt)).all())
+
+
+async def tags_of(conn: AsyncConnection, run_ids: Sequence[str]) -> dict[str, list[str]]:
+    if not run_ids:
+        return {}
+    stmt = select(run_tags.c.run_id, run_tags.c.tag).where(run_tags.c.run_id.in_(list(run_ids)))
+    out: dict[str, list[str]] = {rid: [] for rid in run_ids}
+    for rid, tag in (await conn.execute(stmt)).all():
+        out[rid].append(tag)
+    for tags in out.values():
+        tags.sort()
+    return out
+
+
+# -- listing ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    statuses: Sequence[str] = ()
+    task_ids: Sequence[str] = ()
+    tags: Sequence[str] = ()
+    versions: Sequence[str] = ()
+    queues: Sequence[str] = ()
+    machines: Sequence[str] = ()
+    batch_id: str | None = None
+    is_test: bool | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+async def page(
+    conn: AsyncConnection,
+    env_id: str,
+    flt: RunFilter,
+    *,
+    size: int,
+    after: str | None = None,
+    before: str | None = None,
+) -> tuple[list[Row[Any]], bool]:
+    """One page of runs, newest first, and whether more lie beyond it.
+
+    Run ids sort by creation time, so the cursor is a run id and the page is an
+    index range scan on ``(environment_id, id)``.
+    """
+    conds = [runs.c.environment_id == env_id]
+    if flt.statuses:
+        conds.append(runs.c.status.in_(list(flt.statuses)))
+    if flt.task_ids:
+        conds.append(runs.c.task_identifier.in_(list(flt.task_ids)))
+    if flt.versions:
+        conds.append(runs.c.locked_version.in_(list(flt.versions)))
+    if flt.queues:
+        conds.append(runs.c.queue_name.in_(list(flt.queues)))
+    if flt.machines:
+        conds.append(runs.c.machine.in_(list(flt.machines)))
+    if flt.batch_id:
+        conds.append(runs.c.batch_id == flt.batch_id)
+    if flt.is_test is not None:
+        conds.append(runs.c.is_test == flt.is_test)
+    if flt.created_from:
+        conds.append(runs.c.created_at >= flt.created_from)
+    if flt.created_to:
+        conds.append(runs.c.created_at <= flt.created_to)
+    if flt.tags:
+        tagged = select(run_tags.c.run_id).where(
+            run_tags.c.environment_id == env_id, run_tags.c.tag.in_(list(flt.tags))
+        )
+        conds.append(runs.c.id.in_(tagged))
+    stmt = select(runs).where(*conds)
+    if before is not None:
+        stmt = stmt.where(runs.c.id > before).order_by(runs.c.id.asc()).limit(size + 1)
+        rows = list((await conn.execute(stmt)).all())
+        more = len(rows) > size
+        return list(reversed(rows[:size])), more
+    if after is not None:
+        stmt = stmt.where(runs.c.id < after)
+    stmt = stmt.order_by(runs.c.id.desc()).limit(size + 1)
+    rows = list((await conn.execute(stmt)).all())
+    return rows[:size], len(rows) > size

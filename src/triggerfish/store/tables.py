@@ -1,0 +1,262 @@
+"""The schema. Alembic migrations in ``migrations/`` must produce exactly this.
+
+Times shown to people (created, started, finished) are naive UTC ``DateTime``s.
+Times the dequeue path compares on every claim (``available_at``,
+``lease_expires_at``, ``order_key``) are float epoch seconds: cheap to index and
+compare on both dialects.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("ref", String(40), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("project_id", String(40), ForeignKey("projects.id"), nullable=False),
+    Column("slug", String(32), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("project_id", "slug"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), ForeignKey("environments.id"), nullable=False),
+    # sha256 of the whole key; the key itself is shown once and never stored
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("display", String(32), nullable=False),  # e.g. "tr_dev_ab12…"
+    Column("name", String(200), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("revoked_at", DateTime),
+)
+
+queues = Table(
+    "queues",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), ForeignKey("environments.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("concurrency_limit", Integer),  # None: no limit of its own
+    Column("paused", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("environment_id", "name"),
+)
+
+task_versions = Table(
+    "task_versions",
+    metadata,
+    Column("environment_id", String(40), ForeignKey("environments.id"), primary_key=True),
+    Column("task_identifier", String(128), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("manifest", JSON, nullable=False),
+    Column("registered_at", DateTime, nullable=False),
+    Index("ix_task_versions_latest", "environment_id", "task_identifier", "registered_at"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), ForeignKey("environments.id"), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("tasks", JSON, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("stopped_at", DateTime),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), ForeignKey("environments.id"), nullable=False),
+    Column("task_identifier", String(128), nullable=False),
+    Column("queue_name", String(128), nullable=False),
+    Column("concurrency_key", String(512)),
+    Column("status", String(20), nullable=False),
+    # set by every guarded transition (`SET previous_status = status, status = :to`)
+    # so the history row can name where the run came from without a second read
+    Column("previous_status", String(20)),
+    Column("payload", JSON),
+    Column("payload_type", String(64), nullable=False),
+    Column("output", JSON),
+    Column("error", JSON),
+    Column("tags", JSON, nullable=False),
+    Column("run_metadata", JSON),
+    Column("idempotency_key", String(128)),
+    Column("idempotency_key_raw", String(512)),
+    Column("idempotency_key_expires_at", Float),
+    Column("machine", String(16), nullable=False),
+    Column("max_attempts", Integer),  # None: the task's retry policy decides
+    Column("max_duration", Float),  # None: the task's max_duration
+    Column("priority", Float, nullable=False, server_default=text("0")),
+    Column("ttl", String(32)),
+    # attempts started so far (ctx.attempt.number of the latest one)
+    Column("attempt_count", Integer, nullable=False, server_default=text("0")),
+    # attempts that failed and used up retry budget (released attempts do not)
+    Column("failure_count", Integer, nullable=False, server_default=text("0")),
+    Column("current_attempt_id", String(40)),
+    Column("worker_id", String(40)),
+    Column("locked_version", String(64)),
+    Column("available_at", Float, nullable=False),
+    Column("order_key", Float, nullable=False),
+    Column("lease_expires_at", Float),
+    Column("expires_at", Float),  # TTL deadline for starting
+    Column("parent_run_id", String(40)),
+    Column("root_run_id", String(40)),
+    Column("batch_id", String(40)),
+    Column("depth", Integer, nullable=False, server_default=text("0")),
+    Column("trigger_function", String(24), nullable=False),
+    Column("is_test", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("started_at", DateTime),
+    Column("finished_at", DateTime),
+    Column("delayed_until", DateTime),
+    Column("expired_at", DateTime),
+    # the claim path: only queued runs, in dequeue order
+    Index(
+        "ix_runs_queued",
+        "environment_id",
+        "order_key",
+        postgresql_where=text("status = 'QUEUED'"),
+        sqlite_where=text("status = 'QUEUED'"),
+    ),
+    Index(
+        "ix_runs_delayed",
+        "available_at",
+        postgresql_where=text("status = 'DELAYED'"),
+        sqlite_where=text("status = 'DELAYED'"),
+    ),
+    Index(
+        "ix_runs_expiry",
+        "expires_at",
+        postgresql_where=text("expires_at IS NOT NULL AND status IN ('QUEUED', 'DELAYED')"),
+        sqlite_where=text("expires_at IS NOT NULL AND status IN ('QUEUED', 'DELAYED')"),
+    ),
+    # concurrency accounting and the heartbeat reaper: only claimed/executing runs
+    Index(
+        "ix_runs_active",
+        "environment_id",
+        "queue_name",
+        postgresql_where=text("status IN ('DEQUEUED', 'EXECUTING')"),
+        sqlite_where=text("status IN ('DEQUEUED', 'EXECUTING')"),
+    ),
+    Index(
+        "ix_runs_lease",
+        "lease_expires_at",
+        postgresql_where=text("status IN ('DEQUEUED', 'EXECUTING')"),
+        sqlite_where=text("status IN ('DEQUEUED', 'EXECUTING')"),
+    ),
+    # runs.list newest first; ids sort by creation time
+    Index("ix_runs_env_id", "environment_id", "id"),
+    Index("ix_runs_env_task_id", "environment_id", "task_identifier", "id"),
+    Index("ix_runs_env_status_id", "environment_id", "status", "id"),
+    Index(
+        "ix_runs_idempotency",
+        "environment_id",
+        "task_identifier",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+        sqlite_where=text("idempotency_key IS NOT NULL"),
+    ),
+)
+
+# Tags in their own table so "runs with any of these tags" is an index lookup on
+# both dialects.
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", String(40), ForeignKey("runs.id"), primary_key=True),
+    Column("tag", String(128), primary_key=True),
+    Column("environment_id", String(40), nullable=False),
+    Index("ix_run_tags_env_tag", "environment_id", "tag", "run_id"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("run_id", String(40), ForeignKey("runs.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("worker_id", String(40)),
+    Column("version", String(64)),
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime),
+    Column("finished_at", DateTime),
+    Column("error", JSON),
+    Index("ix_attempts_run", "run_id", "number"),
+)
+
+# One row per status change, written in the same transaction as the change.
+run_events = Table(
+    "run_events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("run_id", String(40), nullable=False),
+    Column("from_status", String(20)),
+    Column("to_status", String(20), nullable=False),
+    Column("attempt_id", String(40)),
+    Column("reason", Text),
+    Column("at", DateTime, nullable=False),
+    Index("ix_run_events_run", "run_id", "id"),
+)
+
+run_logs = Table(
+    "run_logs",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("run_id", String(40), nullable=False),
+    Column("attempt_number", Integer, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("stream", String(8), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("fields", JSON),
+    Index("ix_run_logs_run", "run_id", "id"),
+)

@@ -1,0 +1,162 @@
+"""Workers, the task versions they registered, and queues."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from triggerfish._ids import new_id
+from triggerfish.store.tables import queues, task_versions, workers
+
+
+async def insert_worker(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(insert(workers).values(**values))
+
+
+async def touch_worker(conn: AsyncConnection, worker_id: str, now: float) -> None:
+    await conn.execute(update(workers).where(workers.c.id == worker_id).values(last_seen_at=now))
+
+
+async def stop_worker(conn: AsyncConnection, worker_id: str, now: datetime) -> None:
+    await conn.execute(update(workers).where(workers.c.id == worker_id).values(stopped_at=now))
+
+
+async def get_worker(conn: AsyncConnection, worker_id: str) -> Row[Any] | None:
+    return (await conn.execute(select(workers).where(workers.c.id == worker_id))).first()
+
+
+async def online_workers(conn: AsyncConnection, env_id: str, seen_after: float) -> list[Row[Any]]:
+    stmt = select(workers).where(
+        workers.c.environment_id == env_id,
+        workers.c.stopped_at.is_(None),
+        workers.c.last_seen_at >= seen_after,
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def upsert_task_versions(
+    conn: AsyncConnection,
+    env_id: str,
+    version: str,
+    manifests: Sequence[dict[str, Any]],
+    now: datetime,
+) -> None:
+    existing = {
+        r.task_identifier
+        for r in await conn.execute(
+            select(task_versions.c.task_identifier).where(
+                task_versions.c.environment_id == env_id, task_versions.c.version == version
+            )
+        )
+    }
+    fresh = [m for m in manifests if m["id"] not in existing]
+    if fresh:
+        await conn.execute(
+            insert(task_versions),
+            [
+                {
+                    "environment_id": env_id,
+                    "task_identifier": m["id"],
+                    "version": version,
+                    "manifest": m,
+                    "registered_at": now,
+                }
+                for m in fresh
+            ],
+        )
+
+
+async def latest_manifest(
+    conn: AsyncConnection, env_id: str, task_id: str
+) -> dict[str, Any] | None:
+    stmt = (
+        select(task_versions.c.manifest)
+        .where(task_versions.c.environment_id == env_id, task_versions.c.task_identifier == task_id)
+        .order_by(task_versions.c.registered_at.desc())
+        .limit(1)
+    )
+    value = (await conn.execute(stmt)).scalar()
+    return dict(value) if value is not None else None
+
+
+async def manifest_for(
+    conn: AsyncConnection, env_id: str, task_id: str, version: str
+) -> dict[str, Any] | None:
+    stmt = select(task_versions.c.manifest).where(
+        task_versions.c.environment_id == env_id,
+        task_versions.c.task_identifier == task_id,
+        task_versions.c.version == version,
+    )
+    value = (await conn.execute(stmt)).scalar()
+    return dict(value) if value is not None else None
+
+
+async def known_task_ids(conn: AsyncConnection, env_id: str) -> list[str]:
+    stmt = (
+        select(task_versions.c.task_identifier)
+        .where(task_versions.c.environment_id == env_id)
+        .distinct()
+    )
+    return [r[0] for r in await conn.execute(stmt)]
+
+
+async def ensure_queues(
+    conn: AsyncConnection,
+    env_id: str,
+    declared: Sequence[dict[str, Any]],
+    now: datetime,
+    *,
+    update_limits: bool,
+) -> None:
+    """Create missing queues; with ``update_limits`` a declared limit replaces the stored one."""
+    by_name = {q["name"]: q for q in declared}
+    if not by_name:
+        return
+    rows = await conn.execute(
+        select(queues.c.name, queues.c.concurrency_limit).where(
+            queues.c.environment_id == env_id, queues.c.name.in_(list(by_name))
+        )
+    )
+    stored = {r.name: r.concurrency_limit for r in rows}
+    for name, q in by_name.items():
+        if name not in stored:
+            await conn.execute(
+                insert(queues).values(
+                    id=new_id("queue"),
+                    environment_id=env_id,
+                    name=name,
+                    concurrency_limit=q.get("concurrency_limit"),
+                    paused=False,
+                    created_at=now,
+                )
+            )
+        elif update_limits and stored[name] != q.get("concurrency_limit"):
+            await conn.execute(
+                update(queues)
+                .where(queues.c.environment_id == env_id, queues.c.name == name)
+                .values(concurrency_limit=q.get("concurrency_limit"))
+            )
+
+
+async def queue_limits(
+    conn: AsyncConnection, env_id: str, names: Sequence[str], *, lock: bool
+) -> dict[str, tuple[int | None, bool]]:
+    """``name -> (concurrency_limit, paused)`` for queues that constrain claims.
+
+    With ``lock`` (PostgreSQL) the limited queues' rows are locked until the
+    claim commits, so two servers cannot both fill the last free slot.
+    """
+    if not names:
+        return {}
+    stmt = select(queues.c.name, queues.c.concurrency_limit, queues.c.paused).where(
+        queues.c.environment_id == env_id,
+        queues.c.name.in_(list(names)),
+        (queues.c.concurrency_limit.is_not(None)) | queues.c.paused,
+    )
+    if lock:
+        stmt = stmt.with_for_update()
+    return {r.name: (r.concurrency_limit, bool(r.paused)) for r in await conn.execute(stmt)}

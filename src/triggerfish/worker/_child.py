@@ -1,0 +1,102 @@
+"""The task process: imports the project's tasks once, then runs attempts sent by the worker.
+
+Started with the ``spawn`` method, so it inherits nothing from the worker but
+what it is given. Messages to the worker over the pipe:
+
+- ``("ready", pid)`` / ``("import_error", message)`` once, after importing tasks
+- ``("log", record)`` for every captured line while an attempt runs
+- ``("done", report)`` when the attempt ends (see ``sdk/_runtime.py``)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import io
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the worker dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+class _LineWriter(io.TextIOBase):
+    """A stdout/stderr replacement that turns each written line into a log record."""
+
+    def __init__(self, conn: Connection, stream: str, level: str) -> None:
+        self._conn, self._stream, self._level = conn, stream, level
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._emit(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._emit(self._pending)
+            self._pending = ""
+
+    def _emit(self, line: str) -> None:
+        record = {
+            "ts": time.time(),
+            "level": self._level,
+            "message": line,
+            "fields": {},
+            "stream": self._stream,
+        }
+        self._conn.send(("log", record))
+
+
+def main(conn: Connection, root: str, dirs: list[str]) -> None:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
+    from triggerfish.sdk import _logger
+    from triggerfish.sdk._runtime import run_attempt
+    from triggerfish.worker.discovery import ProjectConfig, load_registry
+
+    try:
+        registry = load_registry(ProjectConfig(root=Path(root), dirs=dirs))
+    except Exception as exc:
+        conn.send(("import_error", str(exc)))
+        return
+    conn.send(("ready", __import__("os").getpid()))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    _logger.set_sink(lambda record: conn.send(("log", record)))
+    real_out, real_err = sys.stdout, sys.stderr
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message[0] != "run":
+            return
+        job: dict[str, Any] = message[1]
+        out, err = _LineWriter(conn, "stdout", "INFO"), _LineWriter(conn, "stderr", "ERROR")
+        sys.stdout, sys.stderr = out, err
+        try:
+            report = run_attempt(registry, job, loop)
+        finally:
+            out.flush()
+            err.flush()
+            sys.stdout, sys.stderr = real_out, real_err
+        conn.send(("done", report))

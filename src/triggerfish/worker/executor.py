@@ -1,0 +1,299 @@
+"""A pool of warm, isolated task processes: one attempt at a time per process.
+
+Each slot owns one child process (``_child.py``) that has imported the
+project's tasks. An attempt is sent to a free slot; the parent reads the
+child's messages without blocking its event loop, enforces ``max_duration``
+and the machine's memory limit (by watching the child's RSS), and stops the
+child on cancel. A child that dies or is killed is replaced by a fresh one in
+the background, so the pool keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from triggerfish.sdk._machines import MACHINE_MEMORY_MB
+from triggerfish.worker import _child
+from triggerfish.worker.discovery import ProjectConfig
+
+LogCallback = Callable[[str, dict[str, Any]], None]
+_ctx = multiprocessing.get_context("spawn")
+START_TIMEOUT = 60.0
+
+
+class ChildStartError(RuntimeError):
+    pass
+
+
+@dataclass
+class Job:
+    run_id: str
+    attempt_id: str
+    attempt_number: int
+    task_id: str
+    payload: Any
+    tags: list[str]
+    environment: dict[str, str]
+    machine: str
+    max_duration: float | None
+
+    def to_child(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "attempt_id": self.attempt_id,
+            "attempt_number": self.attempt_number,
+            "task_id": self.task_id,
+            "payload": self.payload,
+            "tags": self.tags,
+            "environment": self.environment,
+            "machine": self.machine,
+        }
+
+
+def _failure(kind: str, name: str, message: str) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "decision": None,
+        "error": {"name": name, "message": message, "stack_trace": "", "kind": kind},
+    }
+
+
+@dataclass
+class _Slot:
+    process: BaseProcess
+    conn: Connection
+    inbox: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
+    attempt_id: str | None = None
+    stop_reason: dict[str, Any] | None = None
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ExecutorPool:
+    def __init__(
+        self,
+        config: ProjectConfig,
+        size: int,
+        on_log: LogCallback,
+        *,
+        env: dict[str, str] | None = None,
+        memory_poll_interval: float = 0.05,
+    ) -> None:
+        self.config = config
+        self.size = size
+        self.on_log = on_log
+        self.env = env
+        self.memory_poll_interval = memory_poll_interval
+        self._free: asyncio.Queue[_Slot] = asyncio.Queue()
+        self._slots: list[_Slot] = []
+        self._respawns: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def child_pids(self) -> list[int]:
+        return [s.process.pid for s in self._slots if s.process.pid is not None]
+
+    async def start(self) -> None:
+        slots = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        for slot in slots:
+            self._free.put_nowait(slot)
+
+    async def _spawn(self) -> _Slot:
+        parent_conn, child_conn = _ctx.Pipe()
+        process = _ctx.Process(
+            target=_child.main,
+            args=(child_conn, str(self.config.root), list(self.config.dirs)),
+            daemon=True,
+        )
+        with _environment(self.env):
+            process.start()
+        child_conn.close()
+        slot = _Slot(process, parent_conn)
+        self._slots.append(slot)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(parent_conn.fileno(), self._drain, slot)
+        try:
+            kind, value = await asyncio.wait_for(slot.inbox.get(), START_TIMEOUT)
+        except TimeoutError:
+            kind, value = "import_error", f"task process did not start in {START_TIMEOUT:g}s"
+        if kind != "ready":
+            await self._discard(slot)
+            raise ChildStartError(f"task process could not load the tasks: {value}")
+        return slot
+
+    def _drain(self, slot: _Slot) -> None:
+        """Reader callback: move every available message from the pipe to the inbox."""
+        try:
+            while slot.conn.poll():
+                slot.inbox.put_nowait(slot.conn.recv())
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(slot.conn.fileno())
+            slot.inbox.put_nowait(("dead", None))
+
+    async def run(self, job: Job) -> dict[str, Any]:
+        """Run one attempt on a warm process and return its report (never raises)."""
+        slot = await self._free.get()
+        slot.attempt_id, slot.stop_reason = job.attempt_id, None
+        slot.stopped.clear()
+        try:
+            slot.conn.send(("run", job.to_child()))
+        except OSError:
+            slot.inbox.put_nowait(("dead", None))
+        watchdog = asyncio.create_task(self._watch(slot, job))
+        try:
+            report = await self._await_report(slot, job)
+        finally:
+            watchdog.cancel()
+            slot.attempt_id = None
+        if report.get("_dead"):
+            self._replace(slot)
+            return slot.stop_reason or self._death_report(slot)
+        self._free.put_nowait(slot)
+        return report
+
+    async def _await_report(self, slot: _Slot, job: Job) -> dict[str, Any]:
+        while True:
+            kind, value = await slot.inbox.get()
+            if kind == "log":
+                self.on_log(job.attempt_id, value)
+            elif kind == "done":
+                return dict(value)
+            elif kind == "dead":
+                return {"_dead": True}
+
+    async def _watch(self, slot: _Slot, job: Job) -> None:
+        """Stop the child when it runs too long or uses too much memory."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + job.max_duration if job.max_duration else None
+        limit_mb = MACHINE_MEMORY_MB.get(job.machine)
+        while True:
+            await asyncio.sleep(self.memory_poll_interval)
+            if deadline is not None and loop.time() >= deadline:
+                self._kill(
+                    slot,
+                    _failure(
+                        "TIMEOUT",
+                        "MaxDurationExceededError",
+                        f"the attempt ran longer than max_duration={job.max_duration:g}s and was "
+                        "stopped; raise max_duration or split the work into smaller tasks",
+                    ),
+                )
+                return
+            rss = _rss_mb(slot.process.pid)
+            if limit_mb is not None and rss is not None and rss > limit_mb:
+                self._kill(
+                    slot,
+                    _failure(
+                        "OOM",
+                        "OutOfMemoryError",
+                        f"task exceeded the memory limit of machine {job.machine!r} "
+                        f"({limit_mb} MiB, it used {rss:.0f} MiB); choose a larger machine "
+                        "with machine=... on the task or the trigger",
+                    ),
+                )
+                return
+
+    async def cancel(self, attempt_id: str) -> bool:
+        """Stop the process running ``attempt_id``; its ``run`` reports CANCELED."""
+        for slot in self._slots:
+            if slot.attempt_id == attempt_id:
+                self._kill(slot, _failure("CANCELED", "RunCanceled", "the run was canceled"))
+                return True
+        return False
+
+    def _kill(self, slot: _Slot, reason: dict[str, Any]) -> None:
+        if slot.stop_reason is None:
+            slot.stop_reason = reason
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(slot.process.pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+    def _death_report(self, slot: _Slot) -> dict[str, Any]:
+        slot.process.join(timeout=5)
+        code = slot.process.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            how = f"died with signal {name} (exit code {code})"
+        else:
+            how = f"exited with code {code}"
+        return _failure(
+            "CRASH",
+            "TaskProcessCrashed",
+            f"the task process {how} while running the attempt (a crash in native code, "
+            "os._exit or os.abort); the worker is unaffected",
+        )
+
+    def _replace(self, slot: _Slot) -> None:
+        async def respawn() -> None:
+            await self._discard(slot)
+            if self._closed:
+                return
+            try:
+                self._free.put_nowait(await self._spawn())
+            except ChildStartError:
+                # task files broke since start: keep the slot count, retry later
+                await asyncio.sleep(1)
+                if not self._closed:
+                    self._replace(slot)
+
+        task = asyncio.create_task(respawn())
+        self._respawns.add(task)
+        task.add_done_callback(self._respawns.discard)
+
+    async def _discard(self, slot: _Slot) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(slot.conn.fileno())
+        if slot.process.is_alive():
+            slot.process.kill()
+        await asyncio.to_thread(slot.process.join, 5)
+        slot.conn.close()
+        if slot in self._slots:
+            self._slots.remove(slot)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop every task process; none outlives the pool."""
+        self._closed = True
+        for task in list(self._respawns):
+            task.cancel()
+        for slot in list(self._slots):
+            with contextlib.suppress(OSError):
+                slot.conn.send(("stop", None))
+        for slot in list(self._slots):
+            await asyncio.to_thread(slot.process.join, timeout)
+            await self._discard(slot)
+
+
+def _rss_mb(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str] | None) -> Any:
+    """Spawned children copy ``os.environ`` at start: swap it in for the start only."""
+    if env is None:
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

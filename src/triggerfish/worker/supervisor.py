@@ -1,0 +1,274 @@
+"""The worker process: register, claim runs, run them in child processes, report.
+
+Loops, each small: the claim loop long-polls the server for as many runs as
+there are free slots; each run gets its own asyncio task (start → execute in the
+pool → flush logs → report); the heartbeat loop renews leases and stops
+attempts the server no longer wants (canceled, reclaimed); the log loop ships
+captured output in batches.
+
+Shutdown (SIGTERM/SIGINT): stop claiming, let running attempts finish within
+the grace period, then stop the rest and release them to the queue, so none is
+lost and none spends a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from triggerfish.engine.runs import redact
+from triggerfish.errors import ApiError
+from triggerfish.worker.api_client import StaleReport, WorkerApi
+from triggerfish.worker.discovery import ProjectConfig, code_version, load_registry
+from triggerfish.worker.executor import ExecutorPool, Job
+
+log = logging.getLogger("triggerfish.worker")
+
+#: environment variables a task process must not see
+_PRIVATE_ENV = ("TRIGGERFISH_SECRET_KEY", "DATABASE_URL", "TRIGGERFISH_DATABASE_URL")
+
+
+@dataclass
+class WorkerOptions:
+    api_url: str
+    secret_key: str
+    concurrency: int = 4
+    name: str | None = None
+    version: str | None = None
+    #: seconds running attempts get to finish after SIGTERM before being released
+    grace_period: float = 30.0
+    #: how long one dequeue call may wait on the server
+    poll_wait: float = 20.0
+
+
+class Worker:
+    def __init__(self, config: ProjectConfig, options: WorkerOptions) -> None:
+        self.config = config
+        self.options = options
+        self.api = WorkerApi(options.api_url, options.secret_key)
+        self.pool: ExecutorPool | None = None
+        self.worker_id = ""
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._abandoned: set[str] = set()  # attempts stopped on the server's request
+        self._slot_freed = asyncio.Event()
+        self._log_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._stopping = asyncio.Event()
+        self._heartbeat_interval = 5.0
+        self._secret = options.secret_key
+        self._max_durations: dict[str, float | None] = {}
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until :meth:`stop` is called, then shut down gracefully."""
+        registry = load_registry(self.config)
+        self._max_durations = {t.id: t.max_duration for t in registry}
+        version = self.options.version or code_version(self.config)
+        registered = await self.api.register(
+            {
+                "version": version,
+                "name": self.options.name or f"{socket.gethostname()}:{os.getpid()}",
+                "concurrency": self.options.concurrency,
+                "tasks": [t.manifest() for t in registry],
+            }
+        )
+        self.worker_id = registered["worker_id"]
+        self._heartbeat_interval = max(0.2, min(5.0, registered["heartbeat_timeout"] / 3))
+        self.pool = ExecutorPool(
+            self.config, self.options.concurrency, self._on_log, env=_child_env()
+        )
+        await self.pool.start()
+        log.info(
+            "worker %s (version %s) serving %d task(s) with %d slot(s)",
+            self.worker_id,
+            version,
+            len(registry),
+            self.options.concurrency,
+        )
+        loops = [
+            asyncio.create_task(self._heartbeat_loop()),
+            asyncio.create_task(self._log_loop()),
+        ]
+        try:
+            await self._claim_loop()
+        finally:
+            await self._shutdown()
+            for task in loops:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._flush_logs()
+            with contextlib.suppress(Exception):
+                await self.api.deregister(self.worker_id)
+            await self.api.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _shutdown(self) -> None:
+        assert self.pool is not None
+        if self._running:
+            log.info(
+                "waiting up to %.0fs for %d run(s)", self.options.grace_period, len(self._running)
+            )
+            await asyncio.wait(list(self._running.values()), timeout=self.options.grace_period)
+        leftovers = list(self._running)
+        if leftovers:
+            log.warning("releasing %d unfinished run(s) back to the queue", len(leftovers))
+            self._abandoned.update(leftovers)
+            for attempt_id in leftovers:
+                await self.pool.cancel(attempt_id)
+            with contextlib.suppress(Exception):
+                await self.api.release(self.worker_id, leftovers)
+            if self._running:
+                await asyncio.wait(list(self._running.values()), timeout=10)
+        await self.pool.close()
+
+    # -- claiming ---------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            free = self.options.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._until_stopped_or(self._slot_freed.wait())
+                continue
+            try:
+                jobs = await self._until_stopped_or(
+                    self.api.dequeue(self.worker_id, free, self.options.poll_wait)
+                )
+                backoff = 0.5
+            except (httpx.TransportError, ApiError) as exc:
+                log.warning("dequeue failed (%s); retrying in %.1fs", exc, backoff)
+                await self._until_stopped_or(asyncio.sleep(backoff))
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for job in jobs or []:
+                self._running[job["attempt_id"]] = asyncio.create_task(self._execute(job))
+
+    async def _until_stopped_or(self, awaitable: Any) -> Any:
+        """Await ``awaitable`` unless the worker is asked to stop first (then None).
+
+        A dequeue abandoned this way may already have claimed runs on the
+        server; they were never started, so the server releases them without
+        spending a retry once their lease runs out.
+        """
+        work = asyncio.ensure_future(awaitable)
+        stop = asyncio.create_task(self._stopping.wait())
+        done, _ = await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            stop.cancel()
+            return work.result()
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work
+        return None
+
+    # -- one attempt ------------------------------------------------------------------
+
+    async def _execute(self, raw: dict[str, Any]) -> None:
+        assert self.pool is not None
+        attempt_id = raw["attempt_id"]
+        try:
+            await self.api.start(raw["run_id"], attempt_id)
+            job = _job(raw, self._max_durations.get(raw["task_id"]))
+            report = await self.pool.run(job)
+            await self._flush_logs(attempt_id)
+            if attempt_id in self._abandoned:
+                return  # canceled, reclaimed or released: the server has moved on
+            await self.api.complete(
+                attempt_id,
+                _completion(raw["run_id"], report),
+                give_up_after=self._heartbeat_interval * 20,
+            )
+        except StaleReport as exc:
+            log.info("attempt %s is no longer current: %s", attempt_id, exc)
+        except Exception:
+            log.exception(
+                "attempt %s could not be reported; the server will reclaim it", attempt_id
+            )
+        finally:
+            self._running.pop(attempt_id, None)
+            self._abandoned.discard(attempt_id)
+            self._slot_freed.set()
+
+    # -- heartbeats and logs ---------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        assert self.pool is not None
+        while True:
+            await asyncio.sleep(self._heartbeat_interval)
+            try:
+                stop = await self.api.heartbeat(self.worker_id, list(self._running))
+            except (httpx.TransportError, ApiError, StaleReport) as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            for attempt_id in stop:
+                if attempt_id in self._running and attempt_id not in self._abandoned:
+                    log.info("stopping attempt %s at the server's request", attempt_id)
+                    self._abandoned.add(attempt_id)
+                    await self.pool.cancel(attempt_id)
+
+    def _on_log(self, attempt_id: str, record: dict[str, Any]) -> None:
+        record["message"] = redact(str(record.get("message", ""))).replace(
+            self._secret, "[redacted]"
+        )
+        self._log_buffer[attempt_id].append(record)
+
+    async def _log_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            await self._flush_logs()
+
+    async def _flush_logs(self, attempt_id: str | None = None) -> None:
+        ids = [attempt_id] if attempt_id else list(self._log_buffer)
+        for aid in ids:
+            lines = self._log_buffer.pop(aid, None)
+            if not lines:
+                continue
+            try:
+                await self.api.logs(aid, lines)
+            except StaleReport:
+                pass
+            except Exception as exc:
+                log.warning("dropping %d log line(s) of attempt %s: %s", len(lines), aid, exc)
+
+
+def _job(raw: dict[str, Any], task_max_duration: float | None) -> Job:
+    return Job(
+        run_id=raw["run_id"],
+        attempt_id=raw["attempt_id"],
+        attempt_number=raw["attempt_number"],
+        task_id=raw["task_id"],
+        payload=raw.get("payload"),
+        tags=list(raw.get("tags") or []),
+        environment=raw["environment"],
+        machine=raw["machine"],
+        max_duration=raw.get("max_duration") or task_max_duration,
+    )
+
+
+def _completion(run_id: str, report: dict[str, Any]) -> dict[str, Any]:
+    if report.get("ok"):
+        return {"run_id": run_id, "ok": True, "output": report.get("output")}
+    error = dict(report.get("error") or {})
+    return {
+        "run_id": run_id,
+        "ok": False,
+        "kind": error.pop("kind", "USER"),
+        "error": error,
+        "decision": report.get("decision"),
+    }
+
+
+def _child_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}

@@ -1,0 +1,108 @@
+"""Fixtures: a fresh database per test on SQLite and PostgreSQL, engines, real processes.
+
+PostgreSQL tests clone a template database migrated once per session; if
+PostgreSQL is down they fail and say how to start it, never skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import support
+from triggerfish.config import ServerSettings
+from triggerfish.engine import Engine
+from triggerfish.engine.resources import ManualClock
+from triggerfish.store.db import Database, sqlite_url
+from triggerfish.store.migrate import upgrade
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    name = f"tf_template_{os.getpid()}"
+    support.pg_execute(f'DROP DATABASE IF EXISTS "{name}"')
+    support.pg_execute(f'CREATE DATABASE "{name}"')
+
+    async def migrate() -> None:
+        db = Database(support.pg_url(name))
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(migrate())
+    yield name
+    support.drop_pg_database(name)
+
+
+def _fresh_db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    if backend == "sqlite":
+        path = tmp_path / "store.db"
+
+        async def migrate() -> None:
+            db = Database(sqlite_url(path))
+            try:
+                await upgrade(db)
+            finally:
+                await db.dispose()
+
+        asyncio.run(migrate())
+        yield sqlite_url(path)
+        return
+    template = request.getfixturevalue("pg_template")
+    name = support.new_pg_database(template)
+    try:
+        yield support.pg_url(name)
+    finally:
+        support.drop_pg_database(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database: SQLite file or PostgreSQL clone."""
+    yield from _fresh_db(request.param, tmp_path, request)
+
+
+@pytest.fixture
+def pg_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from _fresh_db("postgresql", tmp_path, request)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def engine(db_url: str, clock: ManualClock) -> AsyncIterator[Engine]:
+    """An engine on a fresh database with a manual clock and no background loop."""
+    eng = Engine.create(
+        ServerSettings(database_url=db_url, heartbeat_timeout=30, maintenance_interval=0.05),
+        clock=clock,
+    )
+    await eng.start(background=False)
+    await eng.environments.bootstrap()
+    yield eng
+    await eng.close()
+
+
+def create_key(db_url: str, env: str = "dev") -> str:
+    """A fresh secret key for ``env`` (bootstrapping the project if needed)."""
+
+    async def go() -> str:
+        eng = Engine.create(ServerSettings(database_url=db_url))
+        await eng.start(background=False)
+        try:
+            await eng.environments.bootstrap()
+            key, _ = await eng.environments.create_key(env, "test")
+            return key
+        finally:
+            await eng.close()
+
+    return asyncio.run(go())

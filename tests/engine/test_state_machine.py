@@ -1,0 +1,254 @@
+"""Random interleavings of claims, starts, reports, heartbeats, reclaims and cancels
+against the real store. Whatever the order, no run moves backwards, none
+completes twice, a stale report changes nothing, and every run can be driven to
+a final status (none is lost or stuck)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from tests import support
+from triggerfish.config import ServerSettings
+from triggerfish.engine import Engine
+from triggerfish.engine.attempts import Failure
+from triggerfish.engine.enqueue import TriggerRequest
+from triggerfish.engine.resources import ManualClock
+from triggerfish.engine.states import ACTIVE, FINAL, RunStatus, can_move
+from triggerfish.errors import StaleTransition
+from triggerfish.store import runs as run_store
+from triggerfish.store.db import Database, sqlite_url
+from triggerfish.store.migrate import upgrade
+
+POLICY = {"max_attempts": 3, "factor": 1, "min_delay": 0, "max_delay": 0, "jitter": 0}
+HEARTBEAT = 30.0
+
+
+class RunLifecycle(RuleBasedStateMachine):
+    backend = "sqlite"
+    pg_template = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.clock = ManualClock(1_000_000.0)
+        self._tmp: str | None = None
+        self._pg_name: str | None = None
+        if self.backend == "sqlite":
+            self._tmp = tempfile.mkdtemp()
+            url = sqlite_url(Path(self._tmp) / "sm.db")
+            self.run(self._migrate(url))
+        else:
+            self._pg_name = support.new_pg_database(self.pg_template)
+            url = support.pg_url(self._pg_name)
+        self.engine = Engine.create(
+            ServerSettings(database_url=url, heartbeat_timeout=HEARTBEAT), clock=self.clock
+        )
+        self.run(self.engine.start(background=False))
+        self.run(self.engine.environments.bootstrap())
+        self.env_id = self.run(self.engine.environments.by_slug("dev")).id
+        manifest = {
+            "id": "t",
+            "retry": POLICY,
+            "machine": "micro",
+            "queue": {"name": "task/t", "concurrency_limit": None},
+        }
+        self.workers = [
+            self.run(
+                self.engine.workers.register(
+                    self.env_id, version="v1", name=f"w{i}", concurrency=4, tasks=[manifest]
+                )
+            )
+            for i in range(2)
+        ]
+        self.run_ids: list[str] = []
+        self.issued: dict[str, str] = {}  # attempt id -> run id, every attempt ever handed out
+        self.completions: dict[str, int] = {}
+
+    @staticmethod
+    async def _migrate(url: str) -> None:
+        db = Database(url)
+        await upgrade(db)
+        await db.dispose()
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def teardown(self) -> None:
+        try:
+            self._drain()
+        finally:
+            self.run(self.engine.close())
+            self.loop.close()
+            if self._tmp:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+            if self._pg_name:
+                support.drop_pg_database(self._pg_name)
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _row(self, run_id: str) -> Any:
+        async def get() -> Any:
+            async with self.engine.res.db.read() as conn:
+                return await run_store.get_by_id(conn, run_id)
+
+        return self.run(get())
+
+    def _current(self, statuses: set[RunStatus]) -> list[tuple[str, str]]:
+        out = []
+        for run_id in self.run_ids:
+            row = self._row(run_id)
+            if RunStatus(row.status) in statuses and row.current_attempt_id:
+                out.append((run_id, row.current_attempt_id))
+        return out
+
+    def _report(self, coro: Any, run_id: str, attempt_id: str, expect_ok: bool) -> None:
+        try:
+            self.run(coro)
+            ok = True
+        except StaleTransition:
+            ok = False
+        if expect_ok:
+            assert ok, f"a current report for {run_id}/{attempt_id} was refused"
+        else:
+            assert not ok, f"a stale report for {run_id}/{attempt_id} was accepted"
+
+    # -- rules -----------------------------------------------------------------------
+
+    @rule(n=st.integers(1, 3))
+    def trigger(self, n: int) -> None:
+        for _ in range(n):
+            result = self.run(self.engine.enqueue.trigger(self.env_id, TriggerRequest("t")))
+            self.run_ids.append(result.id)
+
+    @rule(worker=st.integers(0, 1), limit=st.integers(1, 3))
+    def claim(self, worker: int, limit: int) -> None:
+        for row in self.run(self.engine.dequeue.claim(self.workers[worker], limit)):
+            assert row.current_attempt_id not in self.issued, "an attempt was handed out twice"
+            self.issued[row.current_attempt_id] = row.id
+
+    @precondition(lambda self: self.issued)
+    @rule(data=st.data())
+    def start(self, data: st.DataObject) -> None:
+        attempt_id = data.draw(st.sampled_from(sorted(self.issued)))
+        run_id = self.issued[attempt_id]
+        row = self._row(run_id)
+        expect = row.current_attempt_id == attempt_id and row.status == RunStatus.DEQUEUED
+        self._report(self.engine.attempts.start(run_id, attempt_id), run_id, attempt_id, expect)
+
+    @precondition(lambda self: self.issued)
+    @rule(data=st.data())
+    def succeed(self, data: st.DataObject) -> None:
+        """Any attempt ever issued reports success: only the current executing one counts."""
+        attempt_id = data.draw(st.sampled_from(sorted(self.issued)))
+        run_id = self.issued[attempt_id]
+        row = self._row(run_id)
+        expect = row.current_attempt_id == attempt_id and row.status == RunStatus.EXECUTING
+        self._report(
+            self.engine.attempts.succeed(run_id, attempt_id, {"by": attempt_id}),
+            run_id,
+            attempt_id,
+            expect,
+        )
+        if expect:
+            self.completions[run_id] = self.completions.get(run_id, 0) + 1
+
+    @precondition(lambda self: self.issued)
+    @rule(data=st.data(), kind=st.sampled_from(["USER", "CRASH", "ABORT", "TIMEOUT", "OOM"]))
+    def fail(self, data: st.DataObject, kind: str) -> None:
+        attempt_id = data.draw(st.sampled_from(sorted(self.issued)))
+        run_id = self.issued[attempt_id]
+        row = self._row(run_id)
+        expect = row.current_attempt_id == attempt_id and RunStatus(row.status) in ACTIVE
+        failure = Failure(kind, {"name": "E", "message": kind})  # type: ignore[arg-type]
+        self._report(
+            self.engine.attempts.fail(run_id, attempt_id, failure), run_id, attempt_id, expect
+        )
+
+    @rule(worker=st.integers(0, 1))
+    def heartbeat(self, worker: int) -> None:
+        mine = [a for a, r in self.issued.items()]
+        self.run(self.engine.attempts.heartbeat(self.workers[worker].id, mine))
+
+    @rule(seconds=st.sampled_from([1.0, HEARTBEAT + 1]))
+    def time_passes_and_reaper_runs(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.run(self.engine.maintenance.sweep())
+
+    @precondition(lambda self: self.run_ids)
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        run_id = data.draw(st.sampled_from(self.run_ids))
+        before = RunStatus(self._row(run_id).status)
+        self.run(self.engine.runs.cancel(self.env_id, run_id))
+        after = RunStatus(self._row(run_id).status)
+        assert after == (before if before in FINAL else RunStatus.CANCELED)
+
+    # -- invariants ------------------------------------------------------------------
+
+    @invariant()
+    def histories_only_move_forward(self) -> None:
+        for run_id in self.run_ids:
+            events = self.run(self.engine.runs.events(self.env_id, run_id))
+            previous: RunStatus | None = None
+            for event in events:
+                to = RunStatus(event.to_status)
+                if previous is None:
+                    assert event.from_status is None and to in (RunStatus.QUEUED, RunStatus.DELAYED)
+                else:
+                    assert event.from_status == previous.value
+                    assert can_move(previous, to), f"{run_id}: {previous} -> {to}"
+                    assert previous not in FINAL, f"{run_id} moved after finishing"
+                previous = to
+            assert previous is not None, f"{run_id} has no history (lost)"
+            assert previous.value == self._row(run_id).status
+
+    @invariant()
+    def nothing_completes_twice(self) -> None:
+        assert all(n == 1 for n in self.completions.values())
+
+    # -- liveness ----------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Drive everything to a final status with well-behaved workers."""
+        for _ in range(50):
+            pending = [r for r in self.run_ids if RunStatus(self._row(r).status) not in FINAL]
+            if not pending:
+                return
+            self.clock.advance(HEARTBEAT + 1)
+            self.run(self.engine.maintenance.sweep())
+            for row in self.run(self.engine.dequeue.claim(self.workers[0], 10)):
+                self.run(self.engine.attempts.start(row.id, row.current_attempt_id))
+                self.run(self.engine.attempts.succeed(row.id, row.current_attempt_id, "drained"))
+        stuck = [r for r in self.run_ids if RunStatus(self._row(r).status) not in FINAL]
+        raise AssertionError(f"runs stuck: {stuck}")
+
+
+SETTINGS = settings(
+    max_examples=15,
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+def _run_machine(**attrs: Any) -> None:
+    from hypothesis.stateful import run_state_machine_as_test
+
+    machine = type("RunLifecycleOn" + attrs["backend"], (RunLifecycle,), attrs)
+    run_state_machine_as_test(machine, settings=SETTINGS)
+
+
+def test_run_lifecycle_sqlite() -> None:
+    _run_machine(backend="sqlite")
+
+
+def test_run_lifecycle_postgresql(pg_template: str) -> None:
+    _run_machine(backend="postgresql", pg_template=pg_template)
