@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from triggerfish import schedules
 from triggerfish.errors import (
     AbortTaskRunError,
     ApiError,
@@ -64,6 +65,7 @@ __all__ = [
     "queue",
     "retry",
     "runs",
+    "schedules",
     "task",
     "tasks",
 ]

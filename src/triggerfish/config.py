@@ -6,6 +6,8 @@ read from ``DATABASE_URL``.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -31,3 +33,12 @@ class ServerSettings(BaseSettings):
     public_url: str | None = None
     #: database connections per server process
     pool_size: int = 10
+    #: what a schedule does when several of its slots passed while no server ran:
+    #: "latest" runs the most recent missed slot once; "skip" runs no slot that
+    #: is more than schedule_misfire_grace seconds late
+    schedule_missed_slots: Literal["latest", "skip"] = "latest"
+    #: how late a slot may fire under schedule_missed_slots="skip"
+    schedule_misfire_grace: float = 60.0
+    #: accept 6-field cron expressions whose first field is the second. For
+    #: end-to-end tests that need slots seconds apart; not part of the public API
+    schedule_seconds_field: bool = False

@@ -8,6 +8,8 @@ Every error the platform raises derives from :class:`TriggerfishError`::
     │   ├── PayloadTooLarge           payload above the configured limit (413)
     │   ├── TaskNotFound              no worker has registered this task (404)
     │   ├── RunNotFound               no such run in this environment (404)
+    │   ├── ScheduleNotFound          no such schedule in this environment (404)
+    │   ├── InvalidSchedule           bad cron, time zone, or not a scheduled task (422)
     │   └── InvalidTaskOptions        bad @task(...) or trigger options (422)
     ├── AuthenticationError           missing, unknown or revoked API key (401)
     ├── ConflictError
@@ -84,6 +86,23 @@ class RunNotFound(UserError):
 
 
 class InvalidTaskOptions(UserError):
+    status_code = 422
+
+
+class ScheduleNotFound(UserError):
+    status_code = 404
+
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(
+            f"schedule {ref!r} not found in this environment (looked up by id and "
+            "by deduplication key)"
+        )
+
+
+class InvalidSchedule(UserError):
+    """A schedule that cannot be created or changed: the message names the field and the fix."""
+
     status_code = 422
 
 

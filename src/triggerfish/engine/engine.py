@@ -16,6 +16,7 @@ from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.notify import Notifier, PostgresNotifier
 from triggerfish.engine.resources import Clock, EngineResources
 from triggerfish.engine.runs import Runs
+from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.workers import Workers
 from triggerfish.store.db import Database
 
@@ -39,8 +40,9 @@ class Engine:
         self.attempts = Attempts(res, manifests)
         self.dequeue = Dequeue(res, self.attempts)
         self.runs = Runs(res)
-        self.workers = Workers(res, self.attempts)
-        self.maintenance = Maintenance(res, self.attempts)
+        self.schedules = Schedules(res, self.enqueue)
+        self.workers = Workers(res, self.attempts, self.schedules)
+        self.maintenance = Maintenance(res, self.attempts, self.schedules)
         self._background: list[asyncio.Task[Any]] = []
 
     @classmethod

@@ -1,5 +1,5 @@
 """Background sweeps every server runs: reclaim dead workers' runs, start due
-delayed runs, expire runs whose TTL passed.
+delayed runs, expire runs whose TTL passed, fire due schedule slots.
 
 Safe on any number of replicas: each sweep reads candidates, then moves each with
 a guarded transition; a replica that loses the race matches no row.
@@ -13,6 +13,7 @@ from typing import Any
 
 from triggerfish.engine.attempts import Attempts, Failure
 from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.states import RunStatus
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
@@ -23,9 +24,10 @@ SWEEP_BATCH = 500
 
 
 class Maintenance:
-    def __init__(self, res: EngineResources, attempts: Attempts) -> None:
+    def __init__(self, res: EngineResources, attempts: Attempts, schedules: Schedules) -> None:
         self.res = res
         self.attempts = attempts
+        self.schedules = schedules
 
     async def sweep(self) -> dict[str, int]:
         """One pass of every sweep; returns how many runs each one moved."""
@@ -33,6 +35,7 @@ class Maintenance:
             "reclaimed": await self.reclaim_expired_leases(),
             "promoted": await self.promote_delayed(),
             "expired": await self.expire_ttl(),
+            "scheduled": await self.schedules.fire_due(),
         }
 
     async def reclaim_expired_leases(self) -> int:

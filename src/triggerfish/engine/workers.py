@@ -8,15 +8,17 @@ from triggerfish._ids import new_id
 from triggerfish.engine.attempts import Attempts
 from triggerfish.engine.dequeue import WorkerIdentity
 from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.schedules import Schedules
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
 
 
 class Workers:
-    def __init__(self, res: EngineResources, attempts: Attempts) -> None:
+    def __init__(self, res: EngineResources, attempts: Attempts, schedules: Schedules) -> None:
         self.res = res
         self.attempts = attempts
+        self.schedules = schedules
         self._identities: dict[str, WorkerIdentity] = {}
 
     async def register(
@@ -30,8 +32,10 @@ class Workers:
     ) -> WorkerIdentity:
         now = self.res.clock.now()
         worker_id = new_id("worker", now)
+        declared = self.schedules.declared(tasks)  # a bad cron refuses the worker (422)
         async with self.res.db.write() as conn:
             await worker_store.upsert_task_versions(conn, env_id, version, tasks, to_datetime(now))
+            await self.schedules.sync_declarative(conn, env_id, tasks, declared, now)
             await worker_store.ensure_queues(
                 conn, env_id, [t["queue"] for t in tasks], to_datetime(now), update_limits=True
             )

@@ -347,6 +347,10 @@ class Triggerfish:
         self.api_url = self._transport.api_url
         self.tasks = Tasks(self._transport)
         self.runs = Runs(self._transport)
+        from triggerfish.sdk._schedules import Schedules
+
+        #: create, list, change and remove cron schedules
+        self.schedules = Schedules(self._transport)
 
     def close(self) -> None:
         self._transport.close()

@@ -73,6 +73,9 @@ class RunHandle:
 class Task(Generic[P, R]):
     """A function the platform can run. Made by :func:`task`; not built directly."""
 
+    #: ``{"cron": str | None, "timezone": str}`` for tasks made by ``schedules.task``
+    schedule: dict[str, Any] | None = None
+
     def __init__(
         self,
         fn: Callable[..., R] | Callable[..., Awaitable[R]],
@@ -135,6 +138,7 @@ class Task(Generic[P, R]):
             ),
             "on_event": self.on_event,
             "entry": self.qualname,
+            "schedule": self.schedule,
         }
 
     # -- triggering ---------------------------------------------------------------

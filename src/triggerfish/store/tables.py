@@ -260,3 +260,49 @@ run_logs = Table(
     Column("fields", JSON),
     Index("ix_run_logs_run", "run_id", "id"),
 )
+
+# Cron schedules. ``next_fire_at`` is the next slot (epoch seconds), NULL while
+# the schedule is inactive; the scheduler sweep claims a slot by moving it with
+# a guarded UPDATE (``WHERE next_fire_at = :slot``), so one replica wins.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), ForeignKey("environments.id"), nullable=False),
+    Column("task_identifier", String(128), nullable=False),
+    Column("type", String(16), nullable=False),  # DECLARATIVE | IMPERATIVE
+    Column("cron", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("external_id", String(512)),
+    Column("deduplication_key", String(512)),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("next_fire_at", Float),
+    # the slot time of the last run this schedule created (payload lastTimestamp)
+    Column("last_fired_at", Float),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index(
+        "ix_schedules_due",
+        "next_fire_at",
+        postgresql_where=text("next_fire_at IS NOT NULL"),
+        sqlite_where=text("next_fire_at IS NOT NULL"),
+    ),
+    Index("ix_schedules_env_id", "environment_id", "id"),
+    Index(
+        "ix_schedules_dedup",
+        "environment_id",
+        "deduplication_key",
+        unique=True,
+        postgresql_where=text("deduplication_key IS NOT NULL"),
+        sqlite_where=text("deduplication_key IS NOT NULL"),
+    ),
+    # one declarative schedule per task
+    Index(
+        "ix_schedules_declarative",
+        "environment_id",
+        "task_identifier",
+        unique=True,
+        postgresql_where=text("type = 'DECLARATIVE'"),
+        sqlite_where=text("type = 'DECLARATIVE'"),
+    ),
+)

@@ -1,0 +1,326 @@
+"""``schedules``: scheduled tasks, and the client for schedules created at run time.
+
+Declarative: the cron lives in the code, and the schedule follows the code each
+time a worker registers::
+
+    from triggerfish import schedules
+
+    @schedules.task(id="daily-report", cron="0 9 * * *", timezone="America/New_York")
+    def daily_report(payload: schedules.ScheduledPayload) -> None:
+        print("report for", payload.timestamp, "next:", payload.upcoming[0])
+
+Imperative: a scheduled task without a cron gets schedules at run time, one per
+customer for example (the same ``deduplication_key`` updates instead of adding)::
+
+    @schedules.task(id="sync")
+    def sync(payload: schedules.ScheduledPayload) -> None:
+        sync_customer(payload.external_id)
+
+    schedules.create(task="sync", cron="*/15 * * * *", timezone="Europe/Paris",
+                     external_id="customer_42", deduplication_key="customer_42-sync")
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from triggerfish._cron import CronError, check_timezone, parse_cron
+from triggerfish.errors import InvalidTaskOptions
+from triggerfish.sdk._task import Task
+from triggerfish.sdk._task import task as _plain_task
+
+if TYPE_CHECKING:
+    from triggerfish.sdk._client import Triggerfish, _Call, _Transport
+
+
+class ScheduledPayload(BaseModel):
+    """What a scheduled run receives. Annotate the task's payload with it.
+
+    ``timestamp`` is the slot the run is for (not when it started);
+    ``last_timestamp`` the previous slot this schedule ran; ``upcoming`` the next
+    five slots.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    schedule_id: str = Field(alias="scheduleId")
+    type: Literal["DECLARATIVE", "IMPERATIVE"]
+    timestamp: datetime
+    last_timestamp: datetime | None = Field(default=None, alias="lastTimestamp")
+    external_id: str | None = Field(default=None, alias="externalId")
+    timezone: str
+    upcoming: list[datetime] = Field(default_factory=list)
+
+
+class Generator(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    expression: str
+    description: str = ""
+
+
+class Schedule(BaseModel):
+    """A schedule as the API returns it."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    id: str
+    type: Literal["DECLARATIVE", "IMPERATIVE"]
+    task: str
+    active: bool
+    deduplication_key: str | None = Field(default=None, alias="deduplicationKey")
+    external_id: str | None = Field(default=None, alias="externalId")
+    generator: Generator
+    timezone: str
+    next_run: datetime | None = Field(default=None, alias="nextRun")
+
+    @property
+    def cron(self) -> str:
+        return self.generator.expression
+
+
+class SchedulePage(BaseModel):
+    data: list[Schedule]
+    current_page: int
+    total_pages: int
+    count: int
+
+
+def task(
+    *,
+    id: str,
+    cron: str | None = None,
+    timezone: str = "UTC",
+    **options: Any,
+) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+    """Declare a scheduled task; ``cron`` (optional) gives it a declarative schedule.
+
+    The cron expression and time zone are checked here, when the module is
+    imported: a bad one fails the worker's start naming the task. Other options
+    are those of :func:`triggerfish.task` (``retry``, ``queue``, ``machine``, …).
+
+    Example::
+
+        @schedules.task(id="hourly-sync", cron="0 * * * *")
+        async def hourly_sync(payload: schedules.ScheduledPayload) -> None: ...
+    """
+    try:
+        if cron is not None:
+            spec = parse_cron(cron, timezone)
+            cron, timezone = spec.expression, spec.timezone
+        else:
+            check_timezone(timezone)
+    except CronError as exc:
+        raise InvalidTaskOptions(f"task {id!r}: {exc}") from None
+    make = _plain_task(id=id, **options)
+
+    def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
+        made = make(fn)
+        made.schedule = {"cron": cron, "timezone": timezone}
+        return made
+
+    return decorate
+
+
+def _schedule_body(
+    task: str,
+    cron: str,
+    timezone: str | None,
+    external_id: str | None,
+    deduplication_key: str | None = None,
+) -> dict[str, Any]:
+    body = {
+        "task": task,
+        "cron": cron,
+        "timezone": timezone,
+        "externalId": external_id,
+        "deduplicationKey": deduplication_key,
+    }
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _parse_page(body: dict[str, Any]) -> SchedulePage:
+    p = body["pagination"]
+    return SchedulePage(
+        data=[Schedule.model_validate(s) for s in body["data"]],
+        current_page=int(p["currentPage"]),
+        total_pages=int(p["totalPages"]),
+        count=int(p["count"]),
+    )
+
+
+class Schedules:
+    """``client.schedules``: create, read, change and remove schedules over the API.
+
+    Every method has an ``…_async`` twin. Schedules are addressed by their
+    ``sched_…`` id or by their deduplication key.
+    """
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    @staticmethod
+    def _call(method: str, path: str, parse: Callable[[Any], Any], **kw: Any) -> _Call[Any]:
+        from triggerfish.sdk._client import _Call
+
+        return _Call(method, path, parse, **kw)
+
+    def _create(
+        self,
+        task: str,
+        cron: str,
+        timezone: str | None = None,
+        external_id: str | None = None,
+        deduplication_key: str | None = None,
+    ) -> _Call[Schedule]:
+        body = _schedule_body(task, cron, timezone, external_id, deduplication_key)
+        return self._call("POST", "/api/v1/schedules", Schedule.model_validate, json=body)
+
+    def _update(
+        self,
+        schedule_id: str,
+        task: str,
+        cron: str,
+        timezone: str | None = None,
+        external_id: str | None = None,
+    ) -> _Call[Schedule]:
+        body = _schedule_body(task, cron, timezone, external_id)
+        path = f"/api/v1/schedules/{_quote(schedule_id)}"
+        return self._call("PUT", path, Schedule.model_validate, json=body)
+
+    def _simple(self, method: str, schedule_id: str, action: str = "") -> _Call[Schedule]:
+        path = f"/api/v1/schedules/{_quote(schedule_id)}{action}"
+        return self._call(method, path, Schedule.model_validate)
+
+    def _delete(self, schedule_id: str) -> _Call[str]:
+        path = f"/api/v1/schedules/{_quote(schedule_id)}"
+        return self._call("DELETE", path, lambda b: str(b["id"]))
+
+    def _list(self, page: int, per_page: int, task: str | None) -> _Call[SchedulePage]:
+        params: dict[str, Any] = {"page": page, "perPage": per_page}
+        if task:
+            params["task"] = task
+        return self._call("GET", "/api/v1/schedules", _parse_page, params=params)
+
+    def _timezones(self, exclude_utc: bool) -> _Call[builtins.list[str]]:
+        params = {"excludeUtc": "true"} if exclude_utc else {}
+        return self._call(
+            "GET", "/api/v1/timezones", lambda b: [str(z) for z in b["timezones"]], params=params
+        )
+
+    def create(
+        self,
+        *,
+        task: str,
+        cron: str,
+        timezone: str | None = None,
+        external_id: str | None = None,
+        deduplication_key: str | None = None,
+    ) -> Schedule:
+        """Give the scheduled task ``task`` a schedule; same deduplication key: update it.
+
+        Example::
+
+            s = client.schedules.create(task="sync", cron="0 * * * *",
+                                        deduplication_key="customer_42-sync")
+        """
+        return self._t.send(self._create(task, cron, timezone, external_id, deduplication_key))
+
+    async def create_async(
+        self,
+        *,
+        task: str,
+        cron: str,
+        timezone: str | None = None,
+        external_id: str | None = None,
+        deduplication_key: str | None = None,
+    ) -> Schedule:
+        call = self._create(task, cron, timezone, external_id, deduplication_key)
+        return await self._t.send_async(call)
+
+    def retrieve(self, schedule_id: str) -> Schedule:
+        """One schedule, by ``sched_…`` id or deduplication key."""
+        return self._t.send(self._simple("GET", schedule_id))
+
+    async def retrieve_async(self, schedule_id: str) -> Schedule:
+        return await self._t.send_async(self._simple("GET", schedule_id))
+
+    def list(self, *, page: int = 1, per_page: int = 20, task: str | None = None) -> SchedulePage:
+        """The environment's schedules, oldest first, ``per_page`` (≤ 100) at a time."""
+        return self._t.send(self._list(page, per_page, task))
+
+    async def list_async(
+        self, *, page: int = 1, per_page: int = 20, task: str | None = None
+    ) -> SchedulePage:
+        return await self._t.send_async(self._list(page, per_page, task))
+
+    def update(
+        self,
+        schedule_id: str,
+        *,
+        task: str,
+        cron: str,
+        timezone: str | None = None,
+        external_id: str | None = None,
+    ) -> Schedule:
+        """Replace an imperative schedule's task, cron, time zone and external id."""
+        return self._t.send(self._update(schedule_id, task, cron, timezone, external_id))
+
+    async def update_async(
+        self,
+        schedule_id: str,
+        *,
+        task: str,
+        cron: str,
+        timezone: str | None = None,
+        external_id: str | None = None,
+    ) -> Schedule:
+        return await self._t.send_async(
+            self._update(schedule_id, task, cron, timezone, external_id)
+        )
+
+    def delete(self, schedule_id: str) -> str:
+        """Remove an imperative schedule; returns its id."""
+        return self._t.send(self._delete(schedule_id))
+
+    async def delete_async(self, schedule_id: str) -> str:
+        return await self._t.send_async(self._delete(schedule_id))
+
+    def activate(self, schedule_id: str) -> Schedule:
+        """Fire again, from the next slot after now."""
+        return self._t.send(self._simple("POST", schedule_id, "/activate"))
+
+    async def activate_async(self, schedule_id: str) -> Schedule:
+        return await self._t.send_async(self._simple("POST", schedule_id, "/activate"))
+
+    def deactivate(self, schedule_id: str) -> Schedule:
+        """Stop firing until activated again; slots in between never run."""
+        return self._t.send(self._simple("POST", schedule_id, "/deactivate"))
+
+    async def deactivate_async(self, schedule_id: str) -> Schedule:
+        return await self._t.send_async(self._simple("POST", schedule_id, "/deactivate"))
+
+    def timezones(self, *, exclude_utc: bool = False) -> builtins.list[str]:
+        """The IANA time zone names a schedule may use."""
+        return self._t.send(self._timezones(exclude_utc))
+
+    async def timezones_async(self, *, exclude_utc: bool = False) -> builtins.list[str]:
+        return await self._t.send_async(self._timezones(exclude_utc))
+
+
+def _quote(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(value, safe="")
+
+
+def _client(client: Triggerfish | None) -> Schedules:
+    from triggerfish.sdk._client import resolve_client
+
+    return resolve_client(client).schedules
