@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from triggerfish.cli import admin, processes, runs
+from triggerfish.cli import admin, processes, runs, schedules
 from triggerfish.cli._common import fail
 from triggerfish.cli._serve import port_is_free
 
@@ -17,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(runs.app, name="runs")
+app.add_typer(schedules.app, name="schedules")
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.keys_app, name="keys")
 app.command("trigger")(runs.trigger)
