@@ -113,7 +113,18 @@ def children_of(pid: int) -> list[int]:
 
 
 def _pg(sql: str) -> None:
-    import asyncpg
+    """Run one statement on the admin database (with asyncpg, or psycopg in the peers' venv)."""
+    try:
+        import asyncpg
+    except ImportError:
+        import psycopg
+
+        try:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(sql)  # type: ignore[arg-type]
+        except psycopg.OperationalError as exc:
+            raise BenchError(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}") from None
+        return
 
     async def go() -> None:
         try:
@@ -161,3 +172,15 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
+
+
+def latency_summary(samples_ms: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99 of latency samples in milliseconds."""
+    return {f"p{p}": percentile(samples_ms, p) for p in (50, 95, 99)}
+
+
+def emit(result: dict[str, object]) -> None:
+    """Print a peer benchmark's result as the last line of its output, for the suite."""
+    import json
+
+    print("RESULT " + json.dumps(result), flush=True)
