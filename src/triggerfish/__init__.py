@@ -22,8 +22,11 @@ from triggerfish import schedules
 from triggerfish.errors import (
     AbortTaskRunError,
     ApiError,
+    NonDeterminismError,
     PayloadValidationError,
+    RunSuspended,
     RunTimeout,
+    StepFailedError,
     TriggerfishError,
 )
 from triggerfish.sdk._client import Run, RunPage, Triggerfish, _DefaultNamespace
@@ -31,6 +34,7 @@ from triggerfish.sdk._context import Context
 from triggerfish.sdk._logger import logger
 from triggerfish.sdk._queue import Queue, queue
 from triggerfish.sdk._retry import RetryPolicy, retry
+from triggerfish.sdk._step import step
 from triggerfish.sdk._task import ErrorDecision, RunHandle, Task, task
 
 __version__ = "0.1.0"
@@ -51,13 +55,16 @@ __all__ = [
     "ApiError",
     "Context",
     "ErrorDecision",
+    "NonDeterminismError",
     "PayloadValidationError",
     "Queue",
     "RetryPolicy",
     "Run",
     "RunHandle",
     "RunPage",
+    "RunSuspended",
     "RunTimeout",
+    "StepFailedError",
     "Task",
     "Triggerfish",
     "TriggerfishError",
@@ -66,6 +73,7 @@ __all__ = [
     "retry",
     "runs",
     "schedules",
+    "step",
     "task",
     "tasks",
 ]

@@ -42,3 +42,5 @@ class ServerSettings(BaseSettings):
     #: accept 6-field cron expressions whose first field is the second. For
     #: end-to-end tests that need slots seconds apart; not part of the public API
     schedule_seconds_field: bool = False
+    #: journal results larger than this many bytes of JSON are stored out of line
+    journal_inline_bytes: int = 64 * 1024

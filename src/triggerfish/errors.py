@@ -15,6 +15,8 @@ Every error the platform raises derives from :class:`TriggerfishError`::
     ├── ConflictError
     │   └── StaleTransition           a report lost a race: the run moved on (409)
     ├── NonDeterminismError           replayed code diverged from the journal
+    ├── StepFailedError               a step used up its retries (replays as the same failure)
+    ├── WaitpointNotFound             no such waitpoint token (404)
     ├── StoreUnavailable
     │   └── SchemaNotMigrated         database needs `triggerfish db migrate`
     └── ApiError                      client side: the server answered an error
@@ -23,6 +25,10 @@ Every error the platform raises derives from :class:`TriggerfishError`::
 Raised inside task code to steer the run:
 
     AbortTaskRunError                 fail the run now, without retrying
+
+Raised by the platform inside task code, never to be caught:
+
+    RunSuspended(BaseException)       the run waits durably; the attempt ends here
 """
 
 from __future__ import annotations
@@ -128,7 +134,43 @@ class StaleTransition(ConflictError):
 
 
 class NonDeterminismError(TriggerfishError):
-    """Replayed task code called a different durable operation than the journal holds."""
+    """Replayed task code called a different durable operation than the journal holds.
+
+    The message names the position and both calls, e.g. ``step 3: the journal has
+    step.run('render'), the code called wait.for_token()``. The run fails without
+    retrying: code between durable calls must make the same calls in the same order.
+    """
+
+
+class StepFailedError(TriggerfishError):
+    """A ``step.run`` failed on its last try; replays raise it again, never re-run the step.
+
+    ``name`` and ``message`` are those of the exception the step raised.
+    """
+
+    def __init__(self, step: str, error: dict[str, Any], tries: int) -> None:
+        self.step, self.error, self.tries = step, error, tries
+        self.original_name = str(error.get("name", "Exception"))
+        super().__init__(
+            f"step {step!r} failed after {tries} tr{'y' if tries == 1 else 'ies'}: "
+            f"{self.original_name}: {error.get('message', '')}"
+        )
+
+
+class WaitpointNotFound(UserError):
+    status_code = 404
+
+    def __init__(self, waitpoint_id: str, why: str = "not found in this environment") -> None:
+        self.waitpoint_id = waitpoint_id
+        super().__init__(f"waitpoint {waitpoint_id!r} {why}")
+
+
+class RunSuspended(BaseException):
+    """Ends the current attempt because the run now waits durably (WAITING).
+
+    Derives from ``BaseException`` so that a task's ``except Exception`` cannot
+    swallow it; the run is resumed from its journal when the wait resolves.
+    """
 
 
 class StoreUnavailable(TriggerfishError):

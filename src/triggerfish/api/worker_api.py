@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.engine.attempts import Failure
+from triggerfish.engine.journal import JournalEntry
 
 router = APIRouter(prefix="/worker/v1", tags=["worker"])
 
@@ -83,6 +84,8 @@ async def dequeue(
     worker = await engine.workers.identity(env.id, body.worker_id)
     wait = min(body.wait, engine.res.settings.dequeue_wait)
     rows = await engine.dequeue.claim_or_wait(worker, body.max, wait, gone=request.is_disconnected)
+    # the journal travels with the claim: replaying it needs no round trips
+    journals = await engine.journal.for_runs([r.id for r in rows]) if rows else {}
     return {
         "runs": [
             {
@@ -95,6 +98,7 @@ async def dequeue(
                 "machine": r.machine,
                 "max_duration": r.max_duration,
                 "environment": {"id": env.id, "slug": env.slug},
+                "journal": journals.get(r.id, []),
             }
             for r in rows
         ]
@@ -154,3 +158,48 @@ async def deregister(body: WorkerIdBody, engine: EngineDep, env: EnvDep) -> dict
     await engine.workers.identity(env.id, body.worker_id)
     await engine.workers.deregister(body.worker_id)
     return {"ok": True}
+
+
+# -- durable calls (relayed from task processes) ---------------------------------
+
+
+class JournalBody(BaseModel):
+    run_id: str
+    seq: int = Field(ge=0)
+    kind: str = Field(min_length=1, max_length=24)
+    name: str = Field(max_length=256)
+    status: Literal["OK", "ERROR", "RETRYING"]
+    result: Any = None
+    error: dict[str, Any] | None = None
+    failures: int = Field(default=0, ge=0)
+    started_at: float | None = None
+
+
+@router.post("/attempts/{attempt_id}/journal")
+async def journal(
+    attempt_id: str, body: JournalBody, engine: EngineDep, env: EnvDep
+) -> dict[str, bool]:
+    """Record a durable call's outcome; 409 once the attempt is no longer current."""
+    entry = JournalEntry(
+        seq=body.seq,
+        kind=body.kind,
+        name=body.name,
+        status=body.status,
+        result=body.result,
+        error=body.error,
+        failures=body.failures,
+        started_at=body.started_at,
+    )
+    await engine.journal.record(body.run_id, attempt_id, entry, env.id)
+    return {"ok": True}
+
+
+class BlobBody(BaseModel):
+    run_id: str
+    seq: int = Field(ge=0)
+
+
+@router.post("/attempts/{attempt_id}/blob")
+async def blob(attempt_id: str, body: BlobBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """A journal result stored out of line, for a replaying task."""
+    return {"result": await engine.journal.blob(env.id, body.run_id, body.seq)}

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from triggerfish.engine.manifests import ManifestCache, retry_policy
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.states import FailureKind, RunStatus, final_status_for, is_retryable
+from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
@@ -41,9 +42,12 @@ class Outcome:
 
 
 class Attempts:
-    def __init__(self, res: EngineResources, manifests: ManifestCache) -> None:
+    def __init__(
+        self, res: EngineResources, manifests: ManifestCache, waitpoints: Waitpoints
+    ) -> None:
         self.res = res
         self.manifests = manifests
+        self.waitpoints = waitpoints
 
     async def start(self, run_id: str, attempt_id: str, env_id: str | None = None) -> Row[Any]:
         now = to_datetime(self.res.clock.now())
@@ -68,6 +72,7 @@ class Attempts:
         self, run_id: str, attempt_id: str, output: Any, env_id: str | None = None
     ) -> Outcome:
         now = to_datetime(self.res.clock.now())
+        woken: set[str] = set()
         async with self.res.db.write() as conn:
             row = await run_store.transition(
                 conn,
@@ -82,13 +87,18 @@ class Attempts:
             if row is None:
                 raise StaleTransition(run_id, RunStatus.COMPLETED, attempt_id)
             await run_store.update_attempt(conn, attempt_id, status="COMPLETED", finished_at=now)
+            # a parent waiting on this run resumes in the same transaction
+            await self.waitpoints.on_run_finished(conn, row, woken)
+        await self.waitpoints.wake(woken)
         return Outcome(RunStatus.COMPLETED)
 
     async def fail(
         self, run_id: str, attempt_id: str, failure: Failure, env_id: str | None = None
     ) -> Outcome:
+        woken: set[str] = set()
         async with self.res.db.write() as conn:
-            outcome = await self.fail_in(conn, run_id, attempt_id, failure, env_id)
+            outcome = await self.fail_in(conn, run_id, attempt_id, failure, env_id, woken)
+        await self.waitpoints.wake(woken)
         if outcome.status is RunStatus.QUEUED:
             env_id = await self._env_of(run_id)
             delay = (outcome.retry_at or 0) - self.res.clock.now()
@@ -105,8 +115,13 @@ class Attempts:
         attempt_id: str,
         failure: Failure,
         env_id: str | None = None,
+        woken: set[str] | None = None,
     ) -> Outcome:
-        """Record a failed attempt inside the caller's transaction: retry or finish."""
+        """Record a failed attempt inside the caller's transaction: retry or finish.
+
+        Runs that wait on this one and resume because it finished are added to
+        ``woken`` (their environments need a wake-up after commit).
+        """
         run = await run_store.get_by_id(conn, run_id)
         if (
             run is None
@@ -148,6 +163,8 @@ class Attempts:
             finished_at=now,
             error=failure.error,
         )
+        if to is not RunStatus.QUEUED:
+            await self.waitpoints.on_run_finished(conn, row, woken if woken is not None else set())
         return Outcome(to, retry_at)
 
     async def _retry_at(

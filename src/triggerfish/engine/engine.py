@@ -11,12 +11,14 @@ from triggerfish.engine.attempts import Attempts
 from triggerfish.engine.dequeue import Dequeue
 from triggerfish.engine.enqueue import Enqueue
 from triggerfish.engine.environments import Environments
+from triggerfish.engine.journal import Journal
 from triggerfish.engine.maintenance import Maintenance
 from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.notify import Notifier, PostgresNotifier
 from triggerfish.engine.resources import Clock, EngineResources
 from triggerfish.engine.runs import Runs
 from triggerfish.engine.schedules import Schedules
+from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.engine.workers import Workers
 from triggerfish.store.db import Database
 
@@ -36,13 +38,15 @@ class Engine:
         self.res = res
         manifests = ManifestCache()
         self.environments = Environments(res)
+        self.journal = Journal(res)
         self.enqueue = Enqueue(res)
-        self.attempts = Attempts(res, manifests)
+        self.waitpoints = Waitpoints(res, self.journal, self.enqueue)
+        self.attempts = Attempts(res, manifests, self.waitpoints)
         self.dequeue = Dequeue(res, self.attempts)
-        self.runs = Runs(res)
+        self.runs = Runs(res, self.waitpoints)
         self.schedules = Schedules(res, self.enqueue)
         self.workers = Workers(res, self.attempts, self.schedules)
-        self.maintenance = Maintenance(res, self.attempts, self.schedules)
+        self.maintenance = Maintenance(res, self.attempts, self.schedules, self.waitpoints)
         self._background: list[asyncio.Task[Any]] = []
 
     @classmethod

@@ -15,6 +15,7 @@ from triggerfish.engine.attempts import Attempts, Failure
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.states import RunStatus
+from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
 
@@ -24,10 +25,17 @@ SWEEP_BATCH = 500
 
 
 class Maintenance:
-    def __init__(self, res: EngineResources, attempts: Attempts, schedules: Schedules) -> None:
+    def __init__(
+        self,
+        res: EngineResources,
+        attempts: Attempts,
+        schedules: Schedules,
+        waitpoints: Waitpoints,
+    ) -> None:
         self.res = res
         self.attempts = attempts
         self.schedules = schedules
+        self.waitpoints = waitpoints
 
     async def sweep(self) -> dict[str, int]:
         """One pass of every sweep; returns how many runs each one moved."""
@@ -36,6 +44,7 @@ class Maintenance:
             "promoted": await self.promote_delayed(),
             "expired": await self.expire_ttl(),
             "scheduled": await self.schedules.fire_due(),
+            "waits_resolved": await self.waitpoints.resolve_due(),
         }
 
     async def reclaim_expired_leases(self) -> int:
@@ -85,13 +94,24 @@ class Maintenance:
     async def expire_ttl(self) -> int:
         now = self.res.clock.now()
         values = {"expired_at": to_datetime(now), "finished_at": to_datetime(now)}
+        woken: set[str] = set()
         async with self.res.db.write() as conn:
             due = await run_store.past_ttl(conn, now, SWEEP_BATCH)
-            envs = await self._move_all(conn, due, RunStatus.EXPIRED, "ttl passed", values)
+            envs = await self._move_all(
+                conn, due, RunStatus.EXPIRED, "ttl passed", values, woken=woken
+            )
+        await self.waitpoints.wake(woken)
         return sum(envs.values())
 
     async def _move_all(
-        self, conn: Any, rows: list[Any], to: RunStatus, reason: str, values: dict[str, Any]
+        self,
+        conn: Any,
+        rows: list[Any],
+        to: RunStatus,
+        reason: str,
+        values: dict[str, Any],
+        *,
+        woken: set[str] | None = None,
     ) -> dict[str, int]:
         now = to_datetime(self.res.clock.now())
         envs: dict[str, int] = {}
@@ -101,6 +121,8 @@ class Maintenance:
             )
             if moved is not None:
                 envs[moved.environment_id] = envs.get(moved.environment_id, 0) + 1
+                if woken is not None:  # an expired child resolves its parent's wait
+                    await self.waitpoints.on_run_finished(conn, moved, woken)
         return envs
 
     async def run_forever(self) -> None:

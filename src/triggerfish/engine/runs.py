@@ -10,6 +10,7 @@ from sqlalchemy import Row
 
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.states import CANCELABLE, RunStatus
+from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import RunNotFound, StaleTransition
 from triggerfish.store import logs as log_store
 from triggerfish.store import runs as run_store
@@ -32,8 +33,9 @@ class RunDetail:
 
 
 class Runs:
-    def __init__(self, res: EngineResources) -> None:
+    def __init__(self, res: EngineResources, waitpoints: Waitpoints) -> None:
         self.res = res
+        self.waitpoints = waitpoints
 
     async def retrieve(self, env_id: str, run_id: str) -> RunDetail:
         async with self.res.db.read() as conn:
@@ -64,30 +66,43 @@ class Runs:
         """Cancel a run that has not finished; a finished run is returned unchanged.
 
         A queued or delayed run will never start. An executing run's worker
-        learns at its next heartbeat and stops the child process.
+        learns at its next heartbeat and stops the child process. A waiting run's
+        children (from ``trigger_and_wait``) are canceled too, unless it asked
+        to keep them.
         """
-        now = to_datetime(self.res.clock.now())
+        woken: set[str] = set()
         async with self.res.db.write() as conn:
             row = await run_store.get(conn, env_id, run_id)
             if row is None:
                 raise RunNotFound(run_id)
-            if RunStatus(row.status) not in CANCELABLE:
-                return row
-            moved = await run_store.transition(
-                conn,
-                run_id,
-                to=RunStatus.CANCELED,
-                now=now,
-                reason="canceled by request",
-                values={"finished_at": now, "lease_expires_at": None},
+            moved = await self.cancel_in(conn, row, woken)
+        await self.waitpoints.wake(woken)
+        return moved
+
+    async def cancel_in(self, conn: Any, row: Row[Any], woken: set[str]) -> Row[Any]:
+        now = to_datetime(self.res.clock.now())
+        if RunStatus(row.status) not in CANCELABLE:
+            return row
+        moved = await run_store.transition(
+            conn,
+            row.id,
+            to=RunStatus.CANCELED,
+            now=now,
+            reason="canceled by request",
+            values={"finished_at": now, "lease_expires_at": None},
+        )
+        if moved is None:  # it finished in the meantime
+            return await run_store.get(conn, row.environment_id, row.id) or row
+        if row.current_attempt_id and row.status in (RunStatus.DEQUEUED, RunStatus.EXECUTING):
+            await run_store.update_attempt(
+                conn, row.current_attempt_id, status="CANCELED", finished_at=now
             )
-            if moved is None:  # it finished in the meantime
-                return await run_store.get(conn, env_id, run_id) or row
-            if row.current_attempt_id and row.status in (RunStatus.DEQUEUED, RunStatus.EXECUTING):
-                await run_store.update_attempt(
-                    conn, row.current_attempt_id, status="CANCELED", finished_at=now
-                )
-            return moved
+        await self.waitpoints.on_run_finished(conn, moved, woken)
+        for child_id in await self.waitpoints.children_to_cancel(conn, row.id):
+            child = await run_store.get_by_id(conn, child_id)
+            if child is not None:
+                await self.cancel_in(conn, child, woken)
+        return moved
 
     async def events(self, env_id: str, run_id: str) -> list[Row[Any]]:
         async with self.res.db.read() as conn:

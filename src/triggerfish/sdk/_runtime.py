@@ -15,13 +15,11 @@ three are set by the worker when it had to stop the child).
 from __future__ import annotations
 
 import asyncio
-import json
-import traceback
+import os
 from typing import Any
 
-import pydantic
-
-from triggerfish.errors import AbortTaskRunError
+from triggerfish.errors import AbortTaskRunError, NonDeterminismError, RunSuspended, StepFailedError
+from triggerfish.sdk import _durable
 from triggerfish.sdk._context import (
     AttemptInfo,
     Context,
@@ -30,13 +28,17 @@ from triggerfish.sdk._context import (
     RunInfo,
     TaskInfo,
 )
+from triggerfish.sdk._durable import AttemptAbandoned, DurableRun, Transport
 from triggerfish.sdk._machines import MACHINE_MEMORY_MB
 from triggerfish.sdk._registry import TaskRegistry
 from triggerfish.sdk._task import ErrorDecision, Task
+from triggerfish.sdk._values import OutputNotSerializable, describe_error
+from triggerfish.sdk._values import to_json_value as _to_json
 
+__all__ = ["OutputNotSerializable", "build_context", "describe_error", "run_attempt"]
 
-class OutputNotSerializable(TypeError):
-    pass
+#: waits up to this many seconds sleep in place; longer ones suspend the run
+SUSPEND_THRESHOLD_ENV = "TRIGGERFISH_SUSPEND_THRESHOLD"
 
 
 def build_context(job: dict[str, Any]) -> Context:
@@ -51,18 +53,43 @@ def build_context(job: dict[str, Any]) -> Context:
 
 
 def run_attempt(
-    registry: TaskRegistry, job: dict[str, Any], loop: asyncio.AbstractEventLoop
+    registry: TaskRegistry,
+    job: dict[str, Any],
+    loop: asyncio.AbstractEventLoop,
+    transport: Transport | None = None,
 ) -> dict[str, Any]:
-    """Run one attempt of ``job`` and return its report; never raises."""
+    """Run one attempt of ``job`` and return its report; never raises.
+
+    Besides ``ok``/``error`` reports, ``{"suspended": True}`` means the run now
+    waits durably and ``{"abandoned": True}`` that the server stopped accepting
+    this attempt's records; the worker reports neither.
+    """
     task = registry.get(job["task_id"])
     ctx = build_context(job)
     payload: Any = job.get("payload")
+    durable = DurableRun(
+        run_id=job["run_id"],
+        attempt_id=job["attempt_id"],
+        task_id=task.id,
+        retry=task.retry,
+        is_async=task.is_async,
+        transport=transport or _no_transport,
+        loop=loop,
+        journal={int(e["seq"]): dict(e) for e in job.get("journal") or []},
+        suspend_threshold=float(os.environ.get(SUSPEND_THRESHOLD_ENV, "5")),
+    )
+    token = _durable.activate(durable)
     try:
         payload = task.validate_payload(payload)
         args = (payload, ctx) if task.takes_ctx else (payload,)
         result = loop.run_until_complete(task.fn(*args)) if task.is_async else task.fn(*args)
         return {"ok": True, "output": to_json_value(result, task.id)}
-    except AbortTaskRunError as exc:
+    except RunSuspended:
+        return {"suspended": True}
+    except AttemptAbandoned as exc:
+        return {"abandoned": True, "reason": str(exc)}
+    except (AbortTaskRunError, NonDeterminismError, StepFailedError) as exc:
+        # a replay would end the same way: retrying the run cannot help
         return {"ok": False, "error": describe_error(exc, "ABORT"), "decision": None}
     except SystemExit as exc:
         error = describe_error(exc, "USER")
@@ -72,6 +99,12 @@ def run_attempt(
         return {"ok": False, "error": describe_error(exc, "OOM"), "decision": None}
     except Exception as exc:
         return _failure(task, payload, exc, ctx, describe_error(exc, "USER"))
+    finally:
+        _durable.deactivate(token)
+
+
+def _no_transport(op: str, body: dict[str, Any]) -> dict[str, Any]:
+    return {"_status": 503, "error": "durable calls need a worker (no transport in this process)"}
 
 
 def _failure(
@@ -100,23 +133,6 @@ def _failure(
     }
 
 
-def describe_error(exc: BaseException, kind: str) -> dict[str, Any]:
-    return {
-        "name": type(exc).__name__,
-        "message": str(exc),
-        "stack_trace": "".join(traceback.format_exception(exc)),
-        "kind": kind,
-    }
-
-
 def to_json_value(value: Any, task_id: str) -> Any:
     """``value`` as plain JSON data; pydantic models are dumped."""
-    if isinstance(value, pydantic.BaseModel):
-        return value.model_dump(mode="json")
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise OutputNotSerializable(
-            f"task {task_id!r} returned a {type(value).__name__}, which is not "
-            f"JSON-serialisable ({exc}); return JSON data or a pydantic model"
-        ) from None
+    return _to_json(value, f"task {task_id!r}")

@@ -306,3 +306,124 @@ schedules = Table(
         sqlite_where=text("type = 'DECLARATIVE'"),
     ),
 )
+
+# -- durable execution ------------------------------------------------------------
+
+# One row per durable call of a run (step.run, waits, child runs), in call order.
+# Replay returns ``result`` (or raises ``error``) instead of doing the call again.
+run_journal = Table(
+    "run_journal",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("kind", String(24), nullable=False),
+    Column("name", String(256), nullable=False),
+    # OK | ERROR | RETRYING (a step with failed tries left) | PENDING (a wait)
+    Column("status", String(12), nullable=False),
+    Column("result", JSON),
+    Column("error", JSON),
+    # results above the inline limit live in run_journal_blobs
+    Column("result_blob", Boolean, nullable=False, server_default=text("false")),
+    # failed tries of a step so far (survives crashes)
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+)
+
+run_journal_blobs = Table(
+    "run_journal_blobs",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("data", Text, nullable=False),
+)
+
+# Something runs can wait on: a duration, a token, a child run, an event.
+waitpoints = Table(
+    "waitpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), nullable=False),
+    Column("kind", String(16), nullable=False),  # DURATION | TOKEN | RUN | EVENT
+    Column("status", String(12), nullable=False),  # PENDING | COMPLETED | TIMED_OUT
+    # DURATION: when it resolves; others: when it times out (None: never)
+    Column("due_at", Float),
+    Column("output", JSON),
+    Column("output_is_error", Boolean, nullable=False, server_default=text("false")),
+    Column("idempotency_key", String(512)),
+    Column("idempotency_key_expires_at", Float),
+    Column("tags", JSON, nullable=False),
+    # the secret part of a token's callback URL
+    Column("callback_secret", String(64)),
+    Column("child_run_id", String(40)),
+    Column("event_name", String(256)),
+    Column("event_filter", JSON),
+    Column("owner_run_id", String(40)),
+    Column("created_at", DateTime, nullable=False),
+    Column("completed_at", DateTime),
+    Index(
+        "ix_waitpoints_due",
+        "due_at",
+        postgresql_where=text("status = 'PENDING' AND due_at IS NOT NULL"),
+        sqlite_where=text("status = 'PENDING' AND due_at IS NOT NULL"),
+    ),
+    Index(
+        "ix_waitpoints_child",
+        "child_run_id",
+        postgresql_where=text("child_run_id IS NOT NULL"),
+        sqlite_where=text("child_run_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_waitpoints_event",
+        "environment_id",
+        "event_name",
+        postgresql_where=text("status = 'PENDING' AND kind = 'EVENT'"),
+        sqlite_where=text("status = 'PENDING' AND kind = 'EVENT'"),
+    ),
+    Index(
+        "ix_waitpoints_idempotency",
+        "environment_id",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+        sqlite_where=text("idempotency_key IS NOT NULL"),
+    ),
+    Index("ix_waitpoints_env_id", "environment_id", "id"),
+)
+
+# Which run waits on which waitpoint, for which journal entry; a batch wait has
+# several rows for one (run_id, seq), ordered by ``idx``.
+waitpoint_waiters = Table(
+    "waitpoint_waiters",
+    metadata,
+    Column("waitpoint_id", String(40), primary_key=True),
+    Column("run_id", String(40), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("idx", Integer, nullable=False, server_default=text("0")),
+    Index("ix_waitpoint_waiters_run", "run_id", "seq"),
+)
+
+# Sent events: the id makes a repeated send start nothing twice.
+events = Table(
+    "events",
+    metadata,
+    Column("environment_id", String(40), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("payload", JSON),
+    Column("run_ids", JSON, nullable=False),
+    Column("errors", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_events_env_name", "environment_id", "name", "created_at"),
+)
+
+# A small durable key-value store per environment.
+kv_entries = Table(
+    "kv_entries",
+    metadata,
+    Column("environment_id", String(40), primary_key=True),
+    Column("key", String(512), primary_key=True),
+    Column("value", JSON),
+    Column("expires_at", Float),
+    Column("updated_at", DateTime, nullable=False),
+)

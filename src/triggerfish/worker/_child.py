@@ -5,6 +5,9 @@ what it is given. Messages to the worker over the pipe:
 
 - ``("ready", pid)`` / ``("import_error", message)`` once, after importing tasks
 - ``("log", record)`` for every captured line while an attempt runs
+- ``("call", {"op", "body"})`` for a durable call that must reach the server
+  before the task goes on (a journal entry, a wait); the worker answers with
+  ``("reply", answer)`` and the task process blocks until then
 - ``("done", report)`` when the attempt ends (see ``sdk/_runtime.py``)
 """
 
@@ -94,9 +97,24 @@ def main(conn: Connection, root: str, dirs: list[str]) -> None:
         out, err = _LineWriter(conn, "stdout", "INFO"), _LineWriter(conn, "stderr", "ERROR")
         sys.stdout, sys.stderr = out, err
         try:
-            report = run_attempt(registry, job, loop)
+            report = run_attempt(registry, job, loop, _transport(conn))
         finally:
             out.flush()
             err.flush()
             sys.stdout, sys.stderr = real_out, real_err
         conn.send(("done", report))
+
+
+def _transport(conn: Connection) -> Any:
+    """Durable calls: send the request, block until the worker's reply arrives."""
+
+    def call(op: str, body: dict[str, Any]) -> dict[str, Any]:
+        conn.send(("call", {"op": op, "body": body}))
+        while True:
+            kind, value = conn.recv()
+            if kind == "reply":
+                return dict(value)
+            if kind == "stop":
+                raise SystemExit(0)
+
+    return call

@@ -81,6 +81,15 @@ class WorkerApi:
             f"/worker/v1/attempts/{attempt_id}/complete", body, give_up_after=give_up_after
         )
 
+    async def durable(
+        self, attempt_id: str, op: str, body: dict[str, Any], *, give_up_after: float
+    ) -> dict[str, Any]:
+        """A task's durable call (``journal``, ``wait``, ``blob``…) for this attempt."""
+        result: dict[str, Any] = await self.post_reliably(
+            f"/worker/v1/attempts/{attempt_id}/{op}", body, give_up_after=give_up_after
+        )
+        return result
+
     async def heartbeat(self, worker_id: str, attempt_ids: list[str]) -> list[str]:
         result = await self._post(
             "/worker/v1/heartbeat", {"worker_id": worker_id, "attempt_ids": attempt_ids}

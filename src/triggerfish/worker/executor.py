@@ -15,7 +15,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -26,6 +26,8 @@ from triggerfish.worker import _child
 from triggerfish.worker.discovery import ProjectConfig
 
 LogCallback = Callable[[str, dict[str, Any]], None]
+#: relays a task process's durable call ``(job, op, body)`` to the server
+CallCallback = Callable[["Job", str, dict[str, Any]], Awaitable[dict[str, Any]]]
 _ctx = multiprocessing.get_context("spawn")
 START_TIMEOUT = 60.0
 
@@ -45,6 +47,7 @@ class Job:
     environment: dict[str, str]
     machine: str
     max_duration: float | None
+    journal: list[dict[str, Any]] = field(default_factory=list)
 
     def to_child(self) -> dict[str, Any]:
         return {
@@ -56,6 +59,7 @@ class Job:
             "tags": self.tags,
             "environment": self.environment,
             "machine": self.machine,
+            "journal": self.journal,
         }
 
 
@@ -84,12 +88,14 @@ class ExecutorPool:
         size: int,
         on_log: LogCallback,
         *,
+        on_call: CallCallback | None = None,
         env: dict[str, str] | None = None,
         memory_poll_interval: float = 0.05,
     ) -> None:
         self.config = config
         self.size = size
         self.on_log = on_log
+        self.on_call = on_call
         self.env = env
         self.memory_poll_interval = memory_poll_interval
         self._free: asyncio.Queue[_Slot] = asyncio.Queue()
@@ -164,10 +170,19 @@ class ExecutorPool:
             kind, value = await slot.inbox.get()
             if kind == "log":
                 self.on_log(job.attempt_id, value)
+            elif kind == "call":
+                answer = await self._relay(job, value)
+                with contextlib.suppress(OSError):
+                    slot.conn.send(("reply", answer))
             elif kind == "done":
                 return dict(value)
             elif kind == "dead":
                 return {"_dead": True}
+
+    async def _relay(self, job: Job, request: dict[str, Any]) -> dict[str, Any]:
+        if self.on_call is None:
+            return {"_status": 503, "error": "this worker relays no durable calls"}
+        return await self.on_call(job, str(request["op"]), dict(request["body"]))
 
     async def _watch(self, slot: _Slot, job: Job) -> None:
         """Stop the child when it runs too long or uses too much memory."""

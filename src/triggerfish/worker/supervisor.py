@@ -58,6 +58,7 @@ class Worker:
         self.worker_id = ""
         self._running: dict[str, asyncio.Task[None]] = {}
         self._abandoned: set[str] = set()  # attempts stopped on the server's request
+        self._suspended: set[str] = set()  # attempts whose run now waits durably
         self._slot_freed = asyncio.Event()
         self._log_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._stopping = asyncio.Event()
@@ -83,7 +84,11 @@ class Worker:
         self.worker_id = registered["worker_id"]
         self._heartbeat_interval = max(0.2, min(5.0, registered["heartbeat_timeout"] / 3))
         self.pool = ExecutorPool(
-            self.config, self.options.concurrency, self._on_log, env=_child_env()
+            self.config,
+            self.options.concurrency,
+            self._on_log,
+            on_call=self._on_call,
+            env=_child_env(),
         )
         await self.pool.start()
         log.info(
@@ -183,8 +188,10 @@ class Worker:
             job = _job(raw, self._max_durations.get(raw["task_id"]))
             report = await self.pool.run(job)
             await self._flush_logs(attempt_id)
-            if attempt_id in self._abandoned:
+            if attempt_id in self._abandoned or report.get("abandoned"):
                 return  # canceled, reclaimed or released: the server has moved on
+            if report.get("suspended") and attempt_id in self._suspended:
+                return  # the server parked the run (WAITING) when it accepted the wait
             await self.api.complete(
                 attempt_id,
                 _completion(raw["run_id"], report),
@@ -199,7 +206,29 @@ class Worker:
         finally:
             self._running.pop(attempt_id, None)
             self._abandoned.discard(attempt_id)
+            self._suspended.discard(attempt_id)
             self._slot_freed.set()
+
+    # -- durable calls from task processes ------------------------------------------
+
+    async def _on_call(self, job: Job, op: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Relay a task process's durable call; errors become ``{"_status", "error"}``."""
+        try:
+            answer = await self.api.durable(
+                job.attempt_id,
+                op,
+                {"run_id": job.run_id, **body},
+                give_up_after=self._heartbeat_interval * 20,
+            )
+        except StaleReport as exc:
+            return {"_status": 409, "error": str(exc)}
+        except ApiError as exc:
+            return {"_status": exc.status, "error": str(exc)}
+        except httpx.TransportError as exc:
+            return {"_status": 503, "error": f"the server could not be reached: {exc}"}
+        if op == "wait" and answer.get("status") == "suspended":
+            self._suspended.add(job.attempt_id)
+        return dict(answer)
 
     # -- heartbeats and logs ---------------------------------------------------------
 
@@ -213,6 +242,8 @@ class Worker:
                 log.warning("heartbeat failed: %s", exc)
                 continue
             for attempt_id in stop:
+                if attempt_id in self._suspended:
+                    continue  # parked on purpose; the task process is just unwinding
                 if attempt_id in self._running and attempt_id not in self._abandoned:
                     log.info("stopping attempt %s at the server's request", attempt_id)
                     self._abandoned.add(attempt_id)
@@ -254,6 +285,7 @@ def _job(raw: dict[str, Any], task_max_duration: float | None) -> Job:
         environment=raw["environment"],
         machine=raw["machine"],
         max_duration=raw.get("max_duration") or task_max_duration,
+        journal=list(raw.get("journal") or []),
     )
 
 

@@ -1,0 +1,107 @@
+"""A run's journal: what its durable calls returned, so a new attempt can replay them.
+
+The task process writes one entry per durable call (``step.run`` and friends)
+through the worker API, guarded on its attempt id: an attempt that was
+reclaimed, canceled or suspended writes nothing. The journal goes out with
+every claimed run, so replaying a long journal costs no round trips. Results
+above ``journal_inline_bytes`` are stored out of line and fetched on replay
+only when the code reaches them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.errors import RunNotFound, StaleTransition
+from triggerfish.store import journal as journal_store
+from triggerfish.store import runs as run_store
+
+EntryStatus = Literal["OK", "ERROR", "RETRYING", "PENDING"]
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One durable call's outcome, as a task process reports it."""
+
+    seq: int
+    kind: str
+    name: str
+    status: EntryStatus
+    result: Any = None
+    error: dict[str, Any] | None = None
+    #: failed tries of a step so far
+    failures: int = 0
+    #: when the call began (epoch seconds, the task process's clock)
+    started_at: float | None = None
+
+
+class Journal:
+    def __init__(self, res: EngineResources) -> None:
+        self.res = res
+
+    async def record(
+        self, run_id: str, attempt_id: str, entry: JournalEntry, env_id: str | None = None
+    ) -> None:
+        """Persist ``entry`` if ``attempt_id`` is still the run's executing attempt.
+
+        Raises ``StaleTransition`` otherwise (the worker stops the attempt).
+        """
+        now = to_datetime(self.res.clock.now())
+        async with self.res.db.write() as conn:
+            row = await journal_store.guard_executing(conn, run_id, attempt_id, now)
+            if row is None or (env_id is not None and row.environment_id != env_id):
+                raise StaleTransition(run_id, f"journal entry {entry.seq}", attempt_id)
+            await self.write_in(conn, run_id, entry, now)
+
+    async def write_in(
+        self, conn: AsyncConnection, run_id: str, entry: JournalEntry, now: datetime
+    ) -> None:
+        """Write ``entry`` inside the caller's transaction (no guard)."""
+        values: dict[str, Any] = {
+            "run_id": run_id,
+            "seq": entry.seq,
+            "kind": entry.kind,
+            "name": entry.name[:256],
+            "status": entry.status,
+            "result": entry.result,
+            "error": entry.error,
+            "failures": entry.failures,
+            "result_blob": False,
+            "started_at": to_datetime(entry.started_at) if entry.started_at else now,
+            "finished_at": None if entry.status == "PENDING" else now,
+        }
+        if entry.status == "OK" and entry.result is not None:
+            text = json.dumps(entry.result, separators=(",", ":"))
+            if len(text) > self.res.settings.journal_inline_bytes:
+                values["result"], values["result_blob"] = None, True
+                await journal_store.put_blob(conn, run_id, entry.seq, text)
+        await journal_store.upsert(conn, values)
+
+    async def for_runs(self, run_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The journals to ship with freshly claimed runs."""
+        async with self.res.db.read() as conn:
+            return await journal_store.entries_of(conn, run_ids)
+
+    async def blob(self, env_id: str, run_id: str, seq: int) -> Any:
+        """A result stored out of line."""
+        async with self.res.db.read() as conn:
+            run = await run_store.get(conn, env_id, run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            data = await journal_store.get_blob(conn, run_id, seq)
+        if data is None:
+            raise RunNotFound(f"{run_id} (journal entry {seq})")
+        return json.loads(data)
+
+    async def entries(self, env_id: str, run_id: str) -> list[Any]:
+        """The run's journal for people: kind, name, status, times (the run's spans)."""
+        async with self.res.db.read() as conn:
+            if await run_store.get(conn, env_id, run_id) is None:
+                raise RunNotFound(run_id)
+            return await journal_store.list_entries(conn, run_id)

@@ -1,0 +1,215 @@
+"""The replay runtime inside a task process: every durable call goes through here.
+
+A run's journal arrives with the claimed attempt. Each durable call (``step.run``,
+``wait.*``, ``trigger_and_wait``…) takes the next position in call order and
+
+- finds an entry there: checks it is the same kind of call with the same name
+  (else :class:`NonDeterminismError`) and returns its recorded result, or raises
+  its recorded failure, without doing anything;
+- finds none: does the call and records the outcome through the worker before
+  returning, so a crash after this point never repeats it.
+
+The worker relays records over the process pipe (``transport``); the server
+refuses them once the attempt is no longer current, and the task is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from triggerfish.errors import ApiError, NonDeterminismError, RunSuspended, StepFailedError
+from triggerfish.sdk._retry import RetryPolicy
+from triggerfish.sdk._values import describe_error, to_json_value
+
+#: sends ``(op, body)`` to the worker and returns its answer
+Transport = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+class AttemptAbandoned(BaseException):
+    """The server no longer accepts this attempt's records (reclaimed, canceled)."""
+
+
+@dataclass
+class DurableRun:
+    """The durable state of one attempt: its journal and the next call position."""
+
+    run_id: str
+    attempt_id: str
+    task_id: str
+    retry: RetryPolicy
+    is_async: bool
+    transport: Transport
+    loop: asyncio.AbstractEventLoop | None
+    journal: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: waits up to this many seconds sleep in place instead of suspending
+    suspend_threshold: float = 5.0
+    seq: int = 0
+
+    # -- the one path every durable call takes --------------------------------
+
+    def next_call(self, kind: str, name: str) -> tuple[int, dict[str, Any] | None]:
+        """Claim the next position; the recorded entry there, checked, if any."""
+        seq = self.seq
+        self.seq += 1
+        entry = self.journal.get(seq)
+        if entry is not None and (entry["kind"], entry["name"]) != (kind, name):
+            raise NonDeterminismError(
+                f"step {seq + 1}: the journal has {_call(entry['kind'], entry['name'])}, "
+                f"the code called {_call(kind, name)}; code between durable calls must "
+                "make the same calls in the same order on every replay (put side effects "
+                "and anything random or time-dependent inside step.run)"
+            )
+        return seq, entry
+
+    def result_of(self, seq: int, entry: dict[str, Any]) -> Any:
+        """A recorded result, fetching it when it was stored out of line."""
+        if entry.get("result_blob"):
+            answer = self.call("blob", {"seq": seq})
+            entry["result"], entry["result_blob"] = answer.get("result"), False
+        return entry.get("result")
+
+    def record(self, seq: int, kind: str, name: str, status: str, **fields: Any) -> None:
+        entry = {"seq": seq, "kind": kind, "name": name, "status": status, **fields}
+        self.call("journal", entry)
+        self.journal[seq] = entry
+
+    def call(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = self.transport(op, body)
+        status = answer.get("_status")
+        if status is None:
+            return answer
+        if status == 409:
+            raise AttemptAbandoned(answer.get("error", "the attempt is no longer current"))
+        raise ApiError(int(status), str(answer.get("error", "worker API call failed")))
+
+    def suspend(self, seq: int, kind: str, name: str, wait: dict[str, Any]) -> Any:
+        """Ask the server to park the run on ``wait``; its result if already resolved."""
+        answer = self.call("wait", {"seq": seq, "kind": kind, "name": name, "wait": wait})
+        if answer.get("status") == "resolved":
+            self.journal[seq] = {"seq": seq, "kind": kind, "name": name, "status": "OK"}
+            self.journal[seq]["result"] = answer.get("result")
+            return answer.get("result")
+        raise RunSuspended(f"run {self.run_id} waits on {kind} at step {seq + 1}")
+
+
+def _call(kind: str, name: str) -> str:
+    return f"{kind}({name!r})" if name and name != kind else f"{kind}()"
+
+
+_current: contextvars.ContextVar[DurableRun | None] = contextvars.ContextVar(
+    "triggerfish_durable_run", default=None
+)
+
+
+def activate(run: DurableRun | None) -> contextvars.Token[DurableRun | None]:
+    return _current.set(run)
+
+
+def deactivate(token: contextvars.Token[DurableRun | None]) -> None:
+    _current.reset(token)
+
+
+def current(what: str) -> DurableRun:
+    run = _current.get()
+    if run is None:
+        raise RuntimeError(
+            f"{what} can only be called inside a task that a worker is running "
+            "(it is recorded in the run's journal)"
+        )
+    return run
+
+
+# -- step.run -------------------------------------------------------------------
+
+
+class _Step:
+    """One ``step.run`` call's decisions, shared by its sync and async faces."""
+
+    def __init__(self, run: DurableRun, name: str, retry: RetryPolicy | None) -> None:
+        self.run, self.name = run, name
+        self.policy = retry or run.retry
+        self.seq, entry = run.next_call("step", name)
+        self.failures = 0
+        self.done = False
+        self.value: Any = None
+        self.started = time.time()
+        if entry is None:
+            return
+        if entry["status"] == "OK":
+            self.done, self.value = True, run.result_of(self.seq, entry)
+        elif entry["status"] == "ERROR":
+            raise StepFailedError(name, entry.get("error") or {}, int(entry.get("failures") or 1))
+        else:  # RETRYING: tries failed before a crash or suspension still count
+            self.failures = int(entry.get("failures") or 0)
+
+    def succeeded(self, value: Any) -> Any:
+        data = to_json_value(value, f"step {self.name!r}")
+        self.run.record(self.seq, "step", self.name, "OK", result=data, started_at=self.started)
+        return data
+
+    def failed(self, exc: Exception) -> float:
+        """Record a failed try; the delay before the next one, or raise when none is left."""
+        self.failures += 1
+        error = describe_error(exc, "USER")
+        error.pop("kind")
+        if self.failures >= self.policy.max_attempts:
+            self.run.record(
+                self.seq,
+                "step",
+                self.name,
+                "ERROR",
+                error=error,
+                failures=self.failures,
+                started_at=self.started,
+            )
+            raise StepFailedError(self.name, error, self.failures) from exc
+        self.run.record(
+            self.seq,
+            "step",
+            self.name,
+            "RETRYING",
+            error=error,
+            failures=self.failures,
+            started_at=self.started,
+        )
+        return self.policy.delay_after(self.failures)
+
+
+def run_step_sync(
+    name: str, fn: Callable[..., Any], args: tuple[Any, ...], retry: RetryPolicy | None
+) -> Any:
+    run = current("step.run")
+    step = _Step(run, name, retry)
+    while not step.done:
+        try:
+            value = fn(*args)
+            if asyncio.iscoroutine(value):
+                assert run.loop is not None
+                value = run.loop.run_until_complete(value)
+        except Exception as exc:
+            time.sleep(step.failed(exc))
+            continue
+        return step.succeeded(value)
+    return step.value
+
+
+async def run_step_async(
+    name: str, fn: Callable[..., Any], args: tuple[Any, ...], retry: RetryPolicy | None
+) -> Any:
+    run = current("step.run")
+    step = _Step(run, name, retry)
+    while not step.done:
+        try:
+            value = fn(*args)
+            if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+                value = await value
+        except Exception as exc:
+            await asyncio.sleep(step.failed(exc))
+            continue
+        return step.succeeded(value)
+    return step.value

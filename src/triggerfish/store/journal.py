@@ -1,0 +1,158 @@
+"""Queries on a run's journal: the recorded results of its durable calls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from triggerfish.engine.states import RunStatus
+from triggerfish.store.tables import attempts, run_journal, run_journal_blobs, runs
+
+#: journal columns a replaying task process needs
+_WIRE = (
+    run_journal.c.run_id,
+    run_journal.c.seq,
+    run_journal.c.kind,
+    run_journal.c.name,
+    run_journal.c.status,
+    run_journal.c.result,
+    run_journal.c.error,
+    run_journal.c.result_blob,
+    run_journal.c.failures,
+)
+
+
+async def guard_executing(
+    conn: AsyncConnection, run_id: str, attempt_id: str, now: datetime
+) -> Row[Any] | None:
+    """Lock the run if ``attempt_id`` is its current, executing attempt; else ``None``.
+
+    The update is the guard (and the row lock on PostgreSQL): a journal write
+    from a reclaimed or canceled attempt matches no row. It also locks the run
+    to the attempt's worker version: from its first journal entry on, a run
+    only replays on code of that version.
+    """
+    version = select(attempts.c.version).where(attempts.c.id == attempt_id).scalar_subquery()
+    stmt = (
+        update(runs)
+        .where(
+            runs.c.id == run_id,
+            runs.c.current_attempt_id == attempt_id,
+            runs.c.status == RunStatus.EXECUTING.value,
+        )
+        .values(updated_at=now, locked_version=func.coalesce(runs.c.locked_version, version))
+        .returning(runs.c.id, runs.c.environment_id, runs.c.task_identifier)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def entries_of(
+    conn: AsyncConnection, run_ids: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """The journals of these runs, in call order (large results left out of line)."""
+    out: dict[str, list[dict[str, Any]]] = {rid: [] for rid in run_ids}
+    if not run_ids:
+        return out
+    stmt = (
+        select(*_WIRE)
+        .where(run_journal.c.run_id.in_(list(run_ids)))
+        .order_by(run_journal.c.run_id, run_journal.c.seq)
+    )
+    for row in (await conn.execute(stmt)).all():
+        entry = dict(row._mapping)
+        out[entry.pop("run_id")].append(entry)
+    return out
+
+
+async def entry(conn: AsyncConnection, run_id: str, seq: int) -> Row[Any] | None:
+    stmt = select(run_journal).where(run_journal.c.run_id == run_id, run_journal.c.seq == seq)
+    return (await conn.execute(stmt)).first()
+
+
+async def upsert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """Insert the entry ``(run_id, seq)`` or overwrite its outcome."""
+    mutable = ("kind", "name", "status", "result", "error", "result_blob", "failures")
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(run_journal).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[run_journal.c.run_id, run_journal.c.seq],
+        set_={
+            **{k: stmt.excluded[k] for k in mutable if k in values},
+            "finished_at": stmt.excluded.finished_at,
+        },
+    )
+    await conn.execute(stmt)
+
+
+async def set_outcome(
+    conn: AsyncConnection, run_id: str, seq: int, *, status: str, result: Any, now: datetime
+) -> None:
+    """Fill a pending entry (a wait) with what it resolved to."""
+    await conn.execute(
+        update(run_journal)
+        .where(run_journal.c.run_id == run_id, run_journal.c.seq == seq)
+        .values(status=status, result=result, finished_at=now)
+    )
+
+
+async def put_blob(conn: AsyncConnection, run_id: str, seq: int, data: str) -> None:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(run_journal_blobs).values(run_id=run_id, seq=seq, data=data)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[run_journal_blobs.c.run_id, run_journal_blobs.c.seq],
+        set_={"data": stmt.excluded.data},
+    )
+    await conn.execute(stmt)
+
+
+async def get_blob(conn: AsyncConnection, run_id: str, seq: int) -> str | None:
+    stmt = select(run_journal_blobs.c.data).where(
+        run_journal_blobs.c.run_id == run_id, run_journal_blobs.c.seq == seq
+    )
+    value = (await conn.execute(stmt)).scalar()
+    return str(value) if value is not None else None
+
+
+async def copy_prefix(
+    conn: AsyncConnection, source_run: str, target_run: str, below_seq: int, now: datetime
+) -> int:
+    """Copy the finished entries of ``source_run`` with ``seq < below_seq`` to ``target_run``."""
+    rows = (
+        await conn.execute(
+            select(run_journal).where(
+                run_journal.c.run_id == source_run,
+                run_journal.c.seq < below_seq,
+                run_journal.c.status.in_(["OK", "ERROR"]),
+            )
+        )
+    ).all()
+    for row in rows:
+        values = dict(row._mapping)
+        values.update(run_id=target_run, started_at=now, finished_at=now)
+        await upsert(conn, values)
+        if row.result_blob:
+            data = await get_blob(conn, source_run, row.seq)
+            if data is not None:
+                await put_blob(conn, target_run, row.seq, data)
+    return len(rows)
+
+
+async def count(conn: AsyncConnection, run_id: str) -> int:
+    stmt = select(func.count()).select_from(run_journal).where(run_journal.c.run_id == run_id)
+    return int((await conn.execute(stmt)).scalar() or 0)
+
+
+async def list_entries(conn: AsyncConnection, run_id: str) -> list[Row[Any]]:
+    stmt = select(run_journal).where(run_journal.c.run_id == run_id).order_by(run_journal.c.seq)
+    return list((await conn.execute(stmt)).all())
+
+
+async def drop_from(conn: AsyncConnection, run_id: str, seq: int) -> None:
+    await conn.execute(
+        delete(run_journal).where(run_journal.c.run_id == run_id, run_journal.c.seq >= seq)
+    )

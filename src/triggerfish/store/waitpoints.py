@@ -1,0 +1,190 @@
+"""Queries on waitpoints (what runs wait on) and their waiters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from triggerfish.store.tables import runs, waitpoint_waiters, waitpoints
+
+PENDING = "PENDING"
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(waitpoints.insert().values(**{"tags": [], **values}))
+
+
+async def get(conn: AsyncConnection, waitpoint_id: str, *, lock: bool = False) -> Row[Any] | None:
+    """One waitpoint; with ``lock`` its row is locked (PostgreSQL) until commit.
+
+    Waiting on a token locks it first, so a completion racing the wait is
+    serialised with it: either the wait sees the completion, or the completion
+    sees the waiter.
+    """
+    stmt = select(waitpoints).where(waitpoints.c.id == waitpoint_id)
+    if lock and conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).first()
+
+
+async def by_idempotency_key(conn: AsyncConnection, env_id: str, key: str) -> Row[Any] | None:
+    stmt = select(waitpoints).where(
+        waitpoints.c.environment_id == env_id, waitpoints.c.idempotency_key == key
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def clear_idempotency_key(conn: AsyncConnection, waitpoint_id: str) -> None:
+    await conn.execute(
+        update(waitpoints).where(waitpoints.c.id == waitpoint_id).values(idempotency_key=None)
+    )
+
+
+async def add_waiter(
+    conn: AsyncConnection, waitpoint_id: str, run_id: str, seq: int, idx: int
+) -> None:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(waitpoint_waiters).values(
+        waitpoint_id=waitpoint_id, run_id=run_id, seq=seq, idx=idx
+    )
+    await conn.execute(stmt.on_conflict_do_nothing())
+
+
+async def complete(
+    conn: AsyncConnection,
+    waitpoint_id: str,
+    *,
+    status: str,
+    output: Any,
+    is_error: bool,
+    now: datetime,
+) -> Row[Any] | None:
+    """Resolve a pending waitpoint; ``None`` if it was resolved already (exactly once)."""
+    stmt = (
+        update(waitpoints)
+        .where(waitpoints.c.id == waitpoint_id, waitpoints.c.status == PENDING)
+        .values(status=status, output=output, output_is_error=is_error, completed_at=now)
+        .returning(*waitpoints.c)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def waiters_of(conn: AsyncConnection, waitpoint_id: str) -> list[Row[Any]]:
+    stmt = select(waitpoint_waiters).where(waitpoint_waiters.c.waitpoint_id == waitpoint_id)
+    return list((await conn.execute(stmt)).all())
+
+
+async def awaited_by(conn: AsyncConnection, run_id: str, seq: int) -> list[Row[Any]]:
+    """The waitpoints of one wait of a run, in the order they were asked for."""
+    stmt = (
+        select(waitpoints, waitpoint_waiters.c.idx)
+        .join(waitpoint_waiters, waitpoint_waiters.c.waitpoint_id == waitpoints.c.id)
+        .where(waitpoint_waiters.c.run_id == run_id, waitpoint_waiters.c.seq == seq)
+        .order_by(waitpoint_waiters.c.idx)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def pending_of_runs(conn: AsyncConnection, run_ids: Sequence[str]) -> list[Row[Any]]:
+    """Pending waitpoints the given runs wait on (what a run record shows)."""
+    if not run_ids:
+        return []
+    stmt = (
+        select(waitpoints, waitpoint_waiters.c.run_id.label("waiter_run_id"))
+        .join(waitpoint_waiters, waitpoint_waiters.c.waitpoint_id == waitpoints.c.id)
+        .where(waitpoint_waiters.c.run_id.in_(list(run_ids)), waitpoints.c.status == PENDING)
+        .order_by(waitpoint_waiters.c.seq, waitpoint_waiters.c.idx)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def lock_run(conn: AsyncConnection, run_id: str) -> Row[Any] | None:
+    """Lock a waiting run's row (PostgreSQL) so its waits resolve one at a time."""
+    stmt = select(runs.c.id, runs.c.status, runs.c.environment_id).where(runs.c.id == run_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).first()
+
+
+async def due(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+    """Pending waitpoints whose time has come (``ix_waitpoints_due``)."""
+    stmt = (
+        select(waitpoints.c.id, waitpoints.c.kind, waitpoints.c.due_at)
+        .where(
+            waitpoints.c.status == PENDING,
+            waitpoints.c.due_at.is_not(None),
+            waitpoints.c.due_at <= now,
+        )
+        .order_by(waitpoints.c.due_at)
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def pending_for_child(conn: AsyncConnection, child_run_id: str) -> list[Row[Any]]:
+    stmt = select(waitpoints.c.id).where(
+        waitpoints.c.child_run_id == child_run_id, waitpoints.c.status == PENDING
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def pending_children_of(conn: AsyncConnection, run_id: str) -> list[str]:
+    """Pending child runs ``run_id`` waits on that are to be canceled with it."""
+    stmt = (
+        select(waitpoints.c.child_run_id, waitpoints.c.tags)
+        .join(waitpoint_waiters, waitpoint_waiters.c.waitpoint_id == waitpoints.c.id)
+        .where(
+            waitpoint_waiters.c.run_id == run_id,
+            waitpoints.c.status == PENDING,
+            waitpoints.c.child_run_id.is_not(None),
+        )
+    )
+    rows = (await conn.execute(stmt)).all()
+    return [r.child_run_id for r in rows if "cancel-with-parent" in (r.tags or [])]
+
+
+async def pending_events(conn: AsyncConnection, env_id: str, name: str) -> list[Row[Any]]:
+    stmt = select(waitpoints).where(
+        waitpoints.c.environment_id == env_id,
+        waitpoints.c.kind == "EVENT",
+        waitpoints.c.status == PENDING,
+        waitpoints.c.event_name == name,
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def page_tokens(
+    conn: AsyncConnection,
+    env_id: str,
+    *,
+    statuses: Sequence[str] = (),
+    idempotency_key: str | None = None,
+    tags: Sequence[str] = (),
+    size: int,
+    after: str | None = None,
+) -> tuple[list[Row[Any]], bool]:
+    conds = [waitpoints.c.environment_id == env_id, waitpoints.c.kind == "TOKEN"]
+    if statuses:
+        conds.append(waitpoints.c.status.in_(list(statuses)))
+    if idempotency_key:
+        conds.append(waitpoints.c.idempotency_key == idempotency_key)
+    if after:
+        conds.append(waitpoints.c.id < after)
+    stmt = select(waitpoints).where(and_(*conds)).order_by(waitpoints.c.id.desc())
+    rows = list((await conn.execute(stmt.limit(size + 1 if not tags else 10_000))).all())
+    if tags:
+        wanted = set(tags)
+        rows = [r for r in rows if wanted & set(r.tags or [])][: size + 1]
+    return rows[:size], len(rows) > size
+
+
+async def count_pending(conn: AsyncConnection, env_id: str) -> int:
+    stmt = select(func.count()).where(
+        waitpoints.c.environment_id == env_id, waitpoints.c.status == PENDING
+    )
+    return int((await conn.execute(stmt)).scalar() or 0)

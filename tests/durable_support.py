@@ -1,0 +1,134 @@
+"""An in-process worker for durable-execution tests: real engine and store, no HTTP.
+
+Claims runs like a worker, runs each attempt with the real replay runtime in a
+thread (the task's own event loop), relays its durable calls straight to the
+engine, and reports the outcome the way the worker API would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from triggerfish.engine import Engine
+from triggerfish.engine.attempts import Failure
+from triggerfish.engine.dequeue import WorkerIdentity
+from triggerfish.engine.journal import JournalEntry
+from triggerfish.errors import StaleTransition, TriggerfishError
+from triggerfish.sdk._registry import TaskRegistry
+from triggerfish.sdk._runtime import run_attempt
+
+
+class SimulatedCrash(BaseException):
+    """Raised by test code to stand for the task process dying right there."""
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    report: dict[str, Any]
+
+
+class InProcessWorker:
+    def __init__(
+        self, engine: Engine, registry: TaskRegistry, env_id: str, version: str = "v1"
+    ) -> None:
+        self.engine, self.registry, self.env_id, self.version = engine, registry, env_id, version
+        self.identity: WorkerIdentity | None = None
+
+    async def register(self) -> InProcessWorker:
+        self.identity = await self.engine.workers.register(
+            self.env_id,
+            version=self.version,
+            name="in-process",
+            concurrency=1,
+            tasks=[t.manifest() for t in self.registry],
+        )
+        return self
+
+    async def run_one(self) -> Outcome | None:
+        """Claim and run one attempt; ``None`` when nothing is due."""
+        assert self.identity is not None
+        rows = await self.engine.dequeue.claim(self.identity, 1)
+        if not rows:
+            return None
+        row = rows[0]
+        attempt_id = row.current_attempt_id
+        await self.engine.attempts.start(row.id, attempt_id, self.env_id)
+        journal = (await self.engine.journal.for_runs([row.id]))[row.id]
+        job = {
+            "run_id": row.id,
+            "attempt_id": attempt_id,
+            "attempt_number": row.attempt_count,
+            "task_id": row.task_identifier,
+            "payload": row.payload,
+            "tags": [],
+            "machine": row.machine,
+            "environment": {"id": self.env_id, "slug": "dev"},
+            "journal": journal,
+        }
+        main = asyncio.get_running_loop()
+
+        def transport(op: str, body: dict[str, Any]) -> dict[str, Any]:
+            call = self._relay(row.id, attempt_id, op, body)
+            return asyncio.run_coroutine_threadsafe(call, main).result(30)
+
+        def attempt() -> dict[str, Any]:
+            loop = asyncio.new_event_loop()
+            try:
+                return run_attempt(self.registry, job, loop, transport)
+            except SimulatedCrash:
+                return {"crash": True}
+            finally:
+                loop.close()
+
+        report = await asyncio.to_thread(attempt)
+        await self._report(row.id, attempt_id, report)
+        return Outcome(row.id, report)
+
+    async def run_until_idle(self, limit: int = 50) -> list[Outcome]:
+        done = []
+        for _ in range(limit):
+            outcome = await self.run_one()
+            if outcome is None:
+                return done
+            done.append(outcome)
+        raise AssertionError(f"still runs to do after {limit} attempts")
+
+    async def _relay(
+        self, run_id: str, attempt_id: str, op: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            if op == "journal":
+                fields = {k: v for k, v in body.items() if k != "run_id"}
+                await self.engine.journal.record(
+                    run_id, attempt_id, JournalEntry(**fields), self.env_id
+                )
+                return {"ok": True}
+            if op == "blob":
+                return {"result": await self.engine.journal.blob(self.env_id, run_id, body["seq"])}
+            if op == "wait":
+                return await self.engine.waitpoints.wait_from_task(
+                    self.env_id, run_id, attempt_id, body
+                )
+        except StaleTransition as exc:
+            return {"_status": 409, "error": str(exc)}
+        except TriggerfishError as exc:
+            return {"_status": getattr(exc, "status_code", 500), "error": str(exc)}
+        return {"_status": 404, "error": f"unknown op {op}"}
+
+    async def _report(self, run_id: str, attempt_id: str, report: dict[str, Any]) -> None:
+        if report.get("suspended") or report.get("abandoned"):
+            return
+        if report.get("crash"):
+            failure = Failure("CRASH", {"name": "Crash", "message": "simulated crash"})
+            await self.engine.attempts.fail(run_id, attempt_id, failure, self.env_id)
+            return
+        if report.get("ok"):
+            await self.engine.attempts.succeed(run_id, attempt_id, report["output"], self.env_id)
+            return
+        error = dict(report["error"])
+        kind = error.pop("kind", "USER")
+        failure = Failure(kind, error, report.get("decision"))
+        await self.engine.attempts.fail(run_id, attempt_id, failure, self.env_id)

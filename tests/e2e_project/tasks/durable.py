@@ -1,0 +1,59 @@
+"""Durable tasks for the end-to-end tests; side effects are counted in marks files."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from triggerfish import Context, retry, step, task
+
+
+def _mark(marks: str, name: str) -> None:
+    folder = Path(marks)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / name).open("a") as fh:
+        fh.write(f"{os.getpid()}\n")
+
+
+def _effect(marks: str, i: int) -> int:
+    """Step ``i``'s side effect; step 4 holds until the test drops a 'go' file."""
+    _mark(marks, f"step-{i}")
+    if i == 4:
+        go = Path(marks) / "go"
+        deadline = time.time() + 60
+        while not go.exists() and time.time() < deadline:
+            time.sleep(0.02)
+    return i * 10
+
+
+@task(id="five-steps", retry=retry(max_attempts=3, min_delay=0.05, max_delay=0.05))
+def five_steps(payload: dict, ctx: Context) -> dict:
+    _mark(payload["marks"], "body")
+    results = [step.run(f"step-{i}", _effect, payload["marks"], i) for i in range(1, 6)]
+    return {"results": results, "attempt": ctx.attempt.number}
+
+
+@task(id="five-steps-async", retry=retry(max_attempts=3, min_delay=0.05, max_delay=0.05))
+async def five_steps_async(payload: dict, ctx: Context) -> dict:
+    _mark(payload["marks"], "body")
+    results = []
+    for i in range(1, 6):
+        results.append(await step.run(f"step-{i}", _effect, payload["marks"], i))
+    return {"results": results, "attempt": ctx.attempt.number}
+
+
+def _fails_until(marks: str, succeed_on: int) -> str:
+    _mark(marks, "try")
+    tries = len((Path(marks) / "try").read_text().splitlines())
+    if tries < succeed_on:
+        raise ConnectionError(f"try {tries} failed")
+    return f"ok after {tries}"
+
+
+@task(id="flaky-step", retry=retry(max_attempts=2, min_delay=0.01, max_delay=0.01))
+def flaky_step(payload: dict) -> str:
+    policy = retry(max_attempts=payload["tries"], min_delay=0.01, max_delay=0.01)
+    return str(
+        step.run("flaky", _fails_until, payload["marks"], payload["succeed_on"], retry=policy)
+    )
