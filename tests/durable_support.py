@@ -11,6 +11,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from triggerfish.api.waitpoints import token_request, token_url
+from triggerfish.api.worker_api import wait_spec
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure
 from triggerfish.engine.dequeue import WorkerIdentity
@@ -109,9 +111,37 @@ class InProcessWorker:
             if op == "blob":
                 return {"result": await self.engine.journal.blob(self.env_id, run_id, body["seq"])}
             if op == "wait":
+                spec = wait_spec(body["wait"], self.engine.res.clock.now())
                 return await self.engine.waitpoints.wait_from_task(
-                    self.env_id, run_id, attempt_id, body
+                    self.env_id,
+                    run_id,
+                    attempt_id,
+                    seq=body["seq"],
+                    kind=body["kind"],
+                    name=body["name"],
+                    spec=spec,
                 )
+            if op == "create_token":
+                req = token_request(
+                    timeout=body.get("timeout"),
+                    tags=body.get("tags") or [],
+                    idempotency_key=body.get("idempotency_key"),
+                    idempotency_key_ttl=None,
+                    now=self.engine.res.clock.now(),
+                )
+                row = await self.engine.waitpoints.create_token_from_task(
+                    self.env_id,
+                    run_id,
+                    attempt_id,
+                    seq=body["seq"],
+                    name=body["name"],
+                    req=req,
+                    url_for=lambda r: token_url("http://test", r),
+                )
+                return {"id": row.id, "url": token_url("http://test", row)}
+            if op == "complete_token":
+                await self.engine.waitpoints.complete_token(self.env_id, body["id"], body["data"])
+                return {"success": True}
         except StaleTransition as exc:
             return {"_status": 409, "error": str(exc)}
         except TriggerfishError as exc:

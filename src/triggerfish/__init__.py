@@ -36,6 +36,7 @@ from triggerfish.sdk._queue import Queue, queue
 from triggerfish.sdk._retry import RetryPolicy, retry
 from triggerfish.sdk._step import step
 from triggerfish.sdk._task import ErrorDecision, RunHandle, Task, task
+from triggerfish.sdk._wait import BatchItem, WaitFailedError, WaitResult, WaitToken, wait
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,7 @@ else:
 __all__ = [
     "AbortTaskRunError",
     "ApiError",
+    "BatchItem",
     "Context",
     "ErrorDecision",
     "NonDeterminismError",
@@ -68,6 +70,9 @@ __all__ = [
     "Task",
     "Triggerfish",
     "TriggerfishError",
+    "WaitFailedError",
+    "WaitResult",
+    "WaitToken",
     "logger",
     "queue",
     "retry",
@@ -76,4 +81,5 @@ __all__ = [
     "step",
     "task",
     "tasks",
+    "wait",
 ]

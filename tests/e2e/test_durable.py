@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests import support
 from tests.conftest import BACKENDS
 from tests.e2e.conftest import Stack
+from triggerfish import Triggerfish
 
 both = pytest.mark.parametrize("fresh_stack", BACKENDS, indirect=True)
 
@@ -40,3 +42,81 @@ def test_sigkill_during_step_4_replays_steps_1_to_3_without_running_them_again(
     # the body ran twice; steps 1-3 once each; step 4 was cut short and ran again
     assert _count(marks, "body") == 2
     assert [_count(marks, f"step-{i}") for i in range(1, 6)] == [1, 1, 1, 2, 1]
+
+
+FAST_SUSPEND = {"TRIGGERFISH_SUSPEND_THRESHOLD": "0.5"}
+
+
+@both
+def test_a_suspended_run_survives_a_full_restart_of_server_and_workers(
+    fresh_stack: Stack, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    worker = fresh_stack.worker(concurrency=1, extra_env=FAST_SUSPEND)
+    with support.processes_stopped(worker):
+        handle = fresh_stack.client.tasks.trigger(
+            "sleeps-durably", {"marks": str(marks), "secs": 4}
+        )
+        run = support.wait_for(
+            lambda: (r := fresh_stack.client.runs.retrieve(handle.id)).status == "WAITING" and r,
+            what="the run to suspend",
+        )
+        assert run.waiting_for[0]["type"] == "DURATION" and run.waiting_for[0]["until"]
+        assert [s["name"] for s in run.steps] == ["before", "wait"]
+    fresh_stack.server.stop()  # nothing runs anywhere while the run waits
+    server = support.start_server(fresh_stack.server.db_url, tmp_path)
+    client = Triggerfish(api_url=server.url, secret_key=fresh_stack.key)
+    later = support.start_worker(server, fresh_stack.key, tmp_path, extra_env=FAST_SUSPEND)
+    with support.processes_stopped(later, server):
+        run = client.runs.poll(handle.id, timeout=60, interval=0.1)
+        client.close()
+    assert run.status == "COMPLETED" and run.output == ["before", "after"]
+    assert [_count(marks, n) for n in ("body", "before", "after")] == [2, 1, 1]
+    # (a claim handed back unstarted shows as RELEASED; it ran nothing)
+    ran = [a.status for a in run.attempts if a.status != "RELEASED"]
+    assert ran == ["SUSPENDED", "COMPLETED"]
+
+
+@both
+def test_a_token_completed_by_a_plain_post_to_its_url_resumes_the_run(
+    fresh_stack: Stack, tmp_path: Path
+) -> None:
+    worker = fresh_stack.worker(concurrency=1)
+    with support.processes_stopped(worker):
+        handle = fresh_stack.client.tasks.trigger("awaits-approval", {})
+        run = support.wait_for(
+            lambda: (r := fresh_stack.client.runs.retrieve(handle.id)).status == "WAITING" and r,
+            what="the run to wait for its token",
+        )
+        token_id = run.waiting_for[0]["tokenId"]
+        token = fresh_stack.client.waitpoints.retrieve_token(token_id)
+        assert token.status == "WAITING" and token.tags == ["approval"]
+        shown = support.cli("runs", "show", handle.id, env=_cli_env(fresh_stack))
+        assert shown.returncode == 0 and f"token {token_id}" in shown.stdout
+        # an outside system, no SDK and no API key: just POST JSON to the URL
+        answer = httpx.post(token.url, json={"approved": True, "by": "ada"})
+        assert answer.status_code == 200 and answer.json() == {"success": True}
+        run = fresh_stack.client.runs.poll(handle.id, timeout=30, interval=0.05)
+        assert run.output == {"ok": True, "output": {"approved": True, "by": "ada"}}
+        # completing again is accepted and keeps the first data
+        again = support.cli(
+            "tokens",
+            "complete",
+            token_id,
+            "--data",
+            '{"approved": false}',
+            env=_cli_env(fresh_stack),
+        )
+        assert again.returncode == 0, again.stderr
+        assert fresh_stack.client.waitpoints.retrieve_token(token_id).output == {
+            "approved": True,
+            "by": "ada",
+        }
+        unknown = support.cli("tokens", "complete", "waitpoint_unknown", env=_cli_env(fresh_stack))
+        assert unknown.returncode == 1 and "404" in unknown.stderr
+        wrong_secret = httpx.post(token.url.rsplit("/", 1)[0] + "/nope", json={})
+        assert wrong_secret.status_code == 404
+
+
+def _cli_env(stack: Stack) -> dict[str, str]:
+    return {"TRIGGERFISH_API_URL": stack.server.url, "TRIGGERFISH_SECRET_KEY": stack.key}

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 
 from triggerfish import __version__
-from triggerfish.api import errors, public, schedules, worker_api
+from triggerfish.api import errors, public, schedules, waitpoints, worker_api
 from triggerfish.api.errors import error_response
 from triggerfish.dashboard import routes as dashboard
 from triggerfish.engine import Engine
@@ -56,6 +56,7 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
 
     app.include_router(public.router)
     app.include_router(schedules.router)
+    app.include_router(waitpoints.router)
     app.include_router(worker_api.router)
     app.include_router(dashboard.router)
     return app

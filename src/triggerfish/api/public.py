@@ -158,7 +158,13 @@ async def trigger_task(
 @router.get("/api/v3/runs/{run_id}", tags=["runs"])
 async def retrieve_run(run_id: str, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
     detail = await engine.runs.retrieve(env.id, run_id)
-    return serialize.run_object(detail, env.slug, env.id)
+    body = serialize.run_object(detail, env.slug, env.id)
+    # Triggerfish extensions: what a WAITING run waits for, and its durable steps
+    body["waitingFor"] = (await engine.waitpoints.waiting_for([run_id]))[run_id]
+    body["steps"] = [
+        serialize.journal_entry(e) for e in await engine.journal.entries(env.id, run_id)
+    ]
+    return body
 
 
 def _csv(value: str | None) -> list[str]:

@@ -144,3 +144,23 @@ def log_object(row: Row[Any]) -> dict[str, Any]:
             "fields": row.fields or None,
         }
     )
+
+
+def journal_entry(row: Row[Any]) -> dict[str, Any]:
+    """One durable call of a run (a span of its trace): step, wait, child run…"""
+    duration = None
+    if row.finished_at is not None:
+        duration = int((row.finished_at - row.started_at).total_seconds() * 1000)
+    return _compact(
+        {
+            "index": row.seq + 1,
+            "kind": row.kind,
+            "name": row.name,
+            "status": row.status,
+            "failures": row.failures or None,
+            "error": row.error,
+            "startedAt": iso(row.started_at),
+            "finishedAt": iso(row.finished_at),
+            "durationMs": duration,
+        }
+    )

@@ -13,8 +13,12 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from triggerfish.api.deps import EngineDep, EnvDep
+from triggerfish.api.public import TriggerBody, TriggerOptions, trigger_request
+from triggerfish.api.waitpoints import base_url, token_request, token_url
 from triggerfish.engine.attempts import Failure
 from triggerfish.engine.journal import JournalEntry
+from triggerfish.engine.waitpoints import WaitSpec
+from triggerfish.errors import UserError
 
 router = APIRouter(prefix="/worker/v1", tags=["worker"])
 
@@ -203,3 +207,113 @@ class BlobBody(BaseModel):
 async def blob(attempt_id: str, body: BlobBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
     """A journal result stored out of line, for a replaying task."""
     return {"result": await engine.journal.blob(env.id, body.run_id, body.seq)}
+
+
+class WaitBody(BaseModel):
+    run_id: str
+    seq: int = Field(ge=0)
+    kind: str = Field(min_length=1, max_length=24)
+    name: str = Field(max_length=256)
+    wait: dict[str, Any]
+
+
+def wait_spec(wait: dict[str, Any], now: float) -> WaitSpec:
+    """The wait a task asked for, in engine terms; 4xx naming the bad field."""
+    kind = wait.get("type")
+    if kind == "duration":
+        seconds = float(wait.get("seconds") or 0)
+        return WaitSpec("duration", due_at=now + max(0.0, seconds))
+    if kind == "until":
+        return WaitSpec("duration", due_at=float(wait["at"]))
+    if kind == "token":
+        return WaitSpec("token", token_id=str(wait.get("id") or ""))
+    if kind == "event":
+        name = str(wait.get("name") or "")
+        if not name:
+            raise UserError("wait.name: an event name is required")
+        timeout = wait.get("timeout")
+        match = wait.get("match") or {}
+        if not isinstance(match, dict):
+            raise UserError("wait.match: must be an object of payload fields")
+        return WaitSpec(
+            "event",
+            event_name=name,
+            event_filter=match,
+            due_at=now + float(timeout) if timeout is not None else None,
+        )
+    if kind == "runs":
+        items = wait.get("items") or []
+        if not items:
+            raise UserError("wait.items: at least one run is required")
+        children = [
+            trigger_request(
+                str(item["task_id"]),
+                TriggerBody(
+                    payload=item.get("payload"),
+                    options=TriggerOptions.model_validate(item.get("options") or {}),
+                ),
+                now,
+            )
+            for item in items
+        ]
+        return WaitSpec(
+            "runs", children=children, cancel_children=bool(wait.get("cancel_children", True))
+        )
+    raise UserError(f"wait.type: unknown wait {kind!r}")
+
+
+@router.post("/attempts/{attempt_id}/wait")
+async def wait(attempt_id: str, body: WaitBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """Suspend the run on a waitpoint (``suspended``), or answer at once (``resolved``)."""
+    spec = wait_spec(body.wait, engine.res.clock.now())
+    return await engine.waitpoints.wait_from_task(
+        env.id, body.run_id, attempt_id, seq=body.seq, kind=body.kind, name=body.name, spec=spec
+    )
+
+
+class CreateTokenBody(BaseModel):
+    run_id: str
+    seq: int = Field(ge=0)
+    name: str = Field(max_length=256)
+    timeout: str | float | None = None
+    tags: list[str] = Field(default_factory=list)
+    idempotency_key: str | None = Field(default=None, max_length=512)
+    idempotency_key_ttl: str | float | None = None
+
+
+@router.post("/attempts/{attempt_id}/create_token")
+async def create_token(
+    attempt_id: str, body: CreateTokenBody, request: Request, engine: EngineDep, env: EnvDep
+) -> dict[str, Any]:
+    req = token_request(
+        timeout=body.timeout,
+        tags=body.tags,
+        idempotency_key=body.idempotency_key,
+        idempotency_key_ttl=body.idempotency_key_ttl,
+        now=engine.res.clock.now(),
+    )
+    base = base_url(engine, request)
+    row = await engine.waitpoints.create_token_from_task(
+        env.id,
+        body.run_id,
+        attempt_id,
+        seq=body.seq,
+        name=body.name,
+        req=req,
+        url_for=lambda r: token_url(base, r),
+    )
+    return {"id": row.id, "url": token_url(base, row)}
+
+
+class CompleteTokenBody(BaseModel):
+    run_id: str
+    id: str
+    data: Any = None
+
+
+@router.post("/attempts/{attempt_id}/complete_token")
+async def complete_token(
+    attempt_id: str, body: CompleteTokenBody, engine: EngineDep, env: EnvDep
+) -> dict[str, bool]:
+    await engine.waitpoints.complete_token(env.id, body.id, body.data)
+    return {"success": True}

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from triggerfish.cli import admin, processes, runs, schedules
+from triggerfish.cli import admin, processes, runs, schedules, tokens
 from triggerfish.cli._common import fail
 from triggerfish.cli._serve import port_is_free
 
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(runs.app, name="runs")
 app.add_typer(schedules.app, name="schedules")
+app.add_typer(tokens.app, name="tokens")
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.keys_app, name="keys")
 app.command("trigger")(runs.trigger)

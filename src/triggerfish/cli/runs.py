@@ -116,6 +116,27 @@ def print_run(run: Run) -> None:
                 a.error.message if a.error else "",
             )
         console.print(attempts)
+    if run.waiting_for:
+        waits = Table(title="Waiting for", header_style="bold")
+        for column in ("Type", "What", "Times out"):
+            waits.add_column(column)
+        for w in run.waiting_for:
+            waits.add_row(w.get("type", ""), _wait_target(w), w.get("timeoutAt") or "-")
+        console.print(waits)
+    if run.steps:
+        steps = Table(title="Steps", header_style="bold")
+        for column in ("#", "Kind", "Name", "Status", "Duration"):
+            steps.add_column(column)
+        for st in run.steps:
+            ms = st.get("durationMs")
+            steps.add_row(
+                str(st.get("index", "")),
+                st.get("kind", ""),
+                st.get("name", ""),
+                _status(st.get("status", "")),
+                f"{ms} ms" if ms is not None else "-",
+            )
+        console.print(steps)
     _json_block("Payload", run.payload)
     if run.status == "COMPLETED":
         _json_block("Output", run.output)
@@ -123,6 +144,20 @@ def print_run(run: Run) -> None:
         console.print(f"[bold red]Error:[/] {run.error.name or 'Error'}: {run.error.message}")
         if run.error.stack_trace:
             console.print(run.error.stack_trace, markup=False, highlight=False)
+
+
+def _wait_target(w: dict[str, Any]) -> str:
+    """What a waitpoint of a waiting run stands for, in one cell."""
+    kind = w.get("type")
+    if kind == "DURATION":
+        return f"until {w.get('until')}"
+    if kind == "TOKEN":
+        return f"token {w.get('tokenId')}"
+    if kind == "RUN":
+        return f"run {w.get('runId')}"
+    if kind == "EVENT":
+        return f"event {w.get('event')} matching {json.dumps(w.get('filter') or {})}"
+    return str(w.get("id", ""))
 
 
 def _json_block(title: str, value: Any) -> None:

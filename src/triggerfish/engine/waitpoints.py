@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -394,6 +395,7 @@ class Waitpoints:
         seq: int,
         name: str,
         req: TokenRequest,
+        url_for: Callable[[Row[Any]], str],
     ) -> Row[Any]:
         """``wait.create_token`` inside a task: the token and its journal entry, together."""
         dt = to_datetime(self.res.clock.now())
@@ -403,7 +405,11 @@ class Waitpoints:
                 raise StaleTransition(run_id, "create a token", attempt_id)
             row, _ = await self.create_token_in(conn, env_id, req, run_id)
             entry = JournalEntry(
-                seq=seq, kind="token.create", name=name, status="OK", result={"id": row.id}
+                seq=seq,
+                kind="token.create",
+                name=name,
+                status="OK",
+                result={"id": row.id, "url": url_for(row)},
             )
             await self.journal.write_in(conn, run_id, entry, dt)
             return row

@@ -70,6 +70,12 @@ class Run(BaseModel):
     duration_ms: int = Field(default=0, alias="durationMs")
     machine: str | None = None
     queue: str | None = None
+    #: what a WAITING run waits for: ``{"type": "DURATION", "until"}``,
+    #: ``{"type": "TOKEN", "tokenId"}``, ``{"type": "RUN", "runId"}``,
+    #: ``{"type": "EVENT", "event", "filter"}`` (plus ``timeoutAt``)
+    waiting_for: list[dict[str, Any]] = Field(default_factory=list, alias="waitingFor")
+    #: the run's durable calls in order (``kind``, ``name``, ``status``, times)
+    steps: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class RunPage(BaseModel):
@@ -316,6 +322,84 @@ class Runs:
             await asyncio.sleep(interval)
 
 
+class Token(BaseModel):
+    """A waitpoint token as the API returns it."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    id: str
+    url: str
+    status: str = "WAITING"
+    is_cached: bool = Field(default=False, alias="isCached")
+    output: Any = None
+    output_is_error: bool = Field(default=False, alias="outputIsError")
+    tags: list[str] = Field(default_factory=list)
+
+
+def _token(body: dict[str, Any]) -> Token:
+    import json
+
+    data = dict(body)
+    if isinstance(data.get("output"), str):
+        data["output"] = json.loads(data["output"])
+    return Token.model_validate(data)
+
+
+class Waitpoints:
+    """``client.waitpoints``: create, complete and read waitpoint tokens from outside a task."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    @staticmethod
+    def _create(
+        timeout: str | float | None,
+        tags: builtins.list[str] | None,
+        idempotency_key: str | None,
+    ) -> _Call[Token]:
+        body = {"timeout": timeout, "tags": tags, "idempotencyKey": idempotency_key}
+        return _Call(
+            "POST",
+            "/api/v1/waitpoints/tokens",
+            _token,
+            json={k: v for k, v in body.items() if v is not None},
+        )
+
+    @staticmethod
+    def _complete(token_id: str, data: Any) -> _Call[bool]:
+        return _Call(
+            "POST",
+            f"/api/v1/waitpoints/tokens/{token_id}/complete",
+            lambda b: bool(b.get("success")),
+            json={"data": data},
+        )
+
+    def create_token(
+        self,
+        *,
+        timeout: str | float | None = None,
+        tags: builtins.list[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Token:
+        """A token to hand to a task (``wait.for_token(id)``) or a person."""
+        return self._t.send(self._create(timeout, tags, idempotency_key))
+
+    def complete_token(self, token_id: str, data: Any = None) -> bool:
+        """Complete a token with ``data``; completing it again is accepted and changes nothing.
+
+        Example::
+
+            client.waitpoints.complete_token("waitpoint_…", {"approved": True})
+        """
+        return self._t.send(self._complete(token_id, data))
+
+    async def complete_token_async(self, token_id: str, data: Any = None) -> bool:
+        return await self._t.send_async(self._complete(token_id, data))
+
+    def retrieve_token(self, token_id: str) -> Token:
+        return self._t.send(_Call("GET", f"/api/v1/waitpoints/tokens/{token_id}", _token))
+
+
 class Triggerfish:
     """A client for one environment of a Triggerfish server.
 
@@ -351,6 +435,7 @@ class Triggerfish:
 
         #: create, list, change and remove cron schedules
         self.schedules = Schedules(self._transport)
+        self.waitpoints = Waitpoints(self._transport)
 
     def close(self) -> None:
         self._transport.close()

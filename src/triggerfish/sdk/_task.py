@@ -169,6 +169,42 @@ class Task(Generic[P, R]):
         return await client.tasks.trigger_async(self.id, self.dump_payload(payload), **options)
 
 
+    # -- triggering from a task and waiting ------------------------------------------
+
+    def trigger_and_wait(self, payload: P, **options: Any) -> Any:
+        """Inside a task: run this task as a child and wait for it, durably.
+
+        The parent is suspended (``WAITING``) while the child runs and resumes
+        with a :class:`~triggerfish.WaitResult`: ``ok`` and ``output``, or the
+        child's ``error``; nothing is raised unless you call ``.unwrap()``.
+        Options are those of :meth:`trigger`, plus ``cancel_with_parent``
+        (default True: canceling the waiting parent cancels the child).
+        Awaited in ``async def`` tasks.
+
+        Example::
+
+            result = await render.trigger_and_wait({"page": 1})
+            html = result.unwrap()
+        """
+        from triggerfish.sdk._wait import wait_for_runs
+
+        return wait_for_runs(self, [payload], options, batch=False)
+
+    def batch_trigger_and_wait(self, items: list[Any], **options: Any) -> Any:
+        """Inside a task: run one child per item, wait for all; results in item order.
+
+        Items are payloads, or :class:`~triggerfish.BatchItem` with their own options.
+
+        Example::
+
+            results = await render.batch_trigger_and_wait([{"page": p} for p in range(10)])
+            pages = [r.unwrap() for r in results]
+        """
+        from triggerfish.sdk._wait import wait_for_runs
+
+        return wait_for_runs(self, list(items), options, batch=True)
+
+
 def task(
     *,
     id: str,

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from triggerfish import Context, retry, step, task
+from triggerfish import Context, retry, step, task, wait
 
 
 def _mark(marks: str, name: str) -> None:
@@ -57,3 +57,24 @@ def flaky_step(payload: dict) -> str:
     return str(
         step.run("flaky", _fails_until, payload["marks"], payload["succeed_on"], retry=policy)
     )
+
+
+def _marked(marks: str, name: str) -> str:
+    _mark(marks, name)
+    return name
+
+
+@task(id="sleeps-durably", retry=retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
+def sleeps_durably(payload: dict) -> list[str]:
+    _mark(payload["marks"], "body")
+    before = step.run("before", _marked, payload["marks"], "before")
+    wait.for_(seconds=payload["secs"])
+    after = step.run("after", _marked, payload["marks"], "after")
+    return [before, after]
+
+
+@task(id="awaits-approval")
+async def awaits_approval(payload: dict) -> dict:
+    token = await wait.create_token(timeout="10m", tags=["approval"])
+    result = await wait.for_token(token)
+    return {"ok": result.ok, "output": result.output}

@@ -1,0 +1,341 @@
+"""Durable waits on the real store: durations, tokens, child runs, exactly-once resumes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.durable_support import InProcessWorker
+from triggerfish import BatchItem, Context, WaitResult, retry, step, task, wait
+from triggerfish.config import ServerSettings
+from triggerfish.engine import Engine
+from triggerfish.engine.enqueue import TriggerRequest
+from triggerfish.engine.resources import ManualClock
+from triggerfish.errors import ConflictError, WaitpointNotFound
+from triggerfish.sdk._registry import TaskRegistry, collecting_into
+
+FAST = retry(max_attempts=3, min_delay=0, max_delay=0, jitter=0)
+
+
+async def _start(engine: Engine, registry: TaskRegistry) -> tuple[str, InProcessWorker]:
+    env = await engine.environments.by_slug("dev")
+    worker = await InProcessWorker(engine, registry, env.id).register()
+    return env.id, worker
+
+
+async def _trigger(engine: Engine, env_id: str, task_id: str, payload: Any = None) -> str:
+    return (await engine.enqueue.trigger(env_id, TriggerRequest(task_id, payload))).id
+
+
+async def _run(engine: Engine, env_id: str, run_id: str) -> Any:
+    return (await engine.runs.retrieve(env_id, run_id)).run
+
+
+async def _resumes(engine: Engine, env_id: str, run_id: str) -> int:
+    events = await engine.runs.events(env_id, run_id)
+    return sum(1 for e in events if (e.from_status, e.to_status) == ("WAITING", "QUEUED"))
+
+
+def _sleeper_registry(calls: Counter[str]) -> TaskRegistry:
+    registry = TaskRegistry()
+    with collecting_into(registry):
+
+        @task(id="sleeper", retry=FAST)
+        def sleeper(payload: dict) -> list[Any]:
+            calls["body"] += 1
+            a = step.run("a", lambda: calls.update(["a"]) or "a")
+            wait.for_(minutes=5)
+            b = step.run("b", lambda: calls.update(["b"]) or "b")
+            return [a, b]
+
+        @task(id="async-sleeper", retry=FAST)
+        async def async_sleeper(payload: dict) -> str:
+            calls["async-body"] += 1
+            await wait.for_(hours=2)
+            return await step.run("after", lambda: calls.update(["after"]) or "done")
+
+        @task(id="napper", retry=FAST)
+        def napper(payload: dict) -> str:
+            calls["napper"] += 1
+            wait.for_(seconds=0.01)  # below the threshold: sleeps in place
+            return "rested"
+
+    return registry
+
+
+async def test_a_long_wait_suspends_the_run_and_resumes_it_when_due(
+    engine: Engine, clock: ManualClock
+) -> None:
+    calls: Counter[str] = Counter()
+    env_id, worker = await _start(engine, _sleeper_registry(calls))
+    run_id = await _trigger(engine, env_id, "sleeper")
+    await worker.run_until_idle()
+    run = await _run(engine, env_id, run_id)
+    assert run.status == "WAITING" and run.worker_id is None
+    waiting = (await engine.waitpoints.waiting_for([run_id]))[run_id]
+    assert [w["type"] for w in waiting] == ["DURATION"] and waiting[0]["until"]
+    clock.advance(minutes=4)
+    assert await engine.maintenance.sweep() and await worker.run_until_idle() == []
+    clock.advance(minutes=1)
+    assert await engine.waitpoints.resolve_due() == 1
+    await worker.run_until_idle()
+    run = await _run(engine, env_id, run_id)
+    assert run.status == "COMPLETED" and run.output == ["a", "b"]
+    assert calls == Counter(body=2, a=1, b=1)
+    assert [a.status for a in (await engine.runs.retrieve(env_id, run_id)).attempts] == [
+        "SUSPENDED",
+        "COMPLETED",
+    ]
+
+
+async def test_async_tasks_await_waits(engine: Engine, clock: ManualClock) -> None:
+    calls: Counter[str] = Counter()
+    env_id, worker = await _start(engine, _sleeper_registry(calls))
+    run_id = await _trigger(engine, env_id, "async-sleeper")
+    await worker.run_until_idle()
+    assert (await _run(engine, env_id, run_id)).status == "WAITING"
+    clock.advance(hours=2)
+    await engine.maintenance.sweep()
+    await worker.run_until_idle()
+    run = await _run(engine, env_id, run_id)
+    assert run.status == "COMPLETED" and run.output == "done"
+    assert calls == Counter({"async-body": 2, "after": 1})
+
+
+async def test_a_short_wait_sleeps_in_place(engine: Engine) -> None:
+    calls: Counter[str] = Counter()
+    env_id, worker = await _start(engine, _sleeper_registry(calls))
+    run_id = await _trigger(engine, env_id, "napper")
+    await worker.run_until_idle()
+    run = await _run(engine, env_id, run_id)
+    assert run.status == "COMPLETED" and run.attempt_count == 1 and calls["napper"] == 1
+
+
+def _token_registry(seen: list[WaitResult]) -> TaskRegistry:
+    registry = TaskRegistry()
+    with collecting_into(registry):
+
+        @task(id="approval", retry=FAST)
+        def approval(payload: dict) -> Any:
+            token = wait.create_token(
+                timeout=(payload or {}).get("timeout", "1h"), tags=["approval"]
+            )
+            step.run("announce", lambda: seen.clear() or token.id)
+            result = wait.for_token(token)
+            seen.append(result)
+            return {"ok": result.ok, "output": result.output, "error": result.error}
+
+    return registry
+
+
+async def _token_of(engine: Engine, env_id: str, run_id: str) -> str:
+    entries = await engine.journal.entries(env_id, run_id)
+    return str(entries[0].result["id"])
+
+
+async def test_a_token_completed_through_the_engine_resumes_the_run_once(
+    engine: Engine,
+) -> None:
+    seen: list[WaitResult] = []
+    env_id, worker = await _start(engine, _token_registry(seen))
+    run_id = await _trigger(engine, env_id, "approval")
+    await worker.run_until_idle()
+    run = await _run(engine, env_id, run_id)
+    assert run.status == "WAITING", run.error["stack_trace"]
+    token_id = await _token_of(engine, env_id, run_id)
+    waiting = (await engine.waitpoints.waiting_for([run_id]))[run_id]
+    assert waiting == [
+        {
+            "id": token_id,
+            "type": "TOKEN",
+            "status": "PENDING",
+            "tokenId": token_id,
+            "timeoutAt": waiting[0]["timeoutAt"],
+        }
+    ]
+    await engine.waitpoints.complete_token(env_id, token_id, {"approved": True})
+    await engine.waitpoints.complete_token(env_id, token_id, {"approved": False})  # no-op
+    await worker.run_until_idle()
+    run = await _run(engine, env_id, run_id)
+    assert run.status == "COMPLETED"
+    assert run.output == {"ok": True, "output": {"approved": True}, "error": None}
+    assert await _resumes(engine, env_id, run_id) == 1
+    with pytest.raises(WaitpointNotFound):
+        await engine.waitpoints.complete_token(env_id, "waitpoint_nope", {})
+    other_env = await engine.environments.by_slug("prod")
+    with pytest.raises(WaitpointNotFound):
+        await engine.waitpoints.complete_token(other_env.id, token_id, {})
+
+
+async def test_a_token_that_times_out_resumes_with_an_error_and_refuses_completion(
+    engine: Engine, clock: ManualClock
+) -> None:
+    seen: list[WaitResult] = []
+    env_id, worker = await _start(engine, _token_registry(seen))
+    run_id = await _trigger(engine, env_id, "approval", {"timeout": "10m"})
+    await worker.run_until_idle()
+    token_id = await _token_of(engine, env_id, run_id)
+    clock.advance(minutes=11)
+    await engine.maintenance.sweep()
+    await worker.run_until_idle()
+    run = await _run(engine, env_id, run_id)
+    assert run.status == "COMPLETED" and run.output["ok"] is False
+    assert run.output["error"]["code"] == "TRIGGER_WAITPOINT_TIMEOUT"
+    with pytest.raises(ConflictError, match="timed out"):
+        await engine.waitpoints.complete_token(env_id, token_id, {"late": True})
+
+
+async def test_a_token_completed_before_the_wait_resolves_it_at_once(engine: Engine) -> None:
+    registry = TaskRegistry()
+    with collecting_into(registry):
+
+        @task(id="self-approves", retry=FAST)
+        def self_approves(payload: dict) -> Any:
+            token = wait.create_token()
+            wait.complete_token(token, {"by": "myself"})
+            return wait.for_token(token.id).unwrap()
+
+    env_id, worker = await _start(engine, registry)
+    run_id = await _trigger(engine, env_id, "self-approves")
+    await worker.run_until_idle()
+    run = await _run(engine, env_id, run_id)
+    assert run.status == "COMPLETED" and run.output == {"by": "myself"} and run.attempt_count == 1
+
+
+async def test_two_servers_completing_one_token_at_once_resume_the_run_once(
+    engine: Engine, db_url: str, clock: ManualClock
+) -> None:
+    seen: list[WaitResult] = []
+    env_id, worker = await _start(engine, _token_registry(seen))
+    run_ids = [await _trigger(engine, env_id, "approval") for _ in range(3)]
+    await worker.run_until_idle()
+    other = Engine.create(ServerSettings(database_url=db_url), clock=clock)
+    await other.start(background=False)
+    try:
+        for n, run_id in enumerate(run_ids):
+            token_id = await _token_of(engine, env_id, run_id)
+            await asyncio.gather(
+                engine.waitpoints.complete_token(env_id, token_id, {"from": "a", "n": n}),
+                other.waitpoints.complete_token(env_id, token_id, {"from": "b", "n": n}),
+            )
+    finally:
+        await other.close()
+    await worker.run_until_idle()
+    for run_id in run_ids:
+        run = await _run(engine, env_id, run_id)
+        assert run.status == "COMPLETED" and run.output["output"]["from"] in ("a", "b")
+        assert await _resumes(engine, env_id, run_id) == 1
+
+
+async def test_a_completion_racing_the_timeout_gives_one_consistent_result(
+    engine: Engine, clock: ManualClock
+) -> None:
+    seen: list[WaitResult] = []
+    env_id, worker = await _start(engine, _token_registry(seen))
+    run_id = await _trigger(engine, env_id, "approval", {"timeout": "1m"})
+    await worker.run_until_idle()
+    token_id = await _token_of(engine, env_id, run_id)
+    clock.advance(minutes=2)
+
+    async def complete() -> str:
+        try:
+            await engine.waitpoints.complete_token(env_id, token_id, {"approved": True})
+            return "completed"
+        except ConflictError:
+            return "timed out"
+
+    first, _ = await asyncio.gather(complete(), engine.waitpoints.resolve_due())
+    await worker.run_until_idle()
+    run = await _run(engine, env_id, run_id)
+    assert run.status == "COMPLETED" and await _resumes(engine, env_id, run_id) == 1
+    token = await engine.waitpoints.get_token(env_id, token_id)
+    assert run.output["ok"] is (token.status == "COMPLETED")
+    assert (first == "completed") is (token.status == "COMPLETED")
+
+
+def _family(calls: Counter[str]) -> TaskRegistry:
+    registry = TaskRegistry()
+    with collecting_into(registry):
+
+        @task(id="child", retry=retry(max_attempts=1))
+        def child(payload: dict) -> int:
+            calls[f"child-{payload['n']}"] += 1
+            if payload.get("fail"):
+                raise ValueError(f"child {payload['n']} failed")
+            return int(payload["n"]) * 10
+
+        @task(id="parent", retry=FAST)
+        def parent(payload: dict, ctx: Context) -> Any:
+            calls["parent"] += 1
+            one = child.trigger_and_wait({"n": 1})
+            many = child.batch_trigger_and_wait(
+                [{"n": 2}, BatchItem({"n": 3, "fail": True}, tags=["bad"]), {"n": 4}]
+            )
+            return {
+                "one": one.unwrap(),
+                "many": [r.output if r.ok else r.error["message"] for r in many],
+            }
+
+        @task(id="async-parent", retry=FAST)
+        async def async_parent(payload: dict) -> Any:
+            result = await child.trigger_and_wait({"n": 7})
+            return result.output
+
+        @task(id="blocked-child", retry=retry(max_attempts=1))
+        def blocked_child(payload: dict) -> None:
+            wait.for_(days=1)
+
+        @task(id="waits-on-blocked", retry=FAST)
+        def waits_on_blocked(payload: dict) -> None:
+            blocked_child.trigger_and_wait({})
+
+    return registry
+
+
+async def test_trigger_and_wait_and_batches_resume_the_parent_with_results_in_order(
+    engine: Engine,
+) -> None:
+    calls: Counter[str] = Counter()
+    env_id, worker = await _start(engine, _family(calls))
+    run_id = await _trigger(engine, env_id, "parent")
+    await worker.run_until_idle()
+    run = await _run(engine, env_id, run_id)
+    assert run.status == "COMPLETED", run.error
+    assert run.output == {"one": 10, "many": [20, "child 3 failed", 40]}
+    assert calls == Counter({"parent": 3, "child-1": 1, "child-2": 1, "child-3": 1, "child-4": 1})
+    children, _, _ = await engine.runs.page(
+        env_id, _filter(task_ids=["child"]), size=10, after=None, before=None
+    )
+    assert {c.parent_run_id for c in children} == {run_id}
+
+
+async def test_async_trigger_and_wait(engine: Engine) -> None:
+    calls: Counter[str] = Counter()
+    env_id, worker = await _start(engine, _family(calls))
+    run_id = await _trigger(engine, env_id, "async-parent")
+    await worker.run_until_idle()
+    run = await _run(engine, env_id, run_id)
+    assert run.status == "COMPLETED" and run.output == 70
+
+
+async def test_canceling_a_waiting_parent_cancels_its_children(engine: Engine) -> None:
+    calls: Counter[str] = Counter()
+    env_id, worker = await _start(engine, _family(calls))
+    run_id = await _trigger(engine, env_id, "waits-on-blocked")
+    await worker.run_until_idle()
+    waiting = (await engine.waitpoints.waiting_for([run_id]))[run_id]
+    assert [w["type"] for w in waiting] == ["RUN"]
+    child_id = waiting[0]["runId"]
+    assert (await _run(engine, env_id, child_id)).status == "WAITING"
+    await engine.runs.cancel(env_id, run_id)
+    assert (await _run(engine, env_id, run_id)).status == "CANCELED"
+    assert (await _run(engine, env_id, child_id)).status == "CANCELED"
+
+
+def _filter(**kw: Any) -> Any:
+    from triggerfish.store.runs import RunFilter
+
+    return RunFilter(**kw)
