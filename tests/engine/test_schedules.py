@@ -459,3 +459,19 @@ async def test_worker_with_an_invalid_declared_cron_is_refused(engine: Engine) -
             concurrency=1,
             tasks=[manifest("report", cron="99 * * * *")],
         )
+
+
+async def test_workers_registering_at_once_make_one_declarative_schedule(engine: Engine) -> None:
+    """A deploy starts several workers of new code together (concurrent writers on PostgreSQL)."""
+    env = await engine.environments.by_slug("dev")
+    cron_task = manifest("report", cron="0 9 * * *")
+    await asyncio.gather(
+        *(
+            engine.workers.register(
+                env.id, version="v9", name=f"w{i}", concurrency=1, tasks=[cron_task]
+            )
+            for i in range(6)
+        )
+    )
+    infos, total = await engine.schedules.page(env.id, page=1, per_page=10)
+    assert total == 1 and infos[0].task_id == "report"

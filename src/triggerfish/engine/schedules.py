@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -100,6 +101,8 @@ class Schedules:
     def __init__(self, res: EngineResources, enqueue: Enqueue) -> None:
         self.res = res
         self.enqueue = enqueue
+        if res.settings.schedule_seconds_field:
+            log.warning("schedule_seconds_field is on: 6-field cron accepted (meant for tests)")
 
     # -- validation ----------------------------------------------------------------
 
@@ -345,6 +348,8 @@ class Schedules:
         now = self.res.clock.now()
         async with self.res.db.read() as conn:
             rows = await schedule_store.due(conn, now, SWEEP_BATCH)
+        # replicas sweeping together mostly take different schedules first
+        random.shuffle(rows)
         fired = 0
         for row in rows:
             try:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
+from triggerfish._cron import CronSpec
 from triggerfish._ids import new_id
 from triggerfish.engine.attempts import Attempts
 from triggerfish.engine.dequeue import WorkerIdentity
@@ -12,6 +15,9 @@ from triggerfish.engine.schedules import Schedules
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
+
+#: registrations tried before a conflict with concurrent ones is reported
+REGISTER_TRIES = 3
 
 
 class Workers:
@@ -33,6 +39,33 @@ class Workers:
         now = self.res.clock.now()
         worker_id = new_id("worker", now)
         declared = self.schedules.declared(tasks)  # a bad cron refuses the worker (422)
+        for tries_left in reversed(range(REGISTER_TRIES)):
+            try:
+                await self._store_registration(
+                    env_id, worker_id, version, name, concurrency, tasks, declared, now
+                )
+                break
+            except IntegrityError:
+                # workers of new code starting together insert the same task versions
+                # and declarative schedules; the loser's retry finds them in place
+                if not tries_left:
+                    raise
+        identity = WorkerIdentity(worker_id, env_id, version, tuple(t["id"] for t in tasks))
+        self._identities[worker_id] = identity
+        await self.res.notifier.notify(env_id)
+        return identity
+
+    async def _store_registration(
+        self,
+        env_id: str,
+        worker_id: str,
+        version: str,
+        name: str,
+        concurrency: int,
+        tasks: list[dict[str, Any]],
+        declared: dict[str, CronSpec],
+        now: float,
+    ) -> None:
         async with self.res.db.write() as conn:
             await worker_store.upsert_task_versions(conn, env_id, version, tasks, to_datetime(now))
             await self.schedules.sync_declarative(conn, env_id, tasks, declared, now)
@@ -52,10 +85,6 @@ class Workers:
                     "last_seen_at": now,
                 },
             )
-        identity = WorkerIdentity(worker_id, env_id, version, tuple(t["id"] for t in tasks))
-        self._identities[worker_id] = identity
-        await self.res.notifier.notify(env_id)
-        return identity
 
     async def identity(self, env_id: str, worker_id: str) -> WorkerIdentity:
         """The registered worker, checked to belong to the caller's environment."""
