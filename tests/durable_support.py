@@ -139,6 +139,21 @@ class InProcessWorker:
                     url_for=lambda r: token_url("http://test", r),
                 )
                 return {"id": row.id, "url": token_url("http://test", row)}
+            if op == "kv_get":
+                found, value = await self.engine.events.kv_get(self.env_id, body["key"])
+                return {"found": found, "value": value}
+            if op == "kv_set":
+                await self.engine.events.kv_set(
+                    self.env_id, body["key"], body["value"], body.get("ttl")
+                )
+                return {"ok": True}
+            if op == "kv_delete":
+                return {"deleted": await self.engine.events.kv_delete(self.env_id, body["key"])}
+            if op == "send_event":
+                sent = await self.engine.events.send(
+                    self.env_id, body["name"], body.get("payload"), body.get("id")
+                )
+                return {"id": sent.id, "runs": sent.run_ids}
             if op == "complete_token":
                 await self.engine.waitpoints.complete_token(self.env_id, body["id"], body["data"])
                 return {"success": True}

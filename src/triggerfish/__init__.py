@@ -31,6 +31,7 @@ from triggerfish.errors import (
 )
 from triggerfish.sdk._client import Run, RunPage, Triggerfish, _DefaultNamespace
 from triggerfish.sdk._context import Context
+from triggerfish.sdk._events import events, kv
 from triggerfish.sdk._logger import logger
 from triggerfish.sdk._queue import Queue, queue
 from triggerfish.sdk._retry import RetryPolicy, retry
@@ -73,6 +74,8 @@ __all__ = [
     "WaitFailedError",
     "WaitResult",
     "WaitToken",
+    "events",
+    "kv",
     "logger",
     "queue",
     "retry",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 from tests import support
 from tests.conftest import BACKENDS
 from tests.e2e.conftest import Stack
-from triggerfish import Triggerfish
+from triggerfish import ApiError, Triggerfish
 
 both = pytest.mark.parametrize("fresh_stack", BACKENDS, indirect=True)
 
@@ -120,3 +121,39 @@ def test_a_token_completed_by_a_plain_post_to_its_url_resumes_the_run(
 
 def _cli_env(stack: Stack) -> dict[str, str]:
     return {"TRIGGERFISH_API_URL": stack.server.url, "TRIGGERFISH_SECRET_KEY": stack.key}
+
+
+@both
+def test_events_replay_and_kv_over_the_api_and_cli(fresh_stack: Stack, tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (marks / "go").touch()
+    client, env = fresh_stack.client, _cli_env(fresh_stack)
+    worker = fresh_stack.worker(concurrency=2)
+    with support.processes_stopped(worker):
+        # events: one run per subscriber, once per event id; bad payloads refused
+        payload = {"email": "ada@example.com", "marks": str(marks)}
+        first = client.events.send("user.signup", payload, id="signup-1")
+        again = support.cli(
+            "send", "user.signup", "--payload", json.dumps(payload), "--id", "signup-1", env=env
+        )
+        assert again.returncode == 0 and '"isCached": true' in again.stdout
+        [run_id] = first["runs"]
+        assert client.runs.poll(run_id, timeout=30, interval=0.05).output == "ada@example.com"
+        with pytest.raises(ApiError) as refused:
+            client.events.send("user.signup", {"marks": str(marks)})
+        assert refused.value.status == 422 and "on-signup" in str(refused.value)
+        assert _count(marks, "signup") == 1
+        # replay from step 4: steps 1-3 come from the journal
+        handle = client.tasks.trigger("five-steps", {"marks": str(marks)})
+        assert client.runs.poll(handle.id, timeout=30, interval=0.05).status == "COMPLETED"
+        out = support.cli("runs", "replay", handle.id, "--from-step", "4", env=env)
+        assert out.returncode == 0, out.stderr
+        replayed = client.runs.poll(out.stdout.strip(), timeout=30, interval=0.05)
+        assert replayed.output["results"] == [10, 20, 30, 40, 50]
+        assert [_count(marks, f"step-{i}") for i in range(1, 6)] == [1, 1, 1, 2, 2]
+        # the key-value store
+        client.kv.set("cursor", {"page": 3}, ttl="1h")
+        assert client.kv.get("cursor") == {"page": 3}
+        client.kv.delete("cursor")
+        assert client.kv.get("cursor", "gone") == "gone"

@@ -339,3 +339,23 @@ def _filter(**kw: Any) -> Any:
     from triggerfish.store.runs import RunFilter
 
     return RunFilter(**kw)
+
+
+async def test_a_run_resumes_only_on_the_worker_version_it_started_on(
+    engine: Engine, clock: ManualClock
+) -> None:
+    calls: Counter[str] = Counter()
+    registry = _sleeper_registry(calls)
+    env_id, old = await _start(engine, registry)
+    run_id = await _trigger(engine, env_id, "sleeper")
+    await old.run_until_idle()
+    assert (await _run(engine, env_id, run_id)).locked_version == "v1"
+    new = await InProcessWorker(engine, registry, env_id, version="v2").register()
+    clock.advance(minutes=5)
+    await engine.maintenance.sweep()
+    assert await new.run_until_idle() == []  # the newer worker does not take it
+    assert (await _run(engine, env_id, run_id)).status == "QUEUED"
+    fresh = await _trigger(engine, env_id, "napper")  # unlocked runs go to any version
+    assert [o.run_id for o in await new.run_until_idle()] == [fresh]
+    await old.run_until_idle()
+    assert (await _run(engine, env_id, run_id)).status == "COMPLETED"

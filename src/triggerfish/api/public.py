@@ -275,3 +275,90 @@ async def whoami(env: EnvDep) -> dict[str, Any]:
         "project": {"ref": env.project_ref},
         "environment": {"id": env.id, "slug": env.slug},
     }
+
+
+# -- durable extensions: replay, events, key-value store ----------------------------
+
+
+class ReplayBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    fromStep: int | None = Field(default=None, ge=1)
+
+
+@router.post("/api/v1/runs/{run_id}/replay", tags=["runs"])
+async def replay_run(
+    run_id: str, engine: EngineDep, env: EnvDep, body: ReplayBody | None = None
+) -> dict[str, str]:
+    """A new run of the same task and payload; ``fromStep`` reuses the journal before it."""
+    new_id = await engine.replays.replay(env.id, run_id, (body or ReplayBody()).fromStep)
+    return {"id": new_id}
+
+
+class EventBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=256)
+    payload: Any = None
+    id: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+@router.post("/api/v1/events", tags=["events"])
+async def send_event(body: EventBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """Start the tasks subscribed to ``name`` and resolve matching event waits."""
+    sent = await engine.events.send(env.id, body.name, body.payload, body.id)
+    return {
+        "id": sent.id,
+        "runs": sent.run_ids,
+        "waitsResolved": sent.waits_resolved,
+        "isCached": sent.is_cached,
+    }
+
+
+@router.get("/api/v1/events", tags=["events"])
+async def list_events(
+    engine: EngineDep,
+    env: EnvDep,
+    name: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    rows = await engine.events.recent(env.id, name, limit)
+    return {
+        "data": [
+            {
+                "id": r.id,
+                "name": r.name,
+                "payload": r.payload,
+                "runs": r.run_ids,
+                "errors": r.errors,
+                "createdAt": serialize.iso(r.created_at),
+            }
+            for r in rows
+        ]
+    }
+
+
+class KvPutBody(BaseModel):
+    value: Any = None
+    ttl: str | float | None = None
+
+
+@router.get("/api/v1/kv/{key:path}", tags=["kv"])
+async def kv_get(key: str, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    found, value = await engine.events.kv_get(env.id, key)
+    return {"key": key, "found": found, "value": value}
+
+
+@router.put("/api/v1/kv/{key:path}", tags=["kv"])
+async def kv_put(key: str, body: KvPutBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    try:
+        ttl = parse_duration(body.ttl) if body.ttl is not None else None
+    except ValueError as exc:
+        raise UserError(f"ttl: {exc}") from None
+    await engine.events.kv_set(env.id, key, body.value, ttl)
+    return {"key": key, "ok": True}
+
+
+@router.delete("/api/v1/kv/{key:path}", tags=["kv"])
+async def kv_delete(key: str, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    return {"key": key, "deleted": await engine.events.kv_delete(env.id, key)}

@@ -317,3 +317,49 @@ async def complete_token(
 ) -> dict[str, bool]:
     await engine.waitpoints.complete_token(env.id, body.id, body.data)
     return {"success": True}
+
+
+class SendEventBody(BaseModel):
+    run_id: str
+    name: str = Field(min_length=1, max_length=256)
+    payload: Any = None
+    id: str | None = Field(default=None, max_length=128)
+
+
+@router.post("/attempts/{attempt_id}/send_event")
+async def send_event(
+    attempt_id: str, body: SendEventBody, engine: EngineDep, env: EnvDep
+) -> dict[str, Any]:
+    sent = await engine.events.send(env.id, body.name, body.payload, body.id)
+    return {
+        "id": sent.id,
+        "runs": sent.run_ids,
+        "waitsResolved": sent.waits_resolved,
+        "isCached": sent.is_cached,
+    }
+
+
+class KvBody(BaseModel):
+    run_id: str
+    key: str
+    value: Any = None
+    ttl: float | None = None
+
+
+@router.post("/attempts/{attempt_id}/kv_get")
+async def kv_get(attempt_id: str, body: KvBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    found, value = await engine.events.kv_get(env.id, body.key)
+    return {"found": found, "value": value}
+
+
+@router.post("/attempts/{attempt_id}/kv_set")
+async def kv_set(attempt_id: str, body: KvBody, engine: EngineDep, env: EnvDep) -> dict[str, bool]:
+    await engine.events.kv_set(env.id, body.key, body.value, body.ttl)
+    return {"ok": True}
+
+
+@router.post("/attempts/{attempt_id}/kv_delete")
+async def kv_delete(
+    attempt_id: str, body: KvBody, engine: EngineDep, env: EnvDep
+) -> dict[str, bool]:
+    return {"deleted": await engine.events.kv_delete(env.id, body.key)}

@@ -22,6 +22,7 @@ app.add_typer(tokens.app, name="tokens")
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.keys_app, name="keys")
 app.command("trigger")(runs.trigger)
+app.command("send")(runs.send)
 app.command("server")(processes.server)
 app.command("worker")(processes.worker)
 

@@ -75,6 +75,20 @@ def list_runs(
         console.print(f"more: [dim]triggerfish runs list --after {page.next_cursor}[/]")
 
 
+@app.command("replay")
+def replay(
+    run_id: str,
+    from_step: Annotated[
+        int | None, typer.Option(min=1, help="reuse the journal before this step (1-based)")
+    ] = None,
+    api_url: Annotated[str | None, ApiUrlOpt] = None,
+    secret_key: Annotated[str | None, KeyOpt] = None,
+) -> None:
+    """Start a new run like RUN_ID; with --from-step N, steps before N are not re-run."""
+    new_id = _call(lambda c: c.runs.replay(run_id, from_step=from_step), api_url, secret_key)
+    console.print(new_id)
+
+
 @app.command("show")
 def show(
     run_id: str,
@@ -243,3 +257,18 @@ def _call(fn: Any, api_url: str | None, secret_key: str | None) -> Any:
         raise fail(str(exc)) from None
     finally:
         c.close()
+
+
+def send(
+    name: str,
+    payload: Annotated[str, typer.Option(help="event payload as JSON")] = "null",
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="idempotency: a repeated id starts nothing")
+    ] = None,
+    api_url: Annotated[str | None, ApiUrlOpt] = None,
+    secret_key: Annotated[str | None, KeyOpt] = None,
+) -> None:
+    """Send an event: starts every task with on_event=NAME, wakes matching waits."""
+    body = as_json_arg(payload, "--payload")
+    sent = _call(lambda c: c.events.send(name, body, id=event_id), api_url, secret_key)
+    console.print(json.dumps(sent), markup=False)

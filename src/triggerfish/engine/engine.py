@@ -11,10 +11,12 @@ from triggerfish.engine.attempts import Attempts
 from triggerfish.engine.dequeue import Dequeue
 from triggerfish.engine.enqueue import Enqueue
 from triggerfish.engine.environments import Environments
+from triggerfish.engine.events import Events
 from triggerfish.engine.journal import Journal
 from triggerfish.engine.maintenance import Maintenance
 from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.notify import Notifier, PostgresNotifier
+from triggerfish.engine.replay import Replays
 from triggerfish.engine.resources import Clock, EngineResources
 from triggerfish.engine.runs import Runs
 from triggerfish.engine.schedules import Schedules
@@ -47,6 +49,8 @@ class Engine:
         self.schedules = Schedules(res, self.enqueue)
         self.workers = Workers(res, self.attempts, self.schedules)
         self.maintenance = Maintenance(res, self.attempts, self.schedules, self.waitpoints)
+        self.events = Events(res, self.enqueue, self.waitpoints)
+        self.replays = Replays(res, self.enqueue)
         self._background: list[asyncio.Task[Any]] = []
 
     @classmethod

@@ -169,3 +169,7 @@ def _validate(schema: dict[str, Any] | None, payload: Any) -> None:
             path.append(str(missing[0]))
             message = "field required"
     raise PayloadValidationError(".".join(path), message)
+
+
+#: checks a payload against a task's JSON schema (also used for events)
+validate_payload = _validate

@@ -282,6 +282,27 @@ class Runs:
     async def list_async(self, **filters: Any) -> RunPage:
         return await self._t.send_async(self._list(**filters))
 
+    @staticmethod
+    def _replay(run_id: str, from_step: int | None) -> _Call[str]:
+        body = {"fromStep": from_step} if from_step else {}
+        return _Call("POST", f"/api/v1/runs/{run_id}/replay", lambda b: str(b["id"]), json=body)
+
+    def replay(self, run_id: str, *, from_step: int | None = None) -> str:
+        """Start a new run like ``run_id``; returns its id.
+
+        With ``from_step=N`` the new run reuses the original's journal before
+        step N (1-based): those steps return their recorded results and step N
+        onward runs for real.
+
+        Example::
+
+            new_id = client.runs.replay("run_…", from_step=4)
+        """
+        return self._t.send(self._replay(run_id, from_step))
+
+    async def replay_async(self, run_id: str, *, from_step: int | None = None) -> str:
+        return await self._t.send_async(self._replay(run_id, from_step))
+
     def cancel(self, run_id: str) -> str:
         return self._t.send(self._cancel(run_id))
 
@@ -400,6 +421,49 @@ class Waitpoints:
         return self._t.send(_Call("GET", f"/api/v1/waitpoints/tokens/{token_id}", _token))
 
 
+class Events:
+    """``client.events``: send events (starts subscribed tasks, wakes event waits)."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    @staticmethod
+    def _send(name: str, payload: Any, event_id: str | None) -> _Call[dict[str, Any]]:
+        body = {"name": name, "payload": payload, **({"id": event_id} if event_id else {})}
+        return _Call("POST", "/api/v1/events", dict, json=body)
+
+    def send(self, name: str, payload: Any = None, *, id: str | None = None) -> dict[str, Any]:
+        """``{"id", "runs", "waitsResolved", "isCached"}``; see ``triggerfish.events.send``."""
+        return self._t.send(self._send(name, payload, id))
+
+    async def send_async(
+        self, name: str, payload: Any = None, *, id: str | None = None
+    ) -> dict[str, Any]:
+        return await self._t.send_async(self._send(name, payload, id))
+
+
+class Kv:
+    """``client.kv``: the environment's durable key-value store."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    def get_entry(self, key: str) -> dict[str, Any]:
+        """``{"found": bool, "value": ...}``"""
+        return self._t.send(_Call("GET", f"/api/v1/kv/{key}", dict))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        entry = self.get_entry(key)
+        return entry["value"] if entry.get("found") else default
+
+    def set(self, key: str, value: Any, *, ttl: str | float | None = None) -> dict[str, Any]:
+        body = {"value": value, **({"ttl": ttl} if ttl is not None else {})}
+        return self._t.send(_Call("PUT", f"/api/v1/kv/{key}", dict, json=body))
+
+    def delete(self, key: str) -> dict[str, Any]:
+        return self._t.send(_Call("DELETE", f"/api/v1/kv/{key}", dict))
+
+
 class Triggerfish:
     """A client for one environment of a Triggerfish server.
 
@@ -436,6 +500,8 @@ class Triggerfish:
         #: create, list, change and remove cron schedules
         self.schedules = Schedules(self._transport)
         self.waitpoints = Waitpoints(self._transport)
+        self.events = Events(self._transport)
+        self.kv = Kv(self._transport)
 
     def close(self) -> None:
         self._transport.close()

@@ -6,6 +6,8 @@ import os
 import time
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from triggerfish import Context, retry, step, task, wait
 
 
@@ -78,3 +80,14 @@ async def awaits_approval(payload: dict) -> dict:
     token = await wait.create_token(timeout="10m", tags=["approval"])
     result = await wait.for_token(token)
     return {"ok": result.ok, "output": result.output}
+
+
+class Signup(BaseModel):
+    email: str
+    marks: str
+
+
+@task(id="on-signup", on_event="user.signup")
+def on_signup(payload: Signup) -> str:
+    _mark(payload.marks, "signup")
+    return payload.email

@@ -1,0 +1,74 @@
+"""Replaying a run: a new run of the same task and payload, optionally from a step.
+
+``from_step=N`` copies the original run's finished journal entries before step
+N (1-based) into the new run, so its first attempt returns their recorded
+results and executes step N onward for real. The new run is created delayed,
+gets its journal, and is queued in one transaction, so no worker can claim it
+before the journal is there.
+"""
+
+from __future__ import annotations
+
+from triggerfish.engine.enqueue import Enqueue, TriggerRequest
+from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.states import RunStatus
+from triggerfish.errors import RunNotFound, UserError
+from triggerfish.store import journal as journal_store
+from triggerfish.store import runs as run_store
+
+#: far enough ahead that the maintenance loop cannot promote the run first
+_HOLD = 3600.0
+
+
+class Replays:
+    def __init__(self, res: EngineResources, enqueue: Enqueue) -> None:
+        self.res = res
+        self.enqueue = enqueue
+
+    async def replay(self, env_id: str, run_id: str, from_step: int | None = None) -> str:
+        """Start a new run like ``run_id``; returns its id.
+
+        Example::
+
+            new_id = await engine.replays.replay(env_id, "run_…", from_step=4)
+        """
+        if from_step is not None and from_step < 1:
+            raise UserError("fromStep: steps are numbered from 1")
+        async with self.res.db.read() as conn:
+            original = await run_store.get(conn, env_id, run_id)
+            if original is None:
+                raise RunNotFound(run_id)
+            tags = (await run_store.tags_of(conn, [run_id]))[run_id]
+        now = self.res.clock.now()
+        req = TriggerRequest(
+            original.task_identifier,
+            original.payload,
+            tags=tags,
+            metadata=original.run_metadata,
+            machine=original.machine,
+            max_attempts=original.max_attempts,
+            max_duration=original.max_duration,
+            queue=original.queue_name,
+            concurrency_key=original.concurrency_key,
+            trigger_function="replay",
+            is_test=bool(original.is_test),
+            delay_until=now + _HOLD if from_step else None,
+        )
+        created = await self.enqueue.trigger(env_id, req)
+        if not from_step:
+            return created.id
+        async with self.res.db.write() as conn:
+            await journal_store.copy_prefix(
+                conn, run_id, created.id, from_step - 1, to_datetime(now)
+            )
+            moved = await run_store.transition(
+                conn,
+                created.id,
+                to=RunStatus.QUEUED,
+                now=to_datetime(now),
+                reason=f"replay of {run_id} from step {from_step}",
+                values={"available_at": now, "order_key": now, "delayed_until": None},
+            )
+            assert moved is not None
+        await self.res.notifier.notify(env_id)
+        return created.id

@@ -1,0 +1,82 @@
+"""Queries on sent events and on the key-value store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, delete, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from triggerfish.store.tables import events, kv_entries
+
+
+async def get_event(conn: AsyncConnection, env_id: str, event_id: str) -> Row[Any] | None:
+    stmt = select(events).where(events.c.environment_id == env_id, events.c.id == event_id)
+    return (await conn.execute(stmt)).first()
+
+
+async def insert_event(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Record an event; False if its id was recorded already (a concurrent send won)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(events).values(**values).on_conflict_do_nothing()
+    result = await conn.execute(stmt)
+    return bool(result.rowcount)
+
+
+async def list_events(
+    conn: AsyncConnection, env_id: str, name: str | None, limit: int
+) -> list[Row[Any]]:
+    stmt = select(events).where(events.c.environment_id == env_id)
+    if name:
+        stmt = stmt.where(events.c.name == name)
+    stmt = stmt.order_by(events.c.created_at.desc()).limit(limit)
+    return list((await conn.execute(stmt)).all())
+
+
+# -- key-value store ----------------------------------------------------------------
+
+
+async def kv_get(conn: AsyncConnection, env_id: str, key: str, now: float) -> Row[Any] | None:
+    stmt = select(kv_entries.c.value).where(
+        kv_entries.c.environment_id == env_id,
+        kv_entries.c.key == key,
+        or_(kv_entries.c.expires_at.is_(None), kv_entries.c.expires_at > now),
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def kv_set(
+    conn: AsyncConnection,
+    env_id: str,
+    key: str,
+    value: Any,
+    expires_at: float | None,
+    now: datetime,
+) -> None:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(kv_entries).values(
+        environment_id=env_id, key=key, value=value, expires_at=expires_at, updated_at=now
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[kv_entries.c.environment_id, kv_entries.c.key],
+        set_={
+            "value": stmt.excluded.value,
+            "expires_at": stmt.excluded.expires_at,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+    await conn.execute(stmt)
+
+
+async def kv_delete(conn: AsyncConnection, env_id: str, key: str) -> bool:
+    stmt = delete(kv_entries).where(kv_entries.c.environment_id == env_id, kv_entries.c.key == key)
+    return bool((await conn.execute(stmt)).rowcount)
+
+
+async def kv_purge_expired(conn: AsyncConnection, now: float) -> int:
+    stmt = delete(kv_entries).where(
+        kv_entries.c.expires_at.is_not(None), kv_entries.c.expires_at <= now
+    )
+    return int((await conn.execute(stmt)).rowcount or 0)
