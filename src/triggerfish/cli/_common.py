@@ -6,15 +6,19 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from triggerfish.config import ServerSettings
-from triggerfish.engine import Engine
 from triggerfish.errors import TriggerfishError
 from triggerfish.sdk._client import DEFAULT_API_URL, Triggerfish
+
+if TYPE_CHECKING:
+    # The engine (the store, SQLAlchemy) is loaded only by the commands that use
+    # it, so that `triggerfish worker` and the client commands stay small.
+    from triggerfish.engine import Engine
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -31,6 +35,19 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (checked before starting a server)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(fn())  # type: ignore[arg-type]
@@ -40,6 +57,8 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
 
 async def with_engine(action: Callable[[Engine], Awaitable[T]]) -> T:
     """Open the configured database (DATABASE_URL) for an admin command."""
+    from triggerfish.engine import Engine
+
     engine = Engine.create(ServerSettings())
     try:
         await engine.start(background=False)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import Iterator
 
 import uvicorn
 
 from triggerfish.api.app import create_app
+from triggerfish.cli._common import port_is_free
 from triggerfish.engine import Engine
 
 
@@ -36,11 +36,4 @@ def make_server(
     return EmbeddedServer(config)
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
+__all__ = ["EmbeddedServer", "make_server", "port_is_free"]

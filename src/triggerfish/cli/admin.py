@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from triggerfish.cli._common import console, fail, run_async, with_engine
 from triggerfish.config import ServerSettings
-from triggerfish.engine import Engine
-from triggerfish.store.db import Database
-from triggerfish.store.migrate import upgrade
+
+if TYPE_CHECKING:
+    from triggerfish.engine import Engine
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="Secret API keys (stored hashed; shown once).", no_args_is_help=True)
@@ -20,6 +20,10 @@ keys_app = typer.Typer(help="Secret API keys (stored hashed; shown once).", no_a
 @db_app.command("migrate")
 def migrate() -> None:
     """Create or upgrade the schema of DATABASE_URL to this version."""
+
+    from triggerfish.engine import Engine
+    from triggerfish.store.db import Database
+    from triggerfish.store.migrate import upgrade
 
     async def go() -> str:
         db = Database(ServerSettings().database_url)

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from triggerfish.cli import admin, processes, runs, schedules, tokens
-from triggerfish.cli._common import fail
-from triggerfish.cli._serve import port_is_free
+from triggerfish.cli._common import fail, port_is_free
 
 app = typer.Typer(
     help="Triggerfish: durable background jobs and workflows for Python.",

@@ -11,10 +11,7 @@ from typing import Annotated
 
 import typer
 
-from triggerfish.cli._common import console, fail, run_async
-from triggerfish.cli._serve import make_server, port_is_free
-from triggerfish.config import ServerSettings
-from triggerfish.engine import Engine
+from triggerfish.cli._common import console, fail, port_is_free, run_async
 from triggerfish.sdk._client import DEFAULT_API_URL
 from triggerfish.worker.discovery import DiscoveryError, ProjectConfig
 from triggerfish.worker.supervisor import Worker, WorkerOptions
@@ -31,6 +28,11 @@ def server(
     port: Annotated[int, typer.Option(help="port to listen on")] = 3030,
 ) -> None:
     """Run an API server against DATABASE_URL (run `triggerfish db migrate` first)."""
+    # imported here: a worker process never loads the server, the store or the web stack
+    from triggerfish.cli._serve import make_server
+    from triggerfish.config import ServerSettings
+    from triggerfish.engine import Engine
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not port_is_free(host, port):
         raise fail(f"port {port} on {host} is taken; choose another with --port")

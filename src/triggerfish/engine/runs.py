@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row
 
+from triggerfish._redact import redact
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.states import CANCELABLE, RunStatus
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import RunNotFound, StaleTransition
 from triggerfish.store import logs as log_store
 from triggerfish.store import runs as run_store
-
-# Anything shaped like one of our API keys is blanked out of stored log lines,
-# whoever printed it.
-_SECRET_KEY = re.compile(r"tr_(?:dev|staging|prod|preview)_[A-Za-z0-9_]{16,}")
-REDACTED = "[redacted]"
-
-
-def redact(text: str) -> str:
-    return _SECRET_KEY.sub(REDACTED, text)
 
 
 @dataclass

@@ -69,9 +69,29 @@ class _LineWriter(io.TextIOBase):
         self._conn.send(("log", record))
 
 
+def _skip_httpx_cli() -> None:
+    """Keep httpx's command-line entry point (rich, click, pygments) out of task processes.
+
+    ``import httpx`` loads ``httpx._main`` when those packages are installed;
+    a task process never runs it, and it would be a fifth of the process's
+    memory. User code that imports rich or click itself still gets them.
+    """
+    import types
+
+    if "httpx" not in sys.modules:
+        stub = types.ModuleType("httpx._main")
+
+        def _no_cli() -> None:
+            raise RuntimeError("httpx's command line is not available in a task process")
+
+        stub.main = _no_cli  # type: ignore[attr-defined]
+        sys.modules.setdefault("httpx._main", stub)
+
+
 def main(conn: Connection, root: str, dirs: list[str]) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
+    _skip_httpx_cli()
     from triggerfish.sdk import _logger
     from triggerfish.sdk._runtime import run_attempt
     from triggerfish.worker.discovery import ProjectConfig, load_registry

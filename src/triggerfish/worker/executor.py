@@ -15,6 +15,8 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
+import types
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -119,7 +121,7 @@ class ExecutorPool:
             args=(child_conn, str(self.config.root), list(self.config.dirs)),
             daemon=True,
         )
-        with _environment(self.env):
+        with _environment(self.env), _bare_main_module():
             process.start()
         child_conn.close()
         slot = _Slot(process, parent_conn)
@@ -296,6 +298,25 @@ def _rss_mb(pid: int | None) -> float | None:
     except OSError:
         return None
     return None
+
+
+@contextlib.contextmanager
+def _bare_main_module() -> Any:
+    """Start a child without re-importing the worker's ``__main__`` in it.
+
+    ``spawn`` imports the parent's main module in every child (in case the
+    target refers to it); the worker's is the command line, which would load
+    the server, the store and the web stack into every task process for
+    nothing (about half of its memory). The target, ``_child.main``, lives in
+    a module of its own, so the child needs no ``__main__`` of ours.
+    """
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from triggerfish.engine.runs import redact
+from triggerfish._redact import redact
 from triggerfish.errors import ApiError
 from triggerfish.worker.api_client import StaleReport, WorkerApi
 from triggerfish.worker.discovery import ProjectConfig, code_version, load_registry
