@@ -83,6 +83,11 @@ class PostgresNotifier(Notifier):
         self._listen_conn: Any = None
         self._send_conn: Any = None
         self._send_lock = asyncio.Lock()
+        self._own_pid: int | None = None
+        # environments with a NOTIFY queued but not yet sent: later notifies of
+        # the same environment ride on it (one wake-up covers all committed work)
+        self._pending: set[str] = set()
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         import asyncpg
@@ -90,21 +95,38 @@ class PostgresNotifier(Notifier):
         self._listen_conn = await asyncpg.connect(self._dsn)
         await self._listen_conn.add_listener(CHANNEL, self._on_notification)
         self._send_conn = await asyncpg.connect(self._dsn)
+        self._own_pid = self._send_conn.get_server_pid()
 
-    def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self.wake_local(payload)
+    def _on_notification(self, _conn: Any, pid: int, _channel: str, payload: str) -> None:
+        # Our own NOTIFY echoes back: this process already woke its pollers
+        # when it sent it, and a second wake-up would only cost them an empty claim.
+        if pid != self._own_pid:
+            self.wake_local(payload)
 
     async def notify(self, env_id: str) -> None:
+        """Wake this process's pollers now; other servers' through ``NOTIFY``, sent in
+        the background so the caller (a trigger, a completion) does not wait for it."""
         self.wake_local(env_id)
-        if self._send_conn is None:
+        if self._send_conn is None or env_id in self._pending:
             return
+        self._pending.add(env_id)
+        task = asyncio.get_running_loop().create_task(self._send(env_id))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, env_id: str) -> None:
         try:
             async with self._send_lock:
-                await self._send_conn.execute("SELECT pg_notify($1, $2)", CHANNEL, env_id)
+                self._pending.discard(env_id)  # from here on, a new notify queues another
+                if self._send_conn is not None:
+                    await self._send_conn.execute("SELECT pg_notify($1, $2)", CHANNEL, env_id)
         except Exception:  # a lost wake-up only costs latency: pollers re-check
+            self._pending.discard(env_id)
             log.warning("NOTIFY failed; workers will pick the run up on their next poll")
 
     async def close(self) -> None:
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=5)
         for conn in (self._listen_conn, self._send_conn):
             if conn is not None:
                 with contextlib.suppress(Exception):
