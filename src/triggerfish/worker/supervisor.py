@@ -47,6 +47,9 @@ class WorkerOptions:
     grace_period: float = 30.0
     #: how long one dequeue call may wait on the server
     poll_wait: float = 20.0
+    #: runs claimed ahead of a free slot (None: as many as ``concurrency``), so a
+    #: slot that frees up starts its next run without waiting for a dequeue call
+    prefetch: int | None = None
 
 
 class Worker:
@@ -60,6 +63,10 @@ class Worker:
         self._abandoned: set[str] = set()  # attempts stopped on the server's request
         self._suspended: set[str] = set()  # attempts whose run now waits durably
         self._slot_freed = asyncio.Event()
+        # task processes free to start an attempt; claimed runs wait here
+        self._slots = asyncio.Semaphore(options.concurrency)
+        self._waiting: set[str] = set()  # claimed, not yet given a slot
+        self._prefetch = options.concurrency if options.prefetch is None else options.prefetch
         self._log_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._stopping = asyncio.Event()
         self._heartbeat_interval = 5.0
@@ -120,6 +127,12 @@ class Worker:
 
     async def _shutdown(self) -> None:
         assert self.pool is not None
+        if self._waiting:
+            # claimed ahead but never started: back to the queue at once, no retry spent
+            unstarted = list(self._waiting)
+            self._abandoned.update(unstarted)
+            with contextlib.suppress(Exception):
+                await self.api.release(self.worker_id, unstarted)
         if self._running:
             log.info(
                 "waiting up to %.0fs for %d run(s)", self.options.grace_period, len(self._running)
@@ -142,7 +155,8 @@ class Worker:
     async def _claim_loop(self) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
-            free = self.options.concurrency - len(self._running)
+            # attempts in flight: waiting for a slot, running, or being reported
+            free = self.options.concurrency + self._prefetch - len(self._running)
             if free <= 0:
                 self._slot_freed.clear()
                 await self._until_stopped_or(self._slot_freed.wait())
@@ -183,10 +197,19 @@ class Worker:
     async def _execute(self, raw: dict[str, Any]) -> None:
         assert self.pool is not None
         attempt_id = raw["attempt_id"]
+        self._waiting.add(attempt_id)
         try:
-            await self.api.start(raw["run_id"], attempt_id)
-            job = _job(raw, self._max_durations.get(raw["task_id"]))
-            report = await self.pool.run(job)
+            async with self._slots:
+                self._waiting.discard(attempt_id)
+                if attempt_id in self._abandoned or self._stopping.is_set():
+                    if attempt_id not in self._abandoned:  # not yet handed back
+                        self._abandoned.add(attempt_id)
+                        await self.api.release(self.worker_id, [attempt_id])
+                    return
+                await self.api.start(raw["run_id"], attempt_id)
+                job = _job(raw, self._max_durations.get(raw["task_id"]))
+                report = await self.pool.run(job)
+            # the task process takes its next run while this one is reported
             await self._flush_logs(attempt_id)
             if attempt_id in self._abandoned or report.get("abandoned"):
                 return  # canceled, reclaimed or released: the server has moved on
@@ -204,6 +227,7 @@ class Worker:
                 "attempt %s could not be reported; the server will reclaim it", attempt_id
             )
         finally:
+            self._waiting.discard(attempt_id)
             self._running.pop(attempt_id, None)
             self._abandoned.discard(attempt_id)
             self._suspended.discard(attempt_id)
