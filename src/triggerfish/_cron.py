@@ -59,7 +59,9 @@ class CronError(ValueError):
 @functools.cache
 def timezone_names() -> tuple[str, ...]:
     """Every IANA time zone name this machine knows, sorted (``UTC`` included)."""
-    return tuple(sorted(available_timezones() | {"UTC"}))
+    # "localtime" is whatever the server's /etc/localtime says and "Factory" a
+    # placeholder zone: neither means the same thing everywhere
+    return tuple(sorted((available_timezones() | {"UTC"}) - {"localtime", "Factory"}))
 
 
 def check_timezone(name: str) -> ZoneInfo:

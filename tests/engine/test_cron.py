@@ -128,6 +128,7 @@ def test_common_cron_extensions(expr: str, first: str) -> None:
         ("0 9 * * FUNDAY", "UTC", "bad day-of-week"),
         ("", "UTC", "empty"),
         ("0 9 * * *", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+        ("0 9 * * *", "localtime", "unknown time zone 'localtime'"),
         ("0 0 0 * * *", "UTC", "has 6 fields"),
     ],
 )

@@ -475,3 +475,26 @@ async def test_workers_registering_at_once_make_one_declarative_schedule(engine:
     )
     infos, total = await engine.schedules.page(env.id, page=1, per_page=10)
     assert total == 1 and infos[0].task_id == "report"
+
+
+async def test_a_restarted_server_neither_repeats_nor_skips_a_slot(
+    engine: Engine, clock: ManualClock, db_url: str
+) -> None:
+    env_id = await register(engine, manifest("report", cron="*/10 * * * *"))
+    clock.advance(30)
+    assert await engine.schedules.fire_due() == 1  # 09:00
+    await engine.close()  # the only server stops...
+    clock.advance(minutes=5)
+    restarted = Engine.create(ServerSettings(database_url=db_url), clock=clock)
+    await restarted.start(background=False)
+    try:
+        # ...and comes back, its worker re-registering the same code
+        await register(restarted, manifest("report", cron="*/10 * * * *"))
+        assert await restarted.schedules.fire_due() == 0  # 09:00 is not run again
+        clock.advance(minutes=5)
+        assert await restarted.schedules.fire_due() == 1  # 09:10 on time
+        payloads = await scheduled_runs(restarted, env_id, "report")
+        assert [p["timestamp"][11:16] for p in payloads] == ["09:00", "09:10"]
+        assert payloads[1]["lastTimestamp"] == payloads[0]["timestamp"]
+    finally:
+        await restarted.close()

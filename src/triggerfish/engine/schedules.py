@@ -361,9 +361,10 @@ class Schedules:
     def _slot_to_run(self, row: Row[Any], spec: CronSpec, now: float) -> float | None:
         """The slot this sweep runs: the due one, or per policy the latest missed one."""
         slot = float(row.next_fire_at)
-        latest = spec.latest_at_or_before(now)
-        if latest is not None and latest > slot:
-            slot = latest  # several slots passed (downtime): never a flood
+        following = spec.next_after(slot)
+        if following is not None and following <= now:
+            # several slots passed (downtime): run only the latest, never a flood
+            slot = spec.latest_at_or_before(now) or slot
         if (
             self.res.settings.schedule_missed_slots == "skip"
             and now - slot > self.res.settings.schedule_misfire_grace
