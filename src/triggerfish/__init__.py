@@ -42,8 +42,9 @@ from triggerfish.sdk._wait import BatchItem, WaitFailedError, WaitResult, WaitTo
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from triggerfish.sdk._client import Runs, Tasks
+    from triggerfish.sdk._client import Queues, Runs, Tasks
 
+    queues: Queues
     runs: Runs
     tasks: Tasks
 else:
@@ -51,6 +52,8 @@ else:
     runs = _DefaultNamespace("runs")
     #: the default client's tasks API: ``triggerfish.tasks.trigger("id", payload)``
     tasks = _DefaultNamespace("tasks")
+    #: the default client's queues API: ``triggerfish.queues.pause("emails")``
+    queues = _DefaultNamespace("queues")
 
 __all__ = [
     "AbortTaskRunError",
@@ -78,6 +81,7 @@ __all__ = [
     "kv",
     "logger",
     "queue",
+    "queues",
     "retry",
     "runs",
     "schedules",

@@ -10,6 +10,9 @@ Every error the platform raises derives from :class:`TriggerfishError`::
     │   ├── RunNotFound               no such run in this environment (404)
     │   ├── ScheduleNotFound          no such schedule in this environment (404)
     │   ├── InvalidSchedule           bad cron, time zone, or not a scheduled task (422)
+    │   ├── QueueNotFound             no such queue in this environment (404)
+    │   ├── BatchNotFound             no such batch in this environment (404)
+    │   ├── RunNotReschedulable       reschedule of a run that is not DELAYED (422)
     │   └── InvalidTaskOptions        bad @task(...) or trigger options (422)
     ├── AuthenticationError           missing, unknown or revoked API key (401)
     ├── ConflictError
@@ -89,6 +92,29 @@ class RunNotFound(UserError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"run {run_id!r} not found in this environment")
+
+
+class QueueNotFound(UserError):
+    status_code = 404
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"queue {what} not found in this environment")
+
+
+class BatchNotFound(UserError):
+    status_code = 404
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"batch {batch_id!r} not found in this environment")
+
+
+class RunNotReschedulable(UserError):
+    status_code = 422
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(
+            f"run {run_id} is {status}; only DELAYED runs can be rescheduled"
+        )
 
 
 class InvalidTaskOptions(UserError):

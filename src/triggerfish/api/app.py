@@ -9,7 +9,16 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from triggerfish import __version__
-from triggerfish.api import errors, public, schedules, waitpoints, worker_api
+from triggerfish.api import (
+    batches,
+    errors,
+    public,
+    queues,
+    run_management,
+    schedules,
+    waitpoints,
+    worker_api,
+)
 from triggerfish.api.errors import error_response
 from triggerfish.dashboard import routes as dashboard
 from triggerfish.engine import Engine
@@ -49,6 +58,9 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
     app.include_router(public.router)
     app.include_router(schedules.router)
     app.include_router(waitpoints.router)
+    app.include_router(queues.router)
+    app.include_router(run_management.router)
+    app.include_router(batches.router)
     app.include_router(worker_api.router)
     app.include_router(dashboard.router)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from triggerfish._durations import parse_duration
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
-from triggerfish.engine.enqueue import MAX_TAGS, TriggerRequest
+from triggerfish.engine.enqueue import MAX_TAGS, Debounce, TriggerRequest
 from triggerfish.engine.resources import to_datetime
 from triggerfish.engine.states import RunStatus
 from triggerfish.errors import InvalidTaskOptions, UserError
@@ -24,6 +24,17 @@ router = APIRouter()
 
 class QueueOption(BaseModel):
     name: str = Field(min_length=1, max_length=128)
+
+
+class DebounceOption(BaseModel):
+    """``options.debounce``: collapse a burst of triggers with one key into one run."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    key: str = Field(min_length=1, max_length=512)
+    delay: str | int
+    mode: Literal["leading", "trailing"] = "trailing"
+    maxDelay: str | int | None = None
 
 
 class TriggerOptions(BaseModel):
@@ -46,6 +57,7 @@ class TriggerOptions(BaseModel):
     machine: str | None = None
     priority: float | None = Field(default=None, ge=0)
     test: bool | None = None
+    debounce: DebounceOption | None = None
 
     @field_validator("machine")
     @classmethod
@@ -114,9 +126,22 @@ def trigger_request(task_id: str, body: TriggerBody, now: float) -> TriggerReque
             ttl_text=str(opts.ttl) if opts.ttl is not None else None,
             priority=opts.priority or 0.0,
             is_test=bool(opts.test),
+            debounce=_debounce(opts.debounce),
         )
     except ValueError as exc:
         raise InvalidTaskOptions(str(exc)) from None
+
+
+def _debounce(option: DebounceOption | None) -> Debounce | None:
+    if option is None:
+        return None
+    delay = _seconds("debounce.delay", option.delay) or 0.0
+    max_delay = _seconds("debounce.maxDelay", option.maxDelay)
+    if delay <= 0:
+        raise ValueError("options.debounce.delay: must be more than 0 seconds")
+    if max_delay is not None and max_delay < delay:
+        raise ValueError("options.debounce.maxDelay: must be at least the delay")
+    return Debounce(option.key, delay, option.mode, max_delay)
 
 
 def _seconds(field: str, value: str | int | None) -> float | None:
@@ -152,13 +177,19 @@ async def trigger_task(
     """Queue a run of a task. Answers ``{"id": "run_…", "isCached"?: true}``."""
     request = trigger_request(task_id, body, engine.res.clock.now())
     result = await engine.enqueue.trigger(env.id, request)
-    return {"id": result.id, "isCached": True} if result.is_cached else {"id": result.id}
+    answer: dict[str, Any] = {"id": result.id}
+    if result.is_cached:
+        answer["isCached"] = True
+    if result.debounced:
+        answer["debounced"] = True  # Triggerfish: joined a waiting debounced run
+    return answer
 
 
 @router.get("/api/v3/runs/{run_id}", tags=["runs"])
 async def retrieve_run(run_id: str, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
     detail = await engine.runs.retrieve(env.id, run_id)
-    body = serialize.run_object(detail, env.slug, env.id)
+    reasons = await engine.queues.explain(env.id, [detail.run])
+    body = serialize.run_object(detail, env.slug, env.id, reasons.get(run_id))
     # Triggerfish extensions: what a WAITING run waits for, and its durable steps
     body["waitingFor"] = (await engine.waitpoints.waiting_for([run_id]))[run_id]
     body["steps"] = [
@@ -219,6 +250,7 @@ async def list_runs(
     rows, tags, more = await engine.runs.page(
         env.id, flt, size=page_size, after=None if page_before else page_after, before=page_before
     )
+    reasons = await engine.queues.explain(env.id, rows)
     pagination: dict[str, str] = {}
     if rows:
         if more or page_before:
@@ -226,7 +258,9 @@ async def list_runs(
         if page_after or (page_before and more):
             pagination["previous"] = rows[0].id
     return {
-        "data": [serialize.run_item(r, tags[r.id], env.slug, env.id) for r in rows],
+        "data": [
+            serialize.run_item(r, tags[r.id], env.slug, env.id, reasons.get(r.id)) for r in rows
+        ],
         "pagination": pagination,
     }
 
@@ -278,21 +312,6 @@ async def whoami(env: EnvDep) -> dict[str, Any]:
 
 
 # -- durable extensions: replay, events, key-value store ----------------------------
-
-
-class ReplayBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    fromStep: int | None = Field(default=None, ge=1)
-
-
-@router.post("/api/v1/runs/{run_id}/replay", tags=["runs"])
-async def replay_run(
-    run_id: str, engine: EngineDep, env: EnvDep, body: ReplayBody | None = None
-) -> dict[str, str]:
-    """A new run of the same task and payload; ``fromStep`` reuses the journal before it."""
-    new_id = await engine.replays.replay(env.id, run_id, (body or ReplayBody()).fromStep)
-    return {"id": new_id}
 
 
 class EventBody(BaseModel):

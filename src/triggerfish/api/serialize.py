@@ -11,6 +11,8 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from triggerfish.engine.queues import WaitReason
+from triggerfish.engine.resources import to_datetime
 from triggerfish.engine.runs import RunDetail
 from triggerfish.engine.states import RunStatus
 
@@ -39,8 +41,27 @@ def _compact(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None}
 
 
-def run_item(row: Row[Any], tags: list[str], env_slug: str, env_id: str) -> dict[str, Any]:
-    """A run as ``runs.list`` returns it."""
+def wait_reason_object(reason: WaitReason | None) -> dict[str, Any] | None:
+    """Why a run that has not started waits (Triggerfish): ``{code, message, until?}``."""
+    if reason is None:
+        return None
+    return _compact(
+        {
+            "code": str(reason.code),
+            "message": reason.message,
+            "until": iso(to_datetime(reason.until)) if reason.until is not None else None,
+        }
+    )
+
+
+def run_item(
+    row: Row[Any],
+    tags: list[str],
+    env_slug: str,
+    env_id: str,
+    reason: WaitReason | None = None,
+) -> dict[str, Any]:
+    """A run as ``runs.list`` returns it, plus Triggerfish's ``waitReason``."""
     status = RunStatus(row.status)
     duration_ms = 0
     if row.started_at is not None and row.finished_at is not None:
@@ -74,22 +95,27 @@ def run_item(row: Row[Any], tags: list[str], env_slug: str, env_id: str) -> dict
             "metadata": row.run_metadata,
             "env": {"id": env_id, "name": env_slug},
             "queue": row.queue_name,
+            "concurrencyKey": row.concurrency_key,
             "machine": row.machine,
+            "batchId": row.batch_id,
+            "replayedFromRunId": row.replay_of,
+            "waitReason": wait_reason_object(reason),
         }
     )
 
 
-def run_object(detail: RunDetail, env_slug: str, env_id: str) -> dict[str, Any]:
+def run_object(
+    detail: RunDetail, env_slug: str, env_id: str, reason: WaitReason | None = None
+) -> dict[str, Any]:
     """A run as ``runs.retrieve`` returns it, plus our ``attempts`` list."""
     row = detail.run
-    data = run_item(row, detail.tags, env_slug, env_id)
+    data = run_item(row, detail.tags, env_slug, env_id, reason)
     data.pop("env")
     data.update(
         _compact(
             {
                 "depth": row.depth,
                 "triggerFunction": row.trigger_function,
-                "batchId": row.batch_id,
                 "payload": row.payload,
                 "output": row.output,
                 "error": error_object(row.error),

@@ -55,6 +55,11 @@ class LogsBody(BaseModel):
     lines: list[dict[str, Any]] = Field(max_length=5000)
 
 
+class MetadataOpsBody(BaseModel):
+    attempt_id: str
+    operations: list[dict[str, Any]] = Field(max_length=5000)
+
+
 class ReleaseBody(BaseModel):
     worker_id: str
     attempt_ids: list[str]
@@ -145,6 +150,13 @@ async def heartbeat(body: HeartbeatBody, engine: EngineDep, env: EnvDep) -> dict
 @router.post("/logs")
 async def logs(body: LogsBody, engine: EngineDep, env: EnvDep) -> dict[str, int]:
     return {"accepted": await engine.runs.append_logs(body.attempt_id, body.lines)}
+
+
+@router.post("/metadata")
+async def metadata(body: MetadataOpsBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """Metadata operations from inside a running attempt, batched by the worker."""
+    doc = await engine.metadata.update_from_attempt(env.id, body.attempt_id, body.operations)
+    return {"metadata": doc}
 
 
 @router.post("/release")

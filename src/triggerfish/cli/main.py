@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from triggerfish.cli import admin, processes, runs, schedules, tokens
+from triggerfish.cli import admin, processes, queues, runs, schedules, tokens
 from triggerfish.cli._common import fail, port_is_free
 
 app = typer.Typer(
@@ -18,10 +18,12 @@ app = typer.Typer(
 app.add_typer(runs.app, name="runs")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(queues.app, name="queues")
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.keys_app, name="keys")
 app.command("trigger")(runs.trigger)
 app.command("send")(runs.send)
+app.command("doctor")(queues.doctor)
 app.command("server")(processes.server)
 app.command("worker")(processes.worker)
 

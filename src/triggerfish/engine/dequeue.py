@@ -1,10 +1,20 @@
-"""Claiming runs for a worker: batched, index-backed, within queue limits.
+"""Claiming runs for a worker: batched, index-backed, within every limit.
 
-One claim is one write transaction of a fixed number of statements whatever
-the batch size: candidates (``SKIP LOCKED`` on PostgreSQL), the limits of their
-queues (row-locked when limited, so servers serialise per limited queue), the
-active counts of those queues, then one batched update + attempt + history
-insert.
+One claim is one write transaction of a bounded number of statements whatever
+the batch size:
+
+1. the environment's limit, its constrained queues (limits, key limits, rate
+   limits, paused), their active counts and rate windows;
+2. candidates in fair order (``ix_runs_queued``), stepping over queues and
+   keys that are blocked (``SKIP LOCKED`` on PostgreSQL);
+3. on PostgreSQL, the constrained queues among the candidates (and the
+   environment row, when it has a limit) are locked ``FOR UPDATE`` and their
+   usage read again, so servers serialise per limited queue;
+4. one batched update + attempt + history insert, and the rate-window records.
+
+Fairness comes from the order key itself (see ``enqueue.py``): runs of a
+backlogged queue or concurrency key are spread out in fair-tag order, so the
+index walk meets every bucket's next run near the front.
 """
 
 from __future__ import annotations
@@ -15,12 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._ids import new_id
 from triggerfish.engine.attempts import Attempts
+from triggerfish.engine.limits import Limits
 from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.store import queues as queue_store
 from triggerfish.store import runs as run_store
-from triggerfish.store import workers as worker_store
 
 
 @dataclass(frozen=True)
@@ -31,9 +43,34 @@ class WorkerIdentity:
     task_ids: tuple[str, ...]
 
 
+async def load_limits(
+    conn: AsyncConnection,
+    env_id: str,
+    now: float,
+    *,
+    names: list[str] | None = None,
+    lock: bool = False,
+) -> Limits:
+    """Rules and usage of the environment's constrained queues (or of ``names``).
+
+    With ``lock`` the constrained queue rows, and the environment row when it
+    has a limit, are locked until the transaction ends.
+    """
+    env_limit = await queue_store.environment_limit(conn, env_id)
+    if env_limit is not None and lock:
+        env_limit = await queue_store.environment_limit(conn, env_id, lock=True)
+    rules = await queue_store.constraints(conn, env_id, names, lock=lock)
+    counted = [n for n, r in rules.items() if r.limit is not None or r.key_limit is not None]
+    active = await run_store.active_counts(conn, env_id, counted)
+    env_active = await run_store.active_total(conn, env_id) if env_limit is not None else 0
+    rated = {n: now - (r.rate_period or 0.0) for n, r in rules.items() if r.rate_limited}
+    used = await queue_store.recent_claims(conn, env_id, list(rated), rated)
+    return Limits(rules, active, env_limit=env_limit, env_active=env_active, rate_used=used)
+
+
 class Dequeue:
-    #: how many candidates to look at per wanted run: room to step over runs of
-    #: queues at their limit without a second round trip
+    #: how many candidates to look at per wanted run: room to step over runs that
+    #: a limit reached during this very claim blocks, without a second round trip
     SCAN_FACTOR = 4
 
     def __init__(self, res: EngineResources, attempts: Attempts) -> None:
@@ -45,53 +82,75 @@ class Dequeue:
             return []
         pg = self.res.db.dialect == "postgresql"
         now = self.res.clock.now()
+        env_id = worker.environment_id
         async with self.res.db.write() as conn:
+            limits = await load_limits(conn, env_id, now)
+            if limits.env_full():
+                return []
             candidates = await run_store.queued_candidates(
                 conn,
-                env_id=worker.environment_id,
+                env_id=env_id,
                 task_ids=worker.task_ids,
                 version=worker.version,
                 now=now,
                 limit=max(limit * self.SCAN_FACTOR, 16),
                 skip_locked=pg,
+                exclude_queues=limits.blocked_queues(),
+                exclude_keys=limits.blocked_keys(),
             )
             if not candidates:
                 return []
-            chosen = await self._within_limits(conn, worker.environment_id, candidates, limit, pg)
+            touched = sorted({c.queue_name for c in candidates} & set(limits.rules))
+            if pg and (touched or limits.env_limit is not None):
+                # read again under the row locks: another server may have
+                # claimed from these queues since the first read
+                locked = await load_limits(conn, env_id, now, names=touched, lock=True)
+                keep = set(limits.rules) - set(touched)
+                limits = Limits(
+                    {**{n: limits.rules[n] for n in keep}, **locked.rules},
+                    {
+                        **{k: n for k, n in limits.active.items() if k[0] in keep},
+                        **locked.active,
+                    },
+                    env_limit=locked.env_limit,
+                    env_active=locked.env_active,
+                    rate_used={
+                        **{n: u for n, u in limits.rate_used.items() if n in keep},
+                        **locked.rate_used,
+                    },
+                )
+            chosen: list[Any] = []
+            for cand in candidates:
+                if limits.check(cand.queue_name, cand.concurrency_key) is not None:
+                    continue
+                limits.take(cand.queue_name, cand.concurrency_key)
+                chosen.append(cand)
+                if len(chosen) == limit:
+                    break
+            if not chosen:
+                return []
             lease = now + self.res.settings.heartbeat_timeout
             claims = [
                 run_store.Claim(
-                    run_id=run_id,
+                    run_id=cand.id,
                     attempt_id=new_id("attempt", now),
                     worker_id=worker.id,
                     version=worker.version,
                     lease_expires_at=lease,
                     now=to_datetime(now),
                 )
-                for run_id in chosen
+                for cand in chosen
             ]
-            return await run_store.mark_dequeued(conn, claims)
-
-    async def _within_limits(
-        self, conn: Any, env_id: str, candidates: list[Row[Any]], limit: int, lock: bool
-    ) -> list[str]:
-        names = sorted({c.queue_name for c in candidates})
-        limits = await worker_store.queue_limits(conn, env_id, names, lock=lock)
-        limited = [n for n, (cap, _paused) in limits.items() if cap is not None]
-        active = await run_store.active_counts(conn, env_id, limited)
-        chosen: list[str] = []
-        for cand in candidates:
-            cap, paused = limits.get(cand.queue_name, (None, False))
-            if paused:
-                continue
-            if cap is not None:
-                if active.get(cand.queue_name, 0) >= cap:
-                    continue
-                active[cand.queue_name] = active.get(cand.queue_name, 0) + 1
-            chosen.append(cand.id)
-            if len(chosen) == limit:
-                break
-        return chosen
+            rows = await run_store.mark_dequeued(conn, claims)
+            await queue_store.record_claims(
+                conn,
+                [
+                    {"environment_id": env_id, "queue_name": c.queue_name, "at": now}
+                    for c in chosen
+                    if c.queue_name in limits.rules and limits.rules[c.queue_name].rate_limited
+                ],
+            )
+            return rows
 
     async def claim_or_wait(
         self,

@@ -8,6 +8,7 @@ from typing import Any
 
 from triggerfish.config import ServerSettings
 from triggerfish.engine.attempts import Attempts
+from triggerfish.engine.batches import Batches
 from triggerfish.engine.dequeue import Dequeue
 from triggerfish.engine.enqueue import Enqueue
 from triggerfish.engine.environments import Environments
@@ -15,7 +16,9 @@ from triggerfish.engine.events import Events
 from triggerfish.engine.journal import Journal
 from triggerfish.engine.maintenance import Maintenance
 from triggerfish.engine.manifests import ManifestCache
+from triggerfish.engine.metadata import Metadata
 from triggerfish.engine.notify import Notifier, PostgresNotifier
+from triggerfish.engine.queues import Queues
 from triggerfish.engine.replay import Replays
 from triggerfish.engine.resources import Clock, EngineResources
 from triggerfish.engine.runs import Runs
@@ -46,6 +49,9 @@ class Engine:
         self.attempts = Attempts(res, manifests, self.waitpoints)
         self.dequeue = Dequeue(res, self.attempts)
         self.runs = Runs(res, self.waitpoints)
+        self.queues = Queues(res)
+        self.batches = Batches(res)
+        self.metadata = Metadata(res)
         self.schedules = Schedules(res, self.enqueue)
         self.workers = Workers(res, self.attempts, self.schedules)
         self.maintenance = Maintenance(res, self.attempts, self.schedules, self.waitpoints)

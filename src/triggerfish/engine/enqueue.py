@@ -12,13 +12,37 @@ from sqlalchemy.exc import IntegrityError
 from triggerfish._ids import new_id
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.states import RunStatus
-from triggerfish.errors import PayloadTooLarge, PayloadValidationError, TaskNotFound
+from triggerfish.errors import (
+    BatchNotFound,
+    PayloadTooLarge,
+    PayloadValidationError,
+    TaskNotFound,
+    UserError,
+)
 from triggerfish.sdk._machines import DEFAULT_MACHINE
+from triggerfish.store import batches as batch_store
+from triggerfish.store import queues as queue_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
 
 MAX_TAGS = 10
 DEFAULT_IDEMPOTENCY_TTL = 30 * 86400.0
+
+
+@dataclass(frozen=True)
+class Debounce:
+    """Collapse a burst of triggers with the same ``key`` into one run.
+
+    The run waits ``delay`` seconds, counted from the last trigger of the burst
+    (``mode="trailing"``, the default) or from the first (``"leading"``); the
+    last trigger's payload wins. ``max_delay`` bounds how far a burst can push
+    the start, counted from the first trigger.
+    """
+
+    key: str
+    delay: float
+    mode: str = "trailing"
+    max_delay: float | None = None
 
 
 @dataclass
@@ -44,12 +68,27 @@ class TriggerRequest:
     priority: float = 0.0
     trigger_function: str = "trigger"
     is_test: bool = False
+    debounce: Debounce | None = None
+    replay_of: str | None = None
 
 
 @dataclass(frozen=True)
 class TriggerResult:
     id: str
     is_cached: bool
+    #: the trigger joined a debounced run that was already waiting
+    debounced: bool = False
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    id: str
+    run_ids: list[str]
+    is_cached: bool = False
+
+
+#: the most items one batch may hold
+MAX_BATCH_ITEMS = 1000
 
 
 class Enqueue:
@@ -57,37 +96,255 @@ class Enqueue:
         self.res = res
 
     async def trigger(self, env_id: str, req: TriggerRequest) -> TriggerResult:
-        """Create a run (or find the one its idempotency key names)."""
+        """Create a run (or find the one its idempotency key names, or join the
+        debounced run of its key)."""
         self._check_size(req.payload)
-        now = self.res.clock.now()
-        try:
-            async with self.res.db.write() as conn:
-                manifest = await worker_store.latest_manifest(conn, env_id, req.task_id)
-                if manifest is None:
-                    known = await worker_store.known_task_ids(conn, env_id)
-                    raise TaskNotFound(req.task_id, known)
-                _validate(manifest.get("payload_schema"), req.payload)
+        for attempt in range(3):
+            try:
+                return await self._trigger_once(env_id, req)
+            except IntegrityError:
                 if req.idempotency_key:
-                    cached = await self._cached_run(conn, env_id, req, now)
-                    if cached is not None:
-                        return TriggerResult(cached, True)
-                values = self._row(env_id, req, manifest, now)
-                await worker_store.ensure_queues(
-                    conn,
-                    env_id,
-                    [{"name": values["queue_name"]}],
-                    to_datetime(now),
-                    update_limits=False,
+                    # a concurrent trigger with the same idempotency key won the insert
+                    return await self._after_race(env_id, req)
+                if req.debounce is None or attempt == 2:
+                    raise
+                # a concurrent first trigger of the burst won: join its run
+        raise AssertionError("unreachable")
+
+    async def _trigger_once(self, env_id: str, req: TriggerRequest) -> TriggerResult:
+        now = self.res.clock.now()
+        async with self.res.db.write() as conn:
+            manifest = await self._manifest(conn, env_id, req.task_id)
+            _validate(manifest.get("payload_schema"), req.payload)
+            if req.idempotency_key:
+                cached = await self._cached_run(conn, env_id, req, now)
+                if cached is not None:
+                    return TriggerResult(cached, True)
+            if req.debounce is not None:
+                joined = await self._join_debounced(conn, env_id, req, now)
+                if joined is not None:
+                    return TriggerResult(joined, False, debounced=True)
+            values = self._row(env_id, req, manifest, now)
+            await worker_store.ensure_queues(
+                conn,
+                env_id,
+                [{"name": values["queue_name"]}],
+                to_datetime(now),
+                update_limits=False,
+            )
+            if values["status"] == RunStatus.QUEUED:
+                tag = await fair_tag(
+                    conn, self.res, env_id, values["queue_name"], req.concurrency_key
                 )
-                await run_store.insert_run(conn, values, values["tags"])
-        except IntegrityError:
-            if not req.idempotency_key:
-                raise
-            # a concurrent trigger with the same idempotency key won the insert
-            return await self._after_race(env_id, req)
+                values["order_key"] = tag - req.priority
+            await run_store.insert_run(conn, values, values["tags"])
         if values["status"] == RunStatus.QUEUED:
             await self.res.notifier.notify(env_id)
         return TriggerResult(values["id"], False)
+
+    async def _manifest(self, conn: Any, env_id: str, task_id: str) -> dict[str, Any]:
+        manifest = await worker_store.latest_manifest(conn, env_id, task_id)
+        if manifest is None:
+            known = await worker_store.known_task_ids(conn, env_id)
+            raise TaskNotFound(task_id, known)
+        return manifest
+
+    async def _join_debounced(
+        self, conn: Any, env_id: str, req: TriggerRequest, now: float
+    ) -> str | None:
+        """Fold this trigger into the waiting run of its debounce key, if there is one."""
+        assert req.debounce is not None
+        row = await run_store.find_debounced(conn, env_id, req.task_id, req.debounce.key)
+        if row is None:
+            return None
+        start = row.available_at
+        if req.debounce.mode == "trailing":
+            start = now + req.debounce.delay
+            if row.debounce_until is not None:
+                start = min(start, row.debounce_until)
+        moved = await run_store.update_debounced(
+            conn,
+            row.id,
+            payload=req.payload,
+            metadata=req.metadata if req.metadata is not None else row.run_metadata,
+            start=start,
+            when=to_datetime(start),
+            now=to_datetime(now),
+        )
+        return row.id if moved else None
+
+    # -- batches -----------------------------------------------------------------------
+
+    async def trigger_batch(
+        self, env_id: str, requests: list[TriggerRequest], *, idempotency_key: str | None = None
+    ) -> BatchResult:
+        """Create a batch and all its runs in one transaction with batched inserts.
+
+        Every item is checked first (task known, payload valid and not too big);
+        one bad item rejects the whole batch, naming it (``items[3].payload.email``).
+        Items with an idempotency key that names a live run reuse that run.
+        """
+        self._check_batch(requests)
+        now = self.res.clock.now()
+        async with self.res.db.write() as conn:
+            if idempotency_key:
+                cached = await batch_store.find_idempotent(conn, env_id, idempotency_key)
+                if cached is not None:
+                    ids = await batch_store.run_ids(conn, cached.id)
+                    return BatchResult(cached.id, ids, True)
+            batch_id = await self._new_batch(conn, env_id, len(requests), idempotency_key, now)
+            ids = await self._insert_items(
+                conn, env_id, batch_id, list(enumerate(requests)), now
+            )
+            await batch_store.seal(conn, batch_id, to_datetime(now))
+        await self.res.notifier.notify(env_id)
+        return BatchResult(batch_id, ids)
+
+    async def create_batch(
+        self, env_id: str, run_count: int, idempotency_key: str | None = None
+    ) -> BatchResult:
+        """Phase one of a streamed batch: the batch, with room for ``run_count`` items."""
+        if not 1 <= run_count <= MAX_BATCH_ITEMS:
+            raise UserError(f"runCount: must be 1 to {MAX_BATCH_ITEMS}, got {run_count}")
+        now = self.res.clock.now()
+        async with self.res.db.write() as conn:
+            if idempotency_key:
+                cached = await batch_store.find_idempotent(conn, env_id, idempotency_key)
+                if cached is not None:
+                    return BatchResult(cached.id, await batch_store.run_ids(conn, cached.id), True)
+            batch_id = await self._new_batch(conn, env_id, run_count, idempotency_key, now)
+        return BatchResult(batch_id, [])
+
+    async def add_batch_items(
+        self, env_id: str, batch_id: str, items: list[tuple[int, TriggerRequest]]
+    ) -> tuple[int, int, bool]:
+        """Phase two: create the runs of ``items`` (index, request) not created yet.
+
+        Returns (accepted, deduplicated, sealed). Items are deduplicated by
+        index, so resending the whole stream is harmless.
+        """
+        self._check_batch([r for _, r in items])
+        now = self.res.clock.now()
+        async with self.res.db.write() as conn:
+            batch = await batch_store.get_for_update(conn, env_id, batch_id)
+            if batch is None:
+                raise BatchNotFound(batch_id)
+            for index, _ in items:
+                if not 0 <= index < batch.run_count:
+                    raise UserError(
+                        f"items: index {index} is outside the batch's runCount {batch.run_count}"
+                    )
+            done = set(await batch_store.indexes(conn, batch_id))
+            fresh: dict[int, TriggerRequest] = {}
+            for index, req in items:
+                if index not in done:
+                    fresh.setdefault(index, req)
+            if fresh:
+                await self._insert_items(conn, env_id, batch_id, sorted(fresh.items()), now)
+            sealed = len(done) + len(fresh) >= batch.run_count
+            if sealed and batch.sealed_at is None:
+                await batch_store.seal(conn, batch_id, to_datetime(now))
+        if fresh:
+            await self.res.notifier.notify(env_id)
+        return len(fresh), len(items) - len(fresh), sealed
+
+    def _check_batch(self, requests: list[TriggerRequest]) -> None:
+        if not requests:
+            raise UserError("items: a batch needs at least one item")
+        if len(requests) > MAX_BATCH_ITEMS:
+            raise UserError(f"items: at most {MAX_BATCH_ITEMS} per batch, got {len(requests)}")
+        for i, req in enumerate(requests):
+            try:
+                self._check_size(req.payload)
+            except PayloadTooLarge as exc:
+                raise PayloadTooLarge(exc.size, exc.limit) from None
+            if req.debounce is not None:
+                raise UserError(f"items[{i}].options.debounce: not supported in batches")
+
+    async def _new_batch(
+        self, conn: Any, env_id: str, run_count: int, key: str | None, now: float
+    ) -> str:
+        batch_id = new_id("batch", now)
+        await batch_store.insert_batch(
+            conn,
+            {
+                "id": batch_id,
+                "environment_id": env_id,
+                "run_count": run_count,
+                "idempotency_key": key,
+                "created_at": to_datetime(now),
+                "updated_at": to_datetime(now),
+            },
+        )
+        return batch_id
+
+    async def _insert_items(
+        self,
+        conn: Any,
+        env_id: str,
+        batch_id: str,
+        items: list[tuple[int, TriggerRequest]],
+        now: float,
+    ) -> list[str]:
+        """Validate and insert many runs with a fixed number of statements per
+        distinct task, queue and fair bucket (not per item)."""
+        manifests: dict[str, dict[str, Any]] = {}
+        for task_id in sorted({r.task_id for _, r in items}):
+            manifests[task_id] = await self._manifest(conn, env_id, task_id)
+        for index, req in items:
+            try:
+                _validate(manifests[req.task_id].get("payload_schema"), req.payload)
+            except PayloadValidationError as exc:
+                message = str(exc)[len(exc.field) + 2 :]
+                raise PayloadValidationError(f"items[{index}].{exc.field}", message) from None
+        keyed = [(r.task_id, r.idempotency_key) for _, r in items if r.idempotency_key]
+        existing = await run_store.find_idempotent_many(conn, env_id, keyed, now)
+        ids: list[str] = []
+        rows: list[dict[str, Any]] = []
+        seen: dict[tuple[str, str], str] = {}
+        for index, req in items:
+            key = (req.task_id, req.idempotency_key) if req.idempotency_key else None
+            if key is not None and key in existing:
+                ids.append(existing[key])
+                continue
+            if key is not None and key in seen:
+                ids.append(seen[key])
+                continue
+            values = self._row(env_id, req, manifests[req.task_id], now)
+            values["batch_id"] = batch_id
+            values["batch_index"] = index
+            values["trigger_function"] = "batchTrigger"
+            rows.append(values)
+            ids.append(values["id"])
+            if key is not None:
+                seen[key] = values["id"]
+        if rows:
+            await worker_store.ensure_queues(
+                conn,
+                env_id,
+                [{"name": n} for n in sorted({v["queue_name"] for v in rows})],
+                to_datetime(now),
+                update_limits=False,
+            )
+            await self._tag_many(conn, env_id, rows)
+            await run_store.insert_runs(conn, rows)
+        return ids
+
+    async def _tag_many(self, conn: Any, env_id: str, rows: list[dict[str, Any]]) -> None:
+        """Fair tags for many new queued runs: one reservation per bucket."""
+        buckets: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+        for values in rows:
+            if values["status"] == RunStatus.QUEUED:
+                key = (values["queue_name"], values["concurrency_key"])
+                buckets.setdefault(key, []).append(values)
+        for (queue_name, concurrency_key), members in sorted(
+            buckets.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
+        ):
+            first = await fair_tag(
+                conn, self.res, env_id, queue_name, concurrency_key, len(members)
+            )
+            for i, values in enumerate(members):
+                values["order_key"] = first + i * FAIR_QUANTUM - values["priority"]
 
     async def _after_race(self, env_id: str, req: TriggerRequest) -> TriggerResult:
         async with self.res.db.read() as conn:
@@ -119,8 +376,11 @@ class Enqueue:
         self, env_id: str, req: TriggerRequest, manifest: dict[str, Any], now: float
     ) -> dict[str, Any]:
         created = to_datetime(now)
-        delayed = req.delay_until is not None and req.delay_until > now
-        start_at = req.delay_until if delayed and req.delay_until else now
+        delay_until = req.delay_until
+        if req.debounce is not None:
+            delay_until = max(delay_until or now, now + req.debounce.delay)
+        delayed = delay_until is not None and delay_until > now
+        start_at = delay_until if delayed and delay_until else now
         ttl_key = req.idempotency_key_ttl or DEFAULT_IDEMPOTENCY_TTL
         return {
             "id": new_id("run", now),
@@ -148,10 +408,47 @@ class Enqueue:
             "order_key": start_at - req.priority,
             "trigger_function": req.trigger_function,
             "is_test": req.is_test,
+            "replay_of": req.replay_of,
+            "debounce_key": req.debounce.key if req.debounce else None,
+            "debounce_until": (
+                now + req.debounce.max_delay if req.debounce and req.debounce.max_delay else None
+            ),
             "created_at": created,
             "updated_at": created,
             "delayed_until": to_datetime(start_at) if delayed else None,
         }
+
+
+#: fair-tag distance between consecutive runs of one (queue, concurrency key)
+FAIR_QUANTUM = 0.001
+
+
+async def fair_tag(
+    conn: Any,
+    res: EngineResources,
+    env_id: str,
+    queue_name: str,
+    concurrency_key: str | None,
+    count: int = 1,
+) -> float:
+    """The first of ``count`` fair tags for new runs of a bucket (start-time fair queuing).
+
+    A bucket is a (queue, concurrency key) pair. Its next run starts at the
+    service clock (the newest order key holding a slot, else the oldest
+    waiting, else now) unless the bucket's own backlog already reaches further;
+    each run moves the bucket on by one quantum. So a bucket that queued 1,000
+    runs is interleaved with one that arrives later, instead of going first.
+    """
+    clock = await queue_store.service_clock(conn, env_id)
+    return await queue_store.take_tags(
+        conn,
+        env_id,
+        queue_name,
+        concurrency_key,
+        res.clock.now() if clock is None else clock,
+        count,
+        FAIR_QUANTUM,
+    )
 
 
 def _validate(schema: dict[str, Any] | None, payload: Any) -> None:

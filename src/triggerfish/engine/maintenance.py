@@ -12,11 +12,13 @@ import logging
 from typing import Any
 
 from triggerfish.engine.attempts import Attempts, Failure
+from triggerfish.engine.enqueue import fair_tag
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.states import RunStatus
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import StaleTransition
+from triggerfish.store import queues as queue_store
 from triggerfish.store import runs as run_store
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class Maintenance:
             "expired": await self.expire_ttl(),
             "scheduled": await self.schedules.fire_due(),
             "waits_resolved": await self.waitpoints.resolve_due(),
+            "claims_forgotten": await self.forget_old_claims(),
         }
 
     async def reclaim_expired_leases(self) -> int:
@@ -83,13 +86,34 @@ class Maintenance:
         return moved
 
     async def promote_delayed(self) -> int:
+        """Queue delayed runs that are due; each joins the fair order as a new arrival."""
         now = self.res.clock.now()
+        envs: dict[str, int] = {}
         async with self.res.db.write() as conn:
-            due = await run_store.due_delayed(conn, now, SWEEP_BATCH)
-            envs = await self._move_all(conn, due, RunStatus.QUEUED, "delay passed", {})
+            for row in await run_store.due_delayed(conn, now, SWEEP_BATCH):
+                tag = await fair_tag(
+                    conn, self.res, row.environment_id, row.queue_name, row.concurrency_key
+                )
+                moved = await run_store.transition(
+                    conn,
+                    row.id,
+                    to=RunStatus.QUEUED,
+                    now=to_datetime(now),
+                    reason="delay passed",
+                    values={"order_key": tag - row.priority},
+                )
+                if moved is not None:
+                    envs[moved.environment_id] = envs.get(moved.environment_id, 0) + 1
         for env_id in envs:
             await self.res.notifier.notify(env_id)
         return sum(envs.values())
+
+    async def forget_old_claims(self) -> int:
+        """Drop rate-window records older than the longest window of any queue."""
+        async with self.res.db.write() as conn:
+            period = await queue_store.longest_rate_period(conn)
+            before = self.res.clock.now() - (period or 0.0)
+            return await queue_store.forget_claims_before(conn, before)
 
     async def expire_ttl(self) -> int:
         now = self.res.clock.now()

@@ -9,6 +9,9 @@ before the journal is there.
 
 from __future__ import annotations
 
+from typing import Any
+
+from triggerfish._durations import parse_duration
 from triggerfish.engine.enqueue import Enqueue, TriggerRequest
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.states import RunStatus
@@ -25,8 +28,16 @@ class Replays:
         self.res = res
         self.enqueue = enqueue
 
-    async def replay(self, env_id: str, run_id: str, from_step: int | None = None) -> str:
-        """Start a new run like ``run_id``; returns its id.
+    async def replay(
+        self,
+        env_id: str,
+        run_id: str,
+        from_step: int | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> str:
+        """Start a new run like ``run_id`` (same payload and options, linked to it by
+        ``replay_of``); ``overrides`` (``TriggerRequest`` field names) replace any
+        of them. Returns the new run's id.
 
         Example::
 
@@ -50,10 +61,19 @@ class Replays:
             max_duration=original.max_duration,
             queue=original.queue_name,
             concurrency_key=original.concurrency_key,
+            ttl=parse_duration(original.ttl) if original.ttl else None,
+            ttl_text=original.ttl,
+            priority=original.priority,
             trigger_function="replay",
             is_test=bool(original.is_test),
-            delay_until=now + _HOLD if from_step else None,
+            replay_of=original.id,
         )
+        for name, value in (overrides or {}).items():
+            if not hasattr(req, name) or name in ("task_id", "replay_of", "trigger_function"):
+                raise UserError(f"replay: unknown option {name!r}")
+            setattr(req, name, value)
+        if from_step:
+            req.delay_until = now + _HOLD
         created = await self.enqueue.trigger(env_id, req)
         if not from_step:
             return created.id

@@ -11,9 +11,12 @@ from triggerfish._redact import redact
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.states import CANCELABLE, RunStatus
 from triggerfish.engine.waitpoints import Waitpoints
-from triggerfish.errors import RunNotFound, StaleTransition
+from triggerfish.errors import RunNotFound, RunNotReschedulable, StaleTransition, UserError
 from triggerfish.store import logs as log_store
 from triggerfish.store import runs as run_store
+
+#: tags a run may carry
+MAX_TAGS = 10
 
 
 @dataclass
@@ -94,6 +97,37 @@ class Runs:
             if child is not None:
                 await self.cancel_in(conn, child, woken)
         return moved
+
+    async def reschedule(self, env_id: str, run_id: str, until: float) -> Row[Any]:
+        """Move a DELAYED run's start to ``until`` (epoch s); its TTL moves with it.
+
+        Raises ``RunNotReschedulable`` (422) for a run that is not DELAYED.
+        """
+        now = to_datetime(self.res.clock.now())
+        async with self.res.db.write() as conn:
+            row = await run_store.reschedule_delayed(
+                conn, env_id, run_id, until, to_datetime(until), now
+            )
+            if row is None:
+                current = await run_store.get(conn, env_id, run_id)
+                if current is None:
+                    raise RunNotFound(run_id)
+                raise RunNotReschedulable(run_id, current.status)
+        return row
+
+    async def add_tags(self, env_id: str, run_id: str, tags: list[str]) -> list[str]:
+        """Add tags to a run (at most ``MAX_TAGS`` in all); returns its tags."""
+        async with self.res.db.write() as conn:
+            row = await run_store.get_for_update(conn, run_id)
+            if row is None or row.environment_id != env_id:
+                raise RunNotFound(run_id)
+            total = set(row.tags or []) | set(tags)
+            if len(total) > MAX_TAGS:
+                raise UserError(
+                    f"tags: a run may have at most {MAX_TAGS} tags; it has "
+                    f"{len(row.tags or [])} and this adds {len(total) - len(row.tags or [])}"
+                )
+            return await run_store.add_tags(conn, row, tags)
 
     async def events(self, env_id: str, run_id: str) -> list[Row[Any]]:
         async with self.res.db.read() as conn:

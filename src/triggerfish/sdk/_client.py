@@ -45,6 +45,38 @@ class Attempt(BaseModel):
     error: RunError | None = None
 
 
+class WaitReason(BaseModel):
+    """Why a run is not running yet: ``code`` (``QUEUE_LIMIT``, ``CONCURRENCY_KEY_LIMIT``,
+    ``ENVIRONMENT_LIMIT``, ``RATE_LIMITED``, ``QUEUE_PAUSED``, ``DELAYED``, ``DEBOUNCED``,
+    ``RETRY_BACKOFF``, ``WAITING_FOR_VERSION``, ``WAITING_FOR_WORKER``,
+    ``WAITING_FOR_SLOT``), a sentence, and when it ends if known."""
+
+    code: str
+    message: str
+    until: datetime | None = None
+
+
+class RateLimit(BaseModel):
+    limit: int
+    period: float
+
+
+class QueueInfo(BaseModel):
+    """A queue, its limits and how many of its runs are running and waiting."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    id: str
+    name: str
+    type: str
+    running: int
+    queued: int
+    paused: bool
+    concurrency_limit: int | None = Field(default=None, alias="concurrencyLimit")
+    concurrency_key_limit: int | None = Field(default=None, alias="concurrencyKeyLimit")
+    rate_limit: RateLimit | None = Field(default=None, alias="rateLimit")
+
+
 class Run(BaseModel):
     """A run as the API returns it. ``output`` and ``error`` are set once it finished."""
 
@@ -76,6 +108,12 @@ class Run(BaseModel):
     waiting_for: list[dict[str, Any]] = Field(default_factory=list, alias="waitingFor")
     #: the run's durable calls in order (``kind``, ``name``, ``status``, times)
     steps: list[dict[str, Any]] = Field(default_factory=list)
+    concurrency_key: str | None = Field(default=None, alias="concurrencyKey")
+    batch_id: str | None = Field(default=None, alias="batchId")
+    replayed_from_run_id: str | None = Field(default=None, alias="replayedFromRunId")
+    delayed_until: datetime | None = Field(default=None, alias="delayedUntil")
+    #: why a run that has not started yet is waiting (None once it started)
+    wait_reason: WaitReason | None = Field(default=None, alias="waitReason")
 
 
 class RunPage(BaseModel):
@@ -464,6 +502,129 @@ class Kv:
         return self._t.send(_Call("DELETE", f"/api/v1/kv/{key}", dict))
 
 
+def _queue_path(queue: Any, suffix: str = "") -> tuple[str, dict[str, Any]]:
+    from urllib.parse import quote
+
+    name = getattr(queue, "name", queue)
+    if not isinstance(name, str) or not name:
+        raise TypeError("queue: pass a queue name, a queue id or a Queue object")
+    return f"/api/v1/queues/{quote(name, safe='')}{suffix}", {}
+
+
+def _queue_call(queue: Any, suffix: str, body: dict[str, Any] | None) -> _Call[QueueInfo]:
+    path, _ = _queue_path(queue, suffix)
+    return _Call("POST", path, QueueInfo.model_validate, json=body or {})
+
+
+class Queues:
+    """``client.queues``: inspect queues, pause/resume them and change limits at run time.
+
+    A queue is named by its name (``"emails"``, or ``"task/<task id>"`` for a
+    task's own queue), its id (``"queue_…"``) or the :class:`Queue` object.
+
+    Example::
+
+        triggerfish.queues.pause("emails")
+        triggerfish.queues.override_concurrency_limit("emails", 10)
+        print(triggerfish.queues.retrieve("emails").running)
+    """
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    @staticmethod
+    def _list(page: int, per_page: int) -> _Call[builtins.list[QueueInfo]]:
+        return _Call(
+            "GET",
+            "/api/v1/queues",
+            lambda b: [QueueInfo.model_validate(q) for q in b["data"]],
+            params={"page": page, "perPage": per_page},
+        )
+
+    @staticmethod
+    def _retrieve(queue: Any) -> _Call[QueueInfo]:
+        path, _ = _queue_path(queue)
+        return _Call("GET", path, QueueInfo.model_validate)
+
+    def list(self, page: int = 1, per_page: int = 100) -> builtins.list[QueueInfo]:
+        return self._t.send(self._list(page, per_page))
+
+    async def list_async(self, page: int = 1, per_page: int = 100) -> builtins.list[QueueInfo]:
+        return await self._t.send_async(self._list(page, per_page))
+
+    def retrieve(self, queue: Any) -> QueueInfo:
+        return self._t.send(self._retrieve(queue))
+
+    async def retrieve_async(self, queue: Any) -> QueueInfo:
+        return await self._t.send_async(self._retrieve(queue))
+
+    def pause(self, queue: Any) -> QueueInfo:
+        """Start no more runs of the queue (it keeps accepting them)."""
+        return self._t.send(_queue_call(queue, "/pause", {"action": "pause"}))
+
+    async def pause_async(self, queue: Any) -> QueueInfo:
+        return await self._t.send_async(_queue_call(queue, "/pause", {"action": "pause"}))
+
+    def resume(self, queue: Any) -> QueueInfo:
+        return self._t.send(_queue_call(queue, "/pause", {"action": "resume"}))
+
+    async def resume_async(self, queue: Any) -> QueueInfo:
+        return await self._t.send_async(_queue_call(queue, "/pause", {"action": "resume"}))
+
+    def override_concurrency_limit(self, queue: Any, limit: int) -> QueueInfo:
+        """Replace the declared limit until :meth:`reset_concurrency_limit`."""
+        body = {"concurrencyLimit": limit}
+        return self._t.send(_queue_call(queue, "/concurrency/override", body))
+
+    async def override_concurrency_limit_async(self, queue: Any, limit: int) -> QueueInfo:
+        body = {"concurrencyLimit": limit}
+        return await self._t.send_async(_queue_call(queue, "/concurrency/override", body))
+
+    def reset_concurrency_limit(self, queue: Any) -> QueueInfo:
+        return self._t.send(_queue_call(queue, "/concurrency/reset", None))
+
+    async def reset_concurrency_limit_async(self, queue: Any) -> QueueInfo:
+        return await self._t.send_async(_queue_call(queue, "/concurrency/reset", None))
+
+    def set_concurrency_key_limit(self, queue: Any, limit: int | None) -> QueueInfo:
+        """Slots each concurrency key may hold (``None``: the queue's limit)."""
+        body = {"concurrencyKeyLimit": limit}
+        return self._t.send(_queue_call(queue, "/concurrency/key-limit", body))
+
+    def set_rate_limit(
+        self, queue: Any, limit: int | None, period: str | float | None
+    ) -> QueueInfo:
+        """At most ``limit`` starts per ``period`` (``"1m"``); ``None, None`` removes it."""
+        body = {"limit": limit, "period": period}
+        return self._t.send(_queue_call(queue, "/rate-limit", body))
+
+
+class Environment:
+    """``client.environment``: the environment-wide concurrency limit and ``doctor``."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    def concurrency(self) -> dict[str, Any]:
+        """``{"concurrencyLimit": int | None, "running": int}``."""
+        return self._t.send(_Call("GET", "/api/v1/environment/concurrency", dict))
+
+    def set_concurrency_limit(self, limit: int | None) -> dict[str, Any]:
+        """Cap runs holding a slot across every queue (``None``: no cap)."""
+        return self._t.send(
+            _Call(
+                "PUT",
+                "/api/v1/environment/concurrency",
+                dict,
+                json={"concurrencyLimit": limit},
+            )
+        )
+
+    def doctor(self) -> dict[str, Any]:
+        """Queues, limits, workers online and the oldest queued run with its reason."""
+        return self._t.send(_Call("GET", "/api/v1/doctor", dict))
+
+
 class Triggerfish:
     """A client for one environment of a Triggerfish server.
 
@@ -495,6 +656,8 @@ class Triggerfish:
         self.api_url = self._transport.api_url
         self.tasks = Tasks(self._transport)
         self.runs = Runs(self._transport)
+        self.queues = Queues(self._transport)
+        self.environment = Environment(self._transport)
         from triggerfish.sdk._schedules import Schedules
 
         #: create, list, change and remove cron schedules

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, select, update
+from sqlalchemy import Row, and_, func, insert, not_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.states import ALLOWED_FROM, RunStatus
@@ -118,14 +118,19 @@ async def queued_candidates(
     now: float,
     limit: int,
     skip_locked: bool,
+    exclude_queues: Sequence[str] = (),
+    exclude_keys: Sequence[tuple[str, str]] = (),
 ) -> list[Row[Any]]:
-    """Queued runs this worker could take, oldest ``order_key`` first.
+    """Queued runs this worker could take, lowest ``order_key`` first.
 
-    Walks the partial index ``ix_runs_queued``; on PostgreSQL the rows are locked
-    with ``SKIP LOCKED`` so concurrent claimers take disjoint sets.
+    Walks the partial index ``ix_runs_queued``, stepping over queues and
+    concurrency keys that cannot take a run now (paused, at a limit, rate
+    limited), so a blocked backlog never hides the runs behind it. On
+    PostgreSQL the rows are locked with ``SKIP LOCKED`` so concurrent claimers
+    take disjoint sets.
     """
     stmt = (
-        select(runs.c.id, runs.c.queue_name)
+        select(runs.c.id, runs.c.queue_name, runs.c.concurrency_key)
         .where(
             runs.c.environment_id == env_id,
             runs.c.status == RunStatus.QUEUED.value,
@@ -136,28 +141,48 @@ async def queued_candidates(
         .order_by(runs.c.order_key)
         .limit(limit)
     )
+    if exclude_queues:
+        stmt = stmt.where(runs.c.queue_name.not_in(sorted(exclude_queues)))
+    if exclude_keys:
+        stmt = stmt.where(
+            runs.c.concurrency_key.is_(None)
+            | not_(tuple_(runs.c.queue_name, runs.c.concurrency_key).in_(sorted(exclude_keys)))
+        )
     if skip_locked:
         stmt = stmt.with_for_update(skip_locked=True, of=runs)
     return list((await conn.execute(stmt)).all())
 
 
+_ACTIVE = [RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]
+
+
 async def active_counts(
     conn: AsyncConnection, env_id: str, queue_names: Iterable[str]
-) -> dict[str, int]:
-    """How many runs of each queue hold a worker slot (``ix_runs_active``)."""
-    names = list(queue_names)
+) -> dict[tuple[str, str | None], int]:
+    """How many runs of each (queue, concurrency key) hold a worker slot (``ix_runs_active``)."""
+    names = sorted(set(queue_names))
     if not names:
         return {}
     stmt = (
-        select(runs.c.queue_name, func.count())
+        select(runs.c.queue_name, runs.c.concurrency_key, func.count())
         .where(
             runs.c.environment_id == env_id,
             runs.c.queue_name.in_(names),
-            runs.c.status.in_([RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]),
+            runs.c.status.in_(_ACTIVE),
         )
-        .group_by(runs.c.queue_name)
+        .group_by(runs.c.queue_name, runs.c.concurrency_key)
     )
-    return {name: count for name, count in (await conn.execute(stmt)).all()}
+    return {(q, k): int(n) for q, k, n in (await conn.execute(stmt)).all()}
+
+
+async def active_total(conn: AsyncConnection, env_id: str) -> int:
+    """Runs of the environment holding a worker slot."""
+    stmt = (
+        select(func.count())
+        .select_from(runs)
+        .where(runs.c.environment_id == env_id, runs.c.status.in_(_ACTIVE))
+    )
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 @dataclass
@@ -282,7 +307,13 @@ async def expired_leases(conn: AsyncConnection, now: float, limit: int) -> list[
 
 async def due_delayed(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
     stmt = (
-        select(runs.c.id)
+        select(
+            runs.c.id,
+            runs.c.environment_id,
+            runs.c.queue_name,
+            runs.c.concurrency_key,
+            runs.c.priority,
+        )
         .where(runs.c.status == RunStatus.DELAYED.value, runs.c.available_at <= now)
         .limit(limit)
     )
@@ -421,3 +452,179 @@ async def page(
     stmt = stmt.order_by(runs.c.id.desc()).limit(size + 1)
     rows = list((await conn.execute(stmt)).all())
     return rows[:size], len(rows) > size
+
+
+async def oldest_waiting(conn: AsyncConnection, env_id: str) -> Row[Any] | None:
+    """The longest-waiting QUEUED run (``ix_runs_env_status_id``)."""
+    stmt = (
+        select(runs)
+        .where(runs.c.environment_id == env_id, runs.c.status == RunStatus.QUEUED.value)
+        .order_by(runs.c.id)
+        .limit(1)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def status_counts(
+    conn: AsyncConnection, env_id: str, statuses: Sequence[str]
+) -> dict[str, int]:
+    stmt = (
+        select(runs.c.status, func.count())
+        .where(runs.c.environment_id == env_id, runs.c.status.in_(list(statuses)))
+        .group_by(runs.c.status)
+    )
+    return {s: int(n) for s, n in (await conn.execute(stmt)).all()}
+
+
+async def get_for_update(conn: AsyncConnection, run_id: str) -> Row[Any] | None:
+    """The run, row-locked on PostgreSQL for a read-modify-write (metadata)."""
+    stmt = select(runs).where(runs.c.id == run_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).first()
+
+
+async def add_tags(conn: AsyncConnection, row: Row[Any], tags: Sequence[str]) -> list[str]:
+    """Add tags a run does not have yet; returns its tags afterwards, sorted."""
+    have = set(row.tags or [])
+    new = sorted(set(tags) - have)
+    if new:
+        await conn.execute(
+            insert(run_tags),
+            [{"run_id": row.id, "tag": t, "environment_id": row.environment_id} for t in new],
+        )
+        await conn.execute(
+            update(runs).where(runs.c.id == row.id).values(tags=sorted(have | set(new)))
+        )
+    return sorted(have | set(new))
+
+
+async def reschedule_delayed(
+    conn: AsyncConnection, env_id: str, run_id: str, until: float, when: datetime, now: datetime
+) -> Row[Any] | None:
+    """Move a DELAYED run's start (and its TTL deadline with it); ``None`` if it is
+    not (or no longer) DELAYED."""
+    stmt = (
+        update(runs)
+        .where(
+            runs.c.id == run_id,
+            runs.c.environment_id == env_id,
+            runs.c.status == RunStatus.DELAYED.value,
+        )
+        .values(
+            expires_at=runs.c.expires_at + (until - runs.c.available_at),
+            available_at=until,
+            delayed_until=when,
+            updated_at=now,
+        )
+        .returning(*runs.c)
+    )
+    row = (await conn.execute(stmt)).first()
+    if row is not None:
+        await conn.execute(
+            insert(run_events).values(
+                run_id=run_id,
+                from_status=RunStatus.DELAYED.value,
+                to_status=RunStatus.DELAYED.value,
+                reason=f"rescheduled to {when.isoformat()}Z",
+                at=now,
+            )
+        )
+    return row
+
+
+async def insert_runs(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many runs with their tags and first history rows: three statements."""
+    if not rows:
+        return
+    await conn.execute(insert(runs), list(rows))
+    tag_rows = [
+        {"run_id": r["id"], "tag": t, "environment_id": r["environment_id"]}
+        for r in rows
+        for t in r["tags"]
+    ]
+    if tag_rows:
+        await conn.execute(insert(run_tags), tag_rows)
+    await conn.execute(
+        insert(run_events),
+        [
+            {
+                "run_id": r["id"],
+                "from_status": None,
+                "to_status": r["status"],
+                "reason": "triggered in a batch",
+                "at": r["created_at"],
+            }
+            for r in rows
+        ],
+    )
+
+
+async def find_idempotent_many(
+    conn: AsyncConnection, env_id: str, keys: Sequence[tuple[str, str | None]], now: float
+) -> dict[tuple[str, str], str]:
+    """``(task, key) -> run id`` for idempotency keys that name a live run."""
+    wanted = sorted({(t, k) for t, k in keys if k})
+    if not wanted:
+        return {}
+    stmt = select(
+        runs.c.id, runs.c.task_identifier, runs.c.idempotency_key, runs.c.idempotency_key_expires_at
+    ).where(
+        runs.c.environment_id == env_id,
+        tuple_(runs.c.task_identifier, runs.c.idempotency_key).in_(wanted),
+    )
+    out: dict[tuple[str, str], str] = {}
+    expired: list[str] = []
+    for row in await conn.execute(stmt):
+        if row.idempotency_key_expires_at is None or row.idempotency_key_expires_at > now:
+            out[(row.task_identifier, row.idempotency_key)] = row.id
+        else:
+            expired.append(row.id)
+    if expired:
+        await conn.execute(
+            update(runs).where(runs.c.id.in_(expired)).values(idempotency_key=None)
+        )
+    return out
+
+
+async def find_debounced(
+    conn: AsyncConnection, env_id: str, task_id: str, key: str
+) -> Row[Any] | None:
+    """The DELAYED run waiting under a debounce key (``ix_runs_debounce``), row-locked
+    on PostgreSQL so concurrent triggers of the burst update it one at a time."""
+    stmt = select(runs).where(
+        runs.c.environment_id == env_id,
+        runs.c.task_identifier == task_id,
+        runs.c.debounce_key == key,
+        runs.c.status == RunStatus.DELAYED.value,
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).first()
+
+
+async def update_debounced(
+    conn: AsyncConnection,
+    run_id: str,
+    *,
+    payload: Any,
+    metadata: Any,
+    start: float,
+    when: datetime,
+    now: datetime,
+) -> bool:
+    """Give a waiting debounced run the newest payload and start time (still DELAYED)."""
+    stmt = (
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.status == RunStatus.DELAYED.value)
+        .values(
+            payload=payload,
+            run_metadata=metadata,
+            expires_at=runs.c.expires_at + (start - runs.c.available_at),
+            available_at=start,
+            delayed_until=when,
+            updated_at=now,
+        )
+        .returning(runs.c.id)
+    )
+    return (await conn.execute(stmt)).first() is not None

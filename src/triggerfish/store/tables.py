@@ -51,6 +51,8 @@ environments = Table(
     Column("project_id", String(40), ForeignKey("projects.id"), nullable=False),
     Column("slug", String(32), nullable=False),
     Column("created_at", DateTime, nullable=False),
+    # caps the runs holding a worker slot across every queue; None: no cap
+    Column("concurrency_limit", Integer),
     UniqueConstraint("project_id", "slug"),
 )
 
@@ -73,10 +75,67 @@ queues = Table(
     Column("id", String(40), primary_key=True),
     Column("environment_id", String(40), ForeignKey("environments.id"), nullable=False),
     Column("name", String(128), nullable=False),
-    Column("concurrency_limit", Integer),  # None: no limit of its own
+    # the limit declared in code (refreshed when a worker registers); None: no limit
+    Column("concurrency_limit", Integer),
+    # set at run time (API/CLI); wins over the declared limit until reset
+    Column("concurrency_limit_override", Integer),
+    Column("overridden_at", DateTime),
+    # slots each concurrency key may hold; None: the queue's limit
+    Column("concurrency_key_limit", Integer),
+    # at most rate_limit_count claims in any rate_limit_period seconds
+    Column("rate_limit_count", Integer),
+    Column("rate_limit_period", Float),
     Column("paused", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", DateTime, nullable=False),
     UniqueConstraint("environment_id", "name"),
+)
+
+# Fair dequeue: one row per (queue, concurrency key) that ever had a run. A new
+# run's order key starts at max(service clock, the bucket's next tag); each run
+# moves its bucket's tag on, so a bucket with a long backlog cannot push the
+# runs of other buckets back (start-time fair queuing).
+fair_buckets = Table(
+    "fair_buckets",
+    metadata,
+    Column("environment_id", String(40), primary_key=True),
+    Column("queue_name", String(128), primary_key=True),
+    # "" for runs without a concurrency key
+    Column("concurrency_key", String(512), primary_key=True),
+    Column("next_tag", Float, nullable=False),
+)
+
+# Claims of rate-limited queues, for the sliding window; swept once past it.
+queue_claims = Table(
+    "queue_claims",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("environment_id", String(40), nullable=False),
+    Column("queue_name", String(128), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("ix_queue_claims_window", "environment_id", "queue_name", "at"),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), ForeignKey("environments.id"), nullable=False),
+    Column("run_count", Integer, nullable=False),
+    Column("idempotency_key", String(128)),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    # every item has been received and its run created
+    Column("sealed_at", DateTime),
+    Index(
+        "ix_batches_idempotency",
+        "environment_id",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+        sqlite_where=text("idempotency_key IS NOT NULL"),
+    ),
 )
 
 task_versions = Table(
@@ -144,6 +203,11 @@ runs = Table(
     Column("parent_run_id", String(40)),
     Column("root_run_id", String(40)),
     Column("batch_id", String(40)),
+    Column("batch_index", Integer),
+    # debounced runs wait DELAYED under this key until the burst goes quiet
+    Column("debounce_key", String(512)),
+    Column("debounce_until", Float),  # the latest start a burst may push it to
+    Column("replay_of", String(40)),  # the run this one replays
     Column("depth", Integer, nullable=False, server_default=text("0")),
     Column("trigger_function", String(24), nullable=False),
     Column("is_test", Boolean, nullable=False, server_default=text("false")),
@@ -178,6 +242,7 @@ runs = Table(
         "ix_runs_active",
         "environment_id",
         "queue_name",
+        "concurrency_key",
         postgresql_where=text("status IN ('DEQUEUED', 'EXECUTING')"),
         sqlite_where=text("status IN ('DEQUEUED', 'EXECUTING')"),
     ),
@@ -186,6 +251,31 @@ runs = Table(
         "lease_expires_at",
         postgresql_where=text("status IN ('DEQUEUED', 'EXECUTING')"),
         sqlite_where=text("status IN ('DEQUEUED', 'EXECUTING')"),
+    ),
+    # the fair-queuing service clock: the latest order key holding a slot
+    Index(
+        "ix_runs_active_order",
+        "environment_id",
+        "order_key",
+        postgresql_where=text("status IN ('DEQUEUED', 'EXECUTING')"),
+        sqlite_where=text("status IN ('DEQUEUED', 'EXECUTING')"),
+    ),
+    Index(
+        "ix_runs_debounce",
+        "environment_id",
+        "task_identifier",
+        "debounce_key",
+        unique=True,
+        postgresql_where=text("debounce_key IS NOT NULL AND status = 'DELAYED'"),
+        sqlite_where=text("debounce_key IS NOT NULL AND status = 'DELAYED'"),
+    ),
+    Index(
+        "ix_runs_batch",
+        "batch_id",
+        "batch_index",
+        unique=True,
+        postgresql_where=text("batch_id IS NOT NULL"),
+        sqlite_where=text("batch_id IS NOT NULL"),
     ),
     # runs.list newest first; ids sort by creation time
     Index("ix_runs_env_id", "environment_id", "id"),

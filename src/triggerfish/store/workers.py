@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._ids import new_id
@@ -104,6 +106,16 @@ async def known_task_ids(conn: AsyncConnection, env_id: str) -> list[str]:
     return [r[0] for r in await conn.execute(stmt)]
 
 
+def _declared(q: dict[str, Any]) -> dict[str, Any]:
+    rate = q.get("rate_limit") or (None, None)
+    return {
+        "concurrency_limit": q.get("concurrency_limit"),
+        "concurrency_key_limit": q.get("concurrency_key_limit"),
+        "rate_limit_count": rate[0],
+        "rate_limit_period": rate[1],
+    }
+
+
 async def ensure_queues(
     conn: AsyncConnection,
     env_id: str,
@@ -112,51 +124,47 @@ async def ensure_queues(
     *,
     update_limits: bool,
 ) -> None:
-    """Create missing queues; with ``update_limits`` a declared limit replaces the stored one."""
+    """Create missing queues; with ``update_limits`` the declared limits replace the
+    stored ones (a run-time override and the paused flag are left alone)."""
     by_name = {q["name"]: q for q in declared}
     if not by_name:
         return
     rows = await conn.execute(
-        select(queues.c.name, queues.c.concurrency_limit).where(
-            queues.c.environment_id == env_id, queues.c.name.in_(list(by_name))
-        )
+        select(
+            queues.c.name,
+            queues.c.concurrency_limit,
+            queues.c.concurrency_key_limit,
+            queues.c.rate_limit_count,
+            queues.c.rate_limit_period,
+        ).where(queues.c.environment_id == env_id, queues.c.name.in_(list(by_name)))
     )
-    stored = {r.name: r.concurrency_limit for r in rows}
-    for name, q in by_name.items():
+    stored = {
+        r.name: {
+            "concurrency_limit": r.concurrency_limit,
+            "concurrency_key_limit": r.concurrency_key_limit,
+            "rate_limit_count": r.rate_limit_count,
+            "rate_limit_period": r.rate_limit_period,
+        }
+        for r in rows
+    }
+    for name, q in sorted(by_name.items()):
+        wanted = _declared(q)
         if name not in stored:
+            # a concurrent trigger may create the same queue: first one wins
+            ins: Any = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(queues)
             await conn.execute(
-                insert(queues).values(
+                ins.values(
                     id=new_id("queue"),
                     environment_id=env_id,
                     name=name,
-                    concurrency_limit=q.get("concurrency_limit"),
                     paused=False,
                     created_at=now,
-                )
+                    **wanted,
+                ).on_conflict_do_nothing(index_elements=["environment_id", "name"])
             )
-        elif update_limits and stored[name] != q.get("concurrency_limit"):
+        elif update_limits and stored[name] != wanted:
             await conn.execute(
                 update(queues)
                 .where(queues.c.environment_id == env_id, queues.c.name == name)
-                .values(concurrency_limit=q.get("concurrency_limit"))
+                .values(**wanted)
             )
-
-
-async def queue_limits(
-    conn: AsyncConnection, env_id: str, names: Sequence[str], *, lock: bool
-) -> dict[str, tuple[int | None, bool]]:
-    """``name -> (concurrency_limit, paused)`` for queues that constrain claims.
-
-    With ``lock`` (PostgreSQL) the limited queues' rows are locked until the
-    claim commits, so two servers cannot both fill the last free slot.
-    """
-    if not names:
-        return {}
-    stmt = select(queues.c.name, queues.c.concurrency_limit, queues.c.paused).where(
-        queues.c.environment_id == env_id,
-        queues.c.name.in_(list(names)),
-        (queues.c.concurrency_limit.is_not(None)) | queues.c.paused,
-    )
-    if lock:
-        stmt = stmt.with_for_update()
-    return {r.name: (r.concurrency_limit, bool(r.paused)) for r in await conn.execute(stmt)}

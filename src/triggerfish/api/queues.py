@@ -1,0 +1,196 @@
+"""Queues over HTTP: Trigger.dev's ``queues.*`` paths (WIRE.md §12), plus
+Triggerfish's own extensions (rate limits, per-key limits, the environment
+limit, doctor) under their own paths."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from triggerfish._durations import parse_duration
+from triggerfish.api.deps import EngineDep, EnvDep
+from triggerfish.api.serialize import iso
+from triggerfish.engine.queues import QueueInfo, QueueRef
+from triggerfish.errors import UserError
+
+router = APIRouter(tags=["queues"])
+
+QueueTypeName = Literal["id", "task", "custom"]
+
+
+def queue_object(info: QueueInfo) -> dict[str, Any]:
+    """A queue as Trigger.dev's SDK reads it, plus ``concurrencyKeyLimit`` and ``rateLimit``."""
+    row = info.row
+    data: dict[str, Any] = {
+        "id": row.id,
+        "name": row.name.removeprefix("task/") if info.kind == "task" else row.name,
+        "type": info.kind,
+        "running": info.running,
+        "queued": info.queued,
+        "paused": bool(row.paused),
+        "concurrencyLimit": info.limit,
+        "concurrency": {
+            "current": info.limit,
+            "base": row.concurrency_limit,
+            "override": row.concurrency_limit_override,
+            "overriddenAt": iso(row.overridden_at),
+            "overriddenBy": None,
+        },
+        "concurrencyKeyLimit": row.concurrency_key_limit,
+        "rateLimit": (
+            {"limit": row.rate_limit_count, "period": row.rate_limit_period}
+            if row.rate_limit_count and row.rate_limit_period
+            else None
+        ),
+    }
+    return data
+
+
+def _ref(value: str, type_: str | None) -> QueueRef:
+    value = unquote(value)  # the SDK sends "/" as %252F
+    if type_ is None:
+        type_ = "id" if value.startswith("queue_") else "custom"
+    if type_ not in ("id", "task", "custom"):
+        raise UserError(f"type: expected id, task or custom, got {type_!r}")
+    if type_ == "custom" and value.startswith("task/"):
+        return QueueRef("task", value.removeprefix("task/"))
+    return QueueRef(type_, value)  # type: ignore[arg-type]
+
+
+class TypeBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: QueueTypeName | None = None
+
+
+class PauseBody(TypeBody):
+    action: Literal["pause", "resume"] = "pause"
+
+
+class OverrideBody(TypeBody):
+    concurrencyLimit: int = Field(ge=0, le=100_000)
+
+
+class KeyLimitBody(TypeBody):
+    concurrencyKeyLimit: int | None = Field(default=None, ge=0, le=100_000)
+
+
+class RateLimitBody(TypeBody):
+    limit: int | None = Field(default=None, ge=1)
+    period: str | float | None = None
+
+
+class EnvLimitBody(BaseModel):
+    concurrencyLimit: int | None = Field(default=None, ge=0, le=1_000_000)
+
+
+@router.get("/api/v1/queues")
+async def list_queues(
+    engine: EngineDep,
+    env: EnvDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    per_page: Annotated[int, Query(alias="perPage", ge=1, le=100)] = 25,
+) -> dict[str, Any]:
+    """Queues of the environment, by name, with running/queued counts (offset pages)."""
+    infos, total = await engine.queues.page(env.id, page=page, per_page=per_page)
+    return {
+        "data": [queue_object(i) for i in infos],
+        "pagination": {
+            "currentPage": page,
+            "totalPages": max(1, -(-total // per_page)),
+            "count": total,
+        },
+    }
+
+
+@router.post("/api/v1/queues/{value:path}/pause")
+async def pause_queue(
+    value: str, body: PauseBody, engine: EngineDep, env: EnvDep
+) -> dict[str, Any]:
+    """Pause (the queue keeps accepting runs, starts none) or resume a queue."""
+    ref = _ref(value, body.type)
+    if body.action == "pause":
+        info = await engine.queues.pause(env.id, ref)
+    else:
+        info = await engine.queues.resume(env.id, ref)
+    return queue_object(info)
+
+
+@router.post("/api/v1/queues/{value:path}/concurrency/override")
+async def override_concurrency(
+    value: str, body: OverrideBody, engine: EngineDep, env: EnvDep
+) -> dict[str, Any]:
+    """Set the queue's concurrency limit at run time; wins over code until reset."""
+    info = await engine.queues.override_limit(env.id, _ref(value, body.type), body.concurrencyLimit)
+    return queue_object(info)
+
+
+@router.post("/api/v1/queues/{value:path}/concurrency/reset")
+async def reset_concurrency(
+    value: str, body: TypeBody, engine: EngineDep, env: EnvDep
+) -> dict[str, Any]:
+    """Go back to the concurrency limit declared in code."""
+    return queue_object(await engine.queues.reset_limit(env.id, _ref(value, body.type)))
+
+
+@router.post("/api/v1/queues/{value:path}/concurrency/key-limit")
+async def set_key_limit(
+    value: str, body: KeyLimitBody, engine: EngineDep, env: EnvDep
+) -> dict[str, Any]:
+    """Slots each concurrency key may hold (Triggerfish); null: the queue's limit."""
+    info = await engine.queues.set_key_limit(
+        env.id, _ref(value, body.type), body.concurrencyKeyLimit
+    )
+    return queue_object(info)
+
+
+@router.post("/api/v1/queues/{value:path}/rate-limit")
+async def set_rate_limit(
+    value: str, body: RateLimitBody, engine: EngineDep, env: EnvDep
+) -> dict[str, Any]:
+    """At most ``limit`` starts per ``period`` (Triggerfish); both null removes it."""
+    period: float | None = None
+    if body.period is not None:
+        try:
+            period = parse_duration(body.period)
+        except ValueError as exc:
+            raise UserError(f"period: {exc}") from None
+    info = await engine.queues.set_rate_limit(env.id, _ref(value, body.type), body.limit, period)
+    return queue_object(info)
+
+
+@router.get("/api/v1/queues/{value:path}")
+async def retrieve_queue(
+    value: str,
+    engine: EngineDep,
+    env: EnvDep,
+    type_: Annotated[QueueTypeName | None, Query(alias="type")] = None,
+) -> dict[str, Any]:
+    return queue_object(await engine.queues.retrieve(env.id, _ref(value, type_)))
+
+
+@router.get("/api/v1/environment/concurrency")
+async def environment_concurrency(engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """The environment-wide concurrency limit (Triggerfish) and runs holding a slot."""
+    limit, running = await engine.queues.environment_limit(env.id)
+    return {"concurrencyLimit": limit, "running": running}
+
+
+@router.put("/api/v1/environment/concurrency")
+async def set_environment_concurrency(
+    body: EnvLimitBody, engine: EngineDep, env: EnvDep
+) -> dict[str, Any]:
+    """Cap the runs holding a slot across every queue; null removes the cap."""
+    await engine.queues.set_environment_limit(env.id, body.concurrencyLimit)
+    limit, running = await engine.queues.environment_limit(env.id)
+    return {"concurrencyLimit": limit, "running": running}
+
+
+@router.get("/api/v1/doctor")
+async def doctor(engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """What could hold runs back: limits, paused queues, workers online, oldest queued run."""
+    report = await engine.queues.doctor(env.id)
+    report["environment"]["slug"] = env.slug
+    return report

@@ -1,0 +1,48 @@
+"""Reading batches: their runs, in item order, and how far they got."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row
+
+from triggerfish.engine.resources import EngineResources
+from triggerfish.engine.states import FINAL, RunStatus
+from triggerfish.errors import BatchNotFound
+from triggerfish.store import batches as batch_store
+
+
+@dataclass(frozen=True)
+class BatchDetail:
+    row: Row[Any]
+    run_ids: list[str]
+    counts: dict[str, int]
+
+    @property
+    def finished(self) -> int:
+        return sum(n for s, n in self.counts.items() if RunStatus(s) in FINAL)
+
+    @property
+    def status(self) -> str:
+        """``PENDING`` while items are still arriving, ``PROCESSING`` while any run
+        is unfinished, then ``COMPLETED``."""
+        if self.row.sealed_at is None:
+            return "PENDING"
+        if self.finished < len(self.run_ids):
+            return "PROCESSING"
+        return "COMPLETED"
+
+
+class Batches:
+    def __init__(self, res: EngineResources) -> None:
+        self.res = res
+
+    async def retrieve(self, env_id: str, batch_id: str) -> BatchDetail:
+        async with self.res.db.read() as conn:
+            row = await batch_store.get(conn, env_id, batch_id)
+            if row is None:
+                raise BatchNotFound(batch_id)
+            ids = await batch_store.run_ids(conn, batch_id)
+            counts = await batch_store.status_counts(conn, batch_id)
+        return BatchDetail(row, ids, counts)

@@ -1,0 +1,129 @@
+"""Run metadata: one JSON object per run, changed by operations from inside the
+task (batched by the worker) or from outside over the API.
+
+Operations (Trigger.dev's names)::
+
+    {"type": "set", "key": "progress", "value": 0.5}
+    {"type": "delete", "key": "progress"}
+    {"type": "append", "key": "steps", "value": "render"}     # list; made if missing
+    {"type": "remove", "key": "steps", "value": "render"}     # every equal element
+    {"type": "increment", "key": "tokens", "value": 120}      # number; 0 if missing
+    {"type": "update", "value": {"a": 1, "b": 2}}             # shallow merge
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.errors import RunNotFound, StaleTransition, UserError
+from triggerfish.store import runs as run_store
+
+#: the largest metadata document a run may carry, as compact JSON
+MAX_METADATA_BYTES = 256 * 1024
+
+_KINDS = ("set", "delete", "append", "remove", "increment", "update")
+
+
+def apply_operations(
+    doc: dict[str, Any] | None, operations: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The document after ``operations``, in order; raises ``UserError`` naming a bad one.
+
+    Example::
+
+        apply_operations({"n": 1}, [{"type": "increment", "key": "n", "value": 2}])
+        # {"n": 3}
+    """
+    out = copy.deepcopy(doc) if doc else {}
+    for i, op in enumerate(operations):
+        where = f"operations[{i}]"
+        if not isinstance(op, dict) or op.get("type") not in _KINDS:
+            raise UserError(f"{where}.type: expected one of {', '.join(_KINDS)}")
+        kind = op["type"]
+        if kind == "update":
+            if not isinstance(op.get("value"), dict):
+                raise UserError(f"{where}.value: update takes an object")
+            out.update(op["value"])
+            continue
+        key = op.get("key")
+        if not isinstance(key, str) or not key:
+            raise UserError(f"{where}.key: a non-empty string is required")
+        value = op.get("value")
+        if kind == "set":
+            out[key] = value
+        elif kind == "delete":
+            out.pop(key, None)
+        elif kind == "append":
+            current = out.get(key)
+            if current is None:
+                current = []
+            elif not isinstance(current, list):
+                current = [current]
+            out[key] = [*current, value]
+        elif kind == "remove":
+            current = out.get(key)
+            if isinstance(current, list):
+                out[key] = [v for v in current if v != value]
+        elif kind == "increment":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UserError(f"{where}.value: increment takes a number")
+            current = out.get(key, 0)
+            if isinstance(current, bool) or not isinstance(current, int | float):
+                raise UserError(f"{where}: {key!r} holds a {type(current).__name__}, not a number")
+            out[key] = current + value
+    return out
+
+
+def check_size(doc: dict[str, Any]) -> None:
+    size = len(json.dumps(doc, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
+        raise UserError(
+            f"metadata: {size} bytes is above the limit of {MAX_METADATA_BYTES}; keep large "
+            "data elsewhere and store a reference"
+        )
+
+
+class Metadata:
+    def __init__(self, res: EngineResources) -> None:
+        self.res = res
+
+    async def get(self, env_id: str, run_id: str) -> dict[str, Any]:
+        async with self.res.db.read() as conn:
+            row = await run_store.get(conn, env_id, run_id)
+        if row is None:
+            raise RunNotFound(run_id)
+        return dict(row.run_metadata or {})
+
+    async def update(
+        self,
+        env_id: str,
+        run_id: str,
+        *,
+        replace: dict[str, Any] | None = None,
+        operations: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Replace the document and/or apply operations; returns the new document."""
+        async with self.res.db.write() as conn:
+            row = await run_store.get_for_update(conn, run_id)
+            if row is None or row.environment_id != env_id:
+                raise RunNotFound(run_id)
+            doc = replace if replace is not None else (row.run_metadata or {})
+            doc = apply_operations(doc, operations or [])
+            check_size(doc)
+            await run_store.transition_values(
+                conn, run_id, run_metadata=doc, updated_at=to_datetime(self.res.clock.now())
+            )
+        return doc
+
+    async def update_from_attempt(
+        self, env_id: str, attempt_id: str, operations: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Operations sent by a running attempt (via its worker)."""
+        async with self.res.db.read() as conn:
+            attempt = await run_store.attempt_by_id(conn, attempt_id)
+        if attempt is None:
+            raise StaleTransition("?", "metadata", attempt_id)
+        return await self.update(env_id, attempt.run_id, operations=operations)

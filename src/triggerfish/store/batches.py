@@ -1,0 +1,61 @@
+"""Batches: one row per batch trigger; its runs carry ``batch_id`` and ``batch_index``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from triggerfish.store.tables import batches, runs
+
+
+async def insert_batch(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(insert(batches).values(**values))
+
+
+async def get(conn: AsyncConnection, env_id: str, batch_id: str) -> Row[Any] | None:
+    stmt = select(batches).where(batches.c.id == batch_id, batches.c.environment_id == env_id)
+    return (await conn.execute(stmt)).first()
+
+
+async def get_for_update(conn: AsyncConnection, env_id: str, batch_id: str) -> Row[Any] | None:
+    """The batch, row-locked on PostgreSQL so concurrent item streams add runs in turn."""
+    stmt = select(batches).where(batches.c.id == batch_id, batches.c.environment_id == env_id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).first()
+
+
+async def find_idempotent(conn: AsyncConnection, env_id: str, key: str) -> Row[Any] | None:
+    stmt = select(batches).where(
+        batches.c.environment_id == env_id, batches.c.idempotency_key == key
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def seal(conn: AsyncConnection, batch_id: str, now: datetime) -> None:
+    await conn.execute(
+        update(batches).where(batches.c.id == batch_id).values(sealed_at=now, updated_at=now)
+    )
+
+
+async def indexes(conn: AsyncConnection, batch_id: str) -> list[int]:
+    stmt = select(runs.c.batch_index).where(runs.c.batch_id == batch_id)
+    return [int(i) for (i,) in await conn.execute(stmt)]
+
+
+async def run_ids(conn: AsyncConnection, batch_id: str) -> list[str]:
+    """The batch's runs in item order (``ix_runs_batch``)."""
+    stmt = select(runs.c.id).where(runs.c.batch_id == batch_id).order_by(runs.c.batch_index)
+    return [str(i) for (i,) in await conn.execute(stmt)]
+
+
+async def status_counts(conn: AsyncConnection, batch_id: str) -> dict[str, int]:
+    stmt = (
+        select(runs.c.status, func.count())
+        .where(runs.c.batch_id == batch_id)
+        .group_by(runs.c.status)
+    )
+    return {s: int(n) for s, n in await conn.execute(stmt)}

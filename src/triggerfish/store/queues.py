@@ -1,0 +1,243 @@
+"""Queues at run time: limits, overrides, pause, rate-limit windows, fair buckets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from triggerfish.engine.states import RunStatus
+from triggerfish.store.tables import environments, fair_buckets, queue_claims, queues, runs
+
+
+@dataclass(frozen=True)
+class QueueRules:
+    """What constrains claims from one queue."""
+
+    name: str
+    #: effective limit: the run-time override, else the declared one
+    limit: int | None
+    key_limit: int | None
+    rate_count: int | None
+    rate_period: float | None
+    paused: bool
+
+    @property
+    def rate_limited(self) -> bool:
+        return bool(self.rate_count and self.rate_period)
+
+
+def _rules(row: Row[Any]) -> QueueRules:
+    override = row.concurrency_limit_override
+    return QueueRules(
+        name=row.name,
+        limit=override if override is not None else row.concurrency_limit,
+        key_limit=row.concurrency_key_limit,
+        rate_count=row.rate_limit_count,
+        rate_period=row.rate_limit_period,
+        paused=bool(row.paused),
+    )
+
+
+_CONSTRAINED = (
+    queues.c.concurrency_limit.is_not(None)
+    | queues.c.concurrency_limit_override.is_not(None)
+    | queues.c.concurrency_key_limit.is_not(None)
+    | queues.c.rate_limit_count.is_not(None)
+    | queues.c.paused
+)
+
+
+async def constraints(
+    conn: AsyncConnection, env_id: str, names: Sequence[str] | None = None, *, lock: bool = False
+) -> dict[str, QueueRules]:
+    """Rules of the environment's queues that constrain claims (all, or of ``names``).
+
+    With ``lock`` (PostgreSQL) the rows stay locked until the claim commits, so
+    servers serialise per constrained queue and cannot both fill its last slot.
+    """
+    stmt = select(queues).where(queues.c.environment_id == env_id, _CONSTRAINED)
+    if names is not None:
+        if not names:
+            return {}
+        stmt = stmt.where(queues.c.name.in_(sorted(names))).order_by(queues.c.name)
+    if lock:
+        stmt = stmt.with_for_update()
+    return {r.name: _rules(r) for r in await conn.execute(stmt)}
+
+
+async def environment_limit(
+    conn: AsyncConnection, env_id: str, *, lock: bool = False
+) -> int | None:
+    stmt = select(environments.c.concurrency_limit).where(environments.c.id == env_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    value = (await conn.execute(stmt)).scalar()
+    return int(value) if value is not None else None
+
+
+async def set_environment_limit(conn: AsyncConnection, env_id: str, limit: int | None) -> None:
+    await conn.execute(
+        update(environments).where(environments.c.id == env_id).values(concurrency_limit=limit)
+    )
+
+
+async def recent_claims(
+    conn: AsyncConnection, env_id: str, names: Sequence[str], since: dict[str, float]
+) -> dict[str, tuple[int, float]]:
+    """``name -> (claims after since[name], oldest such claim)`` (``ix_queue_claims_window``)."""
+    out: dict[str, tuple[int, float]] = {}
+    if not names:
+        return out
+    conds = [
+        (queue_claims.c.queue_name == n) & (queue_claims.c.at > since[n]) for n in sorted(names)
+    ]
+    stmt = (
+        select(queue_claims.c.queue_name, func.count(), func.min(queue_claims.c.at))
+        .where(queue_claims.c.environment_id == env_id, or_(*conds))
+        .group_by(queue_claims.c.queue_name)
+    )
+    for name, count, oldest in await conn.execute(stmt):
+        out[name] = (int(count), float(oldest))
+    return out
+
+
+async def record_claims(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(insert(queue_claims), rows)
+
+
+async def forget_claims_before(conn: AsyncConnection, before: float) -> int:
+    """Drop claim records older than every window (``before`` = now - longest period)."""
+    result = await conn.execute(delete(queue_claims).where(queue_claims.c.at < before))
+    return int(result.rowcount or 0)
+
+
+async def longest_rate_period(conn: AsyncConnection) -> float | None:
+    value = (await conn.execute(select(func.max(queues.c.rate_limit_period)))).scalar()
+    return float(value) if value is not None else None
+
+
+# -- administration -------------------------------------------------------------------
+
+
+async def list_queues(
+    conn: AsyncConnection, env_id: str, *, offset: int, limit: int
+) -> tuple[list[Row[Any]], int]:
+    total = (
+        await conn.execute(
+            select(func.count()).select_from(queues).where(queues.c.environment_id == env_id)
+        )
+    ).scalar_one()
+    stmt = (
+        select(queues)
+        .where(queues.c.environment_id == env_id)
+        .order_by(queues.c.name)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all()), int(total)
+
+
+async def find_queue(
+    conn: AsyncConnection, env_id: str, *, queue_id: str | None = None, name: str | None = None
+) -> Row[Any] | None:
+    stmt = select(queues).where(queues.c.environment_id == env_id)
+    stmt = stmt.where(queues.c.id == queue_id) if queue_id else stmt.where(queues.c.name == name)
+    return (await conn.execute(stmt)).first()
+
+
+async def update_queue(conn: AsyncConnection, queue_id: str, **values: Any) -> Row[Any]:
+    stmt = update(queues).where(queues.c.id == queue_id).values(**values).returning(*queues.c)
+    return (await conn.execute(stmt)).one()
+
+
+async def queue_counts(
+    conn: AsyncConnection, env_id: str, names: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """``name -> (running, queued)`` for the given queues."""
+    if not names:
+        return {}
+    out = {n: (0, 0) for n in names}
+    active = [RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]
+    waiting = [RunStatus.QUEUED.value, RunStatus.DELAYED.value, RunStatus.PENDING_VERSION.value]
+    stmt = (
+        select(runs.c.queue_name, runs.c.status, func.count())
+        .where(
+            runs.c.environment_id == env_id,
+            runs.c.queue_name.in_(list(names)),
+            runs.c.status.in_(active + waiting),
+        )
+        .group_by(runs.c.queue_name, runs.c.status)
+    )
+    for name, status, count in await conn.execute(stmt):
+        running, queued = out[name]
+        if status in active:
+            running += int(count)
+        else:
+            queued += int(count)
+        out[name] = (running, queued)
+    return out
+
+
+# -- fair queuing ----------------------------------------------------------------------
+
+
+async def service_clock(conn: AsyncConnection, env_id: str) -> float | None:
+    """Where fair service stands: the newest order key holding a slot, else the
+    oldest one waiting (``ix_runs_active_order`` / ``ix_runs_queued``, one probe each)."""
+    active = (
+        select(func.max(runs.c.order_key))
+        .where(
+            runs.c.environment_id == env_id,
+            runs.c.status.in_([RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]),
+        )
+        .scalar_subquery()
+    )
+    queued = (
+        select(func.min(runs.c.order_key))
+        .where(runs.c.environment_id == env_id, runs.c.status == RunStatus.QUEUED.value)
+        .scalar_subquery()
+    )
+    row = (await conn.execute(select(active, queued))).one()
+    value = row[0] if row[0] is not None else row[1]
+    return float(value) if value is not None else None
+
+
+async def take_tags(
+    conn: AsyncConnection,
+    env_id: str,
+    queue_name: str,
+    concurrency_key: str | None,
+    clock: float,
+    count: int,
+    quantum: float,
+) -> float:
+    """Reserve ``count`` consecutive fair tags in a bucket; returns the first.
+
+    One upsert: the bucket's next tag becomes ``max(next, clock) + count * quantum``.
+    Concurrent triggers of one bucket serialise on its row.
+    """
+    dialect = conn.dialect.name
+    ins: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(fair_buckets)
+    greatest = func.greatest if dialect == "postgresql" else func.max
+    step = count * quantum
+    stmt = ins.values(
+        environment_id=env_id,
+        queue_name=queue_name,
+        concurrency_key=concurrency_key or "",
+        next_tag=clock + step,
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["environment_id", "queue_name", "concurrency_key"],
+        set_={"next_tag": greatest(fair_buckets.c.next_tag, clock) + step},
+    ).returning(fair_buckets.c.next_tag)
+    after = float((await conn.execute(stmt)).scalar_one())
+    return after - step
+
+
