@@ -23,6 +23,13 @@ PG_ADMIN_URL = os.environ.get("TRIGGERFISH_BENCH_PG", "postgresql://postgres@127
 REDIS_URL = os.environ.get("TRIGGERFISH_BENCH_REDIS", "redis://127.0.0.1:6379")
 
 
+#: how often a client checks whether all runs of a throughput workload are done
+#: (the same for every system; the check costs the system under test a query)
+DONE_POLL = 0.05
+#: how often a latency client checks for one run's result where it must poll
+RESULT_POLL = 0.01
+
+
 class BenchError(RuntimeError):
     """A benchmark could not be set up or did not finish in its time bound."""
 

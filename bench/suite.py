@@ -507,7 +507,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", help="workloads, e.g. W1,W2 (W1b is W1 batched)")
     parser.add_argument("--systems", help=f"subset of {','.join(SYSTEMS)}")
     parser.add_argument("--w1", type=int, help="W1 runs")
+    parser.add_argument("--w2", type=int, help="W2 runs")
     parser.add_argument("--w3", type=int, help="W3 runs")
+    parser.add_argument("--w4", type=int, help="W4 runs")
     parser.add_argument("--w5-rows", type=int, help="W5 rows")
     parser.add_argument("--no-write", action="store_true", help="do not write RESULTS.md")
     args = parser.parse_args(argv)
@@ -515,8 +517,9 @@ def main(argv: list[str] | None = None) -> None:
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.w1:
         sizes.w1 = args.w1
-    if args.w3:
-        sizes.w3 = args.w3
+    for name in ("w2", "w3", "w4"):
+        if getattr(args, name):
+            setattr(sizes, name, getattr(args, name))
     if args.w5_rows:
         sizes.w5_rows = args.w5_rows
     args.reps = args.reps or (1 if args.quick else 3)

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from bench._common import BenchError, latency_summary, median, wait_until
+from bench._common import DONE_POLL, RESULT_POLL, BenchError, latency_summary, median, wait_until
 from bench._triggerfish import Stack
 from triggerfish import Triggerfish
 
@@ -26,7 +26,7 @@ def wait_all_finished(client: Triggerfish, expected: int, timeout: float) -> flo
         lambda: not client.runs.list(status=_OPEN, limit=1).data,
         timeout,
         f"{expected} runs to finish",
-        interval=0.01,
+        interval=DONE_POLL,
     )
     done = time.perf_counter()
     failed = client.runs.list(status=_BAD, limit=5).data
@@ -61,7 +61,7 @@ def latency_at_idle(stack: Stack, n: int, pause: float = 0.02) -> dict[str, floa
             time.sleep(pause)  # the worker is back in its idle long poll
             sent = time.time()
             handle = client.tasks.trigger("noop", {"i": i})
-            run = client.runs.poll(handle.id, timeout=30, interval=0.005)
+            run = client.runs.poll(handle.id, timeout=30, interval=RESULT_POLL)
             if run.status != "COMPLETED":
                 raise BenchError(f"run {run.id} ended {run.status}")
             samples.append((run.output["started"] - sent) * 1000)
@@ -136,12 +136,12 @@ def token_resume(stack: Stack, n: int) -> dict[str, float]:
                 lambda h=handle: client.runs.retrieve(h.id).status == "WAITING",
                 30,
                 "the run to suspend on its token",
-                interval=0.005,
+                interval=RESULT_POLL,
             )
             time.sleep(0.02)
             completed = time.time()
             client.waitpoints.complete_token(token.id, {"i": i})  # type: ignore[attr-defined]
-            run = client.runs.poll(handle.id, timeout=30, interval=0.005)
+            run = client.runs.poll(handle.id, timeout=30, interval=RESULT_POLL)
             if run.status != "COMPLETED":
                 raise BenchError(f"run {run.id} ended {run.status}")
             samples.append((run.output["continued"] - completed) * 1000)

@@ -21,6 +21,7 @@ from typing import Any
 from celery import Celery, chain, group
 
 from bench._common import (
+    DONE_POLL,
     REDIS_URL,
     REPO_DIR,
     BenchError,
@@ -107,7 +108,7 @@ def _wait_results(ids: list[str], timeout: float = 900) -> float:
             break
         if time.monotonic() > deadline:
             raise BenchError(f"{len(pending)} celery tasks unfinished after {timeout}s")
-        time.sleep(0.01)
+        time.sleep(DONE_POLL)
     return time.perf_counter()
 
 

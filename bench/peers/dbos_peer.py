@@ -24,6 +24,7 @@ from typing import Any
 from dbos import DBOS, DBOSClient, Queue
 
 from bench._common import (
+    DONE_POLL,
     REPO_DIR,
     BenchError,
     clean_env,
@@ -118,7 +119,7 @@ def w1(url: str, n: int, mode: str, folder: Path) -> dict[str, Any]:
         start = time.perf_counter()
         for i in range(n):
             client.enqueue({"queue_name": "tfbench", "workflow_name": "noop"}, i)
-        wait_until(lambda: _open_count(client) == 0, 900, "DBOS workflows", interval=0.01)
+        wait_until(lambda: _open_count(client) == 0, 900, "DBOS workflows", interval=DONE_POLL)
         done = time.perf_counter()
         return {"runs_per_s": n / (done - start), "seconds": done - start,
                 "worker_mb": [rss_mb(p.pid) for p in procs]}

@@ -21,7 +21,9 @@ from typing import Any
 import psycopg
 
 from bench._common import (
+    DONE_POLL,
     REPO_DIR,
+    RESULT_POLL,
     BenchError,
     clean_env,
     emit,
@@ -62,7 +64,7 @@ def _workers(url: str, folder: Path, count: int = 2) -> list[Any]:
 
 
 def _wait_drained(conn: psycopg.Connection[Any], timeout: float = 900) -> float:
-    wait_until(lambda: _open_jobs(conn) == 0, timeout, "procrastinate jobs", interval=0.01)
+    wait_until(lambda: _open_jobs(conn) == 0, timeout, "procrastinate jobs", interval=DONE_POLL)
     return time.perf_counter()
 
 
@@ -101,7 +103,7 @@ def run(workload: str, url: str, n: int, mode: str, batch: int, folder: Path) ->
                         ).fetchone(),
                         30,
                         "a procrastinate job to start",
-                        interval=0.002,
+                        interval=RESULT_POLL,
                     )
                     samples.append((row[0] - sent) * 1000)
                 return latency_summary(samples)
