@@ -48,9 +48,26 @@ def port_is_free(host: str, port: int) -> bool:
         return True
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (it comes with ``uvicorn[standard]``).
+
+    The server and the worker spend much of their time in the event loop's
+    socket and callback handling, which uvloop does in C. Set
+    ``TRIGGERFISH_EVENT_LOOP=asyncio`` to run on the standard loop instead.
+    """
+    if os.environ.get("TRIGGERFISH_EVENT_LOOP", "").lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     try:
-        return asyncio.run(fn())  # type: ignore[arg-type]
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(fn())  # type: ignore[arg-type]
     except TriggerfishError as exc:
         raise fail(str(exc)) from None
 

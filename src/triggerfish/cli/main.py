@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from triggerfish.cli import admin, processes, queues, runs, schedules, tokens
-from triggerfish.cli._common import fail, port_is_free
+from triggerfish.cli._common import fail, loop_factory, port_is_free
 
 app = typer.Typer(
     help="Triggerfish: durable background jobs and workflows for Python.",
@@ -51,7 +51,8 @@ def dev(
         raise fail(str(exc)) from None
     if not port_is_free(host, port):
         raise fail(f"port {port} on {host} is taken; choose another with --port")
-    asyncio.run(run_dev(config, host, port, concurrency))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(run_dev(config, host, port, concurrency))
 
 
 if __name__ == "__main__":
