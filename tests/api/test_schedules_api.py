@@ -181,3 +181,34 @@ async def test_timezones_need_no_key(api: dict[str, Any]) -> None:
 async def test_schedule_calls_need_a_key(api: dict[str, Any]) -> None:
     r = await api["client"].get("/api/v1/schedules", headers={"Authorization": ""})
     assert r.status_code == 401
+
+
+async def test_runs_name_their_schedule_and_can_be_filtered_by_it(
+    api: dict[str, Any], clock: ManualClock
+) -> None:
+    c, engine = api["client"], api["engine"]
+    one = (
+        await c.post(
+            "/api/v1/schedules",
+            json={"task": "sync", "cron": "* * * * *", "externalId": "a", "deduplicationKey": "a"},
+        )
+    ).json()
+    other = (await c.post("/api/v1/schedules", json={"task": "sync", "cron": "* * * * *"})).json()
+    plain = (await c.post("/api/v1/tasks/plain/trigger", json={"payload": {}})).json()["id"]
+    for _ in range(2):
+        clock.advance(60)
+        assert await engine.schedules.fire_due() == 2
+
+    listed = (await c.get("/api/v1/runs", params={"filter[schedule]": one["id"]})).json()["data"]
+    assert len(listed) == 2 and all(r["taskIdentifier"] == "sync" for r in listed)
+    run = (await c.get(f"/api/v3/runs/{listed[0]['id']}")).json()
+    assert run["schedule"] == {
+        "id": one["id"],
+        "externalId": "a",
+        "deduplicationKey": "a",
+        "generator": {"type": "CRON", "expression": "* * * * *", "description": "Every minute"},
+    }
+    assert run["payload"]["scheduleId"] == one["id"]
+    others = (await c.get(f"/api/v1/runs?filter[schedule]={other['id']}")).json()["data"]
+    assert len(others) == 2 and not {r["id"] for r in others} & {r["id"] for r in listed}
+    assert "schedule" not in (await c.get(f"/api/v3/runs/{plain}")).json()

@@ -12,8 +12,17 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from triggerfish.api.deps import EngineDep, EnvDep
+from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
-from triggerfish.engine.schedules import ScheduleInfo, ScheduleInput, Schedules, iso
+from triggerfish.engine.schedules import (
+    ScheduleInfo,
+    ScheduleInput,
+    Schedules,
+    iso,
+    run_key_prefix,
+    schedule_id_of,
+)
+from triggerfish.errors import ScheduleNotFound
 
 router = APIRouter(tags=["schedules"])
 
@@ -49,6 +58,26 @@ def schedule_object(info: ScheduleInfo, env: Environment) -> dict[str, Any]:
         "environments": [{"id": env.id, "type": _ENV_TYPES.get(env.slug, env.slug.upper())}],
     }
     return {k: v for k, v in data.items() if v is not None}
+
+
+async def run_schedule_field(
+    engine: Engine, env: Environment, idempotency_key: str | None
+) -> dict[str, Any] | None:
+    """The ``schedule`` of a run object: the schedule that started the run, if any."""
+    schedule_id = schedule_id_of(idempotency_key)
+    if schedule_id is None:
+        return None
+    try:
+        info = await engine.schedules.retrieve(env.id, schedule_id)
+    except ScheduleNotFound:  # deleted since
+        return None
+    data = schedule_object(info, env)
+    return {k: data[k] for k in ("id", "externalId", "deduplicationKey", "generator") if k in data}
+
+
+def runs_filter_prefix(schedule_ref: str | None) -> str | None:
+    """``filter[schedule]`` of the runs list, as an idempotency-key prefix."""
+    return run_key_prefix(schedule_ref) if schedule_ref else None
 
 
 def _input(body: UpdateScheduleBody, dedup: str | None = None) -> ScheduleInput:

@@ -91,6 +91,24 @@ class ScheduleInfo:
     updated_at: datetime
 
 
+def slot_key(schedule_id: str, slot: float) -> str:
+    """The idempotency key of a schedule's run for one slot: one run per slot."""
+    return f"{run_key_prefix(schedule_id)}{math.floor(slot)}"
+
+
+def run_key_prefix(schedule_id: str) -> str:
+    """What the idempotency keys of every run of this schedule begin with."""
+    return f"schedule:{schedule_id}:"
+
+
+def schedule_id_of(idempotency_key: str | None) -> str | None:
+    """The schedule that started a run, read back from the run's idempotency key."""
+    if not idempotency_key or not idempotency_key.startswith("schedule:"):
+        return None
+    _, schedule_id, _slot = idempotency_key.split(":", 2)
+    return schedule_id
+
+
 def iso(epoch: float) -> str:
     """``2026-03-08T07:00:00.000Z``: the date shape of Trigger.dev's payloads."""
     value = datetime.fromtimestamp(epoch, UTC)
@@ -389,7 +407,7 @@ class Schedules:
                 task_id=row.task_identifier,
                 payload=self.payload(row, spec, slot),
                 # one run per (schedule, slot), whichever replica gets here first
-                idempotency_key=f"schedule:{row.id}:{math.floor(slot)}",
+                idempotency_key=slot_key(row.id, slot),
             )
             try:
                 result = await self.enqueue.trigger(row.environment_id, request)

@@ -398,6 +398,8 @@ class RunFilter:
     queues: Sequence[str] = ()
     machines: Sequence[str] = ()
     batch_id: str | None = None
+    #: runs a schedule started: their idempotency keys begin with this prefix
+    idempotency_prefix: str | None = None
     is_test: bool | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
@@ -430,6 +432,8 @@ async def page(
         conds.append(runs.c.machine.in_(list(flt.machines)))
     if flt.batch_id:
         conds.append(runs.c.batch_id == flt.batch_id)
+    if flt.idempotency_prefix:
+        conds.append(runs.c.idempotency_key.startswith(flt.idempotency_prefix, autoescape=True))
     if flt.is_test is not None:
         conds.append(runs.c.is_test == flt.is_test)
     if flt.created_from:
