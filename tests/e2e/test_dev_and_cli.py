@@ -34,7 +34,7 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def test_dev_serves_reloads_on_change_and_stops_cleanly(tmp_path: Path) -> None:
+def test_dev_serves_reloads_reports_broken_task_files_and_stops_cleanly(tmp_path: Path) -> None:
     project = tmp_path / "proj"
     (project / "jobs").mkdir(parents=True)
     (project / "pyproject.toml").write_text('[tool.triggerfish]\ndirs = ["jobs"]\n')
@@ -71,6 +71,13 @@ def test_dev_serves_reloads_on_change_and_stops_cleanly(tmp_path: Path) -> None:
 
         assert support.wait_for(result, timeout=60, interval=0.2, what="v1 result") == "hello v1"
         assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
+        task_file.write_text("import no_such_module_here\n" + TASK_V1)
+        support.wait_for(
+            lambda: "No module named 'no_such_module_here'"
+            in (tmp_path / "dev.out").read_text().partition("the worker stopped")[2],
+            timeout=60,
+            what="dev to report the worker's import error",
+        )
         task_file.write_text(TASK_V1.replace("hello v1", "hello v2"))
         support.wait_for(
             lambda: result() == "hello v2",

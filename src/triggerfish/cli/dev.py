@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 import watchfiles
+from rich.text import Text
 
 from triggerfish.cli._common import DEV_KEY_FILE, STATE_DIR, console
 from triggerfish.cli._serve import make_server
@@ -114,6 +115,33 @@ class DevSession:
             self._worker_log.close()
             self._worker_log = None
 
+    async def report_worker_exit(self, stop: asyncio.Event) -> None:
+        """Say at once when the worker stops on its own (a task file that fails to import).
+
+        The worker's output goes to its log file; without this a broken task
+        file would only show up as runs that never start.
+        """
+        reported: subprocess.Popen[bytes] | None = None
+        while not stop.is_set():
+            proc = self._worker
+            if proc is not None and proc is not reported and proc.poll() is not None:
+                reported = proc
+                console.print(
+                    f"[bold red]the worker stopped (exit code {proc.returncode})[/]; "
+                    "it restarts when a task file changes. Its last lines:"
+                )
+                for line in self._worker_log_tail():
+                    console.print(Text("  | ", style="dim") + Text(line), highlight=False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    def _worker_log_tail(self, lines: int = 8) -> list[str]:
+        try:
+            text = (self.log_dir / "worker.log").read_text(errors="replace")
+        except OSError:
+            return []
+        return text.rstrip().splitlines()[-lines:]
+
     async def watch(self, key: str, stop: asyncio.Event) -> None:
         folders = [str(self.config.root / d) for d in self.config.dirs]
         async for changes in watchfiles.awatch(
@@ -157,8 +185,9 @@ async def run_dev(config: ProjectConfig, host: str, port: int, concurrency: int)
         session.start_worker(key)
         session.banner(key)
         watching = asyncio.create_task(session.watch(key, stop))
+        reporting = asyncio.create_task(session.report_worker_exit(stop))
         await asyncio.wait(
-            [serving, watching, asyncio.create_task(stop.wait())],
+            [serving, watching, reporting, asyncio.create_task(stop.wait())],
             return_when=asyncio.FIRST_COMPLETED,
         )
         stop.set()
