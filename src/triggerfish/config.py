@@ -44,3 +44,7 @@ class ServerSettings(BaseSettings):
     schedule_seconds_field: bool = False
     #: journal results larger than this many bytes of JSON are stored out of line
     journal_inline_bytes: int = 64 * 1024
+    #: lock a run to the worker version that wrote its first journal entry, so
+    #: it only replays on the same code. `triggerfish dev` turns this off: there
+    #: every edit is a new version, and a waiting run should resume on the new code
+    lock_run_versions: bool = True

@@ -359,3 +359,34 @@ async def test_a_run_resumes_only_on_the_worker_version_it_started_on(
     assert [o.run_id for o in await new.run_until_idle()] == [fresh]
     await old.run_until_idle()
     assert (await _run(engine, env_id, run_id)).status == "COMPLETED"
+
+
+async def test_a_child_finishing_as_the_parents_wait_times_out_gives_one_result(
+    engine: Engine, clock: ManualClock
+) -> None:
+    registry = TaskRegistry()
+    with collecting_into(registry):
+
+        @task(id="quick-child", retry=retry(max_attempts=1))
+        def quick_child(payload: dict) -> int:
+            return 5
+
+        @task(id="impatient", retry=FAST)
+        def impatient(payload: dict) -> Any:
+            result = quick_child.trigger_and_wait({}, timeout=60)
+            return {"ok": result.ok, "output": result.output}
+
+    env_id, worker = await _start(engine, registry)
+    run_id = await _trigger(engine, env_id, "impatient")
+    await worker.run_one()  # the parent suspends; the child is queued
+    [waiting] = (await engine.waitpoints.waiting_for([run_id]))[run_id]
+    assert waiting["type"] == "RUN" and waiting["timeoutAt"]
+    clock.advance(seconds=61)
+    child_done, timed_out = await asyncio.gather(
+        worker.run_one(), engine.waitpoints.resolve_due()
+    )
+    assert child_done is not None and child_done.report["output"] == 5
+    await worker.run_until_idle()
+    run = await _run(engine, env_id, run_id)
+    assert run.status == "COMPLETED" and await _resumes(engine, env_id, run_id) == 1
+    assert run.output == ({"ok": False, "output": None} if timed_out else {"ok": True, "output": 5})

@@ -268,8 +268,12 @@ def wait_spec(wait: dict[str, Any], now: float) -> WaitSpec:
             )
             for item in items
         ]
+        timeout = wait.get("timeout")
         return WaitSpec(
-            "runs", children=children, cancel_children=bool(wait.get("cancel_children", True))
+            "runs",
+            children=children,
+            cancel_children=bool(wait.get("cancel_children", True)),
+            due_at=now + float(timeout) if timeout is not None else None,
         )
     raise UserError(f"wait.type: unknown wait {kind!r}")
 

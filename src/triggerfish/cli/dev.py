@@ -53,7 +53,13 @@ class DevSession:
         finally:
             await db.dispose()
         engine = Engine.create(
-            ServerSettings(database_url=url, heartbeat_timeout=10, maintenance_interval=0.5)
+            ServerSettings(
+                database_url=url,
+                heartbeat_timeout=10,
+                maintenance_interval=0.5,
+                # each reload is a new version; waiting runs resume on the new code
+                lock_run_versions=False,
+            )
         )
         await engine.start()
         await engine.environments.bootstrap(self.config.root.name)

@@ -54,7 +54,9 @@ class Journal:
         """
         now = to_datetime(self.res.clock.now())
         async with self.res.db.write() as conn:
-            row = await journal_store.guard_executing(conn, run_id, attempt_id, now)
+            row = await journal_store.guard_executing(
+                conn, run_id, attempt_id, now, lock_version=self.res.settings.lock_run_versions
+            )
             if row is None or (env_id is not None and row.environment_id != env_id):
                 raise StaleTransition(run_id, f"journal entry {entry.seq}", attempt_id)
             await self.write_in(conn, run_id, entry, now)

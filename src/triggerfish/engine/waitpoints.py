@@ -99,7 +99,9 @@ class Waitpoints:
         async with self.res.db.write() as conn:
             # lock what we wait on before the run, the order resolvers use
             ids = await self._waitpoints_for(conn, env_id, run_id, spec, children, now)
-            guard = await journal_store.guard_executing(conn, run_id, attempt_id, dt)
+            guard = await journal_store.guard_executing(
+                conn, run_id, attempt_id, dt, lock_version=self.res.settings.lock_run_versions
+            )
             if guard is None or guard.environment_id != env_id:
                 raise StaleTransition(run_id, RunStatus.WAITING, attempt_id)
             for idx, wp_id in enumerate(ids):
@@ -133,6 +135,8 @@ class Waitpoints:
         # finds the same child instead of starting another
         if not req.idempotency_key:
             req.idempotency_key = f"{parent_id}:{seq}:{idx}"
+        elif idx > 0:  # one caller key shared by a batch: still one child per item
+            req.idempotency_key = f"{req.idempotency_key}:{idx}"[:128]
         req.trigger_function = "triggerAndWait"
         return (await self.enqueue.trigger(env_id, req)).id
 
@@ -215,6 +219,8 @@ class Waitpoints:
             "id": wp_id,
             "kind": "RUN",
             "status": "PENDING",
+            # the parent stops waiting then (the child runs on)
+            "due_at": spec.due_at,
             "child_run_id": child_id,
             "tags": ["cancel-with-parent"] if spec.cancel_children else [],
         }
@@ -400,7 +406,9 @@ class Waitpoints:
         """``wait.create_token`` inside a task: the token and its journal entry, together."""
         dt = to_datetime(self.res.clock.now())
         async with self.res.db.write() as conn:
-            guard = await journal_store.guard_executing(conn, run_id, attempt_id, dt)
+            guard = await journal_store.guard_executing(
+                conn, run_id, attempt_id, dt, lock_version=self.res.settings.lock_run_versions
+            )
             if guard is None or guard.environment_id != env_id:
                 raise StaleTransition(run_id, "create a token", attempt_id)
             row, _ = await self.create_token_in(conn, env_id, req, run_id)

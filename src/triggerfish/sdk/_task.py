@@ -178,7 +178,9 @@ class Task(Generic[P, R]):
         with a :class:`~triggerfish.WaitResult`: ``ok`` and ``output``, or the
         child's ``error``; nothing is raised unless you call ``.unwrap()``.
         Options are those of :meth:`trigger`, plus ``cancel_with_parent``
-        (default True: canceling the waiting parent cancels the child).
+        (default True: canceling the waiting parent cancels the child) and
+        ``timeout`` (``"1h"``, seconds): the parent stops waiting then, with a
+        not-ok result (the child runs on).
         Awaited in ``async def`` tasks.
 
         Example::

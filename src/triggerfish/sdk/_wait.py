@@ -271,6 +271,7 @@ def wait_for_runs(task: Any, items: list[Any], options: dict[str, Any], *, batch
     run = current(f"{task.id}.{what}")
     shared = dict(options)
     cancel = bool(shared.pop("cancel_with_parent", True))
+    timeout = shared.pop("timeout", None)
     kind = "batch" if batch else "child"
     seq, entry = run.next_call(kind, task.id)
     if entry is not None and entry["status"] == "OK":
@@ -288,7 +289,9 @@ def wait_for_runs(task: Any, items: list[Any], options: dict[str, Any], *, batch
                     "options": _wire_options({**shared, **own}),
                 }
             )
-        spec = {"type": "runs", "items": wire, "cancel_children": cancel}
+        spec: dict[str, Any] = {"type": "runs", "items": wire, "cancel_children": cancel}
+        if timeout is not None:
+            spec["timeout"] = parse_duration(timeout)
         value = run.suspend(seq, kind, task.id, spec)
     result: Any = (
         [WaitResult.from_journal(v) for v in value or []]

@@ -28,16 +28,19 @@ _WIRE = (
 
 
 async def guard_executing(
-    conn: AsyncConnection, run_id: str, attempt_id: str, now: datetime
+    conn: AsyncConnection, run_id: str, attempt_id: str, now: datetime, *, lock_version: bool
 ) -> Row[Any] | None:
     """Lock the run if ``attempt_id`` is its current, executing attempt; else ``None``.
 
     The update is the guard (and the row lock on PostgreSQL): a journal write
-    from a reclaimed or canceled attempt matches no row. It also locks the run
-    to the attempt's worker version: from its first journal entry on, a run
-    only replays on code of that version.
+    from a reclaimed or canceled attempt matches no row. With ``lock_version``
+    it also locks the run to the attempt's worker version: from its first
+    journal entry on, a run only replays on code of that version.
     """
-    version = select(attempts.c.version).where(attempts.c.id == attempt_id).scalar_subquery()
+    values: dict[str, Any] = {"updated_at": now}
+    if lock_version:
+        version = select(attempts.c.version).where(attempts.c.id == attempt_id)
+        values["locked_version"] = func.coalesce(runs.c.locked_version, version.scalar_subquery())
     stmt = (
         update(runs)
         .where(
@@ -45,7 +48,7 @@ async def guard_executing(
             runs.c.current_attempt_id == attempt_id,
             runs.c.status == RunStatus.EXECUTING.value,
         )
-        .values(updated_at=now, locked_version=func.coalesce(runs.c.locked_version, version))
+        .values(**values)
         .returning(runs.c.id, runs.c.environment_id, runs.c.task_identifier)
     )
     return (await conn.execute(stmt)).first()
