@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from triggerfish.errors import ApiError, RunTimeout
 from triggerfish.sdk._task import RunHandle
+
+if TYPE_CHECKING:
+    # imported on first use: task processes that never call the API stay small
+    import httpx
 
 T = TypeVar("T")
 
@@ -165,6 +168,8 @@ class _Transport:
 
     def send(self, call: _Call[T]) -> T:
         if self._sync is None:
+            import httpx
+
             self._sync = httpx.Client(
                 base_url=self.api_url, headers=self._headers, timeout=self._timeout
             )
@@ -174,6 +179,8 @@ class _Transport:
 
     async def send_async(self, call: _Call[T]) -> T:
         if self._async is None:
+            import httpx
+
             self._async = httpx.AsyncClient(
                 base_url=self.api_url, headers=self._headers, timeout=self._timeout
             )
