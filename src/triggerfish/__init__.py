@@ -33,6 +33,7 @@ from triggerfish.sdk._client import Run, RunPage, Triggerfish, _DefaultNamespace
 from triggerfish.sdk._context import Context
 from triggerfish.sdk._events import events, kv
 from triggerfish.sdk._logger import logger
+from triggerfish.sdk._metadata import metadata
 from triggerfish.sdk._queue import Queue, queue
 from triggerfish.sdk._retry import RetryPolicy, retry
 from triggerfish.sdk._step import step
@@ -80,6 +81,7 @@ __all__ = [
     "events",
     "kv",
     "logger",
+    "metadata",
     "queue",
     "queues",
     "retry",

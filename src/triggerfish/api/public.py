@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from triggerfish._durations import parse_duration
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
-from triggerfish.api.schedules import run_schedule_field, runs_filter_prefix
+from triggerfish.api.schedules import run_schedule_field
 from triggerfish.engine.enqueue import MAX_TAGS, Debounce, TriggerRequest
 from triggerfish.engine.resources import to_datetime
 from triggerfish.engine.states import RunStatus
@@ -247,7 +247,7 @@ async def list_runs(
         queues=_csv(q.get("filter[queue]")),
         machines=_csv(q.get("filter[machine]")),
         batch_id=q.get("filter[batch]"),
-        idempotency_prefix=runs_filter_prefix(q.get("filter[schedule]")),
+        schedule_id=q.get("filter[schedule]"),
         is_test=None if is_test is None else is_test == "true",
         created_from=created_from,
         created_to=_epoch_ms("filter[createdAt][to]", q.get("filter[createdAt][to]")),

@@ -99,6 +99,7 @@ def run_item(
             "machine": row.machine,
             "batchId": row.batch_id,
             "replayedFromRunId": row.replay_of,
+            "scheduleId": row.schedule_id,
             "waitReason": wait_reason_object(reason),
         }
     )

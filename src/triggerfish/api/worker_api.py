@@ -108,6 +108,7 @@ async def dequeue(
                 "max_duration": r.max_duration,
                 "environment": {"id": env.id, "slug": env.slug},
                 "journal": journals.get(r.id, []),
+                "metadata": r.run_metadata,
             }
             for r in rows
         ]

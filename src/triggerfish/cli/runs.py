@@ -46,19 +46,35 @@ def list_runs(
     status: Annotated[list[str] | None, typer.Option("--status", "-s")] = None,
     task: Annotated[list[str] | None, typer.Option("--task", "-t")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag")] = None,
+    batch: Annotated[str | None, typer.Option(help="runs of this batch")] = None,
+    schedule: Annotated[str | None, typer.Option(help="runs of this schedule")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="created at or after (ISO date, UTC)")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(help="created at or before")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 25,
     after: Annotated[str | None, typer.Option(help="cursor: runs older than this id")] = None,
     api_url: Annotated[str | None, ApiUrlOpt] = None,
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
-    """Recent runs, newest first."""
+    """Recent runs, newest first; waiting runs say why they wait."""
     page = _call(
-        lambda c: c.runs.list(status=status, task=task, tag=tag, limit=limit, after=after),
+        lambda c: c.runs.list(
+            status=status,
+            task=task,
+            tag=tag,
+            batch=batch,
+            schedule=schedule,
+            created_from=_utc(since),
+            created_to=_utc(until),
+            limit=limit,
+            after=after,
+        ),
         api_url,
         secret_key,
     )
     table = Table(title="Runs", header_style="bold")
-    for column in ("ID", "Task", "Status", "Attempts", "Created", "Duration", "Tags"):
+    for column in ("ID", "Task", "Status", "Attempts", "Created", "Duration", "Tags", "Waiting"):
         table.add_column(column)
     for run in page.data:
         table.add_row(
@@ -69,6 +85,7 @@ def list_runs(
             _when(run.created_at),
             f"{run.duration_ms / 1000:.2f}s" if run.duration_ms else "-",
             ", ".join(run.tags),
+            run.wait_reason.code if run.wait_reason else "",
         )
     console.print(table)
     if page.next_cursor:
@@ -110,6 +127,10 @@ def print_run(run: Run) -> None:
         ("Status", _status(run.status)),
         ("Machine", run.machine or "-"),
         ("Queue", run.queue or "-"),
+        ("Concurrency key", run.concurrency_key or "-"),
+        ("Waiting", run.wait_reason.message if run.wait_reason else "-"),
+        ("Batch", run.batch_id or "-"),
+        ("Replay of", run.replayed_from_run_id or "-"),
         ("Tags", ", ".join(run.tags) or "-"),
         ("Created", _when(run.created_at)),
         ("Started", _when(run.started_at)),
@@ -230,6 +251,13 @@ def trigger(
     timeout: Annotated[float, typer.Option(help="seconds to wait with --wait")] = 300,
     tag: Annotated[list[str] | None, typer.Option("--tag")] = None,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
+    queue: Annotated[str | None, typer.Option(help="queue name (default: the task's)")] = None,
+    concurrency_key: Annotated[str | None, typer.Option("--concurrency-key")] = None,
+    delay: Annotated[str | None, typer.Option(help="start later: '1h30m' or an ISO date")] = None,
+    ttl: Annotated[str | None, typer.Option(help="expire if not started within, e.g. 10m")] = None,
+    priority: Annotated[float | None, typer.Option(help="seconds of head start")] = None,
+    machine: Annotated[str | None, typer.Option(help="machine preset")] = None,
+    max_attempts: Annotated[int | None, typer.Option("--max-attempts")] = None,
     api_url: Annotated[str | None, ApiUrlOpt] = None,
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
@@ -237,7 +265,19 @@ def trigger(
     data = as_json_arg(payload, "--payload")
     c = client(api_url, secret_key)
     try:
-        handle = c.tasks.trigger(task_id, data, tags=tag, idempotency_key=idempotency_key)
+        handle = c.tasks.trigger(
+            task_id,
+            data,
+            tags=tag,
+            idempotency_key=idempotency_key,
+            queue=queue,
+            concurrency_key=concurrency_key,
+            delay=delay,
+            ttl=ttl,
+            priority=priority,
+            machine=machine,
+            max_attempts=max_attempts,
+        )
         console.print(f"triggered [bold]{handle.id}[/]" + (" (cached)" if handle.is_cached else ""))
         if wait:
             print_run(c.runs.poll(handle.id, timeout=timeout))
@@ -247,6 +287,24 @@ def trigger(
         raise fail(str(exc)) from None
     finally:
         c.close()
+
+
+@app.command("reschedule")
+def reschedule(
+    run_id: str,
+    delay: Annotated[str, typer.Argument(help="new start: a duration from now or an ISO date")],
+    api_url: Annotated[str | None, ApiUrlOpt] = None,
+    secret_key: Annotated[str | None, KeyOpt] = None,
+) -> None:
+    """Move a DELAYED run's start."""
+    run = _call(lambda c: c.runs.reschedule(run_id, delay), api_url, secret_key)
+    console.print(f"{run_id} now starts at {_when(run.delayed_until)}")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    from datetime import UTC
+
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _call(fn: Any, api_url: str | None, secret_key: str | None) -> Any:

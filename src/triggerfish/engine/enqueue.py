@@ -70,6 +70,7 @@ class TriggerRequest:
     is_test: bool = False
     debounce: Debounce | None = None
     replay_of: str | None = None
+    schedule_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -409,6 +410,7 @@ class Enqueue:
             "trigger_function": req.trigger_function,
             "is_test": req.is_test,
             "replay_of": req.replay_of,
+            "schedule_id": req.schedule_id,
             "debounce_key": req.debounce.key if req.debounce else None,
             "debounce_until": (
                 now + req.debounce.max_delay if req.debounce and req.debounce.max_delay else None

@@ -13,10 +13,10 @@ Operations (Trigger.dev's names)::
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
+from triggerfish._metadata_ops import apply_operations
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.errors import RunNotFound, StaleTransition, UserError
 from triggerfish.store import runs as run_store
@@ -24,57 +24,7 @@ from triggerfish.store import runs as run_store
 #: the largest metadata document a run may carry, as compact JSON
 MAX_METADATA_BYTES = 256 * 1024
 
-_KINDS = ("set", "delete", "append", "remove", "increment", "update")
-
-
-def apply_operations(
-    doc: dict[str, Any] | None, operations: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """The document after ``operations``, in order; raises ``UserError`` naming a bad one.
-
-    Example::
-
-        apply_operations({"n": 1}, [{"type": "increment", "key": "n", "value": 2}])
-        # {"n": 3}
-    """
-    out = copy.deepcopy(doc) if doc else {}
-    for i, op in enumerate(operations):
-        where = f"operations[{i}]"
-        if not isinstance(op, dict) or op.get("type") not in _KINDS:
-            raise UserError(f"{where}.type: expected one of {', '.join(_KINDS)}")
-        kind = op["type"]
-        if kind == "update":
-            if not isinstance(op.get("value"), dict):
-                raise UserError(f"{where}.value: update takes an object")
-            out.update(op["value"])
-            continue
-        key = op.get("key")
-        if not isinstance(key, str) or not key:
-            raise UserError(f"{where}.key: a non-empty string is required")
-        value = op.get("value")
-        if kind == "set":
-            out[key] = value
-        elif kind == "delete":
-            out.pop(key, None)
-        elif kind == "append":
-            current = out.get(key)
-            if current is None:
-                current = []
-            elif not isinstance(current, list):
-                current = [current]
-            out[key] = [*current, value]
-        elif kind == "remove":
-            current = out.get(key)
-            if isinstance(current, list):
-                out[key] = [v for v in current if v != value]
-        elif kind == "increment":
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise UserError(f"{where}.value: increment takes a number")
-            current = out.get(key, 0)
-            if isinstance(current, bool) or not isinstance(current, int | float):
-                raise UserError(f"{where}: {key!r} holds a {type(current).__name__}, not a number")
-            out[key] = current + value
-    return out
+__all__ = ["MAX_METADATA_BYTES", "Metadata", "apply_operations", "check_size"]
 
 
 def check_size(doc: dict[str, Any]) -> None:

@@ -408,6 +408,7 @@ class Schedules:
                 payload=self.payload(row, spec, slot),
                 # one run per (schedule, slot), whichever replica gets here first
                 idempotency_key=slot_key(row.id, slot),
+                schedule_id=row.id,
             )
             try:
                 result = await self.enqueue.trigger(row.environment_id, request)

@@ -224,7 +224,22 @@ _OPTION_NAMES = {
     "delay": "delay",
     "ttl": "ttl",
     "priority": "priority",
+    "debounce": "debounce",
 }
+
+
+def _wire_debounce(value: dict[str, Any]) -> dict[str, Any]:
+    """``{"key", "delay", "mode"?, "max_delay"?}`` as the wire's ``debounce``."""
+    unknown = set(value) - {"key", "delay", "mode", "max_delay", "maxDelay"}
+    if unknown or "key" not in value or "delay" not in value:
+        raise TypeError(
+            "debounce: pass {'key': ..., 'delay': '5s', 'mode': 'trailing'|'leading', "
+            "'max_delay': '1m'}"
+        )
+    wire = {k: v for k, v in value.items() if k != "max_delay"}
+    if value.get("max_delay") is not None:
+        wire["maxDelay"] = value["max_delay"]
+    return wire
 
 
 def _wire_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -234,6 +249,8 @@ def _wire_options(options: dict[str, Any]) -> dict[str, Any]:
             continue
         if name == "queue":
             wire["queue"] = {"name": getattr(value, "name", value)}
+        elif name == "debounce":
+            wire["debounce"] = _wire_debounce(value)
         elif name in _OPTION_NAMES:
             wire[_OPTION_NAMES[name]] = value.isoformat() if isinstance(value, datetime) else value
         else:
@@ -255,6 +272,41 @@ class Tasks:
     async def trigger_async(self, task_id: str, payload: Any = None, **options: Any) -> RunHandle:
         return await self._t.send_async(_trigger_call(task_id, payload, options))
 
+    @staticmethod
+    def _batch(items: builtins.list[dict[str, Any]]) -> _Call[BatchHandle]:
+        wire = []
+        for i, item in enumerate(items):
+            if "task" not in item:
+                raise TypeError(f"items[{i}]: each item needs a 'task' (and 'payload', 'options')")
+            wire.append(
+                {
+                    "task": item["task"],
+                    "payload": item.get("payload"),
+                    "options": _wire_options(dict(item.get("options") or {})),
+                }
+            )
+        return _Call(
+            "POST",
+            "/api/v2/tasks/batch",
+            lambda b: BatchHandle(id=b["id"], run_ids=list(b.get("runs") or [])),
+            json={"items": wire},
+        )
+
+    def batch_trigger(self, items: builtins.list[dict[str, Any]]) -> BatchHandle:
+        """Trigger up to 1,000 runs in one call (one transaction on the server).
+
+        Example::
+
+            batch = triggerfish.tasks.batch_trigger(
+                [{"task": "send-email", "payload": {"to": a}} for a in addresses]
+            )
+            print(batch.id, len(batch.run_ids))
+        """
+        return self._t.send(self._batch(items))
+
+    async def batch_trigger_async(self, items: builtins.list[dict[str, Any]]) -> BatchHandle:
+        return await self._t.send_async(self._batch(items))
+
 
 def _page(body: dict[str, Any]) -> RunPage:
     return RunPage(
@@ -262,6 +314,41 @@ def _page(body: dict[str, Any]) -> RunPage:
         next_cursor=body["pagination"].get("next"),
         previous_cursor=body["pagination"].get("previous"),
     )
+
+
+class BatchHandle(BaseModel):
+    """A batch just created: its id and its runs' ids in item order."""
+
+    id: str
+    run_ids: list[str]
+
+
+class Batch(BaseModel):
+    """A batch and how far its runs got (``status``: PENDING, PROCESSING, COMPLETED)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    id: str
+    status: str
+    run_count: int = Field(alias="runCount")
+    runs: list[str]
+    counts: dict[str, int] = Field(default_factory=dict)
+    finished_count: int = Field(default=0, alias="finishedCount")
+
+
+class Batches:
+    """``client.batches``: read a batch (``client.tasks.batch_trigger`` creates one)."""
+
+    def __init__(self, transport: _Transport) -> None:
+        self._t = transport
+
+    def retrieve(self, batch_id: str) -> Batch:
+        return self._t.send(_Call("GET", f"/api/v2/batches/{batch_id}", Batch.model_validate))
+
+    async def retrieve_async(self, batch_id: str) -> Batch:
+        return await self._t.send_async(
+            _Call("GET", f"/api/v2/batches/{batch_id}", Batch.model_validate)
+        )
 
 
 class Runs:
@@ -280,6 +367,11 @@ class Runs:
         status: list[str] | str | None = None,
         task: list[str] | str | None = None,
         tag: list[str] | str | None = None,
+        batch: str | None = None,
+        schedule: str | None = None,
+        queue: list[str] | str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
         limit: int = 25,
         after: str | None = None,
         before: str | None = None,
@@ -287,10 +379,18 @@ class Runs:
         def csv(value: list[str] | str | None) -> str | None:
             return ",".join(value) if isinstance(value, list) else value
 
+        def ms(value: datetime | None) -> str | None:
+            return str(int(value.timestamp() * 1000)) if value else None
+
         params = {
             "filter[status]": csv(status),
             "filter[taskIdentifier]": csv(task),
             "filter[tag]": csv(tag),
+            "filter[batch]": batch,
+            "filter[schedule]": schedule,
+            "filter[queue]": csv(queue),
+            "filter[createdAt][from]": ms(created_from),
+            "filter[createdAt][to]": ms(created_to),
             "page[size]": limit,
             "page[after]": after,
             "page[before]": before,
@@ -350,6 +450,60 @@ class Runs:
 
     def cancel(self, run_id: str) -> str:
         return self._t.send(self._cancel(run_id))
+
+    @staticmethod
+    def _reschedule(run_id: str, delay: str | float | datetime) -> _Call[Run]:
+        value = delay.isoformat() if isinstance(delay, datetime) else delay
+        return _Call(
+            "POST", f"/api/v1/runs/{run_id}/reschedule", Run.model_validate, json={"delay": value}
+        )
+
+    def reschedule(self, run_id: str, delay: str | float | datetime) -> Run:
+        """Move a DELAYED run: ``delay`` is a duration from now (``"30m"``) or a datetime."""
+        return self._t.send(self._reschedule(run_id, delay))
+
+    async def reschedule_async(self, run_id: str, delay: str | float | datetime) -> Run:
+        return await self._t.send_async(self._reschedule(run_id, delay))
+
+    @staticmethod
+    def _update_metadata(
+        run_id: str,
+        metadata: dict[str, Any] | None,
+        operations: builtins.list[dict[str, Any]] | None,
+    ) -> _Call[dict[str, Any]]:
+        body: dict[str, Any] = {}
+        if metadata is not None:
+            body["metadata"] = metadata
+        if operations:
+            body["operations"] = operations
+        return _Call(
+            "PUT", f"/api/v1/runs/{run_id}/metadata", lambda b: dict(b["metadata"]), json=body
+        )
+
+    def update_metadata(
+        self,
+        run_id: str,
+        metadata: dict[str, Any] | None = None,
+        *,
+        operations: builtins.list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Replace a run's metadata and/or apply operations; returns the new document.
+
+        Example::
+
+            client.runs.update_metadata(run_id, operations=[
+                {"type": "increment", "key": "retries", "value": 1}])
+        """
+        return self._t.send(self._update_metadata(run_id, metadata, operations))
+
+    def metadata(self, run_id: str) -> dict[str, Any]:
+        return self._t.send(
+            _Call("GET", f"/api/v1/runs/{run_id}/metadata", lambda b: dict(b["metadata"]))
+        )
+
+    def add_tags(self, run_id: str, tags: builtins.list[str]) -> None:
+        """Add tags to a run (at most 10 in all)."""
+        self._t.send(_Call("POST", f"/api/v1/runs/{run_id}/tags", dict, json={"tags": tags}))
 
     async def cancel_async(self, run_id: str) -> str:
         return await self._t.send_async(self._cancel(run_id))
@@ -665,6 +819,7 @@ class Triggerfish:
         self.runs = Runs(self._transport)
         self.queues = Queues(self._transport)
         self.environment = Environment(self._transport)
+        self.batches = Batches(self._transport)
         from triggerfish.sdk._schedules import Schedules
 
         #: create, list, change and remove cron schedules

@@ -38,7 +38,7 @@ class Metadata:
     """
 
     def _apply(self, op: dict[str, Any]) -> None:
-        from triggerfish.engine.metadata import apply_operations
+        from triggerfish._metadata_ops import apply_operations
 
         global _doc
         if _sink is None:

@@ -400,6 +400,7 @@ class RunFilter:
     batch_id: str | None = None
     #: runs a schedule started: their idempotency keys begin with this prefix
     idempotency_prefix: str | None = None
+    schedule_id: str | None = None
     is_test: bool | None = None
     created_from: datetime | None = None
     created_to: datetime | None = None
@@ -434,6 +435,8 @@ async def page(
         conds.append(runs.c.batch_id == flt.batch_id)
     if flt.idempotency_prefix:
         conds.append(runs.c.idempotency_key.startswith(flt.idempotency_prefix, autoescape=True))
+    if flt.schedule_id:
+        conds.append(runs.c.schedule_id == flt.schedule_id)
     if flt.is_test is not None:
         conds.append(runs.c.is_test == flt.is_test)
     if flt.created_from:

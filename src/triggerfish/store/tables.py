@@ -208,6 +208,7 @@ runs = Table(
     Column("debounce_key", String(512)),
     Column("debounce_until", Float),  # the latest start a burst may push it to
     Column("replay_of", String(40)),  # the run this one replays
+    Column("schedule_id", String(40)),  # the schedule that created it
     Column("depth", Integer, nullable=False, server_default=text("0")),
     Column("trigger_function", String(24), nullable=False),
     Column("is_test", Boolean, nullable=False, server_default=text("false")),
@@ -276,6 +277,14 @@ runs = Table(
         unique=True,
         postgresql_where=text("batch_id IS NOT NULL"),
         sqlite_where=text("batch_id IS NOT NULL"),
+    ),
+    Index(
+        "ix_runs_schedule",
+        "environment_id",
+        "schedule_id",
+        "id",
+        postgresql_where=text("schedule_id IS NOT NULL"),
+        sqlite_where=text("schedule_id IS NOT NULL"),
     ),
     # runs.list newest first; ids sort by creation time
     Index("ix_runs_env_id", "environment_id", "id"),

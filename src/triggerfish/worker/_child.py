@@ -8,6 +8,8 @@ what it is given. Messages to the worker over the pipe:
 - ``("call", {"op", "body"})`` for a durable call that must reach the server
   before the task goes on (a journal entry, a wait); the worker answers with
   ``("reply", answer)`` and the task process blocks until then
+- ``("metadata", operation)`` for every ``metadata.*`` call, fire-and-forget
+  (the worker sends them to the server in batches)
 - ``("done", report)`` when the attempt ends (see ``sdk/_runtime.py``)
 """
 
@@ -92,7 +94,7 @@ def main(conn: Connection, root: str, dirs: list[str]) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
     _skip_httpx_cli()
-    from triggerfish.sdk import _logger
+    from triggerfish.sdk import _logger, _metadata
     from triggerfish.sdk._runtime import run_attempt
     from triggerfish.worker.discovery import ProjectConfig, load_registry
 
@@ -114,6 +116,7 @@ def main(conn: Connection, root: str, dirs: list[str]) -> None:
         if message[0] != "run":
             return
         job: dict[str, Any] = message[1]
+        _metadata.bind(lambda op: conn.send(("metadata", op)), job.get("metadata"))
         out, err = _LineWriter(conn, "stdout", "INFO"), _LineWriter(conn, "stderr", "ERROR")
         sys.stdout, sys.stderr = out, err
         try:
@@ -122,6 +125,7 @@ def main(conn: Connection, root: str, dirs: list[str]) -> None:
             out.flush()
             err.flush()
             sys.stdout, sys.stderr = real_out, real_err
+            _metadata.bind(None)
         conn.send(("done", report))
 
 

@@ -101,6 +101,13 @@ class WorkerApi:
             "/worker/v1/logs", {"attempt_id": attempt_id, "lines": lines}, give_up_after=10
         )
 
+    async def metadata(self, attempt_id: str, operations: list[dict[str, Any]]) -> None:
+        await self.post_reliably(
+            "/worker/v1/metadata",
+            {"attempt_id": attempt_id, "operations": operations},
+            give_up_after=10,
+        )
+
     async def release(self, worker_id: str, attempt_ids: list[str]) -> None:
         await self.post_reliably(
             "/worker/v1/release",

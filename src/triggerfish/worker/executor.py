@@ -50,6 +50,7 @@ class Job:
     machine: str
     max_duration: float | None
     journal: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
 
     def to_child(self) -> dict[str, Any]:
         return {
@@ -62,6 +63,7 @@ class Job:
             "environment": self.environment,
             "machine": self.machine,
             "journal": self.journal,
+            "metadata": self.metadata,
         }
 
 
@@ -91,6 +93,7 @@ class ExecutorPool:
         on_log: LogCallback,
         *,
         on_call: CallCallback | None = None,
+        on_metadata: LogCallback | None = None,
         env: dict[str, str] | None = None,
         memory_poll_interval: float = 0.05,
     ) -> None:
@@ -98,6 +101,7 @@ class ExecutorPool:
         self.size = size
         self.on_log = on_log
         self.on_call = on_call
+        self.on_metadata = on_metadata
         self.env = env
         self.memory_poll_interval = memory_poll_interval
         self._free: asyncio.Queue[_Slot] = asyncio.Queue()
@@ -172,6 +176,9 @@ class ExecutorPool:
             kind, value = await slot.inbox.get()
             if kind == "log":
                 self.on_log(job.attempt_id, value)
+            elif kind == "metadata":
+                if self.on_metadata is not None:
+                    self.on_metadata(job.attempt_id, value)
             elif kind == "call":
                 answer = await self._relay(job, value)
                 with contextlib.suppress(OSError):

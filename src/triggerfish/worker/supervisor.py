@@ -68,6 +68,7 @@ class Worker:
         self._waiting: set[str] = set()  # claimed, not yet given a slot
         self._prefetch = options.concurrency if options.prefetch is None else options.prefetch
         self._log_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._metadata_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._stopping = asyncio.Event()
         self._heartbeat_interval = 5.0
         self._secret = options.secret_key
@@ -95,6 +96,7 @@ class Worker:
             self.options.concurrency,
             self._on_log,
             on_call=self._on_call,
+            on_metadata=self._on_metadata,
             env=_child_env(),
         )
         await self.pool.start()
@@ -279,12 +281,26 @@ class Worker:
         )
         self._log_buffer[attempt_id].append(record)
 
+    def _on_metadata(self, attempt_id: str, operation: dict[str, Any]) -> None:
+        self._metadata_buffer[attempt_id].append(operation)
+
     async def _log_loop(self) -> None:
         while True:
             await asyncio.sleep(0.2)
             await self._flush_logs()
 
     async def _flush_logs(self, attempt_id: str | None = None) -> None:
+        """Send buffered log lines and metadata operations (per attempt, in order)."""
+        for aid in [attempt_id] if attempt_id else list(self._metadata_buffer):
+            ops = self._metadata_buffer.pop(aid, None)
+            if not ops:
+                continue
+            try:
+                await self.api.metadata(aid, ops)
+            except StaleReport:
+                pass
+            except Exception as exc:
+                log.warning("dropping %d metadata update(s) of attempt %s: %s", len(ops), aid, exc)
         ids = [attempt_id] if attempt_id else list(self._log_buffer)
         for aid in ids:
             lines = self._log_buffer.pop(aid, None)
@@ -310,6 +326,7 @@ def _job(raw: dict[str, Any], task_max_duration: float | None) -> Job:
         machine=raw["machine"],
         max_duration=raw.get("max_duration") or task_max_duration,
         journal=list(raw.get("journal") or []),
+        metadata=raw.get("metadata"),
     )
 
 

@@ -83,6 +83,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("debounce_key", sa.String(length=512), nullable=True))
         batch_op.add_column(sa.Column("debounce_until", sa.Float(), nullable=True))
         batch_op.add_column(sa.Column("replay_of", sa.String(length=40), nullable=True))
+        batch_op.add_column(sa.Column("schedule_id", sa.String(length=40), nullable=True))
         batch_op.drop_index("ix_runs_active")
         batch_op.create_index(
             "ix_runs_active",
@@ -106,6 +107,13 @@ def upgrade() -> None:
             sqlite_where=sa.text("debounce_key IS NOT NULL AND status = 'DELAYED'"),
         )
         batch_op.create_index(
+            "ix_runs_schedule",
+            ["environment_id", "schedule_id", "id"],
+            unique=False,
+            postgresql_where=sa.text("schedule_id IS NOT NULL"),
+            sqlite_where=sa.text("schedule_id IS NOT NULL"),
+        )
+        batch_op.create_index(
             "ix_runs_batch",
             ["batch_id", "batch_index"],
             unique=True,
@@ -117,6 +125,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_index("ix_runs_batch")
+        batch_op.drop_index("ix_runs_schedule")
         batch_op.drop_index("ix_runs_debounce")
         batch_op.drop_index("ix_runs_active_order")
         batch_op.drop_index("ix_runs_active")
@@ -127,6 +136,7 @@ def downgrade() -> None:
             postgresql_where=sa.text(_ACTIVE),
             sqlite_where=sa.text(_ACTIVE),
         )
+        batch_op.drop_column("schedule_id")
         batch_op.drop_column("replay_of")
         batch_op.drop_column("debounce_until")
         batch_op.drop_column("debounce_key")

@@ -1,0 +1,194 @@
+"""Flow control with real processes: one server and two workers on PostgreSQL.
+
+A shared queue limit holds across both workers (sampled while runs execute), a
+paused queue starts nothing, a late concurrency key is served before an earlier
+key's backlog drains, delayed / expired / rescheduled / canceled-while-executing
+/ replayed runs behave, metadata set inside a task reaches the run, a batch
+completes, and identical triggers from parallel processes make one run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import support
+from tests.conftest import create_key
+from tests.e2e.conftest import Stack, make_db
+from triggerfish import Triggerfish
+
+FINAL = {"COMPLETED", "FAILED", "CANCELED", "CRASHED", "SYSTEM_FAILURE", "EXPIRED", "TIMED_OUT"}
+
+
+@pytest.fixture(scope="module")
+def pg_stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    folder = tmp_path_factory.mktemp("flow-pg")
+    url, pg_name = make_db("postgresql", folder, request.getfixturevalue("pg_template"))
+    key = create_key(url)
+    server = support.start_server(url, folder)
+    workers = [
+        support.start_worker(server, key, folder, concurrency=3, name=f"w{i}") for i in range(2)
+    ]
+    client = Triggerfish(api_url=server.url, secret_key=key)
+    try:
+        with support.processes_stopped(*workers, server):
+            yield Stack(server, key, client, folder, "postgresql")
+    finally:
+        client.close()
+        if pg_name:
+            support.drop_pg_database(pg_name)
+
+
+def statuses(client: Triggerfish, ids: list[str]) -> dict[str, str]:
+    return {i: client.runs.retrieve(i).status for i in ids}
+
+
+def all_final(client: Triggerfish, ids: list[str]) -> bool:
+    return all(s in FINAL for s in statuses(client, ids).values())
+
+
+def test_a_shared_limit_of_two_never_has_three_running(pg_stack: Stack, tmp_path: Path) -> None:
+    c = pg_stack.client
+    marks = str(tmp_path / "marks")
+    ids = [
+        c.tasks.trigger(task, {"marks": marks, "seconds": 0.4}).id
+        for task in ["flow-limited", "flow-limited-too"] * 4
+    ]
+    peak = 0
+    deadline = time.monotonic() + 60
+    while not all_final(c, ids):
+        running = c.queues.retrieve("e2e-limited").running
+        executing = sum(1 for s in statuses(c, ids).values() if s in ("EXECUTING", "DEQUEUED"))
+        peak = max(peak, running, executing)
+        assert running <= 2 and executing <= 2, f"{running}/{executing} running, limit 2"
+        assert time.monotonic() < deadline, "runs did not finish"
+    assert peak == 2, "the limit was never reached: the test proved nothing"
+    assert all(c.runs.retrieve(i).status == "COMPLETED" for i in ids)
+
+
+def test_a_paused_queue_starts_nothing_until_resumed(pg_stack: Stack, tmp_path: Path) -> None:
+    c = pg_stack.client
+    c.queues.pause("e2e-limited")
+    try:
+        ids = [c.tasks.trigger("flow-limited", {"marks": str(tmp_path)}).id for _ in range(3)]
+        support.wait_for(
+            lambda: all(
+                (r := c.runs.retrieve(i)).wait_reason and r.wait_reason.code == "QUEUE_PAUSED"
+                for i in ids
+            ),
+            what="paused reason",
+        )
+        # both workers poll and are woken by the triggers; nothing may start
+        until = time.monotonic() + 1.5
+        while time.monotonic() < until:
+            assert set(statuses(c, ids).values()) == {"QUEUED"}
+            time.sleep(0.1)
+        assert c.queues.retrieve("e2e-limited").queued == 3
+    finally:
+        c.queues.resume("e2e-limited")
+    support.wait_for(lambda: all_final(c, ids), timeout=30, what="runs after resume")
+
+
+def test_a_late_key_finishes_before_an_earlier_backlog(pg_stack: Stack) -> None:
+    c = pg_stack.client
+    a = c.tasks.batch_trigger(
+        [
+            {"task": "flow-keyed", "payload": {"key": "A"}, "options": {"concurrency_key": "A"}}
+            for _ in range(40)
+        ]
+    ).run_ids
+    b = [
+        c.tasks.trigger("flow-keyed", {"key": "B"}, concurrency_key="B").id for _ in range(3)
+    ]
+    support.wait_for(lambda: all_final(c, a + b), timeout=90, what="all runs")
+    b_done = max(c.runs.retrieve(i).finished_at for i in b)  # type: ignore[type-var]
+    a_before = sum(1 for i in a if c.runs.retrieve(i).finished_at < b_done)  # type: ignore[operator]
+    # served fairly, B's three runs alternate with A's; in FIFO order all 40 come first
+    assert a_before <= 10, f"{a_before} of A's 40 runs finished before B's last one"
+
+
+def test_delayed_expired_and_rescheduled_runs(pg_stack: Stack) -> None:
+    c = pg_stack.client
+    delayed = c.tasks.trigger("flow-keyed", {"key": "d"}, delay="1s").id
+    assert c.runs.retrieve(delayed).status == "DELAYED"
+    assert c.runs.retrieve(delayed).wait_reason.code == "DELAYED"  # type: ignore[union-attr]
+    later = c.tasks.trigger("flow-keyed", {"key": "r"}, delay="1h").id
+    moved = c.runs.reschedule(later, "1s")
+    assert moved.status == "DELAYED"
+    c.queues.pause("e2e-keyed")
+    try:
+        doomed = c.tasks.trigger("flow-keyed", {"key": "x"}, ttl="1s").id
+        support.wait_for(
+            lambda: c.runs.retrieve(doomed).status == "EXPIRED", timeout=20, what="expiry"
+        )
+    finally:
+        c.queues.resume("e2e-keyed")
+    support.wait_for(lambda: all_final(c, [delayed, later]), timeout=30, what="delayed runs")
+    assert statuses(c, [delayed, later]) == {delayed: "COMPLETED", later: "COMPLETED"}
+
+
+def test_cancel_while_executing_stops_the_process(pg_stack: Stack, tmp_path: Path) -> None:
+    c = pg_stack.client
+    run_id = c.tasks.trigger("flow-forever", {"marks": str(tmp_path)}).id
+    marker = tmp_path / f"pid-{run_id}"
+    support.wait_for(marker.exists, timeout=30, what="the run to start")
+    pid = int(marker.read_text().split()[0])
+    started = time.monotonic()
+    c.runs.cancel(run_id)
+    support.wait_for(lambda: not support.pid_alive(pid), timeout=15, what="the process to stop")
+    assert time.monotonic() - started < 10
+    run = c.runs.retrieve(run_id)
+    assert run.status == "CANCELED" and run.attempts[-1].status == "CANCELED"
+
+
+def test_replay_and_metadata_from_inside_a_task(pg_stack: Stack) -> None:
+    c = pg_stack.client
+    original = c.tasks.trigger("flow-meta", {"n": 1}, tags=["meta"]).id
+    run = c.runs.poll(original, timeout=30)
+    expected = {"progress": 0.5, "steps": ["render"], "tokens": 30}
+    assert run.status == "COMPLETED" and run.output == expected
+    support.wait_for(lambda: c.runs.metadata(original) == expected, what="metadata")
+    replay = c.runs.replay(original)
+    again = c.runs.poll(replay, timeout=30)
+    assert again.replayed_from_run_id == original and again.payload == {"n": 1}
+    assert again.tags == ["meta"]
+    listed = c.runs.list(tag="meta", limit=10)
+    assert {r.id for r in listed.data} >= {original, replay}
+
+
+def test_batch_trigger_completes(pg_stack: Stack) -> None:
+    c = pg_stack.client
+    batch = c.tasks.batch_trigger(
+        [{"task": "flow-keyed", "payload": {"key": i, "seconds": 0}} for i in range(30)]
+    )
+    assert len(batch.run_ids) == 30
+    support.wait_for(
+        lambda: c.batches.retrieve(batch.id).status == "COMPLETED", timeout=60, what="batch"
+    )
+    page = c.runs.list(batch=batch.id, limit=100)
+    assert sorted(r.id for r in page.data) == sorted(batch.run_ids)
+
+
+def _trigger_same_key(args: tuple[str, str, str]) -> str:
+    url, key, idem = args
+    with_client = Triggerfish(api_url=url, secret_key=key)
+    try:
+        return with_client.tasks.trigger("flow-keyed", {"key": "i"}, idempotency_key=idem).id
+    finally:
+        with_client.close()
+
+
+def test_identical_triggers_from_parallel_processes_make_one_run(pg_stack: Stack) -> None:
+    args: list[Any] = [(pg_stack.server.url, pg_stack.key, "same-key")] * 12
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        ids = pool.map(_trigger_same_key, args)
+    assert len(set(ids)) == 1
+    page = pg_stack.client.runs.list(task="flow-keyed", limit=100)
+    assert sum(1 for r in page.data if r.id == ids[0]) == 1
