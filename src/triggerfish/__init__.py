@@ -32,6 +32,7 @@ from triggerfish.errors import (
 from triggerfish.sdk._client import Run, RunPage, Triggerfish, _DefaultNamespace
 from triggerfish.sdk._context import Context
 from triggerfish.sdk._events import events, kv
+from triggerfish.sdk._idempotency import idempotency_keys
 from triggerfish.sdk._logger import logger
 from triggerfish.sdk._metadata import metadata
 from triggerfish.sdk._queue import Queue, queue
@@ -79,6 +80,7 @@ __all__ = [
     "WaitResult",
     "WaitToken",
     "events",
+    "idempotency_keys",
     "kv",
     "logger",
     "metadata",
