@@ -30,7 +30,9 @@ def flow_limited(payload: dict, ctx: Context) -> str:
 
 @task(id="flow-limited-too", queue=limited)
 def flow_limited_too(payload: dict, ctx: Context) -> str:
+    _mark(payload, f"start-{ctx.run.id}")
     time.sleep(payload.get("seconds", 0.3))
+    _mark(payload, f"end-{ctx.run.id}")
     return ctx.run.id
 
 
