@@ -44,6 +44,11 @@ def test_sigterm_lets_running_attempts_finish(fresh_stack: Stack, tmp_path: Path
     support.wait_for(lambda: (marks / "started-1").exists(), what="attempt to start")
     with support.processes_stopped(worker):
         worker.proc.send_signal(signal.SIGTERM)
+        # the signal is handled by the worker's event loop: once it says it is
+        # draining, it has stopped claiming
+        support.wait_for(
+            lambda: "waiting up to" in worker.log.read_text(), what="the worker to start draining"
+        )
         queued_meanwhile = fresh_stack.client.tasks.trigger("hello", {})
         (marks / "go").touch()
         assert worker.proc.wait(60) == 0
