@@ -200,3 +200,43 @@ def test_identical_triggers_from_parallel_processes_make_one_run(pg_stack: Stack
     assert len(set(ids)) == 1
     page = pg_stack.client.runs.list(task="flow-keyed", limit=100)
     assert sum(1 for r in page.data if r.id == ids[0]) == 1
+
+
+def test_queue_commands_and_doctor(pg_stack: Stack) -> None:
+    env = {
+        "TRIGGERFISH_API_URL": pg_stack.server.url,
+        "TRIGGERFISH_SECRET_KEY": pg_stack.key,
+        "COLUMNS": "200",
+    }
+    paused = support.cli("queues", "pause", "e2e-keyed", env=env)
+    assert paused.returncode == 0, paused.stderr
+    assert "paused" in paused.stdout
+    try:
+        run_id = pg_stack.client.tasks.trigger("flow-keyed", {"key": "cli"}).id
+        shown = support.cli("runs", "show", run_id, env=env)
+        assert "queue 'e2e-keyed' is paused" in shown.stdout
+        limited = support.cli("queues", "limit", "e2e-keyed", "3", env=env)
+        assert limited.returncode == 0 and " 3 " in limited.stdout
+        reset = support.cli("queues", "limit", "e2e-keyed", "--reset", env=env)
+        assert reset.returncode == 0 and " 1 " in reset.stdout
+        rated = support.cli("queues", "rate-limit", "e2e-keyed", "100", "1m", env=env)
+        assert rated.returncode == 0 and "100/60s" in rated.stdout
+        assert support.cli("queues", "rate-limit", "e2e-keyed", env=env).returncode == 0
+        assert "20" in support.cli("queues", "env-limit", "20", env=env).stdout
+        doctor = support.cli("doctor", env=env)
+        assert doctor.returncode == 0, doctor.stderr
+        assert "e2e-keyed" in doctor.stdout and "paused" in doctor.stdout
+        assert "Workers online" in doctor.stdout and "w0" in doctor.stdout
+        assert "limit 20" in doctor.stdout
+        listed = support.cli("queues", "list", env=env)
+        assert "e2e-limited" in listed.stdout and "flow-meta" in listed.stdout
+        bad = support.cli("queues", "pause", "no-such-queue", env=env)
+        assert bad.returncode != 0 and "not found" in bad.stderr
+    finally:
+        support.cli("queues", "env-limit", "--unlimited", env=env)
+        support.cli("queues", "resume", "e2e-keyed", env=env)
+    support.wait_for(lambda: all_final(pg_stack.client, [run_id]), timeout=30, what="the run")
+    later = pg_stack.client.tasks.trigger("flow-keyed", {"key": "r"}, delay="1h").id
+    moved = support.cli("runs", "reschedule", later, "1s", env=env)
+    assert moved.returncode == 0 and "now starts at" in moved.stdout
+    support.wait_for(lambda: all_final(pg_stack.client, [later]), timeout=30, what="rescheduled")
