@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from triggerfish import idempotency_keys, queue
+from triggerfish._metadata_ops import apply_operations
 from triggerfish.sdk._client import _wire_options
 from triggerfish.sdk._durable import DurableRun, activate, deactivate
 from triggerfish.sdk._retry import RetryPolicy
@@ -55,3 +58,31 @@ def test_debounce_option_goes_on_the_wire() -> None:
     assert wire == {"debounce": {"key": "u", "delay": "5s", "maxDelay": "1m"}}
     with pytest.raises(TypeError, match="debounce"):
         _wire_options({"debounce": {"delay": "5s"}})
+
+_values = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.none())
+_keys = st.sampled_from(["a", "b", "c"])
+_ops = st.one_of(
+    st.builds(lambda k, v: {"type": "set", "key": k, "value": v}, _keys, _values),
+    st.builds(lambda k: {"type": "delete", "key": k}, _keys),
+    st.builds(lambda k, v: {"type": "append", "key": k, "value": v}, _keys, _values),
+    st.builds(lambda k, v: {"type": "remove", "key": k, "value": v}, _keys, _values),
+)
+
+
+@given(st.lists(_ops, max_size=12), st.lists(st.integers(-100, 100), max_size=8))
+def test_metadata_operations_compose(ops: list[dict], increments: list[int]) -> None:
+    """Applying operations one at a time equals applying them together (the task's
+    local copy and the server agree), and increments add up."""
+    one_by_one: dict = {}
+    for op in ops:
+        one_by_one = apply_operations(one_by_one, [op])
+    assert apply_operations({}, ops) == one_by_one
+    counted = apply_operations(
+        {}, [{"type": "increment", "key": "n", "value": v} for v in increments]
+    )
+    assert counted.get("n", 0) == sum(increments)
+    for op in ops:
+        if op["type"] == "remove":
+            after = apply_operations(one_by_one, [op])
+            if isinstance(after.get(op["key"]), list):
+                assert op["value"] not in after[op["key"]]

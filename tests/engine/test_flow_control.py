@@ -227,3 +227,16 @@ async def test_waiting_reasons(engine: Engine, clock: ManualClock) -> None:
     assert [q["name"] for q in doctor["queues"]] == ["task/t"]
     assert doctor["workers"] == []
     assert RunStatus.QUEUED  # statuses stay the public names
+
+
+async def test_a_trigger_may_choose_another_queue(engine: Engine) -> None:
+    env_id, worker = await setup(engine)
+    for _ in range(3):
+        await engine.enqueue.trigger(env_id, TriggerRequest("t", queue="bulk"))
+    await engine.queues.override_limit(env_id, QueueRef("custom", "bulk"), 1)
+    [claimed] = await engine.dequeue.claim(worker, 10)
+    assert claimed.queue_name == "bulk"
+    assert await engine.dequeue.claim(worker, 10) == []
+    own = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
+    [claimed] = await engine.dequeue.claim(worker, 10)
+    assert claimed.id == own.id and claimed.queue_name == "task/t"
