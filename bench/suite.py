@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> None:
         workloads.append("W1b")
     systems = [s for s in SYSTEMS if not args.systems or s in args.systems.split(",")]
     began = datetime.now(UTC)
-    load_start = " ".join(os.getloadavg().__repr__().strip("()").split(", "))
+    load_start = " ".join(f"{x:.2f}" for x in os.getloadavg())
     t0 = time.perf_counter()
     python = ensure_peers_venv()
     peers = peer_versions(python)
@@ -559,7 +559,11 @@ def main(argv: list[str] | None = None) -> None:
                     res.failures.append((workload, system, traceback.format_exc()))
                     traceback.print_exc()
                     break
-    load_end = " ".join(os.getloadavg().__repr__().strip("()").split(", "))
+        if not args.no_write:  # after every workload, so an interrupted run leaves its figures
+            write_results(res, sizes, args, peers, began,
+                          (load_start, " ".join(f"{x:.2f}" for x in os.getloadavg())),
+                          time.perf_counter() - t0)
+    load_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print()
     print_table(res)
     print()
