@@ -87,38 +87,13 @@ class Dequeue:
             limits = await load_limits(conn, env_id, now)
             if limits.env_full():
                 return []
-            candidates = await run_store.queued_candidates(
-                conn,
-                env_id=env_id,
-                task_ids=worker.task_ids,
-                version=worker.version,
-                now=now,
-                limit=max(limit * self.SCAN_FACTOR, 16),
-                skip_locked=pg,
-                exclude_queues=limits.blocked_queues(),
-                exclude_keys=limits.blocked_keys(),
-            )
+            scan = max(limit * self.SCAN_FACTOR, 16)
+            if pg:
+                limits, candidates = await self._pg_candidates(conn, worker, limits, now, scan)
+            else:
+                candidates = await self._candidates(conn, worker, limits, now, scan, False)
             if not candidates:
                 return []
-            touched = sorted({c.queue_name for c in candidates} & set(limits.rules))
-            if pg and (touched or limits.env_limit is not None):
-                # read again under the row locks: another server may have
-                # claimed from these queues since the first read
-                locked = await load_limits(conn, env_id, now, names=touched, lock=True)
-                keep = set(limits.rules) - set(touched)
-                limits = Limits(
-                    {**{n: limits.rules[n] for n in keep}, **locked.rules},
-                    {
-                        **{k: n for k, n in limits.active.items() if k[0] in keep},
-                        **locked.active,
-                    },
-                    env_limit=locked.env_limit,
-                    env_active=locked.env_active,
-                    rate_used={
-                        **{n: u for n, u in limits.rate_used.items() if n in keep},
-                        **locked.rate_used,
-                    },
-                )
             chosen: list[Any] = []
             for cand in candidates:
                 if limits.check(cand.queue_name, cand.concurrency_key) is not None:
@@ -151,6 +126,74 @@ class Dequeue:
                 ],
             )
             return rows
+
+    async def _candidates(
+        self,
+        conn: AsyncConnection,
+        worker: WorkerIdentity,
+        limits: Limits,
+        now: float,
+        scan: int,
+        skip_locked: bool,
+        only_queues: list[str] | None = None,
+        exclude_queues: list[str] | None = None,
+    ) -> list[Any]:
+        return await run_store.queued_candidates(
+            conn,
+            env_id=worker.environment_id,
+            task_ids=worker.task_ids,
+            version=worker.version,
+            now=now,
+            limit=scan,
+            skip_locked=skip_locked,
+            exclude_queues=[*limits.blocked_queues(), *(exclude_queues or [])],
+            exclude_keys=limits.blocked_keys(),
+            only_queues=only_queues,
+        )
+
+    async def _pg_candidates(
+        self, conn: AsyncConnection, worker: WorkerIdentity, limits: Limits, now: float, scan: int
+    ) -> tuple[Limits, list[Any]]:
+        """Candidates on PostgreSQL, fairly even with many claimers at once.
+
+        Runs of unconstrained queues are taken with ``SKIP LOCKED``. Runs of
+        constrained queues are read without row locks, but only after their
+        queue rows are locked: claimers of a constrained queue take turns, so
+        each sees the queue's true head (a claimer holding head rows while it
+        waits for the queue lock would otherwise push others past them).
+        With an environment limit every claim takes turns on the environment row.
+        """
+        env_id = worker.environment_id
+        if limits.env_limit is not None:
+            limits = await load_limits(conn, env_id, now, lock=True)
+            if limits.env_full():
+                return limits, []
+            return limits, await self._candidates(conn, worker, limits, now, scan, False)
+        constrained = sorted(limits.rules)
+        free = await self._candidates(
+            conn, worker, limits, now, scan, True, exclude_queues=constrained
+        )
+        open_queues = sorted(set(constrained) - set(limits.blocked_queues()))
+        if not open_queues:
+            return limits, free
+        probe = await self._candidates(conn, worker, limits, now, scan, False, open_queues)
+        touched = sorted({c.queue_name for c in probe})
+        if not touched:
+            return limits, free
+        locked = await load_limits(conn, env_id, now, names=touched, lock=True)
+        keep = set(limits.rules) - set(touched)
+        limits = Limits(
+            {**{n: limits.rules[n] for n in keep}, **locked.rules},
+            {**{k: n for k, n in limits.active.items() if k[0] in keep}, **locked.active},
+            env_limit=locked.env_limit,
+            env_active=locked.env_active,
+            rate_used={
+                **{n: u for n, u in limits.rate_used.items() if n in keep},
+                **locked.rate_used,
+            },
+        )
+        held = await self._candidates(conn, worker, limits, now, scan, False, touched)
+        return limits, sorted([*free, *held], key=lambda c: c.order_key)[:scan]
 
     async def claim_or_wait(
         self,

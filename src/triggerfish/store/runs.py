@@ -120,6 +120,7 @@ async def queued_candidates(
     skip_locked: bool,
     exclude_queues: Sequence[str] = (),
     exclude_keys: Sequence[tuple[str, str]] = (),
+    only_queues: Sequence[str] | None = None,
 ) -> list[Row[Any]]:
     """Queued runs this worker could take, lowest ``order_key`` first.
 
@@ -130,7 +131,7 @@ async def queued_candidates(
     take disjoint sets.
     """
     stmt = (
-        select(runs.c.id, runs.c.queue_name, runs.c.concurrency_key)
+        select(runs.c.id, runs.c.queue_name, runs.c.concurrency_key, runs.c.order_key)
         .where(
             runs.c.environment_id == env_id,
             runs.c.status == RunStatus.QUEUED.value,
@@ -141,6 +142,8 @@ async def queued_candidates(
         .order_by(runs.c.order_key)
         .limit(limit)
     )
+    if only_queues is not None:
+        stmt = stmt.where(runs.c.queue_name.in_(sorted(only_queues)))
     if exclude_queues:
         stmt = stmt.where(runs.c.queue_name.not_in(sorted(exclude_queues)))
     if exclude_keys:
@@ -226,6 +229,10 @@ async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[
     ids = [c.run_id for c in claims]
     rows = list((await conn.execute(select(runs).where(runs.c.id.in_(ids)))).all())
     by_id = {r.id: r for r in rows}
+    # a run another claimer took first did not match the guarded update
+    claims = [c for c in claims if by_id[c.run_id].current_attempt_id == c.attempt_id]
+    if not claims:
+        return []
     await conn.execute(
         insert(attempts),
         [
