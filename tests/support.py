@@ -278,3 +278,21 @@ def processes_stopped(*procs: Any) -> Iterator[None]:
                         p.proc.wait()
                 else:
                     p.stop()
+
+
+def run_machine_on(
+    machine: type[Any], backend: str, machine_settings: Any, pg_template: str = ""
+) -> None:
+    """Run a hypothesis state machine whose class reads ``backend``/``pg_template``.
+
+    Each machine opens its own database per example from these two attributes,
+    so one class serves both stores.
+    """
+    from hypothesis.stateful import run_state_machine_as_test
+
+    bound = type(
+        f"{machine.__name__}On{backend}",
+        (machine,),
+        {"backend": backend, "pg_template": pg_template},
+    )
+    run_state_machine_as_test(bound, settings=machine_settings)

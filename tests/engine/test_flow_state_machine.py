@@ -263,16 +263,10 @@ SETTINGS = settings(
 )
 
 
-def _run_machine(**attrs: Any) -> None:
-    from hypothesis.stateful import run_state_machine_as_test
-
-    machine = type("FlowControlOn" + attrs["backend"], (FlowControl,), attrs)
-    run_state_machine_as_test(machine, settings=SETTINGS)
-
 
 def test_flow_control_sqlite() -> None:
-    _run_machine(backend="sqlite")
+    support.run_machine_on(FlowControl, "sqlite", SETTINGS)
 
 
 def test_flow_control_postgresql(pg_template: str) -> None:
-    _run_machine(backend="postgresql", pg_template=pg_template)
+    support.run_machine_on(FlowControl, "postgresql", SETTINGS, pg_template)

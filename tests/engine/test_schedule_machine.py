@@ -204,16 +204,10 @@ SETTINGS = settings(
 )
 
 
-def _run_machine(**attrs: Any) -> None:
-    from hypothesis.stateful import run_state_machine_as_test
-
-    machine = type("ScheduleFiringOn" + attrs["backend"], (ScheduleFiring,), attrs)
-    run_state_machine_as_test(machine, settings=SETTINGS)
-
 
 def test_schedule_firing_sqlite() -> None:
-    _run_machine(backend="sqlite")
+    support.run_machine_on(ScheduleFiring, "sqlite", SETTINGS)
 
 
 def test_schedule_firing_postgresql(pg_template: str) -> None:
-    _run_machine(backend="postgresql", pg_template=pg_template)
+    support.run_machine_on(ScheduleFiring, "postgresql", SETTINGS, pg_template)

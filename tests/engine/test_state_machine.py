@@ -239,16 +239,10 @@ SETTINGS = settings(
 )
 
 
-def _run_machine(**attrs: Any) -> None:
-    from hypothesis.stateful import run_state_machine_as_test
-
-    machine = type("RunLifecycleOn" + attrs["backend"], (RunLifecycle,), attrs)
-    run_state_machine_as_test(machine, settings=SETTINGS)
-
 
 def test_run_lifecycle_sqlite() -> None:
-    _run_machine(backend="sqlite")
+    support.run_machine_on(RunLifecycle, "sqlite", SETTINGS)
 
 
 def test_run_lifecycle_postgresql(pg_template: str) -> None:
-    _run_machine(backend="postgresql", pg_template=pg_template)
+    support.run_machine_on(RunLifecycle, "postgresql", SETTINGS, pg_template)

@@ -214,16 +214,10 @@ SETTINGS = settings(
 )
 
 
-def _run_machine(**attrs: Any) -> None:
-    from hypothesis.stateful import run_state_machine_as_test
-
-    machine = type("WaitsOn" + attrs["backend"], (Waits,), attrs)
-    run_state_machine_as_test(machine, settings=SETTINGS)
-
 
 def test_waitpoints_sqlite() -> None:
-    _run_machine(backend="sqlite")
+    support.run_machine_on(Waits, "sqlite", SETTINGS)
 
 
 def test_waitpoints_postgresql(pg_template: str) -> None:
-    _run_machine(backend="postgresql", pg_template=pg_template)
+    support.run_machine_on(Waits, "postgresql", SETTINGS, pg_template)

@@ -19,7 +19,6 @@ from triggerfish.engine.schedules import (
     ScheduleInput,
     Schedules,
     iso,
-    run_key_prefix,
     schedule_id_of,
 )
 from triggerfish.errors import ScheduleNotFound
@@ -73,11 +72,6 @@ async def run_schedule_field(
         return None
     data = schedule_object(info, env)
     return {k: data[k] for k in ("id", "externalId", "deduplicationKey", "generator") if k in data}
-
-
-def runs_filter_prefix(schedule_ref: str | None) -> str | None:
-    """``filter[schedule]`` of the runs list, as an idempotency-key prefix."""
-    return run_key_prefix(schedule_ref) if schedule_ref else None
 
 
 def _input(body: UpdateScheduleBody, dedup: str | None = None) -> ScheduleInput:

@@ -102,6 +102,19 @@ def client(api_url: str | None, secret_key: str | None) -> Triggerfish:
     return Triggerfish(api_url=url, secret_key=key)
 
 
+def call_api(fn: Callable[[Triggerfish], T], api_url: str | None, secret_key: str | None) -> T:
+    """Run ``fn`` with a client made from the flags; an API error becomes a clean exit."""
+    from triggerfish.errors import ApiError
+
+    c = client(api_url, secret_key)
+    try:
+        return fn(c)
+    except ApiError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        c.close()
+
+
 ApiUrlOpt = typer.Option("--api-url", help="Server URL [env: TRIGGERFISH_API_URL]")
 KeyOpt = typer.Option("--secret-key", help="API key [env: TRIGGERFISH_SECRET_KEY]")
 

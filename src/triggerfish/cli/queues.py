@@ -7,23 +7,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from triggerfish.cli._common import ApiUrlOpt, KeyOpt, client, console, fail
-from triggerfish.errors import ApiError
+from triggerfish.cli._common import ApiUrlOpt, KeyOpt, call_api, console, fail
 from triggerfish.sdk._client import QueueInfo
 
 app = typer.Typer(
     help="Inspect queues, pause/resume them, change limits at run time.", no_args_is_help=True
 )
 
-
-def _call(fn: Any, api_url: str | None, secret_key: str | None) -> Any:
-    c = client(api_url, secret_key)
-    try:
-        return fn(c)
-    except ApiError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        c.close()
 
 
 def _limit(value: int | None) -> str:
@@ -61,7 +51,7 @@ def list_queues(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Every queue with its limits and running/queued counts."""
-    print_queues(_call(lambda c: c.queues.list(), api_url, secret_key))
+    print_queues(call_api(lambda c: c.queues.list(), api_url, secret_key))
 
 
 @app.command("show")
@@ -70,7 +60,7 @@ def show(
     api_url: Annotated[str | None, ApiUrlOpt] = None,
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
-    print_queues([_call(lambda c: c.queues.retrieve(queue), api_url, secret_key)])
+    print_queues([call_api(lambda c: c.queues.retrieve(queue), api_url, secret_key)])
 
 
 @app.command("pause")
@@ -80,7 +70,7 @@ def pause(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Start no more runs of the queue; new runs are still accepted."""
-    print_queues([_call(lambda c: c.queues.pause(queue), api_url, secret_key)])
+    print_queues([call_api(lambda c: c.queues.pause(queue), api_url, secret_key)])
 
 
 @app.command("resume")
@@ -89,7 +79,7 @@ def resume(
     api_url: Annotated[str | None, ApiUrlOpt] = None,
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
-    print_queues([_call(lambda c: c.queues.resume(queue), api_url, secret_key)])
+    print_queues([call_api(lambda c: c.queues.resume(queue), api_url, secret_key)])
 
 
 @app.command("limit")
@@ -103,11 +93,12 @@ def limit(
     """Override the queue's concurrency limit (or --reset it to the declared one)."""
     if reset == (value is not None):
         raise fail("give a new limit, or --reset")
-    if reset:
-        info = _call(lambda c: c.queues.reset_concurrency_limit(queue), api_url, secret_key)
+    if value is None:  # --reset, checked above
+        info = call_api(lambda c: c.queues.reset_concurrency_limit(queue), api_url, secret_key)
     else:
-        info = _call(
-            lambda c: c.queues.override_concurrency_limit(queue, value), api_url, secret_key
+        new_limit = value
+        info = call_api(
+            lambda c: c.queues.override_concurrency_limit(queue, new_limit), api_url, secret_key
         )
     print_queues([info])
 
@@ -120,7 +111,7 @@ def key_limit(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Slots each concurrency key may hold; omit the value to use the queue's limit."""
-    info = _call(lambda c: c.queues.set_concurrency_key_limit(queue, value), api_url, secret_key)
+    info = call_api(lambda c: c.queues.set_concurrency_key_limit(queue, value), api_url, secret_key)
     print_queues([info])
 
 
@@ -135,7 +126,7 @@ def rate_limit(
     """At most COUNT starts per PERIOD (``rate-limit emails 100 1m``); no arguments removes it."""
     if (count is None) != (period is None):
         raise fail("give both COUNT and PERIOD, or neither to remove the rate limit")
-    info = _call(lambda c: c.queues.set_rate_limit(queue, count, period), api_url, secret_key)
+    info = call_api(lambda c: c.queues.set_rate_limit(queue, count, period), api_url, secret_key)
     print_queues([info])
 
 
@@ -148,13 +139,13 @@ def env_concurrency(
 ) -> None:
     """Show, set (VALUE) or remove (--unlimited) the environment-wide concurrency limit."""
     if value is not None or unlimited:
-        result = _call(
+        result = call_api(
             lambda c: c.environment.set_concurrency_limit(None if unlimited else value),
             api_url,
             secret_key,
         )
     else:
-        result = _call(lambda c: c.environment.concurrency(), api_url, secret_key)
+        result = call_api(lambda c: c.environment.concurrency(), api_url, secret_key)
     limit_text = _limit(result["concurrencyLimit"])
     console.print(f"environment concurrency limit: {limit_text} (running: {result['running']})")
 
@@ -164,7 +155,7 @@ def doctor(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Why runs might not be running: limits, paused queues, workers, the oldest queued run."""
-    report = _call(lambda c: c.environment.doctor(), api_url, secret_key)
+    report = call_api(lambda c: c.environment.doctor(), api_url, secret_key)
     env = report["environment"]
     console.print(
         f"[bold]Environment[/] {env.get('slug', '')}: limit {_limit(env['concurrencyLimit'])}, "

@@ -11,7 +11,7 @@ import typer
 from rich.syntax import Syntax
 from rich.table import Table
 
-from triggerfish.cli._common import ApiUrlOpt, KeyOpt, as_json_arg, client, console, fail
+from triggerfish.cli._common import ApiUrlOpt, KeyOpt, as_json_arg, call_api, client, console, fail
 from triggerfish.errors import ApiError, RunTimeout
 from triggerfish.sdk._client import Run
 
@@ -58,7 +58,7 @@ def list_runs(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Recent runs, newest first; waiting runs say why they wait."""
-    page = _call(
+    page = call_api(
         lambda c: c.runs.list(
             status=status,
             task=task,
@@ -102,7 +102,7 @@ def replay(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Start a new run like RUN_ID; with --from-step N, steps before N are not re-run."""
-    new_id = _call(lambda c: c.runs.replay(run_id, from_step=from_step), api_url, secret_key)
+    new_id = call_api(lambda c: c.runs.replay(run_id, from_step=from_step), api_url, secret_key)
     console.print(new_id)
 
 
@@ -113,7 +113,7 @@ def show(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Status, attempts, payload, output and error of one run."""
-    run = _call(lambda c: c.runs.retrieve(run_id), api_url, secret_key)
+    run = call_api(lambda c: c.runs.retrieve(run_id), api_url, secret_key)
     print_run(run)
 
 
@@ -240,7 +240,7 @@ def cancel(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Cancel a run that has not finished."""
-    _call(lambda c: c.runs.cancel(run_id), api_url, secret_key)
+    call_api(lambda c: c.runs.cancel(run_id), api_url, secret_key)
     console.print(f"canceled {run_id}")
 
 
@@ -297,7 +297,7 @@ def reschedule(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Move a DELAYED run's start."""
-    run = _call(lambda c: c.runs.reschedule(run_id, delay), api_url, secret_key)
+    run = call_api(lambda c: c.runs.reschedule(run_id, delay), api_url, secret_key)
     console.print(f"{run_id} now starts at {_when(run.delayed_until)}")
 
 
@@ -306,15 +306,6 @@ def _utc(value: datetime | None) -> datetime | None:
 
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
-
-def _call(fn: Any, api_url: str | None, secret_key: str | None) -> Any:
-    c = client(api_url, secret_key)
-    try:
-        return fn(c)
-    except ApiError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        c.close()
 
 
 def send(
@@ -328,5 +319,5 @@ def send(
 ) -> None:
     """Send an event: starts every task with on_event=NAME, wakes matching waits."""
     body = as_json_arg(payload, "--payload")
-    sent = _call(lambda c: c.events.send(name, body, id=event_id), api_url, secret_key)
+    sent = call_api(lambda c: c.events.send(name, body, id=event_id), api_url, secret_key)
     console.print(json.dumps(sent), markup=False)

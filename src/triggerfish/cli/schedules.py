@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
 
-from triggerfish.cli._common import ApiUrlOpt, KeyOpt, client, console, fail
-from triggerfish.errors import ApiError
-from triggerfish.sdk._client import Triggerfish
+from triggerfish.cli._common import ApiUrlOpt, KeyOpt, call_api, console
 from triggerfish.sdk._schedules import Schedule
 
 app = typer.Typer(
@@ -23,15 +20,6 @@ CronOpt = typer.Option("--cron", "-c", help='5-field cron expression, e.g. "0 9 
 TzOpt = typer.Option("--timezone", "--tz", help="IANA time zone (default UTC)")
 ExternalOpt = typer.Option("--external-id", help="your id for this schedule (e.g. a customer)")
 
-
-def _call(fn: Callable[[Triggerfish], Any], api_url: str | None, secret_key: str | None) -> Any:
-    c = client(api_url, secret_key)
-    try:
-        return fn(c)
-    except ApiError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        c.close()
 
 
 def _next_run(s: Schedule) -> str:
@@ -69,7 +57,7 @@ def list_schedules(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Declarative and imperative schedules of the environment."""
-    result = _call(
+    result = call_api(
         lambda c: c.schedules.list(page=page, per_page=per_page, task=task), api_url, secret_key
     )
     table = Table(title="Schedules", header_style="bold")
@@ -98,7 +86,7 @@ def show(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """One schedule, with its next run in its own time zone."""
-    print_schedule(_call(lambda c: c.schedules.retrieve(ref), api_url, secret_key))
+    print_schedule(call_api(lambda c: c.schedules.retrieve(ref), api_url, secret_key))
 
 
 @app.command("create")
@@ -115,7 +103,7 @@ def create(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Give a scheduled task a schedule (same --dedup-key: update that one)."""
-    made = _call(
+    made = call_api(
         lambda c: c.schedules.create(
             task=task,
             cron=cron,
@@ -140,7 +128,7 @@ def update(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Replace an imperative schedule's task, cron, time zone and external id."""
-    changed = _call(
+    changed = call_api(
         lambda c: c.schedules.update(
             ref, task=task, cron=cron, timezone=timezone, external_id=external_id
         ),
@@ -157,7 +145,7 @@ def delete(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Remove an imperative schedule (declarative ones go when their cron leaves the code)."""
-    console.print(f"deleted {_call(lambda c: c.schedules.delete(ref), api_url, secret_key)}")
+    console.print(f"deleted {call_api(lambda c: c.schedules.delete(ref), api_url, secret_key)}")
 
 
 @app.command("activate")
@@ -167,7 +155,7 @@ def activate(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Fire again, from the next slot after now."""
-    print_schedule(_call(lambda c: c.schedules.activate(ref), api_url, secret_key))
+    print_schedule(call_api(lambda c: c.schedules.activate(ref), api_url, secret_key))
 
 
 @app.command("deactivate")
@@ -177,7 +165,7 @@ def deactivate(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Stop firing until activated (slots in between never run)."""
-    print_schedule(_call(lambda c: c.schedules.deactivate(ref), api_url, secret_key))
+    print_schedule(call_api(lambda c: c.schedules.deactivate(ref), api_url, secret_key))
 
 
 @app.command("timezones")
@@ -187,7 +175,7 @@ def timezones(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """The IANA time zone names a schedule may use, one a line."""
-    for zone in _call(
+    for zone in call_api(
         lambda c: c.schedules.timezones(exclude_utc=exclude_utc), api_url, secret_key
     ):
         console.print(zone, highlight=False)
