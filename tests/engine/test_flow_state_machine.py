@@ -7,18 +7,15 @@ be driven to a final status (none is lost)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
 from tests import support
+from tests.engine._machine import StoreMachine
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure
@@ -28,8 +25,6 @@ from triggerfish.engine.resources import ManualClock
 from triggerfish.engine.states import ACTIVE, FINAL, RunStatus
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
-from triggerfish.store.db import Database, sqlite_url
-from triggerfish.store.migrate import upgrade
 
 POLICY = {"max_attempts": 2, "factor": 1, "min_delay": 0, "max_delay": 0, "jitter": 0}
 RATE = (3, 60.0)
@@ -39,23 +34,11 @@ def _manifest(task_id: str, queue: dict[str, Any]) -> dict[str, Any]:
     return {"id": task_id, "retry": POLICY, "machine": "micro", "queue": queue}
 
 
-class FlowControl(RuleBasedStateMachine):
-    backend = "sqlite"
-    pg_template = ""
-
+class FlowControl(StoreMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
         self.clock = ManualClock(2_000_000.0)
-        self._tmp: str | None = None
-        self._pg_name: str | None = None
-        if self.backend == "sqlite":
-            self._tmp = tempfile.mkdtemp()
-            url = sqlite_url(Path(self._tmp) / "flow.db")
-            self.run(self._migrate(url))
-        else:
-            self._pg_name = support.new_pg_database(self.pg_template)
-            url = support.pg_url(self._pg_name)
+        url = self.db_url
         self.engine = Engine.create(
             ServerSettings(database_url=url, heartbeat_timeout=30), clock=self.clock
         )
@@ -83,25 +66,12 @@ class FlowControl(RuleBasedStateMachine):
         self.rated_claims: list[float] = []
         self.paused: set[str] = set()
 
-    @staticmethod
-    async def _migrate(url: str) -> None:
-        db = Database(url)
-        await upgrade(db)
-        await db.dispose()
-
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
     def teardown(self) -> None:
         try:
             self._drain()
         finally:
             self.run(self.engine.close())
-            self.loop.close()
-            if self._tmp:
-                shutil.rmtree(self._tmp, ignore_errors=True)
-            if self._pg_name:
-                support.drop_pg_database(self._pg_name)
+            self.release_store()
 
     # -- helpers -------------------------------------------------------------------------
 

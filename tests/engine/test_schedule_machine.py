@@ -8,24 +8,19 @@ each sweep adds at most one run per schedule (no flood)."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
 from tests import support
+from tests.engine._machine import StoreMachine
 from triggerfish._cron import CronSpec, parse_cron
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.resources import ManualClock
 from triggerfish.engine.schedules import ScheduleInput
-from triggerfish.store.db import Database, sqlite_url
-from triggerfish.store.migrate import upgrade
 from triggerfish.store.runs import RunFilter
 
 CRONS = ["*/20 * * * *", "30 2 * * *", "30 1 * * *", "0 * * * *", "15 9 * * MON-FRI"]
@@ -38,23 +33,11 @@ def parse_ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
-class ScheduleFiring(RuleBasedStateMachine):
-    backend = "sqlite"
-    pg_template = ""
-
+class ScheduleFiring(StoreMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
         self.clock = ManualClock(START)
-        self._tmp: str | None = None
-        self._pg_name: str | None = None
-        if self.backend == "sqlite":
-            self._tmp = tempfile.mkdtemp()
-            url = sqlite_url(Path(self._tmp) / "sm.db")
-            self.run(self._migrate(url))
-        else:
-            self._pg_name = support.new_pg_database(self.pg_template)
-            url = support.pg_url(self._pg_name)
+        url = self.db_url
         self.replicas = [
             Engine.create(ServerSettings(database_url=url), clock=self.clock) for _ in range(2)
         ]
@@ -78,25 +61,12 @@ class ScheduleFiring(RuleBasedStateMachine):
         self.specs: dict[str, CronSpec] = {}
         self.active_since: dict[str, float | None] = {}  # None: deactivated
 
-    @staticmethod
-    async def _migrate(url: str) -> None:
-        db = Database(url)
-        await upgrade(db)
-        await db.dispose()
-
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
     def teardown(self) -> None:
         try:
             for engine in self.replicas:
                 self.run(engine.close())
         finally:
-            self.loop.close()
-            if self._tmp:
-                shutil.rmtree(self._tmp, ignore_errors=True)
-            if self._pg_name:
-                support.drop_pg_database(self._pg_name)
+            self.release_store()
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -5,17 +5,14 @@ a final status (none is lost or stuck)."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
 from tests import support
+from tests.engine._machine import StoreMachine
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure
@@ -24,30 +21,16 @@ from triggerfish.engine.resources import ManualClock
 from triggerfish.engine.states import ACTIVE, FINAL, RunStatus, can_move
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
-from triggerfish.store.db import Database, sqlite_url
-from triggerfish.store.migrate import upgrade
 
 POLICY = {"max_attempts": 3, "factor": 1, "min_delay": 0, "max_delay": 0, "jitter": 0}
 HEARTBEAT = 30.0
 
 
-class RunLifecycle(RuleBasedStateMachine):
-    backend = "sqlite"
-    pg_template = ""
-
+class RunLifecycle(StoreMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
         self.clock = ManualClock(1_000_000.0)
-        self._tmp: str | None = None
-        self._pg_name: str | None = None
-        if self.backend == "sqlite":
-            self._tmp = tempfile.mkdtemp()
-            url = sqlite_url(Path(self._tmp) / "sm.db")
-            self.run(self._migrate(url))
-        else:
-            self._pg_name = support.new_pg_database(self.pg_template)
-            url = support.pg_url(self._pg_name)
+        url = self.db_url
         self.engine = Engine.create(
             ServerSettings(database_url=url, heartbeat_timeout=HEARTBEAT), clock=self.clock
         )
@@ -72,25 +55,12 @@ class RunLifecycle(RuleBasedStateMachine):
         self.issued: dict[str, str] = {}  # attempt id -> run id, every attempt ever handed out
         self.completions: dict[str, int] = {}
 
-    @staticmethod
-    async def _migrate(url: str) -> None:
-        db = Database(url)
-        await upgrade(db)
-        await db.dispose()
-
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
     def teardown(self) -> None:
         try:
             self._drain()
         finally:
             self.run(self.engine.close())
-            self.loop.close()
-            if self._tmp:
-                shutil.rmtree(self._tmp, ignore_errors=True)
-            if self._pg_name:
-                support.drop_pg_database(self._pg_name)
+            self.release_store()
 
     # -- helpers -------------------------------------------------------------------
 

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
 from tests import support
+from tests.engine._machine import StoreMachine
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import TriggerRequest
@@ -26,8 +24,6 @@ from triggerfish.errors import ConflictError
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import waitpoints as wp_store
-from triggerfish.store.db import Database, sqlite_url
-from triggerfish.store.migrate import upgrade
 
 MANIFEST = {
     "id": "t",
@@ -37,23 +33,11 @@ MANIFEST = {
 }
 
 
-class Waits(RuleBasedStateMachine):
-    backend = "sqlite"
-    pg_template = ""
-
+class Waits(StoreMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
         self.clock = ManualClock(1_000_000.0)
-        self._tmp: str | None = None
-        self._pg_name: str | None = None
-        if self.backend == "sqlite":
-            self._tmp = tempfile.mkdtemp()
-            url = sqlite_url(Path(self._tmp) / "wp.db")
-            self.run(self._migrate(url))
-        else:
-            self._pg_name = support.new_pg_database(self.pg_template)
-            url = support.pg_url(self._pg_name)
+        url = self.db_url
         settings_ = ServerSettings(database_url=url)
         self.engines = [Engine.create(settings_, clock=self.clock) for _ in range(2)]
         for engine in self.engines:
@@ -71,15 +55,6 @@ class Waits(RuleBasedStateMachine):
         self.final: dict[str, tuple[str, Any]] = {}  # token -> first final (status, output)
 
     @staticmethod
-    async def _migrate(url: str) -> None:
-        db = Database(url)
-        await upgrade(db)
-        await db.dispose()
-
-    def run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
-    @staticmethod
     async def _together(*coros: Any) -> list[Any]:
         """Run concurrently (two servers racing), inside the machine's loop."""
         return list(await asyncio.gather(*coros))
@@ -87,11 +62,7 @@ class Waits(RuleBasedStateMachine):
     def teardown(self) -> None:
         for engine in self.engines:
             self.run(engine.close())
-        self.loop.close()
-        if self._tmp:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-        if self._pg_name:
-            support.drop_pg_database(self._pg_name)
+        self.release_store()
 
     # -- rules ---------------------------------------------------------------------
 
