@@ -15,7 +15,7 @@ from tests import support
 from tests.engine._machine import StoreMachine
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
-from triggerfish.engine.attempts import Failure
+from triggerfish.engine.attempts import Failure, Report
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
 from triggerfish.engine.states import ACTIVE, FINAL, RunStatus, can_move
@@ -98,10 +98,19 @@ class RunLifecycle(StoreMachine):
             result = self.run(self.engine.enqueue.trigger(self.env_id, TriggerRequest("t")))
             self.run_ids.append(result.id)
 
-    @rule(worker=st.integers(0, 1), limit=st.integers(1, 3))
-    def claim(self, worker: int, limit: int) -> None:
-        for row in self.run(self.engine.dequeue.claim(self.workers[worker], limit)):
+    @rule(worker=st.integers(0, 1), limit=st.integers(1, 3), start=st.integers(0, 3))
+    def claim(self, worker: int, limit: int, start: int) -> None:
+        """A claim starts its first ``start`` runs itself (the worker's free slots)."""
+        rows = self.run(self.engine.dequeue.claim(self.workers[worker], limit, start))
+        statuses = [RunStatus(row.status) for row in rows]
+        started = min(start, len(rows))
+        assert statuses == [RunStatus.EXECUTING] * started + [RunStatus.DEQUEUED] * (
+            len(rows) - started
+        )
+        for row in rows:
             assert row.current_attempt_id not in self.issued, "an attempt was handed out twice"
+            if row.attempt_count == 1:  # a run's start time is its first start
+                assert (row.started_at is not None) == (row.status == RunStatus.EXECUTING.value)
             self.issued[row.current_attempt_id] = row.id
 
     @precondition(lambda self: self.issued)
@@ -141,6 +150,32 @@ class RunLifecycle(StoreMachine):
         self._report(
             self.engine.attempts.fail(run_id, attempt_id, failure), run_id, attempt_id, expect
         )
+
+    @precondition(lambda self: self.issued)
+    @rule(data=st.data())
+    def report_batch(self, data: st.DataObject) -> None:
+        """Several reports in one transaction: each counts only if current, as alone."""
+        picks = data.draw(
+            st.lists(st.tuples(st.sampled_from(sorted(self.issued)), st.booleans()), max_size=4)
+        )
+        if not picks:
+            return
+        reports, expected, touched = [], [], set()
+        for attempt_id, ok in picks:
+            run_id = self.issued[attempt_id]
+            row = self._row(run_id)
+            live = {RunStatus.EXECUTING} if ok else ACTIVE
+            current = row.current_attempt_id == attempt_id and RunStatus(row.status) in live
+            expected.append(current and run_id not in touched)
+            if expected[-1]:
+                touched.add(run_id)
+            failure = None if ok else Failure("USER", {"name": "E", "message": "batch"})
+            reports.append(Report(run_id, attempt_id, {"by": attempt_id}, failure))
+        outcomes = self.run(self.engine.attempts.complete_many(reports, self.env_id))
+        assert [o is not None for o in outcomes] == expected
+        for report, counted in zip(reports, expected, strict=True):
+            if counted and report.failure is None:
+                self.completions[report.run_id] = self.completions.get(report.run_id, 0) + 1
 
     @rule(worker=st.integers(0, 1))
     def heartbeat(self, worker: int) -> None:

@@ -11,7 +11,9 @@ from triggerfish.engine.environments import Environment
 from triggerfish.errors import AuthenticationError
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in a thread pool,
+    # a thread hop on every request
     engine: Engine = request.app.state.engine
     return engine
 

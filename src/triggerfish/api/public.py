@@ -192,10 +192,9 @@ async def retrieve_run(run_id: str, engine: EngineDep, env: EnvDep) -> dict[str,
     reasons = await engine.queues.explain(env.id, [detail.run])
     body = serialize.run_object(detail, env.slug, env.id, reasons.get(run_id))
     # Triggerfish extensions: what a WAITING run waits for, and its durable steps
-    body["waitingFor"] = (await engine.waitpoints.waiting_for([run_id]))[run_id]
-    body["steps"] = [
-        serialize.journal_entry(e) for e in await engine.journal.entries(env.id, run_id)
-    ]
+    waiting = detail.run.status == "WAITING"
+    body["waitingFor"] = (await engine.waitpoints.waiting_for([run_id]))[run_id] if waiting else []
+    body["steps"] = [serialize.journal_entry(e) for e in await engine.journal.entries_of(run_id)]
     schedule = await run_schedule_field(engine, env, detail.run.idempotency_key)
     if schedule is not None:
         body["schedule"] = schedule

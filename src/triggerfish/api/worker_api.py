@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.api.public import TriggerBody, TriggerOptions, trigger_request
 from triggerfish.api.waitpoints import base_url, token_request, token_url
-from triggerfish.engine.attempts import Failure
+from triggerfish.engine.attempts import Failure, Report
 from triggerfish.engine.journal import JournalEntry
 from triggerfish.engine.waitpoints import WaitSpec
 from triggerfish.errors import UserError
@@ -23,17 +23,35 @@ from triggerfish.errors import UserError
 router = APIRouter(prefix="/worker/v1", tags=["worker"])
 
 
+class QueueManifest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=256)
+
+
+class TaskManifest(BaseModel):
+    """What a worker declares about one task; fields beyond these are kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=1, max_length=256)
+    queue: QueueManifest
+
+
 class RegisterBody(BaseModel):
     version: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     concurrency: int = Field(ge=1, le=1000)
-    tasks: list[dict[str, Any]]
+    tasks: list[TaskManifest]
 
 
 class DequeueBody(BaseModel):
     worker_id: str
     max: int = Field(ge=1, le=100)
     wait: float = Field(default=20.0, ge=0, le=60)
+    #: how many of the claimed runs the worker starts at once (free slots): they
+    #: come back EXECUTING (``"started": true``) and need no start report
+    start: int = Field(default=0, ge=0, le=100)
 
 
 class CompleteBody(BaseModel):
@@ -76,7 +94,7 @@ async def register(body: RegisterBody, engine: EngineDep, env: EnvDep) -> dict[s
         version=body.version,
         name=body.name,
         concurrency=body.concurrency,
-        tasks=body.tasks,
+        tasks=[t.model_dump() for t in body.tasks],
     )
     return {
         "worker_id": worker.id,
@@ -92,7 +110,9 @@ async def dequeue(
     """Claim up to ``max`` runs; held open up to ``wait`` seconds when there are none."""
     worker = await engine.workers.identity(env.id, body.worker_id)
     wait = min(body.wait, engine.res.settings.dequeue_wait)
-    rows = await engine.dequeue.claim_or_wait(worker, body.max, wait, gone=request.is_disconnected)
+    rows = await engine.dequeue.claim_or_wait(
+        worker, body.max, wait, gone=request.is_disconnected, start=body.start
+    )
     # the journal travels with the claim: replaying it needs no round trips
     journals = await engine.journal.for_runs([r.id for r in rows]) if rows else {}
     return {
@@ -109,6 +129,7 @@ async def dequeue(
                 "environment": {"id": env.id, "slug": env.slug},
                 "journal": journals.get(r.id, []),
                 "metadata": r.run_metadata,
+                "started": r.status == "EXECUTING",
             }
             for r in rows
         ]
@@ -138,6 +159,44 @@ async def complete(
     if outcome.retry_at is not None:
         answer["retry_at"] = outcome.retry_at
     return answer
+
+
+class CompletionItem(CompleteBody):
+    attempt_id: str
+
+
+class CompletionsBody(BaseModel):
+    completions: list[CompletionItem] = Field(min_length=1, max_length=500)
+
+
+@router.post("/completions")
+async def completions(body: CompletionsBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """Report many finished attempts at once: one transaction for all of them.
+
+    Each answer names its attempt and either the run's new ``status`` (with
+    ``retry_at`` when it will be retried) or ``"stale": true`` when the
+    attempt is no longer current (the report changed nothing).
+    """
+    reports = [_report(item) for item in body.completions]
+    outcomes = await engine.attempts.complete_many(reports, env.id)
+    answers: list[dict[str, Any]] = []
+    for item, outcome in zip(body.completions, outcomes, strict=True):
+        answer: dict[str, Any] = {"attempt_id": item.attempt_id}
+        if outcome is None:
+            answer["stale"] = True
+        else:
+            answer["status"] = outcome.status.value
+            if outcome.retry_at is not None:
+                answer["retry_at"] = outcome.retry_at
+        answers.append(answer)
+    return {"results": answers}
+
+
+def _report(item: CompletionItem) -> Report:
+    if item.ok:
+        return Report(item.run_id, item.attempt_id, output=item.output)
+    failure = Failure(kind=item.kind, error=item.error or {}, decision=item.decision)
+    return Report(item.run_id, item.attempt_id, failure=failure)
 
 
 @router.post("/heartbeat")

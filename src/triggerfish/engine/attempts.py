@@ -36,6 +36,16 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Report:
+    """A finished attempt as the worker reports it: ``failure`` None means success."""
+
+    run_id: str
+    attempt_id: str
+    output: Any = None
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
     status: RunStatus
     retry_at: float | None = None
@@ -59,38 +69,105 @@ class Attempts:
                 now=now,
                 attempt_id=attempt_id,
                 env_id=env_id,
+                values={"started_at": now},
                 reason="attempt started",
             )
             if row is None:
                 raise StaleTransition(run_id, RunStatus.EXECUTING, attempt_id)
-            if row.started_at is None:
-                row = await run_store.transition_values(conn, run_id, started_at=now)
             await run_store.update_attempt(conn, attempt_id, status="EXECUTING", started_at=now)
             return row
 
     async def succeed(
         self, run_id: str, attempt_id: str, output: Any, env_id: str | None = None
     ) -> Outcome:
-        now = to_datetime(self.res.clock.now())
         woken: set[str] = set()
         async with self.res.db.write() as conn:
-            row = await run_store.transition(
-                conn,
-                run_id,
-                to=RunStatus.COMPLETED,
-                now=now,
-                attempt_id=attempt_id,
-                env_id=env_id,
-                values={"output": output, "finished_at": now, "lease_expires_at": None},
-                reason="attempt succeeded",
-            )
-            if row is None:
-                raise StaleTransition(run_id, RunStatus.COMPLETED, attempt_id)
-            await run_store.update_attempt(conn, attempt_id, status="COMPLETED", finished_at=now)
-            # a parent waiting on this run resumes in the same transaction
-            await self.waitpoints.on_run_finished(conn, row, woken)
+            outcome = await self.succeed_in(conn, run_id, attempt_id, output, env_id, woken)
         await self.waitpoints.wake(woken)
+        return outcome
+
+    async def succeed_in(
+        self,
+        conn: AsyncConnection,
+        run_id: str,
+        attempt_id: str,
+        output: Any,
+        env_id: str | None,
+        woken: set[str],
+    ) -> Outcome:
+        """Record a successful attempt inside the caller's transaction."""
+        now = to_datetime(self.res.clock.now())
+        row = await run_store.transition(
+            conn,
+            run_id,
+            to=RunStatus.COMPLETED,
+            now=now,
+            attempt_id=attempt_id,
+            env_id=env_id,
+            values={"output": output, "finished_at": now, "lease_expires_at": None},
+            reason="attempt succeeded",
+        )
+        if row is None:
+            raise StaleTransition(run_id, RunStatus.COMPLETED, attempt_id)
+        await run_store.update_attempt(conn, attempt_id, status="COMPLETED", finished_at=now)
+        # a parent waiting on this run resumes in the same transaction
+        await self.waitpoints.on_run_finished(conn, row, woken)
         return Outcome(RunStatus.COMPLETED)
+
+    async def complete_many(self, reports: list[Report], env_id: str) -> list[Outcome | None]:
+        """Record many finished attempts in one transaction (a group commit).
+
+        Each answer is the run's outcome, or None for a report that is no
+        longer current (nothing was written for it). Should the shared
+        transaction fail (say, two batches deadlock on a common parent), each
+        report is recorded on its own instead.
+        """
+        woken: set[str] = set()
+        try:
+            async with self.res.db.write() as conn:
+                outcomes = [await self._record_in(conn, r, env_id, woken) for r in reports]
+        except Exception:
+            log.warning("a batch of %d reports failed; recording them one by one", len(reports))
+            return [await self._record_alone(r, env_id) for r in reports]
+        await self.waitpoints.wake(woken)
+        await self._notify_retries(
+            [(r.run_id, o) for r, o in zip(reports, outcomes, strict=True) if o is not None],
+            env_id,
+        )
+        return outcomes
+
+    async def _record_in(
+        self, conn: AsyncConnection, report: Report, env_id: str, woken: set[str]
+    ) -> Outcome | None:
+        try:
+            if report.failure is None:
+                return await self.succeed_in(
+                    conn, report.run_id, report.attempt_id, report.output, env_id, woken
+                )
+            return await self.fail_in(
+                conn, report.run_id, report.attempt_id, report.failure, env_id, woken
+            )
+        except StaleTransition:
+            return None  # the guarded statements matched nothing: no write to undo
+
+    async def _record_alone(self, report: Report, env_id: str) -> Outcome | None:
+        try:
+            if report.failure is None:
+                return await self.succeed(report.run_id, report.attempt_id, report.output, env_id)
+            return await self.fail(report.run_id, report.attempt_id, report.failure, env_id)
+        except StaleTransition:
+            return None
+
+    async def _notify_retries(self, outcomes: list[tuple[str, Outcome]], env_id: str) -> None:
+        """Wake pollers for runs a failure put back in the queue (now or after backoff)."""
+        for _run_id, outcome in outcomes:
+            if outcome.status is not RunStatus.QUEUED:
+                continue
+            delay = (outcome.retry_at or 0) - self.res.clock.now()
+            if delay > 0:
+                self.res.notifier.notify_later(env_id, delay)
+            else:
+                await self.res.notifier.notify(env_id)
 
     async def fail(
         self, run_id: str, attempt_id: str, failure: Failure, env_id: str | None = None

@@ -77,7 +77,9 @@ class Dequeue:
         self.res = res
         self.attempts = attempts
 
-    async def claim(self, worker: WorkerIdentity, limit: int) -> list[Row[Any]]:
+    async def claim(self, worker: WorkerIdentity, limit: int, start: int = 0) -> list[Row[Any]]:
+        """Claim up to ``limit`` runs; the first ``start`` of them are started at once
+        (EXECUTING: the worker has a free slot for each and sends no start report)."""
         if limit <= 0 or not worker.task_ids:
             return []
         pg = self.res.db.dialect == "postgresql"
@@ -113,8 +115,9 @@ class Dequeue:
                     version=worker.version,
                     lease_expires_at=lease,
                     now=to_datetime(now),
+                    start=i < start,
                 )
-                for cand in chosen
+                for i, cand in enumerate(chosen)
             ]
             rows = await run_store.mark_dequeued(conn, claims)
             await queue_store.record_claims(
@@ -201,6 +204,7 @@ class Dequeue:
         limit: int,
         wait: float,
         gone: Callable[[], Awaitable[bool]] | None = None,
+        start: int = 0,
     ) -> list[Row[Any]]:
         """Claim now, or hold the call until work arrives or ``wait`` seconds pass.
 
@@ -215,7 +219,7 @@ class Dequeue:
             if gone is not None and await gone():
                 return []
             event = self.res.notifier.listener(worker.environment_id)
-            rows = await self.claim(worker, limit)
+            rows = await self.claim(worker, limit, start)
             if rows and gone is not None and await gone():
                 await self.attempts.release(
                     [r.current_attempt_id for r in rows], "claimed for a worker that hung up"

@@ -10,6 +10,7 @@ import jsonschema
 from sqlalchemy.exc import IntegrityError
 
 from triggerfish._ids import new_id
+from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.states import RunStatus
 from triggerfish.errors import (
@@ -93,8 +94,12 @@ MAX_BATCH_ITEMS = 1000
 
 
 class Enqueue:
-    def __init__(self, res: EngineResources) -> None:
+    def __init__(self, res: EngineResources, manifests: ManifestCache) -> None:
         self.res = res
+        self.manifests = manifests
+        # queues seen in the store: they are never deleted, so a trigger into
+        # one of them need not check for it again
+        self._known_queues: set[tuple[str, str]] = set()
 
     async def trigger(self, env_id: str, req: TriggerRequest) -> TriggerResult:
         """Create a run (or find the one its idempotency key names, or join the
@@ -126,25 +131,28 @@ class Enqueue:
                 if joined is not None:
                     return TriggerResult(joined, False, debounced=True)
             values = self._row(env_id, req, manifest, now)
-            await worker_store.ensure_queues(
-                conn,
-                env_id,
-                [{"name": values["queue_name"]}],
-                to_datetime(now),
-                update_limits=False,
-            )
+            queue_key = (env_id, values["queue_name"])
+            if queue_key not in self._known_queues:
+                await worker_store.ensure_queues(
+                    conn,
+                    env_id,
+                    [{"name": values["queue_name"]}],
+                    to_datetime(now),
+                    update_limits=False,
+                )
             if values["status"] == RunStatus.QUEUED:
                 tag = await fair_tag(
                     conn, self.res, env_id, values["queue_name"], req.concurrency_key
                 )
                 values["order_key"] = tag - req.priority
             await run_store.insert_run(conn, values, values["tags"])
+        self._known_queues.add(queue_key)  # committed
         if values["status"] == RunStatus.QUEUED:
             await self.res.notifier.notify(env_id)
         return TriggerResult(values["id"], False)
 
     async def _manifest(self, conn: Any, env_id: str, task_id: str) -> dict[str, Any]:
-        manifest = await worker_store.latest_manifest(conn, env_id, task_id)
+        manifest = await self.manifests.latest(conn, env_id, task_id)
         if manifest is None:
             known = await worker_store.known_task_ids(conn, env_id)
             raise TaskNotFound(task_id, known)

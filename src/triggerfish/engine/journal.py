@@ -101,9 +101,8 @@ class Journal:
             raise RunNotFound(f"{run_id} (journal entry {seq})")
         return json.loads(data)
 
-    async def entries(self, env_id: str, run_id: str) -> list[Any]:
-        """The run's journal for people: kind, name, status, times (the run's spans)."""
+    async def entries_of(self, run_id: str) -> list[Any]:
+        """The journal of a run (found in the caller's environment) for people: kind,
+        name, status, times (the run's spans)."""
         async with self.res.db.read() as conn:
-            if await run_store.get(conn, env_id, run_id) is None:
-                raise RunNotFound(run_id)
             return await journal_store.list_entries(conn, run_id)

@@ -1,7 +1,14 @@
-"""Task manifests (what a worker version declared about a task), cached: they never change."""
+"""Task manifests (what a worker version declared about a task), cached.
+
+A version's manifest never changes, so it is cached for good. The *latest*
+manifest of a task (what a trigger validates against) changes when a worker of
+new code registers: this server forgets it at once, other servers after
+``LATEST_TTL`` seconds.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -9,10 +16,33 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from triggerfish.sdk._retry import RetryPolicy
 from triggerfish.store import workers as worker_store
 
+#: seconds a task's latest manifest is trusted without reading it again
+LATEST_TTL = 1.0
+
 
 class ManifestCache:
     def __init__(self) -> None:
         self._by_version: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._latest: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+
+    async def latest(
+        self, conn: AsyncConnection, env_id: str, task_id: str
+    ) -> dict[str, Any] | None:
+        """The manifest of the newest registered version of a task (None: unknown task)."""
+        key = (env_id, task_id)
+        now = time.monotonic()
+        hit = self._latest.get(key)
+        if hit is not None and now - hit[0] < LATEST_TTL:
+            return hit[1]
+        manifest = await worker_store.latest_manifest(conn, env_id, task_id)
+        if manifest is not None:
+            self._latest[key] = (now, manifest)
+        return manifest
+
+    def forget(self, env_id: str) -> None:
+        """New code registered in ``env_id``: read its latest manifests again."""
+        for key in [k for k in self._latest if k[0] == env_id]:
+            del self._latest[key]
 
     async def for_version(
         self, conn: AsyncConnection, env_id: str, task_id: str, version: str | None

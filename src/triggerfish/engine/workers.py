@@ -10,6 +10,7 @@ from triggerfish._cron import CronSpec
 from triggerfish._ids import new_id
 from triggerfish.engine.attempts import Attempts
 from triggerfish.engine.dequeue import WorkerIdentity
+from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.schedules import Schedules
 from triggerfish.errors import StaleTransition
@@ -21,8 +22,15 @@ REGISTER_TRIES = 3
 
 
 class Workers:
-    def __init__(self, res: EngineResources, attempts: Attempts, schedules: Schedules) -> None:
+    def __init__(
+        self,
+        res: EngineResources,
+        attempts: Attempts,
+        schedules: Schedules,
+        manifests: ManifestCache,
+    ) -> None:
         self.res = res
+        self.manifests = manifests
         self.attempts = attempts
         self.schedules = schedules
         self._identities: dict[str, WorkerIdentity] = {}
@@ -50,6 +58,7 @@ class Workers:
                 # and declarative schedules; the loser's retry finds them in place
                 if not tries_left:
                     raise
+        self.manifests.forget(env_id)
         identity = WorkerIdentity(worker_id, env_id, version, tuple(t["id"] for t in tasks))
         self._identities[worker_id] = identity
         await self.res.notifier.notify(env_id)
@@ -101,10 +110,16 @@ class Workers:
         return known
 
     async def deregister(self, worker_id: str) -> None:
-        """Mark the worker stopped and hand back runs it claimed but never started."""
+        """Mark the worker stopped and hand back the runs it still holds.
+
+        A stopping worker finishes or releases its attempts before it
+        deregisters, so what it still holds it never ran: runs claimed (and
+        started by the claim) in a dequeue call it abandoned on its way out.
+        They go back to the queue without spending a retry.
+        """
         async with self.res.db.write() as conn:
             await worker_store.stop_worker(conn, worker_id, to_datetime(self.res.clock.now()))
-            unstarted = await run_store.claimed_not_started(conn, worker_id)
+            held = await run_store.held_by_worker(conn, worker_id)
         self._identities.pop(worker_id, None)
-        if unstarted:
-            await self.attempts.release(unstarted, "claimed by a worker that stopped")
+        if held:
+            await self.attempts.release(held, "held by a worker that stopped")

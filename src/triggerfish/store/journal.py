@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,21 +38,26 @@ async def guard_executing(
     it also locks the run to the attempt's worker version: from its first
     journal entry on, a run only replays on code of that version.
     """
-    values: dict[str, Any] = {"updated_at": now}
+    params = {"run_id": run_id, "attempt_id": attempt_id, "now": now}
+    return (await conn.execute(_guard(lock_version), params)).first()
+
+
+@functools.lru_cache(maxsize=2)
+def _guard(lock_version: bool) -> Any:
+    values: dict[str, Any] = {"updated_at": bindparam("now")}
     if lock_version:
-        version = select(attempts.c.version).where(attempts.c.id == attempt_id)
+        version = select(attempts.c.version).where(attempts.c.id == bindparam("attempt_id"))
         values["locked_version"] = func.coalesce(runs.c.locked_version, version.scalar_subquery())
-    stmt = (
+    return (
         update(runs)
         .where(
-            runs.c.id == run_id,
-            runs.c.current_attempt_id == attempt_id,
+            runs.c.id == bindparam("run_id"),
+            runs.c.current_attempt_id == bindparam("attempt_id"),
             runs.c.status == RunStatus.EXECUTING.value,
         )
         .values(**values)
         .returning(runs.c.id, runs.c.environment_id, runs.c.task_identifier)
     )
-    return (await conn.execute(stmt)).first()
 
 
 async def entries_of(
@@ -61,15 +67,17 @@ async def entries_of(
     out: dict[str, list[dict[str, Any]]] = {rid: [] for rid in run_ids}
     if not run_ids:
         return out
-    stmt = (
-        select(*_WIRE)
-        .where(run_journal.c.run_id.in_(list(run_ids)))
-        .order_by(run_journal.c.run_id, run_journal.c.seq)
-    )
-    for row in (await conn.execute(stmt)).all():
+    for row in (await conn.execute(_ENTRIES_OF, {"ids": list(run_ids)})).all():
         entry = dict(row._mapping)
         out[entry.pop("run_id")].append(entry)
     return out
+
+
+_ENTRIES_OF = (
+    select(*_WIRE)
+    .where(run_journal.c.run_id.in_(bindparam("ids", expanding=True)))
+    .order_by(run_journal.c.run_id, run_journal.c.seq)
+)
 
 
 async def entry(conn: AsyncConnection, run_id: str, seq: int) -> Row[Any] | None:
@@ -79,17 +87,21 @@ async def entry(conn: AsyncConnection, run_id: str, seq: int) -> Row[Any] | None
 
 async def upsert(conn: AsyncConnection, values: dict[str, Any]) -> None:
     """Insert the entry ``(run_id, seq)`` or overwrite its outcome."""
+    await conn.execute(_upsert(tuple(sorted(values))), values)
+
+
+@functools.lru_cache(maxsize=8)
+def _upsert(keys: tuple[str, ...]) -> Any:
+    # typed text, the same on both stores: SQLAlchemy recompiles its ON CONFLICT
+    # constructs on every execution, and every durable step runs this
     mutable = ("kind", "name", "status", "result", "error", "result_blob", "failures")
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(run_journal).values(**values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[run_journal.c.run_id, run_journal.c.seq],
-        set_={
-            **{k: stmt.excluded[k] for k in mutable if k in values},
-            "finished_at": stmt.excluded.finished_at,
-        },
-    )
-    await conn.execute(stmt)
+    updates = [k for k in mutable if k in keys] + ["finished_at"]
+    return text(
+        f"INSERT INTO run_journal ({', '.join(keys)}) "
+        f"VALUES ({', '.join(':' + k for k in keys)}) "
+        "ON CONFLICT (run_id, seq) DO UPDATE SET "
+        + ", ".join(f"{k} = excluded.{k}" for k in updates)
+    ).bindparams(*(bindparam(k, type_=run_journal.c[k].type) for k in keys))
 
 
 async def set_outcome(

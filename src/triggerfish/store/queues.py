@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.states import RunStatus
@@ -61,6 +60,8 @@ async def constraints(
     With ``lock`` (PostgreSQL) the rows stay locked until the claim commits, so
     servers serialise per constrained queue and cannot both fill its last slot.
     """
+    if names is None and not lock:  # every claim asks this: built once
+        return {r.name: _rules(r) for r in await conn.execute(_ALL_CONSTRAINED, {"env": env_id})}
     stmt = select(queues).where(queues.c.environment_id == env_id, _CONSTRAINED)
     if names is not None:
         if not names:
@@ -71,14 +72,19 @@ async def constraints(
     return {r.name: _rules(r) for r in await conn.execute(stmt)}
 
 
+_ALL_CONSTRAINED = select(queues).where(queues.c.environment_id == bindparam("env"), _CONSTRAINED)
+
+
 async def environment_limit(
     conn: AsyncConnection, env_id: str, *, lock: bool = False
 ) -> int | None:
-    stmt = select(environments.c.concurrency_limit).where(environments.c.id == env_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    value = (await conn.execute(stmt)).scalar()
+    stmt = _ENV_LIMIT_LOCKED if lock else _ENV_LIMIT
+    value = (await conn.execute(stmt, {"env": env_id})).scalar()
     return int(value) if value is not None else None
+
+
+_ENV_LIMIT = select(environments.c.concurrency_limit).where(environments.c.id == bindparam("env"))
+_ENV_LIMIT_LOCKED = _ENV_LIMIT.with_for_update()
 
 
 async def set_environment_limit(conn: AsyncConnection, env_id: str, limit: int | None) -> None:
@@ -191,22 +197,23 @@ async def queue_counts(
 async def service_clock(conn: AsyncConnection, env_id: str) -> float | None:
     """Where fair service stands: the newest order key holding a slot, else the
     oldest one waiting (``ix_runs_active_order`` / ``ix_runs_queued``, one probe each)."""
-    active = (
-        select(func.max(runs.c.order_key))
-        .where(
-            runs.c.environment_id == env_id,
-            runs.c.status.in_([RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]),
-        )
-        .scalar_subquery()
-    )
-    queued = (
-        select(func.min(runs.c.order_key))
-        .where(runs.c.environment_id == env_id, runs.c.status == RunStatus.QUEUED.value)
-        .scalar_subquery()
-    )
-    row = (await conn.execute(select(active, queued))).one()
+    row = (await conn.execute(_SERVICE_CLOCK, {"env": env_id})).one()
     value = row[0] if row[0] is not None else row[1]
     return float(value) if value is not None else None
+
+
+# built once: a trigger runs it every time
+_SERVICE_CLOCK = select(
+    select(func.max(runs.c.order_key))
+    .where(
+        runs.c.environment_id == bindparam("env"),
+        runs.c.status.in_([RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]),
+    )
+    .scalar_subquery(),
+    select(func.min(runs.c.order_key))
+    .where(runs.c.environment_id == bindparam("env"), runs.c.status == RunStatus.QUEUED.value)
+    .scalar_subquery(),
+)
 
 
 async def take_tags(
@@ -223,21 +230,33 @@ async def take_tags(
     One upsert: the bucket's next tag becomes ``max(next, clock) + count * quantum``.
     Concurrent triggers of one bucket serialise on its row.
     """
-    dialect = conn.dialect.name
-    ins: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(fair_buckets)
-    greatest = func.greatest if dialect == "postgresql" else func.max
     step = count * quantum
-    stmt = ins.values(
-        environment_id=env_id,
-        queue_name=queue_name,
-        concurrency_key=concurrency_key or "",
-        next_tag=clock + step,
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["environment_id", "queue_name", "concurrency_key"],
-        set_={"next_tag": greatest(fair_buckets.c.next_tag, clock) + step},
-    ).returning(fair_buckets.c.next_tag)
-    after = float((await conn.execute(stmt)).scalar_one())
+    params = {
+        "env": env_id,
+        "queue": queue_name,
+        "key": concurrency_key or "",
+        "clock": clock,
+        "step": step,
+        "first": clock + step,
+    }
+    after = float((await conn.execute(_take_tags(conn.dialect.name), params)).scalar_one())
     return after - step
 
 
+@functools.lru_cache(maxsize=2)
+def _take_tags(dialect: str) -> Any:
+    # typed text: SQLAlchemy recompiles its ON CONFLICT constructs on every
+    # execution (they have no cache key), and a trigger runs this each time
+    greatest = "greatest" if dialect == "postgresql" else "max"
+    number = fair_buckets.c.next_tag.type
+    return text(
+        "INSERT INTO fair_buckets (environment_id, queue_name, concurrency_key, next_tag) "
+        "VALUES (:env, :queue, :key, :first) "
+        "ON CONFLICT (environment_id, queue_name, concurrency_key) "
+        f"DO UPDATE SET next_tag = {greatest}(fair_buckets.next_tag, :clock) + :step "
+        "RETURNING next_tag"
+    ).bindparams(
+        bindparam("first", type_=number),
+        bindparam("clock", type_=number),
+        bindparam("step", type_=number),
+    )

@@ -2,36 +2,46 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, not_, select, tuple_, update
+from sqlalchemy import DateTime, Row, and_, bindparam, func, insert, not_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.states import ALLOWED_FROM, RunStatus
 from triggerfish.store.tables import attempts, run_events, run_tags, runs
 
+# The hottest statements are built once and reused with bound parameters:
+# building a statement and its cache key costs more than running it.
+_INSERT_RUN = insert(runs)
+_INSERT_TAGS = insert(run_tags)
+_INSERT_EVENT = insert(run_events)
+_INSERT_ATTEMPT = insert(attempts)
+
 
 async def insert_run(conn: AsyncConnection, values: dict[str, Any], tags: Sequence[str]) -> None:
-    await conn.execute(insert(runs).values(**values))
+    await conn.execute(_INSERT_RUN, values)
     if tags:
         await conn.execute(
-            insert(run_tags),
+            _INSERT_TAGS,
             [
                 {"run_id": values["id"], "tag": t, "environment_id": values["environment_id"]}
                 for t in tags
             ],
         )
     await conn.execute(
-        insert(run_events).values(
-            run_id=values["id"],
-            from_status=None,
-            to_status=values["status"],
-            reason="triggered",
-            at=values["created_at"],
-        )
+        _INSERT_EVENT,
+        {
+            "run_id": values["id"],
+            "from_status": None,
+            "to_status": values["status"],
+            "attempt_id": None,
+            "reason": "triggered",
+            "at": values["created_at"],
+        },
     )
 
 
@@ -75,29 +85,58 @@ async def transition(
     With ``attempt_id`` the move also requires that attempt to still be the run's
     current one, so a reclaimed attempt's late report changes nothing.
     """
-    stmt = (
-        update(runs)
-        .where(runs.c.id == run_id, runs.c.status.in_([s.value for s in ALLOWED_FROM[to]]))
-        .values(previous_status=runs.c.status, status=to.value, updated_at=now, **(values or {}))
-        .returning(*runs.c)
+    values = values or {}
+    stmt = _transition_statement(
+        to, attempt_id is not None, env_id is not None, tuple(sorted(values))
     )
-    if attempt_id is not None:
-        stmt = stmt.where(runs.c.current_attempt_id == attempt_id)
-    if env_id is not None:
-        stmt = stmt.where(runs.c.environment_id == env_id)
-    row = (await conn.execute(stmt)).first()
+    params = {f"v_{k}": v for k, v in values.items()}
+    params.update(t_run=run_id, t_now=now, t_attempt=attempt_id, t_env=env_id)
+    row = (await conn.execute(stmt, params)).first()
     if row is not None:
         await conn.execute(
-            insert(run_events).values(
-                run_id=run_id,
-                from_status=row.previous_status,
-                to_status=to.value,
-                attempt_id=attempt_id,
-                reason=reason,
-                at=now,
-            )
+            _INSERT_EVENT,
+            {
+                "run_id": run_id,
+                "from_status": row.previous_status,
+                "to_status": to.value,
+                "attempt_id": attempt_id,
+                "reason": reason,
+                "at": now,
+            },
         )
     return row
+
+
+def _new_value(column: str) -> Any:
+    value = bindparam(f"v_{column}", type_=runs.c[column].type)
+    # a run's start time is its first attempt's: later starts keep it
+    return func.coalesce(runs.c.started_at, value) if column == "started_at" else value
+
+
+@functools.lru_cache(maxsize=256)
+def _transition_statement(
+    to: RunStatus, by_attempt: bool, by_env: bool, value_keys: tuple[str, ...]
+) -> Any:
+    """The guarded UPDATE of one transition shape, with every value a bound parameter."""
+    stmt = (
+        update(runs)
+        .where(
+            runs.c.id == bindparam("t_run"),
+            runs.c.status.in_([s.value for s in ALLOWED_FROM[to]]),
+        )
+        .values(
+            previous_status=runs.c.status,
+            status=to.value,
+            updated_at=bindparam("t_now"),
+            **{k: _new_value(k) for k in value_keys},
+        )
+        .returning(*runs.c)
+    )
+    if by_attempt:
+        stmt = stmt.where(runs.c.current_attempt_id == bindparam("t_attempt"))
+    if by_env:
+        stmt = stmt.where(runs.c.environment_id == bindparam("t_env"))
+    return stmt
 
 
 async def transition_values(conn: AsyncConnection, run_id: str, **values: Any) -> Row[Any]:
@@ -196,25 +235,21 @@ class Claim:
     version: str
     lease_expires_at: float
     now: datetime
+    #: the worker starts it at once (a free slot waits for it): EXECUTING, not DEQUEUED
+    start: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[Row[Any]]:
-    """Claim the runs in one batch: status, attempt rows, history rows, then read back."""
+    """Claim the runs in one batch: status, attempt rows, history rows, then read back.
+
+    Claims with ``start`` go straight on to EXECUTING (history shows both
+    steps), saving the worker a start report per run.
+    """
     if not claims:
         return []
     await conn.execute(
-        update(runs)
-        .where(and_(runs.c.id == _b("run_id"), runs.c.status == RunStatus.QUEUED.value))
-        .values(
-            previous_status=runs.c.status,
-            status=RunStatus.DEQUEUED.value,
-            attempt_count=runs.c.attempt_count + 1,
-            current_attempt_id=_b("attempt_id"),
-            worker_id=_b("worker_id"),
-            lease_expires_at=_b("lease"),
-            updated_at=_b("now"),
-        ),
+        _CLAIM,
         [
             {
                 "run_id": c.run_id,
@@ -222,53 +257,79 @@ async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[
                 "worker_id": c.worker_id,
                 "lease": c.lease_expires_at,
                 "now": c.now,
+                "to": (RunStatus.EXECUTING if c.start else RunStatus.DEQUEUED).value,
+                "started": c.now if c.start else None,
             }
             for c in claims
         ],
     )
     ids = [c.run_id for c in claims]
-    rows = list((await conn.execute(select(runs).where(runs.c.id.in_(ids)))).all())
+    rows = list((await conn.execute(_READ_RUNS, {"ids": ids})).all())
     by_id = {r.id: r for r in rows}
     # a run another claimer took first did not match the guarded update
     claims = [c for c in claims if by_id[c.run_id].current_attempt_id == c.attempt_id]
     if not claims:
         return []
     await conn.execute(
-        insert(attempts),
+        _INSERT_ATTEMPT,
         [
             {
                 "id": c.attempt_id,
                 "run_id": c.run_id,
                 "number": by_id[c.run_id].attempt_count,
-                "status": "PENDING",
+                "status": "EXECUTING" if c.start else "PENDING",
                 "worker_id": c.worker_id,
                 "version": c.version,
                 "created_at": c.now,
+                "started_at": c.now if c.start else None,
             }
             for c in claims
         ],
     )
-    await conn.execute(
-        insert(run_events),
-        [
-            {
-                "run_id": c.run_id,
-                "from_status": RunStatus.QUEUED.value,
-                "to_status": RunStatus.DEQUEUED.value,
-                "attempt_id": c.attempt_id,
-                "reason": f"claimed by {c.worker_id}",
-                "at": c.now,
-            }
-            for c in claims
-        ],
-    )
+    await conn.execute(_INSERT_EVENT, [e for c in claims for e in _claim_events(c)])
     return [by_id[c.run_id] for c in claims]
 
 
-def _b(name: str) -> Any:
-    from sqlalchemy import bindparam
+def _claim_events(claim: Claim) -> list[dict[str, Any]]:
+    events = [
+        {
+            "run_id": claim.run_id,
+            "from_status": RunStatus.QUEUED.value,
+            "to_status": RunStatus.DEQUEUED.value,
+            "attempt_id": claim.attempt_id,
+            "reason": f"claimed by {claim.worker_id}",
+            "at": claim.now,
+        }
+    ]
+    if claim.start:
+        events.append(
+            {
+                "run_id": claim.run_id,
+                "from_status": RunStatus.DEQUEUED.value,
+                "to_status": RunStatus.EXECUTING.value,
+                "attempt_id": claim.attempt_id,
+                "reason": "attempt started",
+                "at": claim.now,
+            }
+        )
+    return events
 
-    return bindparam(name)
+
+_CLAIM = (
+    update(runs)
+    .where(and_(runs.c.id == bindparam("run_id"), runs.c.status == RunStatus.QUEUED.value))
+    .values(
+        previous_status=runs.c.status,
+        status=bindparam("to"),
+        attempt_count=runs.c.attempt_count + 1,
+        current_attempt_id=bindparam("attempt_id"),
+        worker_id=bindparam("worker_id"),
+        lease_expires_at=bindparam("lease"),
+        updated_at=bindparam("now"),
+        started_at=func.coalesce(runs.c.started_at, bindparam("started", type_=DateTime())),
+    )
+)
+_READ_RUNS = select(runs).where(runs.c.id.in_(bindparam("ids", expanding=True)))
 
 
 # -- leases -----------------------------------------------------------------------
@@ -293,9 +354,10 @@ async def extend_leases(
     return {r[0] for r in (await conn.execute(stmt)).all()}
 
 
-async def claimed_not_started(conn: AsyncConnection, worker_id: str) -> list[str]:
+async def held_by_worker(conn: AsyncConnection, worker_id: str) -> list[str]:
+    """Current attempts of the runs a worker holds (claimed or started)."""
     stmt = select(runs.c.current_attempt_id).where(
-        runs.c.worker_id == worker_id, runs.c.status == RunStatus.DEQUEUED.value
+        runs.c.worker_id == worker_id, runs.c.status.in_(_ACTIVE)
     )
     return [r[0] for r in (await conn.execute(stmt)).all()]
 
@@ -352,7 +414,18 @@ async def next_available_at(conn: AsyncConnection, env_id: str) -> float | None:
 
 
 async def update_attempt(conn: AsyncConnection, attempt_id: str, **values: Any) -> None:
-    await conn.execute(update(attempts).where(attempts.c.id == attempt_id).values(**values))
+    params = {f"v_{k}": v for k, v in values.items()}
+    params["a_id"] = attempt_id
+    await conn.execute(_attempt_update(tuple(sorted(values))), params)
+
+
+@functools.lru_cache(maxsize=64)
+def _attempt_update(value_keys: tuple[str, ...]) -> Any:
+    return (
+        update(attempts)
+        .where(attempts.c.id == bindparam("a_id"))
+        .values(**{k: bindparam(f"v_{k}", type_=attempts.c[k].type) for k in value_keys})
+    )
 
 
 async def attempt_version(conn: AsyncConnection, attempt_id: str | None) -> str | None:

@@ -66,8 +66,11 @@ class WorkerApi:
         )
         return result
 
-    async def dequeue(self, worker_id: str, limit: int, wait: float) -> list[dict[str, Any]]:
-        body = {"worker_id": worker_id, "max": limit, "wait": wait}
+    async def dequeue(
+        self, worker_id: str, limit: int, wait: float, start: int = 0
+    ) -> list[dict[str, Any]]:
+        """Claim up to ``limit`` runs; the server starts the first ``start`` of them."""
+        body = {"worker_id": worker_id, "max": limit, "wait": wait, "start": start}
         result = await self._post("/worker/v1/dequeue", body)
         return list(result["runs"])
 
@@ -76,10 +79,14 @@ class WorkerApi:
             f"/worker/v1/attempts/{attempt_id}/start", {"run_id": run_id}, give_up_after=30
         )
 
-    async def complete(self, attempt_id: str, body: dict[str, Any], give_up_after: float) -> None:
-        await self.post_reliably(
-            f"/worker/v1/attempts/{attempt_id}/complete", body, give_up_after=give_up_after
+    async def completions(
+        self, items: list[dict[str, Any]], *, give_up_after: float
+    ) -> list[dict[str, Any]]:
+        """Report finished attempts in one request; one answer per item, in order."""
+        result = await self.post_reliably(
+            "/worker/v1/completions", {"completions": items}, give_up_after=give_up_after
         )
+        return list(result["results"])
 
     async def durable(
         self, attempt_id: str, op: str, body: dict[str, Any], *, give_up_after: float
