@@ -7,7 +7,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, insert, not_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    bindparam,
+    func,
+    insert,
+    not_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.states import ALLOWED_FROM, RunStatus
@@ -156,7 +167,24 @@ async def queued_candidates(
     return list((await conn.execute(stmt)).all())
 
 
-_ACTIVE = [RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]
+def status_in(*statuses: RunStatus) -> ColumnElement[bool]:
+    """``runs.status IN (...)`` with the statuses written into the SQL as literals.
+
+    The partial indexes on runs (``ix_runs_active``, ``ix_runs_lease``,
+    ``ix_runs_active_order``, ``ix_runs_expiry``) are only usable when the
+    query's own terms imply the index's ``WHERE status IN (...)``. SQLite cannot
+    see through bound parameters in an IN list, so ``status IN (?, ?)`` scans
+    the whole table, finished runs included; PostgreSQL's generic plans of
+    prepared statements cannot either.
+    """
+    values = [s.value for s in statuses]
+    return runs.c.status.in_(
+        bindparam("statuses", values, expanding=True, literal_execute=True, unique=True)
+    )
+
+
+#: runs holding a worker slot; the predicate of the partial indexes on them
+ACTIVE = (RunStatus.DEQUEUED, RunStatus.EXECUTING)
 
 
 async def active_counts(
@@ -171,7 +199,7 @@ async def active_counts(
         .where(
             runs.c.environment_id == env_id,
             runs.c.queue_name.in_(names),
-            runs.c.status.in_(_ACTIVE),
+            status_in(*ACTIVE),
         )
         .group_by(runs.c.queue_name, runs.c.concurrency_key)
     )
@@ -183,7 +211,7 @@ async def active_total(conn: AsyncConnection, env_id: str) -> int:
     stmt = (
         select(func.count())
         .select_from(runs)
-        .where(runs.c.environment_id == env_id, runs.c.status.in_(_ACTIVE))
+        .where(runs.c.environment_id == env_id, status_in(*ACTIVE))
     )
     return int((await conn.execute(stmt)).scalar_one())
 
@@ -285,7 +313,7 @@ async def extend_leases(
         .where(
             runs.c.current_attempt_id.in_(list(attempt_ids)),
             runs.c.worker_id == worker_id,
-            runs.c.status.in_([RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]),
+            status_in(*ACTIVE),
         )
         .values(lease_expires_at=until)
         .returning(runs.c.current_attempt_id)
@@ -295,7 +323,10 @@ async def extend_leases(
 
 async def claimed_not_started(conn: AsyncConnection, worker_id: str) -> list[str]:
     stmt = select(runs.c.current_attempt_id).where(
-        runs.c.worker_id == worker_id, runs.c.status == RunStatus.DEQUEUED.value
+        runs.c.worker_id == worker_id,
+        # implied by the next term, but it lets the planner walk ``ix_runs_lease``
+        status_in(*ACTIVE),
+        runs.c.status == RunStatus.DEQUEUED.value,
     )
     return [r[0] for r in (await conn.execute(stmt)).all()]
 
@@ -303,10 +334,7 @@ async def claimed_not_started(conn: AsyncConnection, worker_id: str) -> list[str
 async def expired_leases(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
     stmt = (
         select(runs.c.id, runs.c.current_attempt_id, runs.c.status)
-        .where(
-            runs.c.status.in_([RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]),
-            runs.c.lease_expires_at < now,
-        )
+        .where(status_in(*ACTIVE), runs.c.lease_expires_at < now)
         .limit(limit)
     )
     return list((await conn.execute(stmt)).all())
@@ -333,7 +361,7 @@ async def past_ttl(conn: AsyncConnection, now: float, limit: int) -> list[Row[An
         .where(
             runs.c.expires_at.is_not(None),
             runs.c.expires_at < now,
-            runs.c.status.in_([RunStatus.QUEUED.value, RunStatus.DELAYED.value]),
+            status_in(RunStatus.QUEUED, RunStatus.DELAYED),
         )
         .limit(limit)
     )
