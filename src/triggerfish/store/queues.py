@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.states import RunStatus
-from triggerfish.store.runs import ACTIVE, status_in
+from triggerfish.store import runs as run_store
 from triggerfish.store.tables import environments, fair_buckets, queue_claims, queues, runs
 
 
@@ -196,7 +196,7 @@ async def service_clock(conn: AsyncConnection, env_id: str) -> float | None:
         select(func.max(runs.c.order_key))
         .where(
             runs.c.environment_id == env_id,
-            status_in(*ACTIVE),
+            run_store.status_in(*run_store.ACTIVE),
         )
         .scalar_subquery()
     )
