@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Row,
+    Select,
     and_,
     bindparam,
     func,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     not_,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -453,11 +455,10 @@ async def page(
     """One page of runs, newest first, and whether more lie beyond it.
 
     Run ids sort by creation time, so the cursor is a run id and the page is an
-    index range scan on ``(environment_id, id)``.
+    index range scan on ``(environment_id, id)``, or on ``(environment_id,
+    status, id)`` per status when filtered by status.
     """
     conds = [runs.c.environment_id == env_id]
-    if flt.statuses:
-        conds.append(runs.c.status.in_(list(flt.statuses)))
     if flt.task_ids:
         conds.append(runs.c.task_identifier.in_(list(flt.task_ids)))
     if flt.versions:
@@ -483,17 +484,41 @@ async def page(
             run_tags.c.environment_id == env_id, run_tags.c.tag.in_(list(flt.tags))
         )
         conds.append(runs.c.id.in_(tagged))
-    stmt = select(runs).where(*conds)
     if before is not None:
-        stmt = stmt.where(runs.c.id > before).order_by(runs.c.id.asc()).limit(size + 1)
+        conds.append(runs.c.id > before)
+        stmt = _ordered(conds, flt.statuses, ascending=True, limit=size + 1)
         rows = list((await conn.execute(stmt)).all())
         more = len(rows) > size
         return list(reversed(rows[:size])), more
     if after is not None:
-        stmt = stmt.where(runs.c.id < after)
-    stmt = stmt.order_by(runs.c.id.desc()).limit(size + 1)
+        conds.append(runs.c.id < after)
+    stmt = _ordered(conds, flt.statuses, ascending=False, limit=size + 1)
     rows = list((await conn.execute(stmt)).all())
     return rows[:size], len(rows) > size
+
+
+def _ordered(
+    conds: list[ColumnElement[bool]], statuses: Sequence[str], *, ascending: bool, limit: int
+) -> Select[Any]:
+    """The first ``limit`` runs matching ``conds`` and one of ``statuses`` (any if
+    empty), in id order.
+
+    With several statuses each one is read as its own ordered index range, cut at
+    ``limit``, and the ranges are merged. Given ``status IN (...)`` SQLite walks
+    ``(environment_id, id)`` and filters, which reads every run of the
+    environment when the statuses are rare (open runs among many finished ones).
+    """
+    order = runs.c.id.asc() if ascending else runs.c.id.desc()
+    wanted = sorted(set(statuses))
+    if len(wanted) <= 1:
+        where = [*conds, runs.c.status == wanted[0]] if wanted else conds
+        return select(runs).where(*where).order_by(order).limit(limit)
+    ranges = [
+        select(runs.c.id).where(*conds, runs.c.status == s).order_by(order).limit(limit).subquery()
+        for s in wanted
+    ]
+    ids = union_all(*(select(r.c.id) for r in ranges))
+    return select(runs).where(runs.c.id.in_(ids)).order_by(order).limit(limit)
 
 
 async def oldest_waiting(conn: AsyncConnection, env_id: str) -> Row[Any] | None:
