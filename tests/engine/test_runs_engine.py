@@ -342,6 +342,34 @@ async def test_list_pages_newest_first_with_cursors(engine: Engine, clock: Manua
     assert all(tags[r.id] == ["g1"] for r in tagged)
 
 
+async def test_list_filtered_by_statuses_pages_newest_first(
+    engine: Engine, clock: ManualClock
+) -> None:
+    from triggerfish.store.runs import RunFilter
+
+    env_id, _ = await setup(engine)
+    made: list[tuple[str, RunStatus]] = []
+    for i in range(9):
+        clock.advance(0.01)
+        delay = clock.now() + 60 if i % 3 == 2 else None
+        run = await engine.enqueue.trigger(env_id, TriggerRequest("t", delay_until=delay))
+        if i % 3 == 1:
+            await engine.runs.cancel(env_id, run.id)
+        made.append((run.id, await status(engine, env_id, run.id)))
+    wanted = {RunStatus.QUEUED, RunStatus.CANCELED}
+    newest_first = [rid for rid, st in reversed(made) if st in wanted]
+    assert len(newest_first) == 6
+    flt = RunFilter(statuses=[s.value for s in wanted])
+    seen, after, more = [], None, True
+    while more:
+        rows, _, more = await engine.runs.page(env_id, flt, size=4, after=after, before=None)
+        seen += [r.id for r in rows]
+        after = rows[-1].id
+    assert seen == newest_first
+    back, _, more = await engine.runs.page(env_id, flt, size=2, after=None, before=seen[4])
+    assert [r.id for r in back] == newest_first[2:4] and more
+
+
 async def test_environments_are_isolated(engine: Engine) -> None:
     env_id, _ = await setup(engine)
     prod = await engine.environments.by_slug("prod")

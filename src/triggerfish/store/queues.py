@@ -11,6 +11,7 @@ from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, text, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.states import RunStatus
+from triggerfish.store import runs as run_store
 from triggerfish.store.tables import environments, fair_buckets, queue_claims, queues, runs
 
 
@@ -197,23 +198,23 @@ async def queue_counts(
 async def service_clock(conn: AsyncConnection, env_id: str) -> float | None:
     """Where fair service stands: the newest order key holding a slot, else the
     oldest one waiting (``ix_runs_active_order`` / ``ix_runs_queued``, one probe each)."""
-    row = (await conn.execute(_SERVICE_CLOCK, {"env": env_id})).one()
+    row = (await conn.execute(_service_clock(), {"env": env_id})).one()
     value = row[0] if row[0] is not None else row[1]
     return float(value) if value is not None else None
 
 
-# built once: a trigger runs it every time
-_SERVICE_CLOCK = select(
-    select(func.max(runs.c.order_key))
-    .where(
-        runs.c.environment_id == bindparam("env"),
-        runs.c.status.in_([RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]),
+@functools.cache
+def _service_clock() -> Any:
+    # built once (a trigger runs it every time), on first use: store.runs may
+    # still be loading when this module is
+    return select(
+        select(func.max(runs.c.order_key))
+        .where(runs.c.environment_id == bindparam("env"), run_store.status_in(*run_store.ACTIVE))
+        .scalar_subquery(),
+        select(func.min(runs.c.order_key))
+        .where(runs.c.environment_id == bindparam("env"), runs.c.status == RunStatus.QUEUED.value)
+        .scalar_subquery(),
     )
-    .scalar_subquery(),
-    select(func.min(runs.c.order_key))
-    .where(runs.c.environment_id == bindparam("env"), runs.c.status == RunStatus.QUEUED.value)
-    .scalar_subquery(),
-)
 
 
 async def take_tags(

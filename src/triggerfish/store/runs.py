@@ -8,7 +8,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Row, and_, bindparam, func, insert, not_, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    not_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.states import ALLOWED_FROM, RunStatus
@@ -195,7 +209,24 @@ async def queued_candidates(
     return list((await conn.execute(stmt)).all())
 
 
-_ACTIVE = [RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]
+def status_in(*statuses: RunStatus) -> ColumnElement[bool]:
+    """``runs.status IN (...)`` with the statuses written into the SQL as literals.
+
+    The partial indexes on runs (``ix_runs_active``, ``ix_runs_lease``,
+    ``ix_runs_active_order``, ``ix_runs_expiry``) are only usable when the
+    query's own terms imply the index's ``WHERE status IN (...)``. SQLite cannot
+    see through bound parameters in an IN list, so ``status IN (?, ?)`` scans
+    the whole table, finished runs included; PostgreSQL's generic plans of
+    prepared statements cannot either.
+    """
+    values = [s.value for s in statuses]
+    return runs.c.status.in_(
+        bindparam("statuses", values, expanding=True, literal_execute=True, unique=True)
+    )
+
+
+#: runs holding a worker slot; the predicate of the partial indexes on them
+ACTIVE = (RunStatus.DEQUEUED, RunStatus.EXECUTING)
 
 
 async def active_counts(
@@ -210,7 +241,7 @@ async def active_counts(
         .where(
             runs.c.environment_id == env_id,
             runs.c.queue_name.in_(names),
-            runs.c.status.in_(_ACTIVE),
+            status_in(*ACTIVE),
         )
         .group_by(runs.c.queue_name, runs.c.concurrency_key)
     )
@@ -222,7 +253,7 @@ async def active_total(conn: AsyncConnection, env_id: str) -> int:
     stmt = (
         select(func.count())
         .select_from(runs)
-        .where(runs.c.environment_id == env_id, runs.c.status.in_(_ACTIVE))
+        .where(runs.c.environment_id == env_id, status_in(*ACTIVE))
     )
     return int((await conn.execute(stmt)).scalar_one())
 
@@ -346,7 +377,7 @@ async def extend_leases(
         .where(
             runs.c.current_attempt_id.in_(list(attempt_ids)),
             runs.c.worker_id == worker_id,
-            runs.c.status.in_([RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]),
+            status_in(*ACTIVE),
         )
         .values(lease_expires_at=until)
         .returning(runs.c.current_attempt_id)
@@ -357,7 +388,7 @@ async def extend_leases(
 async def held_by_worker(conn: AsyncConnection, worker_id: str) -> list[str]:
     """Current attempts of the runs a worker holds (claimed or started)."""
     stmt = select(runs.c.current_attempt_id).where(
-        runs.c.worker_id == worker_id, runs.c.status.in_(_ACTIVE)
+        runs.c.worker_id == worker_id, status_in(*ACTIVE)
     )
     return [r[0] for r in (await conn.execute(stmt)).all()]
 
@@ -365,10 +396,7 @@ async def held_by_worker(conn: AsyncConnection, worker_id: str) -> list[str]:
 async def expired_leases(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
     stmt = (
         select(runs.c.id, runs.c.current_attempt_id, runs.c.status)
-        .where(
-            runs.c.status.in_([RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value]),
-            runs.c.lease_expires_at < now,
-        )
+        .where(status_in(*ACTIVE), runs.c.lease_expires_at < now)
         .limit(limit)
     )
     return list((await conn.execute(stmt)).all())
@@ -395,7 +423,7 @@ async def past_ttl(conn: AsyncConnection, now: float, limit: int) -> list[Row[An
         .where(
             runs.c.expires_at.is_not(None),
             runs.c.expires_at < now,
-            runs.c.status.in_([RunStatus.QUEUED.value, RunStatus.DELAYED.value]),
+            status_in(RunStatus.QUEUED, RunStatus.DELAYED),
         )
         .limit(limit)
     )
@@ -498,11 +526,10 @@ async def page(
     """One page of runs, newest first, and whether more lie beyond it.
 
     Run ids sort by creation time, so the cursor is a run id and the page is an
-    index range scan on ``(environment_id, id)``.
+    index range scan on ``(environment_id, id)``, or on ``(environment_id,
+    status, id)`` per status when filtered by status.
     """
     conds = [runs.c.environment_id == env_id]
-    if flt.statuses:
-        conds.append(runs.c.status.in_(list(flt.statuses)))
     if flt.task_ids:
         conds.append(runs.c.task_identifier.in_(list(flt.task_ids)))
     if flt.versions:
@@ -528,17 +555,41 @@ async def page(
             run_tags.c.environment_id == env_id, run_tags.c.tag.in_(list(flt.tags))
         )
         conds.append(runs.c.id.in_(tagged))
-    stmt = select(runs).where(*conds)
     if before is not None:
-        stmt = stmt.where(runs.c.id > before).order_by(runs.c.id.asc()).limit(size + 1)
+        conds.append(runs.c.id > before)
+        stmt = _ordered(conds, flt.statuses, ascending=True, limit=size + 1)
         rows = list((await conn.execute(stmt)).all())
         more = len(rows) > size
         return list(reversed(rows[:size])), more
     if after is not None:
-        stmt = stmt.where(runs.c.id < after)
-    stmt = stmt.order_by(runs.c.id.desc()).limit(size + 1)
+        conds.append(runs.c.id < after)
+    stmt = _ordered(conds, flt.statuses, ascending=False, limit=size + 1)
     rows = list((await conn.execute(stmt)).all())
     return rows[:size], len(rows) > size
+
+
+def _ordered(
+    conds: list[ColumnElement[bool]], statuses: Sequence[str], *, ascending: bool, limit: int
+) -> Select[Any]:
+    """The first ``limit`` runs matching ``conds`` and one of ``statuses`` (any if
+    empty), in id order.
+
+    With several statuses each one is read as its own ordered index range, cut at
+    ``limit``, and the ranges are merged. Given ``status IN (...)`` SQLite walks
+    ``(environment_id, id)`` and filters, which reads every run of the
+    environment when the statuses are rare (open runs among many finished ones).
+    """
+    order = runs.c.id.asc() if ascending else runs.c.id.desc()
+    wanted = sorted(set(statuses))
+    if len(wanted) <= 1:
+        where = [*conds, runs.c.status == wanted[0]] if wanted else conds
+        return select(runs).where(*where).order_by(order).limit(limit)
+    ranges = [
+        select(runs.c.id).where(*conds, runs.c.status == s).order_by(order).limit(limit).subquery()
+        for s in wanted
+    ]
+    ids = union_all(*(select(r.c.id) for r in ranges))
+    return select(runs).where(runs.c.id.in_(ids)).order_by(order).limit(limit)
 
 
 async def oldest_waiting(conn: AsyncConnection, env_id: str) -> Row[Any] | None:
