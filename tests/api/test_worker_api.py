@@ -66,22 +66,32 @@ async def test_a_claim_starts_as_many_runs_as_the_worker_has_free_slots(
     # the prefetched one is started by its own report, as before
     third = claimed[2]
     r = await c.post(
-        f"/worker/v1/attempts/{third['attempt_id']}/start", json={"run_id": third["run_id"]}
+        "/worker/v1/reports",
+        json={"starts": [{"attempt_id": third["attempt_id"], "run_id": third["run_id"]}]},
     )
-    assert r.json() == {"status": "EXECUTING"}
+    assert r.json() == {
+        "starts": [{"attempt_id": third["attempt_id"], "status": "EXECUTING"}],
+        "completions": [],
+    }
+    assert (await _run(c, third["run_id"]))["status"] == "EXECUTING"
 
 
 async def test_reports_in_one_request_each_count_only_if_current(worker: dict[str, Any]) -> None:
     c = worker["client"]
-    await _trigger(c, 3)
+    await _trigger(c, 4)
     r = await c.post(
-        "/worker/v1/dequeue", json={"worker_id": worker["id"], "max": 3, "wait": 0, "start": 3}
+        "/worker/v1/dequeue", json={"worker_id": worker["id"], "max": 4, "wait": 0, "start": 3}
     )
-    a, b, d = r.json()["runs"]
+    a, b, d, e = r.json()["runs"]
     error = {"name": "Boom", "message": "no"}
     r = await c.post(
-        "/worker/v1/completions",
+        "/worker/v1/reports",
         json={
+            "starts": [
+                {"attempt_id": e["attempt_id"], "run_id": e["run_id"]},
+                # an attempt that is already running cannot start again
+                {"attempt_id": a["attempt_id"], "run_id": a["run_id"]},
+            ],
             "completions": [
                 {"attempt_id": a["attempt_id"], "run_id": a["run_id"], "ok": True, "output": 1},
                 {"attempt_id": b["attempt_id"], "run_id": b["run_id"], "ok": False,
@@ -93,7 +103,11 @@ async def test_reports_in_one_request_each_count_only_if_current(worker: dict[st
         },
     )
     assert r.status_code == 200, r.text
-    results = r.json()["results"]
+    assert r.json()["starts"] == [
+        {"attempt_id": e["attempt_id"], "status": "EXECUTING"},
+        {"attempt_id": a["attempt_id"], "stale": True},
+    ]
+    results = r.json()["completions"]
     assert [x["attempt_id"] for x in results] == [
         a["attempt_id"], b["attempt_id"], d["attempt_id"], a["attempt_id"]
     ]
@@ -109,8 +123,10 @@ async def test_reports_in_one_request_each_count_only_if_current(worker: dict[st
 
 async def test_bad_worker_input_is_refused_naming_the_field(worker: dict[str, Any]) -> None:
     c = worker["client"]
-    r = await c.post("/worker/v1/completions", json={"completions": []})
+    r = await c.post("/worker/v1/reports", json={"starts": [], "completions": []})
     assert r.status_code == 422 and "completions" in r.text
+    r = await c.post("/worker/v1/reports", json={"completions": [{"run_id": "x", "ok": True}]})
+    assert r.status_code == 422 and "attempt_id" in r.text
     r = await c.post(
         "/worker/v1/dequeue", json={"worker_id": worker["id"], "max": 1, "start": -1}
     )

@@ -15,7 +15,7 @@ from tests import support
 from tests.engine._machine import StoreMachine
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
-from triggerfish.engine.attempts import Failure, Report
+from triggerfish.engine.attempts import Failure, Report, Start
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
 from triggerfish.engine.states import ACTIVE, FINAL, RunStatus, can_move
@@ -154,24 +154,36 @@ class RunLifecycle(StoreMachine):
     @precondition(lambda self: self.issued)
     @rule(data=st.data())
     def report_batch(self, data: st.DataObject) -> None:
-        """Several reports in one transaction: each counts only if current, as alone."""
-        picks = data.draw(
-            st.lists(st.tuples(st.sampled_from(sorted(self.issued)), st.booleans()), max_size=4)
-        )
-        if not picks:
+        """Starts and reports in one transaction: each counts only if current, as alone."""
+        attempts = st.sampled_from(sorted(self.issued))
+        start_picks = data.draw(st.lists(attempts, max_size=3))
+        report_picks = data.draw(st.lists(st.tuples(attempts, st.booleans()), max_size=4))
+        if not start_picks and not report_picks:
             return
-        reports, expected, touched = [], [], set()
-        for attempt_id, ok in picks:
+        status = {r: RunStatus(self._row(r).status) for r in set(self.issued.values())}
+        current = {r: self._row(r).current_attempt_id for r in status}
+        starts, started_ok = [], []
+        for attempt_id in start_picks:  # starts go first, in order
             run_id = self.issued[attempt_id]
-            row = self._row(run_id)
+            ok = current[run_id] == attempt_id and status[run_id] == RunStatus.DEQUEUED
+            started_ok.append(ok)
+            if ok:
+                status[run_id] = RunStatus.EXECUTING
+            starts.append(Start(run_id, attempt_id))
+        reports, expected, touched = [], [], set()
+        for attempt_id, ok in report_picks:
+            run_id = self.issued[attempt_id]
             live = {RunStatus.EXECUTING} if ok else ACTIVE
-            current = row.current_attempt_id == attempt_id and RunStatus(row.status) in live
-            expected.append(current and run_id not in touched)
+            counted = current[run_id] == attempt_id and status[run_id] in live
+            expected.append(counted and run_id not in touched)
             if expected[-1]:
                 touched.add(run_id)
             failure = None if ok else Failure("USER", {"name": "E", "message": "batch"})
             reports.append(Report(run_id, attempt_id, {"by": attempt_id}, failure))
-        outcomes = self.run(self.engine.attempts.complete_many(reports, self.env_id))
+        started, outcomes = self.run(
+            self.engine.attempts.report_many(starts, reports, self.env_id)
+        )
+        assert started == started_ok
         assert [o is not None for o in outcomes] == expected
         for report, counted in zip(reports, expected, strict=True):
             if counted and report.failure is None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.api.public import TriggerBody, TriggerOptions, trigger_request
 from triggerfish.api.waitpoints import base_url, token_request, token_url
-from triggerfish.engine.attempts import Failure, Report
+from triggerfish.engine.attempts import Failure, Outcome, Report, Start
 from triggerfish.engine.journal import JournalEntry
 from triggerfish.engine.waitpoints import WaitSpec
 from triggerfish.errors import UserError
@@ -165,31 +165,45 @@ class CompletionItem(CompleteBody):
     attempt_id: str
 
 
-class CompletionsBody(BaseModel):
-    completions: list[CompletionItem] = Field(min_length=1, max_length=500)
+class StartItem(StartBody):
+    attempt_id: str
 
 
-@router.post("/completions")
-async def completions(body: CompletionsBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
-    """Report many finished attempts at once: one transaction for all of them.
+class ReportsBody(BaseModel):
+    starts: list[StartItem] = Field(default_factory=list, max_length=500)
+    completions: list[CompletionItem] = Field(default_factory=list, max_length=500)
 
-    Each answer names its attempt and either the run's new ``status`` (with
-    ``retry_at`` when it will be retried) or ``"stale": true`` when the
-    attempt is no longer current (the report changed nothing).
+    @model_validator(mode="after")
+    def _not_empty(self) -> ReportsBody:
+        if not self.starts and not self.completions:
+            raise ValueError("starts, completions: send at least one item")
+        return self
+
+
+@router.post("/reports")
+async def reports(body: ReportsBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """Report many started and finished attempts at once: one transaction for all.
+
+    Answers follow the items' order. A start answers ``{"attempt_id", "status":
+    "EXECUTING"}``; a completion the run's new ``status`` (with ``retry_at``
+    when it will be retried). Either answers ``"stale": true`` instead when the
+    attempt is no longer current (the item changed nothing).
     """
-    reports = [_report(item) for item in body.completions]
-    outcomes = await engine.attempts.complete_many(reports, env.id)
-    answers: list[dict[str, Any]] = []
-    for item, outcome in zip(body.completions, outcomes, strict=True):
-        answer: dict[str, Any] = {"attempt_id": item.attempt_id}
-        if outcome is None:
-            answer["stale"] = True
-        else:
-            answer["status"] = outcome.status.value
-            if outcome.retry_at is not None:
-                answer["retry_at"] = outcome.retry_at
-        answers.append(answer)
-    return {"results": answers}
+    starts = [Start(s.run_id, s.attempt_id) for s in body.starts]
+    started, outcomes = await engine.attempts.report_many(
+        starts, [_report(item) for item in body.completions], env.id
+    )
+    return {
+        "starts": [
+            {"attempt_id": s.attempt_id, "status": "EXECUTING"} if ok
+            else {"attempt_id": s.attempt_id, "stale": True}
+            for s, ok in zip(body.starts, started, strict=True)
+        ],
+        "completions": [
+            _answer(item.attempt_id, outcome)
+            for item, outcome in zip(body.completions, outcomes, strict=True)
+        ],
+    }
 
 
 def _report(item: CompletionItem) -> Report:
@@ -197,6 +211,15 @@ def _report(item: CompletionItem) -> Report:
         return Report(item.run_id, item.attempt_id, output=item.output)
     failure = Failure(kind=item.kind, error=item.error or {}, decision=item.decision)
     return Report(item.run_id, item.attempt_id, failure=failure)
+
+
+def _answer(attempt_id: str, outcome: Outcome | None) -> dict[str, Any]:
+    if outcome is None:
+        return {"attempt_id": attempt_id, "stale": True}
+    answer: dict[str, Any] = {"attempt_id": attempt_id, "status": outcome.status.value}
+    if outcome.retry_at is not None:
+        answer["retry_at"] = outcome.retry_at
+    return answer
 
 
 @router.post("/heartbeat")

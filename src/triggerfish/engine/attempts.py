@@ -36,6 +36,14 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Start:
+    """A claimed attempt the worker has begun to run."""
+
+    run_id: str
+    attempt_id: str
+
+
+@dataclass(frozen=True)
 class Report:
     """A finished attempt as the worker reports it: ``failure`` None means success."""
 
@@ -60,22 +68,28 @@ class Attempts:
         self.waitpoints = waitpoints
 
     async def start(self, run_id: str, attempt_id: str, env_id: str | None = None) -> Row[Any]:
-        now = to_datetime(self.res.clock.now())
         async with self.res.db.write() as conn:
-            row = await run_store.transition(
-                conn,
-                run_id,
-                to=RunStatus.EXECUTING,
-                now=now,
-                attempt_id=attempt_id,
-                env_id=env_id,
-                values={"started_at": now},
-                reason="attempt started",
-            )
-            if row is None:
-                raise StaleTransition(run_id, RunStatus.EXECUTING, attempt_id)
-            await run_store.update_attempt(conn, attempt_id, status="EXECUTING", started_at=now)
-            return row
+            return await self.start_in(conn, run_id, attempt_id, env_id)
+
+    async def start_in(
+        self, conn: AsyncConnection, run_id: str, attempt_id: str, env_id: str | None
+    ) -> Row[Any]:
+        """Mark a claimed attempt started inside the caller's transaction."""
+        now = to_datetime(self.res.clock.now())
+        row = await run_store.transition(
+            conn,
+            run_id,
+            to=RunStatus.EXECUTING,
+            now=now,
+            attempt_id=attempt_id,
+            env_id=env_id,
+            values={"started_at": now},
+            reason="attempt started",
+        )
+        if row is None:
+            raise StaleTransition(run_id, RunStatus.EXECUTING, attempt_id)
+        await run_store.update_attempt(conn, attempt_id, status="EXECUTING", started_at=now)
+        return row
 
     async def succeed(
         self, run_id: str, attempt_id: str, output: Any, env_id: str | None = None
@@ -114,27 +128,44 @@ class Attempts:
         await self.waitpoints.on_run_finished(conn, row, woken)
         return Outcome(RunStatus.COMPLETED)
 
-    async def complete_many(self, reports: list[Report], env_id: str) -> list[Outcome | None]:
-        """Record many finished attempts in one transaction (a group commit).
+    async def report_many(
+        self, starts: list[Start], reports: list[Report], env_id: str
+    ) -> tuple[list[bool], list[Outcome | None]]:
+        """Record many started and finished attempts in one transaction (a group commit).
 
-        Each answer is the run's outcome, or None for a report that is no
-        longer current (nothing was written for it). Should the shared
+        Answers, in order: for each start whether it was accepted, for each
+        report the run's outcome; a start or report that is no longer current
+        is answered False / None and wrote nothing. Should the shared
         transaction fail (say, two batches deadlock on a common parent), each
-        report is recorded on its own instead.
+        item is recorded on its own instead.
         """
         woken: set[str] = set()
         try:
             async with self.res.db.write() as conn:
+                started = [await self._start_in_batch(conn, s, env_id) for s in starts]
                 outcomes = [await self._record_in(conn, r, env_id, woken) for r in reports]
         except Exception:
-            log.warning("a batch of %d reports failed; recording them one by one", len(reports))
-            return [await self._record_alone(r, env_id) for r in reports]
+            log.warning("a batch of %d reports failed; recording each alone", len(reports))
+            started = [await self._start_alone(s, env_id) for s in starts]
+            outcomes = [await self._record_alone(r, env_id) for r in reports]
+            return started, outcomes
         await self.waitpoints.wake(woken)
-        await self._notify_retries(
-            [(r.run_id, o) for r, o in zip(reports, outcomes, strict=True) if o is not None],
-            env_id,
-        )
-        return outcomes
+        await self._notify_retries([o for o in outcomes if o is not None], env_id)
+        return started, outcomes
+
+    async def _start_in_batch(self, conn: AsyncConnection, start: Start, env_id: str) -> bool:
+        try:
+            await self.start_in(conn, start.run_id, start.attempt_id, env_id)
+        except StaleTransition:
+            return False  # the guarded update matched nothing: no write to undo
+        return True
+
+    async def _start_alone(self, start: Start, env_id: str) -> bool:
+        try:
+            await self.start(start.run_id, start.attempt_id, env_id)
+        except StaleTransition:
+            return False
+        return True
 
     async def _record_in(
         self, conn: AsyncConnection, report: Report, env_id: str, woken: set[str]
@@ -158,9 +189,9 @@ class Attempts:
         except StaleTransition:
             return None
 
-    async def _notify_retries(self, outcomes: list[tuple[str, Outcome]], env_id: str) -> None:
+    async def _notify_retries(self, outcomes: list[Outcome], env_id: str) -> None:
         """Wake pollers for runs a failure put back in the queue (now or after backoff)."""
-        for _run_id, outcome in outcomes:
+        for outcome in outcomes:
             if outcome.status is not RunStatus.QUEUED:
                 continue
             delay = (outcome.retry_at or 0) - self.res.clock.now()

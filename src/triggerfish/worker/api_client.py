@@ -74,19 +74,15 @@ class WorkerApi:
         result = await self._post("/worker/v1/dequeue", body)
         return list(result["runs"])
 
-    async def start(self, run_id: str, attempt_id: str) -> None:
-        await self.post_reliably(
-            f"/worker/v1/attempts/{attempt_id}/start", {"run_id": run_id}, give_up_after=30
+    async def reports(
+        self, items: dict[str, list[dict[str, Any]]], *, give_up_after: float
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Report started and finished attempts in one request (``starts``,
+        ``completions``); one answer per item, in order."""
+        result: dict[str, list[dict[str, Any]]] = await self.post_reliably(
+            "/worker/v1/reports", items, give_up_after=give_up_after
         )
-
-    async def completions(
-        self, items: list[dict[str, Any]], *, give_up_after: float
-    ) -> list[dict[str, Any]]:
-        """Report finished attempts in one request; one answer per item, in order."""
-        result = await self.post_reliably(
-            "/worker/v1/completions", {"completions": items}, give_up_after=give_up_after
-        )
-        return list(result["results"])
+        return result
 
     async def durable(
         self, attempt_id: str, op: str, body: dict[str, Any], *, give_up_after: float

@@ -27,9 +27,9 @@ import httpx
 from triggerfish._redact import redact
 from triggerfish.errors import ApiError
 from triggerfish.worker.api_client import StaleReport, WorkerApi
-from triggerfish.worker.completions import CompletionReporter
 from triggerfish.worker.discovery import ProjectConfig, code_version, load_registry
 from triggerfish.worker.executor import ExecutorPool, Job
+from triggerfish.worker.reports import Reporter
 
 log = logging.getLogger("triggerfish.worker")
 
@@ -74,7 +74,7 @@ class Worker:
         self._heartbeat_interval = 5.0
         self._secret = options.secret_key
         self._max_durations: dict[str, float | None] = {}
-        self._completions = CompletionReporter(self.api, lambda: self._heartbeat_interval * 20)
+        self._reports = Reporter(self.api, lambda: self._heartbeat_interval * 20)
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -212,8 +212,8 @@ class Worker:
                         self._abandoned.add(attempt_id)
                         await self.api.release(self.worker_id, [attempt_id])
                     return
-                if not raw.get("started"):
-                    await self.api.start(raw["run_id"], attempt_id)
+                if not raw.get("started"):  # claimed ahead: report the start now
+                    await self._reports.start(raw["run_id"], attempt_id)
                 job = _job(raw, self._max_durations.get(raw["task_id"]))
                 report = await self.pool.run(job)
             # the task process takes its next run while this one is reported
@@ -222,7 +222,7 @@ class Worker:
                 return  # canceled, reclaimed or released: the server has moved on
             if report.get("suspended") and attempt_id in self._suspended:
                 return  # the server parked the run (WAITING) when it accepted the wait
-            await self._completions.report(attempt_id, _completion(raw["run_id"], report))
+            await self._reports.complete(attempt_id, _completion(raw["run_id"], report))
         except StaleReport as exc:
             log.info("attempt %s is no longer current: %s", attempt_id, exc)
         except Exception:

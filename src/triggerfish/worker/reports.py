@@ -1,0 +1,84 @@
+"""Reporting started and finished attempts in batches (group commit on the server).
+
+Every start and every finished attempt is queued here and its reporter waits
+for the answer. One request is in flight at a time; whatever is queued
+meanwhile goes out with the next one, so under load the completion of one run
+and the start of the next share a request and a transaction, while an idle
+worker still reports each at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from triggerfish.worker.api_client import StaleReport, WorkerApi
+
+#: items sent in one request at most, per kind (the server accepts up to 500)
+MAX_BATCH = 200
+
+Kind = Literal["starts", "completions"]
+
+
+@dataclass
+class _Pending:
+    item: dict[str, Any]
+    answer: asyncio.Future[dict[str, Any]]
+
+
+class Reporter:
+    def __init__(self, api: WorkerApi, give_up_after: Callable[[], float]) -> None:
+        self._api = api
+        self._give_up_after = give_up_after
+        self._queued: dict[Kind, list[_Pending]] = {"starts": [], "completions": []}
+        self._sender: asyncio.Task[None] | None = None
+
+    async def start(self, run_id: str, attempt_id: str) -> None:
+        """Report that a claimed attempt begins (raises ``StaleReport`` if it may not)."""
+        await self._report("starts", {"run_id": run_id, "attempt_id": attempt_id})
+
+    async def complete(self, attempt_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Report a finished attempt; returns the server's answer for it.
+
+        Raises ``StaleReport`` when the attempt is no longer current, and the
+        request's error when the server could not be reached in time.
+        """
+        return await self._report("completions", {"attempt_id": attempt_id, **body})
+
+    async def _report(self, kind: Kind, item: dict[str, Any]) -> dict[str, Any]:
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._queued[kind].append(_Pending(item, answer))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_all())
+        return await answer
+
+    async def _send_all(self) -> None:
+        while any(self._queued.values()):
+            batch: dict[Kind, list[_Pending]] = {}
+            for kind, queued in self._queued.items():
+                batch[kind], self._queued[kind] = queued[:MAX_BATCH], queued[MAX_BATCH:]
+            try:
+                answers = await self._api.reports(
+                    {kind: [p.item for p in pending] for kind, pending in batch.items()},
+                    give_up_after=self._give_up_after(),
+                )
+            except Exception as exc:  # every reporter in the batch hears of it
+                for pending in (p for ps in batch.values() for p in ps):
+                    if not pending.answer.done():
+                        pending.answer.set_exception(exc)
+                continue
+            for kind, pending_list in batch.items():
+                for pending, answer in zip(pending_list, answers[kind], strict=True):
+                    _settle(pending, answer)
+
+
+def _settle(pending: _Pending, answer: dict[str, Any]) -> None:
+    if pending.answer.done():
+        return
+    if answer.get("stale"):
+        attempt = pending.item["attempt_id"]
+        pending.answer.set_exception(StaleReport(f"attempt {attempt} is no longer current"))
+    else:
+        pending.answer.set_result(answer)
