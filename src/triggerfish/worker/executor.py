@@ -145,7 +145,7 @@ class ExecutorPool:
         """Reader callback: move every available message from the pipe to the inbox."""
         try:
             while slot.conn.poll():
-                slot.inbox.put_nowait(slot.conn.recv())
+                slot.inbox.put_nowait(_child.recv(slot.conn))
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(slot.conn.fileno())
             slot.inbox.put_nowait(("dead", None))
@@ -156,7 +156,7 @@ class ExecutorPool:
         slot.attempt_id, slot.stop_reason = job.attempt_id, None
         slot.stopped.clear()
         try:
-            slot.conn.send(("run", job.to_child()))
+            _child.send(slot.conn, ("run", job.to_child()))
         except OSError:
             slot.inbox.put_nowait(("dead", None))
         watchdog = asyncio.create_task(self._watch(slot, job))
@@ -182,7 +182,7 @@ class ExecutorPool:
             elif kind == "call":
                 answer = await self._relay(job, value)
                 with contextlib.suppress(OSError):
-                    slot.conn.send(("reply", answer))
+                    _child.send(slot.conn, ("reply", answer))
             elif kind == "done":
                 return dict(value)
             elif kind == "dead":
@@ -288,7 +288,7 @@ class ExecutorPool:
             task.cancel()
         for slot in list(self._slots):
             with contextlib.suppress(OSError):
-                slot.conn.send(("stop", None))
+                _child.send(slot.conn, ("stop", None))
         for slot in list(self._slots):
             await asyncio.to_thread(slot.process.join, timeout)
             await self._discard(slot)
