@@ -148,3 +148,13 @@ async def test_executor_reports_a_crash_and_replaces_the_process(pool: ExecutorP
     after = await asyncio.wait_for(pool.run(job("pid")), 30)
     assert after["ok"] is True
     assert after["output"] != before["output"]
+
+
+async def test_executor_gives_the_error_hook_a_context(pool: ExecutorPool) -> None:
+    report = await pool.run(job("hooked", attempt_number=3))
+    assert report == {"ok": True, "output": {"skipped": "'missing'", "attempt": 3}}
+
+
+async def test_executor_rejects_output_that_is_not_json(pool: ExecutorPool) -> None:
+    report = await pool.run(job("not-a-number"))
+    assert report["error"]["name"] == "OutputNotSerializable"

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from triggerfish import Context, logger, metadata, step, task
+from triggerfish import Context, ErrorDecision, logger, metadata, step, task
 
 
 @task(id="chatty")
@@ -52,3 +52,17 @@ def pid(payload: dict) -> int:
 @task(id="fails")
 def fails(payload: dict) -> None:
     raise ValueError("bad input")
+
+
+def _skip_with_attempt(payload: object, error: BaseException, ctx: Context) -> ErrorDecision:
+    return ErrorDecision.skip(output={"skipped": str(error), "attempt": ctx.attempt.number})
+
+
+@task(id="hooked", catch_error=_skip_with_attempt)
+def hooked(payload: dict) -> None:
+    raise KeyError("missing")
+
+
+@task(id="not-a-number")
+def not_a_number(payload: dict) -> float:
+    return float("nan")
