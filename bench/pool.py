@@ -1,15 +1,19 @@
 """``python -m bench.pool``: the task-process pool's per-attempt overhead, no server.
 
-Starts an ``ExecutorPool`` of one warm process on ``bench/project`` and runs
+Starts an ``ExecutorPool`` of warm processes on ``bench/project`` and runs
 the no-op task (whose body returns the wall-clock time it began) again and
-again, one at a time. Prints medians and 90th percentiles of
+again, one client per process, each waiting for its run before the next.
+Prints medians and 90th percentiles of
 
 - start: from the ``pool.run`` call to the task body's first line;
-- round trip: the whole ``pool.run`` call, report included.
+- round trip: the whole ``pool.run`` call, report included;
+
+and the runs per second of all clients together.
 
 Options: ``--runs N`` (default 500), ``--warmup N`` (default 50),
 ``--uvloop`` to run the parent on uvloop as the worker does when it is installed,
-``--gap S`` to leave the pool idle S seconds between runs (as a worker at idle).
+``--gap S`` to leave the pool idle S seconds between runs (as a worker at idle),
+``--slots N`` for N processes and N clients at once (default 1).
 """
 
 from __future__ import annotations
@@ -42,27 +46,39 @@ def _job() -> Job:
     )
 
 
-async def _measure(runs: int, warmup: int, gap: float) -> tuple[list[float], list[float]]:
-    pool = ExecutorPool(ProjectConfig.load(PROJECT), 1, lambda _a, _r: None)
+async def _client(
+    pool: ExecutorPool, runs: int, warmup: int, gap: float, out: tuple[list[float], list[float]]
+) -> None:
+    """Run the no-op ``warmup + runs`` times in a row, timing the last ``runs``."""
+    for i in range(warmup + runs):
+        if gap:
+            await asyncio.sleep(gap)
+        job = _job()
+        t0 = time.time()
+        report: dict[str, Any] = await pool.run(job)
+        t1 = time.time()
+        if not report.get("ok"):
+            raise RuntimeError(f"no-op run failed: {report}")
+        if i >= warmup:
+            out[0].append(report["output"]["started"] - t0)
+            out[1].append(t1 - t0)
+
+
+async def _measure(
+    runs: int, warmup: int, gap: float, slots: int
+) -> tuple[list[float], list[float], float]:
+    """Start and round-trip times, and runs per second, with one client per slot."""
+    pool = ExecutorPool(ProjectConfig.load(PROJECT), slots, lambda _a, _r: None)
     await pool.start()
-    starts: list[float] = []
-    trips: list[float] = []
+    times: tuple[list[float], list[float]] = ([], [])
     try:
-        for i in range(warmup + runs):
-            if gap:
-                await asyncio.sleep(gap)
-            job = _job()
-            t0 = time.time()
-            report: dict[str, Any] = await pool.run(job)
-            t1 = time.time()
-            if not report.get("ok"):
-                raise RuntimeError(f"no-op run failed: {report}")
-            if i >= warmup:
-                starts.append(report["output"]["started"] - t0)
-                trips.append(t1 - t0)
+        await asyncio.gather(*(_client(pool, warmup, 0, 0.0, ([], [])) for _ in range(slots)))
+        began = time.perf_counter()
+        await asyncio.gather(*(_client(pool, runs // slots, 0, gap, times) for _ in range(slots)))
+        elapsed = time.perf_counter() - began
     finally:
         await pool.close()
-    return starts, trips
+    return times[0], times[1], len(times[0]) / elapsed
 
 
 def _line(name: str, values: list[float]) -> str:
@@ -77,15 +93,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument("--gap", type=float, default=0.0)
+    parser.add_argument("--slots", type=int, default=1)
     args = parser.parse_args()
     if args.uvloop:
         import uvloop
 
         uvloop.install()
-    starts, trips = asyncio.run(_measure(args.runs, args.warmup, args.gap))
-    print(f"{args.runs} no-op runs on one warm task process")
+    starts, trips, rate = asyncio.run(_measure(args.runs, args.warmup, args.gap, args.slots))
+    print(f"{len(starts)} no-op runs, {args.slots} warm task process(es), one client each")
     print(_line("start", starts))
     print(_line("round trip", trips))
+    print(f"throughput  {rate:7.0f} runs/s")
 
 
 if __name__ == "__main__":
