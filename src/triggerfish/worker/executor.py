@@ -165,6 +165,16 @@ class ExecutorPool:
             asyncio.get_running_loop().remove_reader(slot.conn.fileno())
             slot.inbox.put_nowait(("dead", None))
 
+    def _pass_on_strays(self, slot: _Slot, job: Job) -> None:
+        """Lines a task's thread wrote between attempts go to the next attempt, first."""
+        kept: list[tuple[str, Any]] = []
+        while not slot.inbox.empty():
+            message = slot.inbox.get_nowait()
+            if not self._pass_on(job, message):
+                kept.append(message)
+        for message in kept:
+            slot.inbox.put_nowait(message)
+
     def _pass_on(self, job: Job, message: tuple[str, Any]) -> bool:
         kind, value = message
         if kind == "log":
@@ -180,6 +190,8 @@ class ExecutorPool:
         """Run one attempt on a warm process and return its report (never raises)."""
         slot = await self._free.get()
         slot.job, slot.stop_reason = job, None
+        if not slot.inbox.empty():
+            self._pass_on_strays(slot, job)
         try:
             _child.send(slot.conn, ("run", job.to_child()))
         except OSError:
