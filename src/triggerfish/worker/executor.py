@@ -33,6 +33,7 @@ LogCallback = Callable[[str, dict[str, Any]], None]
 CallCallback = Callable[["Job", str, dict[str, Any]], Awaitable[dict[str, Any]]]
 _ctx = multiprocessing.get_context("spawn")
 START_TIMEOUT = 60.0
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class ChildStartError(RuntimeError):
@@ -354,16 +355,15 @@ class ExecutorPool:
 
 
 def _rss_mb(pid: int | None) -> float | None:
+    """Resident memory of ``pid`` (``VmRSS``), read from the one-line ``statm``."""
     if pid is None:
         return None
     try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            pages = int(fh.read().split()[1])
+    except (OSError, IndexError, ValueError):
         return None
-    return None
+    return pages * _PAGE_SIZE / (1024 * 1024)
 
 
 @contextlib.contextmanager
