@@ -65,7 +65,8 @@ def run_attempt(
     this attempt's records; the worker reports neither.
     """
     task = registry.get(job["task_id"])
-    ctx = build_context(job)
+    # most tasks take no ctx and have no hook: skip building its six objects
+    ctx = build_context(job) if task.takes_ctx or task.catch_error is not None else None
     payload: Any = job.get("payload")
     durable = DurableRun(
         run_id=job["run_id"],
@@ -111,11 +112,12 @@ def _failure(
     task: Task[Any, Any],
     payload: Any,
     exc: BaseException,
-    ctx: Context,
+    ctx: Context | None,
     error: dict[str, Any],
 ) -> dict[str, Any]:
     decision: ErrorDecision | None = None
     if task.catch_error is not None:
+        assert ctx is not None  # run_attempt builds it for every task with a hook
         try:
             decision = task.catch_error(payload, exc, ctx)
         except Exception as hook_exc:

@@ -13,6 +13,11 @@ class OutputNotSerializable(TypeError):
     pass
 
 
+#: values that come out of a JSON round trip unchanged (exact types: not
+#: subclasses such as enums, nor floats, which may be NaN)
+_AS_IS = frozenset({type(None), bool, int, str})
+
+
 def describe_error(exc: BaseException, kind: str) -> dict[str, Any]:
     return {
         "name": type(exc).__name__,
@@ -24,6 +29,8 @@ def describe_error(exc: BaseException, kind: str) -> dict[str, Any]:
 
 def to_json_value(value: Any, what: str) -> Any:
     """``value`` as plain JSON data; pydantic models are dumped."""
+    if type(value) in _AS_IS:
+        return value
     if isinstance(value, pydantic.BaseModel):
         return value.model_dump(mode="json")
     try:

@@ -18,14 +18,34 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import io
+import os
+import pickle
 import signal
 import sys
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from triggerfish.sdk._registry import TaskRegistry
 
 _PR_SET_PDEATHSIG = 1
+
+
+def send(conn: Connection, message: tuple[str, Any]) -> None:
+    """Send one message; both ends carry only plain data, so plain pickle will do.
+
+    ``Connection.send`` builds a ``ForkingPickler`` (copying the reducer
+    table) for every message, which costs more than pickling a small dict.
+    """
+    conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+
+def recv(conn: Connection) -> Any:
+    """Receive one message sent by :func:`send`; ``EOFError`` once the other end is gone."""
+    return pickle.loads(conn.recv_bytes())
 
 
 def _die_with_parent() -> None:
@@ -68,7 +88,7 @@ class _LineWriter(io.TextIOBase):
             "fields": {},
             "stream": self._stream,
         }
-        self._conn.send(("log", record))
+        send(self._conn, ("log", record))
 
 
 def _skip_httpx_cli() -> None:
@@ -94,48 +114,63 @@ def main(conn: Connection, root: str, dirs: list[str]) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
     _skip_httpx_cli()
-    from triggerfish.sdk import _logger, _metadata
-    from triggerfish.sdk._runtime import run_attempt
+    from triggerfish.sdk import _logger
     from triggerfish.worker.discovery import ProjectConfig, load_registry
 
     try:
         registry = load_registry(ProjectConfig(root=Path(root), dirs=dirs))
     except Exception as exc:
-        conn.send(("import_error", str(exc)))
+        send(conn, ("import_error", str(exc)))
         return
-    conn.send(("ready", __import__("os").getpid()))
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    _logger.set_sink(lambda record: conn.send(("log", record)))
-    real_out, real_err = sys.stdout, sys.stderr
+    _logger.set_sink(lambda record: send(conn, ("log", record)))
+    attempts = _Attempts(conn, registry)
+    send(conn, ("ready", os.getpid()))
     while True:
         try:
-            message = conn.recv()
+            message = recv(conn)
         except EOFError:
             return
         if message[0] != "run":
             return
-        job: dict[str, Any] = message[1]
-        _metadata.bind(lambda op: conn.send(("metadata", op)), job.get("metadata"))
-        out, err = _LineWriter(conn, "stdout", "INFO"), _LineWriter(conn, "stderr", "ERROR")
-        sys.stdout, sys.stderr = out, err
+        send(conn, ("done", attempts.run(message[1])))
+
+
+class _Attempts:
+    """What every attempt of this process shares, made once: loop, writers, sinks."""
+
+    def __init__(self, conn: Connection, registry: TaskRegistry) -> None:
+        # imported here, not at module level: after _skip_httpx_cli has run
+        from triggerfish.sdk import _metadata
+        from triggerfish.sdk._runtime import run_attempt
+
+        self.registry, self.run_attempt, self.bind = registry, run_attempt, _metadata.bind
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.real_out, self.real_err = sys.stdout, sys.stderr
+        self.out = _LineWriter(conn, "stdout", "INFO")
+        self.err = _LineWriter(conn, "stderr", "ERROR")
+        self.on_metadata: Callable[[dict[str, Any]], None] = lambda op: send(conn, ("metadata", op))
+        self.transport = _transport(conn)
+
+    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        self.bind(self.on_metadata, job.get("metadata"))
+        sys.stdout, sys.stderr = self.out, self.err
         try:
-            report = run_attempt(registry, job, loop, _transport(conn))
+            return self.run_attempt(self.registry, job, self.loop, self.transport)
         finally:
-            out.flush()
-            err.flush()
-            sys.stdout, sys.stderr = real_out, real_err
-            _metadata.bind(None)
-        conn.send(("done", report))
+            self.out.flush()
+            self.err.flush()
+            sys.stdout, sys.stderr = self.real_out, self.real_err
+            self.bind(None)
 
 
 def _transport(conn: Connection) -> Any:
     """Durable calls: send the request, block until the worker's reply arrives."""
 
     def call(op: str, body: dict[str, Any]) -> dict[str, Any]:
-        conn.send(("call", {"op": op, "body": body}))
+        send(conn, ("call", {"op": op, "body": body}))
         while True:
-            kind, value = conn.recv()
+            kind, value = recv(conn)
             if kind == "reply":
                 return dict(value)
             if kind == "stop":

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import types
@@ -32,6 +33,7 @@ LogCallback = Callable[[str, dict[str, Any]], None]
 CallCallback = Callable[["Job", str, dict[str, Any]], Awaitable[dict[str, Any]]]
 _ctx = multiprocessing.get_context("spawn")
 START_TIMEOUT = 60.0
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class ChildStartError(RuntimeError):
@@ -79,10 +81,16 @@ def _failure(kind: str, name: str, message: str) -> dict[str, Any]:
 class _Slot:
     process: BaseProcess
     conn: Connection
+    #: messages ``run`` waits on (and any that arrive while no attempt runs)
     inbox: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
-    attempt_id: str | None = None
+    job: Job | None = None
     stop_reason: dict[str, Any] | None = None
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    #: a readiness check of ``conn`` in one system call (``Connection.poll``
+    #: builds a selector for every call)
+    readable: Any = field(default_factory=select.poll)
+
+    def __post_init__(self) -> None:
+        self.readable.register(self.conn.fileno(), select.POLLIN)
 
 
 class ExecutorPool:
@@ -107,6 +115,7 @@ class ExecutorPool:
         self._free: asyncio.Queue[_Slot] = asyncio.Queue()
         self._slots: list[_Slot] = []
         self._respawns: set[asyncio.Task[None]] = set()
+        self._memory_timer: asyncio.TimerHandle | None = None
         self._closed = False
 
     @property
@@ -142,32 +151,67 @@ class ExecutorPool:
         return slot
 
     def _drain(self, slot: _Slot) -> None:
-        """Reader callback: move every available message from the pipe to the inbox."""
+        """Reader callback: handle every available message of the child.
+
+        Logs and metadata of the running attempt are passed on here, in
+        order, without waking ``run``; the rest goes to the inbox.
+        """
         try:
-            while slot.conn.poll():
-                slot.inbox.put_nowait(slot.conn.recv())
+            while slot.readable.poll(0):
+                message = _child.recv(slot.conn)
+                job = slot.job
+                if job is None or not self._pass_on(job, message):
+                    slot.inbox.put_nowait(message)
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(slot.conn.fileno())
             slot.inbox.put_nowait(("dead", None))
 
+    def _pass_on_strays(self, slot: _Slot, job: Job) -> None:
+        """Lines a task's thread wrote between attempts go to the next attempt, first."""
+        kept: list[tuple[str, Any]] = []
+        while not slot.inbox.empty():
+            message = slot.inbox.get_nowait()
+            if not self._pass_on(job, message):
+                kept.append(message)
+        for message in kept:
+            slot.inbox.put_nowait(message)
+
+    def _pass_on(self, job: Job, message: tuple[str, Any]) -> bool:
+        kind, value = message
+        if kind == "log":
+            self.on_log(job.attempt_id, value)
+        elif kind == "metadata":
+            if self.on_metadata is not None:
+                self.on_metadata(job.attempt_id, value)
+        else:
+            return False
+        return True
+
     async def run(self, job: Job) -> dict[str, Any]:
         """Run one attempt on a warm process and return its report (never raises)."""
         slot = await self._free.get()
-        slot.attempt_id, slot.stop_reason = job.attempt_id, None
-        slot.stopped.clear()
+        slot.job, slot.stop_reason = job, None
+        if not slot.inbox.empty():
+            self._pass_on_strays(slot, job)
         try:
-            slot.conn.send(("run", job.to_child()))
+            _child.send(slot.conn, ("run", job.to_child()))
         except OSError:
             slot.inbox.put_nowait(("dead", None))
-        watchdog = asyncio.create_task(self._watch(slot, job))
+        deadline = self._arm_deadline(slot, job)
+        self._watch_memory()
         try:
             report = await self._await_report(slot, job)
         finally:
-            watchdog.cancel()
-            slot.attempt_id = None
+            if deadline is not None:
+                deadline.cancel()
+            slot.job = None
         if report.get("_dead"):
             self._replace(slot)
             return slot.stop_reason or self._death_report(slot)
+        if slot.stop_reason is not None:
+            # stopped just as its report arrived: the report stands, the process goes
+            self._replace(slot)
+            return report
         self._free.put_nowait(slot)
         return report
 
@@ -182,7 +226,7 @@ class ExecutorPool:
             elif kind == "call":
                 answer = await self._relay(job, value)
                 with contextlib.suppress(OSError):
-                    slot.conn.send(("reply", answer))
+                    _child.send(slot.conn, ("reply", answer))
             elif kind == "done":
                 return dict(value)
             elif kind == "dead":
@@ -193,26 +237,38 @@ class ExecutorPool:
             return {"_status": 503, "error": "this worker relays no durable calls"}
         return await self.on_call(job, str(request["op"]), dict(request["body"]))
 
-    async def _watch(self, slot: _Slot, job: Job) -> None:
-        """Stop the child when it runs too long or uses too much memory."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + job.max_duration if job.max_duration else None
-        limit_mb = MACHINE_MEMORY_MB.get(job.machine)
-        while True:
-            await asyncio.sleep(self.memory_poll_interval)
-            if deadline is not None and loop.time() >= deadline:
-                self._kill(
-                    slot,
-                    _failure(
-                        "TIMEOUT",
-                        "MaxDurationExceededError",
-                        f"the attempt ran longer than max_duration={job.max_duration:g}s and was "
-                        "stopped; raise max_duration or split the work into smaller tasks",
-                    ),
-                )
-                return
+    def _arm_deadline(self, slot: _Slot, job: Job) -> asyncio.TimerHandle | None:
+        """Stop the child when the attempt runs longer than its ``max_duration``."""
+        if not job.max_duration:
+            return None
+        failure = _failure(
+            "TIMEOUT",
+            "MaxDurationExceededError",
+            f"the attempt ran longer than max_duration={job.max_duration:g}s and was "
+            "stopped; raise max_duration or split the work into smaller tasks",
+        )
+        return asyncio.get_running_loop().call_later(job.max_duration, self._kill, slot, failure)
+
+    def _watch_memory(self) -> None:
+        """Check the RSS of busy children every interval while any attempt runs.
+
+        One timer serves the whole pool and stops when the pool is idle, so an
+        attempt costs no task of its own and an idle worker does not wake up.
+        """
+        if self._memory_timer is None:
+            self._memory_timer = asyncio.get_running_loop().call_later(
+                self.memory_poll_interval, self._check_memory
+            )
+
+    def _check_memory(self) -> None:
+        self._memory_timer = None
+        busy = [(slot, slot.job) for slot in self._slots if slot.job is not None]
+        for slot, job in busy:
+            limit_mb = MACHINE_MEMORY_MB.get(job.machine)
+            if limit_mb is None:
+                continue
             rss = _rss_mb(slot.process.pid)
-            if limit_mb is not None and rss is not None and rss > limit_mb:
+            if rss is not None and rss > limit_mb:
                 self._kill(
                     slot,
                     _failure(
@@ -223,12 +279,13 @@ class ExecutorPool:
                         "with machine=... on the task or the trigger",
                     ),
                 )
-                return
+        if busy and not self._closed:
+            self._watch_memory()
 
     async def cancel(self, attempt_id: str) -> bool:
         """Stop the process running ``attempt_id``; its ``run`` reports CANCELED."""
         for slot in self._slots:
-            if slot.attempt_id == attempt_id:
+            if slot.job is not None and slot.job.attempt_id == attempt_id:
                 self._kill(slot, _failure("CANCELED", "RunCanceled", "the run was canceled"))
                 return True
         return False
@@ -284,27 +341,29 @@ class ExecutorPool:
     async def close(self, timeout: float = 5.0) -> None:
         """Stop every task process; none outlives the pool."""
         self._closed = True
+        if self._memory_timer is not None:
+            self._memory_timer.cancel()
+            self._memory_timer = None
         for task in list(self._respawns):
             task.cancel()
         for slot in list(self._slots):
             with contextlib.suppress(OSError):
-                slot.conn.send(("stop", None))
+                _child.send(slot.conn, ("stop", None))
         for slot in list(self._slots):
             await asyncio.to_thread(slot.process.join, timeout)
             await self._discard(slot)
 
 
 def _rss_mb(pid: int | None) -> float | None:
+    """Resident memory of ``pid`` (``VmRSS``), read from the one-line ``statm``."""
     if pid is None:
         return None
     try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            pages = int(fh.read().split()[1])
+    except (OSError, IndexError, ValueError):
         return None
-    return None
+    return pages * _PAGE_SIZE / (1024 * 1024)
 
 
 @contextlib.contextmanager
