@@ -113,8 +113,10 @@ async def dequeue(
     rows = await engine.dequeue.claim_or_wait(
         worker, body.max, wait, gone=request.is_disconnected, start=body.start
     )
-    # the journal travels with the claim: replaying it needs no round trips
-    journals = await engine.journal.for_runs([r.id for r in rows]) if rows else {}
+    # the journal travels with the claim: replaying it needs no round trips. A
+    # first attempt has none, unless it replays another run's first steps.
+    replaying = [r.id for r in rows if r.attempt_count > 1 or r.replay_of is not None]
+    journals = await engine.journal.for_runs(replaying) if replaying else {}
     return {
         "runs": [
             {

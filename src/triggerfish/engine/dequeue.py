@@ -215,9 +215,13 @@ class Dequeue:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
+        first = True
         while True:
-            if gone is not None and await gone():
+            # (a caller that just called cannot have hung up yet: the first
+            # round skips the check, which costs a receive on the connection)
+            if not first and gone is not None and await gone():
                 return []
+            first = False
             event = self.res.notifier.listener(worker.environment_id)
             rows = await self.claim(worker, limit, start)
             if rows and gone is not None and await gone():

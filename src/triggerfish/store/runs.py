@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     DateTime,
+    Integer,
     Row,
     Select,
     and_,
@@ -183,30 +184,51 @@ async def queued_candidates(
     PostgreSQL the rows are locked with ``SKIP LOCKED`` so concurrent claimers
     take disjoint sets.
     """
+    shape = (skip_locked, only_queues is not None, bool(exclude_queues), bool(exclude_keys))
+    params = {
+        "env": env_id,
+        "now": now,
+        "tasks": list(task_ids),
+        "version": version,
+        "limit": limit,
+        "only": sorted(only_queues or ()),
+        "exq": sorted(exclude_queues),
+        "exkeys": sorted(exclude_keys),
+    }
+    return list((await conn.execute(_candidates(*shape), params)).all())
+
+
+@functools.lru_cache(maxsize=16)
+def _candidates(skip_locked: bool, only: bool, exclude_queues: bool, exclude_keys: bool) -> Any:
+    """The candidates query of one shape, built once (a claim runs it every time)."""
     stmt = (
         select(runs.c.id, runs.c.queue_name, runs.c.concurrency_key, runs.c.order_key)
         .where(
-            runs.c.environment_id == env_id,
+            runs.c.environment_id == bindparam("env"),
             runs.c.status == RunStatus.QUEUED.value,
-            runs.c.available_at <= now,
-            runs.c.task_identifier.in_(task_ids),
-            (runs.c.locked_version.is_(None)) | (runs.c.locked_version == version),
+            runs.c.available_at <= bindparam("now"),
+            runs.c.task_identifier.in_(bindparam("tasks", expanding=True)),
+            (runs.c.locked_version.is_(None)) | (runs.c.locked_version == bindparam("version")),
         )
         .order_by(runs.c.order_key)
-        .limit(limit)
+        .limit(bindparam("limit", type_=Integer()))
     )
-    if only_queues is not None:
-        stmt = stmt.where(runs.c.queue_name.in_(sorted(only_queues)))
+    if only:
+        stmt = stmt.where(runs.c.queue_name.in_(bindparam("only", expanding=True)))
     if exclude_queues:
-        stmt = stmt.where(runs.c.queue_name.not_in(sorted(exclude_queues)))
+        stmt = stmt.where(runs.c.queue_name.not_in(bindparam("exq", expanding=True)))
     if exclude_keys:
         stmt = stmt.where(
             runs.c.concurrency_key.is_(None)
-            | not_(tuple_(runs.c.queue_name, runs.c.concurrency_key).in_(sorted(exclude_keys)))
+            | not_(
+                tuple_(runs.c.queue_name, runs.c.concurrency_key).in_(
+                    bindparam("exkeys", expanding=True)
+                )
+            )
         )
     if skip_locked:
         stmt = stmt.with_for_update(skip_locked=True, of=runs)
-    return list((await conn.execute(stmt)).all())
+    return stmt
 
 
 def status_in(*statuses: RunStatus) -> ColumnElement[bool]:
