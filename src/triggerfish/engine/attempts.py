@@ -144,8 +144,12 @@ class Attempts:
             async with self.res.db.write() as conn:
                 started = [await self._start_in_batch(conn, s, env_id) for s in starts]
                 outcomes = [await self._record_in(conn, r, env_id, woken) for r in reports]
-        except Exception:
-            log.warning("a batch of %d reports failed; recording each alone", len(reports))
+        except Exception as exc:
+            log.warning(
+                "a batch of %d report(s) failed (%s); recording each alone",
+                len(starts) + len(reports),
+                exc,
+            )
             started = [await self._start_alone(s, env_id) for s in starts]
             outcomes = [await self._record_alone(r, env_id) for r in reports]
             return started, outcomes

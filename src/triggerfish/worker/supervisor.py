@@ -1,8 +1,10 @@
 """The worker process: register, claim runs, run them in child processes, report.
 
 Loops, each small: the claim loop long-polls the server for as many runs as
-there are free slots; each run gets its own asyncio task (start → execute in the
-pool → flush logs → report); the heartbeat loop renews leases and stops
+there are free slots, plus some ahead (the claim itself starts the ones a free
+slot waits for); each run gets its own asyncio task (start, if claimed ahead →
+execute in the pool → flush logs → report), and starts and reports go to the
+server in batches (``reports.py``); the heartbeat loop renews leases and stops
 attempts the server no longer wants (canceled, reclaimed); the log loop ships
 captured output in batches.
 
