@@ -129,7 +129,7 @@ async def test_a_failed_step_is_journaled_and_replays_as_the_same_failure(engine
         "step 'render' failed after 2 tries: ValueError: the render service said no"
         in (run.error["message"])
     )
-    entries = await engine.journal.entries_of(run_id)
+    entries = (await engine.runs.retrieve(env_id, run_id)).steps
     assert [(e.kind, e.name, e.status, e.failures) for e in entries] == [
         ("step", "render", "ERROR", 2)
     ]

@@ -132,7 +132,7 @@ def _token_registry(seen: list[WaitResult]) -> TaskRegistry:
 
 
 async def _token_of(engine: Engine, env_id: str, run_id: str) -> str:
-    entries = await engine.journal.entries_of(run_id)
+    entries = (await engine.runs.retrieve(env_id, run_id)).steps
     return str(entries[0].result["id"])
 
 

@@ -194,7 +194,7 @@ async def retrieve_run(run_id: str, engine: EngineDep, env: EnvDep) -> dict[str,
     # Triggerfish extensions: what a WAITING run waits for, and its durable steps
     waiting = detail.run.status == "WAITING"
     body["waitingFor"] = (await engine.waitpoints.waiting_for([run_id]))[run_id] if waiting else []
-    body["steps"] = [serialize.journal_entry(e) for e in await engine.journal.entries_of(run_id)]
+    body["steps"] = [serialize.journal_entry(e) for e in detail.steps]
     schedule = await run_schedule_field(engine, env, detail.run.idempotency_key)
     if schedule is not None:
         body["schedule"] = schedule

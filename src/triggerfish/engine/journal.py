@@ -100,9 +100,3 @@ class Journal:
         if data is None:
             raise RunNotFound(f"{run_id} (journal entry {seq})")
         return json.loads(data)
-
-    async def entries_of(self, run_id: str) -> list[Any]:
-        """The journal of a run (found in the caller's environment) for people: kind,
-        name, status, times (the run's spans)."""
-        async with self.res.db.read() as conn:
-            return await journal_store.list_entries(conn, run_id)

@@ -12,6 +12,7 @@ from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.states import CANCELABLE, RunStatus
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import RunNotFound, RunNotReschedulable, StaleTransition, UserError
+from triggerfish.store import journal as journal_store
 from triggerfish.store import logs as log_store
 from triggerfish.store import runs as run_store
 
@@ -24,6 +25,8 @@ class RunDetail:
     run: Row[Any]
     tags: list[str]
     attempts: list[Row[Any]]
+    #: the journal: its durable calls, in order (the run's spans)
+    steps: list[Row[Any]]
 
 
 class Runs:
@@ -38,7 +41,8 @@ class Runs:
                 raise RunNotFound(run_id)
             tags = (await run_store.tags_of(conn, [run_id]))[run_id]
             attempts = await run_store.list_attempts(conn, run_id)
-        return RunDetail(row, tags, attempts)
+            steps = await journal_store.list_entries(conn, run_id)
+        return RunDetail(row, tags, attempts, steps)
 
     async def page(
         self,

@@ -163,8 +163,12 @@ async def count(conn: AsyncConnection, run_id: str) -> int:
 
 
 async def list_entries(conn: AsyncConnection, run_id: str) -> list[Row[Any]]:
-    stmt = select(run_journal).where(run_journal.c.run_id == run_id).order_by(run_journal.c.seq)
-    return list((await conn.execute(stmt)).all())
+    return list((await conn.execute(_ENTRIES, {"run": run_id})).all())
+
+
+_ENTRIES = (
+    select(run_journal).where(run_journal.c.run_id == bindparam("run")).order_by(run_journal.c.seq)
+)
 
 
 async def drop_from(conn: AsyncConnection, run_id: str, seq: int) -> None:

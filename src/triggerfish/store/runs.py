@@ -61,8 +61,10 @@ async def insert_run(conn: AsyncConnection, values: dict[str, Any], tags: Sequen
 
 
 async def get(conn: AsyncConnection, env_id: str, run_id: str) -> Row[Any] | None:
-    stmt = select(runs).where(runs.c.id == run_id, runs.c.environment_id == env_id)
-    return (await conn.execute(stmt)).first()
+    return (await conn.execute(_GET, {"id": run_id, "env": env_id})).first()
+
+
+_GET = select(runs).where(runs.c.id == bindparam("id"), runs.c.environment_id == bindparam("env"))
 
 
 async def get_by_id(conn: AsyncConnection, run_id: str) -> Row[Any] | None:
@@ -495,8 +497,12 @@ async def attempt_by_id(conn: AsyncConnection, attempt_id: str) -> Row[Any] | No
 
 
 async def list_attempts(conn: AsyncConnection, run_id: str) -> list[Row[Any]]:
-    stmt = select(attempts).where(attempts.c.run_id == run_id).order_by(attempts.c.number)
-    return list((await conn.execute(stmt)).all())
+    return list((await conn.execute(_ATTEMPTS_OF, {"run": run_id})).all())
+
+
+_ATTEMPTS_OF = (
+    select(attempts).where(attempts.c.run_id == bindparam("run")).order_by(attempts.c.number)
+)
 
 
 async def list_events(conn: AsyncConnection, run_id: str) -> list[Row[Any]]:
@@ -507,13 +513,17 @@ async def list_events(conn: AsyncConnection, run_id: str) -> list[Row[Any]]:
 async def tags_of(conn: AsyncConnection, run_ids: Sequence[str]) -> dict[str, list[str]]:
     if not run_ids:
         return {}
-    stmt = select(run_tags.c.run_id, run_tags.c.tag).where(run_tags.c.run_id.in_(list(run_ids)))
     out: dict[str, list[str]] = {rid: [] for rid in run_ids}
-    for rid, tag in (await conn.execute(stmt)).all():
+    for rid, tag in (await conn.execute(_TAGS_OF, {"ids": list(run_ids)})).all():
         out[rid].append(tag)
     for tags in out.values():
         tags.sort()
     return out
+
+
+_TAGS_OF = select(run_tags.c.run_id, run_tags.c.tag).where(
+    run_tags.c.run_id.in_(bindparam("ids", expanding=True))
+)
 
 
 # -- listing ------------------------------------------------------------------------
