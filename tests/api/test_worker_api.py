@@ -72,6 +72,7 @@ async def test_a_claim_starts_as_many_runs_as_the_worker_has_free_slots(
     assert r.json() == {
         "starts": [{"attempt_id": third["attempt_id"], "status": "EXECUTING"}],
         "completions": [],
+        "runs": [],  # nothing claimed: the report asked for no claim
     }
     assert (await _run(c, third["run_id"]))["status"] == "EXECUTING"
 
@@ -152,3 +153,37 @@ async def test_a_stopping_worker_hands_back_runs_it_holds_without_spending_a_ret
     run = await _run(c, run_id)
     assert run["status"] == "QUEUED"
     assert [a["status"] for a in run["attempts"]] == ["RELEASED"]
+
+
+async def test_a_report_claims_the_workers_next_runs(worker: dict[str, Any]) -> None:
+    c = worker["client"]
+    await _trigger(c, 3)
+    r = await c.post(
+        "/worker/v1/dequeue", json={"worker_id": worker["id"], "max": 1, "wait": 0, "start": 1}
+    )
+    [first] = r.json()["runs"]
+    r = await c.post(
+        "/worker/v1/reports",
+        json={
+            "completions": [
+                {"attempt_id": first["attempt_id"], "run_id": first["run_id"], "ok": True}
+            ],
+            "claim": {"worker_id": worker["id"], "max": 5, "start": 1},
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["completions"] == [{"attempt_id": first["attempt_id"], "status": "COMPLETED"}]
+    # the two runs left come back with the report: one started, one claimed ahead
+    assert [j["started"] for j in body["runs"]] == [True, False]
+    statuses = [(await _run(c, j["run_id"]))["status"] for j in body["runs"]]
+    assert statuses == ["EXECUTING", "DEQUEUED"]
+    r = await c.post(
+        "/worker/v1/reports",
+        json={
+            "starts": [{"attempt_id": body["runs"][1]["attempt_id"],
+                        "run_id": body["runs"][1]["run_id"]}],
+            "claim": {"worker_id": worker["id"], "max": 5},
+        },
+    )
+    assert r.json()["runs"] == []  # nothing left to claim; a report never waits for work

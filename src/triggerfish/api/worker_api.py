@@ -11,11 +11,14 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import Row
 
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.api.public import TriggerBody, TriggerOptions, trigger_request
 from triggerfish.api.waitpoints import base_url, token_request, token_url
+from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure, Outcome, Report, Start
+from triggerfish.engine.environments import Environment
 from triggerfish.engine.journal import JournalEntry
 from triggerfish.engine.waitpoints import WaitSpec
 from triggerfish.errors import UserError
@@ -113,29 +116,32 @@ async def dequeue(
     rows = await engine.dequeue.claim_or_wait(
         worker, body.max, wait, gone=request.is_disconnected, start=body.start
     )
+    return {"runs": await _jobs(engine, env, rows)}
+
+
+async def _jobs(engine: Engine, env: Environment, rows: list[Row[Any]]) -> list[dict[str, Any]]:
+    """Claimed runs as the worker runs them."""
     # the journal travels with the claim: replaying it needs no round trips. A
     # first attempt has none, unless it replays another run's first steps.
     replaying = [r.id for r in rows if r.attempt_count > 1 or r.replay_of is not None]
     journals = await engine.journal.for_runs(replaying) if replaying else {}
-    return {
-        "runs": [
-            {
-                "run_id": r.id,
-                "attempt_id": r.current_attempt_id,
-                "attempt_number": r.attempt_count,
-                "task_id": r.task_identifier,
-                "payload": r.payload,
-                "tags": sorted(r.tags or []),
-                "machine": r.machine,
-                "max_duration": r.max_duration,
-                "environment": {"id": env.id, "slug": env.slug},
-                "journal": journals.get(r.id, []),
-                "metadata": r.run_metadata,
-                "started": r.status == "EXECUTING",
-            }
-            for r in rows
-        ]
-    }
+    return [
+        {
+            "run_id": r.id,
+            "attempt_id": r.current_attempt_id,
+            "attempt_number": r.attempt_count,
+            "task_id": r.task_identifier,
+            "payload": r.payload,
+            "tags": sorted(r.tags or []),
+            "machine": r.machine,
+            "max_duration": r.max_duration,
+            "environment": {"id": env.id, "slug": env.slug},
+            "journal": journals.get(r.id, []),
+            "metadata": r.run_metadata,
+            "started": r.status == "EXECUTING",
+        }
+        for r in rows
+    ]
 
 
 class StartBody(BaseModel):
@@ -171,9 +177,18 @@ class StartItem(StartBody):
     attempt_id: str
 
 
+class ClaimBody(BaseModel):
+    """Runs to claim along with the reports (never waits: an idle worker long-polls)."""
+
+    worker_id: str
+    max: int = Field(ge=1, le=100)
+    start: int = Field(default=0, ge=0, le=100)
+
+
 class ReportsBody(BaseModel):
     starts: list[StartItem] = Field(default_factory=list, max_length=500)
     completions: list[CompletionItem] = Field(default_factory=list, max_length=500)
+    claim: ClaimBody | None = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> ReportsBody:
@@ -189,13 +204,21 @@ async def reports(body: ReportsBody, engine: EngineDep, env: EnvDep) -> dict[str
     Answers follow the items' order. A start answers ``{"attempt_id", "status":
     "EXECUTING"}``; a completion the run's new ``status`` (with ``retry_at``
     when it will be retried). Either answers ``"stale": true`` instead when the
-    attempt is no longer current (the item changed nothing).
+    attempt is no longer current (the item changed nothing). With ``claim`` the
+    worker's next runs come back in ``runs``, as from ``/dequeue``: a busy
+    worker reports and claims in one request per run.
     """
     starts = [Start(s.run_id, s.attempt_id) for s in body.starts]
     started, outcomes = await engine.attempts.report_many(
         starts, [_report(item) for item in body.completions], env.id
     )
+    runs: list[dict[str, Any]] = []
+    if body.claim is not None:
+        worker = await engine.workers.identity(env.id, body.claim.worker_id)
+        rows = await engine.dequeue.claim(worker, body.claim.max, body.claim.start)
+        runs = await _jobs(engine, env, rows)
     return {
+        "runs": runs,
         "starts": [
             {"attempt_id": s.attempt_id, "status": "EXECUTING"} if ok
             else {"attempt_id": s.attempt_id, "stale": True}

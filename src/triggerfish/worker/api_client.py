@@ -74,13 +74,11 @@ class WorkerApi:
         result = await self._post("/worker/v1/dequeue", body)
         return list(result["runs"])
 
-    async def reports(
-        self, items: dict[str, list[dict[str, Any]]], *, give_up_after: float
-    ) -> dict[str, list[dict[str, Any]]]:
+    async def reports(self, body: dict[str, Any], *, give_up_after: float) -> dict[str, Any]:
         """Report started and finished attempts in one request (``starts``,
-        ``completions``); one answer per item, in order."""
-        result: dict[str, list[dict[str, Any]]] = await self.post_reliably(
-            "/worker/v1/reports", items, give_up_after=give_up_after
+        ``completions``; one answer per item, in order), claiming runs with ``claim``."""
+        result: dict[str, Any] = await self.post_reliably(
+            "/worker/v1/reports", body, give_up_after=give_up_after
         )
         return result
 

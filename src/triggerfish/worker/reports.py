@@ -4,7 +4,9 @@ Every start and every finished attempt is queued here and its reporter waits
 for the answer. One request is in flight at a time; whatever is queued
 meanwhile goes out with the next one, so under load the completion of one run
 and the start of the next share a request and a transaction, while an idle
-worker still reports each at once.
+worker still reports each at once. A batch also claims the worker's next runs
+when it has room (the ``claim`` hook), so a busy worker needs one request per
+run; the worker's long poll is only for when it has nothing to report.
 """
 
 from __future__ import annotations
@@ -28,12 +30,38 @@ class _Pending:
     answer: asyncio.Future[dict[str, Any]]
 
 
+#: asks the worker what to claim along with a batch that reports ``n`` finished
+#: attempts: ``{"worker_id", "max", "start"}``, or None to claim nothing
+ClaimHook = Callable[[int], dict[str, Any] | None]
+#: hands the worker the runs claimed along with a batch
+ClaimedHook = Callable[[list[dict[str, Any]]], None]
+
+
 class Reporter:
-    def __init__(self, api: WorkerApi, give_up_after: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        api: WorkerApi,
+        give_up_after: Callable[[], float],
+        *,
+        claim: ClaimHook | None = None,
+        claimed: ClaimedHook | None = None,
+    ) -> None:
         self._api = api
         self._give_up_after = give_up_after
+        self._claim = claim
+        self._claimed = claimed
         self._queued: dict[Kind, list[_Pending]] = {"starts": [], "completions": []}
         self._sender: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def active(self) -> bool:
+        """Whether a batch is queued or in flight (it claims the worker's next runs)."""
+        return not self._idle.is_set()
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
 
     async def start(self, run_id: str, attempt_id: str) -> None:
         """Report that a claimed attempt begins (raises ``StaleReport`` if it may not)."""
@@ -51,27 +79,39 @@ class Reporter:
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._queued[kind].append(_Pending(item, answer))
         if self._sender is None or self._sender.done():
+            self._idle.clear()
             self._sender = asyncio.create_task(self._send_all())
         return await answer
 
     async def _send_all(self) -> None:
-        while any(self._queued.values()):
-            batch: dict[Kind, list[_Pending]] = {}
-            for kind, queued in self._queued.items():
-                batch[kind], self._queued[kind] = queued[:MAX_BATCH], queued[MAX_BATCH:]
-            try:
-                answers = await self._api.reports(
-                    {kind: [p.item for p in pending] for kind, pending in batch.items()},
-                    give_up_after=self._give_up_after(),
-                )
-            except Exception as exc:  # every reporter in the batch hears of it
-                for pending in (p for ps in batch.values() for p in ps):
-                    if not pending.answer.done():
-                        pending.answer.set_exception(exc)
-                continue
-            for kind, pending_list in batch.items():
-                for pending, answer in zip(pending_list, answers[kind], strict=True):
-                    _settle(pending, answer)
+        try:
+            while any(self._queued.values()):
+                await self._send_batch()
+        finally:
+            self._idle.set()
+
+    async def _send_batch(self) -> None:
+        batch: dict[Kind, list[_Pending]] = {}
+        for kind, queued in self._queued.items():
+            batch[kind], self._queued[kind] = queued[:MAX_BATCH], queued[MAX_BATCH:]
+        body: dict[str, Any] = {kind: [p.item for p in pending] for kind, pending in batch.items()}
+        claim = self._claim(len(batch["completions"])) if self._claim else None
+        if claim is not None:
+            body["claim"] = claim
+        try:
+            answers = await self._api.reports(body, give_up_after=self._give_up_after())
+        except Exception as exc:  # every reporter in the batch hears of it
+            for pending in (p for ps in batch.values() for p in ps):
+                if not pending.answer.done():
+                    pending.answer.set_exception(exc)
+            if claim is not None and self._claimed is not None:
+                self._claimed([])
+            return
+        if claim is not None and self._claimed is not None:
+            self._claimed(list(answers.get("runs", [])))
+        for kind, pending_list in batch.items():
+            for pending, answer in zip(pending_list, answers[kind], strict=True):
+                _settle(pending, answer)
 
 
 def _settle(pending: _Pending, answer: dict[str, Any]) -> None:

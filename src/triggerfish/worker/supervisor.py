@@ -76,7 +76,14 @@ class Worker:
         self._heartbeat_interval = 5.0
         self._secret = options.secret_key
         self._max_durations: dict[str, float | None] = {}
-        self._reports = Reporter(self.api, lambda: self._heartbeat_interval * 20)
+        self._reports = Reporter(
+            self.api,
+            lambda: self._heartbeat_interval * 20,
+            claim=self._claim_with_reports,
+            claimed=self._take,
+        )
+        self._executing: set[str] = set()  # attempts holding a task process
+        self._long_polling = False  # a dequeue call is out: reports claim nothing
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -161,17 +168,20 @@ class Worker:
     async def _claim_loop(self) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
-            # attempts in flight: waiting for a slot, running, or being reported
-            free = self.options.concurrency + self._prefetch - len(self._running)
+            free = self._room()
             if free <= 0:
                 self._slot_freed.clear()
                 await self._until_stopped_or(self._slot_freed.wait())
                 continue
-            # runs that get a slot at once are started by the claim itself
-            start_now = max(0, self.options.concurrency - len(self._running))
+            if self._reports.active:
+                # a busy worker claims along with its reports; long-poll once it is quiet
+                await self._until_stopped_or(self._reports.wait_idle())
+                continue
+            self._long_polling = True
             try:
+                wait = self.options.poll_wait
                 jobs = await self._until_stopped_or(
-                    self.api.dequeue(self.worker_id, free, self.options.poll_wait, start_now)
+                    self.api.dequeue(self.worker_id, free, wait, self._idle_slots())
                 )
                 backoff = 0.5
             except (httpx.TransportError, ApiError) as exc:
@@ -179,15 +189,38 @@ class Worker:
                 await self._until_stopped_or(asyncio.sleep(backoff))
                 backoff = min(backoff * 2, 5.0)
                 continue
-            for job in jobs or []:
-                self._running[job["attempt_id"]] = asyncio.create_task(self._execute(job))
+            finally:
+                self._long_polling = False
+            self._take(jobs or [])
+
+    def _room(self, finishing: int = 0) -> int:
+        """Runs this worker can take: slots plus prefetch, less the attempts in flight
+        (waiting for a slot, running, or being reported, except ``finishing`` ones)."""
+        return self.options.concurrency + self._prefetch - (len(self._running) - finishing)
+
+    def _idle_slots(self) -> int:
+        """Task processes no attempt holds or waits for: runs claimed for them start at once."""
+        return max(0, self.options.concurrency - len(self._executing) - len(self._waiting))
+
+    def _claim_with_reports(self, finishing: int) -> dict[str, Any] | None:
+        if self._long_polling or self._stopping.is_set():
+            return None
+        room = self._room(finishing)
+        if room <= 0:
+            return None
+        return {"worker_id": self.worker_id, "max": min(room, 100), "start": self._idle_slots()}
+
+    def _take(self, jobs: list[dict[str, Any]]) -> None:
+        for job in jobs:
+            self._waiting.add(job["attempt_id"])  # until it gets a task process
+            self._running[job["attempt_id"]] = asyncio.create_task(self._execute(job))
 
     async def _until_stopped_or(self, awaitable: Any) -> Any:
         """Await ``awaitable`` unless the worker is asked to stop first (then None).
 
         A dequeue abandoned this way may already have claimed runs on the
-        server; they were never started, so the server releases them without
-        spending a retry once their lease runs out.
+        server; they were never run, and the server hands them back to the
+        queue when the worker deregisters on its way out.
         """
         work = asyncio.ensure_future(awaitable)
         stop = asyncio.create_task(self._stopping.wait())
@@ -205,19 +238,16 @@ class Worker:
     async def _execute(self, raw: dict[str, Any]) -> None:
         assert self.pool is not None
         attempt_id = raw["attempt_id"]
-        self._waiting.add(attempt_id)
         try:
             async with self._slots:
                 self._waiting.discard(attempt_id)
-                if attempt_id in self._abandoned or self._stopping.is_set():
-                    if attempt_id not in self._abandoned:  # not yet handed back
-                        self._abandoned.add(attempt_id)
-                        await self.api.release(self.worker_id, [attempt_id])
-                    return
-                if not raw.get("started"):  # claimed ahead: report the start now
-                    await self._reports.start(raw["run_id"], attempt_id)
-                job = _job(raw, self._max_durations.get(raw["task_id"]))
-                report = await self.pool.run(job)
+                self._executing.add(attempt_id)
+                try:
+                    report = await self._run_in_slot(raw)
+                finally:
+                    self._executing.discard(attempt_id)
+            if report is None:
+                return  # handed back unstarted
             # the task process takes its next run while this one is reported
             await self._flush_logs(attempt_id)
             if attempt_id in self._abandoned or report.get("abandoned"):
@@ -237,6 +267,19 @@ class Worker:
             self._abandoned.discard(attempt_id)
             self._suspended.discard(attempt_id)
             self._slot_freed.set()
+
+    async def _run_in_slot(self, raw: dict[str, Any]) -> dict[str, Any] | None:
+        """Start (unless the claim did) and run one attempt; None if handed back instead."""
+        assert self.pool is not None
+        attempt_id = raw["attempt_id"]
+        if attempt_id in self._abandoned or self._stopping.is_set():
+            if attempt_id not in self._abandoned:  # not yet handed back
+                self._abandoned.add(attempt_id)
+                await self.api.release(self.worker_id, [attempt_id])
+            return None
+        if not raw.get("started"):  # claimed ahead: report the start now
+            await self._reports.start(raw["run_id"], attempt_id)
+        return await self.pool.run(_job(raw, self._max_durations.get(raw["task_id"])))
 
     # -- durable calls from task processes ------------------------------------------
 
