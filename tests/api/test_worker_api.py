@@ -187,3 +187,24 @@ async def test_a_report_claims_the_workers_next_runs(worker: dict[str, Any]) -> 
         },
     )
     assert r.json()["runs"] == []  # nothing left to claim; a report never waits for work
+
+
+async def test_reports_of_a_stopped_worker_count_but_claim_nothing(
+    worker: dict[str, Any],
+) -> None:
+    c = worker["client"]
+    await _trigger(c, 2)
+    r = await c.post(
+        "/worker/v1/dequeue", json={"worker_id": worker["id"], "max": 1, "wait": 0, "start": 1}
+    )
+    [job] = r.json()["runs"]
+    r = await c.post(
+        "/worker/v1/reports",
+        json={
+            "completions": [{"attempt_id": job["attempt_id"], "run_id": job["run_id"], "ok": True}],
+            "claim": {"worker_id": "worker_unknown", "max": 5, "start": 1},
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["runs"] == []
+    assert r.json()["completions"][0]["status"] == "COMPLETED"

@@ -21,7 +21,7 @@ from triggerfish.engine.attempts import Failure, Outcome, Report, Start
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.journal import JournalEntry
 from triggerfish.engine.waitpoints import WaitSpec
-from triggerfish.errors import UserError
+from triggerfish.errors import StaleTransition, UserError
 
 router = APIRouter(prefix="/worker/v1", tags=["worker"])
 
@@ -214,9 +214,7 @@ async def reports(body: ReportsBody, engine: EngineDep, env: EnvDep) -> dict[str
     )
     runs: list[dict[str, Any]] = []
     if body.claim is not None:
-        worker = await engine.workers.identity(env.id, body.claim.worker_id)
-        rows = await engine.dequeue.claim(worker, body.claim.max, body.claim.start)
-        runs = await _jobs(engine, env, rows)
+        runs = await _claim_after_reports(engine, env, body.claim)
     return {
         "runs": runs,
         "starts": [
@@ -229,6 +227,17 @@ async def reports(body: ReportsBody, engine: EngineDep, env: EnvDep) -> dict[str
             for item, outcome in zip(body.completions, outcomes, strict=True)
         ],
     }
+
+
+async def _claim_after_reports(
+    engine: Engine, env: Environment, claim: ClaimBody
+) -> list[dict[str, Any]]:
+    try:
+        worker = await engine.workers.identity(env.id, claim.worker_id)
+    except StaleTransition:
+        return []  # a stopped worker claims nothing; its reports above still count
+    rows = await engine.dequeue.claim(worker, claim.max, claim.start)
+    return await _jobs(engine, env, rows)
 
 
 def _report(item: CompletionItem) -> Report:
