@@ -44,6 +44,17 @@ async def _trigger(client: httpx.AsyncClient, n: int) -> list[str]:
     return ids
 
 
+async def _claim(worker: dict[str, Any], most: int, start: int) -> list[dict[str, Any]]:
+    """Claim runs right away (no long poll); the first ``start`` come back started."""
+    r = await worker["client"].post(
+        "/worker/v1/dequeue",
+        json={"worker_id": worker["id"], "max": most, "wait": 0, "start": start},
+    )
+    assert r.status_code == 200, r.text
+    runs: list[dict[str, Any]] = r.json()["runs"]
+    return runs
+
+
 async def _run(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
     body: dict[str, Any] = (await client.get(f"/api/v3/runs/{run_id}")).json()
     return body
@@ -54,10 +65,7 @@ async def test_a_claim_starts_as_many_runs_as_the_worker_has_free_slots(
 ) -> None:
     c = worker["client"]
     await _trigger(c, 3)
-    r = await c.post(
-        "/worker/v1/dequeue", json={"worker_id": worker["id"], "max": 3, "wait": 0, "start": 2}
-    )
-    claimed = r.json()["runs"]
+    claimed = await _claim(worker, 3, 2)
     assert [j["started"] for j in claimed] == [True, True, False]
     statuses = [(await _run(c, j["run_id"]))["status"] for j in claimed]
     assert statuses == ["EXECUTING", "EXECUTING", "DEQUEUED"]
@@ -80,10 +88,7 @@ async def test_a_claim_starts_as_many_runs_as_the_worker_has_free_slots(
 async def test_reports_in_one_request_each_count_only_if_current(worker: dict[str, Any]) -> None:
     c = worker["client"]
     await _trigger(c, 4)
-    r = await c.post(
-        "/worker/v1/dequeue", json={"worker_id": worker["id"], "max": 4, "wait": 0, "start": 3}
-    )
-    a, b, d, e = r.json()["runs"]
+    a, b, d, e = await _claim(worker, 4, 3)
     error = {"name": "Boom", "message": "no"}
     r = await c.post(
         "/worker/v1/reports",
@@ -144,10 +149,8 @@ async def test_a_stopping_worker_hands_back_runs_it_holds_without_spending_a_ret
 ) -> None:
     c = worker["client"]
     [run_id] = await _trigger(c, 1)
-    r = await c.post(
-        "/worker/v1/dequeue", json={"worker_id": worker["id"], "max": 1, "wait": 0, "start": 1}
-    )
-    assert r.json()["runs"][0]["started"]
+    [job] = await _claim(worker, 1, 1)
+    assert job["started"]
     r = await c.post("/worker/v1/deregister", json={"worker_id": worker["id"]})
     assert r.status_code == 200
     run = await _run(c, run_id)
@@ -158,10 +161,7 @@ async def test_a_stopping_worker_hands_back_runs_it_holds_without_spending_a_ret
 async def test_a_report_claims_the_workers_next_runs(worker: dict[str, Any]) -> None:
     c = worker["client"]
     await _trigger(c, 3)
-    r = await c.post(
-        "/worker/v1/dequeue", json={"worker_id": worker["id"], "max": 1, "wait": 0, "start": 1}
-    )
-    [first] = r.json()["runs"]
+    [first] = await _claim(worker, 1, 1)
     r = await c.post(
         "/worker/v1/reports",
         json={
@@ -194,10 +194,7 @@ async def test_reports_of_a_stopped_worker_count_but_claim_nothing(
 ) -> None:
     c = worker["client"]
     await _trigger(c, 2)
-    r = await c.post(
-        "/worker/v1/dequeue", json={"worker_id": worker["id"], "max": 1, "wait": 0, "start": 1}
-    )
-    [job] = r.json()["runs"]
+    [job] = await _claim(worker, 1, 1)
     r = await c.post(
         "/worker/v1/reports",
         json={

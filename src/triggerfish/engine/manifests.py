@@ -48,13 +48,13 @@ class ManifestCache:
         self, conn: AsyncConnection, env_id: str, task_id: str, version: str | None
     ) -> dict[str, Any] | None:
         if version is None:
-            return await worker_store.latest_manifest(conn, env_id, task_id)
+            return await self.latest(conn, env_id, task_id)
         key = (env_id, task_id, version)
         cached = self._by_version.get(key)
         if cached is None:
             cached = await worker_store.manifest_for(conn, env_id, task_id, version)
             if cached is None:
-                return await worker_store.latest_manifest(conn, env_id, task_id)
+                return await self.latest(conn, env_id, task_id)
             self._by_version[key] = cached
         return cached
 
