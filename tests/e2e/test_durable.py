@@ -22,18 +22,25 @@ def _count(marks: Path, name: str) -> int:
 
 
 @pytest.mark.parametrize(
-    ("fresh_stack", "task_id"),
-    [("sqlite", "five-steps"), ("postgresql", "five-steps"), ("sqlite", "five-steps-async")],
+    ("fresh_stack", "task_id", "transport"),
+    [
+        ("sqlite", "five-steps", "socket"),
+        ("postgresql", "five-steps", "socket"),
+        ("sqlite", "five-steps-async", "socket"),
+        # workers that talk plain HTTP requests (--no-socket) get the same guarantees
+        ("postgresql", "five-steps", "http"),
+    ],
     indirect=["fresh_stack"],
 )
 def test_sigkill_during_step_4_replays_steps_1_to_3_without_running_them_again(
-    fresh_stack: Stack, tmp_path: Path, task_id: str
+    fresh_stack: Stack, tmp_path: Path, task_id: str, transport: str
 ) -> None:
-    first = fresh_stack.worker(concurrency=1, name="first")
+    env = {"TRIGGERFISH_WORKER_SOCKET": "0"} if transport == "http" else {}
+    first = fresh_stack.worker(concurrency=1, name="first", extra_env=env)
     marks = tmp_path / "marks"
     handle = fresh_stack.client.tasks.trigger(task_id, {"marks": str(marks)})
     support.wait_for(lambda: _count(marks, "step-4") == 1, what="step 4 to start")
-    second = fresh_stack.worker(concurrency=1, name="second")
+    second = fresh_stack.worker(concurrency=1, name="second", extra_env=env)
     with support.processes_stopped(first, second):
         first.kill_hard()
         (marks / "go").touch()

@@ -116,11 +116,11 @@ async def dequeue(
     rows = await engine.dequeue.claim_or_wait(
         worker, body.max, wait, gone=request.is_disconnected, start=body.start
     )
-    return {"runs": await _jobs(engine, env, rows)}
+    return {"runs": await jobs(engine, env, rows)}
 
 
-async def _jobs(engine: Engine, env: Environment, rows: list[Row[Any]]) -> list[dict[str, Any]]:
-    """Claimed runs as the worker runs them."""
+async def jobs(engine: Engine, env: Environment, rows: list[Row[Any]]) -> list[dict[str, Any]]:
+    """Claimed runs as the worker runs them (also the socket's ``dequeue`` answer)."""
     # the journal travels with the claim: replaying it needs no round trips. A
     # first attempt has none, unless it replays another run's first steps.
     replaying = [r.id for r in rows if r.attempt_count > 1 or r.replay_of is not None]
@@ -237,7 +237,7 @@ async def _claim_after_reports(
     except StaleTransition:
         return []  # a stopped worker claims nothing; its reports above still count
     rows = await engine.dequeue.claim(worker, claim.max, claim.start)
-    return await _jobs(engine, env, rows)
+    return await jobs(engine, env, rows)
 
 
 def _report(item: CompletionItem) -> Report:
