@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +34,9 @@ from triggerfish.worker.executor import ExecutorPool, Job
 from triggerfish.worker.reports import Reporter
 
 log = logging.getLogger("triggerfish.worker")
+
+#: runs that hold a task process this long (seconds, on average) are not claimed ahead
+LONG_RUN = 1.0
 
 #: environment variables a task process must not see
 _PRIVATE_ENV = ("TRIGGERFISH_SECRET_KEY", "DATABASE_URL", "TRIGGERFISH_DATABASE_URL")
@@ -49,11 +53,12 @@ class WorkerOptions:
     grace_period: float = 30.0
     #: how long one dequeue call may wait on the server
     poll_wait: float = 20.0
-    #: runs claimed ahead of a free slot (None: as many as ``concurrency``), so a
-    #: slot that frees up starts its next run without waiting for the server.
-    #: They are EXECUTING from the claim on: a cancel reaches one at the next
-    #: heartbeat, like any running attempt, and if this worker dies they count as
-    #: crashed attempts
+    #: runs claimed ahead of a free slot, so a slot that frees up starts its next
+    #: run without waiting for the server. They are EXECUTING from the claim on:
+    #: a cancel reaches one at the next heartbeat, like any running attempt, and
+    #: if this worker dies they count as crashed attempts. None: as many as
+    #: ``concurrency`` while runs are short, none once they take a second or more
+    #: (a long run would keep the ones claimed behind it from other workers)
     prefetch: int | None = None
     #: claims, reports and durable calls over one WebSocket (HTTP if False, or
     #: when the server offers none)
@@ -75,6 +80,8 @@ class Worker:
         self._slots = asyncio.Semaphore(options.concurrency)
         self._waiting: set[str] = set()  # claimed, not yet given a slot
         self._prefetch = options.concurrency if options.prefetch is None else options.prefetch
+        self._adaptive_prefetch = options.prefetch is None
+        self._typical_run: float | None = None  # seconds a run holds a task process (average)
         self._log_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._metadata_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._stopping = asyncio.Event()
@@ -201,7 +208,18 @@ class Worker:
     def _room(self, finishing: int = 0) -> int:
         """Runs this worker can take: slots plus prefetch, less the attempts in flight
         (waiting for a slot, running, or being reported, except ``finishing`` ones)."""
-        return self.options.concurrency + self._prefetch - (len(self._running) - finishing)
+        return self.options.concurrency + self._ahead() - (len(self._running) - finishing)
+
+    def _ahead(self) -> int:
+        """Runs to claim ahead of free slots now."""
+        typical = self._typical_run
+        if self._adaptive_prefetch and typical is not None and typical >= LONG_RUN:
+            return 0
+        return self._prefetch
+
+    def _ran_for(self, seconds: float) -> None:
+        typical = self._typical_run
+        self._typical_run = seconds if typical is None else typical + 0.3 * (seconds - typical)
 
     def _claim_with_reports(self, finishing: int) -> dict[str, Any] | None:
         if self._long_polling or self._stopping.is_set():
@@ -244,10 +262,12 @@ class Worker:
             async with self._slots:
                 self._waiting.discard(attempt_id)
                 self._executing.add(attempt_id)
+                began = time.monotonic()
                 try:
                     report = await self._run_in_slot(raw)
                 finally:
                     self._executing.discard(attempt_id)
+                    self._ran_for(time.monotonic() - began)
             if report is None:
                 return  # handed back unstarted
             # the task process takes its next run while this one is reported
