@@ -151,17 +151,10 @@ class Enqueue:
         """Insert a new run, with a fair tag if it is queued now."""
         if values["status"] != RunStatus.QUEUED:
             await run_store.insert_run(conn, values, values["tags"])
-        elif self.res.db.dialect == "postgresql":
-            # one statement instead of four, and no BEGIN/COMMIT when it is the only one
-            values["order_key"] = await run_insert.insert_queued_run(
-                conn, values, now=self.res.clock.now(), quantum=FAIR_QUANTUM
-            )
-        else:
-            tag = await fair_tag(
-                conn, self.res, env_id, values["queue_name"], values["concurrency_key"]
-            )
-            values["order_key"] = tag - values["priority"]
-            await run_store.insert_run(conn, values, values["tags"])
+            return
+        values["order_key"] = await run_insert.insert_queued_run(
+            conn, values, now=self.res.clock.now(), quantum=FAIR_QUANTUM
+        )
 
     async def _manifest(self, conn: Any, env_id: str, task_id: str) -> dict[str, Any]:
         manifest = await self.manifests.latest(conn, env_id, task_id)
@@ -461,15 +454,8 @@ async def fair_tag(
     each run moves the bucket on by one quantum. So a bucket that queued 1,000
     runs is interleaved with one that arrives later, instead of going first.
     """
-    clock = await queue_store.service_clock(conn, env_id)
     return await queue_store.take_tags(
-        conn,
-        env_id,
-        queue_name,
-        concurrency_key,
-        res.clock.now() if clock is None else clock,
-        count,
-        FAIR_QUANTUM,
+        conn, env_id, queue_name, concurrency_key, res.clock.now(), count, FAIR_QUANTUM
     )
 
 

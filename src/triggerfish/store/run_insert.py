@@ -1,50 +1,31 @@
-"""A new run in one statement on PostgreSQL: fair tag, run row, tags and history row.
+"""A new queued run with its fair tag, tags and history row, in as few statements as
+each database allows, on the driver connection.
 
 A plain trigger used to cost four statements (service clock, fair-bucket
-upsert, run insert, history insert) plus ``BEGIN`` and ``COMMIT``, each a round
-trip and each through SQLAlchemy's execution machinery, which costs more than
-PostgreSQL takes to run them. Here the four are data-modifying CTEs of one
-statement, prepared once per connection by asyncpg. The fair tag follows
-``queues.take_tags``: the bucket's next tag becomes ``max(next, clock) +
-quantum`` where the clock is the newest order key holding a slot, else the
-oldest one waiting, else now; the run's order key is its tag minus its
+upsert, run insert, history insert), each through SQLAlchemy's execution
+machinery, which costs more than the database takes to run them. On
+PostgreSQL the four are now data-modifying CTEs of one statement, prepared
+once per connection by asyncpg (one round trip instead of six with ``BEGIN``
+and ``COMMIT``); SQLite cannot write two tables in one statement, so it takes
+three (tag, run with its tags, history row), each one hop to aiosqlite's thread.
+
+The fair tag is ``queues.take_tags``'s: the bucket's next tag becomes
+``max(next, clock) + quantum``; the run's order key is its tag minus its
 priority.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 from sqlalchemy import JSON
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.states import RunStatus
-from triggerfish.store.db import fetchrow_on_driver
+from triggerfish.store import queues as queue_store
+from triggerfish.store.db import fetch_on_driver
 from triggerfish.store.tables import runs
-
-_ACTIVE = ", ".join(f"'{s.value}'" for s in (RunStatus.DEQUEUED, RunStatus.EXECUTING))
-
-# $1 env, $2 queue, $3 concurrency key ('' for none), $4 now, $5 quantum,
-# $6 tags; the run's columns follow from $7 on
-_FAIR_TAG = f"""
-clock AS (
-  SELECT coalesce(
-    (SELECT max(order_key) FROM runs
-      WHERE environment_id = $1 AND status IN ({_ACTIVE})),
-    (SELECT min(order_key) FROM runs
-      WHERE environment_id = $1 AND status = '{RunStatus.QUEUED.value}'),
-    $4::float8) AS at
-), tag AS (
-  INSERT INTO fair_buckets AS b (environment_id, queue_name, concurrency_key, next_tag)
-  VALUES ($1, $2, $3, (SELECT at FROM clock) + $5::float8)
-  ON CONFLICT (environment_id, queue_name, concurrency_key)
-  DO UPDATE SET next_tag = greatest(b.next_tag, (SELECT at FROM clock)) + $5::float8
-  RETURNING next_tag
-),"""
-
-_FIRST_COLUMN = 7
 
 
 async def insert_queued_run(
@@ -52,40 +33,94 @@ async def insert_queued_run(
 ) -> float:
     """Insert a new QUEUED run with the next fair tag of its bucket; returns its order key.
 
-    ``values["order_key"]`` is ignored (the statement computes it from the tag and
-    ``values["priority"]``). It must be the last statement of its transaction or
-    the transaction's only one (see ``db.fetchrow_on_driver``).
+    ``values`` holds the run's columns (``order_key`` is ignored: it comes from the
+    tag and ``values["priority"]``) and ``tags`` its sorted tags. On PostgreSQL it
+    must be the last statement of its transaction (see ``db.fetch_on_driver``).
     """
     columns = tuple(k for k in values if k != "order_key")
-    args = [
-        values["environment_id"],
-        values["queue_name"],
-        values["concurrency_key"] or "",
-        now,
-        quantum,
-        values["tags"],
-        *(_bind(name, values[name]) for name in columns),
-    ]
-    row = await fetchrow_on_driver(conn, _statement(columns), *args)
-    assert row is not None  # the run CTE always returns its row
-    return float(row[0])
+    binders = _binders(conn.dialect, columns)
+    row = [bind(values[name]) for name, bind in zip(columns, binders, strict=True)]
+    if conn.dialect.name == "postgresql":
+        return await _insert_postgresql(conn, values, columns, row, now, quantum)
+    return await _insert_sqlite(conn, values, columns, row, now, quantum)
 
 
-def _bind(name: str, value: Any) -> Any:
-    # SQLAlchemy's JSON type stores None as JSON null, not SQL NULL; so do we
-    return json.dumps(value) if isinstance(runs.c[name].type, JSON) else value
+async def _insert_postgresql(
+    conn: AsyncConnection,
+    values: dict[str, Any],
+    columns: tuple[str, ...],
+    row: list[Any],
+    now: float,
+    quantum: float,
+) -> float:
+    key = values["concurrency_key"] or ""
+    params = [values["environment_id"], values["queue_name"], key, now, quantum]
+    params += [values["tags"], *row]
+    return float((await fetch_on_driver(conn, _pg_statement(columns), params))[0][0])
+
+
+async def _insert_sqlite(
+    conn: AsyncConnection,
+    values: dict[str, Any],
+    columns: tuple[str, ...],
+    row: list[Any],
+    now: float,
+    quantum: float,
+) -> float:
+    run = {"run": values["id"], "env": values["environment_id"]}
+    bucket = {"env": run["env"], "queue": values["queue_name"], "key": values["concurrency_key"]}
+    bucket.update(key=bucket["key"] or "", now=now, step=quantum)
+    next_tag = (await fetch_on_driver(conn, queue_store.take_tags_sql("sqlite"), bucket))[0][0]
+    order_key = float(next_tag) - quantum - float(values["priority"])
+    await fetch_on_driver(conn, _sqlite_insert(columns), [*row, order_key])
+    stored = dict(zip(columns, row, strict=True))
+    if values["tags"]:
+        await fetch_on_driver(conn, _SQLITE_TAGS, {**run, "tags": stored["tags"]})
+    event = {**run, "status": values["status"], "at": stored["created_at"]}
+    await fetch_on_driver(conn, _SQLITE_EVENT, event)
+    return order_key
 
 
 @functools.lru_cache(maxsize=16)
-def _statement(columns: tuple[str, ...]) -> str:
+def _binders(dialect: Dialect, columns: tuple[str, ...]) -> list[Any]:
+    # the columns' own bind processors, so values are stored exactly as
+    # SQLAlchemy stores them (JSON text, SQLite's datetime strings, booleans)
+    out = []
+    for name in columns:
+        process = runs.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        out.append(process or _same)
+    return out
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# $1 env, $2 queue, $3 concurrency key ('' for none), $4 now, $5 quantum,
+# $6 tags; the run's columns follow from $7 on
+_PG_FAIR_TAG = """
+clock AS (
+  SELECT {clock} AS at
+), tag AS (
+  INSERT INTO fair_buckets AS b (environment_id, queue_name, concurrency_key, next_tag)
+  VALUES ($1, $2, $3, (SELECT at FROM clock) + $5::float8)
+  ON CONFLICT (environment_id, queue_name, concurrency_key)
+  DO UPDATE SET next_tag = greatest(b.next_tag, (SELECT at FROM clock)) + $5::float8
+  RETURNING next_tag
+)"""
+
+
+@functools.lru_cache(maxsize=16)
+def _pg_statement(columns: tuple[str, ...]) -> str:
     # keyed by the columns a trigger sets, which are the same on every call
-    placeholders = []
-    for i, name in enumerate(columns, start=_FIRST_COLUMN):
-        cast = "::json" if isinstance(runs.c[name].type, JSON) else ""
-        placeholders.append(f"${i}{cast}")
+    placeholders = [
+        f"${i}{'::json' if isinstance(runs.c[name].type, JSON) else ''}"
+        for i, name in enumerate(columns, start=7)
+    ]
     priority = placeholders[columns.index("priority")]
+    clock = queue_store.service_clock_sql().replace(":env", "$1").replace(":now", "$4::float8")
     return (
-        f"WITH {_FAIR_TAG} run AS ("
+        f"WITH {_PG_FAIR_TAG.format(clock=clock)}, run AS ("
         f"  INSERT INTO runs ({', '.join(columns)}, order_key)"
         f"  VALUES ({', '.join(placeholders)},"
         f"          (SELECT next_tag FROM tag) - $5::float8 - {priority}::float8)"
@@ -98,3 +133,19 @@ def _statement(columns: tuple[str, ...]) -> str:
         " SELECT id, NULL, status, 'triggered', created_at FROM run"
         " RETURNING (SELECT order_key FROM run)"
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _sqlite_insert(columns: tuple[str, ...]) -> str:
+    marks = ", ".join("?" for _ in range(len(columns) + 1))
+    return f"INSERT INTO runs ({', '.join(columns)}, order_key) VALUES ({marks})"
+
+
+_SQLITE_TAGS = (
+    "INSERT INTO run_tags (run_id, tag, environment_id) "
+    "SELECT :run, value, :env FROM json_each(:tags)"
+)
+_SQLITE_EVENT = (
+    "INSERT INTO run_events (run_id, from_status, to_status, reason, at) "
+    "VALUES (:run, NULL, :status, 'triggered', :at)"
+)
