@@ -38,8 +38,9 @@ async def insert_queued_run(
     must be the last statement of its transaction (see ``db.fetch_on_driver``).
     """
     columns = tuple(k for k in values if k != "order_key")
-    binders = _binders(conn.dialect, columns)
-    row = [bind(values[name]) for name, bind in zip(columns, binders, strict=True)]
+    row = [values[name] for name in columns]
+    for i, process in _processors(conn.dialect, columns):
+        row[i] = process(row[i])
     if conn.dialect.name == "postgresql":
         return await _insert_postgresql(conn, values, columns, row, now, quantum)
     return await _insert_sqlite(conn, values, columns, row, now, quantum)
@@ -82,18 +83,16 @@ async def _insert_sqlite(
 
 
 @functools.lru_cache(maxsize=16)
-def _binders(dialect: Dialect, columns: tuple[str, ...]) -> list[Any]:
-    # the columns' own bind processors, so values are stored exactly as
-    # SQLAlchemy stores them (JSON text, SQLite's datetime strings, booleans)
+def _processors(dialect: Dialect, columns: tuple[str, ...]) -> list[tuple[int, Any]]:
+    """(position, bind processor) of the columns that have one, so values are
+    stored exactly as SQLAlchemy stores them (JSON text, SQLite's datetime
+    strings and booleans)."""
     out = []
-    for name in columns:
+    for i, name in enumerate(columns):
         process = runs.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        out.append(process or _same)
+        if process is not None:
+            out.append((i, process))
     return out
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 # $1 env, $2 queue, $3 concurrency key ('' for none), $4 now, $5 quantum,
