@@ -1,13 +1,14 @@
 """A new queued run with its fair tag, tags and history row, in as few statements as
-each database allows, on the driver connection.
+each database allows, sent straight to the driver connection.
 
-A plain trigger used to cost four statements (service clock, fair-bucket
-upsert, run insert, history insert), each through SQLAlchemy's execution
-machinery, which costs more than the database takes to run them. On
-PostgreSQL the four are now data-modifying CTEs of one statement, prepared
-once per connection by asyncpg (one round trip instead of six with ``BEGIN``
-and ``COMMIT``); SQLite cannot write two tables in one statement, so it takes
-three (tag, run with its tags, history row), each one hop to aiosqlite's thread.
+Every trigger does this, and going through SQLAlchemy's execution machinery
+costs more than the database takes to run these statements. On PostgreSQL the
+fair-bucket upsert (with the service clock), the run, its tags and its history
+row are data-modifying CTEs of one statement, prepared once per connection by
+asyncpg: one round trip, and no ``BEGIN``/``COMMIT`` when it is the
+transaction's only statement. SQLite cannot write two tables in one statement:
+there it is the tag, the run, the history row (and the tags, if any), one hop
+each to aiosqlite's thread.
 
 The fair tag is ``queues.take_tags``'s: the bucket's next tag becomes
 ``max(next, clock) + quantum``; the run's order key is its tag minus its
@@ -118,20 +119,17 @@ def _pg_statement(columns: tuple[str, ...]) -> str:
     ]
     priority = placeholders[columns.index("priority")]
     clock = queue_store.service_clock_sql().replace(":env", "$1").replace(":now", "$4::float8")
-    return (
-        f"WITH {_PG_FAIR_TAG.format(clock=clock)}, run AS ("
-        f"  INSERT INTO runs ({', '.join(columns)}, order_key)"
-        f"  VALUES ({', '.join(placeholders)},"
-        f"          (SELECT next_tag FROM tag) - $5::float8 - {priority}::float8)"
-        "  RETURNING id, environment_id, status, created_at, order_key"
-        "), tagged AS ("
-        "  INSERT INTO run_tags (run_id, tag, environment_id)"
-        "  SELECT run.id, t, run.environment_id FROM run, unnest($6::varchar[]) AS t"
-        ") "
-        "INSERT INTO run_events (run_id, from_status, to_status, reason, at)"
-        " SELECT id, NULL, status, 'triggered', created_at FROM run"
-        " RETURNING (SELECT order_key FROM run)"
-    )
+    return f"""WITH {_PG_FAIR_TAG.format(clock=clock)}, run AS (
+  INSERT INTO runs ({", ".join(columns)}, order_key)
+  VALUES ({", ".join(placeholders)}, (SELECT next_tag FROM tag) - $5::float8 - {priority}::float8)
+  RETURNING id, environment_id, status, created_at, order_key
+), tagged AS (
+  INSERT INTO run_tags (run_id, tag, environment_id)
+  SELECT run.id, t, run.environment_id FROM run, unnest($6::varchar[]) AS t
+)
+INSERT INTO run_events (run_id, from_status, to_status, reason, at)
+SELECT id, NULL, status, 'triggered', created_at FROM run
+RETURNING (SELECT order_key FROM run)"""
 
 
 @functools.lru_cache(maxsize=16)
