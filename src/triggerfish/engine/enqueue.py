@@ -373,12 +373,13 @@ class Enqueue:
         self, conn: Any, env_id: str, req: TriggerRequest, now: float
     ) -> str | None:
         assert req.idempotency_key is not None
-        row = await run_store.find_idempotent(conn, env_id, req.task_id, req.idempotency_key)
-        if row is None:
+        found = await run_insert.idempotent_run(conn, env_id, req.task_id, req.idempotency_key)
+        if found is None:
             return None
-        if row.idempotency_key_expires_at is None or row.idempotency_key_expires_at > now:
-            return str(row.id)
-        await run_store.clear_idempotency_key(conn, row.id)
+        run_id, expires_at = found
+        if expires_at is None or expires_at > now:
+            return run_id
+        await run_store.clear_idempotency_key(conn, run_id)
         return None
 
     def _check_size(self, payload: Any) -> None:

@@ -123,7 +123,8 @@ async def fetch_on_driver(conn: AsyncConnection, sql: str, params: Any) -> list[
     On PostgreSQL SQLAlchemy sends ``BEGIN`` with its first statement: after one,
     this joins the transaction; as the transaction's first statement it runs
     and commits on its own, which saves two round trips but is only right for
-    a statement that is the transaction's last. A constraint violation raises
+    a statement that is the transaction's last, or a read whose answer may be
+    older than the writes that follow it. A constraint violation raises
     SQLAlchemy's ``IntegrityError``, as it would through SQLAlchemy.
     """
     driver = (await conn.get_raw_connection()).driver_connection

@@ -146,3 +146,30 @@ _SQLITE_EVENT = (
     "INSERT INTO run_events (run_id, from_status, to_status, reason, at) "
     "VALUES (:run, NULL, :status, 'triggered', :at)"
 )
+
+
+async def idempotent_run(
+    conn: AsyncConnection, env_id: str, task_id: str, key: str
+) -> tuple[str, float | None] | None:
+    """(id, key expiry) of the run an idempotency key names, if any (``ix_runs_idempotency``).
+
+    A read, so on PostgreSQL it may be the transaction's first statement on the
+    driver (it then runs on its own): the unique index, not this read, is what
+    refuses a second run with the key.
+    """
+    if conn.dialect.name == "postgresql":
+        rows = await fetch_on_driver(conn, _PG_IDEMPOTENT, [env_id, task_id, key])
+    else:
+        rows = await fetch_on_driver(conn, _SQLITE_IDEMPOTENT, [env_id, task_id, key])
+    if not rows:
+        return None
+    run_id, expires_at = rows[0]
+    return str(run_id), None if expires_at is None else float(expires_at)
+
+
+_IDEMPOTENT = (
+    "SELECT id, idempotency_key_expires_at FROM runs "
+    "WHERE environment_id = {} AND task_identifier = {} AND idempotency_key = {}"
+)
+_PG_IDEMPOTENT = _IDEMPOTENT.format("$1", "$2", "$3")
+_SQLITE_IDEMPOTENT = _IDEMPOTENT.format("?", "?", "?")
