@@ -114,10 +114,11 @@ async def fetch_on_driver(conn: AsyncConnection, sql: str, params: Any) -> list[
     """Run one statement on the driver connection under ``conn``; its rows as tuples.
 
     For the hottest statements, in the driver's own parameter style (asyncpg:
-    ``$1`` with a sequence, prepared once per connection; sqlite3: ``:name`` with
-    a mapping), with the values already converted by the columns' bind
-    processors. SQLAlchemy's per-execution work is skipped, and so are the three
-    or four thread hops its aiosqlite cursor takes per statement.
+    ``$1`` with a sequence, prepared once per connection; sqlite3: ``?`` with a
+    sequence or ``:name`` with a mapping), with the values already converted by
+    the columns' bind processors. SQLAlchemy's per-execution work is skipped,
+    and so are the three or four thread hops its aiosqlite cursor takes per
+    statement.
 
     On SQLite the transaction began with ``BEGIN IMMEDIATE`` and this joins it.
     On PostgreSQL SQLAlchemy sends ``BEGIN`` with its first statement: after one,
