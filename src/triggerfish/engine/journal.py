@@ -53,18 +53,36 @@ class Journal:
         Raises ``StaleTransition`` otherwise (the worker stops the attempt).
         """
         now = to_datetime(self.res.clock.now())
+        values, blob = self._row(run_id, entry, now)
+        lock_version = self.res.settings.lock_run_versions
+        if self.res.db.dialect == "postgresql" and blob is None:
+            # every step comes through here: guard and write in one round trip
+            async with journal_store.single_statement(self.res.db) as conn:
+                written = await journal_store.guarded_upsert(
+                    conn, values, attempt_id=attempt_id, env_id=env_id, now=now,
+                    lock_version=lock_version,
+                )
+            if not written:
+                raise StaleTransition(run_id, f"journal entry {entry.seq}", attempt_id)
+            return
         async with self.res.db.write() as conn:
             row = await journal_store.guard_executing(
-                conn, run_id, attempt_id, now, lock_version=self.res.settings.lock_run_versions
+                conn, run_id, attempt_id, now, lock_version=lock_version
             )
             if row is None or (env_id is not None and row.environment_id != env_id):
                 raise StaleTransition(run_id, f"journal entry {entry.seq}", attempt_id)
-            await self.write_in(conn, run_id, entry, now)
+            await self._write(conn, values, blob)
 
     async def write_in(
         self, conn: AsyncConnection, run_id: str, entry: JournalEntry, now: datetime
     ) -> None:
         """Write ``entry`` inside the caller's transaction (no guard)."""
+        await self._write(conn, *self._row(run_id, entry, now))
+
+    def _row(
+        self, run_id: str, entry: JournalEntry, now: datetime
+    ) -> tuple[dict[str, Any], str | None]:
+        """The journal row of ``entry``, and its result's JSON when that goes out of line."""
         values: dict[str, Any] = {
             "run_id": run_id,
             "seq": entry.seq,
@@ -82,11 +100,20 @@ class Journal:
             text = json.dumps(entry.result, separators=(",", ":"))
             if len(text) > self.res.settings.journal_inline_bytes:
                 values["result"], values["result_blob"] = None, True
-                await journal_store.put_blob(conn, run_id, entry.seq, text)
+                return values, text
+        return values, None
+
+    @staticmethod
+    async def _write(conn: AsyncConnection, values: dict[str, Any], blob: str | None) -> None:
+        if blob is not None:
+            await journal_store.put_blob(conn, values["run_id"], values["seq"], blob)
         await journal_store.upsert(conn, values)
 
     async def for_runs(self, run_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The journals to ship with freshly claimed runs."""
+        if self.res.db.dialect == "postgresql":  # one SELECT: no BEGIN/COMMIT round trips
+            async with journal_store.single_statement(self.res.db) as conn:
+                return await journal_store.entries_of(conn, run_ids)
         async with self.res.db.read() as conn:
             return await journal_store.entries_of(conn, run_ids)
 
