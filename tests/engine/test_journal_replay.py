@@ -208,10 +208,16 @@ async def test_journal_write_from_a_stale_attempt_is_refused(
     await engine.journal.record(run_id, row.current_attempt_id, entry)
     with pytest.raises(StaleTransition):
         await engine.journal.record(run_id, "attempt_someone_else", entry)
+    other_env = (await engine.environments.by_slug("prod")).id
+    later = JournalEntry(seq=1, kind="step", name="b", status="OK", result=2)
+    with pytest.raises(StaleTransition):  # the attempt, but asked for from another environment
+        await engine.journal.record(run_id, row.current_attempt_id, later, other_env)
     clock.advance(minutes=5)
     await engine.maintenance.reclaim_expired_leases()  # lease lost: attempt is stale now
     with pytest.raises(StaleTransition):
-        await engine.journal.record(run_id, row.current_attempt_id, entry)
+        await engine.journal.record(run_id, row.current_attempt_id, later, env_id)
+    journal = (await engine.journal.for_runs([run_id]))[run_id]
+    assert [(e["seq"], e["result"]) for e in journal] == [(0, 1)]  # refused writes left nothing
 
 
 async def test_large_results_live_out_of_line_and_a_long_journal_replays(
