@@ -14,6 +14,7 @@ from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
+from triggerfish.engine.waitpoints import TokenRequest
 from triggerfish.errors import ConflictError, WaitpointNotFound
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
 
@@ -203,6 +204,29 @@ async def test_a_token_completed_before_the_wait_resolves_it_at_once(engine: Eng
     await worker.run_until_idle()
     run = await _run(engine, env_id, run_id)
     assert run.status == "COMPLETED" and run.output == {"by": "myself"} and run.attempt_count == 1
+
+
+async def test_every_run_waiting_on_one_token_resumes_once_with_its_data(engine: Engine) -> None:
+    registry = TaskRegistry()
+    with collecting_into(registry):
+
+        @task(id="awaits-given", retry=FAST)
+        def awaits_given(payload: dict) -> Any:
+            return wait.for_token(payload["token"]).unwrap()
+
+    env_id, worker = await _start(engine, registry)
+    token, _ = await engine.waitpoints.create_token(env_id, TokenRequest())
+    run_ids = [
+        await _trigger(engine, env_id, "awaits-given", {"token": token.id}) for _ in range(3)
+    ]
+    await worker.run_until_idle()
+    assert {(await _run(engine, env_id, r)).status for r in run_ids} == {"WAITING"}
+    await engine.waitpoints.complete_token(env_id, token.id, {"go": True})
+    await worker.run_until_idle()
+    for run_id in run_ids:
+        run = await _run(engine, env_id, run_id)
+        assert run.status == "COMPLETED" and run.output == {"go": True}
+        assert await _resumes(engine, env_id, run_id) == 1
 
 
 async def test_two_servers_completing_one_token_at_once_resume_the_run_once(

@@ -242,13 +242,7 @@ class Waitpoints:
     async def _result_if_resolved(
         self, conn: AsyncConnection, run_id: str, seq: int, kind: str
     ) -> tuple[bool, Any]:
-        rows = await wp_store.awaited_by(conn, run_id, seq)
-        if not rows or any(r.status == "PENDING" for r in rows):
-            return False, None
-        outcomes = [_outcome(r) for r in rows]
-        if kind == "batch":
-            return True, outcomes
-        return True, outcomes[0]
+        return _wait_result(await wp_store.awaited_by(conn, run_id, seq), kind)
 
     # -- resolving ----------------------------------------------------------------
 
@@ -272,22 +266,26 @@ class Waitpoints:
             is_error=is_error,
             now=to_datetime(now),
         )
-        if row is None:
-            return None
-        for waiter in await wp_store.waiters_of(conn, waitpoint_id):
-            await self._resume_if_ready(conn, waiter.run_id, waiter.seq, now, woken)
+        if row is not None:
+            await self._resume_waiters(conn, waitpoint_id, now, woken)
         return row
+
+    async def _resume_waiters(
+        self, conn: AsyncConnection, waitpoint_id: str, now: float, woken: set[str]
+    ) -> None:
+        """Requeue the runs waiting on a waitpoint just resolved whose wait is complete."""
+        for waiter in await wp_store.lock_waiters(conn, waitpoint_id):
+            await self._resume_if_ready(conn, waiter.run_id, waiter.seq, now, woken)
 
     async def _resume_if_ready(
         self, conn: AsyncConnection, run_id: str, seq: int, now: float, woken: set[str]
     ) -> None:
-        run = await wp_store.lock_run(conn, run_id)
-        if run is None:
+        # read after the run's lock: a resolver of the same wait that went
+        # first has committed, and its outcome (or filled entry) shows here
+        rows = await wp_store.pending_wait(conn, run_id, seq)
+        if not rows or rows[0].entry_status != "PENDING":
             return
-        entry = await journal_store.entry(conn, run_id, seq)
-        if entry is None or entry.status != "PENDING":
-            return
-        ready, result = await self._result_if_resolved(conn, run_id, seq, entry.kind)
+        ready, result = _wait_result(rows, rows[0].entry_kind)
         if not ready:
             return
         dt = to_datetime(now)
@@ -432,29 +430,56 @@ class Waitpoints:
         """
         woken: set[str] = set()
         async with self.res.db.write() as conn:
-            token = await wp_store.get(conn, token_id, lock=True)
-            if token is None or token.kind != "TOKEN":
-                raise WaitpointNotFound(token_id)
-            if secret is not None:
-                if not token.callback_secret or not secrets.compare_digest(
-                    secret, token.callback_secret
-                ):
-                    raise WaitpointNotFound(token_id)
-            elif token.environment_id != env_id:
-                raise WaitpointNotFound(token_id)
-            if token.status == "TIMED_OUT":
-                raise ConflictError(
-                    f"waitpoint {token_id!r} timed out at {_iso(token.completed_at)} and "
-                    "can no longer be completed"
-                )
-            if token.status == "PENDING":
-                await self.resolve_in(
-                    conn, token_id, status="COMPLETED", output=data, is_error=False, woken=woken
-                )
-            row = await wp_store.get(conn, token_id)
-            assert row is not None
+            row = None
+            if secret is None:  # with an API key: a pending token completes in one statement
+                row = await self._complete_pending_token(conn, env_id, token_id, data, woken)
+            if row is None:
+                row = await self._complete_checked(conn, env_id, token_id, data, secret, woken)
         await self.wake(woken)
         return row
+
+    async def _complete_pending_token(
+        self, conn: AsyncConnection, env_id: str, token_id: str, data: Any, woken: set[str]
+    ) -> Row[Any] | None:
+        now = self.res.clock.now()
+        row = await wp_store.complete_token(
+            conn, token_id, env_id, output=data, now=to_datetime(now)
+        )
+        if row is not None:
+            await self._resume_waiters(conn, token_id, now, woken)
+        return row
+
+    async def _complete_checked(
+        self,
+        conn: AsyncConnection,
+        env_id: str,
+        token_id: str,
+        data: Any,
+        secret: str | None,
+        woken: set[str],
+    ) -> Row[Any]:
+        """Read the token first: check the callback secret, or say why it cannot complete."""
+        token = await wp_store.get(conn, token_id, lock=True)
+        if token is None or token.kind != "TOKEN":
+            raise WaitpointNotFound(token_id)
+        if secret is not None:
+            if not token.callback_secret or not secrets.compare_digest(
+                secret, token.callback_secret
+            ):
+                raise WaitpointNotFound(token_id)
+        elif token.environment_id != env_id:
+            raise WaitpointNotFound(token_id)
+        if token.status == "TIMED_OUT":
+            raise ConflictError(
+                f"waitpoint {token_id!r} timed out at {_iso(token.completed_at)} and "
+                "can no longer be completed"
+            )
+        if token.status == "PENDING":
+            done = await self.resolve_in(
+                conn, token_id, status="COMPLETED", output=data, is_error=False, woken=woken
+            )
+            return done if done is not None else token
+        return token
 
     async def get_token(self, env_id: str, token_id: str) -> Row[Any]:
         async with self.res.db.read() as conn:
@@ -550,6 +575,16 @@ def describe_waitpoint(row: Row[Any]) -> dict[str, Any]:
     if row.kind != "DURATION" and row.due_at:
         info["timeoutAt"] = _iso(to_datetime(row.due_at))
     return info
+
+
+def _wait_result(rows: list[Row[Any]], kind: str) -> tuple[bool, Any]:
+    """Whether every waitpoint of a wait is resolved, and what the wait returns then."""
+    if not rows or any(r.status == "PENDING" for r in rows):
+        return False, None
+    outcomes = [_outcome(r) for r in rows]
+    if kind == "batch":
+        return True, outcomes
+    return True, outcomes[0]
 
 
 def _outcome(row: Row[Any]) -> Any:
