@@ -370,7 +370,7 @@ class Waitpoints:
                 await wp_store.clear_idempotency_key(conn, found.id)
         wp_id = new_id("waitpoint", now)
         ttl = req.idempotency_key_ttl or DEFAULT_TOKEN_KEY_TTL
-        await wp_store.insert(
+        row = await wp_store.insert(
             conn,
             {
                 "id": wp_id,
@@ -386,8 +386,6 @@ class Waitpoints:
                 "created_at": to_datetime(now),
             },
         )
-        row = await wp_store.get(conn, wp_id)
-        assert row is not None
         return row, False
 
     async def create_token_from_task(

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Row, and_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.store.tables import run_journal, runs, waitpoint_waiters, waitpoints
@@ -15,8 +14,10 @@ from triggerfish.store.tables import run_journal, runs, waitpoint_waiters, waitp
 PENDING = "PENDING"
 
 
-async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(waitpoints.insert().values(**{"tags": [], **values}))
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
+    """Insert a waitpoint; the new row, as :func:`get` reads it."""
+    stmt = waitpoints.insert().values(**{"tags": [], **values}).returning(*waitpoints.c)
+    return (await conn.execute(stmt)).one()
 
 
 async def get(conn: AsyncConnection, waitpoint_id: str, *, lock: bool = False) -> Row[Any] | None:
@@ -48,11 +49,17 @@ async def clear_idempotency_key(conn: AsyncConnection, waitpoint_id: str) -> Non
 async def add_waiter(
     conn: AsyncConnection, waitpoint_id: str, run_id: str, seq: int, idx: int
 ) -> None:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(waitpoint_waiters).values(
-        waitpoint_id=waitpoint_id, run_id=run_id, seq=seq, idx=idx
-    )
-    await conn.execute(stmt.on_conflict_do_nothing())
+    params = {"waitpoint_id": waitpoint_id, "run_id": run_id, "seq": seq, "idx": idx}
+    await conn.execute(_ADD_WAITER, params)
+
+
+# typed text, the same on both stores: SQLAlchemy compiles its ON CONFLICT
+# constructs again on every execution, and every durable wait runs this
+_WAITER_KEYS = ("waitpoint_id", "run_id", "seq", "idx")
+_ADD_WAITER = text(
+    "INSERT INTO waitpoint_waiters (waitpoint_id, run_id, seq, idx) "
+    "VALUES (:waitpoint_id, :run_id, :seq, :idx) ON CONFLICT DO NOTHING"
+).bindparams(*(bindparam(k, type_=waitpoint_waiters.c[k].type) for k in _WAITER_KEYS))
 
 
 async def complete(
