@@ -14,8 +14,8 @@ from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
-from triggerfish.engine.waitpoints import TokenRequest
-from triggerfish.errors import ConflictError, WaitpointNotFound
+from triggerfish.engine.waitpoints import TokenRequest, WaitSpec
+from triggerfish.errors import ConflictError, StaleTransition, WaitpointNotFound
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
 
 FAST = retry(max_attempts=3, min_delay=0, max_delay=0, jitter=0)
@@ -414,3 +414,43 @@ async def test_a_child_finishing_as_the_parents_wait_times_out_gives_one_result(
     run = await _run(engine, env_id, run_id)
     assert run.status == "COMPLETED" and await _resumes(engine, env_id, run_id) == 1
     assert run.output == ({"ok": False, "output": None} if timed_out else {"ok": True, "output": 5})
+
+
+async def test_a_stale_attempt_neither_waits_nor_makes_a_token(engine: Engine) -> None:
+    env_id = (await engine.environments.by_slug("dev")).id
+    ident = await engine.workers.register(
+        env_id,
+        version="v1",
+        name="raw",
+        concurrency=1,
+        tasks=[{"id": "t", "retry": {}, "machine": "small-1x", "queue": {"name": "task/t"}}],
+    )
+    run_id = await _trigger(engine, env_id, "t")
+    assert len(await engine.dequeue.claim(ident, 1, start=1)) == 1  # executing, attempt 1
+    with pytest.raises(StaleTransition):
+        await engine.waitpoints.create_token_from_task(
+            env_id,
+            run_id,
+            "attempt_someone_else",
+            seq=0,
+            name="token",
+            req=TokenRequest(),
+            url_for=lambda r: f"http://test/{r.id}",
+        )
+    tokens, _ = await engine.waitpoints.list_tokens(
+        env_id, statuses=[], idempotency_key=None, tags=[], size=10, after=None
+    )
+    assert tokens == []  # rolled back with the refused journal entry
+    with pytest.raises(StaleTransition):
+        await engine.waitpoints.wait_from_task(
+            env_id,
+            run_id,
+            "attempt_someone_else",
+            seq=0,
+            kind="wait.for",
+            name="wait",
+            spec=WaitSpec("duration", due_at=engine.res.clock.now() + 600),
+        )
+    assert (await engine.waitpoints.waiting_for([run_id]))[run_id] == []
+    assert (await engine.journal.for_runs([run_id]))[run_id] == []
+    assert (await _run(engine, env_id, run_id)).status == "EXECUTING"

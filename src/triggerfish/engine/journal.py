@@ -54,24 +54,53 @@ class Journal:
         """
         now = to_datetime(self.res.clock.now())
         values, blob = self._row(run_id, entry, now)
+        # every step comes through here: on PostgreSQL an entry without a blob is
+        # one guarded statement, which needs no BEGIN/COMMIT round trips
+        one_statement = self.res.db.dialect == "postgresql" and blob is None
+        tx = journal_store.single_statement(self.res.db) if one_statement else self.res.db.write()
+        async with tx as conn:
+            if not await self._guarded_write(conn, values, blob, attempt_id, env_id, now):
+                raise StaleTransition(run_id, f"journal entry {entry.seq}", attempt_id)
+
+    async def write_guarded_in(
+        self,
+        conn: AsyncConnection,
+        run_id: str,
+        attempt_id: str,
+        entry: JournalEntry,
+        env_id: str,
+        now: datetime,
+    ) -> bool:
+        """Write ``entry`` inside the caller's transaction if ``attempt_id`` is the
+        run's executing attempt in ``env_id``; ``False`` (nothing written) if not."""
+        values, blob = self._row(run_id, entry, now)
+        return await self._guarded_write(conn, values, blob, attempt_id, env_id, now)
+
+    async def _guarded_write(
+        self,
+        conn: AsyncConnection,
+        values: dict[str, Any],
+        blob: str | None,
+        attempt_id: str,
+        env_id: str | None,
+        now: datetime,
+    ) -> bool:
         lock_version = self.res.settings.lock_run_versions
-        if self.res.db.dialect == "postgresql" and blob is None:
-            # every step comes through here: guard and write in one round trip
-            async with journal_store.single_statement(self.res.db) as conn:
-                written = await journal_store.guarded_upsert(
-                    conn, values, attempt_id=attempt_id, env_id=env_id, now=now,
-                    lock_version=lock_version,
-                )
-            if not written:
-                raise StaleTransition(run_id, f"journal entry {entry.seq}", attempt_id)
-            return
-        async with self.res.db.write() as conn:
-            row = await journal_store.guard_executing(
-                conn, run_id, attempt_id, now, lock_version=lock_version
+        if conn.dialect.name == "postgresql":  # guard and entry in one statement
+            written = await journal_store.guarded_upsert(
+                conn, values, attempt_id=attempt_id, env_id=env_id, now=now,
+                lock_version=lock_version,
             )
-            if row is None or (env_id is not None and row.environment_id != env_id):
-                raise StaleTransition(run_id, f"journal entry {entry.seq}", attempt_id)
-            await self._write(conn, values, blob)
+            if written and blob is not None:
+                await journal_store.put_blob(conn, values["run_id"], values["seq"], blob)
+            return written
+        row = await journal_store.guard_executing(
+            conn, values["run_id"], attempt_id, now, lock_version=lock_version
+        )
+        if row is None or (env_id is not None and row.environment_id != env_id):
+            return False
+        await self._write(conn, values, blob)
+        return True
 
     async def write_in(
         self, conn: AsyncConnection, run_id: str, entry: JournalEntry, now: datetime

@@ -97,18 +97,16 @@ class Waitpoints:
         now = self.res.clock.now()
         dt = to_datetime(now)
         async with self.res.db.write() as conn:
-            # lock what we wait on before the run, the order resolvers use
-            ids = await self._waitpoints_for(conn, env_id, run_id, spec, children, now)
-            guard = await journal_store.guard_executing(
-                conn, run_id, attempt_id, dt, lock_version=self.res.settings.lock_run_versions
-            )
-            if guard is None or guard.environment_id != env_id:
-                raise StaleTransition(run_id, RunStatus.WAITING, attempt_id)
-            for idx, wp_id in enumerate(ids):
-                await wp_store.add_waiter(conn, wp_id, run_id, seq, idx)
+            # lock what we wait on before the run, the order resolvers use; what
+            # they read here cannot change before commit (held, or just made)
+            awaited = await self._waitpoints_for(conn, env_id, run_id, spec, children, now)
             pending = JournalEntry(seq=seq, kind=kind, name=name, status="PENDING")
-            await self.journal.write_in(conn, run_id, pending, dt)
-            ready, result = await self._result_if_resolved(conn, run_id, seq, kind)
+            journal = self.journal
+            if not await journal.write_guarded_in(conn, run_id, attempt_id, pending, env_id, dt):
+                raise StaleTransition(run_id, RunStatus.WAITING, attempt_id)
+            for idx, wp in enumerate(awaited):
+                await wp_store.add_waiter(conn, wp.id, run_id, seq, idx)
+            ready, result = _wait_result(awaited, kind)
             if ready:
                 await journal_store.set_outcome(
                     conn, run_id, seq, status="OK", result=result, now=dt
@@ -148,19 +146,20 @@ class Waitpoints:
         spec: WaitSpec,
         children: list[str],
         now: float,
-    ) -> list[str]:
+    ) -> list[Row[Any]]:
+        """The waitpoints of this wait, in the order asked for."""
         dt = to_datetime(now)
         base = {"environment_id": env_id, "owner_run_id": run_id, "created_at": dt}
         if spec.type == "token":
             token = await wp_store.get(conn, spec.token_id or "", lock=True)
             if token is None or token.environment_id != env_id or token.kind != "TOKEN":
                 raise WaitpointNotFound(spec.token_id or "")
-            return [token.id]
+            return [token]
         if spec.type == "duration":
             wp_id = new_id("waitpoint", now)
             due = spec.due_at or now
             done = due <= now
-            await wp_store.insert(
+            row = await wp_store.insert(
                 conn,
                 {
                     **base,
@@ -171,14 +170,13 @@ class Waitpoints:
                     "completed_at": dt if done else None,
                 },
             )
-            return [wp_id]
+            return [row]
         if spec.type == "event":
-            wp_id = new_id("waitpoint", now)
-            await wp_store.insert(
+            row = await wp_store.insert(
                 conn,
                 {
                     **base,
-                    "id": wp_id,
+                    "id": new_id("waitpoint", now),
                     "kind": "EVENT",
                     "status": "PENDING",
                     "due_at": spec.due_at,
@@ -186,11 +184,11 @@ class Waitpoints:
                     "event_filter": spec.event_filter or {},
                 },
             )
-            return [wp_id]
-        ids = []
-        for child_id in children:
-            ids.append(await self._child_waitpoint(conn, run_id, child_id, spec, base, now))
-        return ids
+            return [row]
+        return [
+            await self._child_waitpoint(conn, run_id, child_id, spec, base, now)
+            for child_id in children
+        ]
 
     async def _child_waitpoint(
         self,
@@ -200,7 +198,7 @@ class Waitpoints:
         spec: WaitSpec,
         base: dict[str, Any],
         now: float,
-    ) -> str:
+    ) -> Row[Any]:
         child = await wp_store.lock_run(conn, child_id)  # the child's final move waits for us
         if child is None:
             raise RunNotFound(child_id)
@@ -224,12 +222,12 @@ class Waitpoints:
             "child_run_id": child_id,
             "tags": ["cancel-with-parent"] if spec.cancel_children else [],
         }
-        await wp_store.insert(conn, values)
+        row = await wp_store.insert(conn, values)
         if RunStatus(child.status) in FINAL:  # finished before we got here
-            row = await run_store.get_by_id(conn, child_id)
-            assert row is not None
-            output, is_error = _run_outcome(row)
-            await wp_store.complete(
+            finished = await run_store.get_by_id(conn, child_id)
+            assert finished is not None
+            output, is_error = _run_outcome(finished)
+            done = await wp_store.complete(
                 conn,
                 wp_id,
                 status="COMPLETED",
@@ -237,12 +235,9 @@ class Waitpoints:
                 is_error=is_error,
                 now=to_datetime(now),
             )
-        return wp_id
-
-    async def _result_if_resolved(
-        self, conn: AsyncConnection, run_id: str, seq: int, kind: str
-    ) -> tuple[bool, Any]:
-        return _wait_result(await wp_store.awaited_by(conn, run_id, seq), kind)
+            assert done is not None  # made above, pending
+            return done
+        return row
 
     # -- resolving ----------------------------------------------------------------
 
@@ -402,11 +397,7 @@ class Waitpoints:
         """``wait.create_token`` inside a task: the token and its journal entry, together."""
         dt = to_datetime(self.res.clock.now())
         async with self.res.db.write() as conn:
-            guard = await journal_store.guard_executing(
-                conn, run_id, attempt_id, dt, lock_version=self.res.settings.lock_run_versions
-            )
-            if guard is None or guard.environment_id != env_id:
-                raise StaleTransition(run_id, "create a token", attempt_id)
+            # a stale attempt's token is rolled back with the refused entry
             row, _ = await self.create_token_in(conn, env_id, req, run_id)
             entry = JournalEntry(
                 seq=seq,
@@ -415,7 +406,9 @@ class Waitpoints:
                 status="OK",
                 result={"id": row.id, "url": url_for(row)},
             )
-            await self.journal.write_in(conn, run_id, entry, dt)
+            journal = self.journal
+            if not await journal.write_guarded_in(conn, run_id, attempt_id, entry, env_id, dt):
+                raise StaleTransition(run_id, "create a token", attempt_id)
             return row
 
     async def complete_token(

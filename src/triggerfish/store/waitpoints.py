@@ -151,17 +151,6 @@ _PENDING_WAIT = (
 )
 
 
-async def awaited_by(conn: AsyncConnection, run_id: str, seq: int) -> list[Row[Any]]:
-    """The waitpoints of one wait of a run, in the order they were asked for."""
-    stmt = (
-        select(waitpoints, waitpoint_waiters.c.idx)
-        .join(waitpoint_waiters, waitpoint_waiters.c.waitpoint_id == waitpoints.c.id)
-        .where(waitpoint_waiters.c.run_id == run_id, waitpoint_waiters.c.seq == seq)
-        .order_by(waitpoint_waiters.c.idx)
-    )
-    return list((await conn.execute(stmt)).all())
-
-
 async def pending_of_runs(conn: AsyncConnection, run_ids: Sequence[str]) -> list[Row[Any]]:
     """Pending waitpoints the given runs wait on (what a run record shows)."""
     if not run_ids:
