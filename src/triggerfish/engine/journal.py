@@ -102,12 +102,6 @@ class Journal:
         await self._write(conn, values, blob)
         return True
 
-    async def write_in(
-        self, conn: AsyncConnection, run_id: str, entry: JournalEntry, now: datetime
-    ) -> None:
-        """Write ``entry`` inside the caller's transaction (no guard)."""
-        await self._write(conn, *self._row(run_id, entry, now))
-
     def _row(
         self, run_id: str, entry: JournalEntry, now: datetime
     ) -> tuple[dict[str, Any], str | None]:
