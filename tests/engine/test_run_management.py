@@ -15,7 +15,12 @@ from triggerfish.engine.metadata import apply_operations
 from triggerfish.engine.queues import QueueRef
 from triggerfish.engine.resources import ManualClock
 from triggerfish.engine.states import RunStatus
-from triggerfish.errors import PayloadValidationError, RunNotReschedulable, UserError
+from triggerfish.errors import (
+    PayloadValidationError,
+    RunNotReschedulable,
+    StaleTransition,
+    UserError,
+)
 
 
 async def test_reschedule_moves_a_delayed_run(engine: Engine, clock: ManualClock) -> None:
@@ -148,6 +153,14 @@ async def test_metadata_from_outside_and_from_an_attempt(engine: Engine) -> None
     )
     assert doc == {"p": 0.5, "tokens": 7}
     assert await engine.metadata.get(env_id, run.id) == doc
+    # an attempt that has ended (here: its run was canceled) writes nothing more
+    await engine.runs.cancel(env_id, run.id)
+    with pytest.raises(StaleTransition):
+        await engine.metadata.update_from_attempt(
+            env_id, claimed.current_attempt_id, [{"type": "set", "key": "late", "value": 1}]
+        )
+    assert "late" not in (await engine.metadata.get(env_id, run.id) or {})
+    run = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
     with pytest.raises(UserError, match="limit"):
         await engine.metadata.update(env_id, run.id, replace={"big": "x" * 300_000})
 

@@ -18,8 +18,13 @@ from typing import Any
 
 from triggerfish._metadata_ops import apply_operations
 from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.states import RunStatus, is_final
 from triggerfish.errors import RunNotFound, StaleTransition, UserError
 from triggerfish.store import runs as run_store
+
+#: attempt statuses after which its metadata writes are refused (a suspended
+#: attempt may still flush what it wrote before the wait)
+_ENDED_ATTEMPT = frozenset({"COMPLETED", "FAILED", "CRASHED", "TIMED_OUT", "CANCELED", "RELEASED"})
 
 #: the largest metadata document a run may carry, as compact JSON
 MAX_METADATA_BYTES = 256 * 1024
@@ -71,9 +76,21 @@ class Metadata:
     async def update_from_attempt(
         self, env_id: str, attempt_id: str, operations: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        """Operations sent by a running attempt (via its worker)."""
+        """Operations sent by a running attempt (via its worker).
+
+        Only the run's current attempt may write, and not once it has ended: an
+        attempt whose lease ran out (its worker cut off, still running) must not
+        write over the metadata of the attempt that replaced it.
+        """
         async with self.res.db.read() as conn:
             attempt = await run_store.attempt_by_id(conn, attempt_id)
-        if attempt is None:
-            raise StaleTransition("?", "metadata", attempt_id)
+            run = await run_store.get_by_id(conn, attempt.run_id) if attempt else None
+        if (
+            attempt is None
+            or attempt.status in _ENDED_ATTEMPT
+            or run is None
+            or run.current_attempt_id != attempt_id
+            or is_final(RunStatus(run.status))
+        ):
+            raise StaleTransition(attempt.run_id if attempt else "?", "metadata", attempt_id)
         return await self.update(env_id, attempt.run_id, operations=operations)
