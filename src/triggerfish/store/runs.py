@@ -11,11 +11,9 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
-    DateTime,
     Integer,
     Row,
     Select,
-    and_,
     bindparam,
     case,
     func,
@@ -402,33 +400,31 @@ class Claim:
 
 
 async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[Row[Any]]:
-    """Claim the runs in one batch: status, attempt rows, history rows, then read back.
+    """Claim the runs in one batch: one guarded UPDATE … RETURNING, then the
+    attempt rows and history rows; returns the claimed runs in ``claims`` order.
 
     Claims with ``start`` go straight on to EXECUTING (history shows both
     steps), saving the worker a start report per run.
     """
     if not claims:
         return []
-    await conn.execute(
-        _CLAIM,
-        [
+    params: dict[str, Any] = {}
+    for i, c in enumerate(claims):
+        params.update(
             {
-                "run_id": c.run_id,
-                "attempt_id": c.attempt_id,
-                "worker_id": c.worker_id,
-                "lease": c.lease_expires_at,
-                "now": c.now,
-                "to": (RunStatus.EXECUTING if c.start else RunStatus.DEQUEUED).value,
-                "started": c.now if c.start else None,
+                f"r{i}": c.run_id,
+                f"a{i}": c.attempt_id,
+                f"s{i}": (RunStatus.EXECUTING if c.start else RunStatus.DEQUEUED).value,
+                f"t{i}": c.now if c.start else None,
+                f"w{i}": c.worker_id,
+                f"l{i}": c.lease_expires_at,
+                f"n{i}": c.now,
             }
-            for c in claims
-        ],
-    )
-    ids = [c.run_id for c in claims]
-    rows = list((await conn.execute(_READ_RUNS, {"ids": ids})).all())
+        )
+    rows = (await conn.execute(_claim_statement(len(claims)), params)).all()
     by_id = {r.id: r for r in rows}
     # a run another claimer took first did not match the guarded update
-    claims = [c for c in claims if by_id[c.run_id].current_attempt_id == c.attempt_id]
+    claims = [c for c in claims if c.run_id in by_id]
     if not claims:
         return []
     await conn.execute(
@@ -449,6 +445,38 @@ async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[
     )
     await conn.execute(_INSERT_EVENT, [e for c in claims for e in _claim_events(c)])
     return [by_id[c.run_id] for c in claims]
+
+
+@functools.lru_cache(maxsize=128)
+def _claim_statement(size: int) -> Any:
+    """The guarded claim of ``size`` queued runs, each with its own values.
+
+    One statement for the batch, with numbered parameters (``r0``, ``a0``…):
+    each run's values are picked by its id, and a run that is no longer
+    ``QUEUED`` matches nothing and is not returned.
+    """
+    ids: list[BindParameter[Any]] = [bindparam(f"r{i}") for i in range(size)]
+
+    def per_run(prefix: str, type_: Any) -> Any:
+        branches = {ids[i]: bindparam(f"{prefix}{i}", type_=type_) for i in range(size)}
+        return case(branches, value=runs.c.id)
+
+    return (
+        update(runs)
+        .where(runs.c.id.in_(ids), runs.c.status == RunStatus.QUEUED.value)
+        .values(
+            previous_status=runs.c.status,
+            status=per_run("s", runs.c.status.type),
+            attempt_count=runs.c.attempt_count + 1,
+            current_attempt_id=per_run("a", runs.c.current_attempt_id.type),
+            worker_id=per_run("w", runs.c.worker_id.type),
+            lease_expires_at=per_run("l", runs.c.lease_expires_at.type),
+            updated_at=per_run("n", runs.c.updated_at.type),
+            # a run's start time is its first attempt's: later starts keep it
+            started_at=func.coalesce(runs.c.started_at, per_run("t", runs.c.started_at.type)),
+        )
+        .returning(*runs.c)
+    )
 
 
 def _claim_events(claim: Claim) -> list[dict[str, Any]]:
@@ -476,21 +504,6 @@ def _claim_events(claim: Claim) -> list[dict[str, Any]]:
     return events
 
 
-_CLAIM = (
-    update(runs)
-    .where(and_(runs.c.id == bindparam("run_id"), runs.c.status == RunStatus.QUEUED.value))
-    .values(
-        previous_status=runs.c.status,
-        status=bindparam("to"),
-        attempt_count=runs.c.attempt_count + 1,
-        current_attempt_id=bindparam("attempt_id"),
-        worker_id=bindparam("worker_id"),
-        lease_expires_at=bindparam("lease"),
-        updated_at=bindparam("now"),
-        started_at=func.coalesce(runs.c.started_at, bindparam("started", type_=DateTime())),
-    )
-)
-_READ_RUNS = select(runs).where(runs.c.id.in_(bindparam("ids", expanding=True)))
 
 
 # -- leases -----------------------------------------------------------------------
