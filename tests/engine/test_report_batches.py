@@ -134,3 +134,37 @@ async def test_a_batched_success_resumes_the_parent_waiting_on_it(engine: Engine
     parent_run = await _run(engine, env.id, parent_id)
     assert parent_run.status == RunStatus.COMPLETED, parent_run.error
     assert parent_run.output == {"answer": 42}
+
+
+async def test_a_report_and_claim_takes_the_slot_the_report_frees(engine: Engine) -> None:
+    env_id, worker = await setup(engine, manifest(limit=1))
+    for i in range(2):
+        await engine.enqueue.trigger(env_id, TriggerRequest("t", {"i": i}))
+    (first,) = await engine.dequeue.claim(worker, 2, 2)  # the queue's one slot
+    started, outcomes, claimed = await engine.dequeue.report_and_claim(
+        [], [Report(first.id, first.current_attempt_id, "done")], worker, 2, 2
+    )
+    assert started == [] and [o.status if o else None for o in outcomes] == ["COMPLETED"]
+    assert [(r.status, r.attempt_count) for r in claimed] == [(RunStatus.EXECUTING, 1)]
+    assert claimed[0].id != first.id
+
+
+async def test_when_the_shared_transaction_fails_items_count_alone_and_then_runs_after(
+    engine: Engine,
+) -> None:
+    env_id, (a, b) = await _claimed(engine, 2, start=2)
+    calls: list[str] = []
+
+    async def then(conn: Any) -> str:
+        calls.append("then")
+        if len(calls) == 1:
+            raise RuntimeError("the shared transaction fails")
+        return "ran alone"
+
+    reports = [Report(a.id, a.current_attempt_id, "a"), Report(b.id, "attempt_stale", "b")]
+    _, outcomes, after = await engine.attempts.report_many_then([], reports, env_id, then)
+    assert [o is not None for o in outcomes] == [True, False]
+    assert after == "ran alone" and calls == ["then", "then"]
+    assert (await _run(engine, env_id, a.id)).output == "a"
+    events = await engine.runs.events(env_id, a.id)
+    assert sum(e.to_status == "COMPLETED" for e in events) == 1

@@ -8,8 +8,9 @@ change is guarded on it, so a reclaimed attempt's late report is refused with
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,6 +24,10 @@ from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: more work for the transaction that records a batch of reports
+Then = Callable[[AsyncConnection], Awaitable[T]]
 
 
 @dataclass(frozen=True)
@@ -139,11 +144,21 @@ class Attempts:
         transaction fail (say, two batches deadlock on a common parent), each
         item is recorded on its own instead.
         """
+        started, outcomes, _ = await self.report_many_then(starts, reports, env_id, None)
+        return started, outcomes
+
+    async def report_many_then(
+        self, starts: list[Start], reports: list[Report], env_id: str, then: Then[T] | None
+    ) -> tuple[list[bool], list[Outcome | None], T | None]:
+        """``report_many``, then ``then`` in the same transaction (a claim of the
+        worker's next runs, say); if the shared transaction fails, ``then`` gets
+        a transaction of its own after the items are recorded one by one."""
         woken: set[str] = set()
         try:
             async with self.res.db.write() as conn:
                 started = await self._start_many(conn, starts, env_id)
                 outcomes = await self._record_many(conn, reports, env_id, woken)
+                after = await then(conn) if then is not None else None
         except Exception as exc:
             log.warning(
                 "a batch of %d report(s) failed (%s); recording each alone",
@@ -152,10 +167,13 @@ class Attempts:
             )
             started = [await self._start_alone(s, env_id) for s in starts]
             outcomes = [await self._record_alone(r, env_id) for r in reports]
-            return started, outcomes
+            if then is None:
+                return started, outcomes, None
+            async with self.res.db.write() as conn:
+                return started, outcomes, await then(conn)
         await self.waitpoints.wake(woken)
         await self._notify_retries([o for o in outcomes if o is not None], env_id)
-        return started, outcomes
+        return started, outcomes, after
 
     async def _start_many(
         self, conn: AsyncConnection, starts: list[Start], env_id: str
