@@ -161,8 +161,10 @@ def start_server(
     *,
     heartbeat_timeout: float = 3.0,
     extra_env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> ServerProc:
-    port = free_port()
+    """``triggerfish server`` on ``db_url``, on ``port`` (a restart) or a free one."""
+    port = port or free_port()
     log = log_dir / f"server-{port}.log"
     env = _env(
         {

@@ -51,25 +51,28 @@ def test_dev_serves_reloads_reports_broken_task_files_and_stops_cleanly(tmp_path
     )
     try:
         banner = support.wait_for(
-            lambda: "Worker log" in (t := (tmp_path / "dev.out").read_text()) and t,
+            lambda: "Ctrl-C stops" in (t := (tmp_path / "dev.out").read_text()) and t,
             timeout=60,
             what="dev banner",
         )
         key = next(w for w in banner.split() if w.startswith("tr_dev_"))
         assert f"http://127.0.0.1:{port}" in banner
+        assert "Tasks        greet" in banner and "triggerfish trigger greet" in banner
         assert (project / ".triggerfish" / "dev.db").exists()
         from triggerfish import Triggerfish
 
         client = Triggerfish(api_url=f"http://127.0.0.1:{port}", secret_key=key)
+        # the banner comes once the worker serves: a trigger right after it finds the task
+        handle = client.tasks.trigger("greet", {})
+        assert client.runs.poll(handle.id, timeout=30, interval=0.05).output == "hello v1"
 
         def result() -> object:
             try:
                 handle = client.tasks.trigger("greet", {})
             except Exception:
-                return None  # worker not registered yet
+                return None  # the reloaded worker has not registered yet
             return client.runs.poll(handle.id, timeout=30, interval=0.05).output
 
-        assert support.wait_for(result, timeout=60, interval=0.2, what="v1 result") == "hello v1"
         assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
         task_file.write_text("import no_such_module_here\n" + TASK_V1)
         support.wait_for(

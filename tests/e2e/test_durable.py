@@ -22,18 +22,25 @@ def _count(marks: Path, name: str) -> int:
 
 
 @pytest.mark.parametrize(
-    ("fresh_stack", "task_id"),
-    [("sqlite", "five-steps"), ("postgresql", "five-steps"), ("sqlite", "five-steps-async")],
+    ("fresh_stack", "task_id", "transport"),
+    [
+        ("sqlite", "five-steps", "socket"),
+        ("postgresql", "five-steps", "socket"),
+        ("sqlite", "five-steps-async", "socket"),
+        # workers that talk plain HTTP requests (--no-socket) get the same guarantees
+        ("postgresql", "five-steps", "http"),
+    ],
     indirect=["fresh_stack"],
 )
 def test_sigkill_during_step_4_replays_steps_1_to_3_without_running_them_again(
-    fresh_stack: Stack, tmp_path: Path, task_id: str
+    fresh_stack: Stack, tmp_path: Path, task_id: str, transport: str
 ) -> None:
-    first = fresh_stack.worker(concurrency=1, name="first")
+    env = {"TRIGGERFISH_WORKER_SOCKET": "0"} if transport == "http" else {}
+    first = fresh_stack.worker(concurrency=1, name="first", extra_env=env)
     marks = tmp_path / "marks"
     handle = fresh_stack.client.tasks.trigger(task_id, {"marks": str(marks)})
     support.wait_for(lambda: _count(marks, "step-4") == 1, what="step 4 to start")
-    second = fresh_stack.worker(concurrency=1, name="second")
+    second = fresh_stack.worker(concurrency=1, name="second", extra_env=env)
     with support.processes_stopped(first, second):
         first.kill_hard()
         (marks / "go").touch()
@@ -43,6 +50,33 @@ def test_sigkill_during_step_4_replays_steps_1_to_3_without_running_them_again(
     # the body ran twice; steps 1-3 once each; step 4 was cut short and ran again
     assert _count(marks, "body") == 2
     assert [_count(marks, f"step-{i}") for i in range(1, 6)] == [1, 1, 1, 2, 1]
+
+
+@both
+def test_a_running_worker_rides_out_a_server_restart_without_redoing_steps(
+    fresh_stack: Stack, tmp_path: Path
+) -> None:
+    # a lease long enough to outlast the restart: the attempt stays current
+    fresh_stack.server.stop()
+    server = support.start_server(fresh_stack.server.db_url, tmp_path, heartbeat_timeout=60)
+    worker = support.start_worker(server, fresh_stack.key, tmp_path, concurrency=1)
+    client = Triggerfish(api_url=server.url, secret_key=fresh_stack.key)
+    marks = tmp_path / "marks"
+    port = int(server.url.rsplit(":", 1)[1])
+    with support.processes_stopped(worker):
+        handle = client.tasks.trigger("five-steps", {"marks": str(marks)})
+        support.wait_for(lambda: _count(marks, "step-4") == 1, what="step 4 to start")
+        server.stop()
+        # step 4 finishes while the server is away: its journal write waits and retries
+        (marks / "go").touch()
+        server = support.start_server(server.db_url, tmp_path, heartbeat_timeout=60, port=port)
+        with support.processes_stopped(server):
+            run = client.runs.poll(handle.id, timeout=60, interval=0.1)
+            client.close()
+    assert run.status == "COMPLETED", run.error
+    assert run.output == {"results": [10, 20, 30, 40, 50], "attempt": 1}
+    assert _count(marks, "body") == 1
+    assert [_count(marks, f"step-{i}") for i in range(1, 6)] == [1, 1, 1, 1, 1]
 
 
 FAST_SUSPEND = {"TRIGGERFISH_SUSPEND_THRESHOLD": "0.5"}

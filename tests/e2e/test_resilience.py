@@ -119,3 +119,38 @@ def test_a_run_triggered_on_one_server_wakes_a_worker_polling_another(
             run = fresh_stack.client.runs.poll(handle.id, timeout=10, interval=0.02)
             assert run.status == "COMPLETED"
             assert run.started_at and (run.started_at - run.created_at).total_seconds() < 2
+
+
+def test_a_worker_busy_with_long_runs_leaves_the_next_ones_to_others(
+    fresh_stack: Stack, tmp_path: Path
+) -> None:
+    first = fresh_stack.worker(concurrency=1, name="first")
+    with support.processes_stopped(first):
+        # one run of over a second: the worker learns its runs are long
+        long = fresh_stack.client.tasks.trigger(
+            "blocks", {"marks": str(tmp_path / "long"), "max_wait": 1.2}
+        )
+        assert fresh_stack.client.runs.poll(long.id, timeout=30, interval=0.05).status == (
+            "COMPLETED"
+        )
+        marks = [tmp_path / "a", tmp_path / "b"]
+        handles = [
+            fresh_stack.client.tasks.trigger("blocks", {"marks": str(m), "max_wait": 60})
+            for m in marks
+        ]
+        support.wait_for(
+            lambda: any((m / "started-1").exists() for m in marks), what="the first to start"
+        )
+        # the busy worker claimed nothing ahead: a worker that joins takes the other run
+        second = fresh_stack.worker(concurrency=1, name="second")
+        with support.processes_stopped(second):
+            support.wait_for(
+                lambda: all((m / "started-1").exists() for m in marks),
+                timeout=30,
+                what="both runs running at once, one on each worker",
+            )
+            for m in marks:
+                (m / "go").touch()
+            runs = [fresh_stack.client.runs.poll(h.id, timeout=30, interval=0.05) for h in handles]
+    assert {r.status for r in runs} == {"COMPLETED"}
+    assert len({r.output["pid"] for r in runs}) == 2

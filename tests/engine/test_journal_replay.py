@@ -9,6 +9,7 @@ import pytest
 
 from tests.durable_support import InProcessWorker, SimulatedCrash
 from triggerfish import Context, retry, step, task
+from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.journal import JournalEntry
@@ -208,10 +209,16 @@ async def test_journal_write_from_a_stale_attempt_is_refused(
     await engine.journal.record(run_id, row.current_attempt_id, entry)
     with pytest.raises(StaleTransition):
         await engine.journal.record(run_id, "attempt_someone_else", entry)
+    other_env = (await engine.environments.by_slug("prod")).id
+    later = JournalEntry(seq=1, kind="step", name="b", status="OK", result=2)
+    with pytest.raises(StaleTransition):  # the attempt, but asked for from another environment
+        await engine.journal.record(run_id, row.current_attempt_id, later, other_env)
     clock.advance(minutes=5)
     await engine.maintenance.reclaim_expired_leases()  # lease lost: attempt is stale now
     with pytest.raises(StaleTransition):
-        await engine.journal.record(run_id, row.current_attempt_id, entry)
+        await engine.journal.record(run_id, row.current_attempt_id, later, env_id)
+    journal = (await engine.journal.for_runs([run_id]))[run_id]
+    assert [(e["seq"], e["result"]) for e in journal] == [(0, 1)]  # refused writes left nothing
 
 
 async def test_large_results_live_out_of_line_and_a_long_journal_replays(
@@ -240,3 +247,31 @@ async def test_large_results_live_out_of_line_and_a_long_journal_replays(
     assert calls == Counter(big=1, small=1000)
     [first] = (await engine.journal.for_runs([run_id]))[run_id][:1]
     assert first["result"] is None and first["result_blob"] is True
+
+
+async def test_a_journal_write_locks_the_run_to_its_version_only_when_asked(
+    engine: Engine, db_url: str, clock: ManualClock
+) -> None:
+    env_id = (await engine.environments.by_slug("dev")).id
+    ident = await engine.workers.register(
+        env_id,
+        version="v7",
+        name="raw3",
+        concurrency=1,
+        tasks=[{"id": "t", "retry": {}, "machine": "small-1x", "queue": {"name": "task/t"}}],
+    )
+    run_id = await _trigger(engine, env_id, "t")
+    [row] = await engine.dequeue.claim(ident, 1, start=1)
+    unlocked = Engine.create(
+        ServerSettings(database_url=db_url, lock_run_versions=False), clock=clock
+    )
+    await unlocked.start(background=False)
+    try:  # `triggerfish dev` reloads code: its runs replay on whatever version is current
+        entry = JournalEntry(seq=0, kind="step", name="a", status="OK", result=1)
+        await unlocked.journal.record(run_id, row.current_attempt_id, entry, env_id)
+    finally:
+        await unlocked.close()
+    assert (await _run(engine, env_id, run_id)).locked_version is None
+    entry = JournalEntry(seq=1, kind="step", name="b", status="OK", result=2)
+    await engine.journal.record(run_id, row.current_attempt_id, entry, env_id)
+    assert (await _run(engine, env_id, run_id)).locked_version == "v7"

@@ -14,7 +14,8 @@ from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
-from triggerfish.errors import ConflictError, WaitpointNotFound
+from triggerfish.engine.waitpoints import TokenRequest, WaitSpec
+from triggerfish.errors import ConflictError, StaleTransition, WaitpointNotFound
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
 
 FAST = retry(max_attempts=3, min_delay=0, max_delay=0, jitter=0)
@@ -205,6 +206,29 @@ async def test_a_token_completed_before_the_wait_resolves_it_at_once(engine: Eng
     assert run.status == "COMPLETED" and run.output == {"by": "myself"} and run.attempt_count == 1
 
 
+async def test_every_run_waiting_on_one_token_resumes_once_with_its_data(engine: Engine) -> None:
+    registry = TaskRegistry()
+    with collecting_into(registry):
+
+        @task(id="awaits-given", retry=FAST)
+        def awaits_given(payload: dict) -> Any:
+            return wait.for_token(payload["token"]).unwrap()
+
+    env_id, worker = await _start(engine, registry)
+    token, _ = await engine.waitpoints.create_token(env_id, TokenRequest())
+    run_ids = [
+        await _trigger(engine, env_id, "awaits-given", {"token": token.id}) for _ in range(3)
+    ]
+    await worker.run_until_idle()
+    assert {(await _run(engine, env_id, r)).status for r in run_ids} == {"WAITING"}
+    await engine.waitpoints.complete_token(env_id, token.id, {"go": True})
+    await worker.run_until_idle()
+    for run_id in run_ids:
+        run = await _run(engine, env_id, run_id)
+        assert run.status == "COMPLETED" and run.output == {"go": True}
+        assert await _resumes(engine, env_id, run_id) == 1
+
+
 async def test_two_servers_completing_one_token_at_once_resume_the_run_once(
     engine: Engine, db_url: str, clock: ManualClock
 ) -> None:
@@ -390,3 +414,43 @@ async def test_a_child_finishing_as_the_parents_wait_times_out_gives_one_result(
     run = await _run(engine, env_id, run_id)
     assert run.status == "COMPLETED" and await _resumes(engine, env_id, run_id) == 1
     assert run.output == ({"ok": False, "output": None} if timed_out else {"ok": True, "output": 5})
+
+
+async def test_a_stale_attempt_neither_waits_nor_makes_a_token(engine: Engine) -> None:
+    env_id = (await engine.environments.by_slug("dev")).id
+    ident = await engine.workers.register(
+        env_id,
+        version="v1",
+        name="raw",
+        concurrency=1,
+        tasks=[{"id": "t", "retry": {}, "machine": "small-1x", "queue": {"name": "task/t"}}],
+    )
+    run_id = await _trigger(engine, env_id, "t")
+    assert len(await engine.dequeue.claim(ident, 1, start=1)) == 1  # executing, attempt 1
+    with pytest.raises(StaleTransition):
+        await engine.waitpoints.create_token_from_task(
+            env_id,
+            run_id,
+            "attempt_someone_else",
+            seq=0,
+            name="token",
+            req=TokenRequest(),
+            url_for=lambda r: f"http://test/{r.id}",
+        )
+    tokens, _ = await engine.waitpoints.list_tokens(
+        env_id, statuses=[], idempotency_key=None, tags=[], size=10, after=None
+    )
+    assert tokens == []  # rolled back with the refused journal entry
+    with pytest.raises(StaleTransition):
+        await engine.waitpoints.wait_from_task(
+            env_id,
+            run_id,
+            "attempt_someone_else",
+            seq=0,
+            kind="wait.for",
+            name="wait",
+            spec=WaitSpec("duration", due_at=engine.res.clock.now() + 600),
+        )
+    assert (await engine.waitpoints.waiting_for([run_id]))[run_id] == []
+    assert (await engine.journal.for_runs([run_id]))[run_id] == []
+    assert (await _run(engine, env_id, run_id)).status == "EXECUTING"

@@ -18,6 +18,7 @@ from triggerfish.api import (
     schedules,
     waitpoints,
     worker_api,
+    worker_socket,
 )
 from triggerfish.api.errors import error_response
 from triggerfish.dashboard import routes as dashboard
@@ -62,6 +63,7 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
     app.include_router(run_management.router)
     app.include_router(batches.router)
     app.include_router(worker_api.router)
+    app.include_router(worker_socket.router)
     app.include_router(dashboard.router)
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,8 +30,9 @@ def error_response(status: int, message: str, **headers: str) -> JSONResponse:
     )
 
 
-def describe_validation(exc: RequestValidationError) -> tuple[int, str]:
-    first: dict[str, Any] = exc.errors()[0]
+def describe_validation(errors: Sequence[Any]) -> tuple[int, str]:
+    """Status and message for a validation failure: the first error, naming its field."""
+    first: dict[str, Any] = errors[0]
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     if first.get("type") == "json_invalid":
         return 400, f"malformed JSON body: {first.get('msg', 'invalid JSON')}"
@@ -38,10 +40,20 @@ def describe_validation(exc: RequestValidationError) -> tuple[int, str]:
     return 422, f"{where}: {first.get('msg', 'invalid value')}"
 
 
+def describe_error(exc: TriggerfishError) -> tuple[int, str]:
+    """Status and message for one of our errors; an unexpected one is logged, not shown."""
+    if isinstance(exc, UserError | AuthenticationError | ConflictError):
+        return exc.status_code, str(exc)
+    if isinstance(exc, StoreUnavailable):
+        return 503, str(exc)
+    log.error("unexpected error", exc_info=exc)
+    return 500, "internal error"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        status, message = describe_validation(exc)
+        status, message = describe_validation(exc.errors())
         return error_response(status, message)
 
     @app.exception_handler(StarletteHTTPException)
@@ -50,9 +62,4 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(TriggerfishError)
     async def _ours(_req: Request, exc: TriggerfishError) -> JSONResponse:
-        if isinstance(exc, UserError | AuthenticationError | ConflictError):
-            return error_response(exc.status_code, str(exc))
-        if isinstance(exc, StoreUnavailable):
-            return error_response(503, str(exc))
-        log.exception("unexpected error")
-        return error_response(500, "internal error")
+        return error_response(*describe_error(exc))

@@ -117,11 +117,11 @@ async def dequeue(
     rows = await engine.dequeue.claim_or_wait(
         worker, body.max, wait, gone=request.is_disconnected, start=body.start
     )
-    return {"runs": await _jobs(engine, env, rows)}
+    return {"runs": await jobs(engine, env, rows)}
 
 
-async def _jobs(engine: Engine, env: Environment, rows: list[Row[Any]]) -> list[dict[str, Any]]:
-    """Claimed runs as the worker runs them."""
+async def jobs(engine: Engine, env: Environment, rows: list[Row[Any]]) -> list[dict[str, Any]]:
+    """Claimed runs as the worker runs them (also the socket's ``dequeue`` answer)."""
     # the journal travels with the claim: replaying it needs no round trips. A
     # first attempt has none, unless it replays another run's first steps.
     replaying = [r.id for r in rows if r.attempt_count > 1 or r.replay_of is not None]
@@ -220,7 +220,7 @@ async def reports(body: ReportsBody, engine: EngineDep, env: EnvDep) -> dict[str
             starts, reports, worker, body.claim.max, body.claim.start
         )
     return {
-        "runs": await _jobs(engine, env, rows),
+        "runs": await jobs(engine, env, rows),
         "starts": [
             {"attempt_id": s.attempt_id, "status": "EXECUTING"} if ok
             else {"attempt_id": s.attempt_id, "stale": True}

@@ -32,6 +32,10 @@ def make_server(
         access_log=False,
         lifespan="on",  # FastAPI startup hooks; the engine is not managed by it
         timeout_graceful_shutdown=5,
+        # the worker socket (api/worker_socket.py): frames as large as a request
+        # body may be, and no compression (its frames are small; CPU matters more)
+        ws_max_size=engine.res.settings.max_body_bytes,
+        ws_per_message_deflate=False,
     )
     return EmbeddedServer(config)
 

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import IO
 
@@ -30,6 +31,8 @@ from triggerfish.store.migrate import upgrade
 from triggerfish.worker.discovery import ProjectConfig
 
 WORKER_GRACE = 5.0
+#: seconds the banner waits for the worker to register its tasks
+WORKER_READY = 30.0
 
 
 class DevSession:
@@ -158,17 +161,41 @@ class DevSession:
             await self.stop_worker()
             self.start_worker(key)
 
-    def banner(self, key: str) -> None:
+    async def wait_until_serving(
+        self, engine: Engine, since: float, stop: asyncio.Event
+    ) -> list[str] | None:
+        """The task ids the worker started at ``since`` serves, once it has registered.
+
+        None if it stopped first (a task file that fails to import: the exit is
+        reported on its own), or took longer than ``WORKER_READY`` seconds.
+        """
+        env = await engine.environments.by_slug("dev")
+        deadline = time.monotonic() + WORKER_READY
+        while not stop.is_set() and time.monotonic() < deadline:
+            online = await engine.workers.online(env.id, since)
+            if online:
+                return sorted({t for w in online for t in w.task_ids})
+            if self._worker is None or self._worker.poll() is not None:
+                return None
+            await asyncio.sleep(0.05)
+        return None
+
+    def banner(self, key: str, tasks: list[str] | None) -> None:
         console.print("[bold green]Triggerfish dev server[/]")
         console.print(f"  API          {self.api_url}")
         console.print(f"  Dashboard    {self.api_url}/")
         console.print(f"  OpenAPI      {self.api_url}/docs")
         console.print(f"  Secret key   {key}  [dim](env: dev)[/]")
         console.print(f"  Tasks from   {', '.join(self.config.dirs)}")
+        if tasks is not None:
+            console.print(f"  Tasks        {', '.join(tasks) or '(none found)'}")
+        else:
+            console.print("  Tasks        [yellow]the worker is not serving yet[/]: see its log")
         console.print(f"  Database     {self.state / 'dev.db'}")
         console.print(f"  Worker log   {self.log_dir / 'worker.log'}")
+        example = tasks[0] if tasks else "TASK_ID"
         console.print(
-            f"  Try          TRIGGERFISH_SECRET_KEY={key} triggerfish trigger TASK_ID "
+            f"  Try          TRIGGERFISH_SECRET_KEY={key} triggerfish trigger {example} "
             "--payload '{}' --wait"
         )
         console.print("[dim]Ctrl-C stops everything.[/]")
@@ -188,8 +215,10 @@ async def run_dev(config: ProjectConfig, host: str, port: int, concurrency: int)
             if serving.done():
                 return
             await asyncio.sleep(0.05)
+        # the banner waits for the worker, so a trigger sent right after it finds the tasks
+        since = time.time()
         session.start_worker(key)
-        session.banner(key)
+        session.banner(key, await session.wait_until_serving(engine, since, stop))
         watching = asyncio.create_task(session.watch(key, stop))
         reporting = asyncio.create_task(session.report_worker_exit(stop))
         await asyncio.wait(

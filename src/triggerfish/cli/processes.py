@@ -74,10 +74,18 @@ def worker(
         ),
     ] = None,
     grace_period: Annotated[float, typer.Option(help="seconds runs get to finish on SIGTERM")] = 30,
+    socket: Annotated[
+        bool,
+        typer.Option(
+            envvar="TRIGGERFISH_WORKER_SOCKET",
+            help="talk to the server over one WebSocket (--no-socket: HTTP requests only)",
+        ),
+    ] = True,
 ) -> None:
     """Run a worker: it needs only the server URL and TRIGGERFISH_SECRET_KEY, no database."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
     key = os.environ.get("TRIGGERFISH_SECRET_KEY")
     if not key:
         raise fail("set TRIGGERFISH_SECRET_KEY to the environment's secret key")
@@ -92,6 +100,7 @@ def worker(
         name=name,
         version=version,
         grace_period=grace_period,
+        socket=socket,
     )
 
     async def go() -> None:

@@ -23,6 +23,7 @@ from triggerfish.errors import (
 from triggerfish.sdk._machines import DEFAULT_MACHINE
 from triggerfish.store import batches as batch_store
 from triggerfish.store import queues as queue_store
+from triggerfish.store import run_insert
 from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
 
@@ -140,16 +141,20 @@ class Enqueue:
                     to_datetime(now),
                     update_limits=False,
                 )
-            if values["status"] == RunStatus.QUEUED:
-                tag = await fair_tag(
-                    conn, self.res, env_id, values["queue_name"], req.concurrency_key
-                )
-                values["order_key"] = tag - req.priority
-            await run_store.insert_run(conn, values, values["tags"])
+            await self._insert(conn, env_id, values)  # the transaction's last statement
         self._known_queues.add(queue_key)  # committed
         if values["status"] == RunStatus.QUEUED:
             await self.res.notifier.notify(env_id)
         return TriggerResult(values["id"], False)
+
+    async def _insert(self, conn: Any, env_id: str, values: dict[str, Any]) -> None:
+        """Insert a new run, with a fair tag if it is queued now."""
+        if values["status"] != RunStatus.QUEUED:
+            await run_store.insert_run(conn, values, values["tags"])
+            return
+        values["order_key"] = await run_insert.insert_queued_run(
+            conn, values, now=self.res.clock.now(), quantum=FAIR_QUANTUM
+        )
 
     async def _manifest(self, conn: Any, env_id: str, task_id: str) -> dict[str, Any]:
         manifest = await self.manifests.latest(conn, env_id, task_id)
@@ -368,12 +373,13 @@ class Enqueue:
         self, conn: Any, env_id: str, req: TriggerRequest, now: float
     ) -> str | None:
         assert req.idempotency_key is not None
-        row = await run_store.find_idempotent(conn, env_id, req.task_id, req.idempotency_key)
-        if row is None:
+        found = await run_insert.idempotent_run(conn, env_id, req.task_id, req.idempotency_key)
+        if found is None:
             return None
-        if row.idempotency_key_expires_at is None or row.idempotency_key_expires_at > now:
-            return str(row.id)
-        await run_store.clear_idempotency_key(conn, row.id)
+        run_id, expires_at = found
+        if expires_at is None or expires_at > now:
+            return run_id
+        await run_store.clear_idempotency_key(conn, run_id)
         return None
 
     def _check_size(self, payload: Any) -> None:
@@ -449,15 +455,8 @@ async def fair_tag(
     each run moves the bucket on by one quantum. So a bucket that queued 1,000
     runs is interleaved with one that arrives later, instead of going first.
     """
-    clock = await queue_store.service_clock(conn, env_id)
     return await queue_store.take_tags(
-        conn,
-        env_id,
-        queue_name,
-        concurrency_key,
-        res.clock.now() if clock is None else clock,
-        count,
-        FAIR_QUANTUM,
+        conn, env_id, queue_name, concurrency_key, res.clock.now(), count, FAIR_QUANTUM
     )
 
 

@@ -53,18 +53,59 @@ class Journal:
         Raises ``StaleTransition`` otherwise (the worker stops the attempt).
         """
         now = to_datetime(self.res.clock.now())
-        async with self.res.db.write() as conn:
-            row = await journal_store.guard_executing(
-                conn, run_id, attempt_id, now, lock_version=self.res.settings.lock_run_versions
-            )
-            if row is None or (env_id is not None and row.environment_id != env_id):
+        values, blob = self._row(run_id, entry, now)
+        # every step comes through here: on PostgreSQL an entry without a blob is
+        # one guarded statement, which needs no BEGIN/COMMIT round trips
+        one_statement = self.res.db.dialect == "postgresql" and blob is None
+        tx = journal_store.single_statement(self.res.db) if one_statement else self.res.db.write()
+        async with tx as conn:
+            if not await self._guarded_write(conn, values, blob, attempt_id, env_id, now):
                 raise StaleTransition(run_id, f"journal entry {entry.seq}", attempt_id)
-            await self.write_in(conn, run_id, entry, now)
 
-    async def write_in(
-        self, conn: AsyncConnection, run_id: str, entry: JournalEntry, now: datetime
-    ) -> None:
-        """Write ``entry`` inside the caller's transaction (no guard)."""
+    async def write_guarded_in(
+        self,
+        conn: AsyncConnection,
+        run_id: str,
+        attempt_id: str,
+        entry: JournalEntry,
+        env_id: str,
+        now: datetime,
+    ) -> bool:
+        """Write ``entry`` inside the caller's transaction if ``attempt_id`` is the
+        run's executing attempt in ``env_id``; ``False`` (nothing written) if not."""
+        values, blob = self._row(run_id, entry, now)
+        return await self._guarded_write(conn, values, blob, attempt_id, env_id, now)
+
+    async def _guarded_write(
+        self,
+        conn: AsyncConnection,
+        values: dict[str, Any],
+        blob: str | None,
+        attempt_id: str,
+        env_id: str | None,
+        now: datetime,
+    ) -> bool:
+        lock_version = self.res.settings.lock_run_versions
+        if conn.dialect.name == "postgresql":  # guard and entry in one statement
+            written = await journal_store.guarded_upsert(
+                conn, values, attempt_id=attempt_id, env_id=env_id, now=now,
+                lock_version=lock_version,
+            )
+            if written and blob is not None:
+                await journal_store.put_blob(conn, values["run_id"], values["seq"], blob)
+            return written
+        row = await journal_store.guard_executing(
+            conn, values["run_id"], attempt_id, now, lock_version=lock_version
+        )
+        if row is None or (env_id is not None and row.environment_id != env_id):
+            return False
+        await self._write(conn, values, blob)
+        return True
+
+    def _row(
+        self, run_id: str, entry: JournalEntry, now: datetime
+    ) -> tuple[dict[str, Any], str | None]:
+        """The journal row of ``entry``, and its result's JSON when that goes out of line."""
         values: dict[str, Any] = {
             "run_id": run_id,
             "seq": entry.seq,
@@ -82,11 +123,20 @@ class Journal:
             text = json.dumps(entry.result, separators=(",", ":"))
             if len(text) > self.res.settings.journal_inline_bytes:
                 values["result"], values["result_blob"] = None, True
-                await journal_store.put_blob(conn, run_id, entry.seq, text)
+                return values, text
+        return values, None
+
+    @staticmethod
+    async def _write(conn: AsyncConnection, values: dict[str, Any], blob: str | None) -> None:
+        if blob is not None:
+            await journal_store.put_blob(conn, values["run_id"], values["seq"], blob)
         await journal_store.upsert(conn, values)
 
     async def for_runs(self, run_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The journals to ship with freshly claimed runs."""
+        if self.res.db.dialect == "postgresql":  # one SELECT: no BEGIN/COMMIT round trips
+            async with journal_store.single_statement(self.res.db) as conn:
+                return await journal_store.entries_of(conn, run_ids)
         async with self.res.db.read() as conn:
             return await journal_store.entries_of(conn, run_ids)
 

@@ -97,18 +97,16 @@ class Waitpoints:
         now = self.res.clock.now()
         dt = to_datetime(now)
         async with self.res.db.write() as conn:
-            # lock what we wait on before the run, the order resolvers use
-            ids = await self._waitpoints_for(conn, env_id, run_id, spec, children, now)
-            guard = await journal_store.guard_executing(
-                conn, run_id, attempt_id, dt, lock_version=self.res.settings.lock_run_versions
-            )
-            if guard is None or guard.environment_id != env_id:
-                raise StaleTransition(run_id, RunStatus.WAITING, attempt_id)
-            for idx, wp_id in enumerate(ids):
-                await wp_store.add_waiter(conn, wp_id, run_id, seq, idx)
+            # lock what we wait on before the run, the order resolvers use; what
+            # they read here cannot change before commit (held, or just made)
+            awaited = await self._waitpoints_for(conn, env_id, run_id, spec, children, now)
             pending = JournalEntry(seq=seq, kind=kind, name=name, status="PENDING")
-            await self.journal.write_in(conn, run_id, pending, dt)
-            ready, result = await self._result_if_resolved(conn, run_id, seq, kind)
+            journal = self.journal
+            if not await journal.write_guarded_in(conn, run_id, attempt_id, pending, env_id, dt):
+                raise StaleTransition(run_id, RunStatus.WAITING, attempt_id)
+            for idx, wp in enumerate(awaited):
+                await wp_store.add_waiter(conn, wp.id, run_id, seq, idx)
+            ready, result = _wait_result(awaited, kind)
             if ready:
                 await journal_store.set_outcome(
                     conn, run_id, seq, status="OK", result=result, now=dt
@@ -148,19 +146,20 @@ class Waitpoints:
         spec: WaitSpec,
         children: list[str],
         now: float,
-    ) -> list[str]:
+    ) -> list[Row[Any]]:
+        """The waitpoints of this wait, in the order asked for."""
         dt = to_datetime(now)
         base = {"environment_id": env_id, "owner_run_id": run_id, "created_at": dt}
         if spec.type == "token":
             token = await wp_store.get(conn, spec.token_id or "", lock=True)
             if token is None or token.environment_id != env_id or token.kind != "TOKEN":
                 raise WaitpointNotFound(spec.token_id or "")
-            return [token.id]
+            return [token]
         if spec.type == "duration":
             wp_id = new_id("waitpoint", now)
             due = spec.due_at or now
             done = due <= now
-            await wp_store.insert(
+            row = await wp_store.insert(
                 conn,
                 {
                     **base,
@@ -171,14 +170,13 @@ class Waitpoints:
                     "completed_at": dt if done else None,
                 },
             )
-            return [wp_id]
+            return [row]
         if spec.type == "event":
-            wp_id = new_id("waitpoint", now)
-            await wp_store.insert(
+            row = await wp_store.insert(
                 conn,
                 {
                     **base,
-                    "id": wp_id,
+                    "id": new_id("waitpoint", now),
                     "kind": "EVENT",
                     "status": "PENDING",
                     "due_at": spec.due_at,
@@ -186,11 +184,11 @@ class Waitpoints:
                     "event_filter": spec.event_filter or {},
                 },
             )
-            return [wp_id]
-        ids = []
-        for child_id in children:
-            ids.append(await self._child_waitpoint(conn, run_id, child_id, spec, base, now))
-        return ids
+            return [row]
+        return [
+            await self._child_waitpoint(conn, run_id, child_id, spec, base, now)
+            for child_id in children
+        ]
 
     async def _child_waitpoint(
         self,
@@ -200,7 +198,7 @@ class Waitpoints:
         spec: WaitSpec,
         base: dict[str, Any],
         now: float,
-    ) -> str:
+    ) -> Row[Any]:
         child = await wp_store.lock_run(conn, child_id)  # the child's final move waits for us
         if child is None:
             raise RunNotFound(child_id)
@@ -224,12 +222,12 @@ class Waitpoints:
             "child_run_id": child_id,
             "tags": ["cancel-with-parent"] if spec.cancel_children else [],
         }
-        await wp_store.insert(conn, values)
+        row = await wp_store.insert(conn, values)
         if RunStatus(child.status) in FINAL:  # finished before we got here
-            row = await run_store.get_by_id(conn, child_id)
-            assert row is not None
-            output, is_error = _run_outcome(row)
-            await wp_store.complete(
+            finished = await run_store.get_by_id(conn, child_id)
+            assert finished is not None
+            output, is_error = _run_outcome(finished)
+            done = await wp_store.complete(
                 conn,
                 wp_id,
                 status="COMPLETED",
@@ -237,18 +235,9 @@ class Waitpoints:
                 is_error=is_error,
                 now=to_datetime(now),
             )
-        return wp_id
-
-    async def _result_if_resolved(
-        self, conn: AsyncConnection, run_id: str, seq: int, kind: str
-    ) -> tuple[bool, Any]:
-        rows = await wp_store.awaited_by(conn, run_id, seq)
-        if not rows or any(r.status == "PENDING" for r in rows):
-            return False, None
-        outcomes = [_outcome(r) for r in rows]
-        if kind == "batch":
-            return True, outcomes
-        return True, outcomes[0]
+            assert done is not None  # made above, pending
+            return done
+        return row
 
     # -- resolving ----------------------------------------------------------------
 
@@ -272,22 +261,26 @@ class Waitpoints:
             is_error=is_error,
             now=to_datetime(now),
         )
-        if row is None:
-            return None
-        for waiter in await wp_store.waiters_of(conn, waitpoint_id):
-            await self._resume_if_ready(conn, waiter.run_id, waiter.seq, now, woken)
+        if row is not None:
+            await self._resume_waiters(conn, waitpoint_id, now, woken)
         return row
+
+    async def _resume_waiters(
+        self, conn: AsyncConnection, waitpoint_id: str, now: float, woken: set[str]
+    ) -> None:
+        """Requeue the runs waiting on a waitpoint just resolved whose wait is complete."""
+        for waiter in await wp_store.lock_waiters(conn, waitpoint_id):
+            await self._resume_if_ready(conn, waiter.run_id, waiter.seq, now, woken)
 
     async def _resume_if_ready(
         self, conn: AsyncConnection, run_id: str, seq: int, now: float, woken: set[str]
     ) -> None:
-        run = await wp_store.lock_run(conn, run_id)
-        if run is None:
+        # read after the run's lock: a resolver of the same wait that went
+        # first has committed, and its outcome (or filled entry) shows here
+        rows = await wp_store.pending_wait(conn, run_id, seq)
+        if not rows or rows[0].entry_status != "PENDING":
             return
-        entry = await journal_store.entry(conn, run_id, seq)
-        if entry is None or entry.status != "PENDING":
-            return
-        ready, result = await self._result_if_resolved(conn, run_id, seq, entry.kind)
+        ready, result = _wait_result(rows, rows[0].entry_kind)
         if not ready:
             return
         dt = to_datetime(now)
@@ -372,7 +365,7 @@ class Waitpoints:
                 await wp_store.clear_idempotency_key(conn, found.id)
         wp_id = new_id("waitpoint", now)
         ttl = req.idempotency_key_ttl or DEFAULT_TOKEN_KEY_TTL
-        await wp_store.insert(
+        row = await wp_store.insert(
             conn,
             {
                 "id": wp_id,
@@ -388,8 +381,6 @@ class Waitpoints:
                 "created_at": to_datetime(now),
             },
         )
-        row = await wp_store.get(conn, wp_id)
-        assert row is not None
         return row, False
 
     async def create_token_from_task(
@@ -406,11 +397,7 @@ class Waitpoints:
         """``wait.create_token`` inside a task: the token and its journal entry, together."""
         dt = to_datetime(self.res.clock.now())
         async with self.res.db.write() as conn:
-            guard = await journal_store.guard_executing(
-                conn, run_id, attempt_id, dt, lock_version=self.res.settings.lock_run_versions
-            )
-            if guard is None or guard.environment_id != env_id:
-                raise StaleTransition(run_id, "create a token", attempt_id)
+            # a stale attempt's token is rolled back with the refused entry
             row, _ = await self.create_token_in(conn, env_id, req, run_id)
             entry = JournalEntry(
                 seq=seq,
@@ -419,7 +406,9 @@ class Waitpoints:
                 status="OK",
                 result={"id": row.id, "url": url_for(row)},
             )
-            await self.journal.write_in(conn, run_id, entry, dt)
+            journal = self.journal
+            if not await journal.write_guarded_in(conn, run_id, attempt_id, entry, env_id, dt):
+                raise StaleTransition(run_id, "create a token", attempt_id)
             return row
 
     async def complete_token(
@@ -432,29 +421,56 @@ class Waitpoints:
         """
         woken: set[str] = set()
         async with self.res.db.write() as conn:
-            token = await wp_store.get(conn, token_id, lock=True)
-            if token is None or token.kind != "TOKEN":
-                raise WaitpointNotFound(token_id)
-            if secret is not None:
-                if not token.callback_secret or not secrets.compare_digest(
-                    secret, token.callback_secret
-                ):
-                    raise WaitpointNotFound(token_id)
-            elif token.environment_id != env_id:
-                raise WaitpointNotFound(token_id)
-            if token.status == "TIMED_OUT":
-                raise ConflictError(
-                    f"waitpoint {token_id!r} timed out at {_iso(token.completed_at)} and "
-                    "can no longer be completed"
-                )
-            if token.status == "PENDING":
-                await self.resolve_in(
-                    conn, token_id, status="COMPLETED", output=data, is_error=False, woken=woken
-                )
-            row = await wp_store.get(conn, token_id)
-            assert row is not None
+            row = None
+            if secret is None:  # with an API key: a pending token completes in one statement
+                row = await self._complete_pending_token(conn, env_id, token_id, data, woken)
+            if row is None:
+                row = await self._complete_checked(conn, env_id, token_id, data, secret, woken)
         await self.wake(woken)
         return row
+
+    async def _complete_pending_token(
+        self, conn: AsyncConnection, env_id: str, token_id: str, data: Any, woken: set[str]
+    ) -> Row[Any] | None:
+        now = self.res.clock.now()
+        row = await wp_store.complete_token(
+            conn, token_id, env_id, output=data, now=to_datetime(now)
+        )
+        if row is not None:
+            await self._resume_waiters(conn, token_id, now, woken)
+        return row
+
+    async def _complete_checked(
+        self,
+        conn: AsyncConnection,
+        env_id: str,
+        token_id: str,
+        data: Any,
+        secret: str | None,
+        woken: set[str],
+    ) -> Row[Any]:
+        """Read the token first: check the callback secret, or say why it cannot complete."""
+        token = await wp_store.get(conn, token_id, lock=True)
+        if token is None or token.kind != "TOKEN":
+            raise WaitpointNotFound(token_id)
+        if secret is not None:
+            if not token.callback_secret or not secrets.compare_digest(
+                secret, token.callback_secret
+            ):
+                raise WaitpointNotFound(token_id)
+        elif token.environment_id != env_id:
+            raise WaitpointNotFound(token_id)
+        if token.status == "TIMED_OUT":
+            raise ConflictError(
+                f"waitpoint {token_id!r} timed out at {_iso(token.completed_at)} and "
+                "can no longer be completed"
+            )
+        if token.status == "PENDING":
+            done = await self.resolve_in(
+                conn, token_id, status="COMPLETED", output=data, is_error=False, woken=woken
+            )
+            return done if done is not None else token
+        return token
 
     async def get_token(self, env_id: str, token_id: str) -> Row[Any]:
         async with self.res.db.read() as conn:
@@ -550,6 +566,16 @@ def describe_waitpoint(row: Row[Any]) -> dict[str, Any]:
     if row.kind != "DURATION" and row.due_at:
         info["timeoutAt"] = _iso(to_datetime(row.due_at))
     return info
+
+
+def _wait_result(rows: list[Row[Any]], kind: str) -> tuple[bool, Any]:
+    """Whether every waitpoint of a wait is resolved, and what the wait returns then."""
+    if not rows or any(r.status == "PENDING" for r in rows):
+        return False, None
+    outcomes = [_outcome(r) for r in rows]
+    if kind == "batch":
+        return True, outcomes
+    return True, outcomes[0]
 
 
 def _outcome(row: Row[Any]) -> Any:

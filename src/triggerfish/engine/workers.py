@@ -109,6 +109,12 @@ class Workers:
             raise StaleTransition(worker_id, "serve", None)
         return known
 
+    async def online(self, env_id: str, since: float) -> list[WorkerIdentity]:
+        """Workers of ``env_id`` that have not stopped and were seen at ``since`` or later."""
+        async with self.res.db.read() as conn:
+            rows = await worker_store.online_workers(conn, env_id, since)
+        return [WorkerIdentity(r.id, r.environment_id, r.version, tuple(r.tasks)) for r in rows]
+
     async def deregister(self, worker_id: str) -> None:
         """Mark the worker stopped and hand back the runs it still holds.
 

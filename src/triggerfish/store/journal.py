@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.states import RunStatus
+from triggerfish.store.db import Database
 from triggerfish.store.tables import attempts, run_journal, run_journal_blobs, runs
 
 #: journal columns a replaying task process needs
@@ -60,6 +62,70 @@ def _guard(lock_version: bool) -> Any:
     )
 
 
+@contextlib.asynccontextmanager
+async def single_statement(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A PostgreSQL connection for one self-contained statement, without BEGIN/COMMIT.
+
+    A single statement is atomic on its own; the explicit transaction would
+    only add two round trips to every journal write and journal read.
+    """
+    async with db.engine.connect() as conn:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+async def guarded_upsert(
+    conn: AsyncConnection,
+    values: dict[str, Any],
+    *,
+    attempt_id: str,
+    env_id: str | None,
+    now: datetime,
+    lock_version: bool,
+) -> bool:
+    """PostgreSQL: :func:`guard_executing` and :func:`upsert` as one statement.
+
+    The guard's ``UPDATE`` is a data-modifying CTE the insert selects from, so
+    the entry is written only if the attempt is the run's current, executing
+    one (in ``env_id`` when given), under the run's row lock, in one round
+    trip. ``False``: the attempt is stale and nothing was written.
+    """
+    params = {**values, "g_attempt": attempt_id, "g_env": env_id, "g_now": now}
+    stmt = _guarded_upsert(tuple(sorted(values)), lock_version)
+    return (await conn.execute(stmt, params)).first() is not None
+
+
+@functools.lru_cache(maxsize=4)
+def _guarded_upsert(keys: tuple[str, ...], lock_version: bool) -> Any:
+    # typed text like _upsert: SQLAlchemy can neither cache ON CONFLICT nor
+    # compose a data-modifying CTE into an INSERT … SELECT
+    version = (
+        ", locked_version = coalesce(runs.locked_version,"
+        " (SELECT attempts.version FROM attempts WHERE attempts.id = :g_attempt))"
+        if lock_version
+        else ""
+    )
+    guard = (
+        f"UPDATE runs SET updated_at = :g_now{version} "
+        "WHERE runs.id = :run_id AND runs.current_attempt_id = :g_attempt "
+        f"AND runs.status = '{RunStatus.EXECUTING.value}' "
+        "AND (CAST(:g_env AS VARCHAR) IS NULL OR runs.environment_id = :g_env) "
+        "RETURNING runs.id"
+    )
+    stmt = text(
+        f"WITH guard AS ({guard}) "
+        f"INSERT INTO run_journal ({', '.join(keys)}) "
+        f"SELECT {', '.join(':' + k for k in keys)} FROM guard "
+        f"{_on_conflict(keys)} RETURNING run_journal.run_id"
+    )
+    binds = [bindparam(k, type_=run_journal.c[k].type) for k in keys]
+    binds += [
+        bindparam("g_attempt", type_=runs.c.current_attempt_id.type),
+        bindparam("g_env", type_=runs.c.environment_id.type),
+        bindparam("g_now", type_=runs.c.updated_at.type),
+    ]
+    return stmt.bindparams(*binds)
+
+
 async def entries_of(
     conn: AsyncConnection, run_ids: Sequence[str]
 ) -> dict[str, list[dict[str, Any]]]:
@@ -94,25 +160,34 @@ async def upsert(conn: AsyncConnection, values: dict[str, Any]) -> None:
 def _upsert(keys: tuple[str, ...]) -> Any:
     # typed text, the same on both stores: SQLAlchemy recompiles its ON CONFLICT
     # constructs on every execution, and every durable step runs this
-    mutable = ("kind", "name", "status", "result", "error", "result_blob", "failures")
-    updates = [k for k in mutable if k in keys] + ["finished_at"]
     return text(
         f"INSERT INTO run_journal ({', '.join(keys)}) "
-        f"VALUES ({', '.join(':' + k for k in keys)}) "
-        "ON CONFLICT (run_id, seq) DO UPDATE SET "
-        + ", ".join(f"{k} = excluded.{k}" for k in updates)
+        f"VALUES ({', '.join(':' + k for k in keys)}) {_on_conflict(keys)}"
     ).bindparams(*(bindparam(k, type_=run_journal.c[k].type) for k in keys))
+
+
+def _on_conflict(keys: tuple[str, ...]) -> str:
+    """A rewritten entry takes the new outcome (a step's retry, a wait's result)."""
+    mutable = ("kind", "name", "status", "result", "error", "result_blob", "failures")
+    updates = [k for k in mutable if k in keys] + ["finished_at"]
+    return "ON CONFLICT (run_id, seq) DO UPDATE SET " + ", ".join(
+        f"{k} = excluded.{k}" for k in updates
+    )
 
 
 async def set_outcome(
     conn: AsyncConnection, run_id: str, seq: int, *, status: str, result: Any, now: datetime
 ) -> None:
     """Fill a pending entry (a wait) with what it resolved to."""
-    await conn.execute(
-        update(run_journal)
-        .where(run_journal.c.run_id == run_id, run_journal.c.seq == seq)
-        .values(status=status, result=result, finished_at=now)
-    )
+    params = {"run": run_id, "at": seq, "to": status, "out": result, "now": now}
+    await conn.execute(_SET_OUTCOME, params)
+
+
+_SET_OUTCOME = (
+    update(run_journal)
+    .where(run_journal.c.run_id == bindparam("run"), run_journal.c.seq == bindparam("at"))
+    .values(status=bindparam("to"), result=bindparam("out"), finished_at=bindparam("now"))
+)
 
 
 async def put_blob(conn: AsyncConnection, run_id: str, seq: int, data: str) -> None:

@@ -195,69 +195,70 @@ async def queue_counts(
 # -- fair queuing ----------------------------------------------------------------------
 
 
-async def service_clock(conn: AsyncConnection, env_id: str) -> float | None:
-    """Where fair service stands: the newest order key holding a slot, else the
-    oldest one waiting (``ix_runs_active_order`` / ``ix_runs_queued``, one probe each)."""
-    row = (await conn.execute(_service_clock(), {"env": env_id})).one()
-    value = row[0] if row[0] is not None else row[1]
-    return float(value) if value is not None else None
-
-
-@functools.cache
-def _service_clock() -> Any:
-    # built once (a trigger runs it every time), on first use: store.runs may
-    # still be loading when this module is
-    return select(
-        select(func.max(runs.c.order_key))
-        .where(runs.c.environment_id == bindparam("env"), run_store.status_in(*run_store.ACTIVE))
-        .scalar_subquery(),
-        select(func.min(runs.c.order_key))
-        .where(runs.c.environment_id == bindparam("env"), runs.c.status == RunStatus.QUEUED.value)
-        .scalar_subquery(),
-    )
-
-
 async def take_tags(
     conn: AsyncConnection,
     env_id: str,
     queue_name: str,
     concurrency_key: str | None,
-    clock: float,
+    now: float,
     count: int,
     quantum: float,
 ) -> float:
     """Reserve ``count`` consecutive fair tags in a bucket; returns the first.
 
-    One upsert: the bucket's next tag becomes ``max(next, clock) + count * quantum``.
-    Concurrent triggers of one bucket serialise on its row.
+    One upsert: the bucket's next tag becomes ``max(next, clock) + count *
+    quantum``, where the service clock is the newest order key holding a slot,
+    else the oldest one waiting (``ix_runs_active_order`` / ``ix_runs_queued``,
+    one probe each), else ``now``. Concurrent triggers of one bucket serialise
+    on its row.
     """
     step = count * quantum
     params = {
         "env": env_id,
         "queue": queue_name,
         "key": concurrency_key or "",
-        "clock": clock,
+        "now": now,
         "step": step,
-        "first": clock + step,
     }
     after = float((await conn.execute(_take_tags(conn.dialect.name), params)).scalar_one())
     return after - step
+
+
+@functools.cache
+def service_clock_sql() -> str:
+    """The service clock, as an SQL expression on :env and :now."""
+    # built on first use: store.runs may still be loading when this module is
+    active = ", ".join(f"'{s.value}'" for s in run_store.ACTIVE)
+    return (
+        "coalesce("
+        f"(SELECT max(order_key) FROM runs WHERE environment_id = :env AND status IN ({active})), "
+        "(SELECT min(order_key) FROM runs "
+        f"WHERE environment_id = :env AND status = '{RunStatus.QUEUED.value}'), "
+        ":now)"
+    )
+
+
+def take_tags_sql(dialect: str) -> str:
+    """The upsert of ``take_tags`` with named parameters :env, :queue, :key, :now, :step."""
+    # the clock is written out twice rather than in a CTE, which SQLite's upsert
+    # cannot see; the second probe runs only when the bucket exists
+    greatest = "greatest" if dialect == "postgresql" else "max"
+    clock = service_clock_sql()
+    return (
+        "INSERT INTO fair_buckets (environment_id, queue_name, concurrency_key, next_tag) "
+        # the cast: PostgreSQL would otherwise deduce two types for :env
+        f"VALUES (CAST(:env AS VARCHAR), :queue, :key, {clock} + :step) "
+        "ON CONFLICT (environment_id, queue_name, concurrency_key) "
+        f"DO UPDATE SET next_tag = {greatest}(fair_buckets.next_tag, {clock}) + :step "
+        "RETURNING next_tag"
+    )
 
 
 @functools.lru_cache(maxsize=2)
 def _take_tags(dialect: str) -> Any:
     # typed text: SQLAlchemy recompiles its ON CONFLICT constructs on every
     # execution (they have no cache key), and a trigger runs this each time
-    greatest = "greatest" if dialect == "postgresql" else "max"
     number = fair_buckets.c.next_tag.type
-    return text(
-        "INSERT INTO fair_buckets (environment_id, queue_name, concurrency_key, next_tag) "
-        "VALUES (:env, :queue, :key, :first) "
-        "ON CONFLICT (environment_id, queue_name, concurrency_key) "
-        f"DO UPDATE SET next_tag = {greatest}(fair_buckets.next_tag, :clock) + :step "
-        "RETURNING next_tag"
-    ).bindparams(
-        bindparam("first", type_=number),
-        bindparam("clock", type_=number),
-        bindparam("step", type_=number),
+    return text(take_tags_sql(dialect)).bindparams(
+        bindparam("now", type_=number), bindparam("step", type_=number)
     )

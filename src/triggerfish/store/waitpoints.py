@@ -6,17 +6,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Row, and_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.store.tables import runs, waitpoint_waiters, waitpoints
+from triggerfish.store.tables import run_journal, runs, waitpoint_waiters, waitpoints
 
 PENDING = "PENDING"
 
 
-async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(waitpoints.insert().values(**{"tags": [], **values}))
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
+    """Insert a waitpoint; the new row, as :func:`get` reads it."""
+    stmt = waitpoints.insert().values(**{"tags": [], **values}).returning(*waitpoints.c)
+    return (await conn.execute(stmt)).one()
 
 
 async def get(conn: AsyncConnection, waitpoint_id: str, *, lock: bool = False) -> Row[Any] | None:
@@ -48,11 +49,17 @@ async def clear_idempotency_key(conn: AsyncConnection, waitpoint_id: str) -> Non
 async def add_waiter(
     conn: AsyncConnection, waitpoint_id: str, run_id: str, seq: int, idx: int
 ) -> None:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(waitpoint_waiters).values(
-        waitpoint_id=waitpoint_id, run_id=run_id, seq=seq, idx=idx
-    )
-    await conn.execute(stmt.on_conflict_do_nothing())
+    params = {"waitpoint_id": waitpoint_id, "run_id": run_id, "seq": seq, "idx": idx}
+    await conn.execute(_ADD_WAITER, params)
+
+
+# typed text, the same on both stores: SQLAlchemy compiles its ON CONFLICT
+# constructs again on every execution, and every durable wait runs this
+_WAITER_KEYS = ("waitpoint_id", "run_id", "seq", "idx")
+_ADD_WAITER = text(
+    "INSERT INTO waitpoint_waiters (waitpoint_id, run_id, seq, idx) "
+    "VALUES (:waitpoint_id, :run_id, :seq, :idx) ON CONFLICT DO NOTHING"
+).bindparams(*(bindparam(k, type_=waitpoint_waiters.c[k].type) for k in _WAITER_KEYS))
 
 
 async def complete(
@@ -65,29 +72,83 @@ async def complete(
     now: datetime,
 ) -> Row[Any] | None:
     """Resolve a pending waitpoint; ``None`` if it was resolved already (exactly once)."""
-    stmt = (
-        update(waitpoints)
-        .where(waitpoints.c.id == waitpoint_id, waitpoints.c.status == PENDING)
-        .values(status=status, output=output, output_is_error=is_error, completed_at=now)
-        .returning(*waitpoints.c)
+    params = {"wp": waitpoint_id, "to": status, "out": output, "is_error": is_error}
+    return (await conn.execute(_COMPLETE, {**params, "now": now})).first()
+
+
+async def complete_token(
+    conn: AsyncConnection, token_id: str, env_id: str, *, output: Any, now: datetime
+) -> Row[Any] | None:
+    """Complete a pending token of ``env_id``; ``None`` if it is not one (any more).
+
+    The usual completion in one guarded statement; the caller looks at the
+    row only when this matched nothing, to tell unknown, timed out and done.
+    """
+    params = {"wp": token_id, "env": env_id, "to": "COMPLETED", "out": output}
+    return (await conn.execute(_COMPLETE_TOKEN, {**params, "is_error": False, "now": now})).first()
+
+
+_COMPLETE = (
+    update(waitpoints)
+    .where(waitpoints.c.id == bindparam("wp"), waitpoints.c.status == PENDING)
+    .values(
+        status=bindparam("to"),
+        output=bindparam("out"),
+        output_is_error=bindparam("is_error"),
+        completed_at=bindparam("now"),
     )
-    return (await conn.execute(stmt)).first()
+    .returning(*waitpoints.c)
+)
+_COMPLETE_TOKEN = _COMPLETE.where(
+    waitpoints.c.kind == "TOKEN", waitpoints.c.environment_id == bindparam("env")
+)
 
 
-async def waiters_of(conn: AsyncConnection, waitpoint_id: str) -> list[Row[Any]]:
-    stmt = select(waitpoint_waiters).where(waitpoint_waiters.c.waitpoint_id == waitpoint_id)
-    return list((await conn.execute(stmt)).all())
+async def lock_waiters(conn: AsyncConnection, waitpoint_id: str) -> list[Row[Any]]:
+    """The runs waiting on a waitpoint (run id, journal position), their rows locked.
+
+    Call it holding the waitpoint (resolved in this transaction): no waiter
+    can be added meanwhile, and runs are locked after what they wait on, in
+    id order, the order every resolver uses.
+    """
+    stmt = _LOCK_WAITERS_PG if conn.dialect.name == "postgresql" else _LOCK_WAITERS
+    return list((await conn.execute(stmt, {"id": waitpoint_id})).all())
 
 
-async def awaited_by(conn: AsyncConnection, run_id: str, seq: int) -> list[Row[Any]]:
-    """The waitpoints of one wait of a run, in the order they were asked for."""
-    stmt = (
-        select(waitpoints, waitpoint_waiters.c.idx)
-        .join(waitpoint_waiters, waitpoint_waiters.c.waitpoint_id == waitpoints.c.id)
-        .where(waitpoint_waiters.c.run_id == run_id, waitpoint_waiters.c.seq == seq)
-        .order_by(waitpoint_waiters.c.idx)
+_LOCK_WAITERS = (
+    select(waitpoint_waiters.c.run_id, waitpoint_waiters.c.seq)
+    .join(runs, runs.c.id == waitpoint_waiters.c.run_id)
+    .where(waitpoint_waiters.c.waitpoint_id == bindparam("id"))
+    .order_by(waitpoint_waiters.c.run_id)
+)
+_LOCK_WAITERS_PG = _LOCK_WAITERS.with_for_update(of=runs)
+
+
+async def pending_wait(conn: AsyncConnection, run_id: str, seq: int) -> list[Row[Any]]:
+    """The waitpoints of a run's wait at ``seq``, in the order asked for, with the
+    journal entry's ``entry_kind`` and ``entry_status``; empty without an entry."""
+    return list((await conn.execute(_PENDING_WAIT, {"run": run_id, "seq": seq})).all())
+
+
+_PENDING_WAIT = (
+    select(
+        waitpoints,
+        waitpoint_waiters.c.idx,
+        run_journal.c.kind.label("entry_kind"),
+        run_journal.c.status.label("entry_status"),
     )
-    return list((await conn.execute(stmt)).all())
+    .select_from(run_journal)
+    .join(
+        waitpoint_waiters,
+        and_(
+            waitpoint_waiters.c.run_id == run_journal.c.run_id,
+            waitpoint_waiters.c.seq == run_journal.c.seq,
+        ),
+    )
+    .join(waitpoints, waitpoints.c.id == waitpoint_waiters.c.waitpoint_id)
+    .where(run_journal.c.run_id == bindparam("run"), run_journal.c.seq == bindparam("seq"))
+    .order_by(waitpoint_waiters.c.idx)
+)
 
 
 async def pending_of_runs(conn: AsyncConnection, run_ids: Sequence[str]) -> list[Row[Any]]:

@@ -1,24 +1,41 @@
-"""The worker's side of the worker API: one persistent HTTP/1.1 connection pool."""
+"""The worker's side of the worker API.
+
+The hot calls (claims, reports, heartbeats, durable calls from task processes)
+go over one WebSocket (``channel.py``); the rest, and everything when the
+server offers no socket, over a persistent HTTP/1.1 connection pool.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
 from triggerfish.errors import ApiError
+from triggerfish.worker.channel import Channel, ChannelClosed, ChannelUnavailable, StaleReport
 
 log = logging.getLogger(__name__)
 
+#: a call that failed on the way: it may be retried (the server refuses duplicates as stale)
+TRANSPORT_ERRORS = (httpx.TransportError, ChannelClosed)
 
-class StaleReport(Exception):
-    """The server refused a report because the attempt is no longer current (409)."""
+#: durable calls answered over the socket (``create_token`` needs the request's URL: HTTP)
+_SOCKET_DURABLE = frozenset(
+    {"journal", "blob", "wait", "complete_token", "send_event", "kv_get", "kv_set", "kv_delete"}
+)
+
+__all__ = ["TRANSPORT_ERRORS", "StaleReport", "WorkerApi"]
 
 
 class WorkerApi:
-    def __init__(self, api_url: str, secret_key: str, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self, api_url: str, secret_key: str, *, timeout: float = 30.0, socket: bool = True
+    ) -> None:
+        self._timeout = timeout
+        self._socket = Channel(api_url, secret_key) if socket else None
         self._http = httpx.AsyncClient(
             base_url=api_url.rstrip("/"),
             headers={"Authorization": f"Bearer {secret_key}"},
@@ -38,6 +55,20 @@ class WorkerApi:
             raise ApiError(response.status_code, message)
         return response.json()
 
+    async def _call(
+        self, op: str, path: str, body: dict[str, Any], *, attempt_id: str = "", wait: float = 0
+    ) -> Any:
+        """``op`` over the socket, or ``POST path`` when the server offers none."""
+        if self._socket is not None:
+            try:
+                return await self._socket.call(
+                    op, body, attempt_id=attempt_id, timeout=self._timeout + wait
+                )
+            except ChannelUnavailable as exc:
+                log.warning("no worker socket (%s); using HTTP requests", exc)
+                self._socket = None
+        return await self._post(path, body)
+
     async def post_reliably(self, path: str, body: dict[str, Any], *, give_up_after: float) -> Any:
         """POST, retrying connection failures and 5xx with backoff.
 
@@ -45,18 +76,23 @@ class WorkerApi:
         server stays away longer than the lease, the run is reclaimed anyway and
         the late report is refused as stale.
         """
+        return await self._reliably(lambda: self._post(path, body), path, give_up_after)
+
+    async def _reliably(
+        self, send: Callable[[], Awaitable[Any]], what: str, give_up_after: float
+    ) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + give_up_after
         delay = 0.2
         while True:
             try:
-                return await self._post(path, body)
-            except (httpx.TransportError, ApiError) as exc:
+                return await send()
+            except (*TRANSPORT_ERRORS, ApiError) as exc:
                 if isinstance(exc, ApiError) and exc.status < 500:
                     raise
                 if loop.time() + delay > deadline:
                     raise
-                log.warning("POST %s failed (%s); retrying in %.1fs", path, exc, delay)
+                log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -71,14 +107,16 @@ class WorkerApi:
     ) -> list[dict[str, Any]]:
         """Claim up to ``limit`` runs; the server starts the first ``start`` of them."""
         body = {"worker_id": worker_id, "max": limit, "wait": wait, "start": start}
-        result = await self._post("/worker/v1/dequeue", body)
+        result = await self._call("dequeue", "/worker/v1/dequeue", body, wait=wait)
         return list(result["runs"])
 
     async def reports(self, body: dict[str, Any], *, give_up_after: float) -> dict[str, Any]:
         """Report started and finished attempts in one request (``starts``,
         ``completions``; one answer per item, in order), claiming runs with ``claim``."""
-        result: dict[str, Any] = await self.post_reliably(
-            "/worker/v1/reports", body, give_up_after=give_up_after
+        result: dict[str, Any] = await self._reliably(
+            lambda: self._call("reports", "/worker/v1/reports", body),
+            "reports",
+            give_up_after,
         )
         return result
 
@@ -86,15 +124,17 @@ class WorkerApi:
         self, attempt_id: str, op: str, body: dict[str, Any], *, give_up_after: float
     ) -> dict[str, Any]:
         """A task's durable call (``journal``, ``wait``, ``blob``…) for this attempt."""
-        result: dict[str, Any] = await self.post_reliably(
-            f"/worker/v1/attempts/{attempt_id}/{op}", body, give_up_after=give_up_after
+        path = f"/worker/v1/attempts/{attempt_id}/{op}"
+        if op not in _SOCKET_DURABLE:
+            return dict(await self.post_reliably(path, body, give_up_after=give_up_after))
+        result = await self._reliably(
+            lambda: self._call(op, path, body, attempt_id=attempt_id), op, give_up_after
         )
-        return result
+        return dict(result)
 
     async def heartbeat(self, worker_id: str, attempt_ids: list[str]) -> list[str]:
-        result = await self._post(
-            "/worker/v1/heartbeat", {"worker_id": worker_id, "attempt_ids": attempt_ids}
-        )
+        body = {"worker_id": worker_id, "attempt_ids": attempt_ids}
+        result = await self._call("heartbeat", "/worker/v1/heartbeat", body)
         return list(result["stop"])
 
     async def logs(self, attempt_id: str, lines: list[dict[str, Any]]) -> None:
@@ -120,4 +160,6 @@ class WorkerApi:
         await self._post("/worker/v1/deregister", {"worker_id": worker_id})
 
     async def close(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
         await self._http.aclose()

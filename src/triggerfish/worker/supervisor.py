@@ -1,10 +1,11 @@
 """The worker process: register, claim runs, run them in child processes, report.
 
 Loops, each small: the claim loop long-polls the server for as many runs as
-there are free slots, plus some ahead (the claim itself starts the ones a free
-slot waits for); each run gets its own asyncio task (start, if claimed ahead →
-execute in the pool → flush logs → report), and starts and reports go to the
-server in batches (``reports.py``); the heartbeat loop renews leases and stops
+there are free slots, plus some ahead; the claim starts every run it hands
+over, so a slot that frees up begins its next run without a round trip. Each
+run gets its own asyncio task (execute in the pool → flush logs → report), and
+reports go to the server in batches that also claim the next runs
+(``reports.py``); the heartbeat loop renews leases and stops
 attempts the server no longer wants (canceled, reclaimed); the log loop ships
 captured output in batches.
 
@@ -20,20 +21,22 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from triggerfish._redact import redact
 from triggerfish.errors import ApiError
-from triggerfish.worker.api_client import StaleReport, WorkerApi
+from triggerfish.worker.api_client import TRANSPORT_ERRORS, StaleReport, WorkerApi
 from triggerfish.worker.discovery import ProjectConfig, code_version, load_registry
 from triggerfish.worker.executor import ExecutorPool, Job
 from triggerfish.worker.reports import Reporter
 
 log = logging.getLogger("triggerfish.worker")
+
+#: runs that hold a task process this long (seconds, on average) are not claimed ahead
+LONG_RUN = 1.0
 
 #: environment variables a task process must not see
 _PRIVATE_ENV = ("TRIGGERFISH_SECRET_KEY", "DATABASE_URL", "TRIGGERFISH_DATABASE_URL")
@@ -50,16 +53,23 @@ class WorkerOptions:
     grace_period: float = 30.0
     #: how long one dequeue call may wait on the server
     poll_wait: float = 20.0
-    #: runs claimed ahead of a free slot (None: as many as ``concurrency``), so a
-    #: slot that frees up starts its next run without waiting for a dequeue call
+    #: runs claimed ahead of a free slot, so a slot that frees up starts its next
+    #: run without waiting for the server. They are EXECUTING from the claim on:
+    #: a cancel reaches one at the next heartbeat, like any running attempt, and
+    #: if this worker dies they count as crashed attempts. None: as many as
+    #: ``concurrency`` while runs are short, none once they take a second or more
+    #: (a long run would keep the ones claimed behind it from other workers)
     prefetch: int | None = None
+    #: claims, reports and durable calls over one WebSocket (HTTP if False, or
+    #: when the server offers none)
+    socket: bool = True
 
 
 class Worker:
     def __init__(self, config: ProjectConfig, options: WorkerOptions) -> None:
         self.config = config
         self.options = options
-        self.api = WorkerApi(options.api_url, options.secret_key)
+        self.api = WorkerApi(options.api_url, options.secret_key, socket=options.socket)
         self.pool: ExecutorPool | None = None
         self.worker_id = ""
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -70,6 +80,8 @@ class Worker:
         self._slots = asyncio.Semaphore(options.concurrency)
         self._waiting: set[str] = set()  # claimed, not yet given a slot
         self._prefetch = options.concurrency if options.prefetch is None else options.prefetch
+        self._adaptive_prefetch = options.prefetch is None
+        self._typical_run: float | None = None  # seconds a run holds a task process (average)
         self._log_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._metadata_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._stopping = asyncio.Event()
@@ -181,10 +193,10 @@ class Worker:
             try:
                 wait = self.options.poll_wait
                 jobs = await self._until_stopped_or(
-                    self.api.dequeue(self.worker_id, free, wait, self._idle_slots())
+                    self.api.dequeue(self.worker_id, min(free, 100), wait, start=min(free, 100))
                 )
                 backoff = 0.5
-            except (httpx.TransportError, ApiError) as exc:
+            except (*TRANSPORT_ERRORS, ApiError) as exc:
                 log.warning("dequeue failed (%s); retrying in %.1fs", exc, backoff)
                 await self._until_stopped_or(asyncio.sleep(backoff))
                 backoff = min(backoff * 2, 5.0)
@@ -196,11 +208,18 @@ class Worker:
     def _room(self, finishing: int = 0) -> int:
         """Runs this worker can take: slots plus prefetch, less the attempts in flight
         (waiting for a slot, running, or being reported, except ``finishing`` ones)."""
-        return self.options.concurrency + self._prefetch - (len(self._running) - finishing)
+        return self.options.concurrency + self._ahead() - (len(self._running) - finishing)
 
-    def _idle_slots(self) -> int:
-        """Task processes no attempt holds or waits for: runs claimed for them start at once."""
-        return max(0, self.options.concurrency - len(self._executing) - len(self._waiting))
+    def _ahead(self) -> int:
+        """Runs to claim ahead of free slots now."""
+        typical = self._typical_run
+        if self._adaptive_prefetch and typical is not None and typical >= LONG_RUN:
+            return 0
+        return self._prefetch
+
+    def _ran_for(self, seconds: float) -> None:
+        typical = self._typical_run
+        self._typical_run = seconds if typical is None else typical + 0.3 * (seconds - typical)
 
     def _claim_with_reports(self, finishing: int) -> dict[str, Any] | None:
         if self._long_polling or self._stopping.is_set():
@@ -208,7 +227,8 @@ class Worker:
         room = self._room(finishing)
         if room <= 0:
             return None
-        return {"worker_id": self.worker_id, "max": min(room, 100), "start": self._idle_slots()}
+        room = min(room, 100)
+        return {"worker_id": self.worker_id, "max": room, "start": room}
 
     def _take(self, jobs: list[dict[str, Any]]) -> None:
         for job in jobs:
@@ -242,10 +262,12 @@ class Worker:
             async with self._slots:
                 self._waiting.discard(attempt_id)
                 self._executing.add(attempt_id)
+                began = time.monotonic()
                 try:
                     report = await self._run_in_slot(raw)
                 finally:
                     self._executing.discard(attempt_id)
+                    self._ran_for(time.monotonic() - began)
             if report is None:
                 return  # handed back unstarted
             # the task process takes its next run while this one is reported
@@ -296,7 +318,7 @@ class Worker:
             return {"_status": 409, "error": str(exc)}
         except ApiError as exc:
             return {"_status": exc.status, "error": str(exc)}
-        except httpx.TransportError as exc:
+        except TRANSPORT_ERRORS as exc:
             return {"_status": 503, "error": f"the server could not be reached: {exc}"}
         if op == "wait" and answer.get("status") == "suspended":
             self._suspended.add(job.attempt_id)
@@ -309,8 +331,11 @@ class Worker:
         while True:
             await asyncio.sleep(self._heartbeat_interval)
             try:
-                stop = await self.api.heartbeat(self.worker_id, list(self._running))
-            except (httpx.TransportError, ApiError, StaleReport) as exc:
+                # not the attempts being reported: the server may have recorded their
+                # end already, and would answer that they must stop
+                held = list(self._executing | self._waiting)
+                stop = await self.api.heartbeat(self.worker_id, held)
+            except (*TRANSPORT_ERRORS, ApiError, StaleReport) as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
             for attempt_id in stop:

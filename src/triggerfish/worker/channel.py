@@ -1,0 +1,144 @@
+"""The worker's socket to the server: its hot calls as frames on one connection.
+
+The server side and the frame format are in ``api/worker_socket.py``. Calls
+are answered in any order; each waits on its own future, found by the call's
+id when the answer arrives. The connection opens on first use and again after
+it drops; the calls in flight when it drops fail with :class:`ChannelClosed`,
+a transport error the caller retries as it would a failed HTTP request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from triggerfish.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+
+class ChannelClosed(Exception):
+    """The connection could not be opened or dropped before the call was answered."""
+
+
+class ChannelUnavailable(Exception):
+    """The server refused the socket (an older server, or a proxy without WebSockets)."""
+
+
+class StaleReport(Exception):
+    """The server refused a report because the attempt is no longer current (409)."""
+
+
+class Channel:
+    def __init__(self, api_url: str, secret_key: str, *, max_size: int = 64 * 1024 * 1024):
+        base = api_url.rstrip("/")
+        self.url = "ws" + base.removeprefix("http") + "/worker/v1/socket"
+        self._headers = {"Authorization": f"Bearer {secret_key}"}
+        self._max_size = max_size
+        self._conn: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._opening = asyncio.Lock()
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._cancels: set[asyncio.Task[None]] = set()
+
+    async def call(
+        self, op: str, body: dict[str, Any], *, attempt_id: str = "", timeout: float = 60.0
+    ) -> Any:
+        """Send one call and wait for its answer body.
+
+        Raises :class:`StaleReport` on 409, ``ApiError`` on any other refusal,
+        :class:`ChannelClosed` when no answer can come, and
+        :class:`ChannelUnavailable` when the server offers no socket.
+        """
+        conn = await self._connected()
+        call_id = next(self._ids)
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = answer
+        frame: dict[str, Any] = {"id": call_id, "op": op, "body": body}
+        if attempt_id:
+            frame["attempt_id"] = attempt_id
+        try:
+            await conn.send(json.dumps(frame, separators=(",", ":")))
+            reply = await asyncio.wait_for(answer, timeout)
+        except asyncio.CancelledError:
+            self._cancel_on_server(conn, call_id)
+            raise
+        except ConnectionClosed as exc:
+            raise ChannelClosed(f"the worker socket closed: {exc}") from exc
+        except TimeoutError as exc:
+            raise ChannelClosed(f"no answer to {op} within {timeout:.0f}s") from exc
+        finally:
+            self._pending.pop(call_id, None)
+        status = reply.get("status")
+        if status == 200:
+            return reply.get("body")
+        message = str(reply.get("error") or "error")
+        if status == 409:
+            raise StaleReport(message)
+        raise ApiError(int(status or 500), message)
+
+    def _cancel_on_server(self, conn: ClientConnection, call_id: int) -> None:
+        """Tell the server to drop a call this side gave up on (best effort)."""
+
+        async def send() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                await conn.send(json.dumps({"id": call_id, "op": "cancel"}))
+
+        task = asyncio.create_task(send())
+        self._cancels.add(task)
+        task.add_done_callback(self._cancels.discard)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+        if self._reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+
+    async def _connected(self) -> ClientConnection:
+        async with self._opening:
+            if self._conn is not None:
+                return self._conn
+            try:
+                conn = await connect(
+                    self.url,
+                    additional_headers=self._headers,
+                    compression=None,  # small frames: compressing costs more than it saves
+                    max_size=self._max_size,
+                    open_timeout=10,
+                )
+            except InvalidStatus as exc:
+                raise ChannelUnavailable(
+                    f"{self.url} answered HTTP {exc.response.status_code}"
+                ) from exc
+            except (OSError, InvalidHandshake, TimeoutError) as exc:
+                raise ChannelClosed(f"cannot open {self.url}: {exc}") from exc
+            self._conn = conn
+            self._reader = asyncio.create_task(self._read(conn))
+            return conn
+
+    async def _read(self, conn: ClientConnection) -> None:
+        try:
+            async for message in conn:
+                reply = json.loads(message)
+                waiting = self._pending.get(reply.get("id"))
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(reply)
+        except ConnectionClosed:
+            pass
+        finally:
+            if self._conn is conn:
+                self._conn = None
+            gone = ChannelClosed("the worker socket closed with the call in flight")
+            for waiting in list(self._pending.values()):
+                if not waiting.done():
+                    waiting.set_exception(gone)

@@ -1,0 +1,205 @@
+"""The worker socket against a real server: same answers as HTTP, clear refusals, fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from tests import support
+from triggerfish.cli._serve import make_server
+from triggerfish.engine import Engine
+from triggerfish.errors import ApiError
+from triggerfish.worker.api_client import StaleReport, WorkerApi
+from triggerfish.worker.channel import Channel, ChannelUnavailable
+
+MANIFEST = {
+    "id": "job",
+    "retry": {"max_attempts": 3, "min_delay": 0, "max_delay": 0, "factor": 1, "jitter": 0},
+    "machine": "micro",
+    "queue": {"name": "task/job", "concurrency_limit": None},
+}
+
+
+@dataclass
+class Served:
+    url: str
+    key: str
+    http: httpx.AsyncClient
+    api: WorkerApi
+    worker_id: str
+
+    async def trigger(self, n: int) -> list[str]:
+        ids = []
+        for i in range(n):
+            r = await self.http.post("/api/v1/tasks/job/trigger", json={"payload": {"i": i}})
+            assert r.status_code == 200, r.text
+            ids.append(r.json()["id"])
+        return ids
+
+    async def status(self, run_id: str) -> str:
+        return str((await self.http.get(f"/api/v3/runs/{run_id}")).json()["status"])
+
+
+@pytest.fixture
+async def served(engine: Engine) -> AsyncIterator[Served]:
+    """A real server (uvicorn) on a free port of 127.0.0.1, and a registered worker."""
+    key, _ = await engine.environments.create_key("dev", "test")
+    port = support.free_port()
+    server = make_server(engine, "127.0.0.1", port)
+    serving = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return bool(server.started)
+
+    await support.wait_for_async(started, 10, what="the server to start")
+    url = f"http://127.0.0.1:{port}"
+    api = WorkerApi(url, key)
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        async with httpx.AsyncClient(base_url=url, headers=headers) as http:
+            registered = await api.register(
+                {"version": "v1", "name": "w", "concurrency": 2, "tasks": [MANIFEST]}
+            )
+            yield Served(url, key, http, api, registered["worker_id"])
+    finally:
+        await api.close()
+        server.should_exit = True
+        await serving
+
+
+async def test_claims_and_reports_travel_over_the_socket(served: Served) -> None:
+    first, second, third = await served.trigger(3)
+    claimed = await served.api.dequeue(served.worker_id, 2, 0, start=2)
+    assert [j["run_id"] for j in claimed] == [first, second]
+    assert all(j["started"] for j in claimed)
+    assert await served.status(first) == "EXECUTING"
+
+    body = {
+        "completions": [
+            {"attempt_id": claimed[0]["attempt_id"], "run_id": first, "ok": True, "output": 1},
+            {"attempt_id": claimed[1]["attempt_id"], "run_id": second, "ok": True, "output": 2},
+        ],
+        "claim": {"worker_id": served.worker_id, "max": 2, "start": 2},
+    }
+    answer = await served.api.reports(body, give_up_after=5)
+    assert [c["status"] for c in answer["completions"]] == ["COMPLETED", "COMPLETED"]
+    assert [j["run_id"] for j in answer["runs"]] == [third]
+    assert await served.status(first) == "COMPLETED"
+
+    # the same report again changes nothing and says so, item by item
+    again = await served.api.reports({"completions": body["completions"]}, give_up_after=5)
+    assert [c.get("stale") for c in again["completions"]] == [True, True]
+
+
+async def test_a_long_poll_is_answered_when_a_run_arrives(served: Served) -> None:
+    polling = asyncio.create_task(served.api.dequeue(served.worker_id, 1, 10, start=1))
+    await asyncio.sleep(0.1)  # the poll is parked on the server before the trigger
+    assert not polling.done()
+    [run_id] = await served.trigger(1)
+    jobs = await asyncio.wait_for(polling, 10)
+    assert [j["run_id"] for j in jobs] == [run_id]
+
+
+async def test_a_long_poll_given_up_by_the_worker_claims_nothing(served: Served) -> None:
+    polling = asyncio.create_task(served.api.dequeue(served.worker_id, 1, 10, start=1))
+    await asyncio.sleep(0.1)
+    polling.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await polling
+    # frames are handled in order: once this is answered the poll is gone
+    await served.api.heartbeat(served.worker_id, [])
+    [run_id] = await served.trigger(1)
+    assert await served.status(run_id) == "QUEUED"
+    [job] = await served.api.dequeue(served.worker_id, 1, 0, start=1)
+    assert job["run_id"] == run_id and job["attempt_number"] == 1
+
+
+async def test_a_durable_call_of_a_stale_attempt_is_refused(served: Served) -> None:
+    [run_id] = await served.trigger(1)
+    [job] = await served.api.dequeue(served.worker_id, 1, 0, start=1)
+    entry = {"run_id": run_id, "seq": 0, "kind": "step", "name": "a", "status": "OK"}
+    assert await served.api.durable(job["attempt_id"], "journal", entry, give_up_after=5) == {
+        "ok": True
+    }
+    r = await served.http.post(f"/api/v2/runs/{run_id}/cancel")
+    assert r.status_code == 200, r.text
+    with pytest.raises(StaleReport):
+        await served.api.durable(job["attempt_id"], "journal", entry, give_up_after=5)
+
+
+async def test_bad_calls_get_an_error_naming_what_is_wrong(served: Served) -> None:
+    channel = Channel(served.url, served.key)
+    try:
+        with pytest.raises(ApiError) as empty:
+            await channel.call("reports", {"starts": [], "completions": []})
+        assert empty.value.status == 422 and "starts, completions" in str(empty.value)
+
+        with pytest.raises(ApiError) as wrong_type:
+            await channel.call("heartbeat", {"worker_id": served.worker_id, "attempt_ids": 3})
+        assert wrong_type.value.status == 422 and "attempt_ids" in str(wrong_type.value)
+
+        with pytest.raises(ApiError) as unknown:
+            await channel.call("explode", {})
+        assert unknown.value.status == 400 and "op: unknown call 'explode'" in str(unknown.value)
+
+        with pytest.raises(ApiError) as no_attempt:
+            await channel.call("journal", {"run_id": "r", "seq": 0, "kind": "step", "name": "a",
+                                           "status": "OK"})
+        assert no_attempt.value.status == 400 and "attempt_id" in str(no_attempt.value)
+
+        # the connection survives refusals: a good call still works
+        answer = await channel.call(
+            "heartbeat", {"worker_id": served.worker_id, "attempt_ids": []}
+        )
+        assert answer == {"stop": []}
+    finally:
+        await channel.close()
+
+
+async def test_a_closed_socket_is_opened_again(served: Served) -> None:
+    await served.api.heartbeat(served.worker_id, [])
+    channel = Channel(served.url, served.key)
+    try:
+        await channel.call("heartbeat", {"worker_id": served.worker_id, "attempt_ids": []})
+        await channel.close()
+        answer = await channel.call(
+            "heartbeat", {"worker_id": served.worker_id, "attempt_ids": []}
+        )
+        assert answer == {"stop": []}
+    finally:
+        await channel.close()
+
+
+async def test_an_unknown_key_is_refused_at_the_handshake(served: Served) -> None:
+    channel = Channel(served.url, "tr_dev_not_a_key")
+    with pytest.raises(ChannelUnavailable, match="403"):
+        await channel.call("heartbeat", {"worker_id": served.worker_id, "attempt_ids": []})
+
+    # a worker falls back to HTTP, which says what is wrong with the key
+    api = WorkerApi(served.url, "tr_dev_not_a_key")
+    try:
+        with pytest.raises(ApiError) as refused:
+            await api.heartbeat(served.worker_id, [])
+        assert refused.value.status == 401 and "Invalid API Key" in str(refused.value)
+    finally:
+        await api.close()
+
+
+async def test_a_worker_without_the_socket_uses_http(served: Served) -> None:
+    api = WorkerApi(served.url, served.key, socket=False)
+    try:
+        [run_id] = await served.trigger(1)
+        [job] = await api.dequeue(served.worker_id, 1, 0, start=1)
+        completion: dict[str, Any] = {
+            "attempt_id": job["attempt_id"], "run_id": run_id, "ok": True, "output": None
+        }
+        answer = await api.reports({"completions": [completion]}, give_up_after=5)
+        assert answer["completions"][0]["status"] == "COMPLETED"
+    finally:
+        await api.close()
