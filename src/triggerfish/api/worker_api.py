@@ -18,6 +18,7 @@ from triggerfish.api.public import TriggerBody, TriggerOptions, trigger_request
 from triggerfish.api.waitpoints import base_url, token_request, token_url
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure, Outcome, Report, Start
+from triggerfish.engine.dequeue import WorkerIdentity
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.journal import JournalEntry
 from triggerfish.engine.waitpoints import WaitSpec
@@ -209,14 +210,17 @@ async def reports(body: ReportsBody, engine: EngineDep, env: EnvDep) -> dict[str
     worker reports and claims in one request per run.
     """
     starts = [Start(s.run_id, s.attempt_id) for s in body.starts]
-    started, outcomes = await engine.attempts.report_many(
-        starts, [_report(item) for item in body.completions], env.id
-    )
-    runs: list[dict[str, Any]] = []
-    if body.claim is not None:
-        runs = await _claim_after_reports(engine, env, body.claim)
+    reports = [_report(item) for item in body.completions]
+    worker = await _claimer(engine, env, body.claim)
+    rows: list[Row[Any]] = []
+    if worker is None or body.claim is None:
+        started, outcomes = await engine.attempts.report_many(starts, reports, env.id)
+    else:
+        started, outcomes, rows = await engine.dequeue.report_and_claim(
+            starts, reports, worker, body.claim.max, body.claim.start
+        )
     return {
-        "runs": runs,
+        "runs": await jobs(engine, env, rows),
         "starts": [
             {"attempt_id": s.attempt_id, "status": "EXECUTING"} if ok
             else {"attempt_id": s.attempt_id, "stale": True}
@@ -229,15 +233,15 @@ async def reports(body: ReportsBody, engine: EngineDep, env: EnvDep) -> dict[str
     }
 
 
-async def _claim_after_reports(
-    engine: Engine, env: Environment, claim: ClaimBody
-) -> list[dict[str, Any]]:
+async def _claimer(
+    engine: Engine, env: Environment, claim: ClaimBody | None
+) -> WorkerIdentity | None:
+    if claim is None:
+        return None
     try:
-        worker = await engine.workers.identity(env.id, claim.worker_id)
+        return await engine.workers.identity(env.id, claim.worker_id)
     except StaleTransition:
-        return []  # a stopped worker claims nothing; its reports above still count
-    rows = await engine.dequeue.claim(worker, claim.max, claim.start)
-    return await jobs(engine, env, rows)
+        return None  # a stopped worker claims nothing; its reports still count
 
 
 def _report(item: CompletionItem) -> Report:

@@ -8,8 +8,9 @@ change is guarded on it, so a reclaimed attempt's late report is refused with
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,6 +24,10 @@ from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: more work for the transaction that records a batch of reports
+Then = Callable[[AsyncConnection], Awaitable[T]]
 
 
 @dataclass(frozen=True)
@@ -139,11 +144,21 @@ class Attempts:
         transaction fail (say, two batches deadlock on a common parent), each
         item is recorded on its own instead.
         """
+        started, outcomes, _ = await self.report_many_then(starts, reports, env_id, None)
+        return started, outcomes
+
+    async def report_many_then(
+        self, starts: list[Start], reports: list[Report], env_id: str, then: Then[T] | None
+    ) -> tuple[list[bool], list[Outcome | None], T | None]:
+        """``report_many``, then ``then`` in the same transaction (a claim of the
+        worker's next runs, say); if the shared transaction fails, ``then`` gets
+        a transaction of its own after the items are recorded one by one."""
         woken: set[str] = set()
         try:
             async with self.res.db.write() as conn:
-                started = [await self._start_in_batch(conn, s, env_id) for s in starts]
-                outcomes = [await self._record_in(conn, r, env_id, woken) for r in reports]
+                started = await self._start_many(conn, starts, env_id)
+                outcomes = await self._record_many(conn, reports, env_id, woken)
+                after = await then(conn) if then is not None else None
         except Exception as exc:
             log.warning(
                 "a batch of %d report(s) failed (%s); recording each alone",
@@ -152,17 +167,83 @@ class Attempts:
             )
             started = [await self._start_alone(s, env_id) for s in starts]
             outcomes = [await self._record_alone(r, env_id) for r in reports]
-            return started, outcomes
+            if then is None:
+                return started, outcomes, None
+            async with self.res.db.write() as conn:
+                return started, outcomes, await then(conn)
         await self.waitpoints.wake(woken)
         await self._notify_retries([o for o in outcomes if o is not None], env_id)
-        return started, outcomes
+        return started, outcomes, after
 
-    async def _start_in_batch(self, conn: AsyncConnection, start: Start, env_id: str) -> bool:
-        try:
-            await self.start_in(conn, start.run_id, start.attempt_id, env_id)
-        except StaleTransition:
-            return False  # the guarded update matched nothing: no write to undo
-        return True
+    async def _start_many(
+        self, conn: AsyncConnection, starts: list[Start], env_id: str
+    ) -> list[bool]:
+        """``start_in`` for many attempts with a fixed number of statements."""
+        now = to_datetime(self.res.clock.now())
+        moved = await run_store.transition_many(
+            conn,
+            list(dict.fromkeys((s.run_id, s.attempt_id) for s in starts)),
+            to=RunStatus.EXECUTING,
+            now=now,
+            env_id=env_id,
+            values={"started_at": now},
+            reason="attempt started",
+        )
+        ids = sorted(row.current_attempt_id for row in moved)
+        await run_store.update_attempts(conn, ids, status="EXECUTING", started_at=now)
+        return _first_of_each([(s.run_id, s.attempt_id) for s in starts], moved)
+
+    async def _record_many(
+        self, conn: AsyncConnection, reports: list[Report], env_id: str, woken: set[str]
+    ) -> list[Outcome | None]:
+        """Record reports in their order: each run of consecutive successes as one
+        set-based step, each failure (retry decisions read the run) on its own."""
+        outcomes: list[Outcome | None] = []
+        successes: list[Report] = []
+        for report in reports:
+            if report.failure is None:
+                successes.append(report)
+                continue
+            outcomes += await self._succeed_many(conn, successes, env_id, woken)
+            successes = []
+            outcomes.append(await self._record_in(conn, report, env_id, woken))
+        outcomes += await self._succeed_many(conn, successes, env_id, woken)
+        return outcomes
+
+    async def _succeed_many(
+        self, conn: AsyncConnection, reports: list[Report], env_id: str, woken: set[str]
+    ) -> list[Outcome | None]:
+        """``succeed_in`` for many attempts: one guarded update (outputs included),
+        one history insert and one attempt update, whatever their number."""
+        if not reports:
+            return []
+        now = to_datetime(self.res.clock.now())
+        pairs = [(r.run_id, r.attempt_id) for r in reports]
+        # a repeated report cannot count twice: only its first copy goes to the store
+        first: dict[tuple[str, str], Any] = {}
+        for pair, report in zip(pairs, reports, strict=True):
+            first.setdefault(pair, report.output)
+        moved = await run_store.transition_many(
+            conn,
+            list(first),
+            to=RunStatus.COMPLETED,
+            now=now,
+            env_id=env_id,
+            values={"finished_at": now, "lease_expires_at": None},
+            reason="attempt succeeded",
+            outputs=list(first.values()),
+        )
+        accepted = _first_of_each(pairs, moved)
+        ids = sorted(row.current_attempt_id for row in moved)
+        await run_store.update_attempts(conn, ids, status="COMPLETED", finished_at=now)
+        for row in moved:
+            if row.parent_run_id is not None:
+                # a parent waiting on this run resumes in the same transaction;
+                # its wait's result is the run's output, so read the whole row
+                finished = await run_store.get_by_id(conn, row.id)
+                assert finished is not None
+                await self.waitpoints.on_run_finished(conn, finished, woken)
+        return [Outcome(RunStatus.COMPLETED) if ok else None for ok in accepted]
 
     async def _start_alone(self, start: Start, env_id: str) -> bool:
         try:
@@ -348,6 +429,18 @@ class Attempts:
         async with self.res.db.read() as conn:
             row = await run_store.get_by_id(conn, run_id)
         return str(row.environment_id) if row else ""
+
+
+def _first_of_each(pairs: list[tuple[str, str]], moved: list[Row[Any]]) -> list[bool]:
+    """Which (run, attempt) items a set-based transition accepted: the first one
+    naming each moved run's attempt (a repeat is stale, as it would be after the
+    first)."""
+    left = {(row.id, row.current_attempt_id) for row in moved}
+    accepted: list[bool] = []
+    for pair in pairs:
+        accepted.append(pair in left)
+        left.discard(pair)
+    return accepted
 
 
 def _attempt_status(kind: FailureKind) -> str:

@@ -9,13 +9,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
-    DateTime,
     Integer,
     Row,
     Select,
-    and_,
     bindparam,
+    case,
     func,
     insert,
     not_,
@@ -151,6 +151,110 @@ def _transition_statement(
     )
     if by_attempt:
         stmt = stmt.where(runs.c.current_attempt_id == bindparam("t_attempt"))
+    if by_env:
+        stmt = stmt.where(runs.c.environment_id == bindparam("t_env"))
+    return stmt
+
+
+async def transition_many(
+    conn: AsyncConnection,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    to: RunStatus,
+    now: datetime,
+    env_id: str | None = None,
+    reason: str | None = None,
+    values: dict[str, Any] | None = None,
+    outputs: Sequence[Any] | None = None,
+) -> list[Row[Any]]:
+    """``transition`` for many runs at once, each named with its current attempt.
+
+    One guarded ``UPDATE … WHERE (id, current_attempt_id) IN (…) AND status IN
+    (allowed)`` and one insert of history rows, whatever the number of runs:
+    each run is guarded exactly as ``transition`` guards it alone, and a run
+    that no longer matches is simply not returned. Only one attempt can be a
+    run's current one, so at most one pair per run matches. ``outputs`` (one per
+    pair) sets each moved run's output, that of its matching pair, in the same
+    statement. Returns the moved runs' ``id``, ``current_attempt_id``,
+    ``previous_status`` and ``parent_run_id``.
+    """
+    if not pairs:
+        return []
+    values = values or {}
+    stmt = _transition_many_statement(
+        to, env_id is not None, tuple(sorted(values)), len(pairs), outputs is not None
+    )
+    params = {f"v_{k}": v for k, v in values.items()}
+    params.update(t_now=now, t_env=env_id)
+    for i, (run_id, attempt_id) in enumerate(pairs):
+        params[f"r{i}"] = run_id
+        params[f"a{i}"] = attempt_id
+    for i, output in enumerate(outputs or ()):
+        params[f"o{i}"] = output
+    rows = list((await conn.execute(stmt, params)).all())
+    if rows:
+        await conn.execute(
+            _INSERT_EVENT,
+            [
+                {
+                    "run_id": row.id,
+                    "from_status": row.previous_status,
+                    "to_status": to.value,
+                    "attempt_id": row.current_attempt_id,
+                    "reason": reason,
+                    "at": now,
+                }
+                for row in rows
+            ],
+        )
+    return rows
+
+
+@functools.lru_cache(maxsize=128)
+def _transition_many_statement(
+    to: RunStatus, by_env: bool, value_keys: tuple[str, ...], size: int, with_outputs: bool
+) -> Any:
+    """The set-based guarded UPDATE of one transition shape and batch size.
+
+    Its parameters are numbered (``r0``, ``a0``, ``o0``…) rather than expanding
+    lists: a batch size's statement is built and compiled once, and each run's
+    output is written by the same UPDATE (a second one would write every row
+    twice, which PostgreSQL pays for in dead row versions).
+    """
+    ids: list[BindParameter[Any]] = [bindparam(f"r{i}") for i in range(size)]
+    attempt_ids: list[BindParameter[Any]] = [bindparam(f"a{i}") for i in range(size)]
+    new_values = {k: _new_value(k) for k in value_keys}
+    if with_outputs:
+        new_values["output"] = case(
+            *[
+                (
+                    (runs.c.id == ids[i]) & (runs.c.current_attempt_id == attempt_ids[i]),
+                    bindparam(f"o{i}", type_=runs.c.output.type),
+                )
+                for i in range(size)
+            ],
+            else_=runs.c.output,
+        )
+    stmt = (
+        update(runs)
+        .where(
+            # the plain id list lets both stores walk the primary key
+            runs.c.id.in_(ids),
+            tuple_(runs.c.id, runs.c.current_attempt_id).in_(
+                [tuple_(r, a) for r, a in zip(ids, attempt_ids, strict=True)]
+            ),
+            runs.c.status.in_([s.value for s in ALLOWED_FROM[to]]),
+        )
+        .values(
+            previous_status=runs.c.status,
+            status=to.value,
+            updated_at=bindparam("t_now"),
+            **new_values,
+        )
+        .returning(
+            runs.c.id, runs.c.current_attempt_id, runs.c.previous_status, runs.c.parent_run_id
+        )
+    )
     if by_env:
         stmt = stmt.where(runs.c.environment_id == bindparam("t_env"))
     return stmt
@@ -296,33 +400,31 @@ class Claim:
 
 
 async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[Row[Any]]:
-    """Claim the runs in one batch: status, attempt rows, history rows, then read back.
+    """Claim the runs in one batch: one guarded UPDATE … RETURNING, then the
+    attempt rows and history rows; returns the claimed runs in ``claims`` order.
 
     Claims with ``start`` go straight on to EXECUTING (history shows both
     steps), saving the worker a start report per run.
     """
     if not claims:
         return []
-    await conn.execute(
-        _CLAIM,
-        [
+    params: dict[str, Any] = {}
+    for i, c in enumerate(claims):
+        params.update(
             {
-                "run_id": c.run_id,
-                "attempt_id": c.attempt_id,
-                "worker_id": c.worker_id,
-                "lease": c.lease_expires_at,
-                "now": c.now,
-                "to": (RunStatus.EXECUTING if c.start else RunStatus.DEQUEUED).value,
-                "started": c.now if c.start else None,
+                f"r{i}": c.run_id,
+                f"a{i}": c.attempt_id,
+                f"s{i}": (RunStatus.EXECUTING if c.start else RunStatus.DEQUEUED).value,
+                f"t{i}": c.now if c.start else None,
+                f"w{i}": c.worker_id,
+                f"l{i}": c.lease_expires_at,
+                f"n{i}": c.now,
             }
-            for c in claims
-        ],
-    )
-    ids = [c.run_id for c in claims]
-    rows = list((await conn.execute(_READ_RUNS, {"ids": ids})).all())
+        )
+    rows = (await conn.execute(_claim_statement(len(claims)), params)).all()
     by_id = {r.id: r for r in rows}
     # a run another claimer took first did not match the guarded update
-    claims = [c for c in claims if by_id[c.run_id].current_attempt_id == c.attempt_id]
+    claims = [c for c in claims if c.run_id in by_id]
     if not claims:
         return []
     await conn.execute(
@@ -343,6 +445,38 @@ async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[
     )
     await conn.execute(_INSERT_EVENT, [e for c in claims for e in _claim_events(c)])
     return [by_id[c.run_id] for c in claims]
+
+
+@functools.lru_cache(maxsize=128)
+def _claim_statement(size: int) -> Any:
+    """The guarded claim of ``size`` queued runs, each with its own values.
+
+    One statement for the batch, with numbered parameters (``r0``, ``a0``…):
+    each run's values are picked by its id, and a run that is no longer
+    ``QUEUED`` matches nothing and is not returned.
+    """
+    ids: list[BindParameter[Any]] = [bindparam(f"r{i}") for i in range(size)]
+
+    def per_run(prefix: str, type_: Any) -> Any:
+        branches = {ids[i]: bindparam(f"{prefix}{i}", type_=type_) for i in range(size)}
+        return case(branches, value=runs.c.id)
+
+    return (
+        update(runs)
+        .where(runs.c.id.in_(ids), runs.c.status == RunStatus.QUEUED.value)
+        .values(
+            previous_status=runs.c.status,
+            status=per_run("s", runs.c.status.type),
+            attempt_count=runs.c.attempt_count + 1,
+            current_attempt_id=per_run("a", runs.c.current_attempt_id.type),
+            worker_id=per_run("w", runs.c.worker_id.type),
+            lease_expires_at=per_run("l", runs.c.lease_expires_at.type),
+            updated_at=per_run("n", runs.c.updated_at.type),
+            # a run's start time is its first attempt's: later starts keep it
+            started_at=func.coalesce(runs.c.started_at, per_run("t", runs.c.started_at.type)),
+        )
+        .returning(*runs.c)
+    )
 
 
 def _claim_events(claim: Claim) -> list[dict[str, Any]]:
@@ -370,21 +504,6 @@ def _claim_events(claim: Claim) -> list[dict[str, Any]]:
     return events
 
 
-_CLAIM = (
-    update(runs)
-    .where(and_(runs.c.id == bindparam("run_id"), runs.c.status == RunStatus.QUEUED.value))
-    .values(
-        previous_status=runs.c.status,
-        status=bindparam("to"),
-        attempt_count=runs.c.attempt_count + 1,
-        current_attempt_id=bindparam("attempt_id"),
-        worker_id=bindparam("worker_id"),
-        lease_expires_at=bindparam("lease"),
-        updated_at=bindparam("now"),
-        started_at=func.coalesce(runs.c.started_at, bindparam("started", type_=DateTime())),
-    )
-)
-_READ_RUNS = select(runs).where(runs.c.id.in_(bindparam("ids", expanding=True)))
 
 
 # -- leases -----------------------------------------------------------------------
@@ -476,6 +595,24 @@ def _attempt_update(value_keys: tuple[str, ...]) -> Any:
     return (
         update(attempts)
         .where(attempts.c.id == bindparam("a_id"))
+        .values(**{k: bindparam(f"v_{k}", type_=attempts.c[k].type) for k in value_keys})
+    )
+
+
+async def update_attempts(conn: AsyncConnection, attempt_ids: Sequence[str], **values: Any) -> None:
+    """``update_attempt`` with the same values for many attempts: one statement."""
+    if not attempt_ids:
+        return
+    params = {f"v_{k}": v for k, v in values.items()}
+    params["a_ids"] = list(attempt_ids)
+    await conn.execute(_attempts_update(tuple(sorted(values))), params)
+
+
+@functools.lru_cache(maxsize=64)
+def _attempts_update(value_keys: tuple[str, ...]) -> Any:
+    return (
+        update(attempts)
+        .where(attempts.c.id.in_(bindparam("a_ids", expanding=True)))
         .values(**{k: bindparam(f"v_{k}", type_=attempts.c[k].type) for k in value_keys})
     )
 

@@ -1,0 +1,170 @@
+"""Batched reports (``Attempts.report_many``) recorded set-based, on the real store.
+
+Each item of a batch must count exactly as it would alone, in order: a stale,
+repeated or foreign item changes nothing, and every accepted one leaves its
+history row, attempt status and output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.durable_support import InProcessWorker
+from tests.engine.test_runs_engine import manifest, setup
+from triggerfish import retry, task
+from triggerfish.engine import Engine
+from triggerfish.engine.attempts import Failure, Report, Start
+from triggerfish.engine.enqueue import TriggerRequest
+from triggerfish.engine.states import RunStatus
+from triggerfish.sdk._registry import TaskRegistry, collecting_into
+
+BOOM = Failure("USER", {"name": "Boom", "message": "failed"})
+
+
+async def _claimed(engine: Engine, n: int, *, start: int) -> tuple[str, list[Any]]:
+    env_id, worker = await setup(engine, manifest())
+    for i in range(n):
+        await engine.enqueue.trigger(env_id, TriggerRequest("t", {"i": i}))
+    rows = await engine.dequeue.claim(worker, n, start)
+    assert len(rows) == n
+    return env_id, sorted(rows, key=lambda r: r.id)
+
+
+async def _run(engine: Engine, env_id: str, run_id: str) -> Any:
+    return (await engine.runs.retrieve(env_id, run_id)).run
+
+
+async def test_a_batch_of_successes_counts_each_current_attempt_once(engine: Engine) -> None:
+    env_id, (a, b, c, d) = await _claimed(engine, 4, start=4)
+    other = await engine.environments.by_slug("prod")
+    reports = [
+        Report(a.id, a.current_attempt_id, {"run": "a"}),
+        Report(b.id, "attempt_not_current", {"run": "b?"}),  # stale attempt
+        Report(b.id, b.current_attempt_id, {"run": "b"}),  # the same run, current
+        Report(a.id, a.current_attempt_id, {"again": True}),  # a repeat
+        Report(c.id, d.current_attempt_id, {"run": "c?"}),  # another run's attempt
+    ]
+    _, outcomes = await engine.attempts.report_many([], reports, env_id)
+    assert [o is not None for o in outcomes] == [True, False, True, False, False]
+    assert (await _run(engine, env_id, a.id)).output == {"run": "a"}
+    assert (await _run(engine, env_id, b.id)).output == {"run": "b"}
+    for row in (c, d):
+        assert (await _run(engine, env_id, row.id)).status == RunStatus.EXECUTING
+    # a run of another environment is not this caller's to finish
+    _, foreign = await engine.attempts.report_many(
+        [], [Report(c.id, c.current_attempt_id, 1)], other.id
+    )
+    assert foreign == [None]
+    for row in (a, b):
+        events = await engine.runs.events(env_id, row.id)
+        assert [(e.from_status, e.to_status) for e in events][-1] == ("EXECUTING", "COMPLETED")
+        assert sum(e.to_status == "COMPLETED" for e in events) == 1
+        attempts = (await engine.runs.retrieve(env_id, row.id)).attempts
+        assert [t.status for t in attempts] == ["COMPLETED"]
+
+
+async def test_successes_and_failures_of_one_batch_count_in_their_order(engine: Engine) -> None:
+    env_id, (a, b, c) = await _claimed(engine, 3, start=3)
+    reports = [
+        Report(a.id, a.current_attempt_id, failure=BOOM),  # retried: QUEUED again
+        Report(a.id, a.current_attempt_id, "late"),  # so this success is stale
+        Report(b.id, b.current_attempt_id, "b"),
+        Report(c.id, c.current_attempt_id, "c"),
+        Report(c.id, c.current_attempt_id, failure=BOOM),  # c already completed
+    ]
+    _, outcomes = await engine.attempts.report_many([], reports, env_id)
+    assert [o.status if o else None for o in outcomes] == [
+        RunStatus.QUEUED,
+        None,
+        RunStatus.COMPLETED,
+        RunStatus.COMPLETED,
+        None,
+    ]
+    assert (await _run(engine, env_id, a.id)).output is None
+    assert (await _run(engine, env_id, c.id)).output == "c"
+
+
+async def test_batched_starts_accept_each_claimed_attempt_once(engine: Engine) -> None:
+    env_id, (a, b, c) = await _claimed(engine, 3, start=1)  # a started by the claim
+    starts = [
+        Start(b.id, "attempt_not_current"),
+        Start(b.id, b.current_attempt_id),
+        Start(b.id, b.current_attempt_id),  # a repeat
+        Start(a.id, a.current_attempt_id),  # already EXECUTING
+        Start(c.id, c.current_attempt_id),
+    ]
+    started, outcomes = await engine.attempts.report_many(
+        starts, [Report(c.id, c.current_attempt_id, "c")], env_id
+    )
+    assert started == [False, True, False, False, True]
+    assert [o.status if o else None for o in outcomes] == [RunStatus.COMPLETED]
+    run = await _run(engine, env_id, b.id)
+    assert run.status == RunStatus.EXECUTING and run.started_at is not None
+    attempts = (await engine.runs.retrieve(env_id, b.id)).attempts
+    assert [(t.status, t.started_at is not None) for t in attempts] == [("EXECUTING", True)]
+    events = await engine.runs.events(env_id, c.id)
+    assert [e.to_status for e in events][-2:] == ["EXECUTING", "COMPLETED"]
+
+
+async def test_a_batched_success_resumes_the_parent_waiting_on_it(engine: Engine) -> None:
+    registry = TaskRegistry()
+    with collecting_into(registry):
+
+        @task(id="child", retry=retry(max_attempts=1))
+        def child(payload: dict[str, Any]) -> None:
+            raise AssertionError("reported by the test, never run")
+
+        @task(id="parent", retry=retry(max_attempts=1))
+        def parent(payload: dict[str, Any]) -> Any:
+            return child.trigger_and_wait({}).unwrap()
+
+    env = await engine.environments.by_slug("dev")
+    worker = await InProcessWorker(engine, registry, env.id).register()
+    parent_id = (await engine.enqueue.trigger(env.id, TriggerRequest("parent"))).id
+    await worker.run_one()  # the parent suspends on its child
+    assert (await _run(engine, env.id, parent_id)).status == RunStatus.WAITING
+    assert worker.identity is not None
+    (claimed,) = await engine.dequeue.claim(worker.identity, 1, 1)
+    _, outcomes = await engine.attempts.report_many(
+        [], [Report(claimed.id, claimed.current_attempt_id, {"answer": 42})], env.id
+    )
+    assert outcomes[0] is not None
+    assert (await _run(engine, env.id, parent_id)).status == RunStatus.QUEUED
+    await worker.run_until_idle()
+    parent_run = await _run(engine, env.id, parent_id)
+    assert parent_run.status == RunStatus.COMPLETED, parent_run.error
+    assert parent_run.output == {"answer": 42}
+
+
+async def test_a_report_and_claim_takes_the_slot_the_report_frees(engine: Engine) -> None:
+    env_id, worker = await setup(engine, manifest(limit=1))
+    for i in range(2):
+        await engine.enqueue.trigger(env_id, TriggerRequest("t", {"i": i}))
+    (first,) = await engine.dequeue.claim(worker, 2, 2)  # the queue's one slot
+    started, outcomes, claimed = await engine.dequeue.report_and_claim(
+        [], [Report(first.id, first.current_attempt_id, "done")], worker, 2, 2
+    )
+    assert started == [] and [o.status if o else None for o in outcomes] == ["COMPLETED"]
+    assert [(r.status, r.attempt_count) for r in claimed] == [(RunStatus.EXECUTING, 1)]
+    assert claimed[0].id != first.id
+
+
+async def test_when_the_shared_transaction_fails_items_count_alone_and_then_runs_after(
+    engine: Engine,
+) -> None:
+    env_id, (a, b) = await _claimed(engine, 2, start=2)
+    calls: list[str] = []
+
+    async def then(conn: Any) -> str:
+        calls.append("then")
+        if len(calls) == 1:
+            raise RuntimeError("the shared transaction fails")
+        return "ran alone"
+
+    reports = [Report(a.id, a.current_attempt_id, "a"), Report(b.id, "attempt_stale", "b")]
+    _, outcomes, after = await engine.attempts.report_many_then([], reports, env_id, then)
+    assert [o is not None for o in outcomes] == [True, False]
+    assert after == "ran alone" and calls == ["then", "then"]
+    assert (await _run(engine, env_id, a.id)).output == "a"
+    events = await engine.runs.events(env_id, a.id)
+    assert sum(e.to_status == "COMPLETED" for e in events) == 1
