@@ -12,6 +12,7 @@ run; the worker's long poll is only for when it has nothing to report.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -54,6 +55,8 @@ class Reporter:
         self._sender: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        #: seconds a report takes to be answered (moving average)
+        self.round_trip = 0.0
 
     @property
     def active(self) -> bool:
@@ -98,6 +101,7 @@ class Reporter:
         claim = self._claim(len(batch["completions"])) if self._claim else None
         if claim is not None:
             body["claim"] = claim
+        sent = time.monotonic()
         try:
             answers = await self._api.reports(body, give_up_after=self._give_up_after())
         except Exception as exc:  # every reporter in the batch hears of it
@@ -107,6 +111,7 @@ class Reporter:
             if claim is not None and self._claimed is not None:
                 self._claimed([])
             return
+        self.round_trip += 0.3 * (time.monotonic() - sent - self.round_trip)
         if claim is not None and self._claimed is not None:
             self._claimed(list(answers.get("runs", [])))
         for kind, pending_list in batch.items():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -37,6 +38,8 @@ log = logging.getLogger("triggerfish.worker")
 
 #: runs that hold a task process this long (seconds, on average) are not claimed ahead
 LONG_RUN = 1.0
+#: runs claimed ahead at most, however short they are
+MAX_AHEAD = 32
 
 #: environment variables a task process must not see
 _PRIVATE_ENV = ("TRIGGERFISH_SECRET_KEY", "DATABASE_URL", "TRIGGERFISH_DATABASE_URL")
@@ -56,9 +59,10 @@ class WorkerOptions:
     #: runs claimed ahead of a free slot, so a slot that frees up starts its next
     #: run without waiting for the server. They are EXECUTING from the claim on:
     #: a cancel reaches one at the next heartbeat, like any running attempt, and
-    #: if this worker dies they count as crashed attempts. None: as many as
-    #: ``concurrency`` while runs are short, none once they take a second or more
-    #: (a long run would keep the ones claimed behind it from other workers)
+    #: if this worker dies they count as crashed attempts. None: adaptive, from
+    #: ``concurrency`` up to what the slots get through in one round trip to the
+    #: server (at most ``MAX_AHEAD``) while runs are short, and none once they take
+    #: a second or more (a long run would keep the ones behind it from other workers)
     prefetch: int | None = None
     #: claims, reports and durable calls over one WebSocket (HTTP if False, or
     #: when the server offers none)
@@ -211,15 +215,23 @@ class Worker:
         return self.options.concurrency + self._ahead() - (len(self._running) - finishing)
 
     def _ahead(self) -> int:
-        """Runs to claim ahead of free slots now."""
+        """Runs to claim ahead of free slots now.
+
+        Adaptive (no ``prefetch`` given): none once runs are long; for short runs,
+        about what the slots get through in one round trip to the server, so a
+        busy worker's slots never wait on it and each report carries many runs.
+        """
         typical = self._typical_run
-        if self._adaptive_prefetch and typical is not None and typical >= LONG_RUN:
+        if not self._adaptive_prefetch or typical is None:
+            return self._prefetch
+        if typical >= LONG_RUN:
             return 0
-        return self._prefetch
+        per_round_trip = self._reports.round_trip / max(typical, 1e-4)
+        wanted = math.ceil(self.options.concurrency * per_round_trip)
+        return max(self._prefetch, min(MAX_AHEAD, wanted))
 
     def _ran_for(self, seconds: float) -> None:
-        typical = self._typical_run
-        self._typical_run = seconds if typical is None else typical + 0.3 * (seconds - typical)
+        self._typical_run = _moving_average(self._typical_run, seconds)
 
     def _claim_with_reports(self, finishing: int) -> dict[str, Any] | None:
         if self._long_polling or self._stopping.is_set():
@@ -412,6 +424,10 @@ def _completion(run_id: str, report: dict[str, Any]) -> dict[str, Any]:
         "error": error,
         "decision": report.get("decision"),
     }
+
+
+def _moving_average(average: float | None, sample: float) -> float:
+    return sample if average is None else average + 0.3 * (sample - average)
 
 
 def _child_env() -> dict[str, str]:
