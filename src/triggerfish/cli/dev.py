@@ -193,9 +193,8 @@ class DevSession:
             console.print("  Tasks        [yellow]the worker is not serving yet[/]: see its log")
         console.print(f"  Database     {self.state / 'dev.db'}")
         console.print(f"  Worker log   {self.log_dir / 'worker.log'}")
-        example = tasks[0] if tasks else "TASK_ID"
         console.print(
-            f"  Try          TRIGGERFISH_SECRET_KEY={key} triggerfish trigger {example} "
+            f"  Try          TRIGGERFISH_SECRET_KEY={key} triggerfish trigger TASK_ID "
             "--payload '{}' --wait"
         )
         console.print("[dim]Ctrl-C stops everything.[/]")
