@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from tests import support
 from triggerfish.cli._serve import make_server
@@ -153,6 +155,18 @@ async def test_bad_calls_get_an_error_naming_what_is_wrong(served: Served) -> No
                                            "status": "OK"})
         assert no_attempt.value.status == 400 and "attempt_id" in str(no_attempt.value)
 
+        # frames that are not a JSON object get an answer too, without an id
+        async with connect(channel.url, additional_headers=channel_headers(served)) as raw:
+            await raw.send(b"\x00binary")
+            assert json.loads(await raw.recv()) == {
+                "id": None, "status": 400, "error": "a call is a JSON text frame, not a binary one"
+            }
+            await raw.send("[1, 2]")
+            assert json.loads(await raw.recv())["status"] == 400
+            await raw.send("{not json")
+            answer = json.loads(await raw.recv())
+            assert answer["status"] == 400 and "malformed JSON" in answer["error"]
+
         # the connection survives refusals: a good call still works
         answer = await channel.call(
             "heartbeat", {"worker_id": served.worker_id, "attempt_ids": []}
@@ -160,6 +174,10 @@ async def test_bad_calls_get_an_error_naming_what_is_wrong(served: Served) -> No
         assert answer == {"stop": []}
     finally:
         await channel.close()
+
+
+def channel_headers(served: Served) -> dict[str, str]:
+    return {"Authorization": f"Bearer {served.key}"}
 
 
 async def test_a_closed_socket_is_opened_again(served: Served) -> None:

@@ -101,7 +101,14 @@ class _Connection:
     async def serve(self) -> None:
         try:
             while True:
-                self._start(await self.socket.receive_text())
+                message = await self.socket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if message.get("text") is None:
+                    refused = UserError("a call is a JSON text frame, not a binary one")
+                    self._spawn(None, self._refuse(None, refused))
+                    continue
+                self._start(message["text"])
         except WebSocketDisconnect:
             pass
         finally:
