@@ -135,6 +135,24 @@ async def test_a_durable_call_of_a_stale_attempt_is_refused(served: Served) -> N
         await served.api.durable(job["attempt_id"], "journal", entry, give_up_after=5)
 
 
+async def test_a_call_too_large_for_a_frame_goes_as_a_request(served: Served) -> None:
+    [run_id] = await served.trigger(1)
+    [job] = await served.api.dequeue(served.worker_id, 1, 0, start=1)
+    served.api.limit_frames(2_000)  # as if the server took small frames only
+    entry = {"run_id": run_id, "seq": 0, "kind": "step", "name": "a", "status": "OK"}
+    big = {**entry, "result": "x" * 5_000}
+    assert await served.api.durable(job["attempt_id"], "journal", big, give_up_after=5) == {
+        "ok": True
+    }
+    # too large for a request as well: the body limit answers at once, nothing retried
+    huge = {**entry, "seq": 1, "result": "x" * (5 * 1024 * 1024)}
+    with pytest.raises(ApiError) as refused:
+        await served.api.durable(job["attempt_id"], "journal", huge, give_up_after=30)
+    assert refused.value.status == 413
+    # the socket carries on
+    assert await served.api.heartbeat(served.worker_id, [job["attempt_id"]]) == []
+
+
 async def test_bad_calls_get_an_error_naming_what_is_wrong(served: Served) -> None:
     channel = Channel(served.url, served.key)
     try:

@@ -104,6 +104,8 @@ async def register(body: RegisterBody, engine: EngineDep, env: EnvDep) -> dict[s
         "worker_id": worker.id,
         "environment": {"id": env.id, "slug": env.slug},
         "heartbeat_timeout": engine.res.settings.heartbeat_timeout,
+        # the worker socket's largest frame (larger calls go as requests)
+        "socket_max_bytes": engine.res.settings.max_body_bytes,
     }
 
 

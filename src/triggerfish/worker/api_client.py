@@ -15,7 +15,13 @@ from typing import Any
 import httpx
 
 from triggerfish.errors import ApiError
-from triggerfish.worker.channel import Channel, ChannelClosed, ChannelUnavailable, StaleReport
+from triggerfish.worker.channel import (
+    Channel,
+    ChannelClosed,
+    ChannelUnavailable,
+    FrameTooLarge,
+    StaleReport,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +73,14 @@ class WorkerApi:
             except ChannelUnavailable as exc:
                 log.warning("no worker socket (%s); using HTTP requests", exc)
                 self._socket = None
+            except FrameTooLarge:
+                pass  # this one call goes as a request, where the body limit answers 413
         return await self._post(path, body)
+
+    def limit_frames(self, max_bytes: int | None) -> None:
+        """The largest frame the server takes (from its answer to ``register``)."""
+        if self._socket is not None and max_bytes:
+            self._socket.max_frame = max_bytes
 
     async def post_reliably(self, path: str, body: dict[str, Any], *, give_up_after: float) -> Any:
         """POST, retrying connection failures and 5xx with backoff.

@@ -32,16 +32,22 @@ class ChannelUnavailable(Exception):
     """The server refused the socket (an older server, or a proxy without WebSockets)."""
 
 
+class FrameTooLarge(Exception):
+    """The call is larger than the server takes as one frame: send it as a request."""
+
+
 class StaleReport(Exception):
     """The server refused a report because the attempt is no longer current (409)."""
 
 
 class Channel:
-    def __init__(self, api_url: str, secret_key: str, *, max_size: int = 64 * 1024 * 1024):
+    def __init__(self, api_url: str, secret_key: str) -> None:
         base = api_url.rstrip("/")
         self.url = "ws" + base.removeprefix("http") + "/worker/v1/socket"
         self._headers = {"Authorization": f"Bearer {secret_key}"}
-        self._max_size = max_size
+        #: the largest frame the server takes (it closes the connection on a larger
+        #: one); the worker learns the real figure when it registers
+        self.max_frame = 1024 * 1024
         self._conn: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._opening = asyncio.Lock()
@@ -55,18 +61,22 @@ class Channel:
         """Send one call and wait for its answer body.
 
         Raises :class:`StaleReport` on 409, ``ApiError`` on any other refusal,
-        :class:`ChannelClosed` when no answer can come, and
-        :class:`ChannelUnavailable` when the server offers no socket.
+        :class:`ChannelClosed` when no answer can come,
+        :class:`ChannelUnavailable` when the server offers no socket, and
+        :class:`FrameTooLarge` (before sending) when the call exceeds ``max_frame``.
         """
-        conn = await self._connected()
         call_id = next(self._ids)
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[call_id] = answer
         frame: dict[str, Any] = {"id": call_id, "op": op, "body": body}
         if attempt_id:
             frame["attempt_id"] = attempt_id
+        data = json.dumps(frame, separators=(",", ":")).encode()
+        if len(data) > self.max_frame:
+            raise FrameTooLarge(f"{op} is {len(data)} bytes; frames stop at {self.max_frame}")
+        conn = await self._connected()
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = answer
         try:
-            await conn.send(json.dumps(frame, separators=(",", ":")))
+            await conn.send(data, text=True)
             reply = await asyncio.wait_for(answer, timeout)
         except asyncio.CancelledError:
             self._cancel_on_server(conn, call_id)
@@ -113,7 +123,7 @@ class Channel:
                     self.url,
                     additional_headers=self._headers,
                     compression=None,  # small frames: compressing costs more than it saves
-                    max_size=self._max_size,
+                    max_size=None,  # answers (claimed runs with their payloads) are not capped
                     open_timeout=10,
                 )
             except InvalidStatus as exc:
