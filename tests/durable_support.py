@@ -32,6 +32,17 @@ class Outcome:
     report: dict[str, Any]
 
 
+async def bare_worker(engine: Engine, env_id: str, version: str = "v1") -> WorkerIdentity:
+    """A worker serving task ``t`` that runs nothing itself: tests drive its calls by hand."""
+    return await engine.workers.register(
+        env_id,
+        version=version,
+        name="bare",
+        concurrency=1,
+        tasks=[{"id": "t", "retry": {}, "machine": "small-1x", "queue": {"name": "task/t"}}],
+    )
+
+
 class InProcessWorker:
     def __init__(
         self, engine: Engine, registry: TaskRegistry, env_id: str, version: str = "v1"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.durable_support import InProcessWorker, SimulatedCrash
+from tests.durable_support import InProcessWorker, SimulatedCrash, bare_worker
 from triggerfish import Context, retry, step, task
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
@@ -193,13 +193,7 @@ async def test_journal_write_from_a_stale_attempt_is_refused(
     engine: Engine, clock: ManualClock
 ) -> None:
     env_id = (await engine.environments.by_slug("dev")).id
-    ident = await engine.workers.register(
-        env_id,
-        version="v1",
-        name="raw2",
-        concurrency=1,
-        tasks=[{"id": "t", "retry": {}, "machine": "small-1x", "queue": {"name": "task/t"}}],
-    )
+    ident = await bare_worker(engine, env_id)
     run_id = await _trigger(engine, env_id, "t")
     [row] = await engine.dequeue.claim(ident, 1)
     entry = JournalEntry(seq=0, kind="step", name="a", status="OK", result=1)
@@ -253,13 +247,7 @@ async def test_a_journal_write_locks_the_run_to_its_version_only_when_asked(
     engine: Engine, db_url: str, clock: ManualClock
 ) -> None:
     env_id = (await engine.environments.by_slug("dev")).id
-    ident = await engine.workers.register(
-        env_id,
-        version="v7",
-        name="raw3",
-        concurrency=1,
-        tasks=[{"id": "t", "retry": {}, "machine": "small-1x", "queue": {"name": "task/t"}}],
-    )
+    ident = await bare_worker(engine, env_id, version="v7")
     run_id = await _trigger(engine, env_id, "t")
     [row] = await engine.dequeue.claim(ident, 1, start=1)
     unlocked = Engine.create(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.durable_support import InProcessWorker
+from tests.durable_support import InProcessWorker, bare_worker
 from triggerfish import BatchItem, Context, WaitResult, retry, step, task, wait
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
@@ -418,13 +418,7 @@ async def test_a_child_finishing_as_the_parents_wait_times_out_gives_one_result(
 
 async def test_a_stale_attempt_neither_waits_nor_makes_a_token(engine: Engine) -> None:
     env_id = (await engine.environments.by_slug("dev")).id
-    ident = await engine.workers.register(
-        env_id,
-        version="v1",
-        name="raw",
-        concurrency=1,
-        tasks=[{"id": "t", "retry": {}, "machine": "small-1x", "queue": {"name": "task/t"}}],
-    )
+    ident = await bare_worker(engine, env_id)
     run_id = await _trigger(engine, env_id, "t")
     assert len(await engine.dequeue.claim(ident, 1, start=1)) == 1  # executing, attempt 1
     with pytest.raises(StaleTransition):
