@@ -32,6 +32,7 @@ from triggerfish.engine.attempts import Attempts, Outcome, Report, Start
 from triggerfish.engine.limits import Limits
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.store import queues as queue_store
+from triggerfish.store import run_claim
 from triggerfish.store import runs as run_store
 
 
@@ -76,6 +77,11 @@ class Dequeue:
     def __init__(self, res: EngineResources, attempts: Attempts) -> None:
         self.res = res
         self.attempts = attempts
+        # environments whose last claim met a limit or a constrained queue: their
+        # claims go straight to the general path (the one-statement claim would
+        # only find out again). Any server may change limits, so this is a hint;
+        # the one-statement claim checks for itself.
+        self._constrained: set[str] = set()
 
     async def claim(self, worker: WorkerIdentity, limit: int, start: int = 0) -> list[Row[Any]]:
         """Claim up to ``limit`` runs; the first ``start`` of them are started at once
@@ -113,7 +119,15 @@ class Dequeue:
         """``claim`` inside the caller's write transaction."""
         now = self.res.clock.now()
         env_id = worker.environment_id
+        if self.res.db.dialect == "postgresql" and env_id not in self._constrained:
+            rows = await self._claim_unconstrained(conn, worker, limit, start, now)
+            if rows is not None:
+                return rows
         limits = await load_limits(conn, env_id, now)
+        if limits.env_limit is not None or limits.rules:
+            self._constrained.add(env_id)
+        else:
+            self._constrained.discard(env_id)
         if limits.env_full():
             return []
         scan = max(limit * self.SCAN_FACTOR, 16)
@@ -146,6 +160,27 @@ class Dequeue:
                 if c.queue_name in limits.rules and limits.rules[c.queue_name].rate_limited
             ],
         )
+        return rows
+
+    async def _claim_unconstrained(
+        self, conn: AsyncConnection, worker: WorkerIdentity, limit: int, start: int, now: float
+    ) -> list[Any] | None:
+        """The one-statement claim (``store.run_claim``); None if something constrains
+        the environment after all."""
+        claim = run_claim.SimpleClaim(
+            env_id=worker.environment_id,
+            task_ids=worker.task_ids,
+            worker_id=worker.id,
+            version=worker.version,
+            now=now,
+            now_at=to_datetime(now),
+            lease_expires_at=now + self.res.settings.heartbeat_timeout,
+            attempt_ids=[new_id("attempt", now) for _ in range(limit)],
+            start=start,
+        )
+        rows = await run_claim.claim_unconstrained(conn, claim)
+        if rows is None:
+            self._constrained.add(worker.environment_id)
         return rows
 
     async def _candidates(

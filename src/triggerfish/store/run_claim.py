@@ -1,0 +1,140 @@
+"""A claim in one statement, for the common case: an environment on PostgreSQL
+with no concurrency limit and no constrained queue.
+
+A claim's general path (``engine.dequeue``) reads the environment's limits,
+walks the candidates, locks what it must, then writes the runs, attempts and
+history rows: six or seven round trips through SQLAlchemy and a commit. When
+nothing constrains the environment, none of the reads can refuse a run, so
+the whole claim is data-modifying CTEs of one statement, prepared once per
+connection by asyncpg and sent straight to the driver. The statement checks
+for itself that nothing constrains the environment (in the same snapshot as
+its candidates) and claims nothing when something does; the caller then takes
+the general path.
+
+``SKIP LOCKED`` keeps concurrent claimers on disjoint runs, and the update is
+guarded by ``status = 'QUEUED'``, as on the general path.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from triggerfish.store.db import fetch_on_driver
+from triggerfish.store.tables import runs
+
+#: a claimed run: every column of ``runs``, by name, as SQLAlchemy reads them
+ClaimedRun = collections.namedtuple("ClaimedRun", [c.name for c in runs.c])  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class SimpleClaim:
+    """Who claims, and how many: the inputs of one unconstrained claim."""
+
+    env_id: str
+    task_ids: Sequence[str]
+    worker_id: str
+    version: str
+    #: the epoch seconds the claim happens at, and the same as stored
+    now: float
+    now_at: Any
+    lease_expires_at: float
+    #: one fresh attempt id per run wanted; as many runs are claimed at most
+    attempt_ids: Sequence[str]
+    #: the first ``start`` runs go straight on to EXECUTING
+    start: int
+
+
+async def claim_unconstrained(conn: AsyncConnection, claim: SimpleClaim) -> list[Any] | None:
+    """Claim up to ``len(claim.attempt_ids)`` queued runs in fair order.
+
+    Returns the claimed runs in order, or None when the environment has a
+    concurrency limit or a constrained queue (nothing was claimed; take the
+    general path). PostgreSQL only; like any ``fetch_on_driver`` write, it must
+    be the last statement of its transaction, or come after the first.
+    """
+    params = [
+        claim.env_id,
+        claim.now,
+        list(claim.task_ids),
+        claim.version,
+        len(claim.attempt_ids),
+        list(claim.attempt_ids),
+        claim.start,
+        claim.worker_id,
+        claim.lease_expires_at,
+        claim.now_at,
+        f"claimed by {claim.worker_id}",
+    ]
+    rows = await fetch_on_driver(conn, _STATEMENT, params)
+    if rows[0]["blocked"]:
+        return None
+    # asyncpg hands back the values as SQLAlchemy would: it has no result
+    # processors for these types on asyncpg (JSON is decoded by the codec it
+    # registers on every connection)
+    return [ClaimedRun(*row[1:]) for row in rows if row["id"] is not None]
+
+
+_COLUMNS = ", ".join(f"c.{c.name}" for c in runs.c)
+
+# $1 env, $2 now (epoch), $3 task ids, $4 worker version, $5 how many, $6 attempt
+# ids, $7 how many start, $8 worker id, $9 lease expiry, $10 now (timestamp),
+# $11 the history reason
+_STATEMENT = f"""
+WITH blocked AS (
+  SELECT 1 AS one FROM environments WHERE id = $1 AND concurrency_limit IS NOT NULL
+  UNION ALL
+  SELECT 1 FROM queues
+  WHERE environment_id = $1
+    AND (concurrency_limit IS NOT NULL OR concurrency_limit_override IS NOT NULL
+         OR concurrency_key_limit IS NOT NULL OR rate_limit_count IS NOT NULL OR paused)
+  LIMIT 1
+), picked AS (
+  SELECT id, order_key FROM runs
+  WHERE environment_id = $1 AND status = 'QUEUED' AND available_at <= $2::float8
+    AND task_identifier = ANY($3::varchar[])
+    AND (locked_version IS NULL OR locked_version = $4)
+    AND NOT EXISTS (SELECT 1 FROM blocked)
+  ORDER BY order_key
+  LIMIT $5
+  FOR UPDATE SKIP LOCKED
+), numbered AS (
+  SELECT id, row_number() OVER (ORDER BY order_key) AS n FROM picked
+), claimed AS (
+  UPDATE runs AS r SET
+    previous_status = r.status,
+    status = CASE WHEN numbered.n <= $7 THEN 'EXECUTING' ELSE 'DEQUEUED' END,
+    attempt_count = r.attempt_count + 1,
+    current_attempt_id = ($6::varchar[])[numbered.n],
+    worker_id = $8,
+    lease_expires_at = $9::float8,
+    updated_at = $10::timestamp,
+    started_at = coalesce(r.started_at, CASE WHEN numbered.n <= $7 THEN $10::timestamp END)
+  FROM numbered
+  WHERE r.id = numbered.id AND r.status = 'QUEUED'
+  RETURNING r.*, numbered.n AS claim_n
+), attempted AS (
+  INSERT INTO attempts (id, run_id, number, status, worker_id, version, created_at, started_at)
+  SELECT current_attempt_id, id, attempt_count,
+         CASE WHEN status = 'EXECUTING' THEN 'EXECUTING' ELSE 'PENDING' END,
+         $8, $4, $10::timestamp, CASE WHEN status = 'EXECUTING' THEN $10::timestamp END
+  FROM claimed
+), logged AS (
+  INSERT INTO run_events (run_id, from_status, to_status, attempt_id, reason, at)
+  SELECT claimed.id, e.from_status, e.to_status, claimed.current_attempt_id,
+         coalesce(e.reason, $11), $10::timestamp
+  FROM claimed
+  CROSS JOIN (VALUES (1, 'QUEUED', 'DEQUEUED', NULL),
+                     (2, 'DEQUEUED', 'EXECUTING', 'attempt started'))
+       AS e(k, from_status, to_status, reason)
+  WHERE e.k = 1 OR claimed.status = 'EXECUTING'
+  ORDER BY claimed.claim_n, e.k
+)
+SELECT EXISTS (SELECT 1 FROM blocked) AS blocked, {_COLUMNS}
+FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true
+ORDER BY c.claim_n
+"""
