@@ -21,6 +21,7 @@ from triggerfish.api import (
     worker_socket,
 )
 from triggerfish.api.errors import error_response
+from triggerfish.api.trigger_lane import TriggerLane
 from triggerfish.dashboard import routes as dashboard
 from triggerfish.engine import Engine
 
@@ -54,6 +55,8 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
     errors.install(app)
     limit = engine.res.settings.max_body_bytes
 
+    # the trigger route's fast path, behind the body limit (added first: inner)
+    app.add_middleware(TriggerLane, engine=engine)
     app.add_middleware(BodyLimit, limit=limit)
 
     app.include_router(public.router)
