@@ -28,6 +28,11 @@ REDIS_URL = os.environ.get("TRIGGERFISH_BENCH_REDIS", "redis://127.0.0.1:6379")
 DONE_POLL = 0.05
 #: how often a latency client checks for one run's result where it must poll
 RESULT_POLL = 0.01
+#: how long after its trigger a latency client first looks for the result: the
+#: look is a query to the system under test, and made at once it would compete
+#: with the very start being timed (the wait does not enter the figure, which is
+#: the time the task recorded)
+FIRST_LOOK = 0.01
 
 
 class BenchError(RuntimeError):

@@ -7,7 +7,15 @@ import time
 
 import httpx
 
-from bench._common import DONE_POLL, RESULT_POLL, BenchError, latency_summary, median, wait_until
+from bench._common import (
+    DONE_POLL,
+    FIRST_LOOK,
+    RESULT_POLL,
+    BenchError,
+    latency_summary,
+    median,
+    wait_until,
+)
 from bench._triggerfish import Stack
 from triggerfish import Triggerfish
 
@@ -61,6 +69,7 @@ def latency_at_idle(stack: Stack, n: int, pause: float = 0.02) -> dict[str, floa
             time.sleep(pause)  # the worker is back in its idle long poll
             sent = time.time()
             handle = client.tasks.trigger("noop", {"i": i})
+            time.sleep(FIRST_LOOK)
             run = client.runs.poll(handle.id, timeout=30, interval=RESULT_POLL)
             if run.status != "COMPLETED":
                 raise BenchError(f"run {run.id} ended {run.status}")
@@ -141,6 +150,7 @@ def token_resume(stack: Stack, n: int) -> dict[str, float]:
             time.sleep(0.02)
             completed = time.time()
             client.waitpoints.complete_token(token.id, {"i": i})  # type: ignore[attr-defined]
+            time.sleep(FIRST_LOOK)
             run = client.runs.poll(handle.id, timeout=30, interval=RESULT_POLL)
             if run.status != "COMPLETED":
                 raise BenchError(f"run {run.id} ended {run.status}")

@@ -22,6 +22,7 @@ import psycopg
 
 from bench._common import (
     DONE_POLL,
+    FIRST_LOOK,
     REPO_DIR,
     RESULT_POLL,
     BenchError,
@@ -97,6 +98,7 @@ def run(workload: str, url: str, n: int, mode: str, batch: int, folder: Path) ->
                     time.sleep(0.02)
                     sent = time.time()
                     capp.configure_task("stamp").defer(i=i)
+                    time.sleep(FIRST_LOOK)
                     row = wait_until(
                         lambda i=i: conn.execute(
                             "SELECT started FROM bench_stamps WHERE i = %s", (i,)
