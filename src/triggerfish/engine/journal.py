@@ -59,7 +59,10 @@ class Journal:
         one_statement = self.res.db.dialect == "postgresql" and blob is None
         tx = journal_store.single_statement(self.res.db) if one_statement else self.res.db.write()
         async with tx as conn:
-            if not await self._guarded_write(conn, values, blob, attempt_id, env_id, now):
+            written = await self._guarded_write(
+                conn, values, blob, attempt_id, env_id, now, alone=one_statement
+            )
+            if not written:
                 raise StaleTransition(run_id, f"journal entry {entry.seq}", attempt_id)
 
     async def write_guarded_in(
@@ -84,12 +87,19 @@ class Journal:
         attempt_id: str,
         env_id: str | None,
         now: datetime,
+        *,
+        alone: bool = False,
     ) -> bool:
         lock_version = self.res.settings.lock_run_versions
         if conn.dialect.name == "postgresql":  # guard and entry in one statement
             written = await journal_store.guarded_upsert(
-                conn, values, attempt_id=attempt_id, env_id=env_id, now=now,
+                conn,
+                values,
+                attempt_id=attempt_id,
+                env_id=env_id,
+                now=now,
                 lock_version=lock_version,
+                alone=alone,
             )
             if written and blob is not None:
                 await journal_store.put_blob(conn, values["run_id"], values["seq"], blob)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import Dialect as SQLDialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -108,6 +110,24 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get("triggerfish_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@functools.lru_cache(maxsize=64)
+def bind_processors(
+    table: Table, dialect: SQLDialect, columns: tuple[str, ...]
+) -> list[tuple[int, Callable[[Any], Any]]]:
+    """(position, bind processor) of those ``columns`` of ``table`` that have one.
+
+    For values sent with :func:`fetch_on_driver`: run through these, they are
+    stored exactly as SQLAlchemy stores them (JSON text, SQLite's datetime
+    strings and booleans).
+    """
+    out: list[tuple[int, Callable[[Any], Any]]] = []
+    for i, name in enumerate(columns):
+        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            out.append((i, process))
+    return out
 
 
 async def fetch_on_driver(conn: AsyncConnection, sql: str, params: Any) -> list[Any]:

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.states import RunStatus
-from triggerfish.store.db import Database
+from triggerfish.store.db import Database, bind_processors, fetch_on_driver
 from triggerfish.store.tables import attempts, run_journal, run_journal_blobs, runs
 
 #: journal columns a replaying task process needs
@@ -81,6 +81,7 @@ async def guarded_upsert(
     env_id: str | None,
     now: datetime,
     lock_version: bool,
+    alone: bool = False,
 ) -> bool:
     """PostgreSQL: :func:`guard_executing` and :func:`upsert` as one statement.
 
@@ -88,42 +89,77 @@ async def guarded_upsert(
     the entry is written only if the attempt is the run's current, executing
     one (in ``env_id`` when given), under the run's row lock, in one round
     trip. ``False``: the attempt is stale and nothing was written.
+
+    ``alone``: the statement is all its transaction does (a step's journal
+    write, on a ``single_statement`` connection). Every durable step of every
+    run comes through there, so it then goes straight to the driver (see
+    ``db.fetch_on_driver``), prepared once per connection: SQLAlchemy's
+    per-execution work costs more than PostgreSQL's.
     """
-    params = {**values, "g_attempt": attempt_id, "g_env": env_id, "g_now": now}
-    stmt = _guarded_upsert(tuple(sorted(values)), lock_version)
-    return (await conn.execute(stmt, params)).first() is not None
+    keys = tuple(sorted(values))
+    if not alone:
+        params = {**values, "g_attempt": attempt_id, "g_env": env_id, "g_now": now}
+        return (await conn.execute(_guarded_upsert(keys, lock_version), params)).first() is not None
+    row = [values[k] for k in keys]
+    for i, process in bind_processors(run_journal, conn.dialect, keys):
+        row[i] = process(row[i])
+    sql = _guarded_upsert_on_driver(keys, lock_version)
+    return bool(await fetch_on_driver(conn, sql, [*row, attempt_id, env_id, now]))
 
 
 @functools.lru_cache(maxsize=4)
 def _guarded_upsert(keys: tuple[str, ...], lock_version: bool) -> Any:
     # typed text like _upsert: SQLAlchemy can neither cache ON CONFLICT nor
     # compose a data-modifying CTE into an INSERT … SELECT
-    version = (
-        ", locked_version = coalesce(runs.locked_version,"
-        " (SELECT attempts.version FROM attempts WHERE attempts.id = :g_attempt))"
-        if lock_version
-        else ""
-    )
-    guard = (
-        f"UPDATE runs SET updated_at = :g_now{version} "
-        "WHERE runs.id = :run_id AND runs.current_attempt_id = :g_attempt "
-        f"AND runs.status = '{RunStatus.EXECUTING.value}' "
-        "AND (CAST(:g_env AS VARCHAR) IS NULL OR runs.environment_id = :g_env) "
-        "RETURNING runs.id"
-    )
-    stmt = text(
-        f"WITH guard AS ({guard}) "
-        f"INSERT INTO run_journal ({', '.join(keys)}) "
-        f"SELECT {', '.join(':' + k for k in keys)} FROM guard "
-        f"{_on_conflict(keys)} RETURNING run_journal.run_id"
-    )
+    names = {k: f":{k}" for k in keys}
+    names.update(g_attempt=":g_attempt", g_env="CAST(:g_env AS VARCHAR)", g_now=":g_now")
     binds = [bindparam(k, type_=run_journal.c[k].type) for k in keys]
     binds += [
         bindparam("g_attempt", type_=runs.c.current_attempt_id.type),
         bindparam("g_env", type_=runs.c.environment_id.type),
         bindparam("g_now", type_=runs.c.updated_at.type),
     ]
-    return stmt.bindparams(*binds)
+    return text(_guarded_upsert_sql(keys, lock_version, names)).bindparams(*binds)
+
+
+@functools.lru_cache(maxsize=4)
+def _guarded_upsert_on_driver(keys: tuple[str, ...], lock_version: bool) -> str:
+    # every parameter is cast: in INSERT … SELECT PostgreSQL would read an
+    # untyped one as text
+    pg = postgresql.dialect()  # type: ignore[no-untyped-call]
+    names = {
+        k: f"${i}::{run_journal.c[k].type.compile(dialect=pg)}"
+        for i, k in enumerate(keys, start=1)
+    }
+    n = len(keys)
+    names.update(g_attempt=f"${n + 1}::varchar", g_env=f"${n + 2}::varchar")
+    names.update(g_now=f"${n + 3}::timestamp")
+    return _guarded_upsert_sql(keys, lock_version, names)
+
+
+def _guarded_upsert_sql(keys: tuple[str, ...], lock_version: bool, names: dict[str, str]) -> str:
+    """The guarded upsert with each value written as ``names`` says (the entry's
+    columns, ``g_attempt``, ``g_env`` and ``g_now``)."""
+    attempt, env = names["g_attempt"], names["g_env"]
+    version = (
+        ", locked_version = coalesce(runs.locked_version,"
+        f" (SELECT attempts.version FROM attempts WHERE attempts.id = {attempt}))"
+        if lock_version
+        else ""
+    )
+    guard = (
+        f"UPDATE runs SET updated_at = {names['g_now']}{version} "
+        f"WHERE runs.id = {names['run_id']} AND runs.current_attempt_id = {attempt} "
+        f"AND runs.status = '{RunStatus.EXECUTING.value}' "
+        f"AND ({env} IS NULL OR runs.environment_id = {env}) "
+        "RETURNING runs.id"
+    )
+    return (
+        f"WITH guard AS ({guard}) "
+        f"INSERT INTO run_journal ({', '.join(keys)}) "
+        f"SELECT {', '.join(names[k] for k in keys)} FROM guard "
+        f"{_on_conflict(keys)} RETURNING run_journal.run_id"
+    )
 
 
 async def entries_of(

@@ -21,11 +21,10 @@ import functools
 from typing import Any
 
 from sqlalchemy import JSON
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.store import queues as queue_store
-from triggerfish.store.db import fetch_on_driver
+from triggerfish.store.db import bind_processors, fetch_on_driver
 from triggerfish.store.tables import runs
 
 
@@ -40,7 +39,7 @@ async def insert_queued_run(
     """
     columns = tuple(k for k in values if k != "order_key")
     row = [values[name] for name in columns]
-    for i, process in _processors(conn.dialect, columns):
+    for i, process in bind_processors(runs, conn.dialect, columns):
         row[i] = process(row[i])
     if conn.dialect.name == "postgresql":
         return await _insert_postgresql(conn, values, columns, row, now, quantum)
@@ -81,19 +80,6 @@ async def _insert_sqlite(
     event = {**run, "status": values["status"], "at": stored["created_at"]}
     await fetch_on_driver(conn, _SQLITE_EVENT, event)
     return order_key
-
-
-@functools.lru_cache(maxsize=16)
-def _processors(dialect: Dialect, columns: tuple[str, ...]) -> list[tuple[int, Any]]:
-    """(position, bind processor) of the columns that have one, so values are
-    stored exactly as SQLAlchemy stores them (JSON text, SQLite's datetime
-    strings and booleans)."""
-    out = []
-    for i, name in enumerate(columns):
-        process = runs.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
-            out.append((i, process))
-    return out
 
 
 # $1 env, $2 queue, $3 concurrency key ('' for none), $4 now, $5 quantum,
