@@ -27,8 +27,8 @@ def one_statement_claims(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     taken: list[Any] = []
     claim = run_claim.claim_unconstrained
 
-    async def counting(conn: Any, request: run_claim.SimpleClaim) -> list[Any] | None:
-        rows = await claim(conn, request)
+    async def counting(fetch: Any, request: run_claim.SimpleClaim) -> list[Any] | None:
+        rows = await claim(fetch, request)
         taken.append(None if rows is None else len(rows))
         return rows
 

@@ -88,6 +88,12 @@ class Dequeue:
         (EXECUTING: the worker has a free slot for each and sends no start report)."""
         if limit <= 0 or not worker.task_ids:
             return []
+        if self._one_statement(worker):
+            # its own transaction: no BEGIN, no COMMIT, a held connection
+            fetch, now = self.res.db.fetch_alone, self.res.clock.now()
+            rows = await self._claim_unconstrained(fetch, worker, limit, start, now)
+            if rows is not None:
+                return rows
         async with self.res.db.write() as conn:
             return await self.claim_in(conn, worker, limit, start)
 
@@ -119,8 +125,9 @@ class Dequeue:
         """``claim`` inside the caller's write transaction."""
         now = self.res.clock.now()
         env_id = worker.environment_id
-        if self.res.db.dialect == "postgresql" and env_id not in self._constrained:
-            rows = await self._claim_unconstrained(conn, worker, limit, start, now)
+        if self._one_statement(worker):
+            fetch = run_claim.in_transaction(conn)
+            rows = await self._claim_unconstrained(fetch, worker, limit, start, now)
             if rows is not None:
                 return rows
         limits = await load_limits(conn, env_id, now)
@@ -162,8 +169,13 @@ class Dequeue:
         )
         return rows
 
+    def _one_statement(self, worker: WorkerIdentity) -> bool:
+        """Whether to try the one-statement claim (``store.run_claim``) first."""
+        postgresql = self.res.db.dialect == "postgresql"
+        return postgresql and worker.environment_id not in self._constrained
+
     async def _claim_unconstrained(
-        self, conn: AsyncConnection, worker: WorkerIdentity, limit: int, start: int, now: float
+        self, fetch: run_claim.Fetch, worker: WorkerIdentity, limit: int, start: int, now: float
     ) -> list[Any] | None:
         """The one-statement claim (``store.run_claim``); None if something constrains
         the environment after all."""
@@ -178,7 +190,7 @@ class Dequeue:
             attempt_ids=[new_id("attempt", now) for _ in range(limit)],
             start=start,
         )
-        rows = await run_claim.claim_unconstrained(conn, claim)
+        rows = await run_claim.claim_unconstrained(fetch, claim)
         if rows is None:
             self._constrained.add(worker.environment_id)
         return rows

@@ -120,6 +120,9 @@ class Enqueue:
 
     async def _trigger_once(self, env_id: str, req: TriggerRequest) -> TriggerResult:
         now = self.res.clock.now()
+        alone = await self._trigger_alone(env_id, req, now)
+        if alone is not None:
+            return alone
         async with self.res.db.write() as conn:
             manifest = await self._manifest(conn, env_id, req.task_id)
             _validate(manifest.get("payload_schema"), req.payload)
@@ -145,6 +148,33 @@ class Enqueue:
         self._known_queues.add(queue_key)  # committed
         if values["status"] == RunStatus.QUEUED:
             await self.res.notifier.notify(env_id)
+        return TriggerResult(values["id"], False)
+
+    async def _trigger_alone(
+        self, env_id: str, req: TriggerRequest, now: float
+    ) -> TriggerResult | None:
+        """The common trigger as one statement of its own, or None to take the full path.
+
+        On PostgreSQL, when the task's manifest and queue are already known and
+        the trigger has no idempotency key or debounce, the run's insert is all
+        there is to do: it runs on a held connection, without BEGIN/COMMIT
+        (``Database.fetch_alone``).
+        """
+        if self.res.db.dialect != "postgresql" or req.idempotency_key or req.debounce:
+            return None
+        manifest = self.manifests.cached(env_id, req.task_id)
+        if manifest is None:
+            return None
+        _validate(manifest.get("payload_schema"), req.payload)
+        values = self._row(env_id, req, manifest, now)
+        if values["status"] != RunStatus.QUEUED:
+            return None
+        if (env_id, values["queue_name"]) not in self._known_queues:
+            return None
+        values["order_key"] = await run_insert.insert_queued_run_alone(
+            self.res.db, values, now=self.res.clock.now(), quantum=FAIR_QUANTUM
+        )
+        await self.res.notifier.notify(env_id)
         return TriggerResult(values["id"], False)
 
     async def _insert(self, conn: Any, env_id: str, values: dict[str, Any]) -> None:

@@ -54,16 +54,21 @@ class Journal:
         """
         now = to_datetime(self.res.clock.now())
         values, blob = self._row(run_id, entry, now)
-        # every step comes through here: on PostgreSQL an entry without a blob is
-        # one guarded statement, which needs no BEGIN/COMMIT round trips
-        one_statement = self.res.db.dialect == "postgresql" and blob is None
-        tx = journal_store.single_statement(self.res.db) if one_statement else self.res.db.write()
-        async with tx as conn:
-            written = await self._guarded_write(
-                conn, values, blob, attempt_id, env_id, now, alone=one_statement
+        if self.res.db.dialect == "postgresql" and blob is None:
+            # every step comes through here: one guarded statement, its own transaction
+            written = await journal_store.guarded_upsert_alone(
+                self.res.db,
+                values,
+                attempt_id=attempt_id,
+                env_id=env_id,
+                now=now,
+                lock_version=self.res.settings.lock_run_versions,
             )
-            if not written:
-                raise StaleTransition(run_id, f"journal entry {entry.seq}", attempt_id)
+        else:
+            async with self.res.db.write() as conn:
+                written = await self._guarded_write(conn, values, blob, attempt_id, env_id, now)
+        if not written:
+            raise StaleTransition(run_id, f"journal entry {entry.seq}", attempt_id)
 
     async def write_guarded_in(
         self,
@@ -87,8 +92,6 @@ class Journal:
         attempt_id: str,
         env_id: str | None,
         now: datetime,
-        *,
-        alone: bool = False,
     ) -> bool:
         lock_version = self.res.settings.lock_run_versions
         if conn.dialect.name == "postgresql":  # guard and entry in one statement
@@ -99,7 +102,6 @@ class Journal:
                 env_id=env_id,
                 now=now,
                 lock_version=lock_version,
-                alone=alone,
             )
             if written and blob is not None:
                 await journal_store.put_blob(conn, values["run_id"], values["seq"], blob)

@@ -25,15 +25,22 @@ class ManifestCache:
         self._by_version: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._latest: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
 
+    def cached(self, env_id: str, task_id: str) -> dict[str, Any] | None:
+        """``latest`` when it is known without a query, else None."""
+        hit = self._latest.get((env_id, task_id))
+        if hit is not None and time.monotonic() - hit[0] < LATEST_TTL:
+            return hit[1]
+        return None
+
     async def latest(
         self, conn: AsyncConnection, env_id: str, task_id: str
     ) -> dict[str, Any] | None:
         """The manifest of the newest registered version of a task (None: unknown task)."""
         key = (env_id, task_id)
         now = time.monotonic()
-        hit = self._latest.get(key)
-        if hit is not None and now - hit[0] < LATEST_TTL:
-            return hit[1]
+        hit = self.cached(env_id, task_id)
+        if hit is not None:
+            return hit
         manifest = await worker_store.latest_manifest(conn, env_id, task_id)
         if manifest is not None:
             self._latest[key] = (now, manifest)

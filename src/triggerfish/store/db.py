@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,12 +45,17 @@ class Database:
     on upgrade. ``read()`` opens a plain transaction.
     """
 
+    #: PostgreSQL connections kept out of the pool for ``fetch_alone`` at most
+    HELD_CONNECTIONS = 4
+
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = normalise_url(url)
         self.dialect: Dialect = (
             "postgresql" if self.url.get_backend_name() == "postgresql" else "sqlite"
         )
         self.engine: AsyncEngine = self._create_engine(pool_size)
+        self._idle: list[AsyncConnection] = []  # held for fetch_alone, not in use
+        self._held = 0
 
     def _create_engine(self, pool_size: int) -> AsyncEngine:
         if self.dialect == "sqlite":
@@ -88,7 +93,49 @@ class Database:
         if current != head:
             raise SchemaNotMigrated(self.display_url, current, head)
 
+    async def fetch_alone(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """Run one self-contained statement on PostgreSQL (its own transaction); its rows.
+
+        For the hottest single statements (a step's journal write, a claim): a
+        connection taken from the pool and given back costs SQLAlchemy about as
+        much as PostgreSQL takes to run such a statement, so up to
+        ``HELD_CONNECTIONS`` connections stay out of the pool for them. A
+        statement that finds none free takes one from the pool as usual. A
+        connection whose statement failed other than by the database's refusal
+        (a lost connection, a cancelled call) is thrown away. Parameters are in
+        asyncpg's style, as for ``fetch_on_driver``.
+        """
+        if self._idle:
+            conn = self._idle.pop()
+        elif self._held < self.HELD_CONNECTIONS:
+            self._held += 1
+            try:
+                conn = await self.engine.connect()
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            except BaseException:
+                self._held -= 1
+                raise
+        else:
+            async with self.engine.connect() as passing:
+                passing = await passing.execution_options(isolation_level="AUTOCOMMIT")
+                return await fetch_on_driver(passing, sql, params)
+        try:
+            rows = await fetch_on_driver(conn, sql, params)
+        except BaseException as exc:
+            if _is_refusal(exc):
+                self._idle.append(conn)
+            else:
+                self._held -= 1
+                await _discard(conn)
+            raise
+        self._idle.append(conn)
+        return rows
+
     async def dispose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+        self._held -= len(idle)
         await self.engine.dispose()
 
 
@@ -158,6 +205,23 @@ async def fetch_on_driver(conn: AsyncConnection, sql: str, params: Any) -> list[
         if _is_integrity_error(exc):
             raise IntegrityError(sql, params, exc) from exc
         raise
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """An error the database answered a statement with, which leaves the connection
+    fine (not a lost connection, a shutdown or a cancelled call)."""
+    import asyncpg
+    from asyncpg.exceptions import OperatorInterventionError
+
+    lost = asyncpg.PostgresConnectionError | OperatorInterventionError
+    return isinstance(exc, IntegrityError | asyncpg.PostgresError) and not isinstance(exc, lost)
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+    with contextlib.suppress(Exception):
+        await conn.close()
 
 
 def _is_integrity_error(exc: Exception) -> bool:

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.states import RunStatus
-from triggerfish.store.db import Database, bind_processors, fetch_on_driver
+from triggerfish.store.db import Database, bind_processors
 from triggerfish.store.tables import attempts, run_journal, run_journal_blobs, runs
 
 #: journal columns a replaying task process needs
@@ -81,7 +81,6 @@ async def guarded_upsert(
     env_id: str | None,
     now: datetime,
     lock_version: bool,
-    alone: bool = False,
 ) -> bool:
     """PostgreSQL: :func:`guard_executing` and :func:`upsert` as one statement.
 
@@ -89,22 +88,34 @@ async def guarded_upsert(
     the entry is written only if the attempt is the run's current, executing
     one (in ``env_id`` when given), under the run's row lock, in one round
     trip. ``False``: the attempt is stale and nothing was written.
-
-    ``alone``: the statement is all its transaction does (a step's journal
-    write, on a ``single_statement`` connection). Every durable step of every
-    run comes through there, so it then goes straight to the driver (see
-    ``db.fetch_on_driver``), prepared once per connection: SQLAlchemy's
-    per-execution work costs more than PostgreSQL's.
     """
     keys = tuple(sorted(values))
-    if not alone:
-        params = {**values, "g_attempt": attempt_id, "g_env": env_id, "g_now": now}
-        return (await conn.execute(_guarded_upsert(keys, lock_version), params)).first() is not None
+    params = {**values, "g_attempt": attempt_id, "g_env": env_id, "g_now": now}
+    return (await conn.execute(_guarded_upsert(keys, lock_version), params)).first() is not None
+
+
+async def guarded_upsert_alone(
+    db: Database,
+    values: dict[str, Any],
+    *,
+    attempt_id: str,
+    env_id: str | None,
+    now: datetime,
+    lock_version: bool,
+) -> bool:
+    """:func:`guarded_upsert` as a transaction of its own (a step's journal write).
+
+    Every durable step of every run comes through here, so the statement goes
+    straight to the driver on a held connection (``Database.fetch_alone``),
+    prepared once per connection: SQLAlchemy's per-execution work costs more
+    than PostgreSQL's.
+    """
+    keys = tuple(sorted(values))
     row = [values[k] for k in keys]
-    for i, process in bind_processors(run_journal, conn.dialect, keys):
+    for i, process in bind_processors(run_journal, db.engine.dialect, keys):
         row[i] = process(row[i])
     sql = _guarded_upsert_on_driver(keys, lock_version)
-    return bool(await fetch_on_driver(conn, sql, [*row, attempt_id, env_id, now]))
+    return bool(await db.fetch_alone(sql, [*row, attempt_id, env_id, now]))
 
 
 @functools.lru_cache(maxsize=4)

@@ -18,7 +18,8 @@ guarded by ``status = 'QUEUED'``, as on the general path.
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+import functools
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,13 +50,22 @@ class SimpleClaim:
     start: int
 
 
-async def claim_unconstrained(conn: AsyncConnection, claim: SimpleClaim) -> list[Any] | None:
+Fetch = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
+
+
+def in_transaction(conn: AsyncConnection) -> Fetch:
+    """Run the claim in ``conn``'s transaction (``fetch_on_driver``: it must be the
+    transaction's last statement, or come after its first)."""
+    return functools.partial(fetch_on_driver, conn)
+
+
+async def claim_unconstrained(fetch: Fetch, claim: SimpleClaim) -> list[Any] | None:
     """Claim up to ``len(claim.attempt_ids)`` queued runs in fair order.
 
     Returns the claimed runs in order, or None when the environment has a
     concurrency limit or a constrained queue (nothing was claimed; take the
-    general path). PostgreSQL only; like any ``fetch_on_driver`` write, it must
-    be the last statement of its transaction, or come after the first.
+    general path). PostgreSQL only. ``fetch`` runs the statement: a
+    transaction's (``in_transaction``) or its own (``Database.fetch_alone``).
     """
     params = [
         claim.env_id,
@@ -70,7 +80,7 @@ async def claim_unconstrained(conn: AsyncConnection, claim: SimpleClaim) -> list
         claim.now_at,
         f"claimed by {claim.worker_id}",
     ]
-    rows = await fetch_on_driver(conn, _STATEMENT, params)
+    rows = await fetch(_STATEMENT, params)
     if rows[0]["blocked"]:
         return None
     # asyncpg hands back the values as SQLAlchemy would: it has no result

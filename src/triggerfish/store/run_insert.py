@@ -18,13 +18,14 @@ priority.
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from sqlalchemy import JSON
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.store import queues as queue_store
-from triggerfish.store.db import bind_processors, fetch_on_driver
+from triggerfish.store.db import Database, bind_processors, fetch_on_driver
 from triggerfish.store.tables import runs
 
 
@@ -42,12 +43,25 @@ async def insert_queued_run(
     for i, process in bind_processors(runs, conn.dialect, columns):
         row[i] = process(row[i])
     if conn.dialect.name == "postgresql":
-        return await _insert_postgresql(conn, values, columns, row, now, quantum)
+        fetch = functools.partial(fetch_on_driver, conn)
+        return await _insert_postgresql(fetch, values, columns, row, now, quantum)
     return await _insert_sqlite(conn, values, columns, row, now, quantum)
 
 
+async def insert_queued_run_alone(
+    db: Database, values: dict[str, Any], *, now: float, quantum: float
+) -> float:
+    """``insert_queued_run`` as a transaction of its own, on PostgreSQL: the whole of
+    a plain trigger whose task and queue are known (``Database.fetch_alone``)."""
+    columns = tuple(k for k in values if k != "order_key")
+    row = [values[name] for name in columns]
+    for i, process in bind_processors(runs, db.engine.dialect, columns):
+        row[i] = process(row[i])
+    return await _insert_postgresql(db.fetch_alone, values, columns, row, now, quantum)
+
+
 async def _insert_postgresql(
-    conn: AsyncConnection,
+    fetch: Callable[[str, Sequence[Any]], Awaitable[list[Any]]],
     values: dict[str, Any],
     columns: tuple[str, ...],
     row: list[Any],
@@ -57,7 +71,7 @@ async def _insert_postgresql(
     key = values["concurrency_key"] or ""
     params = [values["environment_id"], values["queue_name"], key, now, quantum]
     params += [values["tags"], *row]
-    return float((await fetch_on_driver(conn, _pg_statement(columns), params))[0][0])
+    return float((await fetch(_pg_statement(columns), params))[0][0])
 
 
 async def _insert_sqlite(
