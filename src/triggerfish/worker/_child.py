@@ -28,6 +28,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from triggerfish.worker._direct import DirectJournal
+
 if TYPE_CHECKING:
     from triggerfish.sdk._registry import TaskRegistry
 
@@ -150,10 +152,12 @@ class _Attempts:
         self.out = _LineWriter(conn, "stdout", "INFO")
         self.err = _LineWriter(conn, "stderr", "ERROR")
         self.on_metadata: Callable[[dict[str, Any]], None] = lambda op: send(conn, ("metadata", op))
-        self.transport = _transport(conn)
+        self.direct = DirectJournal()
+        self.transport = _transport(conn, self.direct)
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
         self.bind(self.on_metadata, job.get("metadata"))
+        self.direct.bind(job)
         sys.stdout, sys.stderr = self.out, self.err
         try:
             return self.run_attempt(self.registry, job, self.loop, self.transport)
@@ -164,10 +168,18 @@ class _Attempts:
             self.bind(None)
 
 
-def _transport(conn: Connection) -> Any:
-    """Durable calls: send the request, block until the worker's reply arrives."""
+def _transport(conn: Connection, direct: DirectJournal) -> Any:
+    """Durable calls: send the request, block until the worker's reply arrives.
+
+    Journal writes go to the server over this process's own socket when they
+    can (``_direct.py``); the worker relays whatever that leaves.
+    """
 
     def call(op: str, body: dict[str, Any]) -> dict[str, Any]:
+        if op == "journal":
+            answer = direct.write(body)
+            if answer is not None:
+                return answer
         send(conn, ("call", {"op": op, "body": body}))
         while True:
             kind, value = recv(conn)

@@ -41,6 +41,7 @@ class WorkerApi:
         self, api_url: str, secret_key: str, *, timeout: float = 30.0, socket: bool = True
     ) -> None:
         self._timeout = timeout
+        self._secret_key = secret_key
         self._socket = Channel(api_url, secret_key) if socket else None
         self._http = httpx.AsyncClient(
             base_url=api_url.rstrip("/"),
@@ -76,6 +77,14 @@ class WorkerApi:
             except FrameTooLarge:
                 pass  # this one call goes as a request, where the body limit answers 413
         return await self._post(path, body)
+
+    def direct_link(self) -> dict[str, Any] | None:
+        """What a task process needs to send its journal writes to the server itself
+        (``worker/_direct.py``): None while this worker talks HTTP."""
+        if self._socket is None:
+            return None
+        socket = self._socket
+        return {"url": socket.url, "key": self._secret_key, "max_frame": socket.max_frame}
 
     def limit_frames(self, max_bytes: int | None) -> None:
         """The largest frame the server takes (from its answer to ``register``)."""

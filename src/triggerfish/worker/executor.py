@@ -53,6 +53,8 @@ class Job:
     max_duration: float | None
     journal: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, Any] | None = None
+    #: the worker's link for the task process's own journal writes (``_direct.py``)
+    direct: dict[str, Any] | None = None
 
     def to_child(self) -> dict[str, Any]:
         return {
@@ -66,6 +68,7 @@ class Job:
             "machine": self.machine,
             "journal": self.journal,
             "metadata": self.metadata,
+            "direct": self.direct,
         }
 
 

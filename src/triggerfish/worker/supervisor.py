@@ -314,7 +314,9 @@ class Worker:
             return None
         if not raw.get("started"):  # claimed ahead: report the start now
             await self._reports.start(raw["run_id"], attempt_id)
-        return await self.pool.run(_job(raw, self._max_durations.get(raw["task_id"])))
+        job = _job(raw, self._max_durations.get(raw["task_id"]))
+        job.direct = self.api.direct_link()
+        return await self.pool.run(job)
 
     # -- durable calls from task processes ------------------------------------------
 

@@ -1,0 +1,110 @@
+"""A task process's own socket to the server, for its journal writes.
+
+Every durable step ends in a journal write that the task waits for. Relayed
+through the worker, each one crosses two more processes' event loops and two
+more socket writes than it has to. So a task process whose worker talks to the
+server over the worker socket opens its own connection to it (on its first
+write) and sends its journal writes there, as the same ``journal`` call the
+worker would send, under the same key. The worker stays in charge of
+everything else: claims, reports, heartbeats, waits, logs.
+
+Whatever goes wrong here (no connection, a server error, a frame too large, no
+answer in time) is left to the worker's relay, which retries: a journal write
+is idempotent (an upsert of the same entry), so sending it twice is harmless.
+A refusal (409: the attempt is no longer current; another 4xx) is the answer,
+as it would be through the relay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import time
+from typing import Any
+
+#: how long a journal write waits for its answer before the relay takes it over
+ANSWER_TIMEOUT = 10.0
+#: after a failed connection, how long the relay carries the writes alone
+RETRY_AFTER = 5.0
+
+
+class DirectJournal:
+    """Journal writes straight to the server; None from :meth:`write` means "relay it"."""
+
+    def __init__(self) -> None:
+        self._conn: Any = None
+        self._opened: contextlib.ExitStack | None = None  # closes the connection
+        self._url: str | None = None
+        self._ids = itertools.count(1)
+        self._retry_at = 0.0
+        self._link: dict[str, Any] | None = None
+        self._attempt: tuple[str, str] = ("", "")
+
+    def bind(self, job: dict[str, Any]) -> None:
+        """The attempt about to run, and the worker's link (None: relay everything)."""
+        self._link = job.get("direct")
+        self._attempt = (str(job["attempt_id"]), str(job["run_id"]))
+
+    def write(self, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """Send one journal entry; the answer in the relay's shape, or None."""
+        link = self._link
+        if link is None or time.monotonic() < self._retry_at:
+            return None
+        attempt_id, run_id = self._attempt
+        call_id = next(self._ids)
+        frame = {"id": call_id, "op": "journal", "attempt_id": attempt_id}
+        frame["body"] = {**entry, "run_id": run_id}
+        data = json.dumps(frame, separators=(",", ":"))
+        if len(data.encode()) > int(link.get("max_frame") or 0):
+            return None  # the relay sends it as a request, where the body limit answers
+        try:
+            conn = self._connected(link)
+            conn.send(data)
+            reply = self._answer(conn, call_id)
+        except Exception:  # lost, refused or silent: the relay retries it
+            self.close()
+            self._retry_at = time.monotonic() + RETRY_AFTER
+            return None
+        status = reply.get("status")
+        if status == 200:
+            return dict(reply.get("body") or {})
+        if isinstance(status, int) and 400 <= status < 500:
+            return {"_status": status, "error": str(reply.get("error") or "refused")}
+        return None  # a server error: the relay retries with backoff
+
+    def close(self) -> None:
+        opened, self._opened, self._conn, self._url = self._opened, None, None, None
+        if opened is not None:
+            with contextlib.suppress(Exception):  # already broken: nothing to close cleanly
+                opened.close()
+
+    def _connected(self, link: dict[str, Any]) -> Any:
+        if self._conn is not None and self._url == link["url"]:
+            return self._conn
+        self.close()
+        from websockets.sync.client import connect
+
+        self._opened = contextlib.ExitStack()
+        self._conn = self._opened.enter_context(
+            connect(
+                link["url"],
+                additional_headers={"Authorization": f"Bearer {link['key']}"},
+                compression=None,  # small frames: compressing costs more than it saves
+                max_size=None,
+                open_timeout=5,
+                close_timeout=1,
+                ping_interval=None,  # a write that finds the connection dead is relayed
+            )
+        )
+        self._url = link["url"]
+        return self._conn
+
+    @staticmethod
+    def _answer(conn: Any, call_id: int) -> dict[str, Any]:
+        deadline = time.monotonic() + ANSWER_TIMEOUT
+        while True:
+            reply = json.loads(conn.recv(timeout=max(0.0, deadline - time.monotonic())))
+            # an answer to a call given up on earlier may still arrive: skip it
+            if isinstance(reply, dict) and reply.get("id") == call_id:
+                return reply
