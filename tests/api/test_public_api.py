@@ -87,6 +87,10 @@ async def test_idempotent_trigger_reports_cached(api: dict[str, Any]) -> None:
         ({"payload": {}, "options": {"tags": [str(i) for i in range(11)]}}, 422, "at most 10"),
         ({"payload": {}, "options": {"delay": "soon"}}, 422, "options.delay"),
         ({"payload": {}, "options": {"ttl": "1x"}}, 422, "options.ttl"),
+        # dates beyond what the store holds are refused, not a 500
+        ({"payload": {}, "options": {"delay": "99999999h"}}, 422, "options.delay"),
+        ({"payload": {}, "options": {"delay": "9999-12-31T00:00:00Z"}}, 422, "100 years"),
+        ({"payload": {}, "options": {"ttl": "999999999999"}}, 422, "options.ttl"),
     ],
 )
 async def test_bad_trigger_input_is_refused_naming_the_field(

@@ -145,22 +145,36 @@ def _debounce(option: DebounceOption | None) -> Debounce | None:
     return Debounce(option.key, delay, option.mode, max_delay)
 
 
+#: the longest a duration option may be (a delay, a TTL, a debounce): far enough
+#: for any schedule, and short of dates the store cannot hold
+MAX_OPTION_SECONDS = 100 * 365 * 24 * 3600
+
+
 def _seconds(field: str, value: str | int | None) -> float | None:
     if value is None:
         return None
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise ValueError(f"options.{field}: {exc}") from None
+    return _bounded(field, value, seconds)
+
+
+def _bounded(field: str, value: object, seconds: float) -> float:
+    if seconds > MAX_OPTION_SECONDS:
+        raise ValueError(f"options.{field}: {value} is more than 100 years away")
+    return seconds
 
 
 def _delay_until(value: str | datetime | None, now: float) -> float | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+        at = (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+        _bounded("delay", value.isoformat(), at - now)
+        return at
     try:
-        return now + parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -169,6 +183,7 @@ def _delay_until(value: str | datetime | None, now: float) -> float | None:
                 f"options.delay: {value!r} is neither a duration like '1h30m' nor an ISO date"
             ) from None
         return _delay_until(parsed, now)
+    return now + _bounded("delay", value, seconds)
 
 
 @router.post("/api/v1/tasks/{task_id:path}/trigger", tags=["tasks"])
