@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish._ids import new_id
+from triggerfish._ids import new_id, new_ids
 from triggerfish.engine.attempts import Attempts, Outcome, Report, Start
 from triggerfish.engine.limits import Limits
 from triggerfish.engine.resources import EngineResources, to_datetime
@@ -187,7 +187,7 @@ class Dequeue:
             now=now,
             now_at=to_datetime(now),
             lease_expires_at=now + self.res.settings.heartbeat_timeout,
-            attempt_ids=[new_id("attempt", now) for _ in range(limit)],
+            attempt_ids=new_ids("attempt", limit, now),
             start=start,
         )
         rows = await run_claim.claim_unconstrained(fetch, claim)
