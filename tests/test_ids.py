@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,6 +39,9 @@ def test_ids_made_in_a_process_strictly_increase(calls: list[tuple[int, float]])
 
 
 def test_ids_sort_by_creation_time() -> None:
-    earlier = _ids.new_id("run", 1.7e9)
-    later = _ids.new_id("run", 1.7e9 + 0.002)
-    assert earlier < later and earlier[4:14] == _digits(int(1.7e9 * 1000), 10)
+    # (later than any id this process made: an earlier time would not go back)
+    base = time.time() + 3600
+    earlier = _ids.new_id("run", base)
+    later = _ids.new_id("run", base + 0.002)
+    assert earlier < later and earlier[4:14] == _digits(int(base * 1000), 10)
+    assert later[4:14] == _digits(int((base + 0.002) * 1000), 10)
