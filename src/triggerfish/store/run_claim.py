@@ -11,8 +11,8 @@ for itself that nothing constrains the environment (in the same snapshot as
 its candidates) and claims nothing when something does; the caller then takes
 the general path.
 
-``SKIP LOCKED`` keeps concurrent claimers on disjoint runs, and the update is
-guarded by ``status = 'QUEUED'``, as on the general path.
+``SKIP LOCKED`` keeps concurrent claimers on disjoint runs; the rows it locks
+are QUEUED in their newest version and stay so until the claim commits.
 """
 
 from __future__ import annotations
@@ -112,21 +112,27 @@ WITH blocked AS (
   ORDER BY order_key
   LIMIT $5
   FOR UPDATE SKIP LOCKED
-), numbered AS (
-  SELECT id, row_number() OVER (ORDER BY order_key) AS n FROM picked
+), ordered AS (
+  -- one array, so the update finds its rows by primary key: joined with the
+  -- picked rows, or guarded by status again, the planner (its statistics behind
+  -- a burst of new runs) walked every queued run for each of them. The lock
+  -- taken above is the guard: a picked row is QUEUED and stays so until commit.
+  SELECT array_agg(id ORDER BY order_key) AS ids FROM picked
 ), claimed AS (
   UPDATE runs AS r SET
     previous_status = r.status,
-    status = CASE WHEN numbered.n <= $7 THEN 'EXECUTING' ELSE 'DEQUEUED' END,
+    status = CASE WHEN array_position(o.ids, r.id) <= $7 THEN 'EXECUTING' ELSE 'DEQUEUED' END,
     attempt_count = r.attempt_count + 1,
-    current_attempt_id = ($6::varchar[])[numbered.n],
+    current_attempt_id = ($6::varchar[])[array_position(o.ids, r.id)],
     worker_id = $8,
     lease_expires_at = $9::float8,
     updated_at = $10::timestamp,
-    started_at = coalesce(r.started_at, CASE WHEN numbered.n <= $7 THEN $10::timestamp END)
-  FROM numbered
-  WHERE r.id = numbered.id AND r.status = 'QUEUED'
-  RETURNING r.*, numbered.n AS claim_n
+    started_at = coalesce(
+      r.started_at, CASE WHEN array_position(o.ids, r.id) <= $7 THEN $10::timestamp END
+    )
+  FROM ordered AS o
+  WHERE r.id = ANY(o.ids)
+  RETURNING r.*, array_position(o.ids, r.id) AS claim_n
 ), attempted AS (
   INSERT INTO attempts (id, run_id, number, status, worker_id, version, created_at, started_at)
   SELECT current_attempt_id, id, attempt_count,
