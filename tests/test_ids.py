@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,9 +39,11 @@ def test_ids_made_in_a_process_strictly_increase(calls: list[tuple[int, float]])
     assert all(re.fullmatch(r"attempt_[0-9a-hjkmnp-tv-z]{25}", i) for i in made)
 
 
-def test_ids_sort_by_creation_time() -> None:
-    # (later than any id this process made: an earlier time would not go back)
-    base = time.time() + 3600
+def test_ids_sort_by_creation_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # as in a fresh process: ids made earlier (tests move their clocks ahead)
+    # would hold later ones at their time, which is what keeps ids increasing
+    monkeypatch.setattr(_ids, "_last", (0, 0))
+    base = time.time()
     earlier = _ids.new_id("run", base)
     later = _ids.new_id("run", base + 0.002)
     assert earlier < later and earlier[4:14] == _digits(int(base * 1000), 10)
