@@ -177,6 +177,17 @@ def bind_processors(
     return out
 
 
+def stored_row(
+    table: Table, dialect: SQLDialect, columns: tuple[str, ...], values: dict[str, Any]
+) -> list[Any]:
+    """``values`` of ``columns``, in order, as SQLAlchemy would send them (see
+    :func:`bind_processors`): the parameters of a :func:`fetch_on_driver` statement."""
+    row = [values[name] for name in columns]
+    for i, process in bind_processors(table, dialect, columns):
+        row[i] = process(row[i])
+    return row
+
+
 async def fetch_on_driver(conn: AsyncConnection, sql: str, params: Any) -> list[Any]:
     """Run one statement on the driver connection under ``conn``; its rows as tuples.
 

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.states import RunStatus
-from triggerfish.store.db import Database, bind_processors
+from triggerfish.store.db import Database, stored_row
 from triggerfish.store.tables import attempts, run_journal, run_journal_blobs, runs
 
 #: journal columns a replaying task process needs
@@ -111,9 +111,7 @@ async def guarded_upsert_alone(
     than PostgreSQL's.
     """
     keys = tuple(sorted(values))
-    row = [values[k] for k in keys]
-    for i, process in bind_processors(run_journal, db.engine.dialect, keys):
-        row[i] = process(row[i])
+    row = stored_row(run_journal, db.engine.dialect, keys, values)
     sql = _guarded_upsert_on_driver(keys, lock_version)
     return bool(await db.fetch_alone(sql, [*row, attempt_id, env_id, now]))
 

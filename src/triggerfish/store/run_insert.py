@@ -25,7 +25,7 @@ from sqlalchemy import JSON
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.store import queues as queue_store
-from triggerfish.store.db import Database, bind_processors, fetch_on_driver
+from triggerfish.store.db import Database, fetch_on_driver, stored_row
 from triggerfish.store.tables import runs
 
 
@@ -39,9 +39,7 @@ async def insert_queued_run(
     must be the last statement of its transaction (see ``db.fetch_on_driver``).
     """
     columns = tuple(k for k in values if k != "order_key")
-    row = [values[name] for name in columns]
-    for i, process in bind_processors(runs, conn.dialect, columns):
-        row[i] = process(row[i])
+    row = stored_row(runs, conn.dialect, columns, values)
     if conn.dialect.name == "postgresql":
         fetch = functools.partial(fetch_on_driver, conn)
         return await _insert_postgresql(fetch, values, columns, row, now, quantum)
@@ -54,9 +52,7 @@ async def insert_queued_run_alone(
     """``insert_queued_run`` as a transaction of its own, on PostgreSQL: the whole of
     a plain trigger whose task and queue are known (``Database.fetch_alone``)."""
     columns = tuple(k for k in values if k != "order_key")
-    row = [values[name] for name in columns]
-    for i, process in bind_processors(runs, db.engine.dialect, columns):
-        row[i] = process(row[i])
+    row = stored_row(runs, db.engine.dialect, columns, values)
     return await _insert_postgresql(db.fetch_alone, values, columns, row, now, quantum)
 
 
