@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._ids import new_id, new_ids
 from triggerfish.engine.attempts import Attempts, Outcome, Report, Start
+from triggerfish.engine.handoff import Handoffs
 from triggerfish.engine.limits import Limits
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.store import queues as queue_store
@@ -74,9 +75,11 @@ class Dequeue:
     #: a limit reached during this very claim blocks, without a second round trip
     SCAN_FACTOR = 4
 
-    def __init__(self, res: EngineResources, attempts: Attempts) -> None:
+    def __init__(self, res: EngineResources, attempts: Attempts, handoffs: Handoffs) -> None:
         self.res = res
         self.attempts = attempts
+        self.handoffs = handoffs
+        self._requeues: set[asyncio.Task[None]] = set()  # see _park
         # environments whose last claim met a limit or a constrained queue: their
         # claims go straight to the general path (the one-statement claim would
         # only find out again). Any server may change limits, so this is a hint;
@@ -290,16 +293,53 @@ class Dequeue:
             event = self.res.notifier.listener(worker.environment_id)
             rows = await self.claim(worker, limit, start)
             if rows and gone is not None and await gone():
-                await self.attempts.release(
-                    [r.current_attempt_id for r in rows], "claimed for a worker that hung up"
-                )
+                await self._requeue(rows, "claimed for a worker that hung up")
                 return []
             remaining = deadline - loop.time()
             if rows or remaining <= 0:
                 return rows
-            await self.res.notifier.wait(
-                event, min(remaining, self.res.settings.maintenance_interval)
+            timeout = min(remaining, self.res.settings.maintenance_interval)
+            if not self._one_statement(worker):
+                await self.res.notifier.wait(event, timeout)
+                continue
+            rows = await self._park(worker, start, event, timeout)
+            if rows and gone is not None and await gone():
+                await self._requeue(rows, "handed to a worker that hung up")
+                return []
+            if rows:
+                return rows
+
+    async def _park(
+        self, worker: WorkerIdentity, start: int, event: asyncio.Event, timeout: float
+    ) -> list[Any]:
+        """Wait for a wake-up, or for a trigger to hand over its run (``engine/handoff.py``);
+        the runs handed over, if any."""
+
+        async def orphaned(rows: Any) -> None:
+            await self._requeue(rows, "handed to a claim that had stopped waiting")
+
+        parked = self.handoffs.park(worker, start=start > 0, orphaned=orphaned)
+        woken = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait(
+                (woken, parked.delivered), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
+        except BaseException:
+            # cancelled (the caller went away) just after a hand-off: nobody will run
+            # what it handed over. Requeue it now rather than when its lease runs out.
+            if parked.delivered.done():
+                handed = parked.delivered.result()
+                task = asyncio.create_task(orphaned(handed))
+                self._requeues.add(task)
+                task.add_done_callback(self._requeues.discard)
+            raise
+        finally:
+            woken.cancel()
+            self.handoffs.leave(parked)
+        return parked.delivered.result() if parked.delivered.done() else []
+
+    async def _requeue(self, rows: Any, reason: str) -> None:
+        await self.attempts.release([r.current_attempt_id for r in rows], reason)
 
 
 def _admit(candidates: list[Any], limits: Limits, limit: int) -> list[Any]:

@@ -13,6 +13,7 @@ from triggerfish.engine.dequeue import Dequeue
 from triggerfish.engine.enqueue import Enqueue
 from triggerfish.engine.environments import Environments
 from triggerfish.engine.events import Events
+from triggerfish.engine.handoff import Handoffs
 from triggerfish.engine.journal import Journal
 from triggerfish.engine.maintenance import Maintenance
 from triggerfish.engine.manifests import ManifestCache
@@ -42,12 +43,13 @@ class Engine:
     def __init__(self, res: EngineResources) -> None:
         self.res = res
         manifests = ManifestCache()
+        self.handoffs = handoffs = Handoffs()
         self.environments = Environments(res)
         self.journal = Journal(res)
-        self.enqueue = Enqueue(res, manifests)
+        self.enqueue = Enqueue(res, manifests, handoffs)
         self.waitpoints = Waitpoints(res, self.journal, self.enqueue)
         self.attempts = Attempts(res, manifests, self.waitpoints)
-        self.dequeue = Dequeue(res, self.attempts)
+        self.dequeue = Dequeue(res, self.attempts, handoffs)
         self.runs = Runs(res, self.waitpoints)
         self.queues = Queues(res)
         self.batches = Batches(res)

@@ -10,6 +10,7 @@ import jsonschema
 from sqlalchemy.exc import IntegrityError
 
 from triggerfish._ids import new_id
+from triggerfish.engine.handoff import Handoffs, ParkedClaim
 from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.states import RunStatus
@@ -95,9 +96,10 @@ MAX_BATCH_ITEMS = 1000
 
 
 class Enqueue:
-    def __init__(self, res: EngineResources, manifests: ManifestCache) -> None:
+    def __init__(self, res: EngineResources, manifests: ManifestCache, handoffs: Handoffs) -> None:
         self.res = res
         self.manifests = manifests
+        self.handoffs = handoffs
         # queues seen in the store: they are never deleted, so a trigger into
         # one of them need not check for it again
         self._known_queues: set[tuple[str, str]] = set()
@@ -158,7 +160,8 @@ class Enqueue:
         On PostgreSQL, when the task's manifest and queue are already known and
         the trigger has no idempotency key or debounce, the run's insert is all
         there is to do: it runs on a held connection, without BEGIN/COMMIT
-        (``Database.fetch_alone``).
+        (``Database.fetch_alone``). When a worker's claim is parked on this server
+        for the task, the same statement may hand it the run (``engine/handoff.py``).
         """
         if self.res.db.dialect != "postgresql" or req.idempotency_key or req.debounce:
             return None
@@ -171,11 +174,43 @@ class Enqueue:
             return None
         if (env_id, values["queue_name"]) not in self._known_queues:
             return None
-        values["order_key"] = await run_insert.insert_queued_run_alone(
-            self.res.db, values, now=self.res.clock.now(), quantum=FAIR_QUANTUM
-        )
+        parked = self.handoffs.take(env_id, req.task_id)
+        if parked is None:
+            values["order_key"] = await run_insert.insert_queued_run_alone(
+                self.res.db, values, now=self.res.clock.now(), quantum=FAIR_QUANTUM
+            )
+        elif await self._hand_off(parked, values):
+            return TriggerResult(values["id"], False)  # stored claimed: no claim to wake
         await self.res.notifier.notify(env_id)
         return TriggerResult(values["id"], False)
+
+    async def _hand_off(self, parked: ParkedClaim, values: dict[str, Any]) -> bool:
+        """Insert the run claimed for ``parked`` if the database allows it (see
+        ``engine/handoff.py``); True if it was handed over, False if only queued."""
+        now = self.res.clock.now()
+        worker = parked.worker
+        hand_off = run_insert.HandOff(
+            task_ids=worker.task_ids,
+            version=worker.version,
+            worker_id=worker.id,
+            attempt_id=new_id("attempt", now),
+            lease_expires_at=now + self.res.settings.heartbeat_timeout,
+            start=parked.start,
+            now_at=to_datetime(now),
+            reason=f"claimed by {worker.id}",
+        )
+        try:
+            values["order_key"], claimed = await run_insert.insert_and_hand_off_alone(
+                self.res.db, values, now=now, quantum=FAIR_QUANTUM, hand_off=hand_off
+            )
+        except BaseException:
+            self.handoffs.give_back(parked)
+            raise
+        if claimed is None:
+            self.handoffs.give_back(parked)  # and the notify that follows wakes it
+            return False
+        await self.handoffs.deliver(parked, [claimed])
+        return True
 
     async def _insert(self, conn: Any, env_id: str, values: dict[str, Any]) -> None:
         """Insert a new run, with a fair tag if it is queued now."""

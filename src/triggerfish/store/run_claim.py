@@ -89,13 +89,12 @@ async def claim_unconstrained(fetch: Fetch, claim: SimpleClaim) -> list[Any] | N
     return [ClaimedRun(*row[1:]) for row in rows if row["id"] is not None]
 
 
-_COLUMNS = ", ".join(f"c.{c.name}" for c in runs.c)
-
 # $1 env, $2 now (epoch), $3 task ids, $4 worker version, $5 how many, $6 attempt
 # ids, $7 how many start, $8 worker id, $9 lease expiry, $10 now (timestamp),
 # $11 the history reason
-_STATEMENT = f"""
-WITH blocked AS (
+#: rows when something constrains environment $1: its own limit, or a queue with a
+#: limit, a key limit, a rate limit, or paused (then only the general path may claim)
+BLOCKED = """blocked AS (
   SELECT 1 AS one FROM environments WHERE id = $1 AND concurrency_limit IS NOT NULL
   UNION ALL
   SELECT 1 FROM queues
@@ -103,7 +102,13 @@ WITH blocked AS (
     AND (concurrency_limit IS NOT NULL OR concurrency_limit_override IS NOT NULL
          OR concurrency_key_limit IS NOT NULL OR rate_limit_count IS NOT NULL OR paused)
   LIMIT 1
-), picked AS (
+)"""
+
+#: every column of ``runs`` as the table lists them, from the relation ``c``
+COLUMNS = ", ".join(f"c.{c.name}" for c in runs.c)
+
+_STATEMENT = f"""
+WITH {BLOCKED}, picked AS (
   SELECT id, order_key FROM runs
   WHERE environment_id = $1 AND status = 'QUEUED' AND available_at <= $2::float8
     AND task_identifier = ANY($3::varchar[])
@@ -150,7 +155,7 @@ WITH blocked AS (
   WHERE e.k = 1 OR claimed.status = 'EXECUTING'
   ORDER BY claimed.claim_n, e.k
 )
-SELECT EXISTS (SELECT 1 FROM blocked) AS blocked, {_COLUMNS}
+SELECT EXISTS (SELECT 1 FROM blocked) AS blocked, {COLUMNS}
 FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true
 ORDER BY c.claim_n
 """

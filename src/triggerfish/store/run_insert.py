@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.store import queues as queue_store
+from triggerfish.store import run_claim
 from triggerfish.store.db import Database, fetch_on_driver, stored_row
 from triggerfish.store.tables import runs
 
@@ -54,6 +56,54 @@ async def insert_queued_run_alone(
     columns = tuple(k for k in values if k != "order_key")
     row = stored_row(runs, db.engine.dialect, columns, values)
     return await _insert_postgresql(db.fetch_alone, values, columns, row, now, quantum)
+
+
+@dataclass(frozen=True)
+class HandOff:
+    """The claim a new run is stored under when the database allows it: a worker's
+    claim parked on this server (see ``engine/handoff.py``)."""
+
+    #: the worker's tasks and version: an older queued run of these comes first
+    task_ids: Sequence[str]
+    version: str
+    worker_id: str
+    attempt_id: str
+    lease_expires_at: float
+    #: EXECUTING at once (the worker has a free slot), or DEQUEUED
+    start: bool
+    #: the claim's time as stored, and its history reason
+    now_at: Any
+    reason: str
+
+
+async def insert_and_hand_off_alone(
+    db: Database, values: dict[str, Any], *, now: float, quantum: float, hand_off: HandOff
+) -> tuple[float, Any | None]:
+    """``insert_queued_run_alone``, with the run claimed for ``hand_off`` in the same
+    statement when nothing constrains the environment and no older run is queued
+    for the worker (exactly when its claim would take this run first).
+
+    Returns the order key and the claimed run (a ``run_claim.ClaimedRun``), or
+    None when the run was only queued. PostgreSQL only.
+    """
+    columns = tuple(k for k in values if k != "order_key")
+    row = stored_row(runs, db.engine.dialect, columns, values)
+    key = values["concurrency_key"] or ""
+    params = [values["environment_id"], values["queue_name"], key, now, quantum]
+    params += [values["tags"], *row]
+    params += [
+        list(hand_off.task_ids),
+        hand_off.version,
+        hand_off.attempt_id,
+        hand_off.worker_id,
+        hand_off.lease_expires_at,
+        "EXECUTING" if hand_off.start else "DEQUEUED",
+        hand_off.now_at,
+        hand_off.reason,
+    ]
+    first = (await db.fetch_alone(_pg_hand_off_statement(columns), params))[0]
+    claimed = run_claim.ClaimedRun(*first[1:]) if first["handed"] else None
+    return float(first["order_key"]), claimed
 
 
 async def _insert_postgresql(
@@ -126,6 +176,69 @@ def _pg_statement(columns: tuple[str, ...]) -> str:
 INSERT INTO run_events (run_id, from_status, to_status, reason, at)
 SELECT id, NULL, status, 'triggered', created_at FROM run
 RETURNING (SELECT order_key FROM run)"""
+
+
+@functools.lru_cache(maxsize=16)
+def _pg_hand_off_statement(columns: tuple[str, ...]) -> str:
+    # the parameters of _pg_statement, then the claim's: n+1 the worker's task ids,
+    # n+2 its version, n+3 the attempt id, n+4 the worker id, n+5 the lease expiry,
+    # n+6 the claimed status, n+7 the claim's time, n+8 its history reason
+    n = 6 + len(columns)
+    kinds = ["varchar[]", "varchar", "varchar", "varchar", "float8", "varchar", "timestamp", "text"]
+    tasks, version, attempt, worker, lease, claimed, at, reason = (
+        f"${n + i}::{kind}" for i, kind in enumerate(kinds, start=1)
+    )
+    placeholders = [
+        f"${i}{'::json' if isinstance(runs.c[name].type, JSON) else ''}"
+        for i, name in enumerate(columns, start=7)
+    ]
+    priority = placeholders[columns.index("priority")]
+    status = f"{placeholders[columns.index('status')]}::varchar"
+    go = "(SELECT go FROM gate)"
+    placeholders[columns.index("status")] = f"CASE WHEN {go} THEN {claimed} ELSE {status} END"
+    clock = queue_store.service_clock_sql().replace(":env", "$1").replace(":now", "$4::float8")
+    return f"""WITH {_PG_FAIR_TAG.format(clock=clock)}, {run_claim.BLOCKED}, gate AS (
+  SELECT NOT EXISTS (SELECT 1 FROM blocked) AND NOT EXISTS (
+    SELECT 1 FROM runs
+    WHERE environment_id = $1 AND status = 'QUEUED' AND available_at <= $4::float8
+      AND task_identifier = ANY({tasks})
+      AND (locked_version IS NULL OR locked_version = {version})
+  ) AS go
+), c AS (
+  INSERT INTO runs ({", ".join(columns)}, order_key, previous_status, attempt_count,
+                    current_attempt_id, worker_id, lease_expires_at, started_at)
+  VALUES ({", ".join(placeholders)},
+          (SELECT next_tag FROM tag) - $5::float8 - {priority}::float8,
+          CASE WHEN {go} THEN {status} END,
+          CASE WHEN {go} THEN 1 ELSE 0 END,
+          CASE WHEN {go} THEN {attempt} END,
+          CASE WHEN {go} THEN {worker} END,
+          CASE WHEN {go} THEN {lease} END,
+          CASE WHEN {go} AND {claimed} = 'EXECUTING' THEN {at} END)
+  RETURNING *
+), tagged AS (
+  INSERT INTO run_tags (run_id, tag, environment_id)
+  SELECT c.id, t, c.environment_id FROM c, unnest($6::varchar[]) AS t
+), attempted AS (
+  INSERT INTO attempts (id, run_id, number, status, worker_id, version, created_at, started_at)
+  SELECT current_attempt_id, id, 1,
+         CASE WHEN status = 'EXECUTING' THEN 'EXECUTING' ELSE 'PENDING' END,
+         worker_id, {version}, {at}, started_at
+  FROM c WHERE current_attempt_id IS NOT NULL
+), logged AS (
+  -- one insert, in order: the history reads triggered, claimed, started
+  INSERT INTO run_events (run_id, from_status, to_status, attempt_id, reason, at)
+  SELECT c.id, e.from_status, e.to_status, CASE WHEN e.k > 0 THEN c.current_attempt_id END,
+         coalesce(e.reason, {reason}), c.created_at
+  FROM c
+  CROSS JOIN (VALUES (0, NULL, {status}, 'triggered'),
+                     (1, {status}, 'DEQUEUED', NULL),
+                     (2, 'DEQUEUED', 'EXECUTING', 'attempt started'))
+       AS e(k, from_status, to_status, reason)
+  WHERE e.k = 0 OR (c.current_attempt_id IS NOT NULL AND (e.k = 1 OR c.status = 'EXECUTING'))
+  ORDER BY e.k
+)
+SELECT c.current_attempt_id IS NOT NULL AS handed, {run_claim.COLUMNS} FROM c"""
 
 
 @functools.lru_cache(maxsize=16)
