@@ -15,8 +15,10 @@ from triggerfish import retry, task
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure, Report, Start
 from triggerfish.engine.enqueue import TriggerRequest
+from triggerfish.engine.queues import QueueRef
 from triggerfish.engine.states import RunStatus
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
+from triggerfish.store import run_claim
 
 BOOM = Failure("USER", {"name": "Boom", "message": "failed"})
 
@@ -168,3 +170,160 @@ async def test_when_the_shared_transaction_fails_items_count_alone_and_then_runs
     assert (await _run(engine, env_id, a.id)).output == "a"
     events = await engine.runs.events(env_id, a.id)
     assert sum(e.to_status == "COMPLETED" for e in events) == 1
+
+
+# -- a report and claim as one statement (PostgreSQL) ----------------------------------
+
+
+async def _report_and_claim_both_ways(
+    engine: Engine, reports_for: Any, monkeypatch: Any
+) -> list[tuple[Any, ...]]:
+    """What ``report_and_claim`` leaves, through whichever path it takes; and (on
+    PostgreSQL) whether the one-statement path took it."""
+    env_id, worker = await setup(engine, manifest())
+    for i in range(4):
+        await engine.enqueue.trigger(env_id, TriggerRequest("t", {"i": i}))
+    done = sorted(await engine.dequeue.claim(worker, 2, 2), key=lambda r: r.order_key)
+    one_statement: list[bool] = []
+    fast = run_claim.claim_unconstrained_after
+
+    async def spy(*args: Any) -> Any:
+        one_statement.append(True)
+        return await fast(*args)
+
+    monkeypatch.setattr(run_claim, "claim_unconstrained_after", spy)
+    started, outcomes, claimed = await engine.dequeue.report_and_claim(
+        [], reports_for(done), worker, 3, 1
+    )
+    stored = []
+    for row in done:
+        run = await _run(engine, env_id, row.id)
+        detail = await engine.runs.retrieve(env_id, row.id)
+        events = await engine.runs.events(env_id, row.id)
+        stored.append(
+            (
+                run.status,
+                run.output,
+                run.finished_at is not None,
+                run.lease_expires_at,
+                [a.status for a in detail.attempts],
+                [(e.from_status, e.to_status, e.attempt_id == row.current_attempt_id, e.reason)
+                 for e in events][-1],
+            )
+        )
+    return [
+        (started, [o.status if o else None for o in outcomes]),
+        ([(r.status, r.payload) for r in claimed],),
+        tuple(stored),
+        (bool(one_statement),),
+    ]
+
+
+async def test_successes_reported_with_a_claim_are_one_statement_on_postgresql(
+    engine: Engine, monkeypatch: Any
+) -> None:
+    result = await _report_and_claim_both_ways(
+        engine,
+        lambda done: [Report(r.id, r.current_attempt_id, {"n": k}) for k, r in enumerate(done)],
+        monkeypatch,
+    )
+    assert result[0] == ([], ["COMPLETED", "COMPLETED"])
+    # the two runs left are claimed in order; the first starts at once
+    assert result[1] == ([(RunStatus.EXECUTING, {"i": 2}), (RunStatus.DEQUEUED, {"i": 3})],)
+    completed = ("EXECUTING", "COMPLETED", True, "attempt succeeded")
+    assert result[2] == (
+        (RunStatus.COMPLETED, {"n": 0}, True, None, ["COMPLETED"], completed),
+        (RunStatus.COMPLETED, {"n": 1}, True, None, ["COMPLETED"], completed),
+    )
+    assert result[3] == (engine.res.db.dialect == "postgresql",)
+
+
+async def test_a_stale_success_among_them_changes_nothing(
+    engine: Engine, monkeypatch: Any
+) -> None:
+    result = await _report_and_claim_both_ways(
+        engine,
+        lambda done: [
+            Report(done[0].id, "attempt_not_current", "stale"),
+            Report(done[1].id, done[1].current_attempt_id, None),
+        ],
+        monkeypatch,
+    )
+    assert result[0] == ([], [None, "COMPLETED"])
+    stale, fresh = result[2]
+    assert stale[0] == RunStatus.EXECUTING and stale[1] is None
+    assert stale[5][1] == "EXECUTING"  # its history still ends with its start
+    assert fresh[:2] == (RunStatus.COMPLETED, None)
+
+
+async def test_a_failure_or_a_repeat_among_them_takes_the_general_path(
+    engine: Engine, monkeypatch: Any
+) -> None:
+    result = await _report_and_claim_both_ways(
+        engine,
+        lambda done: [
+            Report(done[0].id, done[0].current_attempt_id, "a"),
+            Report(done[0].id, done[0].current_attempt_id, "again"),
+            Report(done[1].id, done[1].current_attempt_id, failure=BOOM),
+        ],
+        monkeypatch,
+    )
+    assert result[0][1][:2] == ["COMPLETED", None]
+    assert result[2][0][:2] == (RunStatus.COMPLETED, "a")
+    assert result[3] == (False,)
+
+
+async def test_a_success_a_parent_waits_on_resumes_the_parent_through_the_one_statement_exchange(
+    engine: Engine,
+) -> None:
+    registry = TaskRegistry()
+    with collecting_into(registry):
+
+        @task(id="child", retry=retry(max_attempts=1))
+        def child(payload: dict[str, Any]) -> None:
+            raise AssertionError("reported by the test, never run")
+
+        @task(id="parent", retry=retry(max_attempts=1))
+        def parent(payload: dict[str, Any]) -> Any:
+            return child.trigger_and_wait({}).unwrap()
+
+    env = await engine.environments.by_slug("dev")
+    worker = await InProcessWorker(engine, registry, env.id).register()
+    parent_id = (await engine.enqueue.trigger(env.id, TriggerRequest("parent"))).id
+    await worker.run_one()  # the parent suspends on its child
+    assert worker.identity is not None
+    (claimed,) = await engine.dequeue.claim(worker.identity, 1, 1)
+    _, outcomes, rows = await engine.dequeue.report_and_claim(
+        [], [Report(claimed.id, claimed.current_attempt_id, {"answer": 42})], worker.identity, 1, 1
+    )
+    assert [o.status if o else None for o in outcomes] == ["COMPLETED"]
+    # the parent is queued again (and the claim may have taken it): the worker runs it
+    assert [r.id for r in rows] in ([], [parent_id])
+    await engine.attempts.release([r.current_attempt_id for r in rows], "run by the test worker")
+    await worker.run_until_idle()
+    parent_run = await _run(engine, env.id, parent_id)
+    assert parent_run.status == RunStatus.COMPLETED, parent_run.error
+    assert parent_run.output == {"answer": 42}
+    events = await engine.runs.events(env.id, claimed.id)
+    assert sum(e.to_status == "COMPLETED" for e in events) == 1
+
+
+async def test_successes_are_recorded_and_a_limit_holds_when_the_queue_gets_one_meanwhile(
+    engine: Engine,
+) -> None:
+    env_id, worker = await setup(engine, manifest())
+    for i in range(4):
+        await engine.enqueue.trigger(env_id, TriggerRequest("t", {"i": i}))
+    a, b = await engine.dequeue.claim(worker, 2, 2)
+    # another server limits the queue to one run at a time: b still holds it
+    await engine.queues.override_limit(env_id, QueueRef("task", "t"), 1)
+    _, outcomes, claimed = await engine.dequeue.report_and_claim(
+        [], [Report(a.id, a.current_attempt_id, "a")], worker, 3, 3
+    )
+    assert [o.status if o else None for o in outcomes] == ["COMPLETED"]
+    assert claimed == []
+    assert (await _run(engine, env_id, a.id)).status == RunStatus.COMPLETED
+    _, _, claimed = await engine.dequeue.report_and_claim(
+        [], [Report(b.id, b.current_attempt_id, "b")], worker, 3, 3
+    )
+    assert len(claimed) == 1

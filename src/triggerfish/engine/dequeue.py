@@ -32,6 +32,7 @@ from triggerfish.engine.attempts import Attempts, Outcome, Report, Start
 from triggerfish.engine.handoff import Handoffs
 from triggerfish.engine.limits import Limits
 from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.states import RunStatus
 from triggerfish.store import queues as queue_store
 from triggerfish.store import run_claim
 from triggerfish.store import runs as run_store
@@ -110,7 +111,13 @@ class Dequeue:
     ) -> tuple[list[bool], list[Outcome | None], list[Row[Any]]]:
         """``Attempts.report_many`` for a worker, then ``claim`` its next runs in the
         same transaction: the slots the reports free are taken at once, and the
-        exchange costs one commit instead of two."""
+        exchange costs one commit instead of two. On PostgreSQL, when every item is
+        a success and nothing constrains the environment, the exchange is one
+        statement (``store.run_claim.claim_unconstrained_after``)."""
+        if not starts and self._one_statement(worker) and limit > 0 and worker.task_ids:
+            fast = await self._successes_then_claim(reports, worker, limit, start)
+            if fast is not None:
+                return [], *fast
 
         async def then(conn: AsyncConnection) -> list[Row[Any]]:
             if limit <= 0 or not worker.task_ids:
@@ -121,6 +128,39 @@ class Dequeue:
             starts, reports, worker.environment_id, then
         )
         return started, outcomes, claimed or []
+
+    async def _successes_then_claim(
+        self, reports: list[Report], worker: WorkerIdentity, limit: int, start: int
+    ) -> tuple[list[Outcome | None], list[Any]] | None:
+        """Record successes and claim in one statement; None to take the general path
+        (a failure among the reports, or a run reported twice)."""
+        runs = [r.run_id for r in reports]
+        if not reports or any(r.failure is not None for r in reports) or len(set(runs)) < len(runs):
+            return None
+        now = self.res.clock.now()
+        successes = run_claim.Successes(
+            run_ids=runs,
+            attempt_ids=[r.attempt_id for r in reports],
+            outputs=[r.output for r in reports],
+        )
+        done, rows = await run_claim.claim_unconstrained_after(
+            self.res.db, self._simple_claim(worker, limit, start, now), successes
+        )
+        outcomes: list[Outcome | None] = [
+            Outcome(RunStatus.COMPLETED) if r.run_id in done else None for r in reports
+        ]
+        rest = [i for i, r in enumerate(reports) if r.run_id not in done]
+        if rest:
+            # stale, or a parent waits on the run: the general path decides, and resolves
+            # the parent's wait in the transaction that completes the run
+            left = [reports[i] for i in rest]
+            _, decided = await self.attempts.report_many([], left, worker.environment_id)
+            for i, outcome in zip(rest, decided, strict=True):
+                outcomes[i] = outcome
+        if rows is None:  # something constrains the environment after all
+            self._constrained.add(worker.environment_id)
+            rows = await self.claim(worker, limit, start)
+        return outcomes, rows
 
     async def claim_in(
         self, conn: AsyncConnection, worker: WorkerIdentity, limit: int, start: int
@@ -182,7 +222,16 @@ class Dequeue:
     ) -> list[Any] | None:
         """The one-statement claim (``store.run_claim``); None if something constrains
         the environment after all."""
-        claim = run_claim.SimpleClaim(
+        claim = self._simple_claim(worker, limit, start, now)
+        rows = await run_claim.claim_unconstrained(fetch, claim)
+        if rows is None:
+            self._constrained.add(worker.environment_id)
+        return rows
+
+    def _simple_claim(
+        self, worker: WorkerIdentity, limit: int, start: int, now: float
+    ) -> run_claim.SimpleClaim:
+        return run_claim.SimpleClaim(
             env_id=worker.environment_id,
             task_ids=worker.task_ids,
             worker_id=worker.id,
@@ -193,10 +242,6 @@ class Dequeue:
             attempt_ids=new_ids("attempt", limit, now),
             start=start,
         )
-        rows = await run_claim.claim_unconstrained(fetch, claim)
-        if rows is None:
-            self._constrained.add(worker.environment_id)
-        return rows
 
     async def _candidates(
         self,

@@ -11,6 +11,10 @@ for itself that nothing constrains the environment (in the same snapshot as
 its candidates) and claims nothing when something does; the caller then takes
 the general path.
 
+A busy worker's exchange, its successes reported with the claim of its next
+runs, is one statement too (``claim_unconstrained_after``): the completions are
+data-modifying CTEs of the claim's statement.
+
 ``SKIP LOCKED`` keeps concurrent claimers on disjoint runs; the rows it locks
 are QUEUED in their newest version and stay so until the claim commits.
 """
@@ -25,7 +29,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.store.db import fetch_on_driver
+from triggerfish.store.db import Database, fetch_on_driver, stored_row
 from triggerfish.store.tables import runs
 
 #: a claimed run: every column of ``runs``, by name, as SQLAlchemy reads them
@@ -67,7 +71,20 @@ async def claim_unconstrained(fetch: Fetch, claim: SimpleClaim) -> list[Any] | N
     general path). PostgreSQL only. ``fetch`` runs the statement: a
     transaction's (``in_transaction``) or its own (``Database.fetch_alone``).
     """
-    params = [
+    rows = await fetch(_STATEMENT, _params(claim))
+    if rows[0]["blocked"]:
+        return None
+    # asyncpg hands back the values as SQLAlchemy would: it has no result
+    # processors for these types on asyncpg (JSON is decoded by the codec it
+    # registers on every connection)
+    return [ClaimedRun(*row[1:]) for row in rows if row["id"] is not None]
+
+
+# $1 env, $2 now (epoch), $3 task ids, $4 worker version, $5 how many, $6 attempt
+# ids, $7 how many start, $8 worker id, $9 lease expiry, $10 now (timestamp),
+# $11 the history reason
+def _params(claim: SimpleClaim) -> list[Any]:
+    return [
         claim.env_id,
         claim.now,
         list(claim.task_ids),
@@ -80,18 +97,40 @@ async def claim_unconstrained(fetch: Fetch, claim: SimpleClaim) -> list[Any] | N
         claim.now_at,
         f"claimed by {claim.worker_id}",
     ]
-    rows = await fetch(_STATEMENT, params)
+
+
+@dataclass(frozen=True)
+class Successes:
+    """Successful attempts a worker reports along with its claim: one per run."""
+
+    run_ids: Sequence[str]
+    attempt_ids: Sequence[str]
+    outputs: Sequence[Any]
+
+
+async def claim_unconstrained_after(
+    db: Database, claim: SimpleClaim, successes: Successes
+) -> tuple[set[str], list[Any] | None]:
+    """Record ``successes`` and claim, in one statement of its own: the common
+    exchange of a busy worker (PostgreSQL only).
+
+    Returns the runs it completed (a stale report's run, or one a parent waits
+    on, is not among them: record those by the general path) and the claimed
+    runs, or None when something constrains the environment (the successes were
+    recorded all the same; claim by the general path).
+    """
+    if len(set(successes.run_ids)) != len(successes.run_ids):
+        raise ValueError("one success per run: a run named twice is for the general path")
+    outputs = [stored_row(runs, db.engine.dialect, ("output",), {"output": o})[0]
+               for o in successes.outputs]  # JSON text, as SQLAlchemy stores it
+    params = [*_params(claim), list(successes.run_ids), list(successes.attempt_ids), outputs]
+    rows = await db.fetch_alone(_WITH_SUCCESSES, params)
+    done = set(rows[0]["done"])
     if rows[0]["blocked"]:
-        return None
-    # asyncpg hands back the values as SQLAlchemy would: it has no result
-    # processors for these types on asyncpg (JSON is decoded by the codec it
-    # registers on every connection)
-    return [ClaimedRun(*row[1:]) for row in rows if row["id"] is not None]
+        return done, None
+    return done, [ClaimedRun(*row[2:]) for row in rows if row["id"] is not None]
 
 
-# $1 env, $2 now (epoch), $3 task ids, $4 worker version, $5 how many, $6 attempt
-# ids, $7 how many start, $8 worker id, $9 lease expiry, $10 now (timestamp),
-# $11 the history reason
 #: rows when something constrains environment $1: its own limit, or a queue with a
 #: limit, a key limit, a rate limit, or paused (then only the general path may claim)
 BLOCKED = """blocked AS (
@@ -107,8 +146,7 @@ BLOCKED = """blocked AS (
 #: every column of ``runs`` as the table lists them, from the relation ``c``
 COLUMNS = ", ".join(f"c.{c.name}" for c in runs.c)
 
-_STATEMENT = f"""
-WITH {BLOCKED}, picked AS (
+_CLAIM = f"""{BLOCKED}, picked AS (
   SELECT id, order_key FROM runs
   WHERE environment_id = $1 AND status = 'QUEUED' AND available_at <= $2::float8
     AND task_identifier = ANY($3::varchar[])
@@ -154,8 +192,44 @@ WITH {BLOCKED}, picked AS (
        AS e(k, from_status, to_status, reason)
   WHERE e.k = 1 OR claimed.status = 'EXECUTING'
   ORDER BY claimed.claim_n, e.k
-)
+)"""
+
+_STATEMENT = f"""WITH {_CLAIM}
 SELECT EXISTS (SELECT 1 FROM blocked) AS blocked, {COLUMNS}
+FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true
+ORDER BY c.claim_n
+"""
+
+# A worker's successes, recorded by the claim's statement: $12 the runs, $13 their
+# attempts (one per run), $14 their outputs as JSON text. Guarded like
+# ``runs.transition_many`` (the run's current attempt, a status COMPLETED may
+# follow). A run that a parent waits on is left alone: its parent's wait is
+# resolved in the transaction that completes it, by the general path.
+_SUCCESSES = """done AS (
+  UPDATE runs AS r SET
+    previous_status = r.status,
+    status = 'COMPLETED',
+    updated_at = $10::timestamp,
+    finished_at = $10::timestamp,
+    lease_expires_at = NULL,
+    output = (($14::text[])[array_position($12::varchar[], r.id)])::json
+  WHERE r.id = ANY($12::varchar[])
+    AND r.current_attempt_id = ($13::varchar[])[array_position($12::varchar[], r.id)]
+    AND r.environment_id = $1 AND r.status = 'EXECUTING' AND r.parent_run_id IS NULL
+  RETURNING r.id, r.current_attempt_id, r.previous_status
+), done_attempts AS (
+  UPDATE attempts SET status = 'COMPLETED', finished_at = $10::timestamp
+  WHERE id IN (SELECT current_attempt_id FROM done)
+), done_logged AS (
+  INSERT INTO run_events (run_id, from_status, to_status, attempt_id, reason, at)
+  SELECT id, previous_status, 'COMPLETED', current_attempt_id, 'attempt succeeded',
+         $10::timestamp
+  FROM done ORDER BY array_position($12::varchar[], id)
+)"""
+
+_WITH_SUCCESSES = f"""WITH {_CLAIM}, {_SUCCESSES}
+SELECT EXISTS (SELECT 1 FROM blocked) AS blocked,
+       (SELECT coalesce(array_agg(id), '{{}}') FROM done) AS done, {COLUMNS}
 FROM (SELECT 1) AS one LEFT JOIN claimed AS c ON true
 ORDER BY c.claim_n
 """
