@@ -122,6 +122,23 @@ async def test_a_trigger_hands_its_run_to_the_parked_claim(
     assert first.order_key < detail.run.order_key
 
 
+async def test_the_claim_has_its_run_before_the_trigger_answers(
+    engine: Engine, handed: list[str | None]
+) -> None:
+    if not _postgresql(engine):
+        pytest.skip("no claim is parked for hand-offs on SQLite (the claim is woken instead)")
+    env_id, worker = await setup(engine)
+    await engine.enqueue.trigger(env_id, TriggerRequest("t", {}))
+    await engine.dequeue.claim(worker, 1)
+    claim = await _parked_claim(engine, worker)
+
+    run = await engine.enqueue.trigger(env_id, TriggerRequest("t", {}))
+
+    # the worker's answer went out first: the run, not the trigger's answer, is what
+    # someone waits for
+    assert claim.done() and [r.id for r in claim.result()] == [run.id] == handed
+
+
 async def test_a_claim_without_a_free_slot_gets_its_run_dequeued(
     engine: Engine, handed: list[str | None]
 ) -> None:

@@ -50,6 +50,8 @@ class ParkedClaim:
     delivered: asyncio.Future[list[Any]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    #: set once the claim has stopped waiting (with its runs, or without)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
     #: the claim stopped waiting (woken, timed out, or its caller went away)
     left: bool = False
 
@@ -77,6 +79,7 @@ class Handoffs:
         """The claim stops waiting: it is offered no more, and a hand-off already
         under way gives its run back to the queue (``ParkedClaim.orphaned``)."""
         parked.left = True
+        parked.done.set()
         self._remove(parked)
 
     def take(self, env_id: str, task_id: str) -> ParkedClaim | None:
@@ -96,8 +99,13 @@ class Handoffs:
             self._parked.setdefault(parked.worker.environment_id, []).append(parked)
 
     async def deliver(self, parked: ParkedClaim, rows: list[Any]) -> None:
-        """Hand a taken claim the runs stored as claimed for it; if it has stopped
-        waiting meanwhile, they go back to the queue."""
+        """Hand a taken claim the runs stored as claimed for it, and return once the
+        claim has them; if it has stopped waiting meanwhile, they go back to the queue.
+
+        Returning only then lets the claim's caller send the runs on (to the worker)
+        before the trigger answers its own caller: the run, not the answer, is
+        what someone waits for.
+        """
         if parked.left or parked.delivered.done():
             try:
                 await parked.orphaned(rows)
@@ -105,6 +113,7 @@ class Handoffs:
                 log.exception("could not requeue a run handed to a claim that left")
             return
         parked.delivered.set_result(rows)
+        await parked.done.wait()
 
     def parked_count(self, env_id: str) -> int:
         return len(self._parked.get(env_id, ()))
