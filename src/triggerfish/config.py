@@ -25,6 +25,11 @@ class ServerSettings(BaseSettings):
     maintenance_interval: float = 1.0
     #: the longest a worker's dequeue call is held open when there is no work
     dequeue_wait: float = 20.0
+    #: seconds a busy worker holds a report batch back so more finished attempts
+    #: share its commit (see ``worker/reports.py``); None: 0.002 on PostgreSQL,
+    #: where a commit is a round trip and a disk flush, and 0 on SQLite, whose
+    #: single writer the next trigger would only wait behind
+    report_linger: float | None = Field(default=None, ge=0, le=1)
     #: largest accepted payload, in bytes of JSON
     max_payload_bytes: int = 3 * 1024 * 1024
     #: largest accepted request body

@@ -205,3 +205,26 @@ async def test_reports_of_a_stopped_worker_count_but_claim_nothing(
     assert r.status_code == 200, r.text
     assert r.json()["runs"] == []
     assert r.json()["completions"][0]["status"] == "COMPLETED"
+
+
+async def test_registration_names_how_long_a_busy_worker_holds_reports_back(
+    engine: Engine,
+) -> None:
+    key, _ = await engine.environments.create_key("dev", "test")
+    body = {"version": "v1", "name": "w", "concurrency": 1, "tasks": [MANIFEST]}
+
+    async def linger() -> Any:
+        app = create_app(engine, manage_engine=False)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://test",
+            headers={"Authorization": f"Bearer {key}"},
+        ) as client:
+            r = await client.post("/worker/v1/register", json=body)
+            assert r.status_code == 200, r.text
+            return r.json()["report_linger"]
+
+    # a commit is a disk flush on PostgreSQL; SQLite's single writer gains nothing
+    assert await linger() == (0.002 if engine.res.db.dialect == "postgresql" else 0.0)
+    engine.res.settings.report_linger = 0.01
+    assert await linger() == 0.01

@@ -106,6 +106,8 @@ async def register(body: RegisterBody, engine: EngineDep, env: EnvDep) -> dict[s
         "heartbeat_timeout": engine.res.settings.heartbeat_timeout,
         # the worker socket's largest frame (larger calls go as requests)
         "socket_max_bytes": engine.res.settings.max_body_bytes,
+        # how long a busy worker holds a report batch back (see worker/reports.py)
+        "report_linger": engine.report_linger(),
     }
 
 

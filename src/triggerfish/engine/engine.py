@@ -61,6 +61,13 @@ class Engine:
         self.replays = Replays(res, self.enqueue)
         self._background: list[asyncio.Task[Any]] = []
 
+    def report_linger(self) -> float:
+        """Seconds a busy worker holds a report batch back (``ServerSettings.report_linger``)."""
+        configured = self.res.settings.report_linger
+        if configured is not None:
+            return configured
+        return 0.002 if self.res.db.dialect == "postgresql" else 0.0
+
     @classmethod
     def create(cls, settings: ServerSettings, clock: Clock | None = None) -> Engine:
         db = Database(settings.database_url, pool_size=settings.pool_size)

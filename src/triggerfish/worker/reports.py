@@ -9,11 +9,12 @@ when it has room (the ``claim`` hook), so a busy worker needs one request per
 run; the worker's long poll is only for when it has nothing to report.
 
 While work keeps coming (the last batch claimed runs), a batch waits ``linger``
-seconds before it goes, so the attempts finishing meanwhile share its request
-and its transaction: a worker fed one run at a time would otherwise make an
-exchange, and the server a commit, per run. Once a claim comes back empty the
-queue is drained, and the next report goes at once (an idle worker reports,
-then long-polls, without delay).
+seconds (the server names it when the worker registers) before it goes, so
+the attempts finishing meanwhile share its request and its transaction: a
+worker fed one run at a time would otherwise make an exchange, and the server
+a commit, per run. Once a claim comes back empty the queue is drained, and
+the next report goes at once (an idle worker reports, then long-polls,
+without delay).
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ from triggerfish.worker.api_client import StaleReport, WorkerApi
 
 #: items sent in one request at most, per kind (the server accepts up to 500)
 MAX_BATCH = 200
-#: seconds a batch waits for company while work keeps coming (see the module docstring)
-LINGER = 0.002
 
 Kind = Literal["starts", "completions"]
 
@@ -55,7 +54,7 @@ class Reporter:
         *,
         claim: ClaimHook | None = None,
         claimed: ClaimedHook | None = None,
-        linger: float = LINGER,
+        linger: float = 0.0,
     ) -> None:
         self._api = api
         self._give_up_after = give_up_after
@@ -65,7 +64,8 @@ class Reporter:
         self._sender: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
-        self._linger = linger
+        #: seconds a batch waits for company while work keeps coming
+        self.linger = linger
         self._flowing = False  # the last claim brought runs: more are on their way
         #: seconds a report takes to be answered (moving average)
         self.round_trip = 0.0
@@ -100,8 +100,8 @@ class Reporter:
 
     async def _send_all(self) -> None:
         try:
-            if self._flowing and self._linger > 0:
-                await asyncio.sleep(self._linger)
+            if self._flowing and self.linger > 0:
+                await asyncio.sleep(self.linger)
             while any(self._queued.values()):
                 await self._send_batch()
         finally:

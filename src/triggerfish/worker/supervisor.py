@@ -118,6 +118,7 @@ class Worker:
         )
         self.worker_id = registered["worker_id"]
         self.api.limit_frames(registered.get("socket_max_bytes"))
+        self._reports.linger = float(registered.get("report_linger") or 0.0)
         self._heartbeat_interval = max(0.2, min(5.0, registered["heartbeat_timeout"] / 3))
         self.pool = ExecutorPool(
             self.config,
