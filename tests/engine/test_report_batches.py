@@ -327,3 +327,23 @@ async def test_successes_are_recorded_and_a_limit_holds_when_the_queue_gets_one_
         [], [Report(b.id, b.current_attempt_id, "b")], worker, 3, 3
     )
     assert len(claimed) == 1
+
+
+async def test_when_the_one_statement_report_fails_the_general_path_records_it(
+    engine: Engine, monkeypatch: Any
+) -> None:
+    env_id, worker = await setup(engine, manifest())
+    for i in range(3):
+        await engine.enqueue.trigger(env_id, TriggerRequest("t", {"i": i}))
+    (a,) = await engine.dequeue.claim(worker, 1, 1)
+
+    async def fails(*args: Any) -> Any:
+        raise ConnectionResetError("the statement's connection was lost")
+
+    monkeypatch.setattr(run_claim, "claim_unconstrained_after", fails)
+    _, outcomes, claimed = await engine.dequeue.report_and_claim(
+        [], [Report(a.id, a.current_attempt_id, "a")], worker, 2, 2
+    )
+    assert [o.status if o else None for o in outcomes] == ["COMPLETED"]
+    assert (await _run(engine, env_id, a.id)).output == "a"
+    assert len(claimed) == 2
