@@ -50,10 +50,9 @@ class ParkedClaim:
     delivered: asyncio.Future[list[Any]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-    #: set once the claim has stopped waiting (with its runs, or without)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    #: the claim stopped waiting (woken, timed out, or its caller went away)
-    left: bool = False
+    #: set once the claim has stopped waiting: woken, timed out, its caller gone,
+    #: or with the runs handed over
+    left: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Handoffs:
@@ -78,8 +77,7 @@ class Handoffs:
     def leave(self, parked: ParkedClaim) -> None:
         """The claim stops waiting: it is offered no more, and a hand-off already
         under way gives its run back to the queue (``ParkedClaim.orphaned``)."""
-        parked.left = True
-        parked.done.set()
+        parked.left.set()
         self._remove(parked)
 
     def take(self, env_id: str, task_id: str) -> ParkedClaim | None:
@@ -95,7 +93,7 @@ class Handoffs:
 
     def give_back(self, parked: ParkedClaim) -> None:
         """Offer a taken claim again (the trigger did not hand it its run)."""
-        if not parked.left:
+        if not parked.left.is_set():
             self._parked.setdefault(parked.worker.environment_id, []).append(parked)
 
     async def deliver(self, parked: ParkedClaim, rows: list[Any]) -> None:
@@ -106,14 +104,14 @@ class Handoffs:
         before the trigger answers its own caller: the run, not the answer, is
         what someone waits for.
         """
-        if parked.left or parked.delivered.done():
+        if parked.left.is_set() or parked.delivered.done():
             try:
                 await parked.orphaned(rows)
             except Exception:  # its lease runs out and the run is reclaimed anyway
                 log.exception("could not requeue a run handed to a claim that left")
             return
         parked.delivered.set_result(rows)
-        await parked.done.wait()
+        await parked.left.wait()
 
     def parked_count(self, env_id: str) -> int:
         return len(self._parked.get(env_id, ()))
