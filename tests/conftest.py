@@ -7,6 +7,7 @@ PostgreSQL is down they fail and say how to start it, never skip.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -79,17 +80,30 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-@pytest.fixture
-async def engine(db_url: str, clock: ManualClock) -> AsyncIterator[Engine]:
-    """An engine on a fresh database with a manual clock and no background loop."""
+@contextlib.asynccontextmanager
+async def started_engine(
+    db_url: str, clock: ManualClock, *, maintenance_interval: float = 0.05
+) -> AsyncIterator[Engine]:
+    """An engine on ``db_url`` with a manual clock and no background loop."""
     eng = Engine.create(
-        ServerSettings(database_url=db_url, heartbeat_timeout=30, maintenance_interval=0.05),
+        ServerSettings(
+            database_url=db_url, heartbeat_timeout=30, maintenance_interval=maintenance_interval
+        ),
         clock=clock,
     )
     await eng.start(background=False)
     await eng.environments.bootstrap()
-    yield eng
-    await eng.close()
+    try:
+        yield eng
+    finally:
+        await eng.close()
+
+
+@pytest.fixture
+async def engine(db_url: str, clock: ManualClock) -> AsyncIterator[Engine]:
+    """An engine on a fresh database with a manual clock and no background loop."""
+    async with started_engine(db_url, clock) as eng:
+        yield eng
 
 
 def create_key(db_url: str, env: str = "dev") -> str:

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import started_engine
 from tests.engine.test_runs_engine import setup
-from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.dequeue import WorkerIdentity
 from triggerfish.engine.enqueue import TriggerRequest
@@ -37,14 +37,8 @@ T = TypeVar("T")
 @pytest.fixture
 async def engine(db_url: str, clock: ManualClock) -> AsyncIterator[Engine]:
     """An engine whose parked claims wait for a wake-up, not a periodic re-check."""
-    eng = Engine.create(
-        ServerSettings(database_url=db_url, heartbeat_timeout=30, maintenance_interval=30),
-        clock=clock,
-    )
-    await eng.start(background=False)
-    await eng.environments.bootstrap()
-    yield eng
-    await eng.close()
+    async with started_engine(db_url, clock, maintenance_interval=30) as eng:
+        yield eng
 
 
 @pytest.fixture

@@ -36,6 +36,26 @@ async def _run(engine: Engine, env_id: str, run_id: str) -> Any:
     return (await engine.runs.retrieve(env_id, run_id)).run
 
 
+async def _parent_waiting_on_child(engine: Engine) -> tuple[Any, InProcessWorker, str]:
+    """A parent run suspended on its child (which the test reports, never runs)."""
+    registry = TaskRegistry()
+    with collecting_into(registry):
+
+        @task(id="child", retry=retry(max_attempts=1))
+        def child(payload: dict[str, Any]) -> None:
+            raise AssertionError("reported by the test, never run")
+
+        @task(id="parent", retry=retry(max_attempts=1))
+        def parent(payload: dict[str, Any]) -> Any:
+            return child.trigger_and_wait({}).unwrap()
+
+    env = await engine.environments.by_slug("dev")
+    worker = await InProcessWorker(engine, registry, env.id).register()
+    parent_id = (await engine.enqueue.trigger(env.id, TriggerRequest("parent"))).id
+    await worker.run_one()  # the parent suspends on its child
+    return env, worker, parent_id
+
+
 async def test_a_batch_of_successes_counts_each_current_attempt_once(engine: Engine) -> None:
     env_id, (a, b, c, d) = await _claimed(engine, 4, start=4)
     other = await engine.environments.by_slug("prod")
@@ -109,21 +129,7 @@ async def test_batched_starts_accept_each_claimed_attempt_once(engine: Engine) -
 
 
 async def test_a_batched_success_resumes_the_parent_waiting_on_it(engine: Engine) -> None:
-    registry = TaskRegistry()
-    with collecting_into(registry):
-
-        @task(id="child", retry=retry(max_attempts=1))
-        def child(payload: dict[str, Any]) -> None:
-            raise AssertionError("reported by the test, never run")
-
-        @task(id="parent", retry=retry(max_attempts=1))
-        def parent(payload: dict[str, Any]) -> Any:
-            return child.trigger_and_wait({}).unwrap()
-
-    env = await engine.environments.by_slug("dev")
-    worker = await InProcessWorker(engine, registry, env.id).register()
-    parent_id = (await engine.enqueue.trigger(env.id, TriggerRequest("parent"))).id
-    await worker.run_one()  # the parent suspends on its child
+    env, worker, parent_id = await _parent_waiting_on_child(engine)
     assert (await _run(engine, env.id, parent_id)).status == RunStatus.WAITING
     assert worker.identity is not None
     (claimed,) = await engine.dequeue.claim(worker.identity, 1, 1)
@@ -276,21 +282,7 @@ async def test_a_failure_or_a_repeat_among_them_takes_the_general_path(
 async def test_a_success_a_parent_waits_on_resumes_the_parent_through_the_one_statement_exchange(
     engine: Engine,
 ) -> None:
-    registry = TaskRegistry()
-    with collecting_into(registry):
-
-        @task(id="child", retry=retry(max_attempts=1))
-        def child(payload: dict[str, Any]) -> None:
-            raise AssertionError("reported by the test, never run")
-
-        @task(id="parent", retry=retry(max_attempts=1))
-        def parent(payload: dict[str, Any]) -> Any:
-            return child.trigger_and_wait({}).unwrap()
-
-    env = await engine.environments.by_slug("dev")
-    worker = await InProcessWorker(engine, registry, env.id).register()
-    parent_id = (await engine.enqueue.trigger(env.id, TriggerRequest("parent"))).id
-    await worker.run_one()  # the parent suspends on its child
+    env, worker, parent_id = await _parent_waiting_on_child(engine)
     assert worker.identity is not None
     (claimed,) = await engine.dequeue.claim(worker.identity, 1, 1)
     _, outcomes, rows = await engine.dequeue.report_and_claim(
