@@ -306,9 +306,10 @@ async def test_claims_and_hand_offs_take_every_run_once_in_fair_order(
     running: list[Any] = []
     limit: int | None = None
     seen: set[str] = set()
+    stopping = _Flag()
     for step in steps:
         if step == "park":  # it claims at once, parks, or (limited) waits for a wake-up
-            claim = engine.dequeue.claim_or_wait(worker, 4, 10, start=1)
+            claim = engine.dequeue.claim_or_wait(worker, 4, 10, start=1, gone=stopping.is_set)
             claims.append(asyncio.create_task(claim))
         elif step == "trigger":
             await engine.enqueue.trigger(env_id, TriggerRequest("t", {}))
@@ -340,10 +341,26 @@ async def test_claims_and_hand_offs_take_every_run_once_in_fair_order(
         if limit is not None:
             active = await _active(engine, env_id)
             assert active <= max(limit, len(running)), "a hand-off passed the queue's limit"
-    for task in claims:
-        task.cancel()
-    await asyncio.gather(*claims, return_exceptions=True)
+    # the claims still waiting end the way a stopping worker's do: woken, they see
+    # their caller gone (cancelling one inside its transaction could leave SQLite's
+    # write lock to the next example)
+    stopping.set()
+    await engine.res.notifier.notify(env_id)
+    await asyncio.wait_for(asyncio.gather(*claims), 10)
     await _drain(engine, env_id, worker)
+
+
+class _Flag:
+    """A caller's "have I gone?" answer for ``claim_or_wait``."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    async def is_set(self) -> bool:
+        return self._set
 
 
 async def _silently(engine: Engine, call: Awaitable[T]) -> T:
