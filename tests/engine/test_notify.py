@@ -98,3 +98,75 @@ async def test_a_trigger_on_one_server_wakes_the_pollers_of_another(
     await a.notify("env_a")
     await _settle(a)
     assert sent == ["env_a"]
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def _terminate_backend(via: PostgresNotifier, pid: int | None) -> None:
+    """End a server's connection from PostgreSQL's side, as a restart would."""
+    assert pid is not None
+    assert await via._send_conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+
+async def _wakes_across(a: PostgresNotifier, b: PostgresNotifier) -> None:
+    """A notify on ``a`` wakes a poller of ``b`` (once ``a`` has counted ``b``)."""
+    a._others_until = 0.0  # count the listening servers now, not after the TTL
+    polling_on_b = b.listener("env_a")
+    await a.notify("env_a")
+    await asyncio.wait_for(polling_on_b.wait(), timeout=5)
+
+
+async def test_a_server_listens_again_after_postgresql_drops_its_connection(
+    servers: Callable,
+) -> None:
+    a: PostgresNotifier = await servers()
+    b: PostgresNotifier = await servers()
+    await _wakes_across(a, b)
+    deaf_pid = b._listen_pid
+    polling_on_b = b.listener("env_b")
+
+    await _terminate_backend(a, deaf_pid)
+    # b listens again, and wakes its pollers: a wake-up sent meanwhile was lost
+    await asyncio.wait_for(polling_on_b.wait(), timeout=10)
+    await _until(lambda: b._listen_conn is not None and b._listen_pid != deaf_pid)
+    await _wakes_across(a, b)
+
+
+async def test_a_server_sends_again_after_postgresql_drops_its_sending_connection(
+    servers: Callable,
+) -> None:
+    a: PostgresNotifier = await servers()
+    b: PostgresNotifier = await servers()
+    lost_pid = a._own_pid
+    await _terminate_backend(b, lost_pid)
+    await _until(lambda: a._send_conn is not None and a._own_pid != lost_pid)
+    await _wakes_across(a, b)
+    assert a._own_pid != lost_pid
+
+
+class _Silent:
+    """A listening connection that stopped answering without being closed."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def execute(self, *_args: Any) -> Any:
+        await asyncio.Event().wait()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+async def test_a_listening_connection_that_stops_answering_is_replaced(
+    servers: Callable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PostgresNotifier, "CHECK_INTERVAL", 0.05)
+    a: PostgresNotifier = await servers()
+    b: PostgresNotifier = await servers()
+    silent = b._listen_conn = _Silent(b._listen_conn)
+    await _until(lambda: b._listen_conn is not None and b._listen_conn is not silent)
+    await _wakes_across(a, b)
