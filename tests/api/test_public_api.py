@@ -224,3 +224,22 @@ async def test_cancel_and_openapi(api: dict[str, Any]) -> None:
     doc = (await c.get("/openapi.json")).json()
     assert "/api/v1/tasks/{task_id}/trigger" in doc["paths"]
     assert "/api/v3/runs/{run_id}" in doc["paths"]
+
+
+async def test_an_unavailable_store_is_a_retryable_503(
+    api: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from triggerfish.errors import StoreUnavailable
+
+    async def unavailable(_key: str) -> None:
+        raise StoreUnavailable("the database connection failed (ConnectionRefusedError)")
+
+    monkeypatch.setattr(api["engine"].environments, "authenticate", unavailable)
+    client, headers = api["client"], auth(api["dev"])
+    for response in (
+        await client.post("/api/v1/tasks/hello/trigger", json={"payload": {}}, headers=headers),
+        await client.get("/api/v1/runs", headers=headers),
+    ):
+        assert response.status_code == 503
+        assert response.headers["x-should-retry"] == "true"
+        assert "database connection failed" in response.json()["error"]

@@ -154,3 +154,53 @@ def test_a_worker_busy_with_long_runs_leaves_the_next_ones_to_others(
             runs = [fresh_stack.client.runs.poll(h.id, timeout=30, interval=0.05) for h in handles]
     assert {r.status for r in runs} == {"COMPLETED"}
     assert len({r.output["pid"] for r in runs}) == 2
+
+
+def _terminate_connections(db_url: str) -> list[int]:
+    """End every connection to the database from PostgreSQL's side, as a restart
+    would; once their backends are gone, return their pids."""
+    import asyncio
+
+    import asyncpg
+
+    name = db_url.rsplit("/", 1)[1]
+
+    async def go() -> list[int]:
+        conn = await asyncpg.connect(support.PG_ADMIN_URL)
+        try:
+            pids = await conn.fetch(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
+            ended = [row["pid"] for row in pids]
+            async with asyncio.timeout(30):
+                while await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", ended
+                ):
+                    await asyncio.sleep(0.02)
+            return ended
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("fresh_stack", ["postgresql"], indirect=True)
+def test_postgresql_dropping_every_connection_loses_and_repeats_nothing(
+    fresh_stack: Stack, tmp_path: Path
+) -> None:
+    """The server replaces the connections PostgreSQL closed (a restart) without
+    failing a call. SQLite has no connections to lose."""
+    worker = fresh_stack.worker(concurrency=2)
+    marks = tmp_path / "marks"
+    with support.processes_stopped(worker):
+        blocked = fresh_stack.client.tasks.trigger("blocks", {"marks": str(marks)})
+        support.wait_for(lambda: (marks / "started-1").exists(), what="the attempt to start")
+        # the server's pool, its held connections and its LISTEN connection at least
+        assert len(_terminate_connections(fresh_stack.server.db_url)) >= 3
+        later = [fresh_stack.client.tasks.trigger("hello", {"who": str(i)}) for i in range(20)]
+        (marks / "go").touch()
+        for handle in [blocked, *later]:
+            run = fresh_stack.client.runs.poll(handle.id, timeout=60, interval=0.05)
+            assert run.status == "COMPLETED" and run.attempt_count == 1

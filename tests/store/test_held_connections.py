@@ -1,17 +1,21 @@
 """``Database.fetch_alone``: single statements on PostgreSQL connections held out of
 the pool. However it is used, it must answer every statement, hold no more
 connections than it may, keep a connection the database merely refused a
-statement on, and drop one that is lost."""
+statement on, and drop one that is lost. Connections PostgreSQL closes (a
+restart) are replaced without failing the caller, in the pool as well."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from triggerfish.errors import StoreUnavailable
 from triggerfish.store.db import Database
 
 
@@ -53,22 +57,87 @@ async def test_a_refused_statement_keeps_its_connection(db: Database) -> None:
     assert db._held == 1
 
 
-async def test_a_lost_connection_is_dropped_and_replaced(
+async def _terminate(pg_db_url: str, pids: list[int]) -> None:
+    """End backends from PostgreSQL's side, as a restart would."""
+    other = Database(pg_db_url)
+    try:
+        ended = "SELECT pg_terminate_backend(p) FROM unnest($1::int[]) AS p"
+        await other.fetch_alone(ended, [pids])
+    finally:
+        await other.dispose()
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def test_a_held_connection_postgresql_closed_is_replaced_unused(
     db: Database, pg_db_url: str
 ) -> None:
     lost = await _backend(db)
-    other = Database(pg_db_url)
-    try:
-        await other.fetch_alone("SELECT pg_terminate_backend($1)", [lost])
-    finally:
-        await other.dispose()
-    # the statement on the lost connection fails (it may have run: the caller
-    # decides whether to retry), and the connection is dropped
-    with pytest.raises(Exception):  # noqa: B017 - asyncpg's error depends on timing
-        await _backend(db)
-    assert db._held == 0
-    assert await _backend(db) != lost
+    await _terminate(pg_db_url, [lost])
+    await _until(lambda: db._idle[0][1].is_closed(), "the client to see the connection end")
+    assert await _backend(db) != lost  # no error: a fresh connection ran it
     assert db._held == 1
+
+
+async def test_a_connection_lost_during_a_statement_is_a_retryable_error(
+    db: Database, pg_db_url: str
+) -> None:
+    waiting = asyncio.create_task(db.fetch_alone("SELECT pg_sleep(30) /* lost */", []))
+    watcher = Database(pg_db_url)
+    try:
+        pid = None
+        async with asyncio.timeout(10):
+            while pid is None:
+                rows = await watcher.fetch_alone(
+                    "SELECT pid FROM pg_stat_activity WHERE query LIKE '%/* lost */' "
+                    "AND pid <> pg_backend_pid()",
+                    [],
+                )
+                pid = rows[0][0] if rows else None
+        await watcher.fetch_alone("SELECT pg_terminate_backend($1)", [pid])
+    finally:
+        await watcher.dispose()
+    # it may have run: the caller decides whether to retry, and the error says so
+    with pytest.raises(StoreUnavailable, match="retry"):
+        await waiting
+    assert db._held == 0
+    assert await _backend(db) != pid
+
+
+async def test_pooled_connections_postgresql_closed_are_replaced(
+    db: Database, pg_db_url: str
+) -> None:
+    async def pooled_pid() -> int:
+        async with db.write() as conn:
+            return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+    drivers: list[Any] = []
+
+    async def three_at_once() -> set[int]:
+        async def hold() -> int:
+            async with db.read() as conn:
+                drivers.append((await conn.get_raw_connection()).driver_connection)
+                await conn.execute(text("SELECT pg_sleep(0.05)"))
+                return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+        return set(await asyncio.gather(hold(), hold(), hold()))
+
+    pooled = await three_at_once()
+    assert len(pooled) == 3
+    await _terminate(pg_db_url, sorted(pooled))
+    await _until(
+        lambda: all(d.is_closed() for d in drivers), "the client to see the connections end"
+    )
+    # every transaction gets a live connection; none fails
+    assert not {await pooled_pid() for _ in range(3)} & pooled
+    assert not await three_at_once() & pooled
 
 
 async def test_dispose_closes_the_held_connections(pg_db_url: str) -> None:

@@ -25,7 +25,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from triggerfish.api.errors import describe_error, error_response
 from triggerfish.api.public import TriggerBody, trigger_answer, trigger_request
 from triggerfish.engine import Engine
-from triggerfish.errors import AuthenticationError, TriggerfishError, UserError
+from triggerfish.errors import (
+    AuthenticationError,
+    StoreUnavailable,
+    TriggerfishError,
+    UserError,
+)
 
 _PATH = re.compile(r"/api/v1/tasks/(.+)/trigger")
 
@@ -67,6 +72,8 @@ class TriggerLane:
             env = await self.engine.environments.authenticate(key.strip())
             parsed = TriggerBody.model_validate(json.loads(body))
             request = trigger_request(task_id, parsed, self.engine.res.clock.now())
+        except StoreUnavailable as exc:
+            return error_response(*describe_error(exc))
         except (AuthenticationError, ValidationError, ValueError, UserError):
             return None
         try:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from sqlalchemy import Table, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.engine import Dialect as SQLDialect
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from triggerfish.errors import SchemaNotMigrated
+from triggerfish.errors import SchemaNotMigrated, StoreUnavailable
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -54,7 +54,8 @@ class Database:
             "postgresql" if self.url.get_backend_name() == "postgresql" else "sqlite"
         )
         self.engine: AsyncEngine = self._create_engine(pool_size)
-        self._idle: list[AsyncConnection] = []  # held for fetch_alone, not in use
+        # held for fetch_alone, not in use: each with its asyncpg connection
+        self._idle: list[tuple[AsyncConnection, Any]] = []
         self._held = 0
 
     def _create_engine(self, pool_size: int) -> AsyncEngine:
@@ -64,9 +65,11 @@ class Database:
             )
             _configure_sqlite(engine)
             return engine
-        return create_async_engine(
+        engine = create_async_engine(
             self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
         )
+        _configure_postgresql(engine)
+        return engine
 
     @property
     def display_url(self) -> str:
@@ -74,15 +77,17 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            conn = await conn.execution_options(triggerfish_write=True)
-            async with conn.begin():
-                yield conn
+        with _unavailable_on_connection_loss():
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(triggerfish_write=True)
+                async with conn.begin():
+                    yield conn
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn, conn.begin():
-            yield conn
+        with _unavailable_on_connection_loss():
+            async with self.engine.connect() as conn, conn.begin():
+                yield conn
 
     async def check_migrated(self) -> None:
         """Raise ``SchemaNotMigrated`` unless the schema is at the newest revision."""
@@ -100,43 +105,111 @@ class Database:
         connection taken from the pool and given back costs SQLAlchemy about as
         much as PostgreSQL takes to run such a statement, so up to
         ``HELD_CONNECTIONS`` connections stay out of the pool for them. A
-        statement that finds none free takes one from the pool as usual. A
-        connection whose statement failed other than by the database's refusal
-        (a lost connection, a cancelled call) is thrown away. Parameters are in
+        statement that finds none free takes one from the pool as usual. A held
+        connection PostgreSQL has closed (a restart) is dropped unused, and one
+        whose statement failed other than by the database's refusal (a lost
+        connection, a cancelled call) is thrown away. Parameters are in
         asyncpg's style, as for ``fetch_on_driver``.
         """
-        if self._idle:
-            conn = self._idle.pop()
-        elif self._held < self.HELD_CONNECTIONS:
-            self._held += 1
+        with _unavailable_on_connection_loss():
+            held = await self._held_connection()
+            if held is None:
+                async with self.engine.connect() as passing:
+                    passing = await passing.execution_options(isolation_level="AUTOCOMMIT")
+                    return await fetch_on_driver(passing, sql, params)
             try:
-                conn = await self.engine.connect()
-                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            except BaseException:
-                self._held -= 1
+                rows = await fetch_on_driver(held[0], sql, params)
+            except BaseException as exc:
+                if _is_refusal(exc):
+                    self._idle.append(held)
+                else:
+                    self._held -= 1
+                    await _discard(held[0])
                 raise
-        else:
-            async with self.engine.connect() as passing:
-                passing = await passing.execution_options(isolation_level="AUTOCOMMIT")
-                return await fetch_on_driver(passing, sql, params)
+            self._idle.append(held)
+            return rows
+
+    async def _held_connection(self) -> tuple[AsyncConnection, Any] | None:
+        """An open held connection (and its asyncpg connection), or None when all
+        ``HELD_CONNECTIONS`` are in use."""
+        while self._idle:
+            held = self._idle.pop()
+            if not held[1].is_closed():
+                return held
+            self._held -= 1
+            await _discard(held[0])
+        if self._held >= self.HELD_CONNECTIONS:
+            return None
+        self._held += 1
         try:
-            rows = await fetch_on_driver(conn, sql, params)
-        except BaseException as exc:
-            if _is_refusal(exc):
-                self._idle.append(conn)
-            else:
-                self._held -= 1
-                await _discard(conn)
+            conn = await self.engine.connect()
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return conn, (await conn.get_raw_connection()).driver_connection
+        except BaseException:
+            self._held -= 1
             raise
-        self._idle.append(conn)
-        return rows
 
     async def dispose(self) -> None:
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _driver in idle:
             await conn.close()
         self._held -= len(idle)
         await self.engine.dispose()
+
+
+def _configure_postgresql(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        # PostgreSQL closed this connection while it sat in the pool (a restart,
+        # a terminated backend): the pool opens another instead of failing the
+        # caller. Asking asyncpg costs no round trip, unlike a pre-ping.
+        if dbapi_conn.driver_connection.is_closed():
+            raise DisconnectionError("the database closed this pooled connection")
+
+
+@contextlib.contextmanager
+def _unavailable_on_connection_loss() -> Iterator[None]:
+    """Raise ``StoreUnavailable`` for a lost or refused database connection.
+
+    The callers above the store see one retryable error (the API answers 503)
+    instead of each driver's own; everything else passes through unchanged.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if _is_connection_loss(exc):
+            raise StoreUnavailable(
+                f"the database connection failed ({_kind(exc)}); retry shortly"
+            ) from exc
+        raise
+
+
+def _is_connection_loss(exc: BaseException) -> bool:
+    if isinstance(exc, StoreUnavailable):
+        return False
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        cause: BaseException | None = exc.orig
+        while cause is not None and not _is_driver_connection_loss(cause):
+            cause = cause.__cause__
+        return cause is not None
+    return _is_driver_connection_loss(exc)
+
+
+def _is_driver_connection_loss(exc: BaseException) -> bool:
+    import asyncpg
+    from asyncpg.exceptions import OperatorInterventionError
+
+    if isinstance(exc, asyncpg.InterfaceError):  # also raised for misuse, which is a bug
+        return "connection is closed" in str(exc)
+    lost = (asyncpg.PostgresConnectionError, OperatorInterventionError, OSError)
+    return isinstance(exc, lost)
+
+
+def _kind(exc: BaseException) -> str:
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return type(cause).__name__
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
