@@ -37,6 +37,7 @@ from bench._common import (
     rss_mb,
 )
 from bench._triggerfish import Stack, triggerfish_stack
+from bench.floor import floor_lines, machine_floors
 
 PEERS_VENV = BENCH_DIR / ".venv-peers"
 PEERS_REQUIREMENTS = BENCH_DIR / "peers-requirements.txt"
@@ -90,6 +91,8 @@ class Results:
         self.metrics: dict[tuple[str, str, str], Metric] = {}
         self.unavailable: list[tuple[str, str, str]] = []  # workload, system, why
         self.failures: list[tuple[str, str, str]] = []
+        #: bench.floor's round trips (ms: back to back, at idle), measured before the workloads
+        self.floors: dict[str, tuple[float, float]] = {}
 
     def add(
         self, workload: str, name: str, system: str, unit: str, higher: bool, value: float
@@ -485,6 +488,9 @@ def write_results(res: Results, sizes: Sizes, args: argparse.Namespace, peers: d
     lines += ["", "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
     for label, shown, verdict in targets(res, sizes):
         lines.append(f"| {label} | {shown} | {verdict} |")
+    if res.floors:
+        lines += ["", "## Machine floors", "", "Measured alone by `python -m bench.floor` "
+                  "before the workloads (medians):", "", *floor_lines(res.floors)]
     lines += ["", "## Raw figures per repetition", ""]
     for metric in res.metrics.values():
         vals = ", ".join(_fmt(v) for v in metric.values)
@@ -533,6 +539,12 @@ def main(argv: list[str] | None = None) -> None:
     python = ensure_peers_venv()
     peers = peer_versions(python)
     res = Results()
+    print("machine floors ...", flush=True)
+    try:
+        res.floors = machine_floors()
+    except Exception:
+        res.failures.append(("floors", "machine", traceback.format_exc()))
+        traceback.print_exc()
     for workload in workloads:
         for system in systems:
             if workload == "W5":
@@ -569,6 +581,9 @@ def main(argv: list[str] | None = None) -> None:
     print()
     for label, shown, verdict in targets(res, sizes):
         print(f"{verdict:7} {label}: {shown}")
+    if res.floors:
+        print()
+        print("\n".join(floor_lines(res.floors)))
     if not args.no_write:
         write_results(res, sizes, args, peers, began, (load_start, load_end),
                       time.perf_counter() - t0)
