@@ -121,6 +121,14 @@ def children_of(pid: int) -> list[int]:
     return sorted(kids)
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time spent by the whole machine so far, all cores and processes (from
+    /proc/stat: user, nice, system, irq and softirq; not idle, I/O wait or steal)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 # -- PostgreSQL -------------------------------------------------------------------
 
 

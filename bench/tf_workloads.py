@@ -3,6 +3,7 @@ public API with the Python SDK, as an application would."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -50,6 +51,33 @@ def throughput_one_by_one(stack: Stack, n: int, timeout: float = 600) -> float:
         start = time.perf_counter()
         for i in range(n):
             client.tasks.trigger("noop", {"i": i})
+        done = wait_all_finished(client, n, timeout)
+    finally:
+        client.close()
+    return n / (done - start)
+
+
+def throughput_in_flight(stack: Stack, n: int, in_flight: int, timeout: float = 600) -> float:
+    """Runs/s for ``n`` no-op runs triggered one request each, ``in_flight`` at a time
+    from one asyncio client (as concurrent requests of a web app would), first
+    trigger to last done."""
+
+    async def trigger_all(client: Triggerfish) -> None:
+        slots = asyncio.Semaphore(in_flight)
+
+        async def one(i: int) -> None:
+            async with slots:
+                await client.tasks.trigger_async("noop", {"i": i})
+
+        try:
+            await asyncio.gather(*(one(i) for i in range(n)))
+        finally:
+            await client.aclose()
+
+    client = client_for(stack)
+    try:
+        start = time.perf_counter()
+        asyncio.run(trigger_all(client_for(stack)))
         done = wait_all_finished(client, n, timeout)
     finally:
         client.close()
