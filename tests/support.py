@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import socket
@@ -41,14 +42,17 @@ def wait_for(
 
 
 async def wait_for_async(
-    cond: Callable[[], Awaitable[T]],
+    cond: Callable[[], Awaitable[T] | T],
     timeout: float = 15.0,
     interval: float = 0.02,
     what: str = "condition",
 ) -> T:
+    """``wait_for`` in an event loop: ``cond`` may be a plain check or a coroutine's."""
     deadline = time.monotonic() + timeout
     while True:
-        value = await cond()
+        value = cond()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.support import wait_for_async
 from triggerfish.engine.notify import PostgresNotifier
 
 
@@ -100,12 +101,6 @@ async def test_a_trigger_on_one_server_wakes_the_pollers_of_another(
     assert sent == ["env_a"]
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 async def _terminate_backend(via: PostgresNotifier, pid: int | None) -> None:
     """End a server's connection from PostgreSQL's side, as a restart would."""
     assert pid is not None
@@ -132,7 +127,9 @@ async def test_a_server_listens_again_after_postgresql_drops_its_connection(
     await _terminate_backend(a, deaf_pid)
     # b listens again, and wakes its pollers: a wake-up sent meanwhile was lost
     await asyncio.wait_for(polling_on_b.wait(), timeout=10)
-    await _until(lambda: b._listen_conn is not None and b._listen_pid != deaf_pid)
+    await wait_for_async(
+        lambda: b._listen_conn is not None and b._listen_pid != deaf_pid, what="b to listen again"
+    )
     await _wakes_across(a, b)
 
 
@@ -143,7 +140,9 @@ async def test_a_server_sends_again_after_postgresql_drops_its_sending_connectio
     b: PostgresNotifier = await servers()
     lost_pid = a._own_pid
     await _terminate_backend(b, lost_pid)
-    await _until(lambda: a._send_conn is not None and a._own_pid != lost_pid)
+    await wait_for_async(
+        lambda: a._send_conn is not None and a._own_pid != lost_pid, what="a to send again"
+    )
     await _wakes_across(a, b)
     assert a._own_pid != lost_pid
 
@@ -168,5 +167,8 @@ async def test_a_listening_connection_that_stops_answering_is_replaced(
     a: PostgresNotifier = await servers()
     b: PostgresNotifier = await servers()
     silent = b._listen_conn = _Silent(b._listen_conn)
-    await _until(lambda: b._listen_conn is not None and b._listen_conn is not silent)
+    await wait_for_async(
+        lambda: b._listen_conn is not None and b._listen_conn is not silent,
+        what="the silent connection to be replaced",
+    )
     await _wakes_across(a, b)

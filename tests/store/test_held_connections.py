@@ -7,7 +7,7 @@ restart) are replaced without failing the caller, in the pool as well."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from tests.support import wait_for_async
 from triggerfish.errors import StoreUnavailable
 from triggerfish.store.db import Database
 
@@ -67,21 +68,14 @@ async def _terminate(pg_db_url: str, pids: list[int]) -> None:
         await other.dispose()
 
 
-async def _until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
 async def test_a_held_connection_postgresql_closed_is_replaced_unused(
     db: Database, pg_db_url: str
 ) -> None:
     lost = await _backend(db)
     await _terminate(pg_db_url, [lost])
-    await _until(lambda: db._idle[0][1].is_closed(), "the client to see the connection end")
+    await wait_for_async(
+        lambda: db._idle[0][1].is_closed(), what="the client to see the connection end"
+    )
     assert await _backend(db) != lost  # no error: a fresh connection ran it
     assert db._held == 1
 
@@ -132,8 +126,8 @@ async def test_pooled_connections_postgresql_closed_are_replaced(
     pooled = await three_at_once()
     assert len(pooled) == 3
     await _terminate(pg_db_url, sorted(pooled))
-    await _until(
-        lambda: all(d.is_closed() for d in drivers), "the client to see the connections end"
+    await wait_for_async(
+        lambda: all(d.is_closed() for d in drivers), what="the client to see the connections end"
     )
     # every transaction gets a live connection; none fails
     assert not {await pooled_pid() for _ in range(3)} & pooled

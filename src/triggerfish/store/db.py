@@ -185,8 +185,6 @@ def _unavailable_on_connection_loss() -> Iterator[None]:
 
 
 def _is_connection_loss(exc: BaseException) -> bool:
-    if isinstance(exc, StoreUnavailable):
-        return False
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
