@@ -22,6 +22,7 @@ from triggerfish import schedules
 from triggerfish.errors import (
     AbortTaskRunError,
     ApiError,
+    ConnectionLost,
     NonDeterminismError,
     PayloadValidationError,
     RunSuspended,
@@ -61,6 +62,7 @@ __all__ = [
     "AbortTaskRunError",
     "ApiError",
     "BatchItem",
+    "ConnectionLost",
     "Context",
     "ErrorDecision",
     "NonDeterminismError",

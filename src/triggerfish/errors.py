@@ -219,6 +219,17 @@ class ApiError(TriggerfishError):
         super().__init__(f"{status}: {message}")
 
 
+class ConnectionLost(TriggerfishError):
+    """The connection to the server closed (or went silent) after a call was sent
+    and before it was answered: the call may or may not have taken effect."""
+
+    def __init__(self, op: str, url: str, cause: BaseException) -> None:
+        super().__init__(
+            f"the connection to {url} was lost before the server answered {op} ({cause}); "
+            "it may have taken effect: to retry a trigger safely, give it an idempotency_key"
+        )
+
+
 class RunTimeout(ApiError):
     def __init__(self, run_id: str, timeout: float) -> None:
         super().__init__(408, f"run {run_id} did not finish within {timeout:g}s")

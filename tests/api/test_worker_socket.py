@@ -14,11 +14,11 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests import support
+from triggerfish._channel import Channel, ChannelUnavailable
 from triggerfish.cli._serve import make_server
 from triggerfish.engine import Engine
 from triggerfish.errors import ApiError
 from triggerfish.worker.api_client import StaleReport, WorkerApi
-from triggerfish.worker.channel import Channel, ChannelUnavailable
 
 MANIFEST = {
     "id": "job",

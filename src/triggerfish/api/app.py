@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from triggerfish import __version__
 from triggerfish.api import (
     batches,
+    client_socket,
     errors,
     public,
     queues,
@@ -60,6 +61,7 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
     app.add_middleware(BodyLimit, limit=limit)
 
     app.include_router(public.router)
+    app.include_router(client_socket.router)
     app.include_router(schedules.router)
     app.include_router(waitpoints.router)
     app.include_router(queues.router)

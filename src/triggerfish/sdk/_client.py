@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from triggerfish.errors import ApiError, RunTimeout
+from triggerfish.sdk._socket import NOT_SENT, AsyncSocket, SyncSocket
 from triggerfish.sdk._task import RunHandle
 
 if TYPE_CHECKING:
@@ -144,6 +145,8 @@ class _Call(Generic[T]):
     parse: Callable[[Any], T]
     json: Any = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: the same call as (op, body) for the client socket, if it can go there
+    over_socket: tuple[str, dict[str, Any]] | None = None
 
 
 def _raise_for(response: httpx.Response) -> None:
@@ -157,18 +160,21 @@ def _raise_for(response: httpx.Response) -> None:
 
 
 class _Transport:
-    """Sends calls with one shared sync and one shared async HTTP connection pool."""
+    """Sends calls with one shared sync and one shared async HTTP connection pool,
+    and triggers over the client socket when there is one (``sdk/_socket.py``)."""
 
     #: paths whose full URL is kept (a trigger's path repeats; a run's does not)
     URL_CACHE_SIZE = 256
 
-    def __init__(self, api_url: str, secret_key: str, timeout: float) -> None:
+    def __init__(self, api_url: str, secret_key: str, timeout: float, socket: bool) -> None:
         self.api_url = api_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {secret_key}"}
         self._timeout = timeout
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
         self._urls: dict[str, httpx.URL] = {}
+        self._sync_socket = SyncSocket(api_url, secret_key, timeout) if socket else None
+        self._async_socket = AsyncSocket(api_url, secret_key, timeout) if socket else None
 
     def _url(self, client: httpx.Client | httpx.AsyncClient, path: str) -> httpx.URL:
         # httpx parses a relative URL and merges it with the base URL on every
@@ -182,6 +188,10 @@ class _Transport:
         return url
 
     def send(self, call: _Call[T]) -> T:
+        if call.over_socket is not None and self._sync_socket is not None:
+            answer = self._sync_socket.call(*call.over_socket)
+            if answer is not NOT_SENT:
+                return call.parse(answer)
         if self._sync is None:
             import httpx
 
@@ -198,6 +208,10 @@ class _Transport:
         return call.parse(response.json())
 
     async def send_async(self, call: _Call[T]) -> T:
+        if call.over_socket is not None and self._async_socket is not None:
+            answer = await self._async_socket.call(*call.over_socket)
+            if answer is not NOT_SENT:
+                return call.parse(answer)
         if self._async is None:
             import httpx
 
@@ -214,11 +228,15 @@ class _Transport:
         return call.parse(response.json())
 
     def close(self) -> None:
+        if self._sync_socket is not None:
+            self._sync_socket.close()
         if self._sync is not None:
             self._sync.close()
             self._sync = None
 
     async def aclose(self) -> None:
+        if self._async_socket is not None:
+            await self._async_socket.close()
         if self._async is not None:
             await self._async.aclose()
             self._async = None
@@ -227,11 +245,13 @@ class _Transport:
 def _trigger_call(task_id: str, payload: Any, options: dict[str, Any]) -> _Call[RunHandle]:
     from urllib.parse import quote
 
+    body = {"payload": payload, "options": _wire_options(options)}
     return _Call(
         "POST",
         f"/api/v1/tasks/{quote(task_id, safe='')}/trigger",
-        lambda body: RunHandle(id=body["id"], is_cached=bool(body.get("isCached"))),
-        json={"payload": payload, "options": _wire_options(options)},
+        lambda answer: RunHandle(id=answer["id"], is_cached=bool(answer.get("isCached"))),
+        json=body,
+        over_socket=("trigger", {"task": task_id, **body}),
     )
 
 
@@ -813,6 +833,9 @@ class Triggerfish:
     """A client for one environment of a Triggerfish server.
 
     Reads ``TRIGGERFISH_API_URL`` and ``TRIGGERFISH_SECRET_KEY`` unless given.
+    Triggers travel over one WebSocket kept open to the server, everything else
+    over HTTP; with ``socket=False`` (or where the socket cannot be opened)
+    triggers are HTTP requests too.
 
     Example::
 
@@ -827,6 +850,7 @@ class Triggerfish:
         secret_key: str | None = None,
         *,
         timeout: float = 30.0,
+        socket: bool = True,
     ) -> None:
         url = api_url or os.environ.get("TRIGGERFISH_API_URL") or DEFAULT_API_URL
         key = secret_key or os.environ.get("TRIGGERFISH_SECRET_KEY")
@@ -836,7 +860,7 @@ class Triggerfish:
                 "no secret key: pass secret_key=... or set TRIGGERFISH_SECRET_KEY "
                 "(`triggerfish dev` prints the dev key)",
             )
-        self._transport = _Transport(url, key, timeout)
+        self._transport = _Transport(url, key, timeout, socket)
         self.api_url = self._transport.api_url
         self.tasks = Tasks(self._transport)
         self.runs = Runs(self._transport)

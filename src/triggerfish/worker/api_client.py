@@ -14,14 +14,14 @@ from typing import Any
 
 import httpx
 
-from triggerfish.errors import ApiError
-from triggerfish.worker.channel import (
+from triggerfish._channel import (
     Channel,
     ChannelClosed,
     ChannelUnavailable,
     FrameTooLarge,
     StaleReport,
 )
+from triggerfish.errors import ApiError
 
 log = logging.getLogger(__name__)
 

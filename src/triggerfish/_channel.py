@@ -1,10 +1,14 @@
-"""The worker's socket to the server: its hot calls as frames on one connection.
+"""A socket to the server: calls as frames on one connection (asyncio).
 
-The server side and the frame format are in ``api/worker_socket.py``. Calls
-are answered in any order; each waits on its own future, found by the call's
-id when the answer arrives. The connection opens on first use and again after
-it drops; the calls in flight when it drops fail with :class:`ChannelClosed`,
-a transport error the caller retries as it would a failed HTTP request.
+The worker sends its hot calls here (``api/worker_socket.py``), and the SDK's
+async client its triggers (``api/client_socket.py``); the frame format is in
+``api/_sockets.py``. Calls are answered in any order; each waits on its own
+future, found by the call's id when the answer arrives. The connection opens
+on first use and again after it drops; the calls in flight when it drops fail
+with :class:`ChannelClosed`, a transport error the caller retries as it would
+a failed HTTP request. :class:`CallNotSent`, a kind of it, says the call
+never left: the connection was found closed or could not be opened
+(:class:`ChannelNotOpened`).
 """
 
 from __future__ import annotations
@@ -23,9 +27,20 @@ from triggerfish.errors import ApiError
 
 log = logging.getLogger(__name__)
 
+#: the header of the handshake's answer naming the largest frame the server takes
+MAX_FRAME_HEADER = "x-triggerfish-max-frame"
+
 
 class ChannelClosed(Exception):
     """The connection could not be opened or dropped before the call was answered."""
+
+
+class CallNotSent(ChannelClosed):
+    """The connection was found closed: the call was not sent."""
+
+
+class ChannelNotOpened(CallNotSent):
+    """The connection could not be opened: the call was not sent."""
 
 
 class ChannelUnavailable(Exception):
@@ -41,9 +56,11 @@ class StaleReport(Exception):
 
 
 class Channel:
-    def __init__(self, api_url: str, secret_key: str) -> None:
+    """Example: ``await Channel(url, key).call("heartbeat", {...})``."""
+
+    def __init__(self, api_url: str, secret_key: str, path: str = "/worker/v1/socket") -> None:
         base = api_url.rstrip("/")
-        self.url = "ws" + base.removeprefix("http") + "/worker/v1/socket"
+        self.url = "ws" + base.removeprefix("http") + path
         self._headers = {"Authorization": f"Bearer {secret_key}"}
         #: the largest frame the server takes (it closes the connection on a larger
         #: one); the worker learns the real figure when it registers
@@ -61,9 +78,10 @@ class Channel:
         """Send one call and wait for its answer body.
 
         Raises :class:`StaleReport` on 409, ``ApiError`` on any other refusal,
-        :class:`ChannelClosed` when no answer can come,
-        :class:`ChannelUnavailable` when the server offers no socket, and
-        :class:`FrameTooLarge` (before sending) when the call exceeds ``max_frame``.
+        :class:`ChannelClosed` when no answer can come (:class:`CallNotSent` if
+        the call never left), :class:`ChannelUnavailable` when the server offers
+        no socket, and :class:`FrameTooLarge` (before sending) when the call
+        exceeds ``max_frame``.
         """
         call_id = next(self._ids)
         frame: dict[str, Any] = {"id": call_id, "op": op, "body": body}
@@ -76,13 +94,16 @@ class Channel:
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = answer
         try:
-            await conn.send(data, text=True)
+            try:
+                await conn.send(data, text=True)
+            except ConnectionClosed as exc:
+                raise CallNotSent(f"the socket was closed: {exc}") from exc
             reply = await asyncio.wait_for(answer, timeout)
         except asyncio.CancelledError:
             self._cancel_on_server(conn, call_id)
             raise
         except ConnectionClosed as exc:
-            raise ChannelClosed(f"the worker socket closed: {exc}") from exc
+            raise ChannelClosed(f"the socket closed: {exc}") from exc
         except TimeoutError as exc:
             raise ChannelClosed(f"no answer to {op} within {timeout:.0f}s") from exc
         finally:
@@ -131,7 +152,8 @@ class Channel:
                     f"{self.url} answered HTTP {exc.response.status_code}"
                 ) from exc
             except (OSError, InvalidHandshake, TimeoutError) as exc:
-                raise ChannelClosed(f"cannot open {self.url}: {exc}") from exc
+                raise ChannelNotOpened(f"cannot open {self.url}: {exc}") from exc
+            self.max_frame = max_frame_of(conn.response, self.max_frame)
             self._conn = conn
             self._reader = asyncio.create_task(self._read(conn))
             return conn
@@ -148,7 +170,13 @@ class Channel:
         finally:
             if self._conn is conn:
                 self._conn = None
-            gone = ChannelClosed("the worker socket closed with the call in flight")
+            gone = ChannelClosed("the socket closed with the call in flight")
             for waiting in list(self._pending.values()):
                 if not waiting.done():
                     waiting.set_exception(gone)
+
+
+def max_frame_of(response: Any, default: int) -> int:
+    """The largest frame the server said it takes in the handshake's ``response``."""
+    named = response.headers.get(MAX_FRAME_HEADER, "") if response is not None else ""
+    return int(named) if named.isdigit() else default
