@@ -3,14 +3,15 @@ built from, measured alone.
 
     python -m bench.floor
 
-A trigger one by one from a client must at least cross HTTP to the server and
-make its run durable (a PostgreSQL commit) before it answers; a Celery
-``delay`` is one Redis push, which is never flushed to disk. Each figure is
-the median of back-to-back calls and, "at idle", of calls 20 ms apart (every
-process involved has gone to sleep in between, as in W2). Nothing of
-Triggerfish runs here: the HTTP figure is uvicorn (with the same server
+A trigger one by one from a client must at least cross to the server and make
+its run durable (a PostgreSQL commit) before it answers; a Celery ``delay`` is
+one Redis push, which is never flushed to disk. Each figure is the median of
+back-to-back calls and, "at idle", of calls 20 ms apart (every process
+involved has gone to sleep in between, as in W2). Nothing of Triggerfish runs
+here: the HTTP and WebSocket figures are uvicorn (with the same server
 libraries as ``triggerfish server``) answering an empty ASGI app, called with
-httpx as the SDK does.
+httpx (the SDK's other calls, and any HTTP client's triggers) and with
+websockets' sync client (the Python SDK's triggers).
 """
 
 from __future__ import annotations
@@ -40,19 +41,27 @@ BACK_TO_BACK = 500
 AT_IDLE = 100
 IDLE_PAUSE = 0.02
 
-#: the smallest app uvicorn can serve: every request gets ``{}``
+#: the smallest app uvicorn can serve: every request and every frame gets ``{}``
 _EMPTY_APP = """
 import sys, uvicorn
 
 async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": b"{}"})
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+    elif scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": "{}"})
 
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+            ws_per_message_deflate=False)
 """
+
+HTTP = "HTTP round trip (httpx to uvicorn, empty answer)"
+WEBSOCKET = "WebSocket round trip (websockets to uvicorn, one frame each way)"
 
 
 def _timed(call: Callable[[], object], n: int, pause: float = 0.0) -> float:
@@ -108,7 +117,9 @@ def _redis() -> dict[str, tuple[float, float]]:
         return {"Redis round trip (PING)": _both(ping)}
 
 
-def _http() -> dict[str, tuple[float, float]]:
+def _web() -> dict[str, tuple[float, float]]:
+    from websockets.sync.client import connect
+
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-c", _EMPTY_APP, str(port)],
@@ -129,14 +140,22 @@ def _http() -> dict[str, tuple[float, float]]:
 
             wait_until(ready, 30, "uvicorn to answer", interval=0.05)
             call = lambda: client.post(url, json={"payload": {}})  # noqa: E731
-            return {"HTTP round trip (httpx to uvicorn, empty answer)": _both(call)}
+            floors = {HTTP: _both(call)}
+        with connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
+
+            def frame() -> None:
+                ws.send('{"id":1,"op":"trigger","body":{"payload":{}}}')
+                ws.recv(timeout=5)
+
+            floors[WEBSOCKET] = _both(frame)
+        return floors
     finally:
         stop_process(server)
 
 
 def machine_floors() -> dict[str, tuple[float, float]]:
     """Median ms of each floor: (back to back, at idle)."""
-    return {**_postgresql(), **_redis(), **_http()}
+    return {**_postgresql(), **_redis(), **_web()}
 
 
 def floor_lines(floors: dict[str, tuple[float, float]]) -> list[str]:
@@ -144,15 +163,18 @@ def floor_lines(floors: dict[str, tuple[float, float]]) -> list[str]:
     lines = ["| round trip | back to back | at idle (20 ms apart) |", "|---|---|---|"]
     for name, (busy, idle) in floors.items():
         lines.append(f"| {name} | {busy:.3f} ms | {idle:.3f} ms |")
-    http = floors["HTTP round trip (httpx to uvicorn, empty answer)"][0]
     commit = floors["PostgreSQL one-row insert and commit"][0]
-    lines += [
-        "",
-        f"A durable trigger sent one at a time costs at least an HTTP round trip and a "
-        f"commit: {http + commit:.2f} ms, so at most {1000 / (http + commit):,.0f} runs/s "
-        "from one sequential client on this machine, before any work of the server, "
-        "the worker or the task.",
-    ]
+    lines.append("")
+    for transport, name in (("a WebSocket frame (the Python SDK)", WEBSOCKET), ("HTTP", HTTP)):
+        if name in floors:
+            least = floors[name][0] + commit
+            lines.append(
+                f"A durable trigger sent one at a time over {transport} costs at least its "
+                f"round trip and a commit: {least:.2f} ms, so at most {1000 / least:,.0f} "
+                "runs/s from one sequential client on this machine, before any work of the "
+                "server, the worker or the task."
+            )
+    return lines
     return lines
 
 

@@ -63,7 +63,7 @@ class Channel:
         self.url = "ws" + base.removeprefix("http") + path
         self._headers = {"Authorization": f"Bearer {secret_key}"}
         #: the largest frame the server takes (it closes the connection on a larger
-        #: one); the worker learns the real figure when it registers
+        #: one): the server names it when it accepts the connection
         self.max_frame = 1024 * 1024
         self._conn: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -93,20 +93,26 @@ class Channel:
         conn = await self._connected()
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = answer
+        # the answer's own deadline, not asyncio.wait_for: that wraps the future and
+        # takes two more turns of the event loop to hand the answer over
+        deadline = asyncio.get_running_loop().call_later(timeout, _expire, answer)
         try:
             try:
                 await conn.send(data, text=True)
             except ConnectionClosed as exc:
+                if self._conn is conn:
+                    self._conn = None  # the next call opens a new connection
                 raise CallNotSent(f"the socket was closed: {exc}") from exc
-            reply = await asyncio.wait_for(answer, timeout)
+            reply = await answer
         except asyncio.CancelledError:
             self._cancel_on_server(conn, call_id)
             raise
         except ConnectionClosed as exc:
             raise ChannelClosed(f"the socket closed: {exc}") from exc
         except TimeoutError as exc:
-            raise ChannelClosed(f"no answer to {op} within {timeout:.0f}s") from exc
+            raise ChannelClosed(f"no answer to {op} within {timeout:g}s") from exc
         finally:
+            deadline.cancel()
             self._pending.pop(call_id, None)
         status = reply.get("status")
         if status == 200:
@@ -174,6 +180,11 @@ class Channel:
             for waiting in list(self._pending.values()):
                 if not waiting.done():
                     waiting.set_exception(gone)
+
+
+def _expire(answer: asyncio.Future[dict[str, Any]]) -> None:
+    if not answer.done():
+        answer.set_exception(TimeoutError())
 
 
 def max_frame_of(response: Any, default: int) -> int:

@@ -333,6 +333,32 @@ async def test_without_a_socket_triggers_are_requests(served: Served) -> None:
 
 
 @pytest.fixture
+async def silent_server() -> AsyncIterator[str]:
+    """A WebSocket server that reads every frame and never answers."""
+
+    async def ignore(conn: ServerConnection) -> None:
+        async for _ in conn:
+            pass
+
+    port = support.free_port()
+    async with serve(ignore, "127.0.0.1", port):
+        yield f"http://127.0.0.1:{port}"
+
+
+async def test_a_trigger_left_unanswered_gives_up_at_the_timeout(silent_server: str) -> None:
+    client = Triggerfish(api_url=silent_server, secret_key="tr_dev_x", timeout=0.3)
+    try:
+        for _ in range(2):  # and the next call is not answered by a late reply either
+            with pytest.raises(ConnectionLost, match="TimeoutError|timed out|no answer"):
+                await asyncio.to_thread(client.tasks.trigger, "greet", {})
+            with pytest.raises(ConnectionLost, match="no answer to trigger within"):
+                await client.tasks.trigger_async("greet", {})
+    finally:
+        client.close()
+        await client.aclose()
+
+
+@pytest.fixture
 async def dropping_server() -> AsyncIterator[str]:
     """A WebSocket server that accepts a connection and drops it at its first frame."""
 
