@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -101,10 +102,15 @@ async def test_a_trigger_on_one_server_wakes_the_pollers_of_another(
     assert sent == ["env_a"]
 
 
-async def _terminate_backend(via: PostgresNotifier, pid: int | None) -> None:
-    """End a server's connection from PostgreSQL's side, as a restart would."""
+async def _terminate_backend(dsn: str, pid: int | None) -> None:
+    """End a server's connection from PostgreSQL's side, as a restart would (from a
+    connection of its own: the notifiers' are busy with their own work meanwhile)."""
     assert pid is not None
-    assert await via._send_conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
 
 
 async def _wakes_across(a: PostgresNotifier, b: PostgresNotifier) -> None:
@@ -116,7 +122,7 @@ async def _wakes_across(a: PostgresNotifier, b: PostgresNotifier) -> None:
 
 
 async def test_a_server_listens_again_after_postgresql_drops_its_connection(
-    servers: Callable,
+    servers: Callable, dsn: str
 ) -> None:
     a: PostgresNotifier = await servers()
     b: PostgresNotifier = await servers()
@@ -124,7 +130,7 @@ async def test_a_server_listens_again_after_postgresql_drops_its_connection(
     deaf_pid = b._listen_pid
     polling_on_b = b.listener("env_b")
 
-    await _terminate_backend(a, deaf_pid)
+    await _terminate_backend(dsn, deaf_pid)
     # b listens again, and wakes its pollers: a wake-up sent meanwhile was lost
     await asyncio.wait_for(polling_on_b.wait(), timeout=10)
     await wait_for_async(
@@ -134,12 +140,12 @@ async def test_a_server_listens_again_after_postgresql_drops_its_connection(
 
 
 async def test_a_server_sends_again_after_postgresql_drops_its_sending_connection(
-    servers: Callable,
+    servers: Callable, dsn: str
 ) -> None:
     a: PostgresNotifier = await servers()
     b: PostgresNotifier = await servers()
     lost_pid = a._own_pid
-    await _terminate_backend(b, lost_pid)
+    await _terminate_backend(dsn, lost_pid)
     await wait_for_async(
         lambda: a._send_conn is not None and a._own_pid != lost_pid, what="a to send again"
     )
