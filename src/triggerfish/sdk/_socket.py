@@ -1,11 +1,11 @@
 """The client's socket to the server: triggers as frames on one open connection.
 
 A trigger over HTTP costs the calling process about three times the CPU of the
-same call as a frame (request building, header parsing, a connection pool per
-call), and the server a pass through its web stack. So the client sends its
-triggers over ``/api/v1/socket`` (``api/client_socket.py``) and everything
-else over HTTP, and falls back to HTTP for a trigger whenever the socket
-cannot carry it without doubt:
+same call as a frame (building the request, parsing the answer's headers, the
+connection pool's bookkeeping), and the server a pass through its web stack. So
+the client sends its triggers over ``/api/v1/socket`` (``api/client_socket.py``)
+and everything else over HTTP, and falls back to HTTP for a trigger whenever
+the socket cannot carry it without doubt:
 
 - the socket cannot be opened (no server socket behind a proxy, an older
   server, a refused key): HTTP answers instead, and the socket is not tried
