@@ -51,8 +51,11 @@ class FrameTooLarge(Exception):
     """The call is larger than the server takes as one frame: send it as a request."""
 
 
-class StaleReport(Exception):
+class StaleReport(ApiError):
     """The server refused a report because the attempt is no longer current (409)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, message)
 
 
 class Channel:

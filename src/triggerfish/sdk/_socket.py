@@ -59,7 +59,7 @@ class SyncSocket:
 
     def __init__(self, api_url: str, secret_key: str, timeout: float) -> None:
         self.url = "ws" + api_url.rstrip("/").removeprefix("http") + PATH
-        self._headers = {"Authorization": f"Bearer {secret_key}"}
+        self._secret_key = secret_key
         self._timeout = timeout
         self._lock = threading.Lock()
         self._conn: Any = None
@@ -91,14 +91,15 @@ class SyncSocket:
 
         call_id = next(self._ids)
         frame = json.dumps({"id": call_id, "op": op, "body": body}, separators=(",", ":"))
+        data = frame.encode()
         for _ in range(2):  # a connection found closed is opened once more
             conn = self._connected()
             if conn is None:
                 return NOT_SENT
-            if len(frame.encode()) > self._max_frame:
+            if len(data) > self._max_frame:
                 return NOT_SENT  # HTTP answers it, or refuses it for its size
             try:
-                conn.send(frame)
+                conn.send(data, text=True)
             except ConnectionClosed:
                 self._drop()
                 continue
@@ -108,12 +109,8 @@ class SyncSocket:
     def _answer(self, conn: Any, op: str, call_id: int) -> dict[str, Any]:
         from websockets.exceptions import ConnectionClosed
 
-        deadline = time.monotonic() + self._timeout
         try:
-            while True:
-                reply = json.loads(conn.recv(timeout=max(0.0, deadline - time.monotonic())))
-                if isinstance(reply, dict) and reply.get("id") == call_id:
-                    return reply
+            return answer_to(conn, call_id, self._timeout)
         except (ConnectionClosed, TimeoutError) as exc:
             self._drop()  # a late answer must not be read as the next call's
             raise ConnectionLost(op, self.url, exc) from exc
@@ -123,22 +120,12 @@ class SyncSocket:
             return self._conn
         self._drop()  # in a forked child, without closing the parent's connection
         from websockets.exceptions import InvalidHandshake
-        from websockets.sync.client import connect
 
         from triggerfish._channel import max_frame_of
 
-        opened = contextlib.ExitStack()  # closes the connection
         try:
-            self._conn = opened.enter_context(
-                connect(
-                    self.url,
-                    additional_headers=self._headers,
-                    compression=None,  # small frames: compressing costs more than it saves
-                    max_size=None,
-                    open_timeout=min(self._timeout, 10.0),
-                    close_timeout=1,
-                    ping_interval=None,  # the server pings; an idle connection answers it
-                )
+            opened, self._conn = open_sync_socket(
+                self.url, self._secret_key, open_timeout=min(self._timeout, 10.0)
             )
         except (OSError, InvalidHandshake, TimeoutError):
             self._off_until = time.monotonic() + RETRY_AFTER
@@ -175,7 +162,6 @@ class AsyncSocket:
             ChannelNotOpened,
             ChannelUnavailable,
             FrameTooLarge,
-            StaleReport,
         )
 
         if time.monotonic() < self._off_until:
@@ -191,8 +177,6 @@ class AsyncSocket:
                 return NOT_SENT
             except CallNotSent:
                 continue
-            except StaleReport as exc:  # the channel's name for a 409
-                raise ApiError(409, str(exc)) from exc
             except ChannelClosed as exc:
                 raise ConnectionLost(op, channel.url, exc) from exc
         return NOT_SENT
@@ -212,6 +196,39 @@ class AsyncSocket:
             self._channel.max_frame = DEFAULT_MAX_FRAME
             self._loop = loop
         return self._channel
+
+
+def open_sync_socket(
+    url: str, secret_key: str, *, open_timeout: float
+) -> tuple[contextlib.ExitStack, Any]:
+    """A blocking connection to a server socket, and what closes it."""
+    from websockets.sync.client import connect
+
+    opened = contextlib.ExitStack()
+    conn = opened.enter_context(
+        connect(
+            url,
+            additional_headers={"Authorization": f"Bearer {secret_key}"},
+            compression=None,  # small frames: compressing costs more than it saves
+            max_size=None,
+            open_timeout=open_timeout,
+            close_timeout=1,
+            # no pings of our own: the server pings, and the reading thread answers
+            ping_interval=None,
+        )
+    )
+    return opened, conn
+
+
+def answer_to(conn: Any, call_id: int, timeout: float) -> dict[str, Any]:
+    """The answer to call ``call_id``, read from a blocking connection within ``timeout``
+    (``TimeoutError`` past it). An answer to a call given up on earlier may still
+    arrive: it is skipped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = json.loads(conn.recv(timeout=max(0.0, deadline - time.monotonic())))
+        if isinstance(reply, dict) and reply.get("id") == call_id:
+            return reply
 
 
 def _close_in(opened: contextlib.ExitStack, owner_pid: int) -> None:

@@ -23,6 +23,8 @@ import json
 import time
 from typing import Any
 
+from triggerfish.sdk._socket import answer_to, open_sync_socket
+
 #: how long a journal write waits for its answer before the relay takes it over
 ANSWER_TIMEOUT = 10.0
 #: after a failed connection, how long the relay carries the writes alone
@@ -83,28 +85,11 @@ class DirectJournal:
         if self._conn is not None and self._url == link["url"]:
             return self._conn
         self.close()
-        from websockets.sync.client import connect
-
-        self._opened = contextlib.ExitStack()
-        self._conn = self._opened.enter_context(
-            connect(
-                link["url"],
-                additional_headers={"Authorization": f"Bearer {link['key']}"},
-                compression=None,  # small frames: compressing costs more than it saves
-                max_size=None,
-                open_timeout=5,
-                close_timeout=1,
-                ping_interval=None,  # a write that finds the connection dead is relayed
-            )
-        )
+        # a write that finds the connection dead is relayed
+        self._opened, self._conn = open_sync_socket(link["url"], link["key"], open_timeout=5)
         self._url = link["url"]
         return self._conn
 
     @staticmethod
     def _answer(conn: Any, call_id: int) -> dict[str, Any]:
-        deadline = time.monotonic() + ANSWER_TIMEOUT
-        while True:
-            reply = json.loads(conn.recv(timeout=max(0.0, deadline - time.monotonic())))
-            # an answer to a call given up on earlier may still arrive: skip it
-            if isinstance(reply, dict) and reply.get("id") == call_id:
-                return reply
+        return answer_to(conn, call_id, ANSWER_TIMEOUT)
