@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,6 +26,10 @@ PG_ADMIN_URL = os.environ.get(
     "TRIGGERFISH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 E2E_PROJECT = Path(__file__).parent / "e2e_project"
+
+#: the keyring secret every server of this test session shares (servers of one
+#: store must share it: an attempt credential one signs, another verifies)
+SERVER_SECRET = secrets.token_urlsafe(32)
 
 
 def wait_for(
@@ -173,6 +178,7 @@ def start_server(
     env = _env(
         {
             "DATABASE_URL": db_url,
+            "TRIGGERFISH_SERVER_SECRET": SERVER_SECRET,
             "TRIGGERFISH_HEARTBEAT_TIMEOUT": str(heartbeat_timeout),
             "TRIGGERFISH_MAINTENANCE_INTERVAL": "0.2",
             **(extra_env or {}),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +19,10 @@ class ServerSettings(BaseSettings):
         default="sqlite:///.triggerfish/dev.db",
         validation_alias=AliasChoices("DATABASE_URL", "TRIGGERFISH_DATABASE_URL"),
     )
+    #: the server keyring's secret(s), comma-separated, newest first
+    #: (``engine/keyring.py``). Servers sharing a store share it; unset, an
+    #: embedded engine makes a random one that only this process knows
+    server_secret: SecretStr | None = None
     #: a run whose worker sent no heartbeat for this long is reclaimed
     heartbeat_timeout: float = 30.0
     #: how often background loops (reaper, delays, TTL) look for work

@@ -15,6 +15,7 @@ Every error the platform raises derives from :class:`TriggerfishError`::
     │   ├── RunNotReschedulable       reschedule of a run that is not DELAYED (422)
     │   └── InvalidTaskOptions        bad @task(...) or trigger options (422)
     ├── AuthenticationError           missing, unknown or revoked API key (401)
+    ├── PermissionDenied              the credential may not do this (403)
     ├── ConflictError
     │   └── StaleTransition           a report lost a race: the run moved on (409)
     ├── NonDeterminismError           replayed code diverged from the journal
@@ -140,6 +141,13 @@ class InvalidSchedule(UserError):
 
 class AuthenticationError(TriggerfishError):
     status_code = 401
+
+
+class PermissionDenied(TriggerfishError):
+    """The caller is known but its credential does not reach this (an attempt
+    credential acting as a worker, or on another run's journal)."""
+
+    status_code = 403
 
 
 class ConflictError(TriggerfishError):

@@ -5,74 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from tests import support
+from tests.api.conftest import Served
 from triggerfish._channel import Channel, ChannelUnavailable
-from triggerfish.cli._serve import make_server
-from triggerfish.engine import Engine
 from triggerfish.errors import ApiError
 from triggerfish.worker.api_client import StaleReport, WorkerApi
-
-MANIFEST = {
-    "id": "job",
-    "retry": {"max_attempts": 3, "min_delay": 0, "max_delay": 0, "factor": 1, "jitter": 0},
-    "machine": "micro",
-    "queue": {"name": "task/job", "concurrency_limit": None},
-}
-
-
-@dataclass
-class Served:
-    url: str
-    key: str
-    http: httpx.AsyncClient
-    api: WorkerApi
-    worker_id: str
-
-    async def trigger(self, n: int) -> list[str]:
-        ids = []
-        for i in range(n):
-            r = await self.http.post("/api/v1/tasks/job/trigger", json={"payload": {"i": i}})
-            assert r.status_code == 200, r.text
-            ids.append(r.json()["id"])
-        return ids
-
-    async def status(self, run_id: str) -> str:
-        return str((await self.http.get(f"/api/v3/runs/{run_id}")).json()["status"])
-
-
-@pytest.fixture
-async def served(engine: Engine) -> AsyncIterator[Served]:
-    """A real server (uvicorn) on a free port of 127.0.0.1, and a registered worker."""
-    key, _ = await engine.environments.create_key("dev", "test")
-    port = support.free_port()
-    server = make_server(engine, "127.0.0.1", port)
-    serving = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        return bool(server.started)
-
-    await support.wait_for_async(started, 10, what="the server to start")
-    url = f"http://127.0.0.1:{port}"
-    api = WorkerApi(url, key)
-    headers = {"Authorization": f"Bearer {key}"}
-    try:
-        async with httpx.AsyncClient(base_url=url, headers=headers) as http:
-            registered = await api.register(
-                {"version": "v1", "name": "w", "concurrency": 2, "tasks": [MANIFEST]}
-            )
-            yield Served(url, key, http, api, registered["worker_id"])
-    finally:
-        await api.close()
-        server.should_exit = True
-        await serving
 
 
 async def test_claims_and_reports_travel_over_the_socket(served: Served) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.test_worker_socket import Served, served
+from tests.api.conftest import Served, served
 from triggerfish.engine import Engine
 from triggerfish.worker import _direct
 from triggerfish.worker._direct import DirectJournal
@@ -27,7 +27,12 @@ async def _executing(served: Served) -> dict[str, Any]:
     assert claimed["run_id"] == run_id
     link = served.api.direct_link()
     assert link is not None
-    return {"run_id": run_id, "attempt_id": claimed["attempt_id"], "direct": link}
+    return {
+        "run_id": run_id,
+        "attempt_id": claimed["attempt_id"],
+        "direct": link,
+        "credential": claimed["credential"],
+    }
 
 
 def _entry(seq: int, result: Any = None) -> dict[str, Any]:

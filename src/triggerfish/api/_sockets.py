@@ -20,6 +20,13 @@ A connection authenticates with the same ``Authorization: Bearer <secret
 key>`` header as HTTP (a missing or unknown key refuses the handshake), and
 every call checks the key again (cached), so a revoked key stops working at
 once.
+
+A task process may open a socket with its attempt credential. On the client
+socket it may make every call, each checked again (an ended attempt is
+refused at once); on the worker socket only the calls named by
+``attempt_ops`` (its journal writes), each for its own attempt: those calls
+are guarded by the engine, which refuses an attempt that is no longer
+current, so they cost no look-up of the credential.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from triggerfish._channel import MAX_FRAME_HEADER
 from triggerfish.api.errors import describe_error, describe_validation
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
-from triggerfish.errors import AuthenticationError, TriggerfishError, UserError
+from triggerfish.errors import AuthenticationError, PermissionDenied, TriggerfishError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -46,31 +53,49 @@ log = logging.getLogger(__name__)
 Op = Callable[["SocketConnection", Environment, dict[str, Any]], Awaitable[Any]]
 
 
-async def serve_socket(websocket: WebSocket, ops: Mapping[str, Op]) -> None:
-    """Authenticate the handshake, then answer calls of ``ops`` until the peer goes."""
+async def serve_socket(
+    websocket: WebSocket, ops: Mapping[str, Op], *, attempt_ops: frozenset[str] | None = None
+) -> None:
+    """Authenticate the handshake, then answer calls of ``ops`` until the peer goes.
+
+    ``attempt_ops``: the only calls an attempt credential may make here, each
+    for its own attempt (None: every call, each authenticated again).
+    """
     engine: Engine = websocket.app.state.engine
     scheme, _, key = websocket.headers.get("authorization", "").partition(" ")
     try:
         if scheme.lower() != "bearer" or not key.strip():
             raise AuthenticationError("send `Authorization: Bearer <secret key>`")
-        await engine.environments.authenticate(key.strip())
+        env = await engine.environments.authenticate(key.strip())
     except AuthenticationError:
         await websocket.close(code=1008)  # before accept: the handshake is refused (403)
         return
     # the largest frame it takes (uvicorn closes the connection on a larger one)
     limit = str(engine.res.settings.max_body_bytes).encode()
     await websocket.accept(headers=[(MAX_FRAME_HEADER.encode(), limit)])
-    await SocketConnection(websocket, engine, key.strip(), ops).serve()
+    scoped = env if env.attempt is not None and attempt_ops is not None else None
+    await SocketConnection(websocket, engine, key.strip(), ops, scoped, attempt_ops).serve()
 
 
 class SocketConnection:
     """One peer's socket: runs each call in its own task and sends the answers."""
 
-    def __init__(self, socket: WebSocket, engine: Engine, key: str, ops: Mapping[str, Op]) -> None:
+    def __init__(
+        self,
+        socket: WebSocket,
+        engine: Engine,
+        key: str,
+        ops: Mapping[str, Op],
+        attempt_env: Environment | None = None,
+        attempt_ops: frozenset[str] | None = None,
+    ) -> None:
         self.socket = socket
         self.engine = engine
         self.key = key
         self.ops = ops
+        #: set on a worker socket opened with an attempt credential
+        self._attempt_env = attempt_env
+        self._attempt_ops = attempt_ops or frozenset()
         #: set once the peer has gone (a long call watches it)
         self.closed = asyncio.Event()
         self._send_lock = asyncio.Lock()
@@ -130,11 +155,26 @@ class SocketConnection:
 
     async def _run(self, call: dict[str, Any]) -> Any:
         op = call.get("op")
-        env = await self.engine.environments.authenticate(self.key)
+        env = await self._caller(op, call)
         handle = self.ops.get(op) if isinstance(op, str) else None
         if handle is None:
             raise UserError(f"op: unknown call {op!r}; known: {', '.join(self.ops)}")
         return await handle(self, env, call)
+
+    async def _caller(self, op: Any, call: dict[str, Any]) -> Environment:
+        """Who makes ``call``: the key checked again, or the attempt it is scoped to."""
+        env = self._attempt_env
+        if env is None:
+            return await self.engine.environments.authenticate(self.key)
+        assert env.attempt is not None
+        if op not in self._attempt_ops:
+            raise PermissionDenied(f"op: an attempt credential cannot call {op!r} here")
+        if call.get("attempt_id") != env.attempt.attempt_id:
+            raise PermissionDenied(
+                "attempt_id: an attempt credential acts for its own attempt only"
+            )
+        # the op's own guard refuses the attempt once it is no longer current
+        return env
 
     async def _send(self, answer: dict[str, Any]) -> None:
         text = json.dumps(answer, separators=(",", ":"), default=str)

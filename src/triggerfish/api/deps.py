@@ -35,5 +35,14 @@ async def current_environment(request: Request) -> Environment:
     return await engine_of(request).environments.authenticate(key.strip())
 
 
+async def worker_environment(request: Request) -> Environment:
+    """The environment of a worker's call: its secret key, never an attempt credential (403)."""
+    env = await current_environment(request)
+    env.require_key()
+    return env
+
+
 EngineDep = Annotated[Engine, Depends(get_engine)]
 EnvDep = Annotated[Environment, Depends(current_environment)]
+#: the worker API's caller: a task process's attempt credential is refused
+WorkerEnvDep = Annotated[Environment, Depends(worker_environment)]

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from triggerfish.errors import (
     AuthenticationError,
     ConflictError,
+    PermissionDenied,
     StoreUnavailable,
     TriggerfishError,
     UserError,
@@ -42,7 +43,7 @@ def describe_validation(errors: Sequence[Any]) -> tuple[int, str]:
 
 def describe_error(exc: TriggerfishError) -> tuple[int, str]:
     """Status and message for one of our errors; an unexpected one is logged, not shown."""
-    if isinstance(exc, UserError | AuthenticationError | ConflictError):
+    if isinstance(exc, UserError | AuthenticationError | PermissionDenied | ConflictError):
         return exc.status_code, str(exc)
     if isinstance(exc, StoreUnavailable):
         return 503, str(exc)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Row
 
-from triggerfish.api.deps import EngineDep, EnvDep
+from triggerfish.api.deps import EngineDep, WorkerEnvDep
 from triggerfish.api.public import TriggerBody, TriggerOptions, trigger_request
 from triggerfish.api.waitpoints import base_url, token_request, token_url
 from triggerfish.engine import Engine
@@ -92,7 +92,7 @@ class WorkerIdBody(BaseModel):
 
 
 @router.post("/register")
-async def register(body: RegisterBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def register(body: RegisterBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, Any]:
     worker = await engine.workers.register(
         env.id,
         version=body.version,
@@ -113,7 +113,7 @@ async def register(body: RegisterBody, engine: EngineDep, env: EnvDep) -> dict[s
 
 @router.post("/dequeue")
 async def dequeue(
-    body: DequeueBody, request: Request, engine: EngineDep, env: EnvDep
+    body: DequeueBody, request: Request, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
     """Claim up to ``max`` runs; held open up to ``wait`` seconds when there are none."""
     worker = await engine.workers.identity(env.id, body.worker_id)
@@ -144,6 +144,8 @@ async def jobs(engine: Engine, env: Environment, rows: list[Row[Any]]) -> list[d
             "journal": journals.get(r.id, []),
             "metadata": r.run_metadata,
             "started": r.status == "EXECUTING",
+            # what the task process acts with: dies with the attempt (engine/environments.py)
+            "credential": engine.environments.attempt_credential(r.current_attempt_id),
         }
         for r in rows
     ]
@@ -154,14 +156,16 @@ class StartBody(BaseModel):
 
 
 @router.post("/attempts/{attempt_id}/start")
-async def start(attempt_id: str, body: StartBody, engine: EngineDep, env: EnvDep) -> dict[str, str]:
+async def start(
+    attempt_id: str, body: StartBody, engine: EngineDep, env: WorkerEnvDep
+) -> dict[str, str]:
     row = await engine.attempts.start(body.run_id, attempt_id, env.id)
     return {"status": row.status}
 
 
 @router.post("/attempts/{attempt_id}/complete")
 async def complete(
-    attempt_id: str, body: CompleteBody, engine: EngineDep, env: EnvDep
+    attempt_id: str, body: CompleteBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
     if body.ok:
         outcome = await engine.attempts.succeed(body.run_id, attempt_id, body.output, env.id)
@@ -203,7 +207,7 @@ class ReportsBody(BaseModel):
 
 
 @router.post("/reports")
-async def reports(body: ReportsBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def reports(body: ReportsBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, Any]:
     """Report many started and finished attempts at once: one transaction for all.
 
     Answers follow the items' order. A start answers ``{"attempt_id", "status":
@@ -226,7 +230,8 @@ async def reports(body: ReportsBody, engine: EngineDep, env: EnvDep) -> dict[str
     return {
         "runs": await jobs(engine, env, rows),
         "starts": [
-            {"attempt_id": s.attempt_id, "status": "EXECUTING"} if ok
+            {"attempt_id": s.attempt_id, "status": "EXECUTING"}
+            if ok
             else {"attempt_id": s.attempt_id, "stale": True}
             for s, ok in zip(body.starts, started, strict=True)
         ],
@@ -265,7 +270,7 @@ def _answer(attempt_id: str, outcome: Outcome | None) -> dict[str, Any]:
 
 
 @router.post("/heartbeat")
-async def heartbeat(body: HeartbeatBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def heartbeat(body: HeartbeatBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, Any]:
     """Renew the leases of running attempts; lists the ones the worker must stop."""
     await engine.workers.identity(env.id, body.worker_id)
     stop = await engine.attempts.heartbeat(body.worker_id, body.attempt_ids)
@@ -273,19 +278,19 @@ async def heartbeat(body: HeartbeatBody, engine: EngineDep, env: EnvDep) -> dict
 
 
 @router.post("/logs")
-async def logs(body: LogsBody, engine: EngineDep, env: EnvDep) -> dict[str, int]:
+async def logs(body: LogsBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, int]:
     return {"accepted": await engine.runs.append_logs(body.attempt_id, body.lines)}
 
 
 @router.post("/metadata")
-async def metadata(body: MetadataOpsBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def metadata(body: MetadataOpsBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, Any]:
     """Metadata operations from inside a running attempt, batched by the worker."""
     doc = await engine.metadata.update_from_attempt(env.id, body.attempt_id, body.operations)
     return {"metadata": doc}
 
 
 @router.post("/release")
-async def release(body: ReleaseBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def release(body: ReleaseBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, Any]:
     """Give runs back to the queue without spending a retry (graceful shutdown)."""
     await engine.workers.identity(env.id, body.worker_id)
     released = await engine.attempts.release(
@@ -295,7 +300,7 @@ async def release(body: ReleaseBody, engine: EngineDep, env: EnvDep) -> dict[str
 
 
 @router.post("/deregister")
-async def deregister(body: WorkerIdBody, engine: EngineDep, env: EnvDep) -> dict[str, bool]:
+async def deregister(body: WorkerIdBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, bool]:
     await engine.workers.identity(env.id, body.worker_id)
     await engine.workers.deregister(body.worker_id)
     return {"ok": True}
@@ -318,7 +323,7 @@ class JournalBody(BaseModel):
 
 @router.post("/attempts/{attempt_id}/journal")
 async def journal(
-    attempt_id: str, body: JournalBody, engine: EngineDep, env: EnvDep
+    attempt_id: str, body: JournalBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, bool]:
     """Record a durable call's outcome; 409 once the attempt is no longer current."""
     entry = JournalEntry(
@@ -341,7 +346,9 @@ class BlobBody(BaseModel):
 
 
 @router.post("/attempts/{attempt_id}/blob")
-async def blob(attempt_id: str, body: BlobBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def blob(
+    attempt_id: str, body: BlobBody, engine: EngineDep, env: WorkerEnvDep
+) -> dict[str, Any]:
     """A journal result stored out of line, for a replaying task."""
     return {"result": await engine.journal.blob(env.id, body.run_id, body.seq)}
 
@@ -404,7 +411,9 @@ def wait_spec(wait: dict[str, Any], now: float) -> WaitSpec:
 
 
 @router.post("/attempts/{attempt_id}/wait")
-async def wait(attempt_id: str, body: WaitBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def wait(
+    attempt_id: str, body: WaitBody, engine: EngineDep, env: WorkerEnvDep
+) -> dict[str, Any]:
     """Suspend the run on a waitpoint (``suspended``), or answer at once (``resolved``)."""
     spec = wait_spec(body.wait, engine.res.clock.now())
     return await engine.waitpoints.wait_from_task(
@@ -424,7 +433,7 @@ class CreateTokenBody(BaseModel):
 
 @router.post("/attempts/{attempt_id}/create_token")
 async def create_token(
-    attempt_id: str, body: CreateTokenBody, request: Request, engine: EngineDep, env: EnvDep
+    attempt_id: str, body: CreateTokenBody, request: Request, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
     req = token_request(
         timeout=body.timeout,
@@ -454,7 +463,7 @@ class CompleteTokenBody(BaseModel):
 
 @router.post("/attempts/{attempt_id}/complete_token")
 async def complete_token(
-    attempt_id: str, body: CompleteTokenBody, engine: EngineDep, env: EnvDep
+    attempt_id: str, body: CompleteTokenBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, bool]:
     await engine.waitpoints.complete_token(env.id, body.id, body.data)
     return {"success": True}
@@ -469,7 +478,7 @@ class SendEventBody(BaseModel):
 
 @router.post("/attempts/{attempt_id}/send_event")
 async def send_event(
-    attempt_id: str, body: SendEventBody, engine: EngineDep, env: EnvDep
+    attempt_id: str, body: SendEventBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
     sent = await engine.events.send(env.id, body.name, body.payload, body.id)
     return {
@@ -488,19 +497,23 @@ class KvBody(BaseModel):
 
 
 @router.post("/attempts/{attempt_id}/kv_get")
-async def kv_get(attempt_id: str, body: KvBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def kv_get(
+    attempt_id: str, body: KvBody, engine: EngineDep, env: WorkerEnvDep
+) -> dict[str, Any]:
     found, value = await engine.events.kv_get(env.id, body.key)
     return {"found": found, "value": value}
 
 
 @router.post("/attempts/{attempt_id}/kv_set")
-async def kv_set(attempt_id: str, body: KvBody, engine: EngineDep, env: EnvDep) -> dict[str, bool]:
+async def kv_set(
+    attempt_id: str, body: KvBody, engine: EngineDep, env: WorkerEnvDep
+) -> dict[str, bool]:
     await engine.events.kv_set(env.id, body.key, body.value, body.ttl)
     return {"ok": True}
 
 
 @router.post("/attempts/{attempt_id}/kv_delete")
 async def kv_delete(
-    attempt_id: str, body: KvBody, engine: EngineDep, env: EnvDep
+    attempt_id: str, body: KvBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, bool]:
     return {"deleted": await engine.events.kv_delete(env.id, body.key)}

@@ -86,4 +86,5 @@ _OPS: dict[str, Op] = {
 
 @router.websocket("/socket")
 async def socket(websocket: WebSocket) -> None:
-    await serve_socket(websocket, _OPS)
+    # a task process's own socket (worker/_direct.py) carries its journal writes only
+    await serve_socket(websocket, _OPS, attempt_ops=frozenset({"journal"}))

@@ -26,6 +26,8 @@ T = TypeVar("T")
 
 STATE_DIR = ".triggerfish"
 DEV_KEY_FILE = "dev-secret-key"
+#: the dev server's keyring secret (``TRIGGERFISH_SERVER_SECRET`` of a production server)
+SERVER_SECRET_FILE = "server-secret"
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import IO
 
 import watchfiles
+from pydantic import SecretStr
 from rich.text import Text
 
-from triggerfish.cli._common import DEV_KEY_FILE, STATE_DIR, console
+from triggerfish.cli._common import DEV_KEY_FILE, SERVER_SECRET_FILE, STATE_DIR, console
 from triggerfish.cli._serve import make_server
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
+from triggerfish.engine.keyring import generate_secret
 from triggerfish.store.db import Database, sqlite_url
 from triggerfish.store.envs import generate_key
 from triggerfish.store.migrate import upgrade
@@ -58,6 +60,7 @@ class DevSession:
         engine = Engine.create(
             ServerSettings(
                 database_url=url,
+                server_secret=SecretStr(self._server_secret()),
                 heartbeat_timeout=10,
                 maintenance_interval=0.5,
                 # each reload is a new version; waiting runs resume on the new code
@@ -80,6 +83,17 @@ class DevSession:
         path.touch(mode=0o600)
         path.write_text(key + "\n")
         return key
+
+    def _server_secret(self) -> str:
+        # the keyring's secret, kept beside the store so that attempt credentials
+        # signed before a restart still verify; it never leaves this machine
+        path = self.state / SERVER_SECRET_FILE
+        if path.is_file():
+            return path.read_text().strip()
+        secret = generate_secret()
+        path.touch(mode=0o600)
+        path.write_text(secret + "\n")
+        return secret
 
     def start_worker(self, key: str) -> None:
         self._worker_log = (self.log_dir / "worker.log").open("ab")

@@ -37,6 +37,11 @@ def server(
     if not port_is_free(host, port):
         raise fail(f"port {port} on {host} is taken; choose another with --port")
     settings = ServerSettings()
+    if settings.server_secret is None:
+        raise fail(
+            "set TRIGGERFISH_SERVER_SECRET: the keyring every server of this store shares "
+            "(make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
 
     async def go() -> None:
         engine = Engine.create(settings)

@@ -15,6 +15,7 @@ from triggerfish.engine.environments import Environments
 from triggerfish.engine.events import Events
 from triggerfish.engine.handoff import Handoffs
 from triggerfish.engine.journal import Journal
+from triggerfish.engine.keyring import Keyring
 from triggerfish.engine.maintenance import Maintenance
 from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.metadata import Metadata
@@ -78,7 +79,9 @@ class Engine:
             )
         else:
             notifier = Notifier()
-        return cls(EngineResources(db, clock or Clock(), notifier, settings))
+        secret = settings.server_secret
+        keyring = Keyring.parse(secret.get_secret_value()) if secret else Keyring.ephemeral()
+        return cls(EngineResources(db, clock or Clock(), notifier, settings, keyring))
 
     async def start(self, *, background: bool = True) -> None:
         """Check the schema, connect the notifier, start the maintenance loop."""

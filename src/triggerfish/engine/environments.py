@@ -9,16 +9,42 @@ from typing import Any
 from sqlalchemy import Row
 
 from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.errors import AuthenticationError, UserError
+from triggerfish.engine.states import RunStatus
+from triggerfish.errors import AuthenticationError, PermissionDenied, UserError
 from triggerfish.store import envs as env_store
+
+#: what an attempt credential starts with (``tfa_<attempt id>.<signature>``)
+ATTEMPT_CREDENTIAL_PREFIX = "tfa_"
+_CREDENTIAL_PURPOSE = "attempt-credential"
+#: a run's statuses while its current attempt may act with its credential
+_LIVE = (RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value)
+
+
+@dataclass(frozen=True)
+class AttemptScope:
+    """The attempt whose credential made a request: its powers end with it."""
+
+    attempt_id: str
+    run_id: str
 
 
 @dataclass(frozen=True)
 class Environment:
+    """Who is calling: an environment, through its API key or an attempt's credential."""
+
     id: str
     slug: str
     project_id: str
     project_ref: str
+    #: set when a task process calls with its attempt credential
+    attempt: AttemptScope | None = None
+
+    def require_key(self) -> None:
+        """Refuse a caller that holds only an attempt credential (the worker's calls)."""
+        if self.attempt is not None:
+            raise PermissionDenied(
+                "an attempt credential cannot act as a worker: use the environment's secret key"
+            )
 
 
 class Environments:
@@ -35,7 +61,29 @@ class Environments:
         async with self.res.db.write() as conn:
             await env_store.ensure_project(conn, project_name, to_datetime(self.res.clock.now()))
 
+    def attempt_credential(self, attempt_id: str) -> str:
+        """The credential a task process gets for ``attempt_id``.
+
+        Derived from the attempt id with the server keyring, so nothing is
+        stored and heartbeats do not change it; it is honoured while the
+        attempt is its run's current attempt (see :meth:`authenticate`).
+        """
+        signature = self.res.keyring.sign(_CREDENTIAL_PURPOSE, attempt_id)
+        return f"{ATTEMPT_CREDENTIAL_PREFIX}{attempt_id}.{signature}"
+
+    def attempt_of(self, credential: str) -> str:
+        """The attempt id of a well-signed credential; 401 for anything else."""
+        attempt_id, _, signature = credential.removeprefix(ATTEMPT_CREDENTIAL_PREFIX).partition(".")
+        if not attempt_id or not self.res.keyring.verify(
+            _CREDENTIAL_PURPOSE, attempt_id, signature
+        ):
+            raise AuthenticationError("Invalid attempt credential")
+        return attempt_id
+
     async def authenticate(self, key: str) -> Environment:
+        """The caller behind ``key`` (an API key or an attempt credential); 401 if none."""
+        if key.startswith(ATTEMPT_CREDENTIAL_PREFIX):
+            return await self._authenticate_attempt(key)
         hit = self._cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
@@ -47,6 +95,19 @@ class Environments:
         env = Environment(row.id, row.slug, row.project_id, row.project_ref)
         self._cache[key] = (time.monotonic() + self.CACHE_SECONDS, env)
         return env
+
+    async def _authenticate_attempt(self, credential: str) -> Environment:
+        # never cached: the credential must stop working the moment its attempt ends
+        attempt_id = self.attempt_of(credential)
+        async with self.res.db.read() as conn:
+            row = await env_store.environment_for_attempt(conn, attempt_id, _LIVE)
+        if row is None:
+            raise AuthenticationError(
+                f"attempt credential expired: attempt {attempt_id} is no longer its run's "
+                "current attempt"
+            )
+        scope = AttemptScope(attempt_id, row.run_id)
+        return Environment(row.id, row.slug, row.project_id, row.project_ref, scope)
 
     async def by_slug(self, slug: str) -> Environment:
         async with self.res.db.read() as conn:

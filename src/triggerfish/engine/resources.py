@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from triggerfish.config import ServerSettings
+from triggerfish.engine.keyring import Keyring
 from triggerfish.engine.notify import Notifier
 from triggerfish.store.db import Database
 
@@ -43,3 +44,4 @@ class EngineResources:
     clock: Clock
     notifier: Notifier
     settings: ServerSettings
+    keyring: Keyring = field(default_factory=Keyring.ephemeral)

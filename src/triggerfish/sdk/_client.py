@@ -852,8 +852,10 @@ class Triggerfish:
         timeout: float = 30.0,
         socket: bool = True,
     ) -> None:
-        url = api_url or os.environ.get("TRIGGERFISH_API_URL") or DEFAULT_API_URL
-        key = secret_key or os.environ.get("TRIGGERFISH_SECRET_KEY")
+        # inside a task, the attempt's credential wins over anything in the environment
+        attempt_url, credential = _attempt or ("", "")
+        url = api_url or attempt_url or os.environ.get("TRIGGERFISH_API_URL") or DEFAULT_API_URL
+        key = secret_key or credential or os.environ.get("TRIGGERFISH_SECRET_KEY")
         if not key:
             raise ApiError(
                 401,
@@ -883,14 +885,35 @@ class Triggerfish:
 
 
 _default: Triggerfish | None = None
+#: (server URL, attempt credential) while this process runs a task's attempt
+_attempt: tuple[str, str] | None = None
 
 
 def default_client() -> Triggerfish:
-    """The client made from the environment variables, created on first use."""
+    """The client made from the environment variables, created on first use.
+
+    Inside a task it acts with the running attempt's credential instead (see
+    :func:`bind_attempt`): the task's own environment, for as long as the
+    attempt lasts, with no key for the user to pass.
+    """
     global _default
     if _default is None:
         _default = Triggerfish()
     return _default
+
+
+def bind_attempt(api_url: str, credential: str) -> None:
+    """Make the default client act with ``credential`` (a task process, per attempt)."""
+    global _attempt
+    _attempt = (api_url, credential) if credential else None
+
+
+def unbind_attempt() -> Triggerfish | None:
+    """End :func:`bind_attempt`; returns the default client it made, for the caller to close."""
+    global _attempt, _default
+    made, _default = _default, None
+    _attempt = None
+    return made
 
 
 def resolve_client(client: Triggerfish | None) -> Triggerfish:

@@ -12,7 +12,7 @@ from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._ids import new_id
-from triggerfish.store.tables import api_keys, environments, projects
+from triggerfish.store.tables import api_keys, attempts, environments, projects, runs
 
 ENV_SLUGS = ("dev", "staging", "prod", "preview")
 _KEY_ALPHABET = string.ascii_lowercase + string.digits
@@ -113,6 +113,32 @@ async def environment_for_key(conn: AsyncConnection, key: str) -> Row[Any] | Non
         .join(api_keys, api_keys.c.environment_id == environments.c.id)
         .join(projects, projects.c.id == environments.c.project_id)
         .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None))
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def environment_for_attempt(
+    conn: AsyncConnection, attempt_id: str, live: tuple[str, ...]
+) -> Row[Any] | None:
+    """The environment and run of ``attempt_id`` while it is its run's current
+    attempt and the run's status is one of ``live``; None otherwise."""
+    stmt = (
+        select(
+            environments.c.id,
+            environments.c.slug,
+            environments.c.project_id,
+            projects.c.ref.label("project_ref"),
+            runs.c.id.label("run_id"),
+        )
+        .select_from(attempts)
+        .join(runs, runs.c.id == attempts.c.run_id)
+        .join(environments, environments.c.id == runs.c.environment_id)
+        .join(projects, projects.c.id == environments.c.project_id)
+        .where(
+            attempts.c.id == attempt_id,
+            runs.c.current_attempt_id == attempt_id,
+            runs.c.status.in_(live),
+        )
     )
     return (await conn.execute(stmt)).first()
 

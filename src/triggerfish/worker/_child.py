@@ -16,6 +16,7 @@ what it is given. Messages to the worker over the pipe:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import io
 import os
@@ -142,10 +143,11 @@ class _Attempts:
 
     def __init__(self, conn: Connection, registry: TaskRegistry) -> None:
         # imported here, not at module level: after _skip_httpx_cli has run
-        from triggerfish.sdk import _metadata
+        from triggerfish.sdk import _client, _metadata
         from triggerfish.sdk._runtime import run_attempt
 
         self.registry, self.run_attempt, self.bind = registry, run_attempt, _metadata.bind
+        self.client = _client
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
         self.real_out, self.real_err = sys.stdout, sys.stderr
@@ -158,6 +160,7 @@ class _Attempts:
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
         self.bind(self.on_metadata, job.get("metadata"))
         self.direct.bind(job)
+        self.client.bind_attempt(str(job.get("api_url") or ""), str(job.get("credential") or ""))
         sys.stdout, sys.stderr = self.out, self.err
         try:
             return self.run_attempt(self.registry, job, self.loop, self.transport)
@@ -166,6 +169,15 @@ class _Attempts:
             self.err.flush()
             sys.stdout, sys.stderr = self.real_out, self.real_err
             self.bind(None)
+            self._close_attempt_client()
+
+    def _close_attempt_client(self) -> None:
+        """The attempt's client dies with it (its credential is no longer honoured)."""
+        client = self.client.unbind_attempt()
+        if client is not None:
+            with contextlib.suppress(Exception):  # the server may already be gone
+                client.close()
+                self.loop.run_until_complete(client.aclose())
 
 
 def _transport(conn: Connection, direct: DirectJournal) -> Any:

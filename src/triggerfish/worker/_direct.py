@@ -37,15 +37,22 @@ class DirectJournal:
     def __init__(self) -> None:
         self._conn: Any = None
         self._opened: contextlib.ExitStack | None = None  # closes the connection
-        self._url: str | None = None
+        #: the (url, credential) the open connection was made with
+        self._opened_for: tuple[str, str] | None = None
         self._ids = itertools.count(1)
         self._retry_at = 0.0
         self._link: dict[str, Any] | None = None
         self._attempt: tuple[str, str] = ("", "")
+        self._credential = ""
 
     def bind(self, job: dict[str, Any]) -> None:
-        """The attempt about to run, and the worker's link (None: relay everything)."""
-        self._link = job.get("direct")
+        """The attempt about to run, and the worker's link (None: relay everything).
+
+        The connection authenticates with the attempt's own credential, so a
+        new attempt opens a new connection on its first write.
+        """
+        self._credential = str(job.get("credential") or "")
+        self._link = job.get("direct") if self._credential else None
         self._attempt = (str(job["attempt_id"]), str(job["run_id"]))
 
     def write(self, entry: dict[str, Any]) -> dict[str, Any] | None:
@@ -76,18 +83,20 @@ class DirectJournal:
         return None  # a server error: the relay retries with backoff
 
     def close(self) -> None:
-        opened, self._opened, self._conn, self._url = self._opened, None, None, None
+        opened, self._opened, self._conn = self._opened, None, None
+        self._opened_for = None
         if opened is not None:
             with contextlib.suppress(Exception):  # already broken: nothing to close cleanly
                 opened.close()
 
     def _connected(self, link: dict[str, Any]) -> Any:
-        if self._conn is not None and self._url == link["url"]:
+        wanted = (str(link["url"]), self._credential)
+        if self._conn is not None and self._opened_for == wanted:
             return self._conn
         self.close()
         # a write that finds the connection dead is relayed
-        self._opened, self._conn = open_sync_socket(link["url"], link["key"], open_timeout=5)
-        self._url = link["url"]
+        self._opened, self._conn = open_sync_socket(*wanted, open_timeout=5)
+        self._opened_for = wanted
         return self._conn
 
     @staticmethod

@@ -79,12 +79,13 @@ class WorkerApi:
         return await self._post(path, body)
 
     def direct_link(self) -> dict[str, Any] | None:
-        """What a task process needs to send its journal writes to the server itself
-        (``worker/_direct.py``): None while this worker talks HTTP."""
+        """Where a task process sends its journal writes to the server itself
+        (``worker/_direct.py``, with its attempt credential, never this worker's
+        key): None while this worker talks HTTP."""
         if self._socket is None:
             return None
         socket = self._socket
-        return {"url": socket.url, "key": self._secret_key, "max_frame": socket.max_frame}
+        return {"url": socket.url, "max_frame": socket.max_frame}
 
     def limit_frames(self, max_bytes: int | None) -> None:
         """The largest frame the server takes (from its answer to ``register``)."""

@@ -55,6 +55,9 @@ class Job:
     metadata: dict[str, Any] | None = None
     #: the worker's link for the task process's own journal writes (``_direct.py``)
     direct: dict[str, Any] | None = None
+    #: what the task process acts with: its attempt's credential and the server's URL
+    credential: str = ""
+    api_url: str = ""
 
     def to_child(self) -> dict[str, Any]:
         return {
@@ -69,6 +72,8 @@ class Job:
             "journal": self.journal,
             "metadata": self.metadata,
             "direct": self.direct,
+            "credential": self.credential,
+            "api_url": self.api_url,
         }
 
 

@@ -27,7 +27,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from triggerfish._redact import redact
+from triggerfish._redact import redact, task_environment
 from triggerfish.errors import ApiError
 from triggerfish.worker.api_client import TRANSPORT_ERRORS, StaleReport, WorkerApi
 from triggerfish.worker.discovery import ProjectConfig, code_version, load_registry
@@ -40,9 +40,6 @@ log = logging.getLogger("triggerfish.worker")
 LONG_RUN = 1.0
 #: runs claimed ahead at most, however short they are
 MAX_AHEAD = 32
-
-#: environment variables a task process must not see
-_PRIVATE_ENV = ("TRIGGERFISH_SECRET_KEY", "DATABASE_URL", "TRIGGERFISH_DATABASE_URL")
 
 
 @dataclass
@@ -126,7 +123,7 @@ class Worker:
             self._on_log,
             on_call=self._on_call,
             on_metadata=self._on_metadata,
-            env=_child_env(),
+            env=task_environment(os.environ),
         )
         await self.pool.start()
         log.info(
@@ -317,6 +314,7 @@ class Worker:
             await self._reports.start(raw["run_id"], attempt_id)
         job = _job(raw, self._max_durations.get(raw["task_id"]))
         job.direct = self.api.direct_link()
+        job.api_url = self.options.api_url
         return await self.pool.run(job)
 
     # -- durable calls from task processes ------------------------------------------
@@ -414,6 +412,7 @@ def _job(raw: dict[str, Any], task_max_duration: float | None) -> Job:
         max_duration=raw.get("max_duration") or task_max_duration,
         journal=list(raw.get("journal") or []),
         metadata=raw.get("metadata"),
+        credential=str(raw.get("credential") or ""),
     )
 
 
@@ -433,6 +432,3 @@ def _completion(run_id: str, report: dict[str, Any]) -> dict[str, Any]:
 def _moving_average(average: float | None, sample: float) -> float:
     return sample if average is None else average + 0.3 * (sample - average)
 
-
-def _child_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in _PRIVATE_ENV}
