@@ -105,9 +105,11 @@ class ApiCheck(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         found, fn = self._resolve(node.func)
-        spreads = any(isinstance(a, ast.Starred) for a in node.args) or any(
-            k.arg is None for k in node.keywords
-        )
+        # `*args`, `**options` or the docs' `f(...)` ("some arguments") cannot be bound
+        spreads = any(
+            isinstance(a, ast.Starred) or (isinstance(a, ast.Constant) and a.value is Ellipsis)
+            for a in node.args
+        ) or any(k.arg is None for k in node.keywords)
         if found and callable(fn) and not spreads:
             self._check_signature(node, fn)
         self.generic_visit(node)

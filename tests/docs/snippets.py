@@ -177,6 +177,33 @@ def parse(document: Path, text: str | None = None) -> list[Snippet]:
     return snippets
 
 
+_INLINE_CODE = re.compile(r"(?<!`)`([^`]+)`(?!`)")
+_API_ROOTS = re.compile(
+    r"^(?:triggerfish|client|Triggerfish|step|wait|events|kv|metadata|schedules|"
+    r"queues|runs|tasks|batches|logger|retry|queue|idempotency_keys)\b[.(]"
+)
+
+
+def inline_references(document: Path) -> list[Snippet]:
+    """The document's inline code spans that name a call of the API (``wait.for_(minutes=5)``).
+
+    Spans that are not Python expressions (``metadata.set/append``, ``…``) are left out.
+    """
+    text = document.read_text()
+    found = []
+    for match in _INLINE_CODE.finditer(text):
+        code = " ".join(match[1].split())
+        if not _API_ROOTS.match(code):
+            continue
+        try:
+            ast.parse(code, mode="eval")
+        except SyntaxError:
+            continue
+        line = text.count("\n", 0, match.start()) + 1
+        found.append(Snippet(document, line, "python", code + "\n", mode="fragment"))
+    return found
+
+
 def all_snippets() -> list[Snippet]:
     return [s for doc in DOCUMENTS for s in parse(doc)]
 
@@ -234,6 +261,7 @@ class PythonSession:
     proc: subprocess.Popen[str]
     log: Path
     done: set[int] = field(default_factory=set)
+    failed: list[str] = field(default_factory=list)  #: blocks that failed, for later messages
 
     @classmethod
     def start(cls, project: Path, env: dict[str, str], log: Path) -> PythonSession:
@@ -260,7 +288,9 @@ class PythonSession:
             )
         answer = json.loads(line)
         if not answer["ok"]:
-            raise ChildFailed(f"{request['filename']} failed:\n{answer['error']}")
+            earlier = f" (after {', '.join(self.failed)} failed)" if self.failed else ""
+            self.failed.append(request["filename"])
+            raise ChildFailed(f"{request['filename']} failed{earlier}:\n{answer['error']}")
 
     def run(self, snippet: Snippet, placeholders: dict[str, str]) -> None:
         request = {

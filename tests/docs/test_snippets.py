@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
 from tests import support
 from tests.conftest import create_key
 from tests.docs import snippets
 from tests.docs.snippets import PythonSession, Snippet
 from tests.e2e.conftest import make_db
-
 from triggerfish import Triggerfish
 
 EXAMPLE_TASKS = snippets.REPO / "examples" / "hello" / "tasks"
@@ -142,6 +142,19 @@ def test_every_code_block_is_tagged() -> None:
     assert not untagged, f"tag these blocks (see tests/docs/snippets.py): {untagged}"
 
 
+def test_api_calls_named_in_the_prose_exist(scratch: PythonSession) -> None:
+    """Inline code such as `triggerfish.runs.reschedule(run_id, "5m")` names real calls."""
+    client = _snippet("run", "import triggerfish\nclient = triggerfish.Triggerfish()\n")
+    scratch.run(client, {})
+    failures = []
+    for reference in (r for doc in snippets.DOCUMENTS for r in snippets.inline_references(doc)):
+        try:
+            scratch.run(reference, {})
+        except snippets.ChildFailed as exc:
+            failures.append(str(exc).splitlines()[-1] + f" ({reference.where})")
+    assert not failures, "\n".join(failures)
+
+
 # -- the runner itself ------------------------------------------------------------------
 
 
@@ -161,7 +174,7 @@ def scratch(doc_stack: DocStack) -> Iterator[PythonSession]:
 @pytest.mark.parametrize(
     ("mode", "code", "complaint"),
     [
-        ("run", "import triggerfish\ntriggerfish.batches.retrive('batch_x')\n", "retrive"),
+        ("run", "import triggerfish\ntriggerfish.runs.retreive('run_x')\n", "retreive"),
         (
             "define",
             "from triggerfish import task, wait\n@task(id='t')\ndef t(p: dict) -> None:\n"
