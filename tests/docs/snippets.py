@@ -79,7 +79,6 @@ CHILD = Path(__file__).with_name("snippet_child.py")
 
 MODES = {"run", "define", "fragment", "skip"}
 FLAGS = {"worker"}
-PYTHON_MODES = {"run", "define", "fragment"}
 
 _FENCE = re.compile(r"^(?P<indent>\s*)(?P<fence>`{3,}|~{3,})\s*(?P<lang>[\w+-]*)")
 _TAG_START = re.compile(r"^\s*<!--\s*snippet:\s*(?P<rest>.*)$")
