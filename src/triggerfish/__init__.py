@@ -45,12 +45,15 @@ from triggerfish.sdk._wait import BatchItem, WaitFailedError, WaitResult, WaitTo
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from triggerfish.sdk._client import Queues, Runs, Tasks
+    from triggerfish.sdk._client import Batches, Queues, Runs, Tasks
 
+    batches: Batches
     queues: Queues
     runs: Runs
     tasks: Tasks
 else:
+    #: the default client's batches API: ``triggerfish.batches.retrieve(batch.id)``
+    batches = _DefaultNamespace("batches")
     #: the default client's runs API: ``triggerfish.runs.retrieve(id)``
     runs = _DefaultNamespace("runs")
     #: the default client's tasks API: ``triggerfish.tasks.trigger("id", payload)``
@@ -81,6 +84,7 @@ __all__ = [
     "WaitFailedError",
     "WaitResult",
     "WaitToken",
+    "batches",
     "events",
     "idempotency_keys",
     "kv",
