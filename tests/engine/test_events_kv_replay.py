@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from tests.durable_support import InProcessWorker
 from triggerfish import Context, kv, retry, step, task, wait
@@ -15,6 +16,7 @@ from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
 from triggerfish.errors import PayloadValidationError
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
+from triggerfish.store.tables import kv_entries
 
 FAST = retry(max_attempts=3, min_delay=0, max_delay=0, jitter=0)
 
@@ -165,3 +167,18 @@ async def test_replay_from_a_step_reuses_the_journal_before_it(engine: Engine) -
     await worker.run_until_idle()
     assert (await _run(engine, env_id, fresh)).status == "COMPLETED"
     assert calls == Counter(s1=2, s2=3, s3=3)
+
+
+async def test_the_maintenance_loop_purges_expired_kv_entries(
+    engine: Engine, clock: ManualClock
+) -> None:
+    dev = await engine.environments.by_slug("dev")
+    await engine.events.kv_set(dev.id, "short", 1, ttl=10)
+    await engine.events.kv_set(dev.id, "long", 2, ttl=1000)
+    await engine.events.kv_set(dev.id, "forever", 3, ttl=None)
+    clock.advance(seconds=11)
+    swept = await engine.maintenance.sweep()
+    assert swept["kv_purged"] == 1
+    async with engine.res.db.read() as conn:
+        keys = {r.key for r in await conn.execute(select(kv_entries.c.key))}
+    assert keys == {"long", "forever"}  # the expired row is gone, not only hidden

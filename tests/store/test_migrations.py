@@ -29,3 +29,12 @@ async def test_upgrade_head_equals_the_table_metadata(db_url: str) -> None:
         assert drift == [], f"migrations and store/tables.py disagree: {drift}"
     finally:
         await db.dispose()
+
+
+def test_the_migrations_have_one_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from triggerfish.store.migrate import alembic_config
+
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    assert len(heads) == 1, f"several Alembic heads {heads}: put the new migration on top"

@@ -155,29 +155,6 @@ class StartBody(BaseModel):
     run_id: str
 
 
-@router.post("/attempts/{attempt_id}/start")
-async def start(
-    attempt_id: str, body: StartBody, engine: EngineDep, env: WorkerEnvDep
-) -> dict[str, str]:
-    row = await engine.attempts.start(body.run_id, attempt_id, env.id)
-    return {"status": row.status}
-
-
-@router.post("/attempts/{attempt_id}/complete")
-async def complete(
-    attempt_id: str, body: CompleteBody, engine: EngineDep, env: WorkerEnvDep
-) -> dict[str, Any]:
-    if body.ok:
-        outcome = await engine.attempts.succeed(body.run_id, attempt_id, body.output, env.id)
-    else:
-        failure = Failure(kind=body.kind, error=body.error or {}, decision=body.decision)
-        outcome = await engine.attempts.fail(body.run_id, attempt_id, failure, env.id)
-    answer: dict[str, Any] = {"status": outcome.status.value}
-    if outcome.retry_at is not None:
-        answer["retry_at"] = outcome.retry_at
-    return answer
-
-
 class CompletionItem(CompleteBody):
     attempt_id: str
 

@@ -148,9 +148,6 @@ class Events:
         async with self.res.db.write() as conn:
             return await event_store.kv_delete(conn, env_id, key)
 
-    async def kv_purge(self) -> int:
-        async with self.res.db.write() as conn:
-            return await event_store.kv_purge_expired(conn, self.res.clock.now())
 
 
 def _check_key(key: str) -> None:

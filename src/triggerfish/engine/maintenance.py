@@ -18,6 +18,7 @@ from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.states import RunStatus
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import StaleTransition
+from triggerfish.store import events as event_store
 from triggerfish.store import queues as queue_store
 from triggerfish.store import runs as run_store
 
@@ -48,7 +49,13 @@ class Maintenance:
             "scheduled": await self.schedules.fire_due(),
             "waits_resolved": await self.waitpoints.resolve_due(),
             "claims_forgotten": await self.forget_old_claims(),
+            "kv_purged": await self.purge_expired_kv(),
         }
+
+    async def purge_expired_kv(self) -> int:
+        """Delete a bounded batch of expired KV entries (reads already hide them)."""
+        async with self.res.db.write() as conn:
+            return await event_store.kv_purge_expired(conn, self.res.clock.now(), SWEEP_BATCH)
 
     async def reclaim_expired_leases(self) -> int:
         """Runs whose worker stopped heartbeating: retry as a new attempt, or CRASHED."""

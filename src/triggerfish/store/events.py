@@ -75,8 +75,15 @@ async def kv_delete(conn: AsyncConnection, env_id: str, key: str) -> bool:
     return bool((await conn.execute(stmt)).rowcount)
 
 
-async def kv_purge_expired(conn: AsyncConnection, now: float) -> int:
-    stmt = delete(kv_entries).where(
-        kv_entries.c.expires_at.is_not(None), kv_entries.c.expires_at <= now
+async def kv_purge_expired(conn: AsyncConnection, now: float, limit: int) -> int:
+    """Delete up to ``limit`` expired entries (oldest expiry first); how many went."""
+    expired = (
+        select(kv_entries.c.environment_id, kv_entries.c.key)
+        .where(kv_entries.c.expires_at <= now)
+        .order_by(kv_entries.c.expires_at)
+        .limit(limit)
     )
-    return int((await conn.execute(stmt)).rowcount or 0)
+    rows = (await conn.execute(expired)).all()
+    for env_id, key in rows:
+        await kv_delete(conn, env_id, key)
+    return len(rows)

@@ -525,4 +525,6 @@ kv_entries = Table(
     Column("value", JSON),
     Column("expires_at", Float),
     Column("updated_at", DateTime, nullable=False),
+    # the maintenance loop's purge of expired entries
+    Index("ix_kv_entries_expires_at", "expires_at"),
 )
