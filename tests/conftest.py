@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -42,18 +43,26 @@ def pg_template() -> Iterator[str]:
     support.drop_pg_database(name)
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session; each test gets a copy of it."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+
+    async def migrate() -> None:
+        db = Database(sqlite_url(path))
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()  # the last connection's close folds the WAL into the file
+
+    asyncio.run(migrate())
+    return path
+
+
 def _fresh_db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     if backend == "sqlite":
         path = tmp_path / "store.db"
-
-        async def migrate() -> None:
-            db = Database(sqlite_url(path))
-            try:
-                await upgrade(db)
-            finally:
-                await db.dispose()
-
-        asyncio.run(migrate())
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield sqlite_url(path)
         return
     template = request.getfixturevalue("pg_template")
