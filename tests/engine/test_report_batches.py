@@ -18,7 +18,7 @@ from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.queues import QueueRef
 from triggerfish.engine.states import RunStatus
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
-from triggerfish.store import run_claim
+from triggerfish.store import runs as run_store
 
 BOOM = Failure("USER", {"name": "Boom", "message": "failed"})
 
@@ -191,13 +191,13 @@ async def _report_and_claim_both_ways(
         await engine.enqueue.trigger(env_id, TriggerRequest("t", {"i": i}))
     done = sorted(await engine.dequeue.claim(worker, 2, 2), key=lambda r: r.order_key)
     one_statement: list[bool] = []
-    fast = run_claim.claim_unconstrained_after
+    fast = run_store.claim_unconstrained_after
 
     async def spy(*args: Any) -> Any:
         one_statement.append(True)
         return await fast(*args)
 
-    monkeypatch.setattr(run_claim, "claim_unconstrained_after", spy)
+    monkeypatch.setattr(run_store, "claim_unconstrained_after", spy)
     started, outcomes, claimed = await engine.dequeue.report_and_claim(
         [], reports_for(done), worker, 3, 1
     )
@@ -332,7 +332,7 @@ async def test_when_the_one_statement_report_fails_the_general_path_records_it(
     async def fails(*args: Any) -> Any:
         raise ConnectionResetError("the statement's connection was lost")
 
-    monkeypatch.setattr(run_claim, "claim_unconstrained_after", fails)
+    monkeypatch.setattr(run_store, "claim_unconstrained_after", fails)
     _, outcomes, claimed = await engine.dequeue.report_and_claim(
         [], [Report(a.id, a.current_attempt_id, "a")], worker, 2, 2
     )
