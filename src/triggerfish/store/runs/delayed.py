@@ -7,15 +7,15 @@ from typing import Any
 
 from sqlalchemy import (
     Row,
-    insert,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.states import RunStatus
+from triggerfish.store.runs import history
 from triggerfish.store.runs.leases import status_in
-from triggerfish.store.tables import run_events, runs
+from triggerfish.store.tables import runs
 
 
 async def due_delayed(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
@@ -68,15 +68,9 @@ async def reschedule_delayed(
     )
     row = (await conn.execute(stmt)).first()
     if row is not None:
-        await conn.execute(
-            insert(run_events).values(
-                run_id=run_id,
-                from_status=RunStatus.DELAYED.value,
-                to_status=RunStatus.DELAYED.value,
-                reason=f"rescheduled to {when.isoformat()}Z",
-                at=now,
-            )
-        )
+        delayed = RunStatus.DELAYED.value
+        reason = f"rescheduled to {when.isoformat()}Z"
+        await history.record(conn, [history.row(run_id, delayed, delayed, at=now, reason=reason)])
     return row
 
 

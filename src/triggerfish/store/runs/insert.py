@@ -14,13 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.store import queues as queue_store
 from triggerfish.store.db import Database, fetch_on_driver, stored_row
-from triggerfish.store.tables import run_events, run_tags, runs
+from triggerfish.store.runs import history
+from triggerfish.store.tables import run_tags, runs
 
 # The hottest statements are built once and reused with bound parameters:
 # building a statement and its cache key costs more than running it.
 _INSERT_RUN = insert(runs)
 _INSERT_TAGS = insert(run_tags)
-_INSERT_EVENT = insert(run_events)
 
 
 async def insert_run(conn: AsyncConnection, values: dict[str, Any], tags: Sequence[str]) -> None:
@@ -33,16 +33,8 @@ async def insert_run(conn: AsyncConnection, values: dict[str, Any], tags: Sequen
                 for t in tags
             ],
         )
-    await conn.execute(
-        _INSERT_EVENT,
-        {
-            "run_id": values["id"],
-            "from_status": None,
-            "to_status": values["status"],
-            "attempt_id": None,
-            "reason": "triggered",
-            "at": values["created_at"],
-        },
+    await history.record(
+        conn, [history.triggered(values["id"], values["status"], values["created_at"])]
     )
 
 
@@ -58,19 +50,11 @@ async def insert_runs(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> 
     ]
     if tag_rows:
         await conn.execute(insert(run_tags), tag_rows)
-    await conn.execute(
-        insert(run_events),
-        [
-            {
-                "run_id": r["id"],
-                "from_status": None,
-                "to_status": r["status"],
-                "reason": "triggered in a batch",
-                "at": r["created_at"],
-            }
-            for r in rows
-        ],
-    )
+    events = [
+        history.triggered(r["id"], r["status"], r["created_at"], history.TRIGGERED_IN_A_BATCH)
+        for r in rows
+    ]
+    await history.record(conn, events)
 
 
 async def insert_queued_run(
@@ -150,6 +134,9 @@ clock AS (
 )"""
 
 
+_PG_TRIGGERED = history.triggered_insert_sql("id", "status", "created_at", source="run")
+
+
 @functools.lru_cache(maxsize=16)
 def _pg_statement(columns: tuple[str, ...]) -> str:
     # keyed by the columns a trigger sets, which are the same on every call
@@ -167,8 +154,7 @@ def _pg_statement(columns: tuple[str, ...]) -> str:
   INSERT INTO run_tags (run_id, tag, environment_id)
   SELECT run.id, t, run.environment_id FROM run, unnest($6::varchar[]) AS t
 )
-INSERT INTO run_events (run_id, from_status, to_status, reason, at)
-SELECT id, NULL, status, 'triggered', created_at FROM run
+{_PG_TRIGGERED}
 RETURNING (SELECT order_key FROM run)"""
 
 
@@ -182,10 +168,7 @@ _SQLITE_TAGS = (
     "INSERT INTO run_tags (run_id, tag, environment_id) "
     "SELECT :run, value, :env FROM json_each(:tags)"
 )
-_SQLITE_EVENT = (
-    "INSERT INTO run_events (run_id, from_status, to_status, reason, at) "
-    "VALUES (:run, NULL, :status, 'triggered', :at)"
-)
+_SQLITE_EVENT = history.triggered_insert_sql(":run", ":status", ":at")
 
 
 async def idempotent_run(

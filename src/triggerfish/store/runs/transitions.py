@@ -1,4 +1,17 @@
-"""Every statement that writes a run's or an attempt's status."""
+"""Every statement that writes a run's or an attempt's status.
+
+A run's status moves only by a guarded statement whose ``WHERE status IN (…)``
+is ``ALLOWED_FROM[to]`` (``engine/states.py``), rendered from that table, and
+each move writes its history row (``history``) in the same transaction. An
+attempt's status follows its run's: it is written in the transaction that
+moved the run, by the attempt id that move was guarded on.
+
+The general operations (``transition``, ``transition_many``, ``mark_dequeued``)
+work on both stores through SQLAlchemy. Beside ``mark_dequeued`` sit its
+one-statement PostgreSQL variants, each under a contract naming the general
+operations it replaces and what must agree (rows, history, guards); the tests
+in ``tests/store/test_fast_paths.py`` run both on the same inputs and compare.
+"""
 
 from __future__ import annotations
 
@@ -22,15 +35,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.states import ALLOWED_FROM, RunStatus
+from triggerfish.engine.states import ALLOWED_FROM, ATTEMPT_FOR, AttemptStatus, RunStatus
 from triggerfish.store import queues as queue_store
 from triggerfish.store.db import Database, fetch_on_driver, stored_row
+from triggerfish.store.runs import _render, history
 from triggerfish.store.runs.insert import _PG_FAIR_TAG
-from triggerfish.store.tables import attempts, run_events, runs
+from triggerfish.store.tables import attempts, runs
 
 # The hottest statements are built once and reused with bound parameters:
 # building a statement and its cache key costs more than running it.
-_INSERT_EVENT = insert(run_events)
 _INSERT_ATTEMPT = insert(attempts)
 
 
@@ -58,18 +71,15 @@ async def transition(
     params.update(t_run=run_id, t_now=now, t_attempt=attempt_id, t_env=env_id)
     row = (await conn.execute(stmt, params)).first()
     if row is not None:
-        await conn.execute(
-            _INSERT_EVENT,
-            {
-                "run_id": run_id,
-                "from_status": row.previous_status,
-                "to_status": to.value,
-                "attempt_id": attempt_id,
-                "reason": reason,
-                "at": now,
-            },
+        event = history.row(
+            run_id, row.previous_status, to.value, at=now, attempt_id=attempt_id, reason=reason
         )
+        await history.record(conn, [event])
     return row
+
+
+def _statuses(allowed: frozenset[RunStatus]) -> list[str]:
+    return sorted(s.value for s in allowed)
 
 
 def _new_value(column: str) -> Any:
@@ -87,7 +97,7 @@ def _transition_statement(
         update(runs)
         .where(
             runs.c.id == bindparam("t_run"),
-            runs.c.status.in_([s.value for s in ALLOWED_FROM[to]]),
+            runs.c.status.in_(_statuses(ALLOWED_FROM[to])),
         )
         .values(
             previous_status=runs.c.status,
@@ -140,21 +150,18 @@ async def transition_many(
     for i, output in enumerate(outputs or ()):
         params[f"o{i}"] = output
     rows = list((await conn.execute(stmt, params)).all())
-    if rows:
-        await conn.execute(
-            _INSERT_EVENT,
-            [
-                {
-                    "run_id": row.id,
-                    "from_status": row.previous_status,
-                    "to_status": to.value,
-                    "attempt_id": row.current_attempt_id,
-                    "reason": reason,
-                    "at": now,
-                }
-                for row in rows
-            ],
+    events = [
+        history.row(
+            row.id,
+            row.previous_status,
+            to.value,
+            at=now,
+            attempt_id=row.current_attempt_id,
+            reason=reason,
         )
+        for row in rows
+    ]
+    await history.record(conn, events)
     return rows
 
 
@@ -191,7 +198,7 @@ def _transition_many_statement(
             tuple_(runs.c.id, runs.c.current_attempt_id).in_(
                 [tuple_(r, a) for r, a in zip(ids, attempt_ids, strict=True)]
             ),
-            runs.c.status.in_([s.value for s in ALLOWED_FROM[to]]),
+            runs.c.status.in_(_statuses(ALLOWED_FROM[to])),
         )
         .values(
             previous_status=runs.c.status,
@@ -258,20 +265,24 @@ async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[
     await conn.execute(
         _INSERT_ATTEMPT,
         [
-            {
-                "id": c.attempt_id,
-                "run_id": c.run_id,
-                "number": by_id[c.run_id].attempt_count,
-                "status": "EXECUTING" if c.start else "PENDING",
-                "worker_id": c.worker_id,
-                "version": c.version,
-                "created_at": c.now,
-                "started_at": c.now if c.start else None,
-            }
+            new_attempt(
+                c.attempt_id,
+                c.run_id,
+                number=by_id[c.run_id].attempt_count,
+                claimed=RunStatus(by_id[c.run_id].status),
+                worker_id=c.worker_id,
+                version=c.version,
+                at=c.now,
+            )
             for c in claims
         ],
     )
-    await conn.execute(_INSERT_EVENT, [e for c in claims for e in _claim_events(c)])
+    events = [
+        event
+        for c in claims
+        for event in history.claimed(c.run_id, c.attempt_id, c.worker_id, start=c.start, at=c.now)
+    ]
+    await history.record(conn, events)
     return [by_id[c.run_id] for c in claims]
 
 
@@ -280,8 +291,9 @@ def _claim_statement(size: int) -> Any:
     """The guarded claim of ``size`` queued runs, each with its own values.
 
     One statement for the batch, with numbered parameters (``r0``, ``a0``…):
-    each run's values are picked by its id, and a run that is no longer
-    ``QUEUED`` matches nothing and is not returned.
+    each run's values are picked by its id, and a run whose status may no
+    longer move to DEQUEUED (it is not QUEUED) matches nothing and is not
+    returned.
     """
     ids: list[BindParameter[Any]] = [bindparam(f"r{i}") for i in range(size)]
 
@@ -291,7 +303,7 @@ def _claim_statement(size: int) -> Any:
 
     return (
         update(runs)
-        .where(runs.c.id.in_(ids), runs.c.status == RunStatus.QUEUED.value)
+        .where(runs.c.id.in_(ids), runs.c.status.in_(_statuses(ALLOWED_FROM[RunStatus.DEQUEUED])))
         .values(
             previous_status=runs.c.status,
             status=per_run("s", runs.c.status.type),
@@ -307,37 +319,72 @@ def _claim_statement(size: int) -> Any:
     )
 
 
-def _claim_events(claim: Claim) -> list[dict[str, Any]]:
-    events = [
-        {
-            "run_id": claim.run_id,
-            "from_status": RunStatus.QUEUED.value,
-            "to_status": RunStatus.DEQUEUED.value,
-            "attempt_id": claim.attempt_id,
-            "reason": f"claimed by {claim.worker_id}",
-            "at": claim.now,
-        }
-    ]
-    if claim.start:
-        events.append(
-            {
-                "run_id": claim.run_id,
-                "from_status": RunStatus.DEQUEUED.value,
-                "to_status": RunStatus.EXECUTING.value,
-                "attempt_id": claim.attempt_id,
-                "reason": "attempt started",
-                "at": claim.now,
-            }
-        )
-    return events
-
-
 # -- attempts ---------------------------------------------------------------------
 
+#: the columns of a new attempt, in the order the raw statements list them
+ATTEMPT_COLUMNS = (
+    "id",
+    "run_id",
+    "number",
+    "status",
+    "worker_id",
+    "version",
+    "created_at",
+    "started_at",
+)
 
-async def update_attempt(conn: AsyncConnection, attempt_id: str, **values: Any) -> None:
+
+def new_attempt(
+    attempt_id: str,
+    run_id: str,
+    *,
+    number: int,
+    claimed: RunStatus,
+    worker_id: str,
+    version: str,
+    at: datetime,
+) -> dict[str, Any]:
+    """A claimed run's new attempt: its status follows the run's (``ATTEMPT_FOR``),
+    started now if the claim started the run."""
+    status = ATTEMPT_FOR[claimed]
+    started = at if status is AttemptStatus.EXECUTING else None
+    values = (attempt_id, run_id, number, status.value, worker_id, version, at, started)
+    return dict(zip(ATTEMPT_COLUMNS, values, strict=True))
+
+
+def new_attempts_sql(
+    source: str,
+    *,
+    attempt_id: str,
+    run_id: str,
+    number: str,
+    claimed: str,
+    worker_id: str,
+    version: str,
+    at: str,
+) -> str:
+    """``new_attempt`` as a raw statement's insert: one attempt per row of
+    ``source``, each argument an SQL expression over it (``claimed``: the run's
+    claimed status)."""
+    status = " ".join(
+        f"WHEN {_render.status(run)} THEN {_render.status(attempt)}"
+        for run, attempt in ATTEMPT_FOR.items()
+    )
+    executing = [run for run, attempt in ATTEMPT_FOR.items() if attempt is AttemptStatus.EXECUTING]
+    started = " ".join(f"WHEN {_render.status(run)} THEN {at}" for run in executing)
+    return f"""INSERT INTO attempts ({", ".join(ATTEMPT_COLUMNS)})
+  SELECT {attempt_id}, {run_id}, {number}, CASE {claimed} {status} END,
+         {worker_id}, {version}, {at}, CASE {claimed} {started} END
+  FROM {source}"""
+
+
+async def update_attempt(
+    conn: AsyncConnection, attempt_id: str, *, status: AttemptStatus, **values: Any
+) -> None:
+    """Set an attempt's status (and ``values``), in the transaction that moved its
+    run by a transition guarded on this attempt."""
     params = {f"v_{k}": v for k, v in values.items()}
-    params["a_id"] = attempt_id
+    params.update(a_id=attempt_id, a_status=status.value)
     await conn.execute(_attempt_update(tuple(sorted(values))), params)
 
 
@@ -346,16 +393,21 @@ def _attempt_update(value_keys: tuple[str, ...]) -> Any:
     return (
         update(attempts)
         .where(attempts.c.id == bindparam("a_id"))
-        .values(**{k: bindparam(f"v_{k}", type_=attempts.c[k].type) for k in value_keys})
+        .values(
+            status=bindparam("a_status"),
+            **{k: bindparam(f"v_{k}", type_=attempts.c[k].type) for k in value_keys},
+        )
     )
 
 
-async def update_attempts(conn: AsyncConnection, attempt_ids: Sequence[str], **values: Any) -> None:
+async def update_attempts(
+    conn: AsyncConnection, attempt_ids: Sequence[str], *, status: AttemptStatus, **values: Any
+) -> None:
     """``update_attempt`` with the same values for many attempts: one statement."""
     if not attempt_ids:
         return
     params = {f"v_{k}": v for k, v in values.items()}
-    params["a_ids"] = list(attempt_ids)
+    params.update(a_ids=list(attempt_ids), a_status=status.value)
     await conn.execute(_attempts_update(tuple(sorted(values))), params)
 
 
@@ -364,7 +416,10 @@ def _attempts_update(value_keys: tuple[str, ...]) -> Any:
     return (
         update(attempts)
         .where(attempts.c.id.in_(bindparam("a_ids", expanding=True)))
-        .values(**{k: bindparam(f"v_{k}", type_=attempts.c[k].type) for k in value_keys})
+        .values(
+            status=bindparam("a_status"),
+            **{k: bindparam(f"v_{k}", type_=attempts.c[k].type) for k in value_keys},
+        )
     )
 
 
@@ -483,12 +538,28 @@ BLOCKED = """blocked AS (
   LIMIT 1
 )"""
 
+_EXECUTING = _render.status(RunStatus.EXECUTING)
+_DEQUEUED = _render.status(RunStatus.DEQUEUED)
+
 #: every column of ``runs`` as the table lists them, from the relation ``c``
 COLUMNS = ", ".join(f"c.{c.name}" for c in runs.c)
 
+#: an attempt for each claimed run
+_CLAIMED_ATTEMPTS = new_attempts_sql(
+    "claimed",
+    attempt_id="current_attempt_id",
+    run_id="id",
+    number="attempt_count",
+    claimed="status",
+    worker_id="$8",
+    version="$4",
+    at="$10::timestamp",
+)
+
 _CLAIM = f"""{BLOCKED}, picked AS (
   SELECT id, order_key FROM runs
-  WHERE environment_id = $1 AND status = 'QUEUED' AND available_at <= $2::float8
+  WHERE environment_id = $1 AND {_render.guard("status", RunStatus.DEQUEUED)}
+    AND available_at <= $2::float8
     AND task_identifier = ANY($3::varchar[])
     AND (locked_version IS NULL OR locked_version = $4)
     AND NOT EXISTS (SELECT 1 FROM blocked)
@@ -504,7 +575,7 @@ _CLAIM = f"""{BLOCKED}, picked AS (
 ), claimed AS (
   UPDATE runs AS r SET
     previous_status = r.status,
-    status = CASE WHEN array_position(o.ids, r.id) <= $7 THEN 'EXECUTING' ELSE 'DEQUEUED' END,
+    status = CASE WHEN array_position(o.ids, r.id) <= $7 THEN {_EXECUTING} ELSE {_DEQUEUED} END,
     attempt_count = r.attempt_count + 1,
     current_attempt_id = ($6::varchar[])[array_position(o.ids, r.id)],
     worker_id = $8,
@@ -517,20 +588,15 @@ _CLAIM = f"""{BLOCKED}, picked AS (
   WHERE r.id = ANY(o.ids)
   RETURNING r.*, array_position(o.ids, r.id) AS claim_n
 ), attempted AS (
-  INSERT INTO attempts (id, run_id, number, status, worker_id, version, created_at, started_at)
-  SELECT current_attempt_id, id, attempt_count,
-         CASE WHEN status = 'EXECUTING' THEN 'EXECUTING' ELSE 'PENDING' END,
-         $8, $4, $10::timestamp, CASE WHEN status = 'EXECUTING' THEN $10::timestamp END
-  FROM claimed
+  {_CLAIMED_ATTEMPTS}
 ), logged AS (
-  INSERT INTO run_events (run_id, from_status, to_status, attempt_id, reason, at)
+  {history.INSERT_SQL}
   SELECT claimed.id, e.from_status, e.to_status, claimed.current_attempt_id,
          coalesce(e.reason, $11), $10::timestamp
   FROM claimed
-  CROSS JOIN (VALUES (1, 'QUEUED', 'DEQUEUED', NULL),
-                     (2, 'DEQUEUED', 'EXECUTING', 'attempt started'))
+  CROSS JOIN (VALUES {history.claim_steps_sql(1)})
        AS e(k, from_status, to_status, reason)
-  WHERE e.k = 1 OR claimed.status = 'EXECUTING'
+  WHERE e.k = 1 OR claimed.status = {_EXECUTING}
   ORDER BY claimed.claim_n, e.k
 )"""
 
@@ -545,25 +611,27 @@ ORDER BY c.claim_n
 # ``runs.transition_many`` (the run's current attempt, a status COMPLETED may
 # follow). A run that a parent waits on is left alone: its parent's wait is
 # resolved in the transaction that completes it, by the general path.
-_SUCCESSES = """done AS (
+_SUCCESSES = f"""done AS (
   UPDATE runs AS r SET
     previous_status = r.status,
-    status = 'COMPLETED',
+    status = {_render.status(RunStatus.COMPLETED)},
     updated_at = $10::timestamp,
     finished_at = $10::timestamp,
     lease_expires_at = NULL,
     output = (($14::text[])[array_position($12::varchar[], r.id)])::json
   WHERE r.id = ANY($12::varchar[])
     AND r.current_attempt_id = ($13::varchar[])[array_position($12::varchar[], r.id)]
-    AND r.environment_id = $1 AND r.status = 'EXECUTING' AND r.parent_run_id IS NULL
+    AND r.environment_id = $1 AND {_render.guard("r.status", RunStatus.COMPLETED)}
+    AND r.parent_run_id IS NULL
   RETURNING r.id, r.current_attempt_id, r.previous_status
 ), done_attempts AS (
-  UPDATE attempts SET status = 'COMPLETED', finished_at = $10::timestamp
+  UPDATE attempts SET status = {_render.status(AttemptStatus.COMPLETED)},
+    finished_at = $10::timestamp
   WHERE id IN (SELECT current_attempt_id FROM done)
 ), done_logged AS (
-  INSERT INTO run_events (run_id, from_status, to_status, attempt_id, reason, at)
-  SELECT id, previous_status, 'COMPLETED', current_attempt_id, 'attempt succeeded',
-         $10::timestamp
+  {history.INSERT_SQL}
+  SELECT id, previous_status, {_render.status(RunStatus.COMPLETED)}, current_attempt_id,
+         {_render.text(history.SUCCEEDED)}, $10::timestamp
   FROM done ORDER BY array_position($12::varchar[], id)
 )"""
 
@@ -603,6 +671,8 @@ async def insert_and_hand_off_alone(
     Returns the order key and the claimed run (a ``ClaimedRun``), or
     None when the run was only queued. PostgreSQL only.
     """
+    if RunStatus(values["status"]) not in ALLOWED_FROM[RunStatus.DEQUEUED]:
+        raise ValueError(f"a new {values['status']} run cannot be claimed: it is not queued")
     columns = tuple(k for k in values if k != "order_key")
     row = stored_row(runs, db.engine.dialect, columns, values)
     key = values["concurrency_key"] or ""
@@ -614,7 +684,7 @@ async def insert_and_hand_off_alone(
         hand_off.attempt_id,
         hand_off.worker_id,
         hand_off.lease_expires_at,
-        "EXECUTING" if hand_off.start else "DEQUEUED",
+        (RunStatus.EXECUTING if hand_off.start else RunStatus.DEQUEUED).value,
         hand_off.now_at,
         hand_off.reason,
     ]
@@ -642,10 +712,21 @@ def _pg_hand_off_statement(columns: tuple[str, ...]) -> str:
     go = "(SELECT go FROM gate)"
     placeholders[columns.index("status")] = f"CASE WHEN {go} THEN {claimed} ELSE {status} END"
     clock = queue_store.service_clock_sql().replace(":env", "$1").replace(":now", "$4::float8")
+    attempted = new_attempts_sql(
+        "c WHERE current_attempt_id IS NOT NULL",
+        attempt_id="current_attempt_id",
+        run_id="id",
+        number="attempt_count",
+        claimed="status",
+        worker_id="worker_id",
+        version=version,
+        at=at,
+    )
     return f"""WITH {_PG_FAIR_TAG.format(clock=clock)}, {BLOCKED}, gate AS (
   SELECT NOT EXISTS (SELECT 1 FROM blocked) AND NOT EXISTS (
     SELECT 1 FROM runs
-    WHERE environment_id = $1 AND status = 'QUEUED' AND available_at <= $4::float8
+    WHERE environment_id = $1 AND {_render.guard("status", RunStatus.DEQUEUED)}
+      AND available_at <= $4::float8
       AND task_identifier = ANY({tasks})
       AND (locked_version IS NULL OR locked_version = {version})
   ) AS go
@@ -659,28 +740,23 @@ def _pg_hand_off_statement(columns: tuple[str, ...]) -> str:
           CASE WHEN {go} THEN {attempt} END,
           CASE WHEN {go} THEN {worker} END,
           CASE WHEN {go} THEN {lease} END,
-          CASE WHEN {go} AND {claimed} = 'EXECUTING' THEN {at} END)
+          CASE WHEN {go} AND {claimed} = {_EXECUTING} THEN {at} END)
   RETURNING *
 ), tagged AS (
   INSERT INTO run_tags (run_id, tag, environment_id)
   SELECT c.id, t, c.environment_id FROM c, unnest($6::varchar[]) AS t
 ), attempted AS (
-  INSERT INTO attempts (id, run_id, number, status, worker_id, version, created_at, started_at)
-  SELECT current_attempt_id, id, 1,
-         CASE WHEN status = 'EXECUTING' THEN 'EXECUTING' ELSE 'PENDING' END,
-         worker_id, {version}, {at}, started_at
-  FROM c WHERE current_attempt_id IS NOT NULL
+  {attempted}
 ), logged AS (
   -- one insert, in order: the history reads triggered, claimed, started
-  INSERT INTO run_events (run_id, from_status, to_status, attempt_id, reason, at)
+  {history.INSERT_SQL}
   SELECT c.id, e.from_status, e.to_status, CASE WHEN e.k > 0 THEN c.current_attempt_id END,
          coalesce(e.reason, {reason}), c.created_at
   FROM c
-  CROSS JOIN (VALUES (0, NULL, {status}, 'triggered'),
-                     (1, {status}, 'DEQUEUED', NULL),
-                     (2, 'DEQUEUED', 'EXECUTING', 'attempt started'))
+  CROSS JOIN (VALUES {history.triggered_sql(status, 0)},
+                     {history.claim_steps_sql(1)})
        AS e(k, from_status, to_status, reason)
-  WHERE e.k = 0 OR (c.current_attempt_id IS NOT NULL AND (e.k = 1 OR c.status = 'EXECUTING'))
+  WHERE e.k = 0 OR (c.current_attempt_id IS NOT NULL AND (e.k = 1 OR c.status = {_EXECUTING}))
   ORDER BY e.k
 )
 SELECT c.current_attempt_id IS NOT NULL AS handed, {COLUMNS} FROM c"""
