@@ -28,6 +28,7 @@ from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
+from triggerfish.store.db import database_errors
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,7 @@ class Attempts:
                 started = await self._start_many(conn, starts, env_id)
                 outcomes = await self._record_many(conn, reports, env_id, woken)
                 after = await then(conn) if then is not None else None
-        except Exception as exc:
+        except database_errors() as exc:  # a programming error is not retried: it fails
             log.warning(
                 "a batch of %d report(s) failed (%s); recording each alone",
                 len(starts) + len(reports),

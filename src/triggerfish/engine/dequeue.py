@@ -36,6 +36,7 @@ from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.states import RunStatus
 from triggerfish.store import queues as queue_store
 from triggerfish.store import runs as run_store
+from triggerfish.store.db import database_errors
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,7 @@ class Dequeue:
             done, rows = await run_store.claim_unconstrained_after(
                 self.res.db, self._simple_claim(worker, limit, start, now), successes
             )
-        except Exception as exc:  # one statement: it changed nothing, or all of it
+        except database_errors() as exc:  # one statement: it changed nothing, or all of it
             # every item is guarded, so the general path may record them again
             log.warning("a one-statement report failed (%s); taking the general path", exc)
             return None
