@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests import support
 from triggerfish.config import ServerSettings
@@ -23,6 +24,25 @@ from triggerfish.store.db import Database, sqlite_url
 from triggerfish.store.migrate import upgrade
 
 BACKENDS = ["sqlite", "postgresql"]
+
+#: ``--slow``: the hypothesis tests (state machines included) try this many times
+#: as many examples
+SLOW_FACTOR = 20
+settings.register_profile("slow", max_examples=100 * SLOW_FACTOR, deadline=None)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow",
+        action="store_true",
+        help=f"run the hypothesis tests and state machines with {SLOW_FACTOR}x the examples",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--slow"):
+        settings.load_profile("slow")
+        support.EXAMPLES_FACTOR = SLOW_FACTOR
 
 
 @pytest.fixture(scope="session")

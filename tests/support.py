@@ -292,6 +292,10 @@ def processes_stopped(*procs: Any) -> Iterator[None]:
                     p.stop()
 
 
+#: how many times its usual examples a state machine tries (``--slow`` sets it)
+EXAMPLES_FACTOR = 1
+
+
 def run_machine_on(
     machine: type[Any], backend: str, machine_settings: Any, pg_template: str = ""
 ) -> None:
@@ -300,8 +304,12 @@ def run_machine_on(
     Each machine opens its own database per example from these two attributes,
     so one class serves both stores.
     """
+    from hypothesis import settings
     from hypothesis.stateful import run_state_machine_as_test
 
+    if EXAMPLES_FACTOR != 1:  # ``--slow``
+        examples = machine_settings.max_examples * EXAMPLES_FACTOR
+        machine_settings = settings(machine_settings, max_examples=examples)
     bound = type(
         f"{machine.__name__}On{backend}",
         (machine,),

@@ -1,7 +1,7 @@
 """Claims: what a claimed run looks like, and that limits hold whichever path claims it.
 
 On PostgreSQL an environment that nothing constrains is claimed by one statement
-(``store.run_claim``); everything else by the general path. Both must leave the
+(``store.runs.claim_unconstrained``); everything else by the general path. Both must leave the
 same runs, attempts and history, and a limit set between two claims must hold
 at the second.
 """
@@ -18,21 +18,21 @@ from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.queues import QueueRef
 from triggerfish.engine.states import RunStatus
-from triggerfish.store import run_claim
+from triggerfish.store import runs as run_store
 
 
 @pytest.fixture
 def one_statement_claims(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many runs each one-statement claim took (None when it deferred)."""
     taken: list[Any] = []
-    claim = run_claim.claim_unconstrained
+    claim = run_store.claim_unconstrained
 
-    async def counting(fetch: Any, request: run_claim.SimpleClaim) -> list[Any] | None:
+    async def counting(fetch: Any, request: run_store.SimpleClaim) -> list[Any] | None:
         rows = await claim(fetch, request)
         taken.append(None if rows is None else len(rows))
         return rows
 
-    monkeypatch.setattr(run_claim, "claim_unconstrained", counting)
+    monkeypatch.setattr(run_store, "claim_unconstrained", counting)
     return taken
 
 

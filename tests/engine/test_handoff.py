@@ -28,7 +28,7 @@ from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.queues import QueueRef
 from triggerfish.engine.resources import ManualClock
 from triggerfish.engine.states import RunStatus
-from triggerfish.store import run_insert
+from triggerfish.store import runs as run_store
 from triggerfish.store.runs import RunFilter
 
 T = TypeVar("T")
@@ -45,14 +45,14 @@ async def engine(db_url: str, clock: ManualClock) -> AsyncIterator[Engine]:
 def handed(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     """For each trigger that tried a hand-off: the run handed over, or None if only queued."""
     outcomes: list[str | None] = []
-    insert = run_insert.insert_and_hand_off_alone
+    insert = run_store.insert_and_hand_off_alone
 
     async def spy(db: Any, values: dict[str, Any], **kw: Any) -> tuple[float, Any]:
         order_key, claimed = await insert(db, values, **kw)
         outcomes.append(None if claimed is None else claimed.id)
         return order_key, claimed
 
-    monkeypatch.setattr(run_insert, "insert_and_hand_off_alone", spy)
+    monkeypatch.setattr(run_store, "insert_and_hand_off_alone", spy)
     return outcomes
 
 
@@ -212,13 +212,13 @@ async def test_a_run_handed_to_a_claim_that_left_goes_back_to_the_queue(
     await engine.enqueue.trigger(env_id, TriggerRequest("t", {}))
     await engine.dequeue.claim(worker, 1)
     claim = await _parked_claim(engine, worker)
-    insert = run_insert.insert_and_hand_off_alone
+    insert = run_store.insert_and_hand_off_alone
 
     async def caller_hangs_up_meanwhile(*args: Any, **kw: Any) -> tuple[float, Any]:
         claim.cancel()  # the worker's connection closes while the run is being stored
         return await insert(*args, **kw)
 
-    monkeypatch.setattr(run_insert, "insert_and_hand_off_alone", caller_hangs_up_meanwhile)
+    monkeypatch.setattr(run_store, "insert_and_hand_off_alone", caller_hangs_up_meanwhile)
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t", {}))
     with pytest.raises(asyncio.CancelledError):
         await claim

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from sqlalchemy.exc import OperationalError
+
 from tests.durable_support import InProcessWorker
 from tests.engine.test_runs_engine import manifest, setup
 from triggerfish import retry, task
@@ -17,8 +20,9 @@ from triggerfish.engine.attempts import Failure, Report, Start
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.queues import QueueRef
 from triggerfish.engine.states import RunStatus
+from triggerfish.errors import StoreUnavailable
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
-from triggerfish.store import run_claim
+from triggerfish.store import runs as run_store
 
 BOOM = Failure("USER", {"name": "Boom", "message": "failed"})
 
@@ -166,7 +170,7 @@ async def test_when_the_shared_transaction_fails_items_count_alone_and_then_runs
     async def then(conn: Any) -> str:
         calls.append("then")
         if len(calls) == 1:
-            raise RuntimeError("the shared transaction fails")
+            raise OperationalError("COMMIT", {}, Exception("deadlock detected"))
         return "ran alone"
 
     reports = [Report(a.id, a.current_attempt_id, "a"), Report(b.id, "attempt_stale", "b")]
@@ -191,13 +195,13 @@ async def _report_and_claim_both_ways(
         await engine.enqueue.trigger(env_id, TriggerRequest("t", {"i": i}))
     done = sorted(await engine.dequeue.claim(worker, 2, 2), key=lambda r: r.order_key)
     one_statement: list[bool] = []
-    fast = run_claim.claim_unconstrained_after
+    fast = run_store.claim_unconstrained_after
 
     async def spy(*args: Any) -> Any:
         one_statement.append(True)
         return await fast(*args)
 
-    monkeypatch.setattr(run_claim, "claim_unconstrained_after", spy)
+    monkeypatch.setattr(run_store, "claim_unconstrained_after", spy)
     started, outcomes, claimed = await engine.dequeue.report_and_claim(
         [], reports_for(done), worker, 3, 1
     )
@@ -330,12 +334,50 @@ async def test_when_the_one_statement_report_fails_the_general_path_records_it(
     (a,) = await engine.dequeue.claim(worker, 1, 1)
 
     async def fails(*args: Any) -> Any:
-        raise ConnectionResetError("the statement's connection was lost")
+        raise StoreUnavailable("the database connection failed (ConnectionResetError)")
 
-    monkeypatch.setattr(run_claim, "claim_unconstrained_after", fails)
+    monkeypatch.setattr(run_store, "claim_unconstrained_after", fails)
     _, outcomes, claimed = await engine.dequeue.report_and_claim(
         [], [Report(a.id, a.current_attempt_id, "a")], worker, 2, 2
     )
     assert [o.status if o else None for o in outcomes] == ["COMPLETED"]
     assert (await _run(engine, env_id, a.id)).output == "a"
     assert len(claimed) == 2
+
+
+# -- a programming error is not a reason to take the slower path ----------------------
+
+
+async def test_a_programming_error_in_a_batch_fails_instead_of_recording_each_alone(
+    engine: Engine,
+) -> None:
+    env_id, (a,) = await _claimed(engine, 1, start=1)
+
+    async def then(conn: Any) -> str:
+        raise TypeError("a bug in the work that shares the transaction")
+
+    reports = [Report(a.id, a.current_attempt_id, "a")]
+    with pytest.raises(TypeError, match="a bug"):
+        await engine.attempts.report_many_then([], reports, env_id, then)
+    # the shared transaction rolled back, and nothing was recorded alone after it
+    assert (await _run(engine, env_id, a.id)).status == RunStatus.EXECUTING
+
+
+async def test_a_programming_error_in_the_one_statement_report_fails_instead_of_falling_back(
+    pg_db_url: str, clock: Any, monkeypatch: Any
+) -> None:
+    from tests.conftest import started_engine
+
+    async def broken(*args: Any) -> Any:
+        raise TypeError("a bug in the one-statement report")
+
+    monkeypatch.setattr(run_store, "claim_unconstrained_after", broken)
+    async with started_engine(pg_db_url, clock) as engine:
+        env_id, worker = await setup(engine, manifest())
+        await engine.enqueue.trigger(env_id, TriggerRequest("t", {"i": 0}))
+        (a,) = await engine.dequeue.claim(worker, 1, 1)
+        with pytest.raises(TypeError, match="a bug"):
+            await engine.dequeue.report_and_claim(
+                [], [Report(a.id, a.current_attempt_id, "a")], worker, 1, 1
+            )
+        assert (await _run(engine, env_id, a.id)).status == RunStatus.EXECUTING

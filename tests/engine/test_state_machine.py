@@ -5,6 +5,7 @@ a final status (none is lost or stuck)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -18,7 +19,7 @@ from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure, Report, Start
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
-from triggerfish.engine.states import ACTIVE, FINAL, RunStatus, can_move
+from triggerfish.engine.states import ACTIVE, ATTEMPT_FOR, FINAL, RunStatus, can_move
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
 
@@ -102,6 +103,9 @@ class RunLifecycle(StoreMachine):
     def claim(self, worker: int, limit: int, start: int) -> None:
         """A claim starts its first ``start`` runs itself (the worker's free slots)."""
         rows = self.run(self.engine.dequeue.claim(self.workers[worker], limit, start))
+        self._claimed(rows, start)
+
+    def _claimed(self, rows: list[Any], start: int) -> None:
         statuses = [RunStatus(row.status) for row in rows]
         started = min(start, len(rows))
         assert statuses == [RunStatus.EXECUTING] * started + [RunStatus.DEQUEUED] * (
@@ -160,6 +164,63 @@ class RunLifecycle(StoreMachine):
         report_picks = data.draw(st.lists(st.tuples(attempts, st.booleans()), max_size=4))
         if not start_picks and not report_picks:
             return
+        starts, started_ok, reports, expected = self._batch(start_picks, report_picks)
+        started, outcomes = self.run(self.engine.attempts.report_many(starts, reports, self.env_id))
+        self._check_batch(started, outcomes, started_ok, reports, expected)
+
+    @precondition(lambda self: self.issued)
+    @rule(
+        data=st.data(),
+        worker=st.integers(0, 1),
+        limit=st.integers(0, 3),
+        start=st.integers(0, 3),
+        successes_only=st.booleans(),
+    )
+    def report_and_claim(
+        self, data: st.DataObject, worker: int, limit: int, start: int, successes_only: bool
+    ) -> None:
+        """A worker's exchange: its reports, then a claim, in one go. Successes alone
+        (no starts, no run twice) take the one-statement path on PostgreSQL."""
+        attempts = st.sampled_from(sorted(self.issued))
+        if successes_only:
+            start_picks: list[str] = []
+            picks = data.draw(st.lists(attempts, max_size=4, unique=True))
+            report_picks = [(a, True) for a in picks]
+        else:
+            start_picks = data.draw(st.lists(attempts, max_size=2))
+            report_picks = data.draw(st.lists(st.tuples(attempts, st.booleans()), max_size=3))
+        starts, started_ok, reports, expected = self._batch(start_picks, report_picks)
+        started, outcomes, rows = self.run(
+            self.engine.dequeue.report_and_claim(
+                starts, reports, self.workers[worker], limit, start
+            )
+        )
+        self._check_batch(started, outcomes, started_ok, reports, expected)
+        self._claimed(rows, start)
+
+    @precondition(lambda self: self.backend == "postgresql" and self.run_ids)
+    @rule(worker=st.integers(0, 1), start=st.integers(0, 1))
+    def trigger_to_a_parked_claim(self, worker: int, start: int) -> None:
+        """A claim waits for work; a trigger hands it its run when nothing older is
+        queued (one statement), or queues it and wakes the claim."""
+        self._claimed(self.run(self._parked_then_trigger(self.workers[worker], start)), start)
+
+    async def _parked_then_trigger(self, worker: Any, start: int) -> list[Any]:
+        handoffs = self.engine.handoffs
+        before = handoffs.parked_count(self.env_id)
+        claim = asyncio.create_task(self.engine.dequeue.claim_or_wait(worker, 4, 10, start=start))
+        async with asyncio.timeout(5):  # parked, or answered at once from the queue
+            while not claim.done() and handoffs.parked_count(self.env_id) == before:
+                await asyncio.sleep(0.001)
+        if not claim.done():
+            result = await self.engine.enqueue.trigger(self.env_id, TriggerRequest("t"))
+            self.run_ids.append(result.id)
+        return await asyncio.wait_for(claim, 5)
+
+    def _batch(
+        self, start_picks: list[str], report_picks: list[tuple[str, bool]]
+    ) -> tuple[list[Start], list[bool], list[Report], list[bool]]:
+        """The starts and reports of these picks, and which of them should count."""
         status = {r: RunStatus(self._row(r).status) for r in set(self.issued.values())}
         current = {r: self._row(r).current_attempt_id for r in status}
         starts, started_ok = [], []
@@ -180,9 +241,16 @@ class RunLifecycle(StoreMachine):
                 touched.add(run_id)
             failure = None if ok else Failure("USER", {"name": "E", "message": "batch"})
             reports.append(Report(run_id, attempt_id, {"by": attempt_id}, failure))
-        started, outcomes = self.run(
-            self.engine.attempts.report_many(starts, reports, self.env_id)
-        )
+        return starts, started_ok, reports, expected
+
+    def _check_batch(
+        self,
+        started: list[bool],
+        outcomes: list[Any],
+        started_ok: list[bool],
+        reports: list[Report],
+        expected: list[bool],
+    ) -> None:
         assert started == started_ok
         assert [o is not None for o in outcomes] == expected
         for report, counted in zip(reports, expected, strict=True):
@@ -228,6 +296,21 @@ class RunLifecycle(StoreMachine):
             assert previous.value == self._row(run_id).status
 
     @invariant()
+    def each_claimed_run_has_its_attempt_row(self) -> None:
+        """Whichever path claimed it, a run's current attempt is stored with its number
+        and the status its run's gives it."""
+        for run_id in self.run_ids:
+            row = self._row(run_id)
+            if row.current_attempt_id is None:
+                continue
+            detail = self.run(self.engine.runs.retrieve(self.env_id, run_id))
+            current = [a for a in detail.attempts if a.id == row.current_attempt_id]
+            assert [a.number for a in current] == [row.attempt_count]
+            status = RunStatus(row.status)
+            if status in ATTEMPT_FOR:
+                assert current[0].status == ATTEMPT_FOR[status].value, (run_id, status)
+
+    @invariant()
     def nothing_completes_twice(self) -> None:
         assert all(n == 1 for n in self.completions.values())
 
@@ -254,7 +337,6 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-
 
 
 def test_run_lifecycle_sqlite() -> None:

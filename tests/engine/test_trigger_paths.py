@@ -10,21 +10,21 @@ import pytest
 from tests.engine.test_runs_engine import setup
 from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import TriggerRequest
-from triggerfish.store import run_insert
+from triggerfish.store import runs as run_store
 
 
 @pytest.fixture
 def alone(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Ids of the runs inserted by one-statement triggers."""
     ids: list[str] = []
-    insert = run_insert.insert_queued_run_alone
+    insert = run_store.insert_queued_run_alone
 
     async def spy(db: Any, values: dict[str, Any], **kw: Any) -> float:
         order_key = await insert(db, values, **kw)
         ids.append(values["id"])
         return order_key
 
-    monkeypatch.setattr(run_insert, "insert_queued_run_alone", spy)
+    monkeypatch.setattr(run_store, "insert_queued_run_alone", spy)
     return ids
 
 

@@ -17,11 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish.engine.manifests import ManifestCache, retry_policy
 from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import FailureKind, RunStatus, final_status_for, is_retryable
+from triggerfish.engine.states import (
+    AttemptStatus,
+    FailureKind,
+    RunStatus,
+    final_status_for,
+    is_retryable,
+)
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
+from triggerfish.store.db import database_errors
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +100,9 @@ class Attempts:
         )
         if row is None:
             raise StaleTransition(run_id, RunStatus.EXECUTING, attempt_id)
-        await run_store.update_attempt(conn, attempt_id, status="EXECUTING", started_at=now)
+        await run_store.update_attempt(
+            conn, attempt_id, status=AttemptStatus.EXECUTING, started_at=now
+        )
         return row
 
     async def succeed(
@@ -128,7 +137,9 @@ class Attempts:
         )
         if row is None:
             raise StaleTransition(run_id, RunStatus.COMPLETED, attempt_id)
-        await run_store.update_attempt(conn, attempt_id, status="COMPLETED", finished_at=now)
+        await run_store.update_attempt(
+            conn, attempt_id, status=AttemptStatus.COMPLETED, finished_at=now
+        )
         # a parent waiting on this run resumes in the same transaction
         await self.waitpoints.on_run_finished(conn, row, woken)
         return Outcome(RunStatus.COMPLETED)
@@ -159,7 +170,7 @@ class Attempts:
                 started = await self._start_many(conn, starts, env_id)
                 outcomes = await self._record_many(conn, reports, env_id, woken)
                 after = await then(conn) if then is not None else None
-        except Exception as exc:
+        except database_errors() as exc:  # a programming error is not retried: it fails
             log.warning(
                 "a batch of %d report(s) failed (%s); recording each alone",
                 len(starts) + len(reports),
@@ -190,7 +201,7 @@ class Attempts:
             reason="attempt started",
         )
         ids = sorted(row.current_attempt_id for row in moved)
-        await run_store.update_attempts(conn, ids, status="EXECUTING", started_at=now)
+        await run_store.update_attempts(conn, ids, status=AttemptStatus.EXECUTING, started_at=now)
         return _first_of_each([(s.run_id, s.attempt_id) for s in starts], moved)
 
     async def _record_many(
@@ -235,7 +246,7 @@ class Attempts:
         )
         accepted = _first_of_each(pairs, moved)
         ids = sorted(row.current_attempt_id for row in moved)
-        await run_store.update_attempts(conn, ids, status="COMPLETED", finished_at=now)
+        await run_store.update_attempts(conn, ids, status=AttemptStatus.COMPLETED, finished_at=now)
         for row in moved:
             if row.parent_run_id is not None:
                 # a parent waiting on this run resumes in the same transaction;
@@ -409,7 +420,7 @@ class Attempts:
                     released.append(run_id)
                     envs.add(row.environment_id)
                     await run_store.update_attempt(
-                        conn, attempt_id, status="RELEASED", finished_at=now
+                        conn, attempt_id, status=AttemptStatus.RELEASED, finished_at=now
                     )
         for env_id in envs:
             await self.res.notifier.notify(env_id)
@@ -443,5 +454,12 @@ def _first_of_each(pairs: list[tuple[str, str]], moved: list[Row[Any]]) -> list[
     return accepted
 
 
-def _attempt_status(kind: FailureKind) -> str:
-    return {"TIMEOUT": "TIMED_OUT", "CRASH": "CRASHED", "CANCELED": "CANCELED"}.get(kind, "FAILED")
+def _attempt_status(kind: FailureKind) -> AttemptStatus:
+    return _FAILED_ATTEMPT.get(kind, AttemptStatus.FAILED)
+
+
+_FAILED_ATTEMPT = {
+    "TIMEOUT": AttemptStatus.TIMED_OUT,
+    "CRASH": AttemptStatus.CRASHED,
+    "CANCELED": AttemptStatus.CANCELED,
+}

@@ -35,8 +35,8 @@ from triggerfish.engine.limits import Limits
 from triggerfish.engine.resources import EngineResources, to_datetime
 from triggerfish.engine.states import RunStatus
 from triggerfish.store import queues as queue_store
-from triggerfish.store import run_claim
 from triggerfish.store import runs as run_store
+from triggerfish.store.db import database_errors
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Dequeue:
         same transaction: the slots the reports free are taken at once, and the
         exchange costs one commit instead of two. On PostgreSQL, when every item is
         a success and nothing constrains the environment, the exchange is one
-        statement (``store.run_claim.claim_unconstrained_after``)."""
+        statement (``store.run_store.claim_unconstrained_after``)."""
         if not starts and self._one_statement(worker) and limit > 0 and worker.task_ids:
             fast = await self._successes_then_claim(reports, worker, limit, start)
             if fast is not None:
@@ -141,16 +141,16 @@ class Dequeue:
         if not reports or any(r.failure is not None for r in reports) or len(set(runs)) < len(runs):
             return None
         now = self.res.clock.now()
-        successes = run_claim.Successes(
+        successes = run_store.Successes(
             run_ids=runs,
             attempt_ids=[r.attempt_id for r in reports],
             outputs=[r.output for r in reports],
         )
         try:
-            done, rows = await run_claim.claim_unconstrained_after(
+            done, rows = await run_store.claim_unconstrained_after(
                 self.res.db, self._simple_claim(worker, limit, start, now), successes
             )
-        except Exception as exc:  # one statement: it changed nothing, or all of it
+        except database_errors() as exc:  # one statement: it changed nothing, or all of it
             # every item is guarded, so the general path may record them again
             log.warning("a one-statement report failed (%s); taking the general path", exc)
             return None
@@ -177,7 +177,7 @@ class Dequeue:
         now = self.res.clock.now()
         env_id = worker.environment_id
         if self._one_statement(worker):
-            fetch = run_claim.in_transaction(conn)
+            fetch = run_store.in_transaction(conn)
             rows = await self._claim_unconstrained(fetch, worker, limit, start, now)
             if rows is not None:
                 return rows
@@ -221,25 +221,25 @@ class Dequeue:
         return rows
 
     def _one_statement(self, worker: WorkerIdentity) -> bool:
-        """Whether to try the one-statement claim (``store.run_claim``) first."""
+        """Whether to try the one-statement claim (``store.runs.claim_unconstrained``) first."""
         postgresql = self.res.db.dialect == "postgresql"
         return postgresql and worker.environment_id not in self._constrained
 
     async def _claim_unconstrained(
-        self, fetch: run_claim.Fetch, worker: WorkerIdentity, limit: int, start: int, now: float
+        self, fetch: run_store.Fetch, worker: WorkerIdentity, limit: int, start: int, now: float
     ) -> list[Any] | None:
-        """The one-statement claim (``store.run_claim``); None if something constrains
-        the environment after all."""
+        """The one-statement claim (``store.runs.claim_unconstrained``); None if
+        something constrains the environment after all."""
         claim = self._simple_claim(worker, limit, start, now)
-        rows = await run_claim.claim_unconstrained(fetch, claim)
+        rows = await run_store.claim_unconstrained(fetch, claim)
         if rows is None:
             self._constrained.add(worker.environment_id)
         return rows
 
     def _simple_claim(
         self, worker: WorkerIdentity, limit: int, start: int, now: float
-    ) -> run_claim.SimpleClaim:
-        return run_claim.SimpleClaim(
+    ) -> run_store.SimpleClaim:
+        return run_store.SimpleClaim(
             env_id=worker.environment_id,
             task_ids=worker.task_ids,
             worker_id=worker.id,

@@ -24,7 +24,6 @@ from triggerfish.errors import (
 from triggerfish.sdk._machines import DEFAULT_MACHINE
 from triggerfish.store import batches as batch_store
 from triggerfish.store import queues as queue_store
-from triggerfish.store import run_insert
 from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
 
@@ -176,7 +175,7 @@ class Enqueue:
             return None
         parked = self.handoffs.take(env_id, req.task_id)
         if parked is None:
-            values["order_key"] = await run_insert.insert_queued_run_alone(
+            values["order_key"] = await run_store.insert_queued_run_alone(
                 self.res.db, values, now=self.res.clock.now(), quantum=FAIR_QUANTUM
             )
         elif await self._hand_off(parked, values):
@@ -189,7 +188,7 @@ class Enqueue:
         ``engine/handoff.py``); True if it was handed over, False if only queued."""
         now = self.res.clock.now()
         worker = parked.worker
-        hand_off = run_insert.HandOff(
+        hand_off = run_store.HandOff(
             task_ids=worker.task_ids,
             version=worker.version,
             worker_id=worker.id,
@@ -200,7 +199,7 @@ class Enqueue:
             reason=f"claimed by {worker.id}",
         )
         try:
-            values["order_key"], claimed = await run_insert.insert_and_hand_off_alone(
+            values["order_key"], claimed = await run_store.insert_and_hand_off_alone(
                 self.res.db, values, now=now, quantum=FAIR_QUANTUM, hand_off=hand_off
             )
         except BaseException:
@@ -217,7 +216,7 @@ class Enqueue:
         if values["status"] != RunStatus.QUEUED:
             await run_store.insert_run(conn, values, values["tags"])
             return
-        values["order_key"] = await run_insert.insert_queued_run(
+        values["order_key"] = await run_store.insert_queued_run(
             conn, values, now=self.res.clock.now(), quantum=FAIR_QUANTUM
         )
 
@@ -438,7 +437,7 @@ class Enqueue:
         self, conn: Any, env_id: str, req: TriggerRequest, now: float
     ) -> str | None:
         assert req.idempotency_key is not None
-        found = await run_insert.idempotent_run(conn, env_id, req.task_id, req.idempotency_key)
+        found = await run_store.idempotent_run(conn, env_id, req.task_id, req.idempotency_key)
         if found is None:
             return None
         run_id, expires_at = found

@@ -5,7 +5,7 @@ usual way on is two commits and a hop through the event loop: the trigger
 inserts its run and wakes the claim, which then claims the run in a statement
 of its own. When a claim is parked on this server for the very task being
 triggered, the trigger can instead insert the run already claimed for that
-worker (``store.run_insert.insert_and_hand_off_alone``): one statement, and
+worker (``store.runs.insert_and_hand_off_alone``): one statement, and
 the run is on its way to the worker as soon as it is stored.
 
 The statement decides in the database whether the hand-off is allowed, in the

@@ -38,6 +38,34 @@ class RunStatus(enum.StrEnum):
     TIMED_OUT = "TIMED_OUT"
 
 
+class AttemptStatus(enum.StrEnum):
+    """An attempt's status: it follows its run's transitions (see ``ATTEMPT_FOR``)."""
+
+    #: claimed, not started yet (its run is DEQUEUED)
+    PENDING = "PENDING"
+    EXECUTING = "EXECUTING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    CRASHED = "CRASHED"
+    CANCELED = "CANCELED"
+    #: handed back unfinished (a graceful shutdown): its run is QUEUED again
+    RELEASED = "RELEASED"
+    #: its run waits on a waitpoint; the run's next attempt resumes it
+    SUSPENDED = "SUSPENDED"
+
+
+class JournalStatus(enum.StrEnum):
+    """The status of one entry of a run's journal (a step, a wait, a child run)."""
+
+    #: recorded before its outcome is known (a wait, a child run)
+    PENDING = "PENDING"
+    OK = "OK"
+    ERROR = "ERROR"
+    #: the step failed and will run again
+    RETRYING = "RETRYING"
+
+
 S = RunStatus
 
 FINAL: frozenset[RunStatus] = frozenset(
@@ -64,6 +92,13 @@ ALLOWED_FROM: dict[RunStatus, frozenset[RunStatus]] = {
     S.SYSTEM_FAILURE: frozenset({S.QUEUED, S.DEQUEUED, S.EXECUTING, S.WAITING}),
     S.CANCELED: CANCELABLE,
     S.EXPIRED: frozenset({S.PENDING_VERSION, S.DELAYED, S.QUEUED}),
+}
+
+
+#: the status a run's claim gives its new attempt
+ATTEMPT_FOR: dict[RunStatus, AttemptStatus] = {
+    S.DEQUEUED: AttemptStatus.PENDING,
+    S.EXECUTING: AttemptStatus.EXECUTING,
 }
 
 

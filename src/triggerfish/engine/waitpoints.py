@@ -33,7 +33,7 @@ from triggerfish._ids import new_id
 from triggerfish.engine.enqueue import Enqueue, TriggerRequest
 from triggerfish.engine.journal import Journal, JournalEntry
 from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import FINAL, RunStatus
+from triggerfish.engine.states import FINAL, AttemptStatus, RunStatus
 from triggerfish.errors import ConflictError, RunNotFound, StaleTransition, WaitpointNotFound
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
@@ -123,7 +123,9 @@ class Waitpoints:
             )
             if moved is None:
                 raise StaleTransition(run_id, RunStatus.WAITING, attempt_id)
-            await run_store.update_attempt(conn, attempt_id, status="SUSPENDED", finished_at=dt)
+            await run_store.update_attempt(
+                conn, attempt_id, status=AttemptStatus.SUSPENDED, finished_at=dt
+            )
         return {"status": "suspended"}
 
     async def _trigger_child(

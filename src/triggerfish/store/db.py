@@ -289,6 +289,23 @@ async def fetch_on_driver(conn: AsyncConnection, sql: str, params: Any) -> list[
         raise
 
 
+@functools.cache
+def database_errors() -> tuple[type[Exception], ...]:
+    """What a statement may raise when the database fails it (refused, deadlocked,
+    lost, unavailable), whichever way it was sent: through SQLAlchemy, or straight
+    to the driver (``fetch_on_driver``, ``Database.fetch_alone``).
+
+    For a caller that falls back to a slower path on a database failure: it
+    catches these (``except database_errors():``), never ``Exception``, so that a
+    programming error fails loudly instead of taking the other path.
+    """
+    import sqlite3
+
+    import asyncpg
+
+    return (DBAPIError, StoreUnavailable, asyncpg.PostgresError, sqlite3.Error)
+
+
 def _is_refusal(exc: BaseException) -> bool:
     """An error the database answered a statement with, which leaves the connection
     fine (not a lost connection, a shutdown or a cancelled call)."""
