@@ -9,6 +9,7 @@ same two processes on a local SQLite file, as ``triggerfish dev`` runs them).
 from __future__ import annotations
 
 import contextlib
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -131,10 +132,12 @@ def triggerfish_stack(
             raise BenchError("`triggerfish keys create` printed no key")
         port = free_port()
         log = folder / "server.log"
+        # a server refuses to start without the keyring's secret
+        secret = {"TRIGGERFISH_SERVER_SECRET": secrets.token_urlsafe(32)}
         server = spawn(
             [*TRIGGERFISH, "server", "--host", "127.0.0.1", "--port", str(port)],
             log,
-            clean_env({**env, **(server_env or {})}),
+            clean_env({**env, **secret, **(server_env or {})}),
         )
         api_url = f"http://127.0.0.1:{port}"
 
