@@ -124,9 +124,8 @@ def test_server_refuses_an_unmigrated_database(
         support.pg_execute(f'CREATE DATABASE "{name}"')
         url = support.pg_url(name)
     try:
-        result = support.cli(
-            "server", "--port", str(support.free_port()), env={"DATABASE_URL": url}, timeout=60
-        )
+        env = {"DATABASE_URL": url, "TRIGGERFISH_SERVER_SECRET": support.SERVER_SECRET}
+        result = support.cli("server", "--port", str(support.free_port()), env=env, timeout=60)
         assert result.returncode != 0
         assert "triggerfish db migrate" in result.stderr
         migrated = support.cli("db", "migrate", env={"DATABASE_URL": url})
