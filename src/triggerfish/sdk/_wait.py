@@ -263,9 +263,13 @@ class BatchItem:
         object.__setattr__(self, "options", options)
 
 
+#: the options of ``trigger_and_wait`` that are not trigger options
+_WAIT_ONLY = frozenset({"cancel_with_parent", "timeout"})
+
+
 def wait_for_runs(task: Any, items: list[Any], options: dict[str, Any], *, batch: bool) -> Any:
     """Trigger runs of ``task`` and suspend until all of them finish (one durable call)."""
-    from triggerfish.sdk._client import _wire_options
+    from triggerfish.sdk._options import wire_options
 
     what = "batch_trigger_and_wait" if batch else "trigger_and_wait"
     run = current(f"{task.id}.{what}")
@@ -286,7 +290,7 @@ def wait_for_runs(task: Any, items: list[Any], options: dict[str, Any], *, batch
                 {
                     "task_id": task.id,
                     "payload": task.dump_payload(payload),
-                    "options": _wire_options({**shared, **own}),
+                    "options": wire_options({**shared, **own}, also_valid=_WAIT_ONLY),
                 }
             )
         spec: dict[str, Any] = {"type": "runs", "items": wire, "cancel_children": cancel}
