@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from triggerfish._cron import CronError, check_timezone, parse_cron
 from triggerfish.errors import InvalidTaskOptions
 from triggerfish.sdk._calls import Call, Namespace, faces
-from triggerfish.sdk._task import Task
+from triggerfish.sdk._task import Task, TaskDecorator
 from triggerfish.sdk._task import task as _plain_task
 
 
@@ -97,7 +97,7 @@ def task(
     cron: str | None = None,
     timezone: str = "UTC",
     **options: Any,
-) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+) -> TaskDecorator:
     """Declare a scheduled task; ``cron`` (optional) gives it a declarative schedule.
 
     The cron expression and time zone are checked here, when the module is
