@@ -132,6 +132,16 @@ def default_methods(
     return staticmethod(sync), staticmethod(async_)
 
 
+class DefaultNamespace:
+    """A module-level namespace of :func:`default_methods` (``kv``, ``events``)."""
+
+    def __init_subclass__(cls) -> None:
+        for attr, value in vars(cls).items():
+            if isinstance(value, staticmethod):
+                value.__func__.__name__ = attr
+                value.__func__.__qualname__ = f"{cls.__name__}.{attr}"
+
+
 def _running_task(call: Call[Any], client: Triggerfish | None) -> Any:
     """The task running in this process, when ``call`` should go through its worker."""
     if call.in_task is None or client is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from triggerfish.sdk._calls import Call, Namespace, default_methods, faces
+from triggerfish.sdk._calls import Call, DefaultNamespace, Namespace, default_methods, faces
 from triggerfish.sdk._kv import KeyValue, kv
 
 __all__ = ["Events", "EventsApi", "KeyValue", "events", "kv"]
@@ -38,7 +38,7 @@ class Events(Namespace):
     send, send_async = faces(_send)
 
 
-class EventsApi:
+class EventsApi(DefaultNamespace):
     """The ``events`` namespace: ``events.send(...)``, ``await events.send_async(...)``."""
 
     send, send_async = default_methods(_send)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from triggerfish._durations import parse_duration
-from triggerfish.sdk._calls import Call, Namespace, default_methods, faces
+from triggerfish.sdk._calls import Call, DefaultNamespace, Namespace, default_methods, faces
 
 
 def _get_entry(key: str) -> Call[dict[str, Any]]:
@@ -69,7 +69,7 @@ class Kv(Namespace):
     delete, delete_async = faces(_delete)
 
 
-class KeyValue:
+class KeyValue(DefaultNamespace):
     """The ``kv`` namespace: a durable key-value store per environment.
 
     Every call has an ``…_async`` form, for ``async def`` tasks and apps.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -21,7 +20,7 @@ from typing import (
 import pydantic
 
 from triggerfish.errors import InvalidTaskOptions, PayloadValidationError
-from triggerfish.sdk._machines import DEFAULT_MACHINE, MACHINE_MEMORY_MB, check_machine
+from triggerfish.sdk._machines import DEFAULT_MACHINE, check_machine
 from triggerfish.sdk._queue import Queue
 from triggerfish.sdk._registry import current_registry
 from triggerfish.sdk._retry import RetryPolicy
@@ -304,10 +303,6 @@ class TaskDecorator(Protocol):
     def __call__(self, fn: Callable[[P, Context], R], /) -> Task[P, R]: ...
 
 
-def memory_limit_mb(machine: str) -> int:
-    return MACHINE_MEMORY_MB[machine]
-
-
 def _check_task_id(task_id: str) -> None:
     if not task_id or len(task_id) > 128 or not set(task_id) <= _TASK_ID_CHARS:
         raise InvalidTaskOptions(
@@ -336,6 +331,3 @@ def _inspect_signature(
     )
     return model, len(params) == 2
 
-
-def to_iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
