@@ -169,7 +169,7 @@ def test_replay_and_metadata_from_inside_a_task(pg_stack: Stack) -> None:
     expected = {"progress": 0.5, "steps": ["render"], "tokens": 30}
     assert run.status == "COMPLETED" and run.output == expected
     support.wait_for(lambda: c.runs.metadata(original) == expected, what="metadata")
-    replay = c.runs.replay(original)
+    replay = c.runs.replay(original).id
     again = c.runs.poll(replay, timeout=30)
     assert again.replayed_from_run_id == original and again.payload == {"n": 1}
     assert again.tags == ["meta"]

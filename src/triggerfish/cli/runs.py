@@ -102,8 +102,8 @@ def replay(
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Start a new run like RUN_ID; with --from-step N, steps before N are not re-run."""
-    new_id = call_api(lambda c: c.runs.replay(run_id, from_step=from_step), api_url, secret_key)
-    console.print(new_id)
+    handle = call_api(lambda c: c.runs.replay(run_id, from_step=from_step), api_url, secret_key)
+    console.print(handle.id)
 
 
 @app.command("show")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ class DurableRun:
     #: waits up to this many seconds sleep in place instead of suspending
     suspend_threshold: float = 5.0
     seq: int = 0
+    #: one call at a time on the transport: an async call waits for it on a thread
+    _calling: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- the one path every durable call takes --------------------------------
 
@@ -79,13 +82,19 @@ class DurableRun:
         self.journal[seq] = entry
 
     def call(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
-        answer = self.transport(op, body)
+        with self._calling:
+            answer = self.transport(op, body)
         status = answer.get("_status")
         if status is None:
             return answer
         if status == 409:
             raise AttemptAbandoned(answer.get("error", "the attempt is no longer current"))
         raise ApiError(int(status), str(answer.get("error", "worker API call failed")))
+
+    async def call_async(self, op: str, body: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`call` without blocking the event loop: the worker's answer is awaited
+        on a thread (the transport blocks until it arrives)."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.call, op, body)
 
     def suspend(self, seq: int, kind: str, name: str, wait: dict[str, Any]) -> Any:
         """Ask the server to park the run on ``wait``; its result if already resolved."""

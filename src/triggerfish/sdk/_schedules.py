@@ -25,17 +25,16 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from triggerfish._cron import CronError, check_timezone, parse_cron
 from triggerfish.errors import InvalidTaskOptions
-from triggerfish.sdk._task import Task
+from triggerfish.sdk._calls import Call, Namespace, faces
+from triggerfish.sdk._task import Task, TaskDecorator
 from triggerfish.sdk._task import task as _plain_task
-
-if TYPE_CHECKING:
-    from triggerfish.sdk._client import Triggerfish, _Call, _Transport
 
 
 class ScheduledPayload(BaseModel):
@@ -98,7 +97,7 @@ def task(
     cron: str | None = None,
     timezone: str = "UTC",
     **options: Any,
-) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+) -> TaskDecorator:
     """Declare a scheduled task; ``cron`` (optional) gives it a declarative schedule.
 
     The cron expression and time zone are checked here, when the module is
@@ -155,172 +154,93 @@ def _parse_page(body: dict[str, Any]) -> SchedulePage:
     )
 
 
-class Schedules:
+def _path(schedule_id: str, action: str = "") -> str:
+    return f"/api/v1/schedules/{quote(schedule_id, safe='')}{action}"
+
+
+# -- the calls: each defined once; Schedules and triggerfish.schedules make their faces
+
+
+def _create(
+    *,
+    task: str,
+    cron: str,
+    timezone: str | None = None,
+    external_id: str | None = None,
+    deduplication_key: str | None = None,
+) -> Call[Schedule]:
+    """Give the scheduled task ``task`` a schedule; same deduplication key: update it.
+
+    Example::
+
+        s = schedules.create(task="sync", cron="0 * * * *",
+                             deduplication_key="customer_42-sync")
+    """
+    body = _schedule_body(task, cron, timezone, external_id, deduplication_key)
+    return Call("POST", "/api/v1/schedules", Schedule.model_validate, json=body)
+
+
+def _retrieve(schedule_id: str) -> Call[Schedule]:
+    """One schedule, by ``sched_…`` id or deduplication key."""
+    return Call("GET", _path(schedule_id), Schedule.model_validate)
+
+
+def _list(*, page: int = 1, per_page: int = 20, task: str | None = None) -> Call[SchedulePage]:
+    """The environment's schedules, oldest first, ``per_page`` (≤ 100) at a time."""
+    params: dict[str, Any] = {"page": page, "perPage": per_page}
+    if task:
+        params["task"] = task
+    return Call("GET", "/api/v1/schedules", _parse_page, params=params)
+
+
+def _update(
+    schedule_id: str,
+    *,
+    task: str,
+    cron: str,
+    timezone: str | None = None,
+    external_id: str | None = None,
+) -> Call[Schedule]:
+    """Replace an imperative schedule's task, cron, time zone and external id."""
+    body = _schedule_body(task, cron, timezone, external_id)
+    return Call("PUT", _path(schedule_id), Schedule.model_validate, json=body)
+
+
+def _delete(schedule_id: str) -> Call[str]:
+    """Remove an imperative schedule; returns its id."""
+    return Call("DELETE", _path(schedule_id), lambda b: str(b["id"]))
+
+
+def _activate(schedule_id: str) -> Call[Schedule]:
+    """Fire again, from the next slot after now."""
+    return Call("POST", _path(schedule_id, "/activate"), Schedule.model_validate)
+
+
+def _deactivate(schedule_id: str) -> Call[Schedule]:
+    """Stop firing until activated again; slots in between never run."""
+    return Call("POST", _path(schedule_id, "/deactivate"), Schedule.model_validate)
+
+
+def _timezones(*, exclude_utc: bool = False) -> Call[builtins.list[str]]:
+    """The IANA time zone names a schedule may use."""
+    params = {"excludeUtc": "true"} if exclude_utc else {}
+    return Call(
+        "GET", "/api/v1/timezones", lambda b: [str(z) for z in b["timezones"]], params=params
+    )
+
+
+class Schedules(Namespace):
     """``client.schedules``: create, read, change and remove schedules over the API.
 
     Every method has an ``…_async`` twin. Schedules are addressed by their
     ``sched_…`` id or by their deduplication key.
     """
 
-    def __init__(self, transport: _Transport) -> None:
-        self._t = transport
-
-    @staticmethod
-    def _call(method: str, path: str, parse: Callable[[Any], Any], **kw: Any) -> _Call[Any]:
-        from triggerfish.sdk._client import _Call
-
-        return _Call(method, path, parse, **kw)
-
-    def _create(
-        self,
-        task: str,
-        cron: str,
-        timezone: str | None = None,
-        external_id: str | None = None,
-        deduplication_key: str | None = None,
-    ) -> _Call[Schedule]:
-        body = _schedule_body(task, cron, timezone, external_id, deduplication_key)
-        return self._call("POST", "/api/v1/schedules", Schedule.model_validate, json=body)
-
-    def _update(
-        self,
-        schedule_id: str,
-        task: str,
-        cron: str,
-        timezone: str | None = None,
-        external_id: str | None = None,
-    ) -> _Call[Schedule]:
-        body = _schedule_body(task, cron, timezone, external_id)
-        path = f"/api/v1/schedules/{_quote(schedule_id)}"
-        return self._call("PUT", path, Schedule.model_validate, json=body)
-
-    def _simple(self, method: str, schedule_id: str, action: str = "") -> _Call[Schedule]:
-        path = f"/api/v1/schedules/{_quote(schedule_id)}{action}"
-        return self._call(method, path, Schedule.model_validate)
-
-    def _delete(self, schedule_id: str) -> _Call[str]:
-        path = f"/api/v1/schedules/{_quote(schedule_id)}"
-        return self._call("DELETE", path, lambda b: str(b["id"]))
-
-    def _list(self, page: int, per_page: int, task: str | None) -> _Call[SchedulePage]:
-        params: dict[str, Any] = {"page": page, "perPage": per_page}
-        if task:
-            params["task"] = task
-        return self._call("GET", "/api/v1/schedules", _parse_page, params=params)
-
-    def _timezones(self, exclude_utc: bool) -> _Call[builtins.list[str]]:
-        params = {"excludeUtc": "true"} if exclude_utc else {}
-        return self._call(
-            "GET", "/api/v1/timezones", lambda b: [str(z) for z in b["timezones"]], params=params
-        )
-
-    def create(
-        self,
-        *,
-        task: str,
-        cron: str,
-        timezone: str | None = None,
-        external_id: str | None = None,
-        deduplication_key: str | None = None,
-    ) -> Schedule:
-        """Give the scheduled task ``task`` a schedule; same deduplication key: update it.
-
-        Example::
-
-            s = client.schedules.create(task="sync", cron="0 * * * *",
-                                        deduplication_key="customer_42-sync")
-        """
-        return self._t.send(self._create(task, cron, timezone, external_id, deduplication_key))
-
-    async def create_async(
-        self,
-        *,
-        task: str,
-        cron: str,
-        timezone: str | None = None,
-        external_id: str | None = None,
-        deduplication_key: str | None = None,
-    ) -> Schedule:
-        call = self._create(task, cron, timezone, external_id, deduplication_key)
-        return await self._t.send_async(call)
-
-    def retrieve(self, schedule_id: str) -> Schedule:
-        """One schedule, by ``sched_…`` id or deduplication key."""
-        return self._t.send(self._simple("GET", schedule_id))
-
-    async def retrieve_async(self, schedule_id: str) -> Schedule:
-        return await self._t.send_async(self._simple("GET", schedule_id))
-
-    def list(self, *, page: int = 1, per_page: int = 20, task: str | None = None) -> SchedulePage:
-        """The environment's schedules, oldest first, ``per_page`` (≤ 100) at a time."""
-        return self._t.send(self._list(page, per_page, task))
-
-    async def list_async(
-        self, *, page: int = 1, per_page: int = 20, task: str | None = None
-    ) -> SchedulePage:
-        return await self._t.send_async(self._list(page, per_page, task))
-
-    def update(
-        self,
-        schedule_id: str,
-        *,
-        task: str,
-        cron: str,
-        timezone: str | None = None,
-        external_id: str | None = None,
-    ) -> Schedule:
-        """Replace an imperative schedule's task, cron, time zone and external id."""
-        return self._t.send(self._update(schedule_id, task, cron, timezone, external_id))
-
-    async def update_async(
-        self,
-        schedule_id: str,
-        *,
-        task: str,
-        cron: str,
-        timezone: str | None = None,
-        external_id: str | None = None,
-    ) -> Schedule:
-        return await self._t.send_async(
-            self._update(schedule_id, task, cron, timezone, external_id)
-        )
-
-    def delete(self, schedule_id: str) -> str:
-        """Remove an imperative schedule; returns its id."""
-        return self._t.send(self._delete(schedule_id))
-
-    async def delete_async(self, schedule_id: str) -> str:
-        return await self._t.send_async(self._delete(schedule_id))
-
-    def activate(self, schedule_id: str) -> Schedule:
-        """Fire again, from the next slot after now."""
-        return self._t.send(self._simple("POST", schedule_id, "/activate"))
-
-    async def activate_async(self, schedule_id: str) -> Schedule:
-        return await self._t.send_async(self._simple("POST", schedule_id, "/activate"))
-
-    def deactivate(self, schedule_id: str) -> Schedule:
-        """Stop firing until activated again; slots in between never run."""
-        return self._t.send(self._simple("POST", schedule_id, "/deactivate"))
-
-    async def deactivate_async(self, schedule_id: str) -> Schedule:
-        return await self._t.send_async(self._simple("POST", schedule_id, "/deactivate"))
-
-    def timezones(self, *, exclude_utc: bool = False) -> builtins.list[str]:
-        """The IANA time zone names a schedule may use."""
-        return self._t.send(self._timezones(exclude_utc))
-
-    async def timezones_async(self, *, exclude_utc: bool = False) -> builtins.list[str]:
-        return await self._t.send_async(self._timezones(exclude_utc))
-
-
-def _quote(value: str) -> str:
-    from urllib.parse import quote
-
-    return quote(value, safe="")
-
-
-def _client(client: Triggerfish | None) -> Schedules:
-    from triggerfish.sdk._client import resolve_client
-
-    return resolve_client(client).schedules
+    create, create_async = faces(_create)
+    retrieve, retrieve_async = faces(_retrieve)
+    list, list_async = faces(_list)
+    update, update_async = faces(_update)
+    delete, delete_async = faces(_delete)
+    activate, activate_async = faces(_activate)
+    deactivate, deactivate_async = faces(_deactivate)
+    timezones, timezones_async = faces(_timezones)

@@ -5,18 +5,34 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    Literal,
+    Protocol,
+    TypeVar,
+    Unpack,
+    get_type_hints,
+    overload,
+)
 
 import pydantic
 
 from triggerfish.errors import InvalidTaskOptions, PayloadValidationError
-from triggerfish.sdk._machines import DEFAULT_MACHINE, MACHINE_MEMORY_MB, check_machine
+from triggerfish.sdk._machines import DEFAULT_MACHINE, check_machine
 from triggerfish.sdk._queue import Queue
 from triggerfish.sdk._registry import current_registry
 from triggerfish.sdk._retry import RetryPolicy
 
+if TYPE_CHECKING:
+    from triggerfish.sdk._context import Context
+    from triggerfish.sdk._options import TaskTriggerOptions, TriggerOptions, WaitOptions
+    from triggerfish.sdk._wait import BatchItem, WaitResult, WaitResults
+
+#: the payload type a task takes
 P = TypeVar("P")
+#: the output type a task returns (awaited, for ``async def`` tasks)
 R = TypeVar("R")
 
 _TASK_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:/")
@@ -71,7 +87,13 @@ class RunHandle:
 
 
 class Task(Generic[P, R]):
-    """A function the platform can run. Made by :func:`task`; not built directly."""
+    """A function the platform can run. Made by :func:`task`; not built directly.
+
+    ``P`` is the payload type and ``R`` the output type, read from the function:
+    ``@task`` on ``def f(p: Email) -> Receipt`` (or ``async def``) is a
+    ``Task[Email, Receipt]``, so ``f.trigger(...)`` checks its payload and
+    ``f.trigger_and_wait(...)`` gives a ``WaitResult[Receipt]``.
+    """
 
     #: ``{"cron": str | None, "timezone": str}`` for tasks made by ``schedules.task``
     schedule: dict[str, Any] | None = None
@@ -143,13 +165,15 @@ class Task(Generic[P, R]):
 
     # -- triggering ---------------------------------------------------------------
 
-    def trigger(self, payload: P, **options: Any) -> RunHandle:
+    def trigger(self, payload: P, **options: Unpack[TaskTriggerOptions]) -> RunHandle:
         """Queue a run of this task and return its handle at once.
 
         Options (all optional): ``tags``, ``metadata``, ``idempotency_key``,
         ``idempotency_key_ttl``, ``machine``, ``max_attempts``, ``max_duration``,
-        ``queue``, ``concurrency_key``, ``delay``, ``ttl``, ``priority``, and
-        ``client`` to use another :class:`~triggerfish.Triggerfish` client.
+        ``queue``, ``concurrency_key``, ``delay``, ``ttl``, ``priority``,
+        ``debounce``, and ``client`` to use another :class:`~triggerfish.Triggerfish`
+        client (see :class:`~triggerfish.sdk._options.TriggerOptions`). An unknown
+        option is a type error and, at run time, a ``TypeError`` naming the valid ones.
 
         Example::
 
@@ -159,19 +183,20 @@ class Task(Generic[P, R]):
         from triggerfish.sdk._client import resolve_client
 
         client = resolve_client(options.pop("client", None))
-        return client.tasks.trigger(self.id, self.dump_payload(payload), **options)
+        rest: TriggerOptions = options  # the client is out: the rest go on the wire
+        return client.tasks.trigger(self.id, self.dump_payload(payload), **rest)
 
-    async def trigger_async(self, payload: P, **options: Any) -> RunHandle:
+    async def trigger_async(self, payload: P, **options: Unpack[TaskTriggerOptions]) -> RunHandle:
         """``trigger`` for async apps: ``await my_task.trigger_async(payload)``."""
         from triggerfish.sdk._client import resolve_client
 
         client = resolve_client(options.pop("client", None))
-        return await client.tasks.trigger_async(self.id, self.dump_payload(payload), **options)
-
+        rest: TriggerOptions = options
+        return await client.tasks.trigger_async(self.id, self.dump_payload(payload), **rest)
 
     # -- triggering from a task and waiting ------------------------------------------
 
-    def trigger_and_wait(self, payload: P, **options: Any) -> Any:
+    def trigger_and_wait(self, payload: P, **options: Unpack[WaitOptions]) -> WaitResult[R]:
         """Inside a task: run this task as a child and wait for it, durably.
 
         The parent is suspended (``WAITING``) while the child runs and resumes
@@ -188,11 +213,13 @@ class Task(Generic[P, R]):
             result = await render.trigger_and_wait({"page": 1})
             html = result.unwrap()
         """
-        from triggerfish.sdk._wait import wait_for_runs
+        from triggerfish.sdk._wait import wait_for_run
 
-        return wait_for_runs(self, [payload], options, batch=False)
+        return wait_for_run(self, payload, dict(options))
 
-    def batch_trigger_and_wait(self, items: list[Any], **options: Any) -> Any:
+    def batch_trigger_and_wait(
+        self, items: list[P | BatchItem], **options: Unpack[WaitOptions]
+    ) -> WaitResults[R]:
         """Inside a task: run one child per item, wait for all; results in item order.
 
         Items are payloads, or :class:`~triggerfish.BatchItem` with their own options.
@@ -202,9 +229,9 @@ class Task(Generic[P, R]):
             results = await render.batch_trigger_and_wait([{"page": p} for p in range(10)])
             pages = [r.unwrap() for r in results]
         """
-        from triggerfish.sdk._wait import wait_for_runs
+        from triggerfish.sdk._wait import wait_for_batch
 
-        return wait_for_runs(self, list(items), options, batch=True)
+        return wait_for_batch(self, list(items), dict(options))
 
 
 def task(
@@ -216,7 +243,7 @@ def task(
     queue: Queue | None = None,
     catch_error: CatchError | None = None,
     on_event: str | None = None,
-) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+) -> TaskDecorator:
     """Declare a task.
 
     The function takes the payload and, optionally, a :class:`Context`. Annotate
@@ -259,8 +286,21 @@ def task(
     return decorate
 
 
-def memory_limit_mb(machine: str) -> int:
-    return MACHINE_MEMORY_MB[machine]
+class TaskDecorator(Protocol):
+    """What ``@task(...)`` returns: it reads the payload and output types off the function.
+
+    ``def`` and ``async def``, with or without ``ctx``, all give ``Task[P, R]``
+    with ``R`` the (awaited) return type.
+    """
+
+    @overload
+    def __call__(self, fn: Callable[[P], Awaitable[R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[[P, Context], Awaitable[R]], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[[P], R], /) -> Task[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[[P, Context], R], /) -> Task[P, R]: ...
 
 
 def _check_task_id(task_id: str) -> None:
@@ -291,6 +331,3 @@ def _inspect_signature(
     )
     return model, len(params) == 2
 
-
-def to_iso(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")

@@ -5,20 +5,38 @@ suspend threshold (``TRIGGERFISH_SUSPEND_THRESHOLD`` seconds on the worker,
 default 5) suspend the run: it turns ``WAITING``, its worker slot is freed, and
 it is replayed from its journal when the wait resolves. Shorter waits sleep in
 place. In ``async def`` tasks every call is awaited.
+
+The results are typed: a wait for a child run of ``Task[P, R]`` gives a
+:class:`WaitResult` of ``R``. A result is its own awaitable, so ``await``
+(``async def`` tasks) and a plain call (``def`` tasks) both give the result, and
+type checkers see the same type either way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from triggerfish._durations import parse_duration
 from triggerfish.errors import TriggerfishError
 from triggerfish.sdk._durable import DurableRun, _current, current
+
+if TYPE_CHECKING:
+    from triggerfish.sdk._task import Task
+
+T = TypeVar("T")
+
+
+class _Ready:
+    """Awaiting it gives it back at once: results of calls that already happened."""
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        return self
+        yield  # unreachable: it makes this a generator that finishes at once
 
 
 class WaitFailedError(TriggerfishError):
@@ -30,7 +48,7 @@ class WaitFailedError(TriggerfishError):
 
 
 @dataclass(frozen=True)
-class WaitResult:
+class WaitResult(_Ready, Generic[T]):
     """How a wait for a token, an event or a child run ended.
 
     ``ok`` is True when it completed; ``output`` is the data it completed with
@@ -47,21 +65,21 @@ class WaitResult:
     """
 
     ok: bool
-    output: Any = None
+    output: T | None = None
     error: Any = None
     id: str | None = None
 
-    def unwrap(self) -> Any:
+    def unwrap(self) -> T:
         """``output``, or raise :class:`WaitFailedError` when the wait did not succeed."""
         if self.ok:
-            return self.output
+            return self.output  # type: ignore[return-value]  # ok: the output is a T
         message = (self.error or {}).get("message") if isinstance(self.error, dict) else None
         raise WaitFailedError(
             f"{self.id or 'wait'} did not succeed: {message or self.error}", self.error
         )
 
     @classmethod
-    def from_journal(cls, value: Any) -> WaitResult:
+    def from_journal(cls, value: Any) -> WaitResult[Any]:
         data = value or {}
         return cls(
             ok=bool(data.get("ok")),
@@ -72,7 +90,7 @@ class WaitResult:
 
 
 @dataclass(frozen=True)
-class WaitToken:
+class WaitToken(_Ready):
     """A token a human or another system completes: ``id`` for the API, ``url`` for a POST."""
 
     id: str
@@ -84,11 +102,19 @@ def _seconds_between(until: datetime) -> float:
     return when.timestamp() - time.time()
 
 
-def _later(value: Any) -> Awaitable[Any]:
-    async def done() -> Any:
-        return value
+class WaitResults(list[WaitResult[T]], _Ready):
+    """``batch_trigger_and_wait``'s results, in item order (a list, also awaitable)."""
 
-    return done()
+
+class _Done:
+    """What a wait that ended returns: ``await`` it in ``async def`` tasks."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # unreachable: it makes this a generator that finishes at once
+
+
+_DONE = _Done()
 
 
 class Wait:
@@ -98,7 +124,7 @@ class Wait:
 
     def for_(
         self, *, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0
-    ) -> Any:
+    ) -> Awaitable[None]:
         """Pause the run for this long (durably when above the suspend threshold).
 
         Example::
@@ -111,7 +137,7 @@ class Wait:
             raise ValueError("wait.for_ needs a duration of zero or more")
         return self._time(current("wait.for_"), {"type": "duration", "seconds": total}, total)
 
-    def until(self, when: datetime) -> Any:
+    def until(self, when: datetime) -> Awaitable[None]:
         """Pause the run until ``when`` (a naive datetime is taken as UTC).
 
         Example::
@@ -125,18 +151,18 @@ class Wait:
             current("wait.until"), {"type": "until", "at": at}, _seconds_between(when)
         )
 
-    def _time(self, run: DurableRun, spec: dict[str, Any], remaining: float) -> Any:
+    def _time(self, run: DurableRun, spec: dict[str, Any], remaining: float) -> Awaitable[None]:
         seq, entry = run.next_call("wait", "wait")
         if entry is not None and entry["status"] == "OK":
-            return _later(None) if run.is_async else None
+            return _DONE
         if remaining > run.suspend_threshold:
             run.suspend(seq, "wait", "wait", spec)
-            return _later(None) if run.is_async else None
+            return _DONE
         if run.is_async:
             return self._sleep_async(run, seq, max(0.0, remaining))
         time.sleep(max(0.0, remaining))
         run.record(seq, "wait", "wait", "OK")
-        return None
+        return _DONE
 
     async def _sleep_async(self, run: DurableRun, seq: int, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -151,7 +177,7 @@ class Wait:
         tags: list[str] | str | None = None,
         idempotency_key: str | None = None,
         idempotency_key_ttl: str | float | None = None,
-    ) -> Any:
+    ) -> WaitToken:
         """Create a token that a person or system completes later.
 
         ``timeout`` is a duration (``"1h"``, seconds); the token's ``url``
@@ -178,17 +204,16 @@ class Wait:
             entry = {"seq": seq, "kind": "token.create", "name": "token", "status": "OK"}
             entry["result"] = {"id": result["id"], "url": result["url"]}
             run.journal[seq] = entry
-        token = WaitToken(**run.result_of(seq, entry))
-        return _later(token) if run.is_async else token
+        return WaitToken(**run.result_of(seq, entry))
 
-    def for_token(self, token: WaitToken | str) -> Any:
+    def for_token(self, token: WaitToken | str) -> WaitResult[Any]:
         """Suspend until the token is completed or times out; returns a :class:`WaitResult`."""
         token_id = token.id if isinstance(token, WaitToken) else str(token)
         return self._suspend(
             current("wait.for_token"), "token.wait", "token", {"type": "token", "id": token_id}
         )
 
-    def complete_token(self, token: WaitToken | str, data: Any = None) -> Any:
+    def complete_token(self, token: WaitToken | str, data: Any = None) -> Awaitable[None]:
         """Complete a token with ``data`` (JSON); completing it again changes nothing.
 
         Works inside a task (through the worker) and outside (through the
@@ -200,9 +225,9 @@ class Wait:
             from triggerfish.sdk._client import default_client
 
             default_client().waitpoints.complete_token(token_id, data)
-            return None
+            return _DONE
         run.call("complete_token", {"id": token_id, "data": data})
-        return _later(None) if run.is_async else None
+        return _DONE
 
     # -- events -----------------------------------------------------------------
 
@@ -211,7 +236,7 @@ class Wait:
         name: str,
         match: dict[str, Any] | None = None,
         timeout: str | float | None = None,
-    ) -> Any:
+    ) -> WaitResult[dict[str, Any]]:
         """Suspend until an event ``name`` whose payload contains ``match`` is sent.
 
         Returns a :class:`WaitResult`: ``output`` is ``{"id", "name", "payload"}``;
@@ -227,14 +252,15 @@ class Wait:
             spec["timeout"] = parse_duration(timeout)
         return self._suspend(current("wait.for_event"), "event.wait", name, spec)
 
-    def _suspend(self, run: DurableRun, kind: str, name: str, spec: dict[str, Any]) -> Any:
+    def _suspend(
+        self, run: DurableRun, kind: str, name: str, spec: dict[str, Any]
+    ) -> WaitResult[Any]:
         seq, entry = run.next_call(kind, name)
         if entry is not None and entry["status"] == "OK":
             value = run.result_of(seq, entry)
         else:
             value = run.suspend(seq, kind, name, spec)
-        result = WaitResult.from_journal(value)
-        return _later(result) if run.is_async else result
+        return WaitResult.from_journal(value)
 
 
 #: ``wait.for_``, ``wait.until``, ``wait.create_token``, ``wait.for_token``, ``wait.for_event``
@@ -263,9 +289,25 @@ class BatchItem:
         object.__setattr__(self, "options", options)
 
 
-def wait_for_runs(task: Any, items: list[Any], options: dict[str, Any], *, batch: bool) -> Any:
-    """Trigger runs of ``task`` and suspend until all of them finish (one durable call)."""
-    from triggerfish.sdk._client import _wire_options
+#: the options of ``trigger_and_wait`` that are not trigger options
+_WAIT_ONLY = frozenset({"cancel_with_parent", "timeout"})
+
+
+def wait_for_run(task: Task[Any, T], payload: Any, options: dict[str, Any]) -> WaitResult[T]:
+    """Trigger a child run of ``task`` and suspend until it finishes (one durable call)."""
+    return WaitResult.from_journal(_wait_for_runs(task, [payload], options, batch=False))
+
+
+def wait_for_batch(task: Task[Any, T], items: list[Any], options: dict[str, Any]) -> WaitResults[T]:
+    """Trigger one child run per item and suspend until all finish (one durable call)."""
+    value = _wait_for_runs(task, items, options, batch=True)
+    return WaitResults(WaitResult.from_journal(v) for v in value or [])
+
+
+def _wait_for_runs(
+    task: Task[Any, Any], items: list[Any], options: dict[str, Any], *, batch: bool
+) -> Any:
+    from triggerfish.sdk._options import wire_options
 
     what = "batch_trigger_and_wait" if batch else "trigger_and_wait"
     run = current(f"{task.id}.{what}")
@@ -275,27 +317,18 @@ def wait_for_runs(task: Any, items: list[Any], options: dict[str, Any], *, batch
     kind = "batch" if batch else "child"
     seq, entry = run.next_call(kind, task.id)
     if entry is not None and entry["status"] == "OK":
-        value = run.result_of(seq, entry)
-    else:
-        wire = []
-        for item in items:
-            payload, own = (
-                (item.payload, item.options) if isinstance(item, BatchItem) else (item, {})
-            )
-            wire.append(
-                {
-                    "task_id": task.id,
-                    "payload": task.dump_payload(payload),
-                    "options": _wire_options({**shared, **own}),
-                }
-            )
-        spec: dict[str, Any] = {"type": "runs", "items": wire, "cancel_children": cancel}
-        if timeout is not None:
-            spec["timeout"] = parse_duration(timeout)
-        value = run.suspend(seq, kind, task.id, spec)
-    result: Any = (
-        [WaitResult.from_journal(v) for v in value or []]
-        if batch
-        else WaitResult.from_journal(value)
-    )
-    return _later(result) if run.is_async else result
+        return run.result_of(seq, entry)
+    wire = []
+    for item in items:
+        payload, own = (item.payload, item.options) if isinstance(item, BatchItem) else (item, {})
+        wire.append(
+            {
+                "task_id": task.id,
+                "payload": task.dump_payload(payload),
+                "options": wire_options({**shared, **own}, also_valid=_WAIT_ONLY),
+            }
+        )
+    spec: dict[str, Any] = {"type": "runs", "items": wire, "cancel_children": cancel}
+    if timeout is not None:
+        spec["timeout"] = parse_duration(timeout)
+    return run.suspend(seq, kind, task.id, spec)

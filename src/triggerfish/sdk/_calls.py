@@ -1,0 +1,165 @@
+"""One definition per API call; its sync and async faces are made from it.
+
+A call is defined once, as a function that takes the call's parameters and
+returns a :class:`Call` (method, path, body, how to read the answer). Its faces
+are generated, so the two cannot drift apart and mypy sees the definition's
+own signature on both::
+
+    def _retrieve(run_id: str) -> Call[Run]:
+        \"\"\"Status, attempts, output, error and timestamps of a run.\"\"\"
+        return Call("GET", f"/api/v3/runs/{run_id}", Run.model_validate)
+
+    class Runs(Namespace):
+        retrieve, retrieve_async = faces(_retrieve)   # client.runs.retrieve(id)
+
+    retrieve, retrieve_async = default_faces(_retrieve)  # through the default client
+
+A call that can also be made from inside a task, where the worker carries it
+(``kv``, ``events``), names its worker operation in :attr:`Call.in_task`;
+:func:`default_faces` sends it there when a task is running, and its async
+face then waits for the worker on a thread, so the task's event loop runs on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from triggerfish.sdk._client import Triggerfish
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One API request and how to read its answer."""
+
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    json: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+    #: the same call as (op, body) for the client socket, if it can go there
+    over_socket: tuple[str, dict[str, Any]] | None = None
+    #: the same call as (op, body) for the worker, when made inside a task
+    in_task: tuple[str, dict[str, Any]] | None = None
+
+
+class Sender(Protocol):
+    """What sends a :class:`Call`: the client's transport (``_transport.py``)."""
+
+    def send(self, call: Call[T]) -> T: ...
+
+    async def send_async(self, call: Call[T]) -> T: ...
+
+
+class Namespace:
+    """A group of calls on one client (``client.runs``); its faces send with its transport."""
+
+    def __init__(self, transport: Sender) -> None:
+        self._t = transport
+
+    def __init_subclass__(cls) -> None:
+        # a face is named after its definition until here, where its own name is known
+        for attr, value in vars(cls).items():
+            if getattr(value, "__qualname__", None) == _FACE:
+                value.__name__, value.__qualname__ = attr, f"{cls.__name__}.{attr}"
+
+
+SyncFace = Callable[Concatenate[Namespace, P], T]
+AsyncFace = Callable[Concatenate[Namespace, P], Coroutine[Any, Any, T]]
+
+
+def faces(build: Callable[P, Call[T]]) -> tuple[SyncFace[P, T], AsyncFace[P, T]]:
+    """The ``name`` and ``name_async`` methods of a namespace for the call ``build`` defines."""
+
+    def sync(self: Namespace, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._t.send(build(*args, **kwargs))
+
+    async def async_(self: Namespace, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._t.send_async(build(*args, **kwargs))
+
+    for face in (sync, async_):
+        face.__doc__, face.__module__, face.__qualname__ = build.__doc__, build.__module__, _FACE
+    return sync, async_
+
+
+#: the qualified name of a namespace's face until the class is made
+_FACE = "<face>"
+
+
+def default_faces(
+    build: Callable[P, Call[T]],
+) -> tuple[Callable[P, T], Callable[P, Coroutine[Any, Any, T]]]:
+    """Module-level ``name`` and ``name_async`` sent by the default client.
+
+    Inside a task, a call with :attr:`Call.in_task` goes to the worker instead.
+    ``client=`` (a :class:`~triggerfish.Triggerfish`) sends it with that client;
+    it is read here, before the definition sees the arguments.
+    """
+
+    def sync(*args: P.args, **kwargs: P.kwargs) -> T:
+        client: Triggerfish | None = kwargs.pop("client", None)  # type: ignore[assignment]
+        call = build(*args, **kwargs)
+        run = _running_task(call, client)
+        if run is not None:
+            assert call.in_task is not None  # _running_task checked it
+            return call.parse(run.call(*call.in_task))
+        return _resolve(client)._transport.send(call)
+
+    async def async_(*args: P.args, **kwargs: P.kwargs) -> T:
+        client: Triggerfish | None = kwargs.pop("client", None)  # type: ignore[assignment]
+        call = build(*args, **kwargs)
+        run = _running_task(call, client)
+        if run is not None:
+            assert call.in_task is not None
+            return call.parse(await run.call_async(*call.in_task))
+        return await _resolve(client)._transport.send_async(call)
+
+    _name(sync, build, "")
+    _name(async_, build, "_async")
+    return sync, async_
+
+
+def default_methods(
+    build: Callable[P, Call[T]],
+) -> tuple[staticmethod[P, T], staticmethod[P, Coroutine[Any, Any, T]]]:
+    """:func:`default_faces` as the methods of a module-level namespace (``kv.get``)."""
+    sync, async_ = default_faces(build)
+    return staticmethod(sync), staticmethod(async_)
+
+
+class DefaultNamespace:
+    """A module-level namespace of :func:`default_methods` (``kv``, ``events``)."""
+
+    def __init_subclass__(cls) -> None:
+        for attr, value in vars(cls).items():
+            if isinstance(value, staticmethod):
+                value.__func__.__name__ = attr
+                value.__func__.__qualname__ = f"{cls.__name__}.{attr}"
+
+
+def _running_task(call: Call[Any], client: Triggerfish | None) -> Any:
+    """The task running in this process, when ``call`` should go through its worker."""
+    if call.in_task is None or client is not None:
+        return None
+    from triggerfish.sdk._durable import _current
+
+    return _current.get()
+
+
+def _resolve(client: Triggerfish | None) -> Triggerfish:
+    from triggerfish.sdk._client import resolve_client
+
+    return resolve_client(client)
+
+
+def _name(face: Callable[..., Any], build: Callable[..., Any], suffix: str) -> None:
+    """Name a face after its definition (``_retrieve`` -> ``retrieve_async``), with its doc."""
+    name = build.__name__.lstrip("_") + suffix
+    face.__name__ = face.__qualname__ = name
+    face.__module__ = build.__module__
+    face.__doc__ = build.__doc__

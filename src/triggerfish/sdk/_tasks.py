@@ -1,0 +1,81 @@
+"""``client.tasks`` and ``client.batches``: trigger by task id, one run or a batch."""
+
+from __future__ import annotations
+
+from typing import Any, Unpack
+from urllib.parse import quote
+
+from triggerfish.sdk._calls import Call, Namespace, faces
+from triggerfish.sdk._models import Batch, BatchHandle
+from triggerfish.sdk._options import TriggerOptions, wire_options
+from triggerfish.sdk._task import RunHandle
+
+
+def _trigger(
+    task_id: str, payload: Any = None, **options: Unpack[TriggerOptions]
+) -> Call[RunHandle]:
+    """Queue a run of the task ``task_id``; its handle at once.
+
+    Example: ``triggerfish.tasks.trigger("hello-world", {"who": "Ada"}, tags=["demo"])``.
+    """
+    body = {"payload": payload, "options": wire_options(dict(options))}
+    return Call(
+        "POST",
+        f"/api/v1/tasks/{quote(task_id, safe='')}/trigger",
+        _run_handle,
+        json=body,
+        over_socket=("trigger", {"task": task_id, **body}),
+    )
+
+
+def _run_handle(answer: dict[str, Any]) -> RunHandle:
+    return RunHandle(id=answer["id"], is_cached=bool(answer.get("isCached")))
+
+
+def _batch_trigger(items: list[dict[str, Any]]) -> Call[BatchHandle]:
+    """Trigger up to 1,000 runs in one call (one transaction on the server).
+
+    Each item is ``{"task": id, "payload": ..., "options": {...}}``.
+
+    Example::
+
+        batch = triggerfish.tasks.batch_trigger(
+            [{"task": "send-email", "payload": {"to": a}} for a in addresses]
+        )
+        print(batch.id, len(batch.run_ids))
+    """
+    wire = []
+    for i, item in enumerate(items):
+        if "task" not in item:
+            raise TypeError(f"items[{i}]: each item needs a 'task' (and 'payload', 'options')")
+        wire.append(
+            {
+                "task": item["task"],
+                "payload": item.get("payload"),
+                "options": wire_options(dict(item.get("options") or {})),
+            }
+        )
+    return Call(
+        "POST",
+        "/api/v2/tasks/batch",
+        lambda b: BatchHandle(id=b["id"], run_ids=list(b.get("runs") or [])),
+        json={"items": wire},
+    )
+
+
+class Tasks(Namespace):
+    """``client.tasks``: trigger by task id, without importing the task's code."""
+
+    trigger, trigger_async = faces(_trigger)
+    batch_trigger, batch_trigger_async = faces(_batch_trigger)
+
+
+def _retrieve_batch(batch_id: str) -> Call[Batch]:
+    """A batch and how far its runs got: ``client.batches.retrieve("batch_…")``."""
+    return Call("GET", f"/api/v2/batches/{batch_id}", Batch.model_validate)
+
+
+class Batches(Namespace):
+    """``client.batches``: read a batch (``client.tasks.batch_trigger`` creates one)."""
+
+    retrieve, retrieve_async = faces(_retrieve_batch)

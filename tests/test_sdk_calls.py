@@ -1,0 +1,165 @@
+"""Client calls without a server: one definition per call, both faces, typed options."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from typing import Any, TypeVar
+
+import pytest
+
+import triggerfish
+from triggerfish import events, kv, schedules
+from triggerfish.sdk._calls import Call, Namespace
+from triggerfish.sdk._client import Triggerfish
+from triggerfish.sdk._durable import DurableRun, activate, deactivate
+from triggerfish.sdk._registry import TaskRegistry, collecting_into
+from triggerfish.sdk._retry import RetryPolicy
+from triggerfish.sdk._runs import Runs
+from triggerfish.sdk._task import RunHandle
+from triggerfish.sdk._tasks import Tasks
+
+T = TypeVar("T")
+
+
+class Recorder:
+    """A transport that records each call and answers from a canned body."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer, self.calls = answer, list[Call[Any]]()
+
+    def send(self, call: Call[T]) -> T:
+        self.calls.append(call)
+        return call.parse(self.answer)
+
+    async def send_async(self, call: Call[T]) -> T:
+        self.calls.append(call)
+        return call.parse(self.answer)
+
+
+def _namespaces(client: Triggerfish) -> dict[str, Namespace]:
+    return {name: ns for name, ns in vars(client).items() if isinstance(ns, Namespace)}
+
+
+def test_every_client_call_has_a_sync_and_an_async_face() -> None:
+    client = Triggerfish(secret_key="tr_dev_x", socket=False)
+    namespaces = _namespaces(client)
+    assert set(namespaces) >= {"tasks", "runs", "queues", "environment", "batches"}
+    assert set(namespaces) >= {"schedules", "waitpoints", "events", "kv"}
+    for name, ns in namespaces.items():
+        calls = [a for a in dir(ns) if not a.startswith("_") and callable(getattr(ns, a))]
+        for call in calls:
+            twin = call[: -len("_async")] if call.endswith("_async") else f"{call}_async"
+            assert twin in calls, f"client.{name}.{call} has no {twin}"
+            face = getattr(type(ns), call)
+            assert inspect.iscoroutinefunction(face) == call.endswith("_async"), call
+    for module in (kv, events, schedules):
+        names = [n for n in dir(module) if not n.startswith("_") and n.endswith("_async")]
+        assert names, module
+        for name in names:
+            assert callable(getattr(module, name[: -len("_async")]))
+
+
+def test_both_faces_send_the_same_call() -> None:
+    recorder = Recorder({"id": "run_1", "isCached": False})
+    tasks = Tasks(recorder)
+    sync = tasks.trigger("send", {"to": "a"}, tags=["x"], idempotency_key="k")
+    on_loop = asyncio.run(tasks.trigger_async("send", {"to": "a"}, tags=["x"], idempotency_key="k"))
+    assert sync == on_loop == RunHandle(id="run_1")
+    first, second = recorder.calls
+    assert (first.method, first.path, first.json, first.over_socket) == (
+        second.method,
+        second.path,
+        second.json,
+        second.over_socket,
+    )
+    assert first.json == {"payload": {"to": "a"}, "options": {"tags": ["x"], "idempotencyKey": "k"}}
+
+
+def test_replay_returns_a_run_handle_like_a_trigger() -> None:
+    recorder = Recorder({"id": "run_2"})
+    handle = Runs(recorder).replay("run_1", from_step=3)
+    assert handle == RunHandle(id="run_2")
+    assert recorder.calls[0].path == "/api/v1/runs/run_1/replay"
+    assert recorder.calls[0].json == {"fromStep": 3}
+
+
+def test_a_misspelt_trigger_option_names_it_and_lists_the_valid_ones() -> None:
+    client = Triggerfish(secret_key="tr_dev_x", socket=False)
+    with collecting_into(TaskRegistry()):
+
+        @triggerfish.task(id="send")
+        def send(payload: dict[str, str]) -> None:
+            return None
+
+    with pytest.raises(TypeError, match="unknown trigger option 'tagz'") as caught:
+        send.trigger({"to": "a"}, client=client, tagz=["x"])  # type: ignore[call-arg]
+    assert "tags" in str(caught.value) and "idempotency_key" in str(caught.value)
+    with pytest.raises(TypeError, match="'idempotency'"):
+        client.tasks.trigger("send", {}, idempotency="k")  # type: ignore[call-arg]
+
+
+def _in_task(transport: Any, *, is_async: bool) -> DurableRun:
+    return DurableRun(
+        run_id="run_1",
+        attempt_id="attempt_1",
+        task_id="t",
+        retry=RetryPolicy(),
+        is_async=is_async,
+        transport=transport,
+        loop=None,
+    )
+
+
+def test_kv_and_events_inside_a_task_go_through_the_worker_in_both_forms() -> None:
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def worker(op: str, body: dict[str, Any]) -> dict[str, Any]:
+        sent.append((op, body))
+        return {"found": True, "value": 7, "deleted": True, "id": "evt_1"}
+
+    async def both_forms() -> list[Any]:
+        return [
+            kv.get("k"),
+            await kv.get_async("k"),
+            await kv.set_async("k", 1, ttl="1m"),
+            await kv.delete_async("k"),
+            (await events.send_async("user.created", {"u": 1}, id="e1"))["id"],
+        ]
+
+    token = activate(_in_task(worker, is_async=True))
+    try:
+        assert asyncio.run(both_forms()) == [7, 7, None, True, "evt_1"]
+    finally:
+        deactivate(token)
+    assert sent == [
+        ("kv_get", {"key": "k"}),
+        ("kv_get", {"key": "k"}),
+        ("kv_set", {"key": "k", "value": 1, "ttl": 60.0}),
+        ("kv_delete", {"key": "k"}),
+        ("send_event", {"name": "user.created", "payload": {"u": 1}, "id": "e1"}),
+    ]
+
+
+def test_an_awaited_kv_call_in_a_task_leaves_the_event_loop_running() -> None:
+    """The worker answers only after another coroutine ran: a blocked loop never gets there."""
+    released = threading.Event()
+
+    def slow_worker(op: str, body: dict[str, Any]) -> dict[str, Any]:
+        if not released.wait(timeout=10):
+            return {"_status": 504, "error": "the loop was blocked: nothing released the call"}
+        return {"found": True, "value": "ok"}
+
+    async def release() -> None:
+        released.set()
+
+    async def task_body() -> Any:
+        got, _ = await asyncio.gather(kv.get_async("k"), release())
+        return got
+
+    token = activate(_in_task(slow_worker, is_async=True))
+    try:
+        assert asyncio.run(asyncio.wait_for(task_body(), timeout=20)) == "ok"
+    finally:
+        deactivate(token)
