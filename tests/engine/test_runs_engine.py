@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
+from triggerfish._domain.states import RunStatus
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure
 from triggerfish.engine.dequeue import WorkerIdentity
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
-from triggerfish.engine.states import RunStatus
 from triggerfish.errors import (
     PayloadTooLarge,
     PayloadValidationError,

@@ -9,15 +9,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from triggerfish._domain.machines import MACHINE_MEMORY_MB
+from triggerfish._domain.states import RunStatus
+from triggerfish._domain.times import to_datetime
 from triggerfish._durations import parse_duration
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep, engine_of
 from triggerfish.api.schedules import run_schedule_field
 from triggerfish.engine.enqueue import MAX_TAGS, Debounce, TriggerRequest, TriggerResult
-from triggerfish.engine.resources import to_datetime
-from triggerfish.engine.states import RunStatus
 from triggerfish.errors import InvalidTaskOptions, UserError
-from triggerfish.sdk._machines import MACHINE_MEMORY_MB
 from triggerfish.store.runs import RunFilter
 
 router = APIRouter()

@@ -11,10 +11,10 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from triggerfish._domain.states import RunStatus
+from triggerfish._domain.times import iso_millis, to_datetime
 from triggerfish.engine.queues import WaitReason
-from triggerfish.engine.resources import to_datetime
 from triggerfish.engine.runs import RunDetail
-from triggerfish.engine.states import RunStatus
 
 _QUEUED = {RunStatus.QUEUED, RunStatus.DELAYED, RunStatus.PENDING_VERSION}
 _EXECUTING = {RunStatus.EXECUTING, RunStatus.DEQUEUED}
@@ -32,9 +32,7 @@ _COMPLETED = {
 
 
 def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return None if value is None else iso_millis(value)
 
 
 def _compact(data: dict[str, Any]) -> dict[str, Any]:

@@ -14,11 +14,11 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Row
 
+from triggerfish._domain.times import to_datetime
 from triggerfish._durations import parse_duration
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.engine import Engine
-from triggerfish.engine.resources import to_datetime
 from triggerfish.engine.waitpoints import TokenRequest
 from triggerfish.errors import UserError
 

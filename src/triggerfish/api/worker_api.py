@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Row
 
+from triggerfish._domain.states import JournalStatus
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.api.public import TriggerBody, TriggerOptions, trigger_request
 from triggerfish.api.waitpoints import base_url, token_request, token_url
@@ -325,7 +326,7 @@ async def journal(
         seq=body.seq,
         kind=body.kind,
         name=body.name,
-        status=body.status,
+        status=JournalStatus(body.status),
         result=body.result,
         error=body.error,
         failures=body.failures,

@@ -15,9 +15,17 @@ from typing import Any, TypeVar
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.states import (
+    AttemptStatus,
+    FailureKind,
+    RunStatus,
+    attempt_status_for,
+    final_status_for,
+    is_retryable,
+)
+from triggerfish._domain.times import to_datetime
 from triggerfish.engine.manifests import ManifestCache, retry_policy
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import FailureKind, RunStatus, final_status_for, is_retryable
+from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
@@ -93,7 +101,9 @@ class Attempts:
         )
         if row is None:
             raise StaleTransition(run_id, RunStatus.EXECUTING, attempt_id)
-        await run_store.update_attempt(conn, attempt_id, status="EXECUTING", started_at=now)
+        await run_store.update_attempt(
+            conn, attempt_id, status=AttemptStatus.EXECUTING, started_at=now
+        )
         return row
 
     async def succeed(
@@ -128,7 +138,9 @@ class Attempts:
         )
         if row is None:
             raise StaleTransition(run_id, RunStatus.COMPLETED, attempt_id)
-        await run_store.update_attempt(conn, attempt_id, status="COMPLETED", finished_at=now)
+        await run_store.update_attempt(
+            conn, attempt_id, status=AttemptStatus.COMPLETED, finished_at=now
+        )
         # a parent waiting on this run resumes in the same transaction
         await self.waitpoints.on_run_finished(conn, row, woken)
         return Outcome(RunStatus.COMPLETED)
@@ -190,7 +202,7 @@ class Attempts:
             reason="attempt started",
         )
         ids = sorted(row.current_attempt_id for row in moved)
-        await run_store.update_attempts(conn, ids, status="EXECUTING", started_at=now)
+        await run_store.update_attempts(conn, ids, status=AttemptStatus.EXECUTING, started_at=now)
         return _first_of_each([(s.run_id, s.attempt_id) for s in starts], moved)
 
     async def _record_many(
@@ -235,7 +247,7 @@ class Attempts:
         )
         accepted = _first_of_each(pairs, moved)
         ids = sorted(row.current_attempt_id for row in moved)
-        await run_store.update_attempts(conn, ids, status="COMPLETED", finished_at=now)
+        await run_store.update_attempts(conn, ids, status=AttemptStatus.COMPLETED, finished_at=now)
         for row in moved:
             if row.parent_run_id is not None:
                 # a parent waiting on this run resumes in the same transaction;
@@ -352,7 +364,7 @@ class Attempts:
         await run_store.update_attempt(
             conn,
             attempt_id,
-            status=_attempt_status(failure.kind),
+            status=attempt_status_for(failure.kind),
             finished_at=now,
             error=failure.error,
         )
@@ -409,7 +421,7 @@ class Attempts:
                     released.append(run_id)
                     envs.add(row.environment_id)
                     await run_store.update_attempt(
-                        conn, attempt_id, status="RELEASED", finished_at=now
+                        conn, attempt_id, status=AttemptStatus.RELEASED, finished_at=now
                     )
         for env_id in envs:
             await self.res.notifier.notify(env_id)
@@ -441,7 +453,3 @@ def _first_of_each(pairs: list[tuple[str, str]], moved: list[Row[Any]]) -> list[
         accepted.append(pair in left)
         left.discard(pair)
     return accepted
-
-
-def _attempt_status(kind: FailureKind) -> str:
-    return {"TIMEOUT": "TIMED_OUT", "CRASH": "CRASHED", "CANCELED": "CANCELED"}.get(kind, "FAILED")

@@ -28,12 +28,13 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.states import RunStatus
+from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id, new_ids
 from triggerfish.engine.attempts import Attempts, Outcome, Report, Start
 from triggerfish.engine.handoff import Handoffs
 from triggerfish.engine.limits import Limits
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import RunStatus
+from triggerfish.engine.resources import EngineResources
 from triggerfish.store import queues as queue_store
 from triggerfish.store import run_claim
 from triggerfish.store import runs as run_store

@@ -9,11 +9,13 @@ from typing import Any
 import jsonschema
 from sqlalchemy.exc import IntegrityError
 
+from triggerfish._domain.machines import DEFAULT_MACHINE
+from triggerfish._domain.states import RunStatus
+from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.handoff import Handoffs, ParkedClaim
 from triggerfish.engine.manifests import ManifestCache
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import RunStatus
+from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import (
     BatchNotFound,
     PayloadTooLarge,
@@ -21,7 +23,6 @@ from triggerfish.errors import (
     TaskNotFound,
     UserError,
 )
-from triggerfish.sdk._machines import DEFAULT_MACHINE
 from triggerfish.store import batches as batch_store
 from triggerfish.store import queues as queue_store
 from triggerfish.store import run_insert

@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish._domain.times import to_datetime
+from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import AuthenticationError, UserError
 from triggerfish.store import envs as env_store
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish._domain.states import JournalStatus
+from triggerfish._domain.times import to_datetime
+from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import RunNotFound, StaleTransition
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
-
-EntryStatus = Literal["OK", "ERROR", "RETRYING", "PENDING"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class JournalEntry:
     seq: int
     kind: str
     name: str
-    status: EntryStatus
+    status: JournalStatus
     result: Any = None
     error: dict[str, Any] | None = None
     #: failed tries of a step so far
@@ -129,9 +129,9 @@ class Journal:
             "failures": entry.failures,
             "result_blob": False,
             "started_at": to_datetime(entry.started_at) if entry.started_at else now,
-            "finished_at": None if entry.status == "PENDING" else now,
+            "finished_at": None if entry.status == JournalStatus.PENDING else now,
         }
-        if entry.status == "OK" and entry.result is not None:
+        if entry.status == JournalStatus.OK and entry.result is not None:
             text = json.dumps(entry.result, separators=(",", ":"))
             if len(text) > self.res.settings.journal_inline_bytes:
                 values["result"], values["result_blob"] = None, True

@@ -7,9 +7,10 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from triggerfish._domain.states import CANCELABLE, AttemptStatus, RunStatus
+from triggerfish._domain.times import to_datetime
 from triggerfish._redact import redact
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import CANCELABLE, RunStatus
+from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import RunNotFound, RunNotReschedulable, StaleTransition, UserError
 from triggerfish.store import journal as journal_store
@@ -93,7 +94,7 @@ class Runs:
             return await run_store.get(conn, row.environment_id, row.id) or row
         if row.current_attempt_id and row.status in (RunStatus.DEQUEUED, RunStatus.EXECUTING):
             await run_store.update_attempt(
-                conn, row.current_attempt_id, status="CANCELED", finished_at=now
+                conn, row.current_attempt_id, status=AttemptStatus.CANCELED, finished_at=now
             )
         await self.waitpoints.on_run_finished(conn, moved, woken)
         for child_id in await self.waitpoints.children_to_cancel(conn, row.id):

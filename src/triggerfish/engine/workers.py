@@ -7,11 +7,12 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from triggerfish._cron import CronSpec
+from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.attempts import Attempts
 from triggerfish.engine.dequeue import WorkerIdentity
 from triggerfish.engine.manifests import ManifestCache
-from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.schedules import Schedules
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store

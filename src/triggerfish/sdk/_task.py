@@ -10,11 +10,11 @@ from typing import Any, Generic, Literal, TypeVar, get_type_hints
 
 import pydantic
 
+from triggerfish._domain.machines import DEFAULT_MACHINE, MACHINE_MEMORY_MB, check_machine
+from triggerfish._domain.retry import RetryPolicy
 from triggerfish.errors import InvalidTaskOptions, PayloadValidationError
-from triggerfish.sdk._machines import DEFAULT_MACHINE, MACHINE_MEMORY_MB, check_machine
 from triggerfish.sdk._queue import Queue
 from triggerfish.sdk._registry import current_registry
-from triggerfish.sdk._retry import RetryPolicy
 
 P = TypeVar("P")
 R = TypeVar("R")

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.states import ALLOWED_FROM, RunStatus
+from triggerfish._domain.states import ALLOWED_FROM, AttemptStatus, RunStatus
 from triggerfish.store.tables import attempts, run_events, run_tags, runs
 
 # The hottest statements are built once and reused with bound parameters:
@@ -434,7 +434,7 @@ async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[
                 "id": c.attempt_id,
                 "run_id": c.run_id,
                 "number": by_id[c.run_id].attempt_count,
-                "status": "EXECUTING" if c.start else "PENDING",
+                "status": AttemptStatus.EXECUTING if c.start else AttemptStatus.PENDING,
                 "worker_id": c.worker_id,
                 "version": c.version,
                 "created_at": c.now,

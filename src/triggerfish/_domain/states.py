@@ -1,9 +1,8 @@
-"""Run statuses, which moves between them are legal, and what each failure leads to.
+"""Run, attempt and journal statuses; which run moves are legal; what each failure leads to.
 
-Statuses carry Trigger.dev's public names (API version 2025-07-16). A status
-changes only through ``store.runs.transition``, a single guarded ``UPDATE``
-whose ``WHERE status IN (ALLOWED_FROM[to])`` makes stale or duplicate reports
-harmless: they match no row.
+Statuses carry Trigger.dev's public names (API version 2025-07-16). The store
+changes a run's status with guarded ``UPDATE``s whose ``WHERE status IN
+(ALLOWED_FROM[to])`` makes stale or duplicate reports harmless: they match no row.
 """
 
 from __future__ import annotations
@@ -67,6 +66,56 @@ ALLOWED_FROM: dict[RunStatus, frozenset[RunStatus]] = {
 }
 
 
+class AttemptStatus(enum.StrEnum):
+    """What became of one attempt (a row of ``attempts``)."""
+
+    #: claimed (the run is DEQUEUED), not started yet
+    PENDING = "PENDING"
+    EXECUTING = "EXECUTING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+    TIMED_OUT = "TIMED_OUT"
+    CANCELED = "CANCELED"
+    #: the run went to wait on a waitpoint; a new attempt resumes it
+    SUSPENDED = "SUSPENDED"
+    #: the worker gave the run back unstarted (a graceful shutdown)
+    RELEASED = "RELEASED"
+
+
+#: attempt statuses after which the attempt writes nothing more (a suspended
+#: attempt may still flush what it wrote before the wait)
+ATTEMPT_ENDED: frozenset[AttemptStatus] = frozenset(
+    {
+        AttemptStatus.COMPLETED,
+        AttemptStatus.FAILED,
+        AttemptStatus.CRASHED,
+        AttemptStatus.TIMED_OUT,
+        AttemptStatus.CANCELED,
+        AttemptStatus.RELEASED,
+    }
+)
+
+
+class JournalStatus(enum.StrEnum):
+    """The outcome of one durable call (a row of ``run_journal``)."""
+
+    OK = "OK"
+    ERROR = "ERROR"
+    #: a step that failed a try and has tries left
+    RETRYING = "RETRYING"
+    #: a wait not resolved yet
+    PENDING = "PENDING"
+
+
+class WaitpointStatus(enum.StrEnum):
+    """Whether a waitpoint (a token, a duration, a child run, an event) resolved."""
+
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    TIMED_OUT = "TIMED_OUT"
+
+
 def is_final(status: RunStatus) -> bool:
     return status in FINAL
 
@@ -89,6 +138,21 @@ def final_status_for(kind: FailureKind) -> RunStatus:
             return S.CRASHED
         case "CANCELED":
             return S.CANCELED
+        case _:
+            assert_never(kind)
+
+
+def attempt_status_for(kind: FailureKind) -> AttemptStatus:
+    """The status an attempt ends in when it fails this way."""
+    match kind:
+        case "USER" | "ABORT" | "OOM":
+            return AttemptStatus.FAILED
+        case "TIMEOUT":
+            return AttemptStatus.TIMED_OUT
+        case "CRASH":
+            return AttemptStatus.CRASHED
+        case "CANCELED":
+            return AttemptStatus.CANCELED
         case _:
             assert_never(kind)
 
