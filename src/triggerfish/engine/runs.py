@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from triggerfish._domain.filters import RunFilter
 from triggerfish._domain.states import CANCELABLE, AttemptStatus, RunStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish._redact import redact
@@ -48,7 +49,7 @@ class Runs:
     async def page(
         self,
         env_id: str,
-        flt: run_store.RunFilter,
+        flt: RunFilter,
         *,
         size: int,
         after: str | None,
