@@ -190,7 +190,7 @@ class Dequeue:
         if limits.env_full():
             return []
         scan = max(limit * self.SCAN_FACTOR, 16)
-        if self.res.db.dialect == "postgresql":
+        if self.res.db.capabilities.row_locks:
             limits, candidates = await self._pg_candidates(conn, worker, limits, now, scan)
         else:
             candidates = await self._candidates(conn, worker, limits, now, scan, False)
@@ -223,8 +223,8 @@ class Dequeue:
 
     def _one_statement(self, worker: WorkerIdentity) -> bool:
         """Whether to try the one-statement claim (``store.run_claim``) first."""
-        postgresql = self.res.db.dialect == "postgresql"
-        return postgresql and worker.environment_id not in self._constrained
+        one_statement = self.res.db.capabilities.one_statement_claim
+        return one_statement and worker.environment_id not in self._constrained
 
     async def _claim_unconstrained(
         self, fetch: run_claim.Fetch, worker: WorkerIdentity, limit: int, start: int, now: float

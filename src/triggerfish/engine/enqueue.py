@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
-from sqlalchemy.exc import IntegrityError
 
 from triggerfish._domain.machines import DEFAULT_MACHINE
 from triggerfish._domain.states import RunStatus
@@ -28,6 +27,7 @@ from triggerfish.store import queues as queue_store
 from triggerfish.store import run_insert
 from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
+from triggerfish.store.errors import DuplicateKey
 
 MAX_TAGS = 10
 DEFAULT_IDEMPOTENCY_TTL = 30 * 86400.0
@@ -112,7 +112,7 @@ class Enqueue:
         for attempt in range(3):
             try:
                 return await self._trigger_once(env_id, req)
-            except IntegrityError:
+            except DuplicateKey:
                 if req.idempotency_key:
                     # a concurrent trigger with the same idempotency key won the insert
                     return await self._after_race(env_id, req)
@@ -164,7 +164,8 @@ class Enqueue:
         (``Database.fetch_alone``). When a worker's claim is parked on this server
         for the task, the same statement may hand it the run (``engine/handoff.py``).
         """
-        if self.res.db.dialect != "postgresql" or req.idempotency_key or req.debounce:
+        one_statement = self.res.db.capabilities.one_statement_trigger
+        if not one_statement or req.idempotency_key or req.debounce:
             return None
         manifest = self.manifests.cached(env_id, req.task_id)
         if manifest is None:

@@ -54,7 +54,7 @@ class Journal:
         """
         now = to_datetime(self.res.clock.now())
         values, blob = self._row(run_id, entry, now)
-        if self.res.db.dialect == "postgresql" and blob is None:
+        if self.res.db.capabilities.one_statement_journal_write and blob is None:
             # every step comes through here: one guarded statement, its own transaction
             written = await journal_store.guarded_upsert_alone(
                 self.res.db,
@@ -94,7 +94,7 @@ class Journal:
         now: datetime,
     ) -> bool:
         lock_version = self.res.settings.lock_run_versions
-        if conn.dialect.name == "postgresql":  # guard and entry in one statement
+        if self.res.db.capabilities.one_statement_journal_write:  # guard and entry at once
             written = await journal_store.guarded_upsert(
                 conn,
                 values,
@@ -146,7 +146,7 @@ class Journal:
 
     async def for_runs(self, run_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The journals to ship with freshly claimed runs."""
-        if self.res.db.dialect == "postgresql":  # one SELECT: no BEGIN/COMMIT round trips
+        if self.res.db.capabilities.reads_without_transaction:  # one SELECT, no BEGIN/COMMIT
             async with journal_store.single_statement(self.res.db) as conn:
                 return await journal_store.entries_of(conn, run_ids)
         async with self.res.db.read() as conn:

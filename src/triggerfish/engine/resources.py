@@ -8,8 +8,8 @@ from datetime import datetime
 
 from triggerfish._domain.times import to_datetime
 from triggerfish.config import ServerSettings
-from triggerfish.engine.notify import Notifier
 from triggerfish.store.db import Database
+from triggerfish.store.notify import Notifier
 
 
 class Clock:

@@ -32,7 +32,6 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Row
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._cron import CronError, CronSpec, parse_cron, timezone_names
@@ -48,6 +47,7 @@ from triggerfish.errors import (
 )
 from triggerfish.store import schedules as schedule_store
 from triggerfish.store import workers as worker_store
+from triggerfish.store.errors import DuplicateKey
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Schedules:
         for _ in range(2):  # a concurrent create with the same key: update its row instead
             try:
                 return await self._create_or_update(env_id, inp, spec)
-            except IntegrityError:
+            except DuplicateKey:
                 if not inp.deduplication_key:
                     raise
         raise RuntimeError("deduplication key race could not be resolved; retry the call")
