@@ -9,10 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from triggerfish import idempotency_keys, queue
+from triggerfish._domain.retry import RetryPolicy
 from triggerfish._metadata_ops import apply_operations
 from triggerfish.sdk._client import _wire_options
 from triggerfish.sdk._durable import DurableRun, activate, deactivate
-from triggerfish.sdk._retry import RetryPolicy
 
 
 def test_queue_declares_limits_and_rate() -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from triggerfish import schedules
+from triggerfish._domain.retry import RetryPolicy, retry
+from triggerfish._version import __version__ as __version__
 from triggerfish.errors import (
     AbortTaskRunError,
     ApiError,
@@ -37,12 +39,9 @@ from triggerfish.sdk._idempotency import idempotency_keys
 from triggerfish.sdk._logger import logger
 from triggerfish.sdk._metadata import metadata
 from triggerfish.sdk._queue import Queue, queue
-from triggerfish.sdk._retry import RetryPolicy, retry
 from triggerfish.sdk._step import step
 from triggerfish.sdk._task import ErrorDecision, RunHandle, Task, task
 from triggerfish.sdk._wait import BatchItem, WaitFailedError, WaitResult, WaitToken, wait
-
-__version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from triggerfish.sdk._client import Batches, Queues, Runs, Tasks

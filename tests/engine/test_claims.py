@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from tests.engine.test_runs_engine import manifest, setup
+from triggerfish._domain.states import RunStatus
 from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.queues import QueueRef
-from triggerfish.engine.states import RunStatus
 from triggerfish.store import runs as run_store
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from tests.engine.test_runs_engine import manifest, setup
+from triggerfish._domain.states import RunStatus
 from triggerfish.engine import Engine
 from triggerfish.engine.dequeue import WorkerIdentity
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.queues import QueueRef
 from triggerfish.engine.resources import ManualClock
-from triggerfish.engine.states import RunStatus
 
 
 def shared(task_id: str, name: str = "emails", **queue: Any) -> dict[str, Any]:

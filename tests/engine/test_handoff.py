@@ -22,14 +22,14 @@ from hypothesis import strategies as st
 
 from tests.conftest import started_engine
 from tests.engine.test_runs_engine import setup
+from triggerfish._domain.filters import RunFilter
+from triggerfish._domain.states import RunStatus
 from triggerfish.engine import Engine
 from triggerfish.engine.dequeue import WorkerIdentity
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.queues import QueueRef
 from triggerfish.engine.resources import ManualClock
-from triggerfish.engine.states import RunStatus
 from triggerfish.store import runs as run_store
-from triggerfish.store.runs import RunFilter
 
 T = TypeVar("T")
 

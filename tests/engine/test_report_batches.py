@@ -15,11 +15,11 @@ from sqlalchemy.exc import OperationalError
 from tests.durable_support import InProcessWorker
 from tests.engine.test_runs_engine import manifest, setup
 from triggerfish import retry, task
+from triggerfish._domain.states import RunStatus
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure, Report, Start
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.queues import QueueRef
-from triggerfish.engine.states import RunStatus
 from triggerfish.errors import StoreUnavailable
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
 from triggerfish.store import runs as run_store

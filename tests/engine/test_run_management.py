@@ -9,12 +9,12 @@ import pytest
 from sqlalchemy import event
 
 from tests.engine.test_runs_engine import manifest, setup, status
+from triggerfish._domain.states import RunStatus
 from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import Debounce, TriggerRequest
 from triggerfish.engine.metadata import apply_operations
 from triggerfish.engine.queues import QueueRef
 from triggerfish.engine.resources import ManualClock
-from triggerfish.engine.states import RunStatus
 from triggerfish.errors import (
     PayloadValidationError,
     RunNotReschedulable,

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
+from triggerfish._domain.states import RunStatus
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure
 from triggerfish.engine.dequeue import WorkerIdentity
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
-from triggerfish.engine.states import RunStatus
 from triggerfish.errors import (
     PayloadTooLarge,
     PayloadValidationError,
@@ -333,7 +333,7 @@ async def test_list_pages_newest_first_with_cursors(engine: Engine, clock: Manua
         env_id, _no_filter(), size=3, after=None, before=page2[0].id
     )
     assert [r.id for r in back] == newest_first[:3]
-    from triggerfish.store.runs import RunFilter
+    from triggerfish._domain.filters import RunFilter
 
     tagged, tags, _ = await engine.runs.page(
         env_id, RunFilter(tags=["g1"]), size=10, after=None, before=None
@@ -345,7 +345,7 @@ async def test_list_pages_newest_first_with_cursors(engine: Engine, clock: Manua
 async def test_list_filtered_by_statuses_pages_newest_first(
     engine: Engine, clock: ManualClock
 ) -> None:
-    from triggerfish.store.runs import RunFilter
+    from triggerfish._domain.filters import RunFilter
 
     env_id, _ = await setup(engine)
     made: list[tuple[str, RunStatus]] = []
@@ -383,6 +383,6 @@ async def test_environments_are_isolated(engine: Engine) -> None:
 
 
 def _no_filter() -> Any:
-    from triggerfish.store.runs import RunFilter
+    from triggerfish._domain.filters import RunFilter
 
     return RunFilter()

@@ -17,11 +17,11 @@ from hypothesis.stateful import invariant, precondition, rule
 from tests import support
 from tests.engine._machine import StoreMachine
 from triggerfish._cron import CronSpec, parse_cron
+from triggerfish._domain.filters import RunFilter
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.resources import ManualClock
 from triggerfish.engine.schedules import ScheduleInput
-from triggerfish.store.runs import RunFilter
 
 CRONS = ["*/20 * * * *", "30 2 * * *", "30 1 * * *", "0 * * * *", "15 9 * * MON-FRI"]
 ZONES = ["UTC", "America/New_York", "Europe/London"]

@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from triggerfish._domain.filters import RunFilter
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.resources import ManualClock
 from triggerfish.engine.schedules import ScheduleInput
 from triggerfish.errors import InvalidSchedule, ScheduleNotFound, TaskNotFound
-from triggerfish.store.runs import RunFilter
 
 NO_RETRY = {"max_attempts": 1, "factor": 1, "min_delay": 0, "max_delay": 0, "jitter": 0}
 START = datetime(2026, 1, 5, 8, 59, 30, tzinfo=UTC).timestamp()  # a Monday

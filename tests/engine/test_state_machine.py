@@ -14,12 +14,12 @@ from hypothesis.stateful import invariant, precondition, rule
 
 from tests import support
 from tests.engine._machine import StoreMachine
+from triggerfish._domain.states import ACTIVE, ATTEMPT_FOR, FINAL, RunStatus, can_move
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure, Report, Start
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
-from triggerfish.engine.states import ACTIVE, ATTEMPT_FOR, FINAL, RunStatus, can_move
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
 

@@ -360,7 +360,7 @@ async def test_canceling_a_waiting_parent_cancels_its_children(engine: Engine) -
 
 
 def _filter(**kw: Any) -> Any:
-    from triggerfish.store.runs import RunFilter
+    from triggerfish._domain.filters import RunFilter
 
     return RunFilter(**kw)
 

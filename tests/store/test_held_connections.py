@@ -13,11 +13,12 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 
 from tests.support import wait_for_async
 from triggerfish.errors import StoreUnavailable
 from triggerfish.store.db import Database
+from triggerfish.store.dialects.postgresql import HeldConnections
+from triggerfish.store.errors import DuplicateKey
 
 
 @pytest.fixture
@@ -32,18 +33,23 @@ async def _backend(db: Database) -> int:
     return int((await db.fetch_alone("SELECT pg_backend_pid()", []))[0][0])
 
 
+def _held(db: Database) -> HeldConnections:
+    assert db._held_connections is not None  # PostgreSQL
+    return db._held_connections
+
+
 async def test_many_concurrent_statements_share_a_few_held_connections(db: Database) -> None:
     calls = [db.fetch_alone("SELECT pg_sleep(0.02), $1::int", [i]) for i in range(12)]
     answers = await asyncio.gather(*calls)
     assert [rows[0][1] for rows in answers] == list(range(12))
     # the statements beyond the held ones took pool connections and gave them back
-    assert db._held == Database.HELD_CONNECTIONS == len(db._idle)
-    assert db.engine.pool.checkedout() == Database.HELD_CONNECTIONS  # type: ignore[attr-defined]
+    assert _held(db)._held == HeldConnections.LIMIT == len(_held(db)._idle)
+    assert db.engine.pool.checkedout() == HeldConnections.LIMIT  # type: ignore[attr-defined]
 
 
 async def test_each_statement_is_its_own_transaction(db: Database) -> None:
     await db.fetch_alone("INSERT INTO held_probe VALUES (1)", [])
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DuplicateKey):
         await db.fetch_alone("INSERT INTO held_probe VALUES ($1), (1)", [2])
     # the refused statement wrote nothing, the earlier one stays
     rows = await db.fetch_alone("SELECT id FROM held_probe ORDER BY id", [])
@@ -55,7 +61,7 @@ async def test_a_refused_statement_keeps_its_connection(db: Database) -> None:
     with pytest.raises(asyncpg.PostgresError):
         await db.fetch_alone("SELECT 1 / 0", [])
     assert await _backend(db) == before
-    assert db._held == 1
+    assert _held(db)._held == 1
 
 
 async def _terminate(pg_db_url: str, pids: list[int]) -> None:
@@ -74,10 +80,10 @@ async def test_a_held_connection_postgresql_closed_is_replaced_unused(
     lost = await _backend(db)
     await _terminate(pg_db_url, [lost])
     await wait_for_async(
-        lambda: db._idle[0][1].is_closed(), what="the client to see the connection end"
+        lambda: _held(db)._idle[0][1].is_closed(), what="the client to see the connection end"
     )
     assert await _backend(db) != lost  # no error: a fresh connection ran it
-    assert db._held == 1
+    assert _held(db)._held == 1
 
 
 async def test_a_connection_lost_during_a_statement_is_a_retryable_error(
@@ -101,7 +107,7 @@ async def test_a_connection_lost_during_a_statement_is_a_retryable_error(
     # it may have run: the caller decides whether to retry, and the error says so
     with pytest.raises(StoreUnavailable, match="retry"):
         await waiting
-    assert db._held == 0
+    assert _held(db)._held == 0
     assert await _backend(db) != pid
 
 
@@ -140,7 +146,7 @@ async def test_dispose_closes_the_held_connections(pg_db_url: str) -> None:
         database.fetch_alone("SELECT pg_backend_pid(), pg_sleep(0.02)", []) for _ in range(3)
     ))}
     await database.dispose()
-    assert database._held == 0
+    assert _held(database)._held == 0
     watcher = Database(pg_db_url)
     try:
         alive = await watcher.fetch_alone(

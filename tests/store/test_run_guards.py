@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy.dialects import postgresql, sqlite
 
-from triggerfish.engine.states import ALLOWED_FROM, RunStatus
+from triggerfish._domain.states import ALLOWED_FROM, RunStatus
 from triggerfish.store import queues as queue_store
 from triggerfish.store.runs import transitions
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from triggerfish import __version__
+from triggerfish._version import __version__
 from triggerfish.api import (
     batches,
     client_socket,

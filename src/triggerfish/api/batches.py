@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
-from triggerfish.api.public import TriggerBody, TriggerOptions, trigger_request
+from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
 from triggerfish.engine.enqueue import MAX_BATCH_ITEMS, TriggerRequest
 from triggerfish.errors import InvalidTaskOptions, UserError
 

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 
 from triggerfish.api._sockets import Op, SocketConnection, serve_socket
-from triggerfish.api.public import TriggerBody, trigger_answer, trigger_request
+from triggerfish.api.trigger_wire import TriggerBody, trigger_answer, trigger_request
 from triggerfish.engine.environments import Environment
 from triggerfish.errors import UserError
 

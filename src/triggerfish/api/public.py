@@ -2,188 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
+from triggerfish._domain.filters import RunFilter
+from triggerfish._domain.states import RunStatus
+from triggerfish._domain.times import to_datetime
 from triggerfish._durations import parse_duration
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep, engine_of
 from triggerfish.api.schedules import run_schedule_field
-from triggerfish.engine.enqueue import MAX_TAGS, Debounce, TriggerRequest, TriggerResult
-from triggerfish.engine.resources import to_datetime
-from triggerfish.engine.states import RunStatus
-from triggerfish.errors import InvalidTaskOptions, UserError
-from triggerfish.sdk._machines import MACHINE_MEMORY_MB
-from triggerfish.store.runs import RunFilter
+from triggerfish.api.trigger_wire import TriggerBody, trigger_answer, trigger_request
+from triggerfish.errors import UserError
 
 router = APIRouter()
-
-
-class QueueOption(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
-
-
-class DebounceOption(BaseModel):
-    """``options.debounce``: collapse a burst of triggers with one key into one run."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    key: str = Field(min_length=1, max_length=512)
-    delay: str | int
-    mode: Literal["leading", "trailing"] = "trailing"
-    maxDelay: str | int | None = None
-
-
-class TriggerOptions(BaseModel):
-    """``options`` of a trigger request; unknown fields are ignored."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    queue: QueueOption | None = None
-    concurrencyKey: str | int | None = None
-    payloadType: str | None = None
-    idempotencyKey: str | None = Field(default=None, max_length=128)
-    idempotencyKeyTTL: str | None = None
-    idempotencyKeyOptions: dict[str, Any] | None = None
-    delay: str | datetime | None = None
-    ttl: str | int | None = None
-    tags: str | list[str] | None = None
-    maxAttempts: int | None = Field(default=None, ge=1, le=100)
-    maxDuration: float | None = Field(default=None, gt=0)
-    metadata: dict[str, Any] | None = None
-    machine: str | None = None
-    priority: float | None = Field(default=None, ge=0)
-    test: bool | None = None
-    debounce: DebounceOption | None = None
-
-    @field_validator("machine")
-    @classmethod
-    def _known_machine(cls, value: str | None) -> str | None:
-        if value is not None and value not in MACHINE_MEMORY_MB:
-            raise ValueError(
-                f"unknown machine {value!r}; use one of {', '.join(MACHINE_MEMORY_MB)}"
-            )
-        return value
-
-    @field_validator("tags")
-    @classmethod
-    def _few_short_tags(cls, value: str | list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        tags = [value] if isinstance(value, str) else value
-        if len(tags) > MAX_TAGS:
-            raise ValueError(f"at most {MAX_TAGS} tags per run, got {len(tags)}")
-        for tag in tags:
-            if not 0 < len(tag) <= 128:
-                raise ValueError(f"each tag must be 1 to 128 characters, got {len(tag)}")
-        return tags
-
-
-class TriggerBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    payload: Any = None
-    context: Any = None
-    options: TriggerOptions = Field(default_factory=TriggerOptions)
-
-
-def decode_payload(payload: Any, payload_type: str | None) -> Any:
-    """The JSON value of a payload packet (WIRE.md §2)."""
-    if payload_type == "application/super+json":
-        if not isinstance(payload, str):
-            raise UserError("payload: a super+json payload must be a string")
-        try:
-            return json.loads(payload).get("json")
-        except (ValueError, AttributeError):
-            raise UserError("payload: not a valid super+json packet") from None
-    if payload_type == "application/store":
-        raise UserError("payload: offloaded payloads (application/store) are not supported yet")
-    return payload
-
-
-def trigger_request(task_id: str, body: TriggerBody, now: float) -> TriggerRequest:
-    opts = body.options
-    try:
-        return TriggerRequest(
-            task_id=task_id,
-            payload=decode_payload(body.payload, opts.payloadType),
-            payload_type="application/json",
-            tags=list(opts.tags or []),
-            metadata=opts.metadata,
-            idempotency_key=opts.idempotencyKey,
-            idempotency_key_raw=(opts.idempotencyKeyOptions or {}).get("key"),
-            idempotency_key_ttl=_seconds("idempotencyKeyTTL", opts.idempotencyKeyTTL),
-            machine=opts.machine,
-            max_attempts=opts.maxAttempts,
-            max_duration=opts.maxDuration,
-            queue=opts.queue.name if opts.queue else None,
-            concurrency_key=str(opts.concurrencyKey) if opts.concurrencyKey is not None else None,
-            delay_until=_delay_until(opts.delay, now),
-            ttl=_seconds("ttl", opts.ttl),
-            ttl_text=str(opts.ttl) if opts.ttl is not None else None,
-            priority=opts.priority or 0.0,
-            is_test=bool(opts.test),
-            debounce=_debounce(opts.debounce),
-        )
-    except ValueError as exc:
-        raise InvalidTaskOptions(str(exc)) from None
-
-
-def _debounce(option: DebounceOption | None) -> Debounce | None:
-    if option is None:
-        return None
-    delay = _seconds("debounce.delay", option.delay) or 0.0
-    max_delay = _seconds("debounce.maxDelay", option.maxDelay)
-    if delay <= 0:
-        raise ValueError("options.debounce.delay: must be more than 0 seconds")
-    if max_delay is not None and max_delay < delay:
-        raise ValueError("options.debounce.maxDelay: must be at least the delay")
-    return Debounce(option.key, delay, option.mode, max_delay)
-
-
-#: the longest a duration option may be (a delay, a TTL, a debounce): far enough
-#: for any schedule, and short of dates the store cannot hold
-MAX_OPTION_SECONDS = 100 * 365 * 24 * 3600
-
-
-def _seconds(field: str, value: str | int | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise ValueError(f"options.{field}: {exc}") from None
-    return _bounded(field, value, seconds)
-
-
-def _bounded(field: str, value: object, seconds: float) -> float:
-    if seconds > MAX_OPTION_SECONDS:
-        raise ValueError(f"options.{field}: {value} is more than 100 years away")
-    return seconds
-
-
-def _delay_until(value: str | datetime | None, now: float) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        at = (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-        _bounded("delay", value.isoformat(), at - now)
-        return at
-    try:
-        seconds = parse_duration(value)
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(
-                f"options.delay: {value!r} is neither a duration like '1h30m' nor an ISO date"
-            ) from None
-        return _delay_until(parsed, now)
-    return now + _bounded("delay", value, seconds)
 
 
 @router.post("/api/v1/tasks/{task_id:path}/trigger", tags=["tasks"])
@@ -198,16 +33,6 @@ async def trigger_task(
     engine = engine_of(request)
     trigger = trigger_request(task_id, body, engine.res.clock.now())
     return trigger_answer(await engine.enqueue.trigger(env.id, trigger))
-
-
-def trigger_answer(result: TriggerResult) -> dict[str, Any]:
-    """A trigger's answer body: ``{"id": "run_…"}``, and ``isCached`` / ``debounced``."""
-    answer: dict[str, Any] = {"id": result.id}
-    if result.is_cached:
-        answer["isCached"] = True
-    if result.debounced:
-        answer["debounced"] = True  # Triggerfish: joined a waiting debounced run
-    return answer
 
 
 @router.get("/api/v3/runs/{run_id}", tags=["runs"])

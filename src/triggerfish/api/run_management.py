@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
-from triggerfish.api.public import TriggerBody, TriggerOptions, _delay_until, trigger_request
+from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, delay_until, trigger_request
 from triggerfish.errors import InvalidTaskOptions, UserError
 
 router = APIRouter(tags=["runs"])
@@ -64,7 +64,7 @@ async def reschedule_run(
 ) -> dict[str, Any]:
     """Move a DELAYED run's start (``delay``: a duration from now or a date)."""
     try:
-        until = _delay_until(body.delay, engine.res.clock.now())
+        until = delay_until(body.delay, engine.res.clock.now())
     except ValueError as exc:
         raise UserError(str(exc).replace("options.", "")) from None
     assert until is not None

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from triggerfish._domain.times import iso_from_epoch
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
@@ -18,7 +19,6 @@ from triggerfish.engine.schedules import (
     ScheduleInfo,
     ScheduleInput,
     Schedules,
-    iso,
     schedule_id_of,
 )
 from triggerfish.errors import ScheduleNotFound
@@ -53,7 +53,7 @@ def schedule_object(info: ScheduleInfo, env: Environment) -> dict[str, Any]:
         "externalId": info.external_id,
         "generator": {"type": "CRON", "expression": info.cron, "description": info.description},
         "timezone": info.timezone,
-        "nextRun": iso(info.next_run) if info.next_run is not None else None,
+        "nextRun": iso_from_epoch(info.next_run) if info.next_run is not None else None,
         "environments": [{"id": env.id, "type": _ENV_TYPES.get(env.slug, env.slug.upper())}],
     }
     return {k: v for k, v in data.items() if v is not None}

@@ -9,12 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
-
+from triggerfish._domain.records import StoredRow
+from triggerfish._domain.states import RunStatus
+from triggerfish._domain.times import iso_millis, to_datetime
 from triggerfish.engine.queues import WaitReason
-from triggerfish.engine.resources import to_datetime
 from triggerfish.engine.runs import RunDetail
-from triggerfish.engine.states import RunStatus
 
 _QUEUED = {RunStatus.QUEUED, RunStatus.DELAYED, RunStatus.PENDING_VERSION}
 _EXECUTING = {RunStatus.EXECUTING, RunStatus.DEQUEUED}
@@ -32,9 +31,7 @@ _COMPLETED = {
 
 
 def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return None if value is None else iso_millis(value)
 
 
 def _compact(data: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +52,7 @@ def wait_reason_object(reason: WaitReason | None) -> dict[str, Any] | None:
 
 
 def run_item(
-    row: Row[Any],
+    row: StoredRow,
     tags: list[str],
     env_slug: str,
     env_id: str,
@@ -143,7 +140,7 @@ def error_object(error: dict[str, Any] | None) -> dict[str, Any] | None:
     )
 
 
-def attempt_object(row: Row[Any]) -> dict[str, Any]:
+def attempt_object(row: StoredRow) -> dict[str, Any]:
     return _compact(
         {
             "id": row.id,
@@ -159,7 +156,7 @@ def attempt_object(row: Row[Any]) -> dict[str, Any]:
     )
 
 
-def log_object(row: Row[Any]) -> dict[str, Any]:
+def log_object(row: StoredRow) -> dict[str, Any]:
     return _compact(
         {
             "id": row.id,
@@ -173,7 +170,7 @@ def log_object(row: Row[Any]) -> dict[str, Any]:
     )
 
 
-def journal_entry(row: Row[Any]) -> dict[str, Any]:
+def journal_entry(row: StoredRow) -> dict[str, Any]:
     """One durable call of a run (a span of its trace): step, wait, child run…"""
     duration = None
     if row.finished_at is not None:

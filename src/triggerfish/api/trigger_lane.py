@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triggerfish.api.errors import describe_error, error_response
-from triggerfish.api.public import TriggerBody, trigger_answer, trigger_request
+from triggerfish.api.trigger_wire import TriggerBody, trigger_answer, trigger_request
 from triggerfish.engine import Engine
 from triggerfish.errors import (
     AuthenticationError,

@@ -12,13 +12,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import Row
 
+from triggerfish._domain.records import StoredRow
+from triggerfish._domain.times import to_datetime
 from triggerfish._durations import parse_duration
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.engine import Engine
-from triggerfish.engine.resources import to_datetime
 from triggerfish.engine.waitpoints import TokenRequest
 from triggerfish.errors import UserError
 
@@ -31,7 +31,7 @@ def base_url(engine: Engine, request: Request) -> str:
     return (engine.res.settings.public_url or str(request.base_url)).rstrip("/")
 
 
-def token_url(base: str, row: Row[Any]) -> str:
+def token_url(base: str, row: StoredRow) -> str:
     return f"{base}/api/v1/waitpoints/tokens/{row.id}/callback/{row.callback_secret}"
 
 
@@ -79,7 +79,7 @@ def token_request(
     )
 
 
-def token_item(row: Row[Any], base: str, *, with_output: bool = False) -> dict[str, Any]:
+def token_item(row: StoredRow, base: str, *, with_output: bool = False) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": row.id,
         "url": token_url(base, row),

@@ -7,14 +7,16 @@ gets 409 and the worker drops it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Row
 
+from triggerfish._domain.records import StoredRow
+from triggerfish._domain.states import JournalStatus
 from triggerfish.api.deps import EngineDep, WorkerEnvDep
-from triggerfish.api.public import TriggerBody, TriggerOptions, trigger_request
+from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
 from triggerfish.api.waitpoints import base_url, token_request, token_url
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure, Outcome, Report, Start
@@ -124,7 +126,7 @@ async def dequeue(
     return {"runs": await jobs(engine, env, rows)}
 
 
-async def jobs(engine: Engine, env: Environment, rows: list[Row[Any]]) -> list[dict[str, Any]]:
+async def jobs(engine: Engine, env: Environment, rows: Sequence[StoredRow]) -> list[dict[str, Any]]:
     """Claimed runs as the worker runs them (also the socket's ``dequeue`` answer)."""
     # the journal travels with the claim: replaying it needs no round trips. A
     # first attempt has none, unless it replays another run's first steps.
@@ -197,7 +199,7 @@ async def reports(body: ReportsBody, engine: EngineDep, env: WorkerEnvDep) -> di
     starts = [Start(s.run_id, s.attempt_id) for s in body.starts]
     reports = [_report(item) for item in body.completions]
     worker = await _claimer(engine, env, body.claim)
-    rows: list[Row[Any]] = []
+    rows: Sequence[StoredRow] = []
     if worker is None or body.claim is None:
         started, outcomes = await engine.attempts.report_many(starts, reports, env.id)
     else:
@@ -307,7 +309,7 @@ async def journal(
         seq=body.seq,
         kind=body.kind,
         name=body.name,
-        status=body.status,
+        status=JournalStatus(body.status),
         result=body.result,
         error=body.error,
         failures=body.failures,

@@ -15,15 +15,17 @@ from typing import Any, TypeVar
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.manifests import ManifestCache, retry_policy
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import (
+from triggerfish._domain.states import (
     AttemptStatus,
     FailureKind,
     RunStatus,
+    attempt_status_for,
     final_status_for,
     is_retryable,
 )
+from triggerfish._domain.times import to_datetime
+from triggerfish.engine.manifests import ManifestCache, retry_policy
+from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
@@ -363,7 +365,7 @@ class Attempts:
         await run_store.update_attempt(
             conn,
             attempt_id,
-            status=_attempt_status(failure.kind),
+            status=attempt_status_for(failure.kind),
             finished_at=now,
             error=failure.error,
         )
@@ -452,14 +454,3 @@ def _first_of_each(pairs: list[tuple[str, str]], moved: list[Row[Any]]) -> list[
         accepted.append(pair in left)
         left.discard(pair)
     return accepted
-
-
-def _attempt_status(kind: FailureKind) -> AttemptStatus:
-    return _FAILED_ATTEMPT.get(kind, AttemptStatus.FAILED)
-
-
-_FAILED_ATTEMPT = {
-    "TIMEOUT": AttemptStatus.TIMED_OUT,
-    "CRASH": AttemptStatus.CRASHED,
-    "CANCELED": AttemptStatus.CANCELED,
-}

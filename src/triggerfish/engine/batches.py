@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from triggerfish._domain.states import FINAL, RunStatus
 from triggerfish.engine.resources import EngineResources
-from triggerfish.engine.states import FINAL, RunStatus
 from triggerfish.errors import BatchNotFound
 from triggerfish.store import batches as batch_store
 

@@ -28,12 +28,13 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.states import RunStatus
+from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id, new_ids
 from triggerfish.engine.attempts import Attempts, Outcome, Report, Start
 from triggerfish.engine.handoff import Handoffs
 from triggerfish.engine.limits import Limits
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import RunStatus
+from triggerfish.engine.resources import EngineResources
 from triggerfish.store import queues as queue_store
 from triggerfish.store import runs as run_store
 from triggerfish.store.db import database_errors
@@ -189,7 +190,7 @@ class Dequeue:
         if limits.env_full():
             return []
         scan = max(limit * self.SCAN_FACTOR, 16)
-        if self.res.db.dialect == "postgresql":
+        if self.res.db.capabilities.row_locks:
             limits, candidates = await self._pg_candidates(conn, worker, limits, now, scan)
         else:
             candidates = await self._candidates(conn, worker, limits, now, scan, False)
@@ -222,8 +223,8 @@ class Dequeue:
 
     def _one_statement(self, worker: WorkerIdentity) -> bool:
         """Whether to try the one-statement claim (``store.runs.claim_unconstrained``) first."""
-        postgresql = self.res.db.dialect == "postgresql"
-        return postgresql and worker.environment_id not in self._constrained
+        one_statement = self.res.db.capabilities.one_statement_claim
+        return one_statement and worker.environment_id not in self._constrained
 
     async def _claim_unconstrained(
         self, fetch: run_store.Fetch, worker: WorkerIdentity, limit: int, start: int, now: float

@@ -19,7 +19,6 @@ from triggerfish.engine.keyring import Keyring
 from triggerfish.engine.maintenance import Maintenance
 from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.metadata import Metadata
-from triggerfish.engine.notify import Notifier, PostgresNotifier
 from triggerfish.engine.queues import Queues
 from triggerfish.engine.replay import Replays
 from triggerfish.engine.resources import Clock, EngineResources
@@ -67,20 +66,14 @@ class Engine:
         configured = self.res.settings.report_linger
         if configured is not None:
             return configured
-        return 0.002 if self.res.db.dialect == "postgresql" else 0.0
+        return self.res.db.capabilities.report_linger
 
     @classmethod
     def create(cls, settings: ServerSettings, clock: Clock | None = None) -> Engine:
         db = Database(settings.database_url, pool_size=settings.pool_size)
-        notifier: Notifier
-        if db.dialect == "postgresql":
-            notifier = PostgresNotifier(
-                db.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            )
-        else:
-            notifier = Notifier()
         secret = settings.server_secret
         keyring = Keyring.parse(secret.get_secret_value()) if secret else Keyring.ephemeral()
+        notifier = db.new_notifier()
         return cls(EngineResources(db, clock or Clock(), notifier, settings, keyring))
 
     async def start(self, *, background: bool = True) -> None:

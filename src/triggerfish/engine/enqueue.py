@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
-from sqlalchemy.exc import IntegrityError
 
+from triggerfish._domain.machines import DEFAULT_MACHINE
+from triggerfish._domain.states import RunStatus
+from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.handoff import Handoffs, ParkedClaim
 from triggerfish.engine.manifests import ManifestCache
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import RunStatus
+from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import (
     BatchNotFound,
     PayloadTooLarge,
@@ -21,11 +22,11 @@ from triggerfish.errors import (
     TaskNotFound,
     UserError,
 )
-from triggerfish.sdk._machines import DEFAULT_MACHINE
 from triggerfish.store import batches as batch_store
 from triggerfish.store import queues as queue_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
+from triggerfish.store.errors import DuplicateKey
 
 MAX_TAGS = 10
 DEFAULT_IDEMPOTENCY_TTL = 30 * 86400.0
@@ -110,7 +111,7 @@ class Enqueue:
         for attempt in range(3):
             try:
                 return await self._trigger_once(env_id, req)
-            except IntegrityError:
+            except DuplicateKey:
                 if req.idempotency_key:
                     # a concurrent trigger with the same idempotency key won the insert
                     return await self._after_race(env_id, req)
@@ -162,7 +163,8 @@ class Enqueue:
         (``Database.fetch_alone``). When a worker's claim is parked on this server
         for the task, the same statement may hand it the run (``engine/handoff.py``).
         """
-        if self.res.db.dialect != "postgresql" or req.idempotency_key or req.debounce:
+        one_statement = self.res.db.capabilities.one_statement_trigger
+        if not one_statement or req.idempotency_key or req.debounce:
             return None
         manifest = self.manifests.cached(env_id, req.task_id)
         if manifest is None:

@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import RunStatus
+from triggerfish._domain.states import RunStatus
+from triggerfish._domain.times import to_datetime
+from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import AuthenticationError, PermissionDenied, UserError
 from triggerfish.store import envs as env_store
 

@@ -15,9 +15,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.enqueue import Enqueue, TriggerRequest, validate_payload
-from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import PayloadTooLarge, PayloadValidationError, UserError
 from triggerfish.store import events as event_store

@@ -13,16 +13,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish._domain.states import JournalStatus
+from triggerfish._domain.times import to_datetime
+from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import RunNotFound, StaleTransition
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
-
-EntryStatus = Literal["OK", "ERROR", "RETRYING", "PENDING"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class JournalEntry:
     seq: int
     kind: str
     name: str
-    status: EntryStatus
+    status: JournalStatus
     result: Any = None
     error: dict[str, Any] | None = None
     #: failed tries of a step so far
@@ -54,7 +54,7 @@ class Journal:
         """
         now = to_datetime(self.res.clock.now())
         values, blob = self._row(run_id, entry, now)
-        if self.res.db.dialect == "postgresql" and blob is None:
+        if self.res.db.capabilities.one_statement_journal_write and blob is None:
             # every step comes through here: one guarded statement, its own transaction
             written = await journal_store.guarded_upsert_alone(
                 self.res.db,
@@ -94,7 +94,7 @@ class Journal:
         now: datetime,
     ) -> bool:
         lock_version = self.res.settings.lock_run_versions
-        if conn.dialect.name == "postgresql":  # guard and entry in one statement
+        if self.res.db.capabilities.one_statement_journal_write:  # guard and entry at once
             written = await journal_store.guarded_upsert(
                 conn,
                 values,
@@ -129,9 +129,9 @@ class Journal:
             "failures": entry.failures,
             "result_blob": False,
             "started_at": to_datetime(entry.started_at) if entry.started_at else now,
-            "finished_at": None if entry.status == "PENDING" else now,
+            "finished_at": None if entry.status == JournalStatus.PENDING else now,
         }
-        if entry.status == "OK" and entry.result is not None:
+        if entry.status == JournalStatus.OK and entry.result is not None:
             text = json.dumps(entry.result, separators=(",", ":"))
             if len(text) > self.res.settings.journal_inline_bytes:
                 values["result"], values["result_blob"] = None, True
@@ -146,7 +146,7 @@ class Journal:
 
     async def for_runs(self, run_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The journals to ship with freshly claimed runs."""
-        if self.res.db.dialect == "postgresql":  # one SELECT: no BEGIN/COMMIT round trips
+        if self.res.db.capabilities.reads_without_transaction:  # one SELECT, no BEGIN/COMMIT
             async with journal_store.single_statement(self.res.db) as conn:
                 return await journal_store.entries_of(conn, run_ids)
         async with self.res.db.read() as conn:

@@ -11,11 +11,12 @@ import asyncio
 import logging
 from typing import Any
 
+from triggerfish._domain.states import RunStatus
+from triggerfish._domain.times import to_datetime
 from triggerfish.engine.attempts import Attempts, Failure
 from triggerfish.engine.enqueue import fair_tag
-from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.schedules import Schedules
-from triggerfish.engine.states import RunStatus
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import StaleTransition
 from triggerfish.store import events as event_store

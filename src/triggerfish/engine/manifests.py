@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.sdk._retry import RetryPolicy
+from triggerfish._domain.retry import RetryPolicy
 from triggerfish.store import workers as worker_store
 
 #: seconds a task's latest manifest is trusted without reading it again

@@ -16,15 +16,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from triggerfish._domain.states import ATTEMPT_ENDED, RunStatus, is_final
+from triggerfish._domain.times import to_datetime
 from triggerfish._metadata_ops import apply_operations
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import RunStatus, is_final
+from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import RunNotFound, StaleTransition, UserError
 from triggerfish.store import runs as run_store
-
-#: attempt statuses after which its metadata writes are refused (a suspended
-#: attempt may still flush what it wrote before the wait)
-_ENDED_ATTEMPT = frozenset({"COMPLETED", "FAILED", "CRASHED", "TIMED_OUT", "CANCELED", "RELEASED"})
 
 #: the largest metadata document a run may carry, as compact JSON
 MAX_METADATA_BYTES = 256 * 1024
@@ -87,7 +84,7 @@ class Metadata:
             run = await run_store.get_by_id(conn, attempt.run_id) if attempt else None
         if (
             attempt is None
-            or attempt.status in _ENDED_ATTEMPT
+            or attempt.status in ATTEMPT_ENDED
             or run is None
             or run.current_attempt_id != attempt_id
             or is_final(RunStatus(run.status))

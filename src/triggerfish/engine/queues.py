@@ -4,15 +4,15 @@ environment-wide limit, and why a waiting run is not running yet."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Row
 
+from triggerfish._domain.states import RunStatus
+from triggerfish._domain.times import iso_millis, to_datetime
 from triggerfish.engine.dequeue import load_limits
 from triggerfish.engine.limits import Blocked, Limits
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import RunStatus
+from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import QueueNotFound, UserError
 from triggerfish.store import queues as queue_store
 from triggerfish.store import runs as run_store
@@ -306,7 +306,7 @@ class Queues:
                     "id": oldest.id,
                     "taskIdentifier": oldest.task_identifier,
                     "queue": oldest.queue_name,
-                    "createdAt": _iso(oldest.created_at),
+                    "createdAt": iso_millis(oldest.created_at),
                     "waitingSeconds": round(
                         (to_datetime(now) - oldest.created_at).total_seconds(), 1
                     ),
@@ -324,7 +324,3 @@ def _rate(row: Row[Any]) -> dict[str, Any] | None:
     if not row.rate_limit_count or not row.rate_limit_period:
         return None
     return {"limit": row.rate_limit_count, "period": row.rate_limit_period}
-
-
-def _iso(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"

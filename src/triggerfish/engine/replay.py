@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from triggerfish._domain.states import RunStatus
+from triggerfish._domain.times import to_datetime
 from triggerfish._durations import parse_duration
 from triggerfish.engine.enqueue import Enqueue, TriggerRequest
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import RunStatus
+from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import RunNotFound, UserError
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store

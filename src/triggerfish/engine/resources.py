@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
+from triggerfish._domain.times import to_datetime
 from triggerfish.config import ServerSettings
 from triggerfish.engine.keyring import Keyring
-from triggerfish.engine.notify import Notifier
 from triggerfish.store.db import Database
+from triggerfish.store.notify import Notifier
 
 
 class Clock:
@@ -31,11 +32,6 @@ class ManualClock(Clock):
 
     def advance(self, seconds: float = 0, *, minutes: float = 0, hours: float = 0) -> None:
         self._now += seconds + minutes * 60 + hours * 3600
-
-
-def to_datetime(epoch: float) -> datetime:
-    """Naive UTC datetime, as stored."""
-    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
 
 
 @dataclass

@@ -7,9 +7,11 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from triggerfish._domain.filters import RunFilter
+from triggerfish._domain.states import CANCELABLE, AttemptStatus, RunStatus
+from triggerfish._domain.times import to_datetime
 from triggerfish._redact import redact
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import CANCELABLE, AttemptStatus, RunStatus
+from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import RunNotFound, RunNotReschedulable, StaleTransition, UserError
 from triggerfish.store import journal as journal_store
@@ -47,7 +49,7 @@ class Runs:
     async def page(
         self,
         env_id: str,
-        flt: run_store.RunFilter,
+        flt: RunFilter,
         *,
         size: int,
         after: str | None,

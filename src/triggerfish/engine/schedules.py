@@ -27,18 +27,18 @@ import logging
 import math
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Row
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._cron import CronError, CronSpec, parse_cron, timezone_names
+from triggerfish._domain.times import iso_from_epoch, to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.enqueue import Enqueue, TriggerRequest
-from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import (
     InvalidSchedule,
     ScheduleNotFound,
@@ -47,6 +47,7 @@ from triggerfish.errors import (
 )
 from triggerfish.store import schedules as schedule_store
 from triggerfish.store import workers as worker_store
+from triggerfish.store.errors import DuplicateKey
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +110,6 @@ def schedule_id_of(idempotency_key: str | None) -> str | None:
     return schedule_id
 
 
-def iso(epoch: float) -> str:
-    """``2026-03-08T07:00:00.000Z``: the date shape of Trigger.dev's payloads."""
-    value = datetime.fromtimestamp(epoch, UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
 class Schedules:
     def __init__(self, res: EngineResources, enqueue: Enqueue) -> None:
         self.res = res
@@ -159,7 +154,7 @@ class Schedules:
         for _ in range(2):  # a concurrent create with the same key: update its row instead
             try:
                 return await self._create_or_update(env_id, inp, spec)
-            except IntegrityError:
+            except DuplicateKey:
                 if not inp.deduplication_key:
                     raise
         raise RuntimeError("deduplication key race could not be resolved; retry the call")
@@ -414,7 +409,7 @@ class Schedules:
                 result = await self.enqueue.trigger(row.environment_id, request)
                 created = 0 if result.is_cached else 1
             except UserError as exc:  # retrying cannot help: skip this slot, keep the next
-                log.warning("schedule %s: slot %s not run: %s", row.id, iso(slot), exc)
+                log.warning("schedule %s: slot %s not run: %s", row.id, iso_from_epoch(slot), exc)
                 slot = None
         async with self.res.db.write() as conn:
             await schedule_store.claim_slot(
@@ -433,12 +428,12 @@ class Schedules:
         payload: dict[str, Any] = {
             "scheduleId": row.id,
             "type": row.type,
-            "timestamp": iso(slot),
+            "timestamp": iso_from_epoch(slot),
             "timezone": row.timezone,
-            "upcoming": [iso(t) for t in spec.upcoming(slot, UPCOMING_IN_PAYLOAD)],
+            "upcoming": [iso_from_epoch(t) for t in spec.upcoming(slot, UPCOMING_IN_PAYLOAD)],
         }
         if row.last_fired_at is not None:
-            payload["lastTimestamp"] = iso(row.last_fired_at)
+            payload["lastTimestamp"] = iso_from_epoch(row.last_fired_at)
         if row.external_id is not None:
             payload["externalId"] = row.external_id
         return payload

@@ -29,11 +29,18 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.states import (
+    FINAL,
+    AttemptStatus,
+    JournalStatus,
+    RunStatus,
+    WaitpointStatus,
+)
+from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.enqueue import Enqueue, TriggerRequest
 from triggerfish.engine.journal import Journal, JournalEntry
-from triggerfish.engine.resources import EngineResources, to_datetime
-from triggerfish.engine.states import FINAL, AttemptStatus, RunStatus
+from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import ConflictError, RunNotFound, StaleTransition, WaitpointNotFound
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
@@ -100,7 +107,7 @@ class Waitpoints:
             # lock what we wait on before the run, the order resolvers use; what
             # they read here cannot change before commit (held, or just made)
             awaited = await self._waitpoints_for(conn, env_id, run_id, spec, children, now)
-            pending = JournalEntry(seq=seq, kind=kind, name=name, status="PENDING")
+            pending = JournalEntry(seq=seq, kind=kind, name=name, status=JournalStatus.PENDING)
             journal = self.journal
             if not await journal.write_guarded_in(conn, run_id, attempt_id, pending, env_id, dt):
                 raise StaleTransition(run_id, RunStatus.WAITING, attempt_id)
@@ -109,7 +116,7 @@ class Waitpoints:
             ready, result = _wait_result(awaited, kind)
             if ready:
                 await journal_store.set_outcome(
-                    conn, run_id, seq, status="OK", result=result, now=dt
+                    conn, run_id, seq, status=JournalStatus.OK, result=result, now=dt
                 )
                 return {"status": "resolved", "result": result}
             moved = await run_store.transition(
@@ -167,7 +174,7 @@ class Waitpoints:
                     **base,
                     "id": wp_id,
                     "kind": "DURATION",
-                    "status": "COMPLETED" if done else "PENDING",
+                    "status": WaitpointStatus.COMPLETED if done else WaitpointStatus.PENDING,
                     "due_at": due,
                     "completed_at": dt if done else None,
                 },
@@ -180,7 +187,7 @@ class Waitpoints:
                     **base,
                     "id": new_id("waitpoint", now),
                     "kind": "EVENT",
-                    "status": "PENDING",
+                    "status": WaitpointStatus.PENDING,
                     "due_at": spec.due_at,
                     "event_name": spec.event_name,
                     "event_filter": spec.event_filter or {},
@@ -218,7 +225,7 @@ class Waitpoints:
             **base,
             "id": wp_id,
             "kind": "RUN",
-            "status": "PENDING",
+            "status": WaitpointStatus.PENDING,
             # the parent stops waiting then (the child runs on)
             "due_at": spec.due_at,
             "child_run_id": child_id,
@@ -232,7 +239,7 @@ class Waitpoints:
             done = await wp_store.complete(
                 conn,
                 wp_id,
-                status="COMPLETED",
+                status=WaitpointStatus.COMPLETED,
                 output=output,
                 is_error=is_error,
                 now=to_datetime(now),
@@ -280,13 +287,15 @@ class Waitpoints:
         # read after the run's lock: a resolver of the same wait that went
         # first has committed, and its outcome (or filled entry) shows here
         rows = await wp_store.pending_wait(conn, run_id, seq)
-        if not rows or rows[0].entry_status != "PENDING":
+        if not rows or rows[0].entry_status != JournalStatus.PENDING:
             return
         ready, result = _wait_result(rows, rows[0].entry_kind)
         if not ready:
             return
         dt = to_datetime(now)
-        await journal_store.set_outcome(conn, run_id, seq, status="OK", result=result, now=dt)
+        await journal_store.set_outcome(
+            conn, run_id, seq, status=JournalStatus.OK, result=result, now=dt
+        )
         moved = await run_store.transition(
             conn,
             run_id,
@@ -310,7 +319,12 @@ class Waitpoints:
         output, is_error = _run_outcome(row)
         for wp in await wp_store.pending_for_child(conn, row.id):
             await self.resolve_in(
-                conn, wp.id, status="COMPLETED", output=output, is_error=is_error, woken=woken
+                conn,
+                wp.id,
+                status=WaitpointStatus.COMPLETED,
+                output=output,
+                is_error=is_error,
+                woken=woken,
             )
 
     async def children_to_cancel(self, conn: AsyncConnection, run_id: str) -> list[str]:
@@ -326,9 +340,9 @@ class Waitpoints:
         woken: set[str] = set()
         for wp in due:
             if wp.kind == "DURATION":
-                status, output, is_error = "COMPLETED", None, False
+                status, output, is_error = WaitpointStatus.COMPLETED, None, False
             else:
-                status, is_error = "TIMED_OUT", True
+                status, is_error = WaitpointStatus.TIMED_OUT, True
                 output = {
                     "code": TIMEOUT_CODE,
                     "message": f"Waitpoint timed out at {_iso(to_datetime(wp.due_at))}",
@@ -373,7 +387,7 @@ class Waitpoints:
                 "id": wp_id,
                 "environment_id": env_id,
                 "kind": "TOKEN",
-                "status": "PENDING",
+                "status": WaitpointStatus.PENDING,
                 "due_at": req.timeout_at,
                 "tags": list(req.tags),
                 "idempotency_key": req.idempotency_key,
@@ -405,7 +419,7 @@ class Waitpoints:
                 seq=seq,
                 kind="token.create",
                 name=name,
-                status="OK",
+                status=JournalStatus.OK,
                 result={"id": row.id, "url": url_for(row)},
             )
             journal = self.journal
@@ -462,14 +476,19 @@ class Waitpoints:
                 raise WaitpointNotFound(token_id)
         elif token.environment_id != env_id:
             raise WaitpointNotFound(token_id)
-        if token.status == "TIMED_OUT":
+        if token.status == WaitpointStatus.TIMED_OUT:
             raise ConflictError(
                 f"waitpoint {token_id!r} timed out at {_iso(token.completed_at)} and "
                 "can no longer be completed"
             )
-        if token.status == "PENDING":
+        if token.status == WaitpointStatus.PENDING:
             done = await self.resolve_in(
-                conn, token_id, status="COMPLETED", output=data, is_error=False, woken=woken
+                conn,
+                token_id,
+                status=WaitpointStatus.COMPLETED,
+                output=data,
+                is_error=False,
+                woken=woken,
             )
             return done if done is not None else token
         return token
@@ -520,7 +539,12 @@ class Waitpoints:
                 continue
             output = {"id": event_id, "name": name, "payload": payload}
             done = await self.resolve_in(
-                conn, wp.id, status="COMPLETED", output=output, is_error=False, woken=woken
+                conn,
+                wp.id,
+                status=WaitpointStatus.COMPLETED,
+                output=output,
+                is_error=False,
+                woken=woken,
             )
             resolved += done is not None
         return resolved
@@ -572,7 +596,7 @@ def describe_waitpoint(row: Row[Any]) -> dict[str, Any]:
 
 def _wait_result(rows: list[Row[Any]], kind: str) -> tuple[bool, Any]:
     """Whether every waitpoint of a wait is resolved, and what the wait returns then."""
-    if not rows or any(r.status == "PENDING" for r in rows):
+    if not rows or any(r.status == WaitpointStatus.PENDING for r in rows):
         return False, None
     outcomes = [_outcome(r) for r in rows]
     if kind == "batch":

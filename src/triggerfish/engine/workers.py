@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from triggerfish._cron import CronSpec
+from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.attempts import Attempts
 from triggerfish.engine.dequeue import WorkerIdentity
 from triggerfish.engine.manifests import ManifestCache
-from triggerfish.engine.resources import EngineResources, to_datetime
+from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.schedules import Schedules
 from triggerfish.errors import StaleTransition
 from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
+from triggerfish.store.errors import DuplicateKey
 
 #: registrations tried before a conflict with concurrent ones is reported
 REGISTER_TRIES = 3
@@ -53,7 +53,7 @@ class Workers:
                     env_id, worker_id, version, name, concurrency, tasks, declared, now
                 )
                 break
-            except IntegrityError:
+            except DuplicateKey:
                 # workers of new code starting together insert the same task versions
                 # and declarative schedules; the loser's retry finds them in place
                 if not tries_left:

@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from triggerfish._domain.retry import RetryPolicy
 from triggerfish.errors import ApiError, NonDeterminismError, RunSuspended, StepFailedError
-from triggerfish.sdk._retry import RetryPolicy
 from triggerfish.sdk._values import describe_error, to_json_value
 
 #: sends ``(op, body)`` to the worker and returns its answer

@@ -18,6 +18,7 @@ import asyncio
 import os
 from typing import Any
 
+from triggerfish._domain.machines import MACHINE_MEMORY_MB
 from triggerfish.errors import AbortTaskRunError, NonDeterminismError, RunSuspended, StepFailedError
 from triggerfish.sdk import _durable
 from triggerfish.sdk._context import (
@@ -29,7 +30,6 @@ from triggerfish.sdk._context import (
     TaskInfo,
 )
 from triggerfish.sdk._durable import AttemptAbandoned, DurableRun, Transport
-from triggerfish.sdk._machines import MACHINE_MEMORY_MB
 from triggerfish.sdk._registry import TaskRegistry
 from triggerfish.sdk._task import ErrorDecision, Task
 from triggerfish.sdk._values import OutputNotSerializable, describe_error

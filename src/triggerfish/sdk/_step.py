@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from triggerfish._domain.retry import RetryPolicy
 from triggerfish.sdk._durable import current, run_step_async, run_step_sync
-from triggerfish.sdk._retry import RetryPolicy
 
 
 class Steps:

@@ -19,11 +19,11 @@ from typing import (
 
 import pydantic
 
+from triggerfish._domain.machines import DEFAULT_MACHINE, check_machine
+from triggerfish._domain.retry import RetryPolicy
 from triggerfish.errors import InvalidTaskOptions, PayloadValidationError
-from triggerfish.sdk._machines import DEFAULT_MACHINE, check_machine
 from triggerfish.sdk._queue import Queue
 from triggerfish.sdk._registry import current_registry
-from triggerfish.sdk._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from triggerfish.sdk._context import Context

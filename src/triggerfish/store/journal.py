@@ -12,7 +12,7 @@ from sqlalchemy import Row, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.states import RunStatus
+from triggerfish._domain.states import JournalStatus, RunStatus
 from triggerfish.store.db import Database, stored_row
 from triggerfish.store.tables import attempts, run_journal, run_journal_blobs, runs
 
@@ -262,7 +262,7 @@ async def copy_prefix(
             select(run_journal).where(
                 run_journal.c.run_id == source_run,
                 run_journal.c.seq < below_seq,
-                run_journal.c.status.in_(["OK", "ERROR"]),
+                run_journal.c.status.in_([JournalStatus.OK.value, JournalStatus.ERROR.value]),
             )
         )
     ).all()

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.states import RunStatus
+from triggerfish._domain.states import RunStatus
 from triggerfish.store import runs as run_store
 from triggerfish.store.tables import environments, fair_buckets, queue_claims, queues, runs
 

@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import Row, and_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.states import WaitpointStatus
 from triggerfish.store.tables import run_journal, runs, waitpoint_waiters, waitpoints
 
-PENDING = "PENDING"
+PENDING = WaitpointStatus.PENDING.value
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
@@ -84,7 +85,7 @@ async def complete_token(
     The usual completion in one guarded statement; the caller looks at the
     row only when this matched nothing, to tell unknown, timed out and done.
     """
-    params = {"wp": token_id, "env": env_id, "to": "COMPLETED", "out": output}
+    params = {"wp": token_id, "env": env_id, "to": WaitpointStatus.COMPLETED.value, "out": output}
     return (await conn.execute(_COMPLETE_TOKEN, {**params, "is_error": False, "now": now})).first()
 
 

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from triggerfish.sdk._machines import MACHINE_MEMORY_MB
+from triggerfish._domain.machines import MACHINE_MEMORY_MB
 from triggerfish.worker import _child
 from triggerfish.worker.discovery import ProjectConfig
 

@@ -39,7 +39,6 @@ from triggerfish.store.runs.leases import (
     status_in,
 )
 from triggerfish.store.runs.queries import (
-    RunFilter,
     add_tags,
     attempt_by_id,
     attempt_version,
@@ -81,7 +80,6 @@ __all__ = [
     "ClaimedRun",
     "Fetch",
     "HandOff",
-    "RunFilter",
     "SimpleClaim",
     "Successes",
     "active_counts",

@@ -1,12 +1,12 @@
 """Pieces the raw (driver-level) statements are rendered from, so that their
-guards and statuses come from ``engine.states`` rather than being typed as
+guards and statuses come from ``_domain.states`` rather than being typed as
 literals in SQL text."""
 
 from __future__ import annotations
 
 import enum
 
-from triggerfish.engine.states import ALLOWED_FROM, RunStatus
+from triggerfish._domain.states import ALLOWED_FROM, RunStatus
 
 
 def text(value: str) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.states import RunStatus
+from triggerfish._domain.states import RunStatus
 from triggerfish.store.runs import history
 from triggerfish.store.runs.leases import status_in
 from triggerfish.store.tables import runs

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.states import RunStatus
+from triggerfish._domain.states import RunStatus
 from triggerfish.store.runs import _render
 from triggerfish.store.tables import run_events
 

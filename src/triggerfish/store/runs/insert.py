@@ -180,10 +180,8 @@ async def idempotent_run(
     driver (it then runs on its own): the unique index, not this read, is what
     refuses a second run with the key.
     """
-    if conn.dialect.name == "postgresql":
-        rows = await fetch_on_driver(conn, _PG_IDEMPOTENT, [env_id, task_id, key])
-    else:
-        rows = await fetch_on_driver(conn, _SQLITE_IDEMPOTENT, [env_id, task_id, key])
+    sql = _PG_IDEMPOTENT if conn.dialect.name == "postgresql" else _SQLITE_IDEMPOTENT
+    rows = await fetch_on_driver(conn, sql, [env_id, task_id, key], read_only=True)
     if not rows:
         return None
     run_id, expires_at = rows[0]

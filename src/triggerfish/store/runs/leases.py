@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.states import RunStatus
+from triggerfish._domain.states import RunStatus
 from triggerfish.store.tables import runs
 
 # -- claiming -------------------------------------------------------------------

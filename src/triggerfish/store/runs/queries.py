@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -21,7 +19,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.states import RunStatus
+from triggerfish._domain.filters import RunFilter
+from triggerfish._domain.states import RunStatus
 from triggerfish.store.tables import attempts, run_tags, runs
 
 
@@ -93,23 +92,6 @@ _TAGS_OF = select(run_tags.c.run_id, run_tags.c.tag).where(
 
 
 # -- listing ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunFilter:
-    statuses: Sequence[str] = ()
-    task_ids: Sequence[str] = ()
-    tags: Sequence[str] = ()
-    versions: Sequence[str] = ()
-    queues: Sequence[str] = ()
-    machines: Sequence[str] = ()
-    batch_id: str | None = None
-    #: runs a schedule started: their idempotency keys begin with this prefix
-    idempotency_prefix: str | None = None
-    schedule_id: str | None = None
-    is_test: bool | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
 
 
 async def page(

@@ -1,7 +1,7 @@
 """Every statement that writes a run's or an attempt's status.
 
 A run's status moves only by a guarded statement whose ``WHERE status IN (…)``
-is ``ALLOWED_FROM[to]`` (``engine/states.py``), rendered from that table, and
+is ``ALLOWED_FROM[to]`` (``_domain/states.py``), rendered from that table, and
 each move writes its history row (``history``) in the same transaction. An
 attempt's status follows its run's: it is written in the transaction that
 moved the run, by the attempt id that move was guarded on.
@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.engine.states import ALLOWED_FROM, ATTEMPT_FOR, AttemptStatus, RunStatus
+from triggerfish._domain.states import ALLOWED_FROM, ATTEMPT_FOR, AttemptStatus, RunStatus
 from triggerfish.store import queues as queue_store
 from triggerfish.store.db import Database, fetch_on_driver, stored_row
 from triggerfish.store.runs import _render, history

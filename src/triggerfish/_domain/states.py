@@ -1,9 +1,8 @@
-"""Run statuses, which moves between them are legal, and what each failure leads to.
+"""Run, attempt and journal statuses; which run moves are legal; what each failure leads to.
 
-Statuses carry Trigger.dev's public names (API version 2025-07-16). A status
-changes only through ``store.runs.transition``, a single guarded ``UPDATE``
-whose ``WHERE status IN (ALLOWED_FROM[to])`` makes stale or duplicate reports
-harmless: they match no row.
+Statuses carry Trigger.dev's public names (API version 2025-07-16). The store
+changes a run's status with guarded ``UPDATE``s whose ``WHERE status IN
+(ALLOWED_FROM[to])`` makes stale or duplicate reports harmless: they match no row.
 """
 
 from __future__ import annotations
@@ -102,6 +101,28 @@ ATTEMPT_FOR: dict[RunStatus, AttemptStatus] = {
 }
 
 
+#: attempt statuses after which the attempt writes nothing more (a suspended
+#: attempt may still flush what it wrote before the wait)
+ATTEMPT_ENDED: frozenset[AttemptStatus] = frozenset(
+    {
+        AttemptStatus.COMPLETED,
+        AttemptStatus.FAILED,
+        AttemptStatus.CRASHED,
+        AttemptStatus.TIMED_OUT,
+        AttemptStatus.CANCELED,
+        AttemptStatus.RELEASED,
+    }
+)
+
+
+class WaitpointStatus(enum.StrEnum):
+    """Whether a waitpoint (a token, a duration, a child run, an event) resolved."""
+
+    PENDING = "PENDING"
+    COMPLETED = "COMPLETED"
+    TIMED_OUT = "TIMED_OUT"
+
+
 def is_final(status: RunStatus) -> bool:
     return status in FINAL
 
@@ -124,6 +145,21 @@ def final_status_for(kind: FailureKind) -> RunStatus:
             return S.CRASHED
         case "CANCELED":
             return S.CANCELED
+        case _:
+            assert_never(kind)
+
+
+def attempt_status_for(kind: FailureKind) -> AttemptStatus:
+    """The status an attempt ends in when it fails this way."""
+    match kind:
+        case "USER" | "ABORT" | "OOM":
+            return AttemptStatus.FAILED
+        case "TIMEOUT":
+            return AttemptStatus.TIMED_OUT
+        case "CRASH":
+            return AttemptStatus.CRASHED
+        case "CANCELED":
+            return AttemptStatus.CANCELED
         case _:
             assert_never(kind)
 

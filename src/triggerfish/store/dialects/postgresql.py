@@ -1,9 +1,10 @@
-"""Wake-ups: tell waiting dequeue calls that an environment has new work.
+"""PostgreSQL: a server over the network, row locks, LISTEN/NOTIFY.
 
-Within one server process an ``asyncio.Event`` per environment is enough
-(``LocalNotifier``: SQLite dev mode). With several servers on PostgreSQL the
-``PostgresNotifier`` also sends ``NOTIFY`` after commit and ``LISTEN``s on a
-dedicated connection, so a run triggered on server A wakes a worker polling B.
+What only PostgreSQL needs lives here: its capabilities (every one-statement
+fast path applies, since each saved statement is a saved round trip), the
+pooled connections' check, the connections held out of the pool for
+``Database.fetch_alone``, how its driver says a connection was lost or a key
+was taken, and the notifier that wakes pollers on other servers.
 """
 
 from __future__ import annotations
@@ -11,69 +12,157 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DisconnectionError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from triggerfish.store.dialects import Capabilities
+from triggerfish.store.errors import DuplicateKey
+from triggerfish.store.notify import Notifier
 
 log = logging.getLogger(__name__)
 
+CAPABILITIES = Capabilities(
+    one_statement_claim=True,
+    one_statement_trigger=True,
+    one_statement_journal_write=True,
+    reads_without_transaction=True,
+    row_locks=True,
+    report_linger=0.002,
+)
+
+#: the channel of wake-ups between servers
 CHANNEL = "triggerfish_work"
 
 
-class Notifier:
-    """Per-environment wake-up events for long-polling dequeue calls."""
+def create_engine(url: URL, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+    )
 
-    def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
-        self._timers: set[asyncio.Task[None]] = set()
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        # PostgreSQL closed this connection while it sat in the pool (a restart,
+        # a terminated backend): the pool opens another instead of failing the
+        # caller. Asking asyncpg costs no round trip, unlike a pre-ping.
+        if dbapi_conn.driver_connection.is_closed():
+            raise DisconnectionError("the database closed this pooled connection")
 
-    def _event(self, env_id: str) -> asyncio.Event:
-        event = self._events.get(env_id)
-        if event is None:
-            event = self._events[env_id] = asyncio.Event()
-        return event
+    return engine
 
-    def listener(self, env_id: str) -> asyncio.Event:
-        """The event the next ``notify(env_id)`` sets.
 
-        Take it *before* looking for work, then wait on it, so a notification
-        that lands between the look and the wait is not lost.
-        """
-        return self._event(env_id)
+class HeldConnections:
+    """Connections kept out of the pool for single statements (``Database.fetch_alone``).
 
-    @staticmethod
-    async def wait(event: asyncio.Event, timeout: float) -> bool:
-        """Wait until ``event`` is set or ``timeout``; True if woken."""
+    For the hottest single statements (a step's journal write, a claim): a
+    connection taken from the pool and given back costs SQLAlchemy about as
+    much as PostgreSQL takes to run such a statement, so up to ``LIMIT``
+    connections stay out of the pool for them, in autocommit. A statement that
+    finds none free takes one from the pool as usual. A held connection
+    PostgreSQL has closed (a restart) is dropped unused, and one whose
+    statement failed other than by the database's refusal (a lost connection,
+    a cancelled call) is thrown away.
+    """
+
+    #: connections held at most
+    LIMIT = 4
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        # held, not in use: each with its asyncpg connection
+        self._idle: list[tuple[AsyncConnection, Any]] = []
+        self._held = 0
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A held connection in autocommit, or a pooled one when all are in use."""
+        held = await self._take()
+        if held is None:
+            async with self._engine.connect() as passing:
+                yield await passing.execution_options(isolation_level="AUTOCOMMIT")
+            return
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+            yield held[0]
+        except BaseException as exc:
+            if is_refusal(exc):
+                self._idle.append(held)
+            else:
+                self._held -= 1
+                await _discard(held[0])
+            raise
+        self._idle.append(held)
 
-    def wake_local(self, env_id: str) -> None:
-        event = self._events.pop(env_id, None)
-        if event is not None:
-            event.set()
-
-    async def notify(self, env_id: str) -> None:
-        """Call after the transaction that made work available has committed."""
-        self.wake_local(env_id)
-
-    def notify_later(self, env_id: str, delay: float) -> None:
-        """Notify after ``delay`` seconds (a retry whose backoff ends then)."""
-        loop = asyncio.get_running_loop()
-        task_set = self._timers
-
-        def fire() -> None:
-            task = loop.create_task(self.notify(env_id))
-            task_set.add(task)
-            task.add_done_callback(task_set.discard)
-
-        loop.call_later(max(0.0, delay), fire)
-
-    async def start(self) -> None:
-        pass
+    async def _take(self) -> tuple[AsyncConnection, Any] | None:
+        """An open held connection (and its asyncpg connection), or None when all
+        ``LIMIT`` are in use."""
+        while self._idle:
+            held = self._idle.pop()
+            if not held[1].is_closed():
+                return held
+            self._held -= 1
+            await _discard(held[0])
+        if self._held >= self.LIMIT:
+            return None
+        self._held += 1
+        try:
+            conn = await self._engine.connect()
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            return conn, (await conn.get_raw_connection()).driver_connection
+        except BaseException:
+            self._held -= 1
+            raise
 
     async def close(self) -> None:
-        pass
+        idle, self._idle = self._idle, []
+        for conn, _driver in idle:
+            await conn.close()
+        self._held -= len(idle)
+
+
+def is_connection_loss(exc: BaseException) -> bool:
+    """Whether the driver raised ``exc`` because the connection is gone."""
+    import asyncpg
+    from asyncpg.exceptions import OperatorInterventionError
+
+    if isinstance(exc, asyncpg.InterfaceError):  # also raised for misuse, which is a bug
+        return "connection is closed" in str(exc)
+    lost = (asyncpg.PostgresConnectionError, OperatorInterventionError, OSError)
+    return isinstance(exc, lost)
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """Whether asyncpg raised ``exc`` for a broken unique key."""
+    import asyncpg
+
+    return isinstance(exc, asyncpg.UniqueViolationError)
+
+
+def is_integrity_error(exc: BaseException) -> bool:
+    import asyncpg
+
+    return isinstance(exc, asyncpg.IntegrityConstraintViolationError)
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """An error the database answered a statement with, which leaves the connection
+    fine (not a lost connection, a shutdown or a cancelled call)."""
+    import asyncpg
+    from asyncpg.exceptions import OperatorInterventionError
+
+    lost = asyncpg.PostgresConnectionError | OperatorInterventionError
+    refused = DuplicateKey | IntegrityError | asyncpg.PostgresError
+    return isinstance(exc, refused) and not isinstance(exc, lost)
+
+
+async def _discard(conn: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await conn.invalidate()
+    with contextlib.suppress(Exception):
+        await conn.close()
 
 
 class PostgresNotifier(Notifier):
@@ -158,8 +247,8 @@ class PostgresNotifier(Notifier):
     def wake_all_local(self) -> None:
         """Wake every poller of this process (each re-checks for work)."""
         events, self._events = self._events, {}
-        for event in events.values():
-            event.set()
+        for woken in events.values():
+            woken.set()
 
     async def notify(self, env_id: str) -> None:
         """Wake this process's pollers now; other servers' through ``NOTIFY``, sent in

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.support import wait_for_async
-from triggerfish.engine.notify import PostgresNotifier
+from triggerfish.store.dialects.postgresql import PostgresNotifier
 
 
 @pytest.fixture
