@@ -11,11 +11,11 @@ import pytest
 
 import triggerfish
 from triggerfish import events, kv, schedules
+from triggerfish._domain.retry import RetryPolicy
 from triggerfish.sdk._calls import Call, Namespace
 from triggerfish.sdk._client import Triggerfish
 from triggerfish.sdk._durable import DurableRun, activate, deactivate
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
-from triggerfish.sdk._retry import RetryPolicy
 from triggerfish.sdk._runs import Runs
 from triggerfish.sdk._task import RunHandle
 from triggerfish.sdk._tasks import Tasks
