@@ -11,11 +11,11 @@ import pytest
 
 import triggerfish
 from triggerfish import events, kv, schedules
+from triggerfish._domain.retry import RetryPolicy
 from triggerfish.sdk._calls import Call, Namespace
 from triggerfish.sdk._client import Triggerfish
 from triggerfish.sdk._durable import DurableRun, activate, deactivate
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
-from triggerfish.sdk._retry import RetryPolicy
 from triggerfish.sdk._runs import Runs
 from triggerfish.sdk._task import RunHandle
 from triggerfish.sdk._tasks import Tasks
@@ -123,7 +123,7 @@ def test_kv_and_events_inside_a_task_go_through_the_worker_in_both_forms() -> No
         return [
             kv.get("k"),
             await kv.get_async("k"),
-            await kv.set_async("k", 1, ttl="1m"),
+            await kv.set_async("k", 1, ttl="1m"),  # type: ignore[func-returns-value]
             await kv.delete_async("k"),
             (await events.send_async("user.created", {"u": 1}, id="e1"))["id"],
         ]
