@@ -49,7 +49,7 @@ BACKENDS = ["sqlite", "postgresql"]
 PG_ADMIN_URL = os.environ.get(
     "TRIGGERFISH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-E2E_PROJECT = Path(__file__).parent / "e2e_project"
+E2E_PROJECT = Path(__file__).parent.parent / "e2e_project"
 
 #: the keyring secret every server of this test session shares (servers of one
 #: store must share it: an attempt credential one signs, another verifies)
