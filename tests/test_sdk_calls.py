@@ -123,7 +123,7 @@ def test_kv_and_events_inside_a_task_go_through_the_worker_in_both_forms() -> No
         return [
             kv.get("k"),
             await kv.get_async("k"),
-            await kv.set_async("k", 1, ttl="1m"),
+            await kv.set_async("k", 1, ttl="1m"),  # type: ignore[func-returns-value]
             await kv.delete_async("k"),
             (await events.send_async("user.created", {"u": 1}, id="e1"))["id"],
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -70,10 +71,10 @@ _ops = st.one_of(
 
 
 @given(st.lists(_ops, max_size=12), st.lists(st.integers(-100, 100), max_size=8))
-def test_metadata_operations_compose(ops: list[dict], increments: list[int]) -> None:
+def test_metadata_operations_compose(ops: list[dict[str, Any]], increments: list[int]) -> None:
     """Applying operations one at a time equals applying them together (the task's
     local copy and the server agree), and increments add up."""
-    one_by_one: dict = {}
+    one_by_one: dict[str, Any] = {}
     for op in ops:
         one_by_one = apply_operations(one_by_one, [op])
     assert apply_operations({}, ops) == one_by_one

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -48,12 +47,7 @@ async def served(engine: Engine) -> AsyncIterator[Served]:
     key, _ = await engine.environments.create_key("dev", "test")
     port = support.free_port()
     server = make_server(engine, "127.0.0.1", port)
-    serving = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        return bool(server.started)
-
-    await support.wait_for_async(started, 10, what="the server to start")
+    serving = await support.serve_in_loop(server)
     url = f"http://127.0.0.1:{port}"
     api = WorkerApi(url, key)
     headers = {"Authorization": f"Bearer {key}"}
@@ -65,5 +59,4 @@ async def served(engine: Engine) -> AsyncIterator[Served]:
             yield Served(url, key, http, api, registered["worker_id"])
     finally:
         await api.close()
-        server.should_exit = True
-        await serving
+        await support.stop_serving(server, serving)

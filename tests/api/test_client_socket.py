@@ -53,9 +53,9 @@ class Served:
 
     async def restart(self) -> None:
         """Stop the server (its connections close) and serve again on the same port."""
-        await _stop(self.server, self.serving)
+        await support.stop_serving(self.server, self.serving)
         self.server = make_server(self.engine, "127.0.0.1", self.port)
-        self.serving = await _serve(self.server)
+        self.serving = await support.serve_in_loop(self.server)
 
     def client(self, **kwargs: Any) -> Triggerfish:
         return Triggerfish(api_url=self.url, secret_key=kwargs.pop("key", self.key), **kwargs)
@@ -70,21 +70,6 @@ class Served:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-async def _serve(server: EmbeddedServer) -> asyncio.Task[None]:
-    serving = asyncio.create_task(server.serve())
-
-    async def started() -> bool:
-        return bool(server.started)
-
-    await support.wait_for_async(started, 10, what="the server to start")
-    return serving
-
-
-async def _stop(server: EmbeddedServer, serving: asyncio.Task[None]) -> None:
-    server.should_exit = True
-    await asyncio.wait_for(serving, 15)
-
-
 @pytest.fixture
 async def served(engine: Engine) -> AsyncIterator[Served]:
     """A real server (uvicorn) on a free port of 127.0.0.1 that knows the task ``greet``."""
@@ -93,11 +78,11 @@ async def served(engine: Engine) -> AsyncIterator[Served]:
     await engine.workers.register(env.id, version="v1", name="w", concurrency=1, tasks=[MANIFEST])
     port = support.free_port()
     server = make_server(engine, "127.0.0.1", port)
-    served = Served(engine, port, key, server, await _serve(server))
+    served = Served(engine, port, key, server, await support.serve_in_loop(server))
     try:
         yield served
     finally:
-        await _stop(served.server, served.serving)
+        await support.stop_serving(served.server, served.serving)
 
 
 def _over_socket_only(client: Triggerfish) -> bool:
@@ -313,11 +298,11 @@ class _NoWebSockets:
 
 async def test_without_a_socket_triggers_are_requests(served: Served) -> None:
     app = served.server.config.app
-    proxy = _NoWebSockets(app)
+    proxy = _NoWebSockets(app)  # type: ignore[arg-type]  # uvicorn's app: ours, an ASGI 3 app
     port = support.free_port()
     server = make_server(served.engine, "127.0.0.1", port)
     server.config.app = proxy
-    serving = await _serve(server)
+    serving = await support.serve_in_loop(server)
     client = Triggerfish(api_url=f"http://127.0.0.1:{port}", secret_key=served.key)
     try:
         for i in range(3):
@@ -330,7 +315,7 @@ async def test_without_a_socket_triggers_are_requests(served: Served) -> None:
     finally:
         client.close()
         await client.aclose()
-        await _stop(server, serving)
+        await support.stop_serving(server, serving)
 
 
 Handler = Callable[[ServerConnection], Awaitable[None]]

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from websockets.asyncio.client import connect
 
+from tests import support
 from tests.api.conftest import Served
 from triggerfish._channel import Channel, ChannelUnavailable
+from triggerfish.engine import Engine
 from triggerfish.errors import ApiError
 from triggerfish.worker.api_client import StaleReport, WorkerApi
 
@@ -40,18 +42,27 @@ async def test_claims_and_reports_travel_over_the_socket(served: Served) -> None
     assert [c.get("stale") for c in again["completions"]] == [True, True]
 
 
-async def test_a_long_poll_is_answered_when_a_run_arrives(served: Served) -> None:
+async def _polling(served: Served, engine: Engine) -> asyncio.Task[list[dict[str, Any]]]:
+    """A long poll of the worker's, once it waits on the server."""
+    claims = support.claims_counted(engine)
+    looked = claims.finished
     polling = asyncio.create_task(served.api.dequeue(served.worker_id, 1, 10, start=1))
-    await asyncio.sleep(0.1)  # the poll is parked on the server before the trigger
+    await support.wait_for_async(lambda: claims.finished > looked, 10, what="the poll to wait")
+    return polling
+
+
+async def test_a_long_poll_is_answered_when_a_run_arrives(served: Served, engine: Engine) -> None:
+    polling = await _polling(served, engine)
     assert not polling.done()
     [run_id] = await served.trigger(1)
     jobs = await asyncio.wait_for(polling, 10)
     assert [j["run_id"] for j in jobs] == [run_id]
 
 
-async def test_a_long_poll_given_up_by_the_worker_claims_nothing(served: Served) -> None:
-    polling = asyncio.create_task(served.api.dequeue(served.worker_id, 1, 10, start=1))
-    await asyncio.sleep(0.1)
+async def test_a_long_poll_given_up_by_the_worker_claims_nothing(
+    served: Served, engine: Engine
+) -> None:
+    polling = await _polling(served, engine)
     polling.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await polling

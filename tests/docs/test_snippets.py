@@ -19,10 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests import support
-from tests.conftest import create_key
 from tests.docs import snippets
 from tests.docs.snippets import PythonSession, Snippet
-from tests.e2e.conftest import make_db
 from triggerfish import Triggerfish
 
 EXAMPLE_TASKS = snippets.REPO / "examples" / "hello" / "tasks"
@@ -80,8 +78,8 @@ def _placeholders(url: str, key: str) -> dict[str, str]:
 def doc_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocStack]:
     folder = tmp_path_factory.mktemp("docs")
     project = _write_project(folder)
-    db_url, _ = make_db("sqlite", folder, None)
-    key = create_key(db_url)
+    db_url = support.new_sqlite_database(folder / "store.db")
+    key = support.create_key(db_url)
     server = support.start_server(db_url, folder)
     stack: DocStack | None = None
     with support.processes_stopped(server):

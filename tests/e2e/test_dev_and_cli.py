@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,8 +12,7 @@ import httpx
 import pytest
 
 from tests import support
-from tests.conftest import BACKENDS
-from tests.e2e.conftest import Stack, make_db
+from tests.support import Stack
 
 TASK_V1 = """
 from triggerfish import task
@@ -110,7 +108,7 @@ def test_dev_names_a_missing_task_folder(tmp_path: Path) -> None:
     assert "tasks" in result.stderr and "does not exist" in result.stderr
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", support.BACKENDS)
 def test_server_refuses_an_unmigrated_database(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -136,14 +134,13 @@ def test_server_refuses_an_unmigrated_database(
             support.drop_pg_database(name)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", support.BACKENDS)
 def test_keys_create_list_revoke(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     template = request.getfixturevalue("pg_template") if backend == "postgresql" else None
-    url, pg_name = make_db(backend, tmp_path, template)
-    env = {"DATABASE_URL": url}
-    try:
+    with support.database(backend, tmp_path, template) as url:
+        env = {"DATABASE_URL": url}
         assert support.cli("db", "migrate", env=env).returncode == 0
         created = support.cli("keys", "create", "--env", "prod", "--name", "ci", env=env)
         assert created.returncode == 0, created.stderr
@@ -156,9 +153,6 @@ def test_keys_create_list_revoke(
         assert support.cli("keys", "revoke", key_id, env=env).returncode == 0
         again = support.cli("keys", "revoke", key_id, env=env)
         assert again.returncode != 0 and "no active key" in again.stderr
-    finally:
-        if pg_name:
-            support.drop_pg_database(pg_name)
 
 
 def test_inspection_commands(shared_stack: Stack) -> None:
@@ -187,6 +181,6 @@ def test_inspection_commands(shared_stack: Stack) -> None:
         "runs",
         "list",
         env={"TRIGGERFISH_API_URL": shared_stack.server.url},
-        cwd=Path(shutil.os.getcwd()).parent,
-    )  # type: ignore[attr-defined]
+        cwd=Path(os.getcwd()).parent,
+    )
     assert nokey.returncode != 0 and "TRIGGERFISH_SECRET_KEY" in nokey.stderr

@@ -9,11 +9,10 @@ import httpx
 import pytest
 
 from tests import support
-from tests.conftest import BACKENDS
-from tests.e2e.conftest import Stack
+from tests.support import Stack
 from triggerfish import ApiError, Triggerfish
 
-both = pytest.mark.parametrize("fresh_stack", BACKENDS, indirect=True)
+both = pytest.mark.parametrize("fresh_stack", support.BACKENDS, indirect=True)
 
 
 def _count(marks: Path, name: str) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from tests import support
-from tests.e2e.conftest import Stack
+from tests.support import Stack
 
 PIPELINE = Path(__file__).parents[2] / "examples" / "agent_pipeline"
 

@@ -18,8 +18,7 @@ from typing import Any
 import pytest
 
 from tests import support
-from tests.conftest import create_key
-from tests.e2e.conftest import Stack, make_db
+from tests.support import Stack
 from triggerfish import Triggerfish
 
 FINAL = {"COMPLETED", "FAILED", "CANCELED", "CRASHED", "SYSTEM_FAILURE", "EXPIRED", "TIMED_OUT"}
@@ -30,20 +29,10 @@ def pg_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("flow-pg")
-    url, pg_name = make_db("postgresql", folder, request.getfixturevalue("pg_template"))
-    key = create_key(url)
-    server = support.start_server(url, folder)
-    workers = [
-        support.start_worker(server, key, folder, concurrency=3, name=f"w{i}") for i in range(2)
-    ]
-    client = Triggerfish(api_url=server.url, secret_key=key)
-    try:
-        with support.processes_stopped(*workers, server):
-            yield Stack(server, key, client, folder, "postgresql")
-    finally:
-        client.close()
-        if pg_name:
-            support.drop_pg_database(pg_name)
+    template = request.getfixturevalue("pg_template")
+    workers = [{"concurrency": 3, "name": f"w{i}"} for i in range(2)]
+    with support.open_stack("postgresql", folder, template, workers=workers) as stack:
+        yield stack
 
 
 def statuses(client: Triggerfish, ids: list[str]) -> dict[str, str]:
@@ -120,10 +109,10 @@ def test_a_late_key_finishes_before_an_earlier_backlog(pg_stack: Stack) -> None:
     b_queued = min(r.created_at for r in b_runs)
     b_done = max(r.finished_at for r in b_runs)  # type: ignore[type-var]
     a_runs = [c.runs.retrieve(i) for i in a]
-    between = sum(1 for r in a_runs if b_queued < r.finished_at < b_done)  # type: ignore[operator]
+    between = sum(1 for r in a_runs if b_queued < r.finished_at < b_done)  # type: ignore[operator, misc]
     # the queue runs one at a time: served fairly, A and B alternate once B arrives;
     # in FIFO order every A run still waiting would come first
-    left_when_b_arrived = sum(1 for r in a_runs if r.finished_at > b_queued)  # type: ignore[operator]
+    left_when_b_arrived = sum(1 for r in a_runs if r.finished_at > b_queued)  # type: ignore[operator, misc]
     assert left_when_b_arrived >= 20, "A's backlog was gone before B arrived: proves nothing"
     assert between <= 6, f"{between} A runs finished between B's arrival and B's last finish"
 

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests import support
-from tests.conftest import BACKENDS
-from tests.e2e.conftest import Stack
+from tests.support import Stack
 
-both = pytest.mark.parametrize("fresh_stack", BACKENDS, indirect=True)
+both = pytest.mark.parametrize("fresh_stack", support.BACKENDS, indirect=True)
 
 
 @both
@@ -174,11 +173,14 @@ def _terminate_connections(db_url: str) -> list[int]:
                 name,
             )
             ended = [row["pid"] for row in pids]
-            async with asyncio.timeout(30):
-                while await conn.fetchval(
+
+            async def all_gone() -> bool:
+                left = await conn.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1::int[])", ended
-                ):
-                    await asyncio.sleep(0.02)
+                )
+                return int(left) == 0
+
+            await support.wait_for_async(all_gone, 30, what="the backends to end")
             return ended
         finally:
             await conn.close()

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests import support
-from tests.e2e.conftest import Stack
+from tests.support import Stack
 from triggerfish import ApiError, Run
 
 
 def run_to_end(
-    stack: Stack, task: str, payload: object, timeout: float = 60, **opts: object
+    stack: Stack, task: str, payload: object, timeout: float = 60, **opts: Any
 ) -> Run:
     handle = stack.client.tasks.trigger(task, payload, **opts)
     return stack.client.runs.poll(handle.id, timeout=timeout, interval=0.05)
@@ -176,7 +177,8 @@ def test_task_objects_trigger_sync_and_async(
     with collecting_into(TaskRegistry()):
 
         @triggerfish.task(id="hello")
-        async def hello(payload: dict) -> dict:  # the app's view of the worker's task
+        # the app's view of the worker's task
+        async def hello(payload: dict[str, Any]) -> dict[str, Any]:
             raise AssertionError("runs on the worker, not here")
 
     handle = hello.trigger({"who": "sync"})

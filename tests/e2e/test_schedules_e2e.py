@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 
 from tests import support
-from tests.conftest import create_key
-from tests.e2e.conftest import make_db
 from triggerfish import ApiError, Triggerfish, schedules
 from triggerfish.sdk._client import Run
 
@@ -28,9 +26,9 @@ async def async_calls(url: str, key: str) -> tuple[str, bool, bool]:
     """The async twins, on a client of their own (its pool belongs to this loop)."""
     c = Triggerfish(api_url=url, secret_key=key)
     try:
-        got = await schedules.retrieve_async("customer_42-tick", client=c)
+        got = await schedules.retrieve_async("customer_42-tick", client=c)  # type: ignore[call-arg]
         page = await c.schedules.list_async(per_page=1)
-        zones = await schedules.timezones_async(client=c)
+        zones = await schedules.timezones_async(client=c)  # type: ignore[call-arg]
         return got.id, got.active, page.total_pages == 2 and "Asia/Tokyo" in zones
     finally:
         await c.aclose()
@@ -41,8 +39,8 @@ def runs_of(client: Triggerfish, task: str) -> list[Run]:
 
 
 def test_every_second_schedule_runs_end_to_end_through_sdk_and_cli(tmp_path: Path) -> None:
-    url, _ = make_db("sqlite", tmp_path, None)
-    key = create_key(url)
+    url = support.new_sqlite_database(tmp_path / "store.db")
+    key = support.create_key(url)
     server = support.start_server(url, tmp_path, extra_env=SECONDS)
     worker = support.start_worker(server, key, tmp_path, project=PROJECT)
     client = Triggerfish(api_url=server.url, secret_key=key)
@@ -50,7 +48,7 @@ def test_every_second_schedule_runs_end_to_end_through_sdk_and_cli(tmp_path: Pat
     try:
         with support.processes_stopped(worker, server):
             # the worker's registration created the declarative schedule
-            [declared] = schedules.list(client=client).data
+            [declared] = schedules.list(client=client).data  # type: ignore[call-arg]
             assert (declared.type, declared.task, declared.cron) == (
                 "DECLARATIVE",
                 "daily-report",
@@ -59,7 +57,7 @@ def test_every_second_schedule_runs_end_to_end_through_sdk_and_cli(tmp_path: Pat
             assert declared.timezone == "America/New_York" and declared.next_run is not None
 
             with pytest.raises(ApiError) as refused:
-                schedules.create(task="plain", cron="* * * * *", client=client)
+                schedules.create(task="plain", cron="* * * * *", client=client)  # type: ignore[call-arg]
             assert refused.value.status == 422 and "'plain' is not a scheduled task" in str(
                 refused.value
             )
@@ -69,7 +67,7 @@ def test_every_second_schedule_runs_end_to_end_through_sdk_and_cli(tmp_path: Pat
                 cron="* * * * * *",
                 external_id="customer_42",
                 deduplication_key="customer_42-tick",
-                client=client,
+                client=client,  # type: ignore[call-arg]
             )
             done = support.wait_for(
                 lambda: [r for r in runs_of(client, "tick") if r.status == "COMPLETED"][3:],
@@ -114,9 +112,9 @@ def test_two_server_processes_on_postgresql_fire_each_slot_once(
 ) -> None:
     """Both servers sweep for due slots; the runs they create are counted, not run
     (a worker registers the tasks and stops, so the servers do all the work)."""
-    url, name = make_db("postgresql", tmp_path, pg_template)
-    key = create_key(url)
-    assert name is not None
+    name = support.new_pg_database(pg_template)
+    url = support.pg_url(name)
+    key = support.create_key(url)
     servers = [support.start_server(url, tmp_path, extra_env=SECONDS) for _ in range(2)]
     clients = [Triggerfish(api_url=s.url, secret_key=key) for s in servers]
     worker = support.start_worker(servers[0], key, tmp_path, project=PROJECT)

@@ -8,9 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import support
-from tests.conftest import BACKENDS, create_key
-from tests.e2e.conftest import Stack, make_db
-from triggerfish import Triggerfish
+from tests.support import Stack
 from triggerfish._redact import PRIVATE_ENV_NAMES
 
 
@@ -18,7 +16,7 @@ def _marked_secret() -> str:
     return "tfsecret-" + secrets.token_hex(16)
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=support.BACKENDS)
 def stack_with_secrets(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Stack, dict[str, str]]]:
@@ -26,22 +24,14 @@ def stack_with_secrets(
     backend = request.param
     folder = tmp_path_factory.mktemp(f"secrets-{backend}")
     template = request.getfixturevalue("pg_template") if backend == "postgresql" else None
-    url, pg_name = make_db(backend, folder, template)
-    key = create_key(url)
-    server = support.start_server(url, folder)
-    planted = {name: _marked_secret() for name in PRIVATE_ENV_NAMES}
-    planted["TRIGGERFISH_SECRET_KEY"] = key  # the worker's real key, which it needs
-    planted["SOME_OTHER_KEY"] = "tr_prod_" + secrets.token_hex(16)  # shaped like an API key
-    planted["VISIBLE_SETTING"] = "an ordinary value"
-    worker = support.start_worker(server, key, folder, concurrency=2, extra_env=planted)
-    client = Triggerfish(api_url=server.url, secret_key=key)
-    try:
-        with support.processes_stopped(worker, server):
-            yield Stack(server, key, client, folder, backend), planted
-    finally:
-        client.close()
-        if pg_name:
-            support.drop_pg_database(pg_name)
+    with support.open_stack(backend, folder, template) as stack:
+        planted = {name: _marked_secret() for name in PRIVATE_ENV_NAMES}
+        planted["TRIGGERFISH_SECRET_KEY"] = stack.key  # the worker's real key, which it needs
+        planted["SOME_OTHER_KEY"] = "tr_prod_" + secrets.token_hex(16)  # shaped like an API key
+        planted["VISIBLE_SETTING"] = "an ordinary value"
+        worker = stack.worker(concurrency=2, extra_env=planted)
+        with support.processes_stopped(worker):
+            yield stack, planted
 
 
 def _run(stack: Stack, task: str, payload: object = None) -> dict[str, object]:

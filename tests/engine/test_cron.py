@@ -14,7 +14,7 @@ from triggerfish._cron import CronError, parse_cron
 
 
 def at(zone: str, *args: int, fold: int = 0) -> float:
-    return datetime(*args, tzinfo=ZoneInfo(zone), fold=fold).timestamp()  # type: ignore[misc]
+    return datetime(*args, tzinfo=ZoneInfo(zone), fold=fold).timestamp()  # type: ignore[misc, arg-type]
 
 
 def local(zone: str, epoch: float) -> str:

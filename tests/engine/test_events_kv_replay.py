@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from tests.durable_support import InProcessWorker
+from tests.support.in_process import InProcessWorker, in_process_worker, run_record
 from triggerfish import Context, kv, retry, step, task, wait
 from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import TriggerRequest
@@ -36,24 +36,24 @@ def _registry(calls: Counter[str]) -> TaskRegistry:
             return payload.email
 
         @task(id="audit", on_event="user.created", retry=FAST)
-        def audit(payload: dict) -> None:
+        def audit(payload: dict[str, Any]) -> None:
             calls["audit"] += 1
 
         @task(id="awaits-approval-event", retry=FAST)
-        def awaits_event(payload: dict) -> Any:
+        def awaits_event(payload: dict[str, Any]) -> Any:
             result = wait.for_event(
                 "content.approved", match={"draft_id": payload["draft"]}, timeout="1h"
             )
             return {"ok": result.ok, "output": result.output, "error": result.error}
 
         @task(id="counts-visits", retry=FAST)
-        def counts_visits(payload: dict) -> int:
+        def counts_visits(payload: dict[str, Any]) -> int:
             seen = kv.get("visits", 0) + 1
             kv.set("visits", seen)
             return int(seen)
 
         @task(id="pipeline", retry=FAST)
-        def pipeline(payload: dict, ctx: Context) -> list[int]:
+        def pipeline(payload: dict[str, Any], ctx: Context) -> list[int]:
             out = [step.run(f"s{i}", lambda i=i: calls.update([f"s{i}"]) or i) for i in (1, 2)]
             out.append(step.run("s3", lambda: calls.update(["s3"]) or payload["last"]))
             return out
@@ -62,13 +62,7 @@ def _registry(calls: Counter[str]) -> TaskRegistry:
 
 
 async def _start(engine: Engine, calls: Counter[str]) -> tuple[str, InProcessWorker]:
-    env = await engine.environments.by_slug("dev")
-    worker = await InProcessWorker(engine, _registry(calls), env.id).register()
-    return env.id, worker
-
-
-async def _run(engine: Engine, env_id: str, run_id: str) -> Any:
-    return (await engine.runs.retrieve(env_id, run_id)).run
+    return await in_process_worker(engine, _registry(calls))
 
 
 async def test_an_event_starts_every_subscriber_once_even_when_sent_twice(engine: Engine) -> None:
@@ -109,11 +103,11 @@ async def test_wait_for_event_resumes_only_on_a_matching_event(engine: Engine) -
     assert waiting[0]["filter"] == {"draft_id": "d1"}
     other = await engine.events.send(env_id, "content.approved", {"draft_id": "d2"})
     assert other.waits_resolved == 0
-    assert (await _run(engine, env_id, run_id)).status == "WAITING"
+    assert (await run_record(engine, env_id, run_id)).status == "WAITING"
     hit = await engine.events.send(env_id, "content.approved", {"draft_id": "d1", "by": "ed"})
     assert hit.waits_resolved == 1
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and run.output["ok"] is True
     assert run.output["output"]["payload"] == {"draft_id": "d1", "by": "ed"}
 
@@ -130,7 +124,7 @@ async def test_wait_for_event_times_out(engine: Engine, clock: ManualClock) -> N
     clock.advance(hours=1, seconds=1)
     await engine.maintenance.sweep()
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.output["ok"] is False
     assert run.output["error"]["code"] == "TRIGGER_WAITPOINT_TIMEOUT"
 
@@ -160,12 +154,12 @@ async def test_replay_from_a_step_reuses_the_journal_before_it(engine: Engine) -
     assert calls == Counter(s1=1, s2=1, s3=1)
     again = await engine.replays.replay(env_id, run_id, from_step=2)
     await worker.run_until_idle()
-    run = await _run(engine, env_id, again)
+    run = await run_record(engine, env_id, again)
     assert run.status == "COMPLETED" and run.output == [1, 2, 3]
     assert calls == Counter(s1=1, s2=2, s3=2)  # step 1 was reused, 2 and 3 ran again
     fresh = await engine.replays.replay(env_id, run_id)
     await worker.run_until_idle()
-    assert (await _run(engine, env_id, fresh)).status == "COMPLETED"
+    assert (await run_record(engine, env_id, fresh)).status == "COMPLETED"
     assert calls == Counter(s1=2, s2=3, s3=3)
 
 

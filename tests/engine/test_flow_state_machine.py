@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
-from tests import support
-from tests.engine._machine import StoreMachine
+from tests.support.machines import StoreMachine, run_machine_on
 from triggerfish._domain.states import ACTIVE, FINAL, RunStatus
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
@@ -235,8 +234,8 @@ SETTINGS = settings(
 
 
 def test_flow_control_sqlite() -> None:
-    support.run_machine_on(FlowControl, "sqlite", SETTINGS)
+    run_machine_on(FlowControl, "sqlite", SETTINGS)
 
 
 def test_flow_control_postgresql(pg_template: str) -> None:
-    support.run_machine_on(FlowControl, "postgresql", SETTINGS, pg_template)
+    run_machine_on(FlowControl, "postgresql", SETTINGS, pg_template)

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import started_engine
+from tests import support
 from tests.engine.test_runs_engine import setup
+from tests.support import started_engine
 from triggerfish._domain.filters import RunFilter
 from triggerfish._domain.states import RunStatus
 from triggerfish.engine import Engine
@@ -56,22 +57,21 @@ def handed(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     return outcomes
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.001)
-
-
 async def _parked_claim(
     engine: Engine, worker: WorkerIdentity, start: int = 1, **kw: Any
 ) -> asyncio.Task[list[Any]]:
     """A long-polling claim, once it waits (parked for hand-offs on PostgreSQL)."""
     before = engine.handoffs.parked_count(worker.environment_id)
+    claims = support.claims_counted(engine)
+    looked = claims.finished
     task = asyncio.create_task(engine.dequeue.claim_or_wait(worker, 4, 10, start=start, **kw))
     if engine.res.db.dialect == "postgresql":
-        await _until(lambda: engine.handoffs.parked_count(worker.environment_id) == before + 1)
-    else:
-        await asyncio.sleep(0.05)  # SQLite: nothing to observe; the claim is woken either way
+        parked = before + 1
+        await support.wait_for_async(
+            lambda: engine.handoffs.parked_count(worker.environment_id) == parked, 5
+        )
+    else:  # SQLite has no hand-off: the claim waits for a wake-up once it has looked
+        await support.wait_for_async(lambda: claims.finished > looked, 5)
     return task
 
 
@@ -189,8 +189,10 @@ async def test_a_hand_off_never_passes_a_limit(
     else:
         await engine.queues.set_environment_limit(env_id, 1)
 
+    looked = support.claims_counted(engine).finished
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t", {}))
-    await asyncio.sleep(0.05)  # the woken claim looks, and must find nothing it may take
+    # the woken claim looks again, and must find nothing it may take
+    await support.wait_for_async(lambda: support.claims_counted(engine).finished > looked, 5)
     assert not claim.done()
     assert handed == ([None] if _postgresql(engine) else [])
     assert (await engine.runs.retrieve(env_id, run.id)).run.status == RunStatus.QUEUED
@@ -368,7 +370,7 @@ async def _silently(engine: Engine, call: Awaitable[T]) -> T:
     notifier = engine.res.notifier
     notify = notifier.notify
 
-    async def nothing(env: str) -> None:
+    async def nothing(env_id: str) -> None:
         return None
 
     notifier.notify = nothing  # type: ignore[method-assign]

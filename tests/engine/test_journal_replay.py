@@ -7,11 +7,17 @@ from typing import Any
 
 import pytest
 
-from tests.durable_support import InProcessWorker, SimulatedCrash, bare_worker
+from tests.support.in_process import (
+    SimulatedCrash,
+    bare_worker,
+    in_process_worker,
+    run_record,
+    trigger_run,
+)
 from triggerfish import Context, retry, step, task
+from triggerfish._domain.states import JournalStatus
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
-from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.journal import JournalEntry
 from triggerfish.engine.resources import ManualClock
 from triggerfish.errors import StaleTransition
@@ -20,27 +26,13 @@ from triggerfish.sdk._registry import TaskRegistry, collecting_into
 FAST = retry(max_attempts=3, min_delay=0, max_delay=0, jitter=0)
 
 
-async def _start(engine: Engine, registry: TaskRegistry) -> tuple[str, InProcessWorker]:
-    env = await engine.environments.by_slug("dev")
-    worker = await InProcessWorker(engine, registry, env.id).register()
-    return env.id, worker
-
-
-async def _trigger(engine: Engine, env_id: str, task_id: str, payload: Any = None) -> str:
-    return (await engine.enqueue.trigger(env_id, TriggerRequest(task_id, payload))).id
-
-
-async def _run(engine: Engine, env_id: str, run_id: str) -> Any:
-    return (await engine.runs.retrieve(env_id, run_id)).run
-
-
 async def test_replay_runs_the_body_again_but_each_finished_step_once(engine: Engine) -> None:
     calls: Counter[str] = Counter()
     registry = TaskRegistry()
     with collecting_into(registry):
 
         @task(id="two-steps", retry=FAST)
-        def two_steps(payload: dict, ctx: Context) -> list[Any]:
+        def two_steps(payload: dict[str, Any], ctx: Context) -> list[Any]:
             calls["body"] += 1
             a = step.run("a", lambda: calls.update(["a"]) or {"n": 1})
             b = step.run("b", lambda x: calls.update(["b"]) or x["n"] + 1, a)
@@ -48,10 +40,10 @@ async def test_replay_runs_the_body_again_but_each_finished_step_once(engine: En
                 raise ConnectionError("flaky after the steps")
             return [a, b]
 
-    env_id, worker = await _start(engine, registry)
-    run_id = await _trigger(engine, env_id, "two-steps")
+    env_id, worker = await in_process_worker(engine, registry)
+    run_id = await trigger_run(engine, env_id, "two-steps")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and run.output == [{"n": 1}, 2]
     assert calls == Counter(body=2, a=1, b=1)
 
@@ -66,7 +58,7 @@ async def test_async_steps_replay_too(engine: Engine) -> None:
             return n * 2
 
         @task(id="async-steps", retry=FAST)
-        async def async_steps(payload: dict, ctx: Context) -> int:
+        async def async_steps(payload: dict[str, Any], ctx: Context) -> int:
             total = 0
             for n in range(3):
                 total += await step.run(f"fetch-{n}", fetch, n)
@@ -74,10 +66,10 @@ async def test_async_steps_replay_too(engine: Engine) -> None:
                 raise SimulatedCrash()
             return total
 
-    env_id, worker = await _start(engine, registry)
-    run_id = await _trigger(engine, env_id, "async-steps")
+    env_id, worker = await in_process_worker(engine, registry)
+    run_id = await trigger_run(engine, env_id, "async-steps")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and run.output == 6
     assert calls == Counter({"fetch-0": 1, "fetch-1": 1, "fetch-2": 1})
 
@@ -87,17 +79,17 @@ async def test_reordered_steps_fail_with_non_determinism_naming_both(engine: Eng
     with collecting_into(registry):
 
         @task(id="reorders", retry=FAST)
-        def reorders(payload: dict, ctx: Context) -> None:
+        def reorders(payload: dict[str, Any], ctx: Context) -> None:
             names = ["render", "upload"] if ctx.attempt.number == 1 else ["upload", "render"]
             for name in names:
                 step.run(name, lambda: 1)
             if ctx.attempt.number == 1:
                 raise ConnectionError("retry me")
 
-    env_id, worker = await _start(engine, registry)
-    run_id = await _trigger(engine, env_id, "reorders")
+    env_id, worker = await in_process_worker(engine, registry)
+    run_id = await trigger_run(engine, env_id, "reorders")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "FAILED" and run.attempt_count == 2  # not retried further
     assert run.error["name"] == "NonDeterminismError"
     assert (
@@ -116,13 +108,13 @@ async def test_a_failed_step_is_journaled_and_replays_as_the_same_failure(engine
             raise ValueError("the render service said no")
 
         @task(id="step-fails", retry=FAST)
-        def step_fails(payload: dict) -> None:
+        def step_fails(payload: dict[str, Any]) -> None:
             step.run("render", broken, retry=retry(max_attempts=2, min_delay=0, jitter=0))
 
-    env_id, worker = await _start(engine, registry)
-    run_id = await _trigger(engine, env_id, "step-fails")
+    env_id, worker = await in_process_worker(engine, registry)
+    run_id = await trigger_run(engine, env_id, "step-fails")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert tries["broken"] == 2  # the step's own policy, not the task's 3 x 2
     assert run.status == "FAILED" and run.attempt_count == 1
     assert run.error["name"] == "StepFailedError"
@@ -146,7 +138,7 @@ async def test_a_caught_step_failure_replays_without_running_the_step(engine: En
             raise ValueError("no")
 
         @task(id="catches", retry=FAST)
-        def catches(payload: dict, ctx: Context) -> str:
+        def catches(payload: dict[str, Any], ctx: Context) -> str:
             try:
                 step.run("risky", broken, retry=retry(max_attempts=1))
             except Exception as exc:
@@ -155,10 +147,10 @@ async def test_a_caught_step_failure_replays_without_running_the_step(engine: En
                 raise SimulatedCrash()
             return outcome
 
-    env_id, worker = await _start(engine, registry)
-    run_id = await _trigger(engine, env_id, "catches")
+    env_id, worker = await in_process_worker(engine, registry)
+    run_id = await trigger_run(engine, env_id, "catches")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and run.output == "StepFailedError"
     assert tries["broken"] == 1
 
@@ -177,13 +169,13 @@ async def test_step_try_counter_survives_a_crash(engine: Engine) -> None:
             raise ConnectionError("third try fails too")
 
         @task(id="counted", retry=FAST)
-        def counted(payload: dict) -> None:
+        def counted(payload: dict[str, Any]) -> None:
             step.run("flaky", flaky, retry=retry(max_attempts=2, min_delay=0, jitter=0))
 
-    env_id, worker = await _start(engine, registry)
-    run_id = await _trigger(engine, env_id, "counted")
+    env_id, worker = await in_process_worker(engine, registry)
+    run_id = await trigger_run(engine, env_id, "counted")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     # try 1 failed (recorded), try 2 was cut by the crash, try 3 is the step's last
     assert len(tries) == 3
     assert run.status == "FAILED" and "failed after 2 tries" in run.error["message"]
@@ -194,9 +186,9 @@ async def test_journal_write_from_a_stale_attempt_is_refused(
 ) -> None:
     env_id = (await engine.environments.by_slug("dev")).id
     ident = await bare_worker(engine, env_id)
-    run_id = await _trigger(engine, env_id, "t")
+    run_id = await trigger_run(engine, env_id, "t")
     [row] = await engine.dequeue.claim(ident, 1)
-    entry = JournalEntry(seq=0, kind="step", name="a", status="OK", result=1)
+    entry = JournalEntry(seq=0, kind="step", name="a", status=JournalStatus.OK, result=1)
     with pytest.raises(StaleTransition):  # claimed, not yet started
         await engine.journal.record(run_id, row.current_attempt_id, entry)
     await engine.attempts.start(run_id, row.current_attempt_id)
@@ -204,7 +196,7 @@ async def test_journal_write_from_a_stale_attempt_is_refused(
     with pytest.raises(StaleTransition):
         await engine.journal.record(run_id, "attempt_someone_else", entry)
     other_env = (await engine.environments.by_slug("prod")).id
-    later = JournalEntry(seq=1, kind="step", name="b", status="OK", result=2)
+    later = JournalEntry(seq=1, kind="step", name="b", status=JournalStatus.OK, result=2)
     with pytest.raises(StaleTransition):  # the attempt, but asked for from another environment
         await engine.journal.record(run_id, row.current_attempt_id, later, other_env)
     clock.advance(minutes=5)
@@ -224,19 +216,19 @@ async def test_large_results_live_out_of_line_and_a_long_journal_replays(
     with collecting_into(registry):
 
         @task(id="long", retry=FAST)
-        def long(payload: dict, ctx: Context) -> int:
+        def long(payload: dict[str, Any], ctx: Context) -> int:
             blob = step.run("big", lambda: calls.update(["big"]) or big)
             total = sum(
                 step.run(f"s{i}", lambda i=i: calls.update(["small"]) or i) for i in range(1000)
             )
             if ctx.attempt.number == 1:
                 raise SimulatedCrash()
-            return total + len(blob)
+            return int(total) + len(blob)
 
-    env_id, worker = await _start(engine, registry)
-    run_id = await _trigger(engine, env_id, "long")
+    env_id, worker = await in_process_worker(engine, registry)
+    run_id = await trigger_run(engine, env_id, "long")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and run.output == sum(range(1000)) + len(big)
     assert calls == Counter(big=1, small=1000)
     [first] = (await engine.journal.for_runs([run_id]))[run_id][:1]
@@ -248,18 +240,18 @@ async def test_a_journal_write_locks_the_run_to_its_version_only_when_asked(
 ) -> None:
     env_id = (await engine.environments.by_slug("dev")).id
     ident = await bare_worker(engine, env_id, version="v7")
-    run_id = await _trigger(engine, env_id, "t")
+    run_id = await trigger_run(engine, env_id, "t")
     [row] = await engine.dequeue.claim(ident, 1, start=1)
     unlocked = Engine.create(
         ServerSettings(database_url=db_url, lock_run_versions=False), clock=clock
     )
     await unlocked.start(background=False)
     try:  # `triggerfish dev` reloads code: its runs replay on whatever version is current
-        entry = JournalEntry(seq=0, kind="step", name="a", status="OK", result=1)
+        entry = JournalEntry(seq=0, kind="step", name="a", status=JournalStatus.OK, result=1)
         await unlocked.journal.record(run_id, row.current_attempt_id, entry, env_id)
     finally:
         await unlocked.close()
-    assert (await _run(engine, env_id, run_id)).locked_version is None
-    entry = JournalEntry(seq=1, kind="step", name="b", status="OK", result=2)
+    assert (await run_record(engine, env_id, run_id)).locked_version is None
+    entry = JournalEntry(seq=1, kind="step", name="b", status=JournalStatus.OK, result=2)
     await engine.journal.record(run_id, row.current_attempt_id, entry, env_id)
-    assert (await _run(engine, env_id, run_id)).locked_version == "v7"
+    assert (await run_record(engine, env_id, run_id)).locked_version == "v7"

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from tests.durable_support import InProcessWorker
 from tests.engine.test_runs_engine import manifest, setup
+from tests.support.in_process import InProcessWorker, run_record
 from triggerfish import retry, task
 from triggerfish._domain.states import RunStatus
 from triggerfish.engine import Engine
@@ -34,10 +34,6 @@ async def _claimed(engine: Engine, n: int, *, start: int) -> tuple[str, list[Any
     rows = await engine.dequeue.claim(worker, n, start)
     assert len(rows) == n
     return env_id, sorted(rows, key=lambda r: r.id)
-
-
-async def _run(engine: Engine, env_id: str, run_id: str) -> Any:
-    return (await engine.runs.retrieve(env_id, run_id)).run
 
 
 async def _parent_waiting_on_child(engine: Engine) -> tuple[Any, InProcessWorker, str]:
@@ -72,10 +68,10 @@ async def test_a_batch_of_successes_counts_each_current_attempt_once(engine: Eng
     ]
     _, outcomes = await engine.attempts.report_many([], reports, env_id)
     assert [o is not None for o in outcomes] == [True, False, True, False, False]
-    assert (await _run(engine, env_id, a.id)).output == {"run": "a"}
-    assert (await _run(engine, env_id, b.id)).output == {"run": "b"}
+    assert (await run_record(engine, env_id, a.id)).output == {"run": "a"}
+    assert (await run_record(engine, env_id, b.id)).output == {"run": "b"}
     for row in (c, d):
-        assert (await _run(engine, env_id, row.id)).status == RunStatus.EXECUTING
+        assert (await run_record(engine, env_id, row.id)).status == RunStatus.EXECUTING
     # a run of another environment is not this caller's to finish
     _, foreign = await engine.attempts.report_many(
         [], [Report(c.id, c.current_attempt_id, 1)], other.id
@@ -106,8 +102,8 @@ async def test_successes_and_failures_of_one_batch_count_in_their_order(engine: 
         RunStatus.COMPLETED,
         None,
     ]
-    assert (await _run(engine, env_id, a.id)).output is None
-    assert (await _run(engine, env_id, c.id)).output == "c"
+    assert (await run_record(engine, env_id, a.id)).output is None
+    assert (await run_record(engine, env_id, c.id)).output == "c"
 
 
 async def test_batched_starts_accept_each_claimed_attempt_once(engine: Engine) -> None:
@@ -124,7 +120,7 @@ async def test_batched_starts_accept_each_claimed_attempt_once(engine: Engine) -
     )
     assert started == [False, True, False, False, True]
     assert [o.status if o else None for o in outcomes] == [RunStatus.COMPLETED]
-    run = await _run(engine, env_id, b.id)
+    run = await run_record(engine, env_id, b.id)
     assert run.status == RunStatus.EXECUTING and run.started_at is not None
     attempts = (await engine.runs.retrieve(env_id, b.id)).attempts
     assert [(t.status, t.started_at is not None) for t in attempts] == [("EXECUTING", True)]
@@ -134,16 +130,16 @@ async def test_batched_starts_accept_each_claimed_attempt_once(engine: Engine) -
 
 async def test_a_batched_success_resumes_the_parent_waiting_on_it(engine: Engine) -> None:
     env, worker, parent_id = await _parent_waiting_on_child(engine)
-    assert (await _run(engine, env.id, parent_id)).status == RunStatus.WAITING
+    assert (await run_record(engine, env.id, parent_id)).status == RunStatus.WAITING
     assert worker.identity is not None
     (claimed,) = await engine.dequeue.claim(worker.identity, 1, 1)
     _, outcomes = await engine.attempts.report_many(
         [], [Report(claimed.id, claimed.current_attempt_id, {"answer": 42})], env.id
     )
     assert outcomes[0] is not None
-    assert (await _run(engine, env.id, parent_id)).status == RunStatus.QUEUED
+    assert (await run_record(engine, env.id, parent_id)).status == RunStatus.QUEUED
     await worker.run_until_idle()
-    parent_run = await _run(engine, env.id, parent_id)
+    parent_run = await run_record(engine, env.id, parent_id)
     assert parent_run.status == RunStatus.COMPLETED, parent_run.error
     assert parent_run.output == {"answer": 42}
 
@@ -177,7 +173,7 @@ async def test_when_the_shared_transaction_fails_items_count_alone_and_then_runs
     _, outcomes, after = await engine.attempts.report_many_then([], reports, env_id, then)
     assert [o is not None for o in outcomes] == [True, False]
     assert after == "ran alone" and calls == ["then", "then"]
-    assert (await _run(engine, env_id, a.id)).output == "a"
+    assert (await run_record(engine, env_id, a.id)).output == "a"
     events = await engine.runs.events(env_id, a.id)
     assert sum(e.to_status == "COMPLETED" for e in events) == 1
 
@@ -207,7 +203,7 @@ async def _report_and_claim_both_ways(
     )
     stored = []
     for row in done:
-        run = await _run(engine, env_id, row.id)
+        run = await run_record(engine, env_id, row.id)
         detail = await engine.runs.retrieve(env_id, row.id)
         events = await engine.runs.events(env_id, row.id)
         stored.append(
@@ -297,7 +293,7 @@ async def test_a_success_a_parent_waits_on_resumes_the_parent_through_the_one_st
     assert [r.id for r in rows] in ([], [parent_id])
     await engine.attempts.release([r.current_attempt_id for r in rows], "run by the test worker")
     await worker.run_until_idle()
-    parent_run = await _run(engine, env.id, parent_id)
+    parent_run = await run_record(engine, env.id, parent_id)
     assert parent_run.status == RunStatus.COMPLETED, parent_run.error
     assert parent_run.output == {"answer": 42}
     events = await engine.runs.events(env.id, claimed.id)
@@ -318,7 +314,7 @@ async def test_successes_are_recorded_and_a_limit_holds_when_the_queue_gets_one_
     )
     assert [o.status if o else None for o in outcomes] == ["COMPLETED"]
     assert claimed == []
-    assert (await _run(engine, env_id, a.id)).status == RunStatus.COMPLETED
+    assert (await run_record(engine, env_id, a.id)).status == RunStatus.COMPLETED
     _, _, claimed = await engine.dequeue.report_and_claim(
         [], [Report(b.id, b.current_attempt_id, "b")], worker, 3, 3
     )
@@ -341,7 +337,7 @@ async def test_when_the_one_statement_report_fails_the_general_path_records_it(
         [], [Report(a.id, a.current_attempt_id, "a")], worker, 2, 2
     )
     assert [o.status if o else None for o in outcomes] == ["COMPLETED"]
-    assert (await _run(engine, env_id, a.id)).output == "a"
+    assert (await run_record(engine, env_id, a.id)).output == "a"
     assert len(claimed) == 2
 
 
@@ -360,13 +356,13 @@ async def test_a_programming_error_in_a_batch_fails_instead_of_recording_each_al
     with pytest.raises(TypeError, match="a bug"):
         await engine.attempts.report_many_then([], reports, env_id, then)
     # the shared transaction rolled back, and nothing was recorded alone after it
-    assert (await _run(engine, env_id, a.id)).status == RunStatus.EXECUTING
+    assert (await run_record(engine, env_id, a.id)).status == RunStatus.EXECUTING
 
 
 async def test_a_programming_error_in_the_one_statement_report_fails_instead_of_falling_back(
     pg_db_url: str, clock: Any, monkeypatch: Any
 ) -> None:
-    from tests.conftest import started_engine
+    from tests.support import started_engine
 
     async def broken(*args: Any) -> Any:
         raise TypeError("a bug in the one-statement report")
@@ -380,4 +376,4 @@ async def test_a_programming_error_in_the_one_statement_report_fails_instead_of_
             await engine.dequeue.report_and_claim(
                 [], [Report(a.id, a.current_attempt_id, "a")], worker, 1, 1
             )
-        assert (await _run(engine, env_id, a.id)).status == RunStatus.EXECUTING
+        assert (await run_record(engine, env_id, a.id)).status == RunStatus.EXECUTING

@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
-from tests import support
-from tests.engine._machine import StoreMachine
+from tests.support.machines import StoreMachine, run_machine_on
 from triggerfish._cron import CronSpec, parse_cron
 from triggerfish._domain.filters import RunFilter
 from triggerfish.config import ServerSettings
@@ -176,8 +175,8 @@ SETTINGS = settings(
 
 
 def test_schedule_firing_sqlite() -> None:
-    support.run_machine_on(ScheduleFiring, "sqlite", SETTINGS)
+    run_machine_on(ScheduleFiring, "sqlite", SETTINGS)
 
 
 def test_schedule_firing_postgresql(pg_template: str) -> None:
-    support.run_machine_on(ScheduleFiring, "postgresql", SETTINGS, pg_template)
+    run_machine_on(ScheduleFiring, "postgresql", SETTINGS, pg_template)

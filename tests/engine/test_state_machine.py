@@ -12,8 +12,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
-from tests import support
-from tests.engine._machine import StoreMachine
+from tests.support.machines import StoreMachine, run_machine_on
 from triggerfish._domain.states import ACTIVE, ATTEMPT_FOR, FINAL, RunStatus, can_move
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
@@ -340,8 +339,8 @@ SETTINGS = settings(
 
 
 def test_run_lifecycle_sqlite() -> None:
-    support.run_machine_on(RunLifecycle, "sqlite", SETTINGS)
+    run_machine_on(RunLifecycle, "sqlite", SETTINGS)
 
 
 def test_run_lifecycle_postgresql(pg_template: str) -> None:
-    support.run_machine_on(RunLifecycle, "postgresql", SETTINGS, pg_template)
+    run_machine_on(RunLifecycle, "postgresql", SETTINGS, pg_template)

@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
-from tests import support
-from tests.engine._machine import StoreMachine
+from tests.support.machines import StoreMachine, run_machine_on
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import TriggerRequest
@@ -187,8 +186,8 @@ SETTINGS = settings(
 
 
 def test_waitpoints_sqlite() -> None:
-    support.run_machine_on(Waits, "sqlite", SETTINGS)
+    run_machine_on(Waits, "sqlite", SETTINGS)
 
 
 def test_waitpoints_postgresql(pg_template: str) -> None:
-    support.run_machine_on(Waits, "postgresql", SETTINGS, pg_template)
+    run_machine_on(Waits, "postgresql", SETTINGS, pg_template)

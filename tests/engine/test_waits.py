@@ -8,31 +8,22 @@ from typing import Any
 
 import pytest
 
-from tests.durable_support import InProcessWorker, bare_worker
+from tests.support.in_process import (
+    InProcessWorker,
+    bare_worker,
+    in_process_worker,
+    run_record,
+    trigger_run,
+)
 from triggerfish import BatchItem, Context, WaitResult, retry, step, task, wait
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
-from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
 from triggerfish.engine.waitpoints import TokenRequest, WaitSpec
 from triggerfish.errors import ConflictError, StaleTransition, WaitpointNotFound
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
 
 FAST = retry(max_attempts=3, min_delay=0, max_delay=0, jitter=0)
-
-
-async def _start(engine: Engine, registry: TaskRegistry) -> tuple[str, InProcessWorker]:
-    env = await engine.environments.by_slug("dev")
-    worker = await InProcessWorker(engine, registry, env.id).register()
-    return env.id, worker
-
-
-async def _trigger(engine: Engine, env_id: str, task_id: str, payload: Any = None) -> str:
-    return (await engine.enqueue.trigger(env_id, TriggerRequest(task_id, payload))).id
-
-
-async def _run(engine: Engine, env_id: str, run_id: str) -> Any:
-    return (await engine.runs.retrieve(env_id, run_id)).run
 
 
 async def _resumes(engine: Engine, env_id: str, run_id: str) -> int:
@@ -45,7 +36,7 @@ def _sleeper_registry(calls: Counter[str]) -> TaskRegistry:
     with collecting_into(registry):
 
         @task(id="sleeper", retry=FAST)
-        def sleeper(payload: dict) -> list[Any]:
+        def sleeper(payload: dict[str, Any]) -> list[Any]:
             calls["body"] += 1
             a = step.run("a", lambda: calls.update(["a"]) or "a")
             wait.for_(minutes=5)
@@ -53,13 +44,13 @@ def _sleeper_registry(calls: Counter[str]) -> TaskRegistry:
             return [a, b]
 
         @task(id="async-sleeper", retry=FAST)
-        async def async_sleeper(payload: dict) -> str:
+        async def async_sleeper(payload: dict[str, Any]) -> str:
             calls["async-body"] += 1
             await wait.for_(hours=2)
-            return await step.run("after", lambda: calls.update(["after"]) or "done")
+            return str(await step.run("after", lambda: calls.update(["after"]) or "done"))
 
         @task(id="napper", retry=FAST)
-        def napper(payload: dict) -> str:
+        def napper(payload: dict[str, Any]) -> str:
             calls["napper"] += 1
             wait.for_(seconds=0.01)  # below the threshold: sleeps in place
             return "rested"
@@ -71,10 +62,10 @@ async def test_a_long_wait_suspends_the_run_and_resumes_it_when_due(
     engine: Engine, clock: ManualClock
 ) -> None:
     calls: Counter[str] = Counter()
-    env_id, worker = await _start(engine, _sleeper_registry(calls))
-    run_id = await _trigger(engine, env_id, "sleeper")
+    env_id, worker = await in_process_worker(engine, _sleeper_registry(calls))
+    run_id = await trigger_run(engine, env_id, "sleeper")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "WAITING" and run.worker_id is None
     waiting = (await engine.waitpoints.waiting_for([run_id]))[run_id]
     assert [w["type"] for w in waiting] == ["DURATION"] and waiting[0]["until"]
@@ -83,7 +74,7 @@ async def test_a_long_wait_suspends_the_run_and_resumes_it_when_due(
     clock.advance(minutes=1)
     assert await engine.waitpoints.resolve_due() == 1
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and run.output == ["a", "b"]
     assert calls == Counter(body=2, a=1, b=1)
     assert [a.status for a in (await engine.runs.retrieve(env_id, run_id)).attempts] == [
@@ -94,37 +85,41 @@ async def test_a_long_wait_suspends_the_run_and_resumes_it_when_due(
 
 async def test_async_tasks_await_waits(engine: Engine, clock: ManualClock) -> None:
     calls: Counter[str] = Counter()
-    env_id, worker = await _start(engine, _sleeper_registry(calls))
-    run_id = await _trigger(engine, env_id, "async-sleeper")
+    env_id, worker = await in_process_worker(engine, _sleeper_registry(calls))
+    run_id = await trigger_run(engine, env_id, "async-sleeper")
     await worker.run_until_idle()
-    assert (await _run(engine, env_id, run_id)).status == "WAITING"
+    assert (await run_record(engine, env_id, run_id)).status == "WAITING"
     clock.advance(hours=2)
     await engine.maintenance.sweep()
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and run.output == "done"
     assert calls == Counter({"async-body": 2, "after": 1})
 
 
 async def test_a_short_wait_sleeps_in_place(engine: Engine) -> None:
     calls: Counter[str] = Counter()
-    env_id, worker = await _start(engine, _sleeper_registry(calls))
-    run_id = await _trigger(engine, env_id, "napper")
+    env_id, worker = await in_process_worker(engine, _sleeper_registry(calls))
+    run_id = await trigger_run(engine, env_id, "napper")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and run.attempt_count == 1 and calls["napper"] == 1
 
 
-def _token_registry(seen: list[WaitResult]) -> TaskRegistry:
+def _token_registry(seen: list[WaitResult[Any]]) -> TaskRegistry:
     registry = TaskRegistry()
     with collecting_into(registry):
 
         @task(id="approval", retry=FAST)
-        def approval(payload: dict) -> Any:
+        def approval(payload: dict[str, Any]) -> Any:
             token = wait.create_token(
                 timeout=(payload or {}).get("timeout", "1h"), tags=["approval"]
             )
-            step.run("announce", lambda: seen.clear() or token.id)
+            def announce() -> str:
+                seen.clear()
+                return token.id
+
+            step.run("announce", announce)
             result = wait.for_token(token)
             seen.append(result)
             return {"ok": result.ok, "output": result.output, "error": result.error}
@@ -140,11 +135,11 @@ async def _token_of(engine: Engine, env_id: str, run_id: str) -> str:
 async def test_a_token_completed_through_the_engine_resumes_the_run_once(
     engine: Engine,
 ) -> None:
-    seen: list[WaitResult] = []
-    env_id, worker = await _start(engine, _token_registry(seen))
-    run_id = await _trigger(engine, env_id, "approval")
+    seen: list[WaitResult[Any]] = []
+    env_id, worker = await in_process_worker(engine, _token_registry(seen))
+    run_id = await trigger_run(engine, env_id, "approval")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "WAITING", run.error["stack_trace"]
     token_id = await _token_of(engine, env_id, run_id)
     waiting = (await engine.waitpoints.waiting_for([run_id]))[run_id]
@@ -160,7 +155,7 @@ async def test_a_token_completed_through_the_engine_resumes_the_run_once(
     await engine.waitpoints.complete_token(env_id, token_id, {"approved": True})
     await engine.waitpoints.complete_token(env_id, token_id, {"approved": False})  # no-op
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED"
     assert run.output == {"ok": True, "output": {"approved": True}, "error": None}
     assert await _resumes(engine, env_id, run_id) == 1
@@ -174,15 +169,15 @@ async def test_a_token_completed_through_the_engine_resumes_the_run_once(
 async def test_a_token_that_times_out_resumes_with_an_error_and_refuses_completion(
     engine: Engine, clock: ManualClock
 ) -> None:
-    seen: list[WaitResult] = []
-    env_id, worker = await _start(engine, _token_registry(seen))
-    run_id = await _trigger(engine, env_id, "approval", {"timeout": "10m"})
+    seen: list[WaitResult[Any]] = []
+    env_id, worker = await in_process_worker(engine, _token_registry(seen))
+    run_id = await trigger_run(engine, env_id, "approval", {"timeout": "10m"})
     await worker.run_until_idle()
     token_id = await _token_of(engine, env_id, run_id)
     clock.advance(minutes=11)
     await engine.maintenance.sweep()
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and run.output["ok"] is False
     assert run.output["error"]["code"] == "TRIGGER_WAITPOINT_TIMEOUT"
     with pytest.raises(ConflictError, match="timed out"):
@@ -194,15 +189,15 @@ async def test_a_token_completed_before_the_wait_resolves_it_at_once(engine: Eng
     with collecting_into(registry):
 
         @task(id="self-approves", retry=FAST)
-        def self_approves(payload: dict) -> Any:
+        def self_approves(payload: dict[str, Any]) -> Any:
             token = wait.create_token()
             wait.complete_token(token, {"by": "myself"})
             return wait.for_token(token.id).unwrap()
 
-    env_id, worker = await _start(engine, registry)
-    run_id = await _trigger(engine, env_id, "self-approves")
+    env_id, worker = await in_process_worker(engine, registry)
+    run_id = await trigger_run(engine, env_id, "self-approves")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and run.output == {"by": "myself"} and run.attempt_count == 1
 
 
@@ -211,20 +206,20 @@ async def test_every_run_waiting_on_one_token_resumes_once_with_its_data(engine:
     with collecting_into(registry):
 
         @task(id="awaits-given", retry=FAST)
-        def awaits_given(payload: dict) -> Any:
+        def awaits_given(payload: dict[str, Any]) -> Any:
             return wait.for_token(payload["token"]).unwrap()
 
-    env_id, worker = await _start(engine, registry)
+    env_id, worker = await in_process_worker(engine, registry)
     token, _ = await engine.waitpoints.create_token(env_id, TokenRequest())
     run_ids = [
-        await _trigger(engine, env_id, "awaits-given", {"token": token.id}) for _ in range(3)
+        await trigger_run(engine, env_id, "awaits-given", {"token": token.id}) for _ in range(3)
     ]
     await worker.run_until_idle()
-    assert {(await _run(engine, env_id, r)).status for r in run_ids} == {"WAITING"}
+    assert {(await run_record(engine, env_id, r)).status for r in run_ids} == {"WAITING"}
     await engine.waitpoints.complete_token(env_id, token.id, {"go": True})
     await worker.run_until_idle()
     for run_id in run_ids:
-        run = await _run(engine, env_id, run_id)
+        run = await run_record(engine, env_id, run_id)
         assert run.status == "COMPLETED" and run.output == {"go": True}
         assert await _resumes(engine, env_id, run_id) == 1
 
@@ -232,9 +227,9 @@ async def test_every_run_waiting_on_one_token_resumes_once_with_its_data(engine:
 async def test_two_servers_completing_one_token_at_once_resume_the_run_once(
     engine: Engine, db_url: str, clock: ManualClock
 ) -> None:
-    seen: list[WaitResult] = []
-    env_id, worker = await _start(engine, _token_registry(seen))
-    run_ids = [await _trigger(engine, env_id, "approval") for _ in range(3)]
+    seen: list[WaitResult[Any]] = []
+    env_id, worker = await in_process_worker(engine, _token_registry(seen))
+    run_ids = [await trigger_run(engine, env_id, "approval") for _ in range(3)]
     await worker.run_until_idle()
     other = Engine.create(ServerSettings(database_url=db_url), clock=clock)
     await other.start(background=False)
@@ -249,7 +244,7 @@ async def test_two_servers_completing_one_token_at_once_resume_the_run_once(
         await other.close()
     await worker.run_until_idle()
     for run_id in run_ids:
-        run = await _run(engine, env_id, run_id)
+        run = await run_record(engine, env_id, run_id)
         assert run.status == "COMPLETED" and run.output["output"]["from"] in ("a", "b")
         assert await _resumes(engine, env_id, run_id) == 1
 
@@ -257,9 +252,9 @@ async def test_two_servers_completing_one_token_at_once_resume_the_run_once(
 async def test_a_completion_racing_the_timeout_gives_one_consistent_result(
     engine: Engine, clock: ManualClock
 ) -> None:
-    seen: list[WaitResult] = []
-    env_id, worker = await _start(engine, _token_registry(seen))
-    run_id = await _trigger(engine, env_id, "approval", {"timeout": "1m"})
+    seen: list[WaitResult[Any]] = []
+    env_id, worker = await in_process_worker(engine, _token_registry(seen))
+    run_id = await trigger_run(engine, env_id, "approval", {"timeout": "1m"})
     await worker.run_until_idle()
     token_id = await _token_of(engine, env_id, run_id)
     clock.advance(minutes=2)
@@ -273,7 +268,7 @@ async def test_a_completion_racing_the_timeout_gives_one_consistent_result(
 
     first, _ = await asyncio.gather(complete(), engine.waitpoints.resolve_due())
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and await _resumes(engine, env_id, run_id) == 1
     token = await engine.waitpoints.get_token(env_id, token_id)
     assert run.output["ok"] is (token.status == "COMPLETED")
@@ -285,14 +280,14 @@ def _family(calls: Counter[str]) -> TaskRegistry:
     with collecting_into(registry):
 
         @task(id="child", retry=retry(max_attempts=1))
-        def child(payload: dict) -> int:
+        def child(payload: dict[str, Any]) -> int:
             calls[f"child-{payload['n']}"] += 1
             if payload.get("fail"):
                 raise ValueError(f"child {payload['n']} failed")
             return int(payload["n"]) * 10
 
         @task(id="parent", retry=FAST)
-        def parent(payload: dict, ctx: Context) -> Any:
+        def parent(payload: dict[str, Any], ctx: Context) -> Any:
             calls["parent"] += 1
             one = child.trigger_and_wait({"n": 1})
             many = child.batch_trigger_and_wait(
@@ -304,16 +299,16 @@ def _family(calls: Counter[str]) -> TaskRegistry:
             }
 
         @task(id="async-parent", retry=FAST)
-        async def async_parent(payload: dict) -> Any:
+        async def async_parent(payload: dict[str, Any]) -> Any:
             result = await child.trigger_and_wait({"n": 7})
             return result.output
 
         @task(id="blocked-child", retry=retry(max_attempts=1))
-        def blocked_child(payload: dict) -> None:
+        def blocked_child(payload: dict[str, Any]) -> None:
             wait.for_(days=1)
 
         @task(id="waits-on-blocked", retry=FAST)
-        def waits_on_blocked(payload: dict) -> None:
+        def waits_on_blocked(payload: dict[str, Any]) -> None:
             blocked_child.trigger_and_wait({})
 
     return registry
@@ -323,10 +318,10 @@ async def test_trigger_and_wait_and_batches_resume_the_parent_with_results_in_or
     engine: Engine,
 ) -> None:
     calls: Counter[str] = Counter()
-    env_id, worker = await _start(engine, _family(calls))
-    run_id = await _trigger(engine, env_id, "parent")
+    env_id, worker = await in_process_worker(engine, _family(calls))
+    run_id = await trigger_run(engine, env_id, "parent")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED", run.error
     assert run.output == {"one": 10, "many": [20, "child 3 failed", 40]}
     assert calls == Counter({"parent": 3, "child-1": 1, "child-2": 1, "child-3": 1, "child-4": 1})
@@ -338,25 +333,25 @@ async def test_trigger_and_wait_and_batches_resume_the_parent_with_results_in_or
 
 async def test_async_trigger_and_wait(engine: Engine) -> None:
     calls: Counter[str] = Counter()
-    env_id, worker = await _start(engine, _family(calls))
-    run_id = await _trigger(engine, env_id, "async-parent")
+    env_id, worker = await in_process_worker(engine, _family(calls))
+    run_id = await trigger_run(engine, env_id, "async-parent")
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and run.output == 70
 
 
 async def test_canceling_a_waiting_parent_cancels_its_children(engine: Engine) -> None:
     calls: Counter[str] = Counter()
-    env_id, worker = await _start(engine, _family(calls))
-    run_id = await _trigger(engine, env_id, "waits-on-blocked")
+    env_id, worker = await in_process_worker(engine, _family(calls))
+    run_id = await trigger_run(engine, env_id, "waits-on-blocked")
     await worker.run_until_idle()
     waiting = (await engine.waitpoints.waiting_for([run_id]))[run_id]
     assert [w["type"] for w in waiting] == ["RUN"]
     child_id = waiting[0]["runId"]
-    assert (await _run(engine, env_id, child_id)).status == "WAITING"
+    assert (await run_record(engine, env_id, child_id)).status == "WAITING"
     await engine.runs.cancel(env_id, run_id)
-    assert (await _run(engine, env_id, run_id)).status == "CANCELED"
-    assert (await _run(engine, env_id, child_id)).status == "CANCELED"
+    assert (await run_record(engine, env_id, run_id)).status == "CANCELED"
+    assert (await run_record(engine, env_id, child_id)).status == "CANCELED"
 
 
 def _filter(**kw: Any) -> Any:
@@ -370,19 +365,19 @@ async def test_a_run_resumes_only_on_the_worker_version_it_started_on(
 ) -> None:
     calls: Counter[str] = Counter()
     registry = _sleeper_registry(calls)
-    env_id, old = await _start(engine, registry)
-    run_id = await _trigger(engine, env_id, "sleeper")
+    env_id, old = await in_process_worker(engine, registry)
+    run_id = await trigger_run(engine, env_id, "sleeper")
     await old.run_until_idle()
-    assert (await _run(engine, env_id, run_id)).locked_version == "v1"
+    assert (await run_record(engine, env_id, run_id)).locked_version == "v1"
     new = await InProcessWorker(engine, registry, env_id, version="v2").register()
     clock.advance(minutes=5)
     await engine.maintenance.sweep()
     assert await new.run_until_idle() == []  # the newer worker does not take it
-    assert (await _run(engine, env_id, run_id)).status == "QUEUED"
-    fresh = await _trigger(engine, env_id, "napper")  # unlocked runs go to any version
+    assert (await run_record(engine, env_id, run_id)).status == "QUEUED"
+    fresh = await trigger_run(engine, env_id, "napper")  # unlocked runs go to any version
     assert [o.run_id for o in await new.run_until_idle()] == [fresh]
     await old.run_until_idle()
-    assert (await _run(engine, env_id, run_id)).status == "COMPLETED"
+    assert (await run_record(engine, env_id, run_id)).status == "COMPLETED"
 
 
 async def test_a_child_finishing_as_the_parents_wait_times_out_gives_one_result(
@@ -392,16 +387,16 @@ async def test_a_child_finishing_as_the_parents_wait_times_out_gives_one_result(
     with collecting_into(registry):
 
         @task(id="quick-child", retry=retry(max_attempts=1))
-        def quick_child(payload: dict) -> int:
+        def quick_child(payload: dict[str, Any]) -> int:
             return 5
 
         @task(id="impatient", retry=FAST)
-        def impatient(payload: dict) -> Any:
+        def impatient(payload: dict[str, Any]) -> Any:
             result = quick_child.trigger_and_wait({}, timeout=60)
             return {"ok": result.ok, "output": result.output}
 
-    env_id, worker = await _start(engine, registry)
-    run_id = await _trigger(engine, env_id, "impatient")
+    env_id, worker = await in_process_worker(engine, registry)
+    run_id = await trigger_run(engine, env_id, "impatient")
     await worker.run_one()  # the parent suspends; the child is queued
     [waiting] = (await engine.waitpoints.waiting_for([run_id]))[run_id]
     assert waiting["type"] == "RUN" and waiting["timeoutAt"]
@@ -411,7 +406,7 @@ async def test_a_child_finishing_as_the_parents_wait_times_out_gives_one_result(
     )
     assert child_done is not None and child_done.report["output"] == 5
     await worker.run_until_idle()
-    run = await _run(engine, env_id, run_id)
+    run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and await _resumes(engine, env_id, run_id) == 1
     assert run.output == ({"ok": False, "output": None} if timed_out else {"ok": True, "output": 5})
 
@@ -419,7 +414,7 @@ async def test_a_child_finishing_as_the_parents_wait_times_out_gives_one_result(
 async def test_a_stale_attempt_neither_waits_nor_makes_a_token(engine: Engine) -> None:
     env_id = (await engine.environments.by_slug("dev")).id
     ident = await bare_worker(engine, env_id)
-    run_id = await _trigger(engine, env_id, "t")
+    run_id = await trigger_run(engine, env_id, "t")
     assert len(await engine.dequeue.claim(ident, 1, start=1)) == 1  # executing, attempt 1
     with pytest.raises(StaleTransition):
         await engine.waitpoints.create_token_from_task(
@@ -447,4 +442,4 @@ async def test_a_stale_attempt_neither_waits_nor_makes_a_token(engine: Engine) -
         )
     assert (await engine.waitpoints.waiting_for([run_id]))[run_id] == []
     assert (await engine.journal.for_runs([run_id]))[run_id] == []
-    assert (await _run(engine, env_id, run_id)).status == "EXECUTING"
+    assert (await run_record(engine, env_id, run_id)).status == "EXECUTING"

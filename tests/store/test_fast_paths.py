@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import started_engine
 from tests.engine.test_runs_engine import manifest
+from tests.support import started_engine
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Report
 from triggerfish.engine.dequeue import WorkerIdentity

@@ -4,7 +4,7 @@ of another, and a server alone sends no ``NOTIFY`` at all."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -20,8 +20,12 @@ def dsn(pg_db_url: str) -> str:
     return make_url(pg_db_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+#: starts one more server's notifier
+Starter = Callable[[], Awaitable[PostgresNotifier]]
+
+
 @pytest.fixture
-async def servers(dsn: str) -> AsyncIterator[Callable[[], PostgresNotifier]]:
+async def servers(dsn: str) -> AsyncIterator[Starter]:
     """Starts notifiers (one per server) that count the NOTIFYs they send."""
     started: list[PostgresNotifier] = []
 
@@ -32,7 +36,7 @@ async def servers(dsn: str) -> AsyncIterator[Callable[[], PostgresNotifier]]:
         started.append(notifier)
         return notifier
 
-    yield start  # type: ignore[misc]
+    yield start
     for notifier in started:
         await notifier.close()
 
@@ -65,7 +69,7 @@ async def _settle(notifier: PostgresNotifier) -> None:
         await asyncio.wait(set(notifier._sending), timeout=5)
 
 
-async def test_a_lone_server_wakes_its_own_pollers_without_notify(servers: Callable) -> None:
+async def test_a_lone_server_wakes_its_own_pollers_without_notify(servers: Starter) -> None:
     alone: PostgresNotifier = await servers()
     sent = _sent(alone)
     for _ in range(3):
@@ -77,7 +81,7 @@ async def test_a_lone_server_wakes_its_own_pollers_without_notify(servers: Calla
 
 
 async def test_a_trigger_on_one_server_wakes_the_pollers_of_another(
-    servers: Callable,
+    servers: Starter,
 ) -> None:
     a: PostgresNotifier = await servers()
     sent = _sent(a)
@@ -122,7 +126,7 @@ async def _wakes_across(a: PostgresNotifier, b: PostgresNotifier) -> None:
 
 
 async def test_a_server_listens_again_after_postgresql_drops_its_connection(
-    servers: Callable, dsn: str
+    servers: Starter, dsn: str
 ) -> None:
     a: PostgresNotifier = await servers()
     b: PostgresNotifier = await servers()
@@ -140,7 +144,7 @@ async def test_a_server_listens_again_after_postgresql_drops_its_connection(
 
 
 async def test_a_server_sends_again_after_postgresql_drops_its_sending_connection(
-    servers: Callable, dsn: str
+    servers: Starter, dsn: str
 ) -> None:
     a: PostgresNotifier = await servers()
     b: PostgresNotifier = await servers()
@@ -167,7 +171,7 @@ class _Silent:
 
 
 async def test_a_listening_connection_that_stops_answering_is_replaced(
-    servers: Callable, monkeypatch: pytest.MonkeyPatch
+    servers: Starter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(PostgresNotifier, "CHECK_INTERVAL", 0.05)
     a: PostgresNotifier = await servers()

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests import support
 from triggerfish.worker.discovery import ProjectConfig
 from triggerfish.worker.executor import ExecutorPool, Job
 
@@ -133,8 +134,8 @@ async def test_executor_stops_an_attempt_over_its_memory_limit(pool: ExecutorPoo
 async def test_executor_cancel_stops_the_attempt(pool: ExecutorPool) -> None:
     attempt = job("sleeper", {"seconds": 5})
     running = asyncio.create_task(pool.run(attempt))
-    await asyncio.sleep(0.3)
-    assert await pool.cancel(attempt.attempt_id) is True
+    # the pool finds the attempt to stop once a task process holds it
+    await support.wait_for_async(lambda: pool.cancel(attempt.attempt_id), 10, what="the attempt")
     report = await asyncio.wait_for(running, 5)
     assert report["error"]["kind"] == "CANCELED"
     assert await pool.cancel("att_unknown") is False

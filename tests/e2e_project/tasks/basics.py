@@ -7,13 +7,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from triggerfish import AbortTaskRunError, Context, ErrorDecision, logger, retry, task
 
 
-def _mark(payload: dict, name: str) -> None:
+def _mark(payload: dict[str, Any], name: str) -> None:
     folder = Path(payload["marks"])
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / name).open("a") as fh:
@@ -21,7 +22,7 @@ def _mark(payload: dict, name: str) -> None:
 
 
 @task(id="hello")
-async def hello(payload: dict, ctx: Context) -> dict:
+async def hello(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     print("printing to stdout", ctx.run.id)
     print("printing to stderr", file=sys.stderr)
     logger.info("greeting", who=payload.get("who"), attempt=ctx.attempt.number)
@@ -35,24 +36,24 @@ async def hello(payload: dict, ctx: Context) -> dict:
 
 
 @task(id="sync-hello")
-def sync_hello(payload: dict) -> str:
+def sync_hello(payload: dict[str, Any]) -> str:
     return f"hi {payload.get('who')}"
 
 
 @task(id="flaky", retry=retry(max_attempts=4, factor=1, min_delay=0.05, max_delay=0.1))
-def flaky(payload: dict, ctx: Context) -> dict:
+def flaky(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     if ctx.attempt.number < payload["succeed_on"]:
         raise ConnectionError(f"attempt {ctx.attempt.number} failed")
     return {"attempt": ctx.attempt.number}
 
 
 @task(id="always-fails", retry=retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
-def always_fails(payload: dict) -> None:
+def always_fails(payload: dict[str, Any]) -> None:
     raise ValueError("this never works")
 
 
 @task(id="aborts", retry=retry(max_attempts=5, min_delay=0.05, max_delay=0.05))
-def aborts(payload: dict) -> None:
+def aborts(payload: dict[str, Any]) -> None:
     raise AbortTaskRunError("not worth retrying")
 
 
@@ -69,35 +70,35 @@ def _skip_value_errors(payload: object, error: BaseException, ctx: object) -> Er
     retry=retry(max_attempts=3, min_delay=0.05, max_delay=0.05),
     catch_error=_skip_value_errors,
 )
-def hooked(payload: dict) -> None:
+def hooked(payload: dict[str, Any]) -> None:
     if payload["raise"] == "key":
         raise KeyError("missing")
     raise PermissionError("denied")
 
 
 @task(id="exits", retry=retry(max_attempts=1))
-def exits(payload: dict) -> None:
+def exits(payload: dict[str, Any]) -> None:
     sys.exit(3)
 
 
 @task(id="segfaults", retry=retry(max_attempts=1))
-def segfaults(payload: dict) -> None:
+def segfaults(payload: dict[str, Any]) -> None:
     os.abort()
 
 
 @task(id="too-slow", max_duration=1, retry=retry(max_attempts=3))
-def too_slow(payload: dict) -> None:
+def too_slow(payload: dict[str, Any]) -> None:
     time.sleep(60)
 
 
 @task(id="memory-hog", machine="micro", retry=retry(max_attempts=1))
-def memory_hog(payload: dict) -> int:
+def memory_hog(payload: dict[str, Any]) -> int:
     hog = bytearray(700 * 1024 * 1024)
     return len(hog)
 
 
 @task(id="not-json", retry=retry(max_attempts=1))
-def not_json(payload: dict) -> object:
+def not_json(payload: dict[str, Any]) -> object:
     return object()
 
 
@@ -107,12 +108,12 @@ class Signup(BaseModel):
 
 
 @task(id="typed")
-def typed(payload: Signup) -> dict:
+def typed(payload: Signup) -> dict[str, Any]:
     return {"email": payload.email, "plan_type": type(payload).__name__}
 
 
 @task(id="blocks", retry=retry(max_attempts=3, min_delay=0.05, max_delay=0.05))
-def blocks(payload: dict, ctx: Context) -> dict:
+def blocks(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """Marks its start, then waits until the test drops a 'go' file (or a timeout)."""
     _mark(payload, f"started-{ctx.attempt.number}")
     go = Path(payload["marks"]) / "go"
@@ -124,12 +125,12 @@ def blocks(payload: dict, ctx: Context) -> dict:
 
 
 @task(id="counts")
-def counts(payload: dict, ctx: Context) -> int:
+def counts(payload: dict[str, Any], ctx: Context) -> int:
     _mark(payload, f"ran-{ctx.run.id}")
     return ctx.attempt.number
 
 
 @task(id="leaks-secret")
-def leaks_secret(payload: dict) -> None:
+def leaks_secret(payload: dict[str, Any]) -> None:
     print("the key is", payload["secret"])
     logger.info("key in a field", key=payload["secret"])

@@ -9,8 +9,9 @@ import uuid
 from typing import Any
 
 import triggerfish
-from tasks.basics import sync_hello
 from triggerfish import Context, task
+
+from .basics import sync_hello
 
 #: what a leaked secret looks like: an API key, or a value the test marked secret
 _SECRET_SHAPES = re.compile(rb"tr_[a-z0-9-]+_[A-Za-z0-9_]{16,}|tfsecret-[0-9a-f]{32}")
@@ -34,7 +35,7 @@ def _writable_memory() -> list[bytes]:
 
 
 @task(id="inspect-process")
-def inspect_process(payload: dict) -> dict[str, Any]:
+def inspect_process(payload: dict[str, Any]) -> dict[str, Any]:
     """What of the worker's secrets this task process could find, anywhere it can look."""
     probe = ("tfsecret-" + uuid.uuid4().hex).encode()  # the scan must find this one
     found = {m.decode() for chunk in _writable_memory() for m in _SECRET_SHAPES.findall(chunk)}
@@ -47,7 +48,7 @@ def inspect_process(payload: dict) -> dict[str, Any]:
 
 
 @task(id="trigger-from-task")
-def trigger_from_task(payload: dict, ctx: Context) -> dict[str, Any]:
+def trigger_from_task(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """Triggers other tasks without waiting, and reads runs, with no key of its own."""
     one = sync_hello.trigger({"who": "task"})
     two = triggerfish.tasks.trigger("sync-hello", {"who": "by id"})
@@ -64,7 +65,7 @@ def trigger_from_task(payload: dict, ctx: Context) -> dict[str, Any]:
 
 
 @task(id="trigger-from-async-task")
-async def trigger_from_async_task(payload: dict, ctx: Context) -> dict[str, Any]:
+async def trigger_from_async_task(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """The same from an ``async def`` task, through the async client."""
     one = await sync_hello.trigger_async({"who": "async task"})
     two = await triggerfish.tasks.trigger_async("sync-hello", {"who": "async by id"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -30,14 +31,14 @@ def _effect(marks: str, i: int) -> int:
 
 
 @task(id="five-steps", retry=retry(max_attempts=3, min_delay=0.05, max_delay=0.05))
-def five_steps(payload: dict, ctx: Context) -> dict:
+def five_steps(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     _mark(payload["marks"], "body")
     results = [step.run(f"step-{i}", _effect, payload["marks"], i) for i in range(1, 6)]
     return {"results": results, "attempt": ctx.attempt.number}
 
 
 @task(id="five-steps-async", retry=retry(max_attempts=3, min_delay=0.05, max_delay=0.05))
-async def five_steps_async(payload: dict, ctx: Context) -> dict:
+async def five_steps_async(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     _mark(payload["marks"], "body")
     results = []
     for i in range(1, 6):
@@ -54,7 +55,7 @@ def _fails_until(marks: str, succeed_on: int) -> str:
 
 
 @task(id="flaky-step", retry=retry(max_attempts=2, min_delay=0.01, max_delay=0.01))
-def flaky_step(payload: dict) -> str:
+def flaky_step(payload: dict[str, Any]) -> str:
     policy = retry(max_attempts=payload["tries"], min_delay=0.01, max_delay=0.01)
     return str(
         step.run("flaky", _fails_until, payload["marks"], payload["succeed_on"], retry=policy)
@@ -67,7 +68,7 @@ def _marked(marks: str, name: str) -> str:
 
 
 @task(id="sleeps-durably", retry=retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
-def sleeps_durably(payload: dict) -> list[str]:
+def sleeps_durably(payload: dict[str, Any]) -> list[str]:
     _mark(payload["marks"], "body")
     before = step.run("before", _marked, payload["marks"], "before")
     wait.for_(seconds=payload["secs"])
@@ -76,7 +77,7 @@ def sleeps_durably(payload: dict) -> list[str]:
 
 
 @task(id="awaits-approval")
-async def awaits_approval(payload: dict) -> dict:
+async def awaits_approval(payload: dict[str, Any]) -> dict[str, Any]:
     token = await wait.create_token(timeout="10m", tags=["approval"])
     result = await wait.for_token(token)
     return {"ok": result.ok, "output": result.output}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from triggerfish import Context, metadata, queue, task
 
@@ -13,7 +14,7 @@ limited = queue("e2e-limited", concurrency_limit=2)
 keyed = queue("e2e-keyed", concurrency_limit=1)
 
 
-def _mark(payload: dict, name: str) -> None:
+def _mark(payload: dict[str, Any], name: str) -> None:
     folder = Path(payload["marks"])
     folder.mkdir(parents=True, exist_ok=True)
     with (folder / name).open("a") as fh:
@@ -21,7 +22,7 @@ def _mark(payload: dict, name: str) -> None:
 
 
 @task(id="flow-limited", queue=limited)
-def flow_limited(payload: dict, ctx: Context) -> str:
+def flow_limited(payload: dict[str, Any], ctx: Context) -> str:
     _mark(payload, f"start-{ctx.run.id}")
     time.sleep(payload.get("seconds", 0.3))
     _mark(payload, f"end-{ctx.run.id}")
@@ -29,7 +30,7 @@ def flow_limited(payload: dict, ctx: Context) -> str:
 
 
 @task(id="flow-limited-too", queue=limited)
-def flow_limited_too(payload: dict, ctx: Context) -> str:
+def flow_limited_too(payload: dict[str, Any], ctx: Context) -> str:
     _mark(payload, f"start-{ctx.run.id}")
     time.sleep(payload.get("seconds", 0.3))
     _mark(payload, f"end-{ctx.run.id}")
@@ -37,13 +38,13 @@ def flow_limited_too(payload: dict, ctx: Context) -> str:
 
 
 @task(id="flow-keyed", queue=keyed)
-def flow_keyed(payload: dict) -> str:
+def flow_keyed(payload: dict[str, Any]) -> str:
     time.sleep(payload.get("seconds", 0.05))
     return str(payload.get("key"))
 
 
 @task(id="flow-meta")
-def flow_meta(payload: dict) -> dict:
+def flow_meta(payload: dict[str, Any]) -> dict[str, Any]:
     metadata.set("progress", 0.5)
     metadata.append("steps", "fetch")
     metadata.append("steps", "render")
@@ -54,7 +55,7 @@ def flow_meta(payload: dict) -> dict:
 
 
 @task(id="flow-forever")
-def flow_forever(payload: dict, ctx: Context) -> None:
+def flow_forever(payload: dict[str, Any], ctx: Context) -> None:
     _mark(payload, f"pid-{ctx.run.id}")
     while True:
         time.sleep(0.05)

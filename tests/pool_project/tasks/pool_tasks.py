@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
 from triggerfish import Context, ErrorDecision, logger, metadata, step, task
 
 
 @task(id="chatty")
-def chatty(payload: dict, ctx: Context) -> dict:
+def chatty(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     print("out 1")
     logger.info("log 2", n=2)
     print("err 3", file=sys.stderr)
@@ -20,18 +21,18 @@ def chatty(payload: dict, ctx: Context) -> dict:
 
 
 @task(id="stepper")
-def stepper(payload: dict) -> int:
+def stepper(payload: dict[str, Any]) -> int:
     return int(step.run("double", lambda: payload["n"] * 2))
 
 
 @task(id="sleeper")
-def sleeper(payload: dict) -> str:
+def sleeper(payload: dict[str, Any]) -> str:
     time.sleep(payload["seconds"])
     return "woke"
 
 
 @task(id="hog")
-def hog(payload: dict) -> int:
+def hog(payload: dict[str, Any]) -> int:
     block = bytearray(payload["mb"] * 1024 * 1024)
     for i in range(0, len(block), 4096):
         block[i] = 1
@@ -40,17 +41,17 @@ def hog(payload: dict) -> int:
 
 
 @task(id="crasher")
-def crasher(payload: dict) -> None:
+def crasher(payload: dict[str, Any]) -> None:
     os._exit(7)
 
 
 @task(id="pid")
-def pid(payload: dict) -> int:
+def pid(payload: dict[str, Any]) -> int:
     return os.getpid()
 
 
 @task(id="fails")
-def fails(payload: dict) -> None:
+def fails(payload: dict[str, Any]) -> None:
     raise ValueError("bad input")
 
 
@@ -59,10 +60,10 @@ def _skip_with_attempt(payload: object, error: BaseException, ctx: Context) -> E
 
 
 @task(id="hooked", catch_error=_skip_with_attempt)
-def hooked(payload: dict) -> None:
+def hooked(payload: dict[str, Any]) -> None:
     raise KeyError("missing")
 
 
 @task(id="not-a-number")
-def not_a_number(payload: dict) -> float:
+def not_a_number(payload: dict[str, Any]) -> float:
     return float("nan")

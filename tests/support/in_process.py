@@ -16,6 +16,7 @@ from triggerfish.api.worker_api import wait_spec
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure
 from triggerfish.engine.dequeue import WorkerIdentity
+from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.journal import JournalEntry
 from triggerfish.errors import StaleTransition, TriggerfishError
 from triggerfish.sdk._registry import TaskRegistry
@@ -41,6 +42,24 @@ async def bare_worker(engine: Engine, env_id: str, version: str = "v1") -> Worke
         concurrency=1,
         tasks=[{"id": "t", "retry": {}, "machine": "small-1x", "queue": {"name": "task/t"}}],
     )
+
+
+async def in_process_worker(
+    engine: Engine, registry: TaskRegistry, version: str = "v1"
+) -> tuple[str, InProcessWorker]:
+    """The dev environment's id, and an in-process worker registered there for ``registry``."""
+    env = await engine.environments.by_slug("dev")
+    return env.id, await InProcessWorker(engine, registry, env.id, version).register()
+
+
+async def trigger_run(engine: Engine, env_id: str, task_id: str, payload: Any = None) -> str:
+    """Trigger ``task_id``; the new run's id."""
+    return (await engine.enqueue.trigger(env_id, TriggerRequest(task_id, payload))).id
+
+
+async def run_record(engine: Engine, env_id: str, run_id: str) -> Any:
+    """The run as the store has it now."""
+    return (await engine.runs.retrieve(env_id, run_id)).run
 
 
 class InProcessWorker:
@@ -101,7 +120,7 @@ class InProcessWorker:
         return Outcome(row.id, report)
 
     async def run_until_idle(self, limit: int = 50) -> list[Outcome]:
-        done = []
+        done: list[Outcome] = []
         for _ in range(limit):
             outcome = await self.run_one()
             if outcome is None:

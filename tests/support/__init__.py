@@ -1,31 +1,55 @@
-"""Test helpers: waiting on conditions, databases, and real server/worker processes."""
+"""Test helpers: waiting on conditions, databases, servers and worker processes.
+
+The rest of the package: ``in_process`` (a worker that runs attempts in the test's
+own process, for durable-execution tests) and ``machines`` (the base of the
+hypothesis state machines). Fixtures stay in the ``conftest.py`` files.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import inspect
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
 import httpx
 
+from triggerfish import Triggerfish
+from triggerfish.config import ServerSettings
+from triggerfish.engine import Engine
+from triggerfish.engine.resources import ManualClock
+from triggerfish.store.db import Database, sqlite_url
+from triggerfish.store.migrate import upgrade
+
+if TYPE_CHECKING:
+    from triggerfish.cli._serve import EmbeddedServer
+
 T = TypeVar("T")
+#: what a condition returns while it does not hold yet
+NotYet: TypeAlias = Literal[False] | None
+
+#: the stores every store feature is tested on
+BACKENDS = ["sqlite", "postgresql"]
 
 PG_ADMIN_URL = os.environ.get(
     "TRIGGERFISH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-E2E_PROJECT = Path(__file__).parent / "e2e_project"
+E2E_PROJECT = Path(__file__).parent.parent / "e2e_project"
 
 #: the keyring secret every server of this test session shares (servers of one
 #: store must share it: an attempt credential one signs, another verifies)
@@ -33,7 +57,10 @@ SERVER_SECRET = secrets.token_urlsafe(32)
 
 
 def wait_for(
-    cond: Callable[[], T], timeout: float = 15.0, interval: float = 0.02, what: str = "condition"
+    cond: Callable[[], T | NotYet],
+    timeout: float = 15.0,
+    interval: float = 0.02,
+    what: str = "condition",
 ) -> T:
     """Poll ``cond`` until it returns something truthy; fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -46,12 +73,30 @@ def wait_for(
         time.sleep(interval)
 
 
+@overload
 async def wait_for_async(
-    cond: Callable[[], Awaitable[T] | T],
+    cond: Callable[[], Awaitable[T | NotYet]],
+    timeout: float = ...,
+    interval: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+@overload
+async def wait_for_async(
+    cond: Callable[[], T | NotYet],
+    timeout: float = ...,
+    interval: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+async def wait_for_async(
+    cond: Callable[[], Any],
     timeout: float = 15.0,
     interval: float = 0.02,
     what: str = "condition",
-) -> T:
+) -> Any:
     """``wait_for`` in an event loop: ``cond`` may be a plain check or a coroutine's."""
     deadline = time.monotonic() + timeout
     while True:
@@ -63,6 +108,37 @@ async def wait_for_async(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+class ClaimCounter:
+    """Counts the claims an engine has finished (see :func:`claims_counted`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.finished = 0
+        self._claim = engine.dequeue.claim
+        engine.dequeue.claim = self._counted  # type: ignore[method-assign]
+
+    async def _counted(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self._claim(*args, **kwargs)
+        finally:
+            self.finished += 1
+
+
+_claim_counters: weakref.WeakKeyDictionary[Engine, ClaimCounter] = weakref.WeakKeyDictionary()
+
+
+def claims_counted(engine: Engine) -> ClaimCounter:
+    """The count of the claims ``engine`` has finished, from the first call on.
+
+    A long poll that has looked for work once and found none is waiting: it took
+    its wake-up event before looking, so from then on a trigger is handed to it or
+    wakes it. "One more claim finished" is the moment a poll waits, or has looked
+    again after a wake-up.
+    """
+    if engine not in _claim_counters:
+        _claim_counters[engine] = ClaimCounter(engine)
+    return _claim_counters[engine]
 
 
 def free_port() -> int:
@@ -88,7 +164,40 @@ def children_of(pid: int) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-# -- PostgreSQL ---------------------------------------------------------------------
+# -- databases ------------------------------------------------------------------------
+
+
+async def migrate_async(url: str) -> None:
+    """Bring the database at ``url`` to the latest schema."""
+    db = Database(url)
+    try:
+        await upgrade(db)
+    finally:
+        await db.dispose()  # SQLite: the last connection's close folds the WAL into the file
+
+
+def migrate(url: str) -> None:
+    asyncio.run(migrate_async(url))
+
+
+_sqlite_template: Path | None = None
+
+
+def sqlite_template() -> Path:
+    """A SQLite file migrated once per test process; databases are copies of it."""
+    global _sqlite_template
+    if _sqlite_template is None:
+        folder = Path(tempfile.mkdtemp(prefix="tf-sqlite-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        migrate(sqlite_url(folder / "template.db"))
+        _sqlite_template = folder / "template.db"
+    return _sqlite_template
+
+
+def new_sqlite_database(path: Path) -> str:
+    """A migrated, empty SQLite database at ``path`` (a copy of the template); its URL."""
+    shutil.copyfile(sqlite_template(), path)
+    return sqlite_url(path)
 
 
 def pg_execute(sql: str) -> None:
@@ -114,7 +223,15 @@ def pg_url(name: str) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
 
 
+def new_pg_template(name: str) -> None:
+    """Create the PostgreSQL database ``name`` (anew) and migrate it."""
+    pg_execute(f'DROP DATABASE IF EXISTS "{name}"')
+    pg_execute(f'CREATE DATABASE "{name}"')
+    migrate(pg_url(name))
+
+
 def new_pg_database(template: str) -> str:
+    """A clone of ``template`` under a fresh name; its name."""
     name = f"tf_test_{uuid.uuid4().hex[:12]}"
     pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     return name
@@ -122,6 +239,77 @@ def new_pg_database(template: str) -> str:
 
 def drop_pg_database(name: str) -> None:
     pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def database(backend: str, folder: Path, pg_template: str | None = None) -> Iterator[str]:
+    """A migrated, empty database on ``backend`` while the block runs; its URL.
+
+    SQLite: a copy of the template in ``folder``; PostgreSQL: a clone of
+    ``pg_template`` (the ``pg_template`` fixture), dropped afterwards.
+    """
+    if backend == "sqlite":
+        yield new_sqlite_database(folder / "store.db")
+        return
+    assert pg_template, "a PostgreSQL database is cloned from the pg_template fixture"
+    name = new_pg_database(pg_template)
+    try:
+        yield pg_url(name)
+    finally:
+        drop_pg_database(name)
+
+
+# -- engines in the test's event loop ------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def started_engine(
+    db_url: str, clock: ManualClock, *, maintenance_interval: float = 0.05
+) -> AsyncIterator[Engine]:
+    """An engine on ``db_url`` with a manual clock and no background loop."""
+    eng = Engine.create(
+        ServerSettings(
+            database_url=db_url, heartbeat_timeout=30, maintenance_interval=maintenance_interval
+        ),
+        clock=clock,
+    )
+    await eng.start(background=False)
+    await eng.environments.bootstrap()
+    try:
+        yield eng
+    finally:
+        await eng.close()
+
+
+def create_key(db_url: str, env: str = "dev") -> str:
+    """A fresh secret key for ``env`` (bootstrapping the project if needed)."""
+
+    async def go() -> str:
+        eng = Engine.create(ServerSettings(database_url=db_url))
+        await eng.start(background=False)
+        try:
+            await eng.environments.bootstrap()
+            key, _ = await eng.environments.create_key(env, "test")
+            return key
+        finally:
+            await eng.close()
+
+    return asyncio.run(go())
+
+
+# -- a server in the test's event loop ----------------------------------------------------
+
+
+async def serve_in_loop(server: EmbeddedServer) -> asyncio.Task[None]:
+    """Start ``server`` (uvicorn, see ``cli/_serve.py``) in this loop; once it accepts."""
+    serving = asyncio.create_task(server.serve())
+    await wait_for_async(lambda: server.started, 10, what="the server to start")
+    return serving
+
+
+async def stop_serving(server: EmbeddedServer, serving: asyncio.Task[None]) -> None:
+    server.should_exit = True
+    await asyncio.wait_for(serving, 15)
 
 
 # -- processes ------------------------------------------------------------------------
@@ -292,27 +480,37 @@ def processes_stopped(*procs: Any) -> Iterator[None]:
                     p.stop()
 
 
-#: how many times its usual examples a state machine tries (``--slow`` sets it)
-EXAMPLES_FACTOR = 1
+@dataclass
+class Stack:
+    """A server process on its own database, a key of its dev environment, a client."""
+
+    server: ServerProc
+    key: str
+    client: Triggerfish
+    logs: Path
+    backend: str
+
+    def worker(self, **kwargs: Any) -> WorkerProc:
+        return start_worker(self.server, self.key, self.logs, **kwargs)
 
 
-def run_machine_on(
-    machine: type[Any], backend: str, machine_settings: Any, pg_template: str = ""
-) -> None:
-    """Run a hypothesis state machine whose class reads ``backend``/``pg_template``.
-
-    Each machine opens its own database per example from these two attributes,
-    so one class serves both stores.
-    """
-    from hypothesis import settings
-    from hypothesis.stateful import run_state_machine_as_test
-
-    if EXAMPLES_FACTOR != 1:  # ``--slow``
-        examples = machine_settings.max_examples * EXAMPLES_FACTOR
-        machine_settings = settings(machine_settings, max_examples=examples)
-    bound = type(
-        f"{machine.__name__}On{backend}",
-        (machine,),
-        {"backend": backend, "pg_template": pg_template},
-    )
-    run_state_machine_as_test(bound, settings=machine_settings)
+@contextlib.contextmanager
+def open_stack(
+    backend: str,
+    folder: Path,
+    pg_template: str | None = None,
+    *,
+    workers: Sequence[dict[str, Any]] = (),
+) -> Iterator[Stack]:
+    """A :class:`Stack` on a fresh database, with a worker started for each of
+    ``workers`` (the keyword arguments of :func:`start_worker`); all stopped after."""
+    with database(backend, folder, pg_template) as url, contextlib.ExitStack() as running:
+        key = create_key(url)
+        server = start_server(url, folder)
+        running.enter_context(processes_stopped(server))
+        for options in workers:
+            worker = start_worker(server, key, folder, **options)
+            running.enter_context(processes_stopped(worker))
+        client = Triggerfish(api_url=server.url, secret_key=key)
+        running.callback(client.close)
+        yield Stack(server, key, client, folder, backend)
