@@ -228,10 +228,16 @@ def _on_conflict(keys: tuple[str, ...]) -> str:
 
 
 async def set_outcome(
-    conn: AsyncConnection, run_id: str, seq: int, *, status: str, result: Any, now: datetime
+    conn: AsyncConnection,
+    run_id: str,
+    seq: int,
+    *,
+    status: JournalStatus,
+    result: Any,
+    now: datetime,
 ) -> None:
     """Fill a pending entry (a wait) with what it resolved to."""
-    params = {"run": run_id, "at": seq, "to": status, "out": result, "now": now}
+    params = {"run": run_id, "at": seq, "to": status.value, "out": result, "now": now}
     await conn.execute(_SET_OUTCOME, params)
 
 
