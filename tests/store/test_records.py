@@ -149,3 +149,13 @@ def test_a_replay_is_triggered_from_the_runs_record() -> None:
     assert (req.queue, req.concurrency_key, req.priority) == ("q", "k", 5.0)
     assert (req.ttl, req.ttl_text, req.is_test) == (600.0, "10m", True)
     assert (req.replay_of, req.trigger_function) == ("run_1", "replay")
+
+
+def test_a_positional_builder_makes_the_record_init_makes() -> None:
+    values: tuple[Any, ...] = tuple(range(len(dataclasses.fields(records.RunRecord))))
+    build = records.positional(records.RunRecord)
+    assert build(values) == records.RunRecord(*values)
+    with pytest.raises(ValueError):
+        build(values[:-1])  # a column short: never a silently shifted record
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        build(values).id = "other"  # type: ignore[misc]

@@ -13,9 +13,32 @@ the engine hands them to the store.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+
+def positional(cls: type[R]) -> Callable[[Sequence[Any]], R]:
+    """A builder of ``cls`` (a frozen, slotted record) from its fields' values in order.
+
+    For the store's hottest reads (claimed and moved runs): it fills each slot
+    directly, where a frozen dataclass's ``__init__`` calls ``object.__setattr__``
+    once per field, which for a run's 47 fields costs about twice as much.
+    """
+    setters = [getattr(cls, f.name).__set__ for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    new = object.__new__
+
+    def build(values: Sequence[Any]) -> R:
+        record = new(cls)
+        for set_slot, value in zip(setters, values, strict=True):
+            set_slot(record, value)
+        return record
+
+    return build
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.filters import RunFilter
-from triggerfish._domain.records import AttemptRecord, RunRecord
+from triggerfish._domain.records import AttemptRecord, RunRecord, positional
 from triggerfish._domain.states import RunStatus
 from triggerfish.store.tables import attempts, run_tags, runs
 
@@ -28,11 +28,14 @@ from triggerfish.store.tables import attempts, run_tags, runs
 def run_from_row(row: Row[Any] | Sequence[Any]) -> RunRecord:
     """The record of a row holding every column of ``runs``, in the table's order
     (``select(runs)``, ``RETURNING *``, a row the driver returned)."""
-    return RunRecord(*row)
+    return _build_run(row)
+
+
+_build_run = positional(RunRecord)
 
 
 def maybe_run(row: Row[Any] | None) -> RunRecord | None:
-    return None if row is None else RunRecord(*row)
+    return None if row is None else _build_run(row)
 
 
 def attempt_from_row(row: Row[Any]) -> AttemptRecord:

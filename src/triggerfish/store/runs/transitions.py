@@ -468,7 +468,7 @@ async def claim_unconstrained(fetch: Fetch, claim: SimpleClaim) -> list[RunRecor
     # asyncpg hands back the values as SQLAlchemy would: it has no result
     # processors for these types on asyncpg (JSON is decoded by the codec it
     # registers on every connection)
-    return [RunRecord(*row[1:]) for row in rows if row["id"] is not None]
+    return [run_from_row(row[1:]) for row in rows if row["id"] is not None]
 
 
 # $1 env, $2 now (epoch), $3 task ids, $4 worker version, $5 how many, $6 attempt
@@ -521,7 +521,7 @@ async def claim_unconstrained_after(
     done = set(rows[0]["done"])
     if rows[0]["blocked"]:
         return done, None
-    return done, [RunRecord(*row[2:]) for row in rows if row["id"] is not None]
+    return done, [run_from_row(row[2:]) for row in rows if row["id"] is not None]
 
 
 #: rows when something constrains environment $1: its own limit, or a queue with a
@@ -683,7 +683,7 @@ async def insert_and_hand_off_alone(
         hand_off.reason,
     ]
     first = (await db.fetch_alone(_pg_hand_off_statement(QUEUED_COLUMNS), params))[0]
-    claimed = RunRecord(*first[1:]) if first["handed"] else None
+    claimed = run_from_row(first[1:]) if first["handed"] else None
     return float(first["order_key"]), claimed
 
 
