@@ -48,8 +48,8 @@ def handed(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
     outcomes: list[str | None] = []
     insert = run_store.insert_and_hand_off_alone
 
-    async def spy(db: Any, values: dict[str, Any], **kw: Any) -> tuple[float, Any]:
-        order_key, claimed = await insert(db, values, **kw)
+    async def spy(db: Any, new: Any, **kw: Any) -> tuple[float, Any]:
+        order_key, claimed = await insert(db, new, **kw)
         outcomes.append(None if claimed is None else claimed.id)
         return order_key, claimed
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.engine.test_runs_engine import setup
+from triggerfish._domain.records import NewRun
 from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.store import runs as run_store
@@ -19,9 +20,9 @@ def alone(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     ids: list[str] = []
     insert = run_store.insert_queued_run_alone
 
-    async def spy(db: Any, values: dict[str, Any], **kw: Any) -> float:
-        order_key = await insert(db, values, **kw)
-        ids.append(values["id"])
+    async def spy(db: Any, new: NewRun, **kw: Any) -> float:
+        order_key = await insert(db, new, **kw)
+        ids.append(new.id)
         return order_key
 
     monkeypatch.setattr(run_store, "insert_queued_run_alone", spy)

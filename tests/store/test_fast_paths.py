@@ -13,6 +13,7 @@ new run's insert has a driver-level variant of its own, compared likewise.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -75,7 +76,7 @@ class World:
                     )
                     for e in await run_store.list_events(conn, run_id)
                 ]
-                run = {k: v for k, v in row._mapping.items() if k not in IGNORED}
+                run = {k: v for k, v in dataclasses.asdict(row).items() if k not in IGNORED}
                 run["current_attempt"] = names.get(row.current_attempt_id)
                 run["worker"] = names.get(row.worker_id)
                 out.append((run, attempts, events))

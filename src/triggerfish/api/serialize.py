@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from triggerfish._domain.records import StoredRow
+from triggerfish._domain.records import AttemptRecord, JournalRecord, LogRecord, RunRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import iso_millis, to_datetime
 from triggerfish.engine.queues import WaitReason
@@ -52,7 +52,7 @@ def wait_reason_object(reason: WaitReason | None) -> dict[str, Any] | None:
 
 
 def run_item(
-    row: StoredRow,
+    row: RunRecord,
     tags: list[str],
     env_slug: str,
     env_id: str,
@@ -140,7 +140,7 @@ def error_object(error: dict[str, Any] | None) -> dict[str, Any] | None:
     )
 
 
-def attempt_object(row: StoredRow) -> dict[str, Any]:
+def attempt_object(row: AttemptRecord) -> dict[str, Any]:
     return _compact(
         {
             "id": row.id,
@@ -156,7 +156,7 @@ def attempt_object(row: StoredRow) -> dict[str, Any]:
     )
 
 
-def log_object(row: StoredRow) -> dict[str, Any]:
+def log_object(row: LogRecord) -> dict[str, Any]:
     return _compact(
         {
             "id": row.id,
@@ -170,7 +170,7 @@ def log_object(row: StoredRow) -> dict[str, Any]:
     )
 
 
-def journal_entry(row: StoredRow) -> dict[str, Any]:
+def journal_entry(row: JournalRecord) -> dict[str, Any]:
     """One durable call of a run (a span of its trace): step, wait, child run…"""
     duration = None
     if row.finished_at is not None:

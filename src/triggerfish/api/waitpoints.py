@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from triggerfish._domain.records import StoredRow
+from triggerfish._domain.records import WaitpointRecord
 from triggerfish._domain.times import to_datetime
 from triggerfish._durations import parse_duration
 from triggerfish.api import serialize
@@ -31,7 +31,7 @@ def base_url(engine: Engine, request: Request) -> str:
     return (engine.res.settings.public_url or str(request.base_url)).rstrip("/")
 
 
-def token_url(base: str, row: StoredRow) -> str:
+def token_url(base: str, row: WaitpointRecord) -> str:
     return f"{base}/api/v1/waitpoints/tokens/{row.id}/callback/{row.callback_secret}"
 
 
@@ -79,7 +79,7 @@ def token_request(
     )
 
 
-def token_item(row: StoredRow, base: str, *, with_output: bool = False) -> dict[str, Any]:
+def token_item(row: WaitpointRecord, base: str, *, with_output: bool = False) -> dict[str, Any]:
     item: dict[str, Any] = {
         "id": row.id,
         "url": token_url(base, row),

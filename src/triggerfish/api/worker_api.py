@@ -13,7 +13,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from triggerfish._domain.records import StoredRow
+from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import JournalStatus
 from triggerfish.api.deps import EngineDep, WorkerEnvDep
 from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
@@ -126,7 +126,7 @@ async def dequeue(
     return {"runs": await jobs(engine, env, rows)}
 
 
-async def jobs(engine: Engine, env: Environment, rows: Sequence[StoredRow]) -> list[dict[str, Any]]:
+async def jobs(engine: Engine, env: Environment, rows: Sequence[RunRecord]) -> list[dict[str, Any]]:
     """Claimed runs as the worker runs them (also the socket's ``dequeue`` answer)."""
     # the journal travels with the claim: replaying it needs no round trips. A
     # first attempt has none, unless it replays another run's first steps.
@@ -147,10 +147,17 @@ async def jobs(engine: Engine, env: Environment, rows: Sequence[StoredRow]) -> l
             "metadata": r.run_metadata,
             "started": r.status == "EXECUTING",
             # what the task process acts with: dies with the attempt (engine/environments.py)
-            "credential": engine.environments.attempt_credential(r.current_attempt_id),
+            "credential": engine.environments.attempt_credential(_claimed_attempt(r)),
         }
         for r in rows
     ]
+
+
+def _claimed_attempt(run: RunRecord) -> str:
+    """The attempt a claim gave ``run`` (a claimed run always has one)."""
+    if run.current_attempt_id is None:
+        raise ValueError(f"run {run.id} was handed to a worker without an attempt")
+    return run.current_attempt_id
 
 
 class StartBody(BaseModel):
@@ -199,7 +206,7 @@ async def reports(body: ReportsBody, engine: EngineDep, env: WorkerEnvDep) -> di
     starts = [Start(s.run_id, s.attempt_id) for s in body.starts]
     reports = [_report(item) for item in body.completions]
     worker = await _claimer(engine, env, body.claim)
-    rows: Sequence[StoredRow] = []
+    rows: Sequence[RunRecord] = []
     if worker is None or body.claim is None:
         started, outcomes = await engine.attempts.report_many(starts, reports, env.id)
     else:

@@ -12,9 +12,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import MovedRun, RunRecord
 from triggerfish._domain.states import (
     AttemptStatus,
     FailureKind,
@@ -81,13 +81,13 @@ class Attempts:
         self.manifests = manifests
         self.waitpoints = waitpoints
 
-    async def start(self, run_id: str, attempt_id: str, env_id: str | None = None) -> Row[Any]:
+    async def start(self, run_id: str, attempt_id: str, env_id: str | None = None) -> RunRecord:
         async with self.res.db.write() as conn:
             return await self.start_in(conn, run_id, attempt_id, env_id)
 
     async def start_in(
         self, conn: AsyncConnection, run_id: str, attempt_id: str, env_id: str | None
-    ) -> Row[Any]:
+    ) -> RunRecord:
         """Mark a claimed attempt started inside the caller's transaction."""
         now = to_datetime(self.res.clock.now())
         row = await run_store.transition(
@@ -374,7 +374,7 @@ class Attempts:
         return Outcome(to, retry_at)
 
     async def _retry_at(
-        self, conn: AsyncConnection, run: Row[Any], failure: Failure, now: float
+        self, conn: AsyncConnection, run: RunRecord, failure: Failure, now: float
     ) -> float | None:
         decision = (failure.decision or {}).get("action")
         if decision == "fail" or not is_retryable(failure.kind):
@@ -444,7 +444,7 @@ class Attempts:
         return str(row.environment_id) if row else ""
 
 
-def _first_of_each(pairs: list[tuple[str, str]], moved: list[Row[Any]]) -> list[bool]:
+def _first_of_each(pairs: list[tuple[str, str]], moved: list[MovedRun]) -> list[bool]:
     """Which (run, attempt) items a set-based transition accepted: the first one
     naming each moved run's attempt (a repeat is stale, as it would be after the
     first)."""

@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id, new_ids
@@ -91,7 +91,7 @@ class Dequeue:
         # the one-statement claim checks for itself.
         self._constrained: set[str] = set()
 
-    async def claim(self, worker: WorkerIdentity, limit: int, start: int = 0) -> list[Row[Any]]:
+    async def claim(self, worker: WorkerIdentity, limit: int, start: int = 0) -> list[RunRecord]:
         """Claim up to ``limit`` runs; the first ``start`` of them are started at once
         (EXECUTING: the worker has a free slot for each and sends no start report)."""
         if limit <= 0 or not worker.task_ids:
@@ -112,7 +112,7 @@ class Dequeue:
         worker: WorkerIdentity,
         limit: int,
         start: int = 0,
-    ) -> tuple[list[bool], list[Outcome | None], list[Row[Any]]]:
+    ) -> tuple[list[bool], list[Outcome | None], list[RunRecord]]:
         """``Attempts.report_many`` for a worker, then ``claim`` its next runs in the
         same transaction: the slots the reports free are taken at once, and the
         exchange costs one commit instead of two. On PostgreSQL, when every item is
@@ -123,7 +123,7 @@ class Dequeue:
             if fast is not None:
                 return [], *fast
 
-        async def then(conn: AsyncConnection) -> list[Row[Any]]:
+        async def then(conn: AsyncConnection) -> list[RunRecord]:
             if limit <= 0 or not worker.task_ids:
                 return []
             return await self.claim_in(conn, worker, limit, start)
@@ -135,7 +135,7 @@ class Dequeue:
 
     async def _successes_then_claim(
         self, reports: list[Report], worker: WorkerIdentity, limit: int, start: int
-    ) -> tuple[list[Outcome | None], list[Any]] | None:
+    ) -> tuple[list[Outcome | None], list[RunRecord]] | None:
         """Record successes and claim in one statement; None to take the general path
         (a failure among the reports, or a run reported twice)."""
         runs = [r.run_id for r in reports]
@@ -173,7 +173,7 @@ class Dequeue:
 
     async def claim_in(
         self, conn: AsyncConnection, worker: WorkerIdentity, limit: int, start: int
-    ) -> list[Row[Any]]:
+    ) -> list[RunRecord]:
         """``claim`` inside the caller's write transaction."""
         now = self.res.clock.now()
         env_id = worker.environment_id
@@ -228,7 +228,7 @@ class Dequeue:
 
     async def _claim_unconstrained(
         self, fetch: run_store.Fetch, worker: WorkerIdentity, limit: int, start: int, now: float
-    ) -> list[Any] | None:
+    ) -> list[RunRecord] | None:
         """The one-statement claim (``store.runs.claim_unconstrained``); None if
         something constrains the environment after all."""
         claim = self._simple_claim(worker, limit, start, now)
@@ -327,7 +327,7 @@ class Dequeue:
         wait: float,
         gone: Callable[[], Awaitable[bool]] | None = None,
         start: int = 0,
-    ) -> list[Row[Any]]:
+    ) -> list[RunRecord]:
         """Claim now, or hold the call until work arrives or ``wait`` seconds pass.
 
         Woken by the notifier when a run is queued; also re-checks every

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import jsonschema
 
 from triggerfish._domain.machines import DEFAULT_MACHINE
+from triggerfish._domain.records import NewRun
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id
@@ -136,21 +138,21 @@ class Enqueue:
                 joined = await self._join_debounced(conn, env_id, req, now)
                 if joined is not None:
                     return TriggerResult(joined, False, debounced=True)
-            values = self._row(env_id, req, manifest, now)
-            queue_key = (env_id, values["queue_name"])
+            new = self._new_run(env_id, req, manifest, now)
+            queue_key = (env_id, new.queue_name)
             if queue_key not in self._known_queues:
                 await worker_store.ensure_queues(
                     conn,
                     env_id,
-                    [{"name": values["queue_name"]}],
+                    [{"name": new.queue_name}],
                     to_datetime(now),
                     update_limits=False,
                 )
-            await self._insert(conn, env_id, values)  # the transaction's last statement
+            await self._insert(conn, new)  # the transaction's last statement
         self._known_queues.add(queue_key)  # committed
-        if values["status"] == RunStatus.QUEUED:
+        if new.status == RunStatus.QUEUED:
             await self.res.notifier.notify(env_id)
-        return TriggerResult(values["id"], False)
+        return TriggerResult(new.id, False)
 
     async def _trigger_alone(
         self, env_id: str, req: TriggerRequest, now: float
@@ -170,22 +172,22 @@ class Enqueue:
         if manifest is None:
             return None
         _validate(manifest.get("payload_schema"), req.payload)
-        values = self._row(env_id, req, manifest, now)
-        if values["status"] != RunStatus.QUEUED:
+        new = self._new_run(env_id, req, manifest, now)
+        if new.status != RunStatus.QUEUED:
             return None
-        if (env_id, values["queue_name"]) not in self._known_queues:
+        if (env_id, new.queue_name) not in self._known_queues:
             return None
         parked = self.handoffs.take(env_id, req.task_id)
         if parked is None:
-            values["order_key"] = await run_store.insert_queued_run_alone(
-                self.res.db, values, now=self.res.clock.now(), quantum=FAIR_QUANTUM
+            await run_store.insert_queued_run_alone(
+                self.res.db, new, now=self.res.clock.now(), quantum=FAIR_QUANTUM
             )
-        elif await self._hand_off(parked, values):
-            return TriggerResult(values["id"], False)  # stored claimed: no claim to wake
+        elif await self._hand_off(parked, new):
+            return TriggerResult(new.id, False)  # stored claimed: no claim to wake
         await self.res.notifier.notify(env_id)
-        return TriggerResult(values["id"], False)
+        return TriggerResult(new.id, False)
 
-    async def _hand_off(self, parked: ParkedClaim, values: dict[str, Any]) -> bool:
+    async def _hand_off(self, parked: ParkedClaim, new: NewRun) -> bool:
         """Insert the run claimed for ``parked`` if the database allows it (see
         ``engine/handoff.py``); True if it was handed over, False if only queued."""
         now = self.res.clock.now()
@@ -201,8 +203,8 @@ class Enqueue:
             reason=f"claimed by {worker.id}",
         )
         try:
-            values["order_key"], claimed = await run_store.insert_and_hand_off_alone(
-                self.res.db, values, now=now, quantum=FAIR_QUANTUM, hand_off=hand_off
+            _, claimed = await run_store.insert_and_hand_off_alone(
+                self.res.db, new, now=now, quantum=FAIR_QUANTUM, hand_off=hand_off
             )
         except BaseException:
             self.handoffs.give_back(parked)
@@ -213,14 +215,12 @@ class Enqueue:
         await self.handoffs.deliver(parked, [claimed])
         return True
 
-    async def _insert(self, conn: Any, env_id: str, values: dict[str, Any]) -> None:
+    async def _insert(self, conn: Any, new: NewRun) -> None:
         """Insert a new run, with a fair tag if it is queued now."""
-        if values["status"] != RunStatus.QUEUED:
-            await run_store.insert_run(conn, values, values["tags"])
+        if new.status != RunStatus.QUEUED:
+            await run_store.insert_run(conn, new)
             return
-        values["order_key"] = await run_store.insert_queued_run(
-            conn, values, now=self.res.clock.now(), quantum=FAIR_QUANTUM
-        )
+        await run_store.insert_queued_run(conn, new, now=self.res.clock.now(), quantum=FAIR_QUANTUM)
 
     async def _manifest(self, conn: Any, env_id: str, task_id: str) -> dict[str, Any]:
         manifest = await self.manifests.latest(conn, env_id, task_id)
@@ -380,7 +380,7 @@ class Enqueue:
         keyed = [(r.task_id, r.idempotency_key) for _, r in items if r.idempotency_key]
         existing = await run_store.find_idempotent_many(conn, env_id, keyed, now)
         ids: list[str] = []
-        rows: list[dict[str, Any]] = []
+        news: list[NewRun] = []
         seen: dict[tuple[str, str], str] = {}
         for index, req in items:
             key = (req.task_id, req.idempotency_key) if req.idempotency_key else None
@@ -390,41 +390,47 @@ class Enqueue:
             if key is not None and key in seen:
                 ids.append(seen[key])
                 continue
-            values = self._row(env_id, req, manifests[req.task_id], now)
-            values["batch_id"] = batch_id
-            values["batch_index"] = index
-            values["trigger_function"] = "batchTrigger"
-            rows.append(values)
-            ids.append(values["id"])
+            new = self._new_run(
+                env_id,
+                req,
+                manifests[req.task_id],
+                now,
+                batch_id=batch_id,
+                batch_index=index,
+                trigger_function="batchTrigger",
+            )
+            news.append(new)
+            ids.append(new.id)
             if key is not None:
-                seen[key] = values["id"]
-        if rows:
+                seen[key] = new.id
+        if news:
             await worker_store.ensure_queues(
                 conn,
                 env_id,
-                [{"name": n} for n in sorted({v["queue_name"] for v in rows})],
+                [{"name": n} for n in sorted({v.queue_name for v in news})],
                 to_datetime(now),
                 update_limits=False,
             )
-            await self._tag_many(conn, env_id, rows)
-            await run_store.insert_runs(conn, rows)
+            await run_store.insert_runs(conn, await self._tag_many(conn, env_id, news))
         return ids
 
-    async def _tag_many(self, conn: Any, env_id: str, rows: list[dict[str, Any]]) -> None:
-        """Fair tags for many new queued runs: one reservation per bucket."""
-        buckets: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
-        for values in rows:
-            if values["status"] == RunStatus.QUEUED:
-                key = (values["queue_name"], values["concurrency_key"])
-                buckets.setdefault(key, []).append(values)
+    async def _tag_many(self, conn: Any, env_id: str, news: list[NewRun]) -> list[NewRun]:
+        """``news`` with fair tags for the queued ones: one reservation per bucket."""
+        buckets: dict[tuple[str, str | None], list[int]] = {}
+        for i, new in enumerate(news):
+            if new.status == RunStatus.QUEUED:
+                buckets.setdefault((new.queue_name, new.concurrency_key), []).append(i)
+        tagged = list(news)
         for (queue_name, concurrency_key), members in sorted(
             buckets.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
         ):
             first = await fair_tag(
                 conn, self.res, env_id, queue_name, concurrency_key, len(members)
             )
-            for i, values in enumerate(members):
-                values["order_key"] = first + i * FAIR_QUANTUM - values["priority"]
+            for n, i in enumerate(members):
+                order_key = first + n * FAIR_QUANTUM - news[i].priority
+                tagged[i] = dataclasses.replace(news[i], order_key=order_key)
+        return tagged
 
     async def _after_race(self, env_id: str, req: TriggerRequest) -> TriggerResult:
         async with self.res.db.read() as conn:
@@ -453,9 +459,17 @@ class Enqueue:
         if size > self.res.settings.max_payload_bytes:
             raise PayloadTooLarge(size, self.res.settings.max_payload_bytes)
 
-    def _row(
-        self, env_id: str, req: TriggerRequest, manifest: dict[str, Any], now: float
-    ) -> dict[str, Any]:
+    def _new_run(
+        self,
+        env_id: str,
+        req: TriggerRequest,
+        manifest: dict[str, Any],
+        now: float,
+        *,
+        batch_id: str | None = None,
+        batch_index: int | None = None,
+        trigger_function: str | None = None,
+    ) -> NewRun:
         created = to_datetime(now)
         delay_until = req.delay_until
         if req.debounce is not None:
@@ -463,42 +477,44 @@ class Enqueue:
         delayed = delay_until is not None and delay_until > now
         start_at = delay_until if delayed and delay_until else now
         ttl_key = req.idempotency_key_ttl or DEFAULT_IDEMPOTENCY_TTL
-        return {
-            "id": new_id("run", now),
-            "environment_id": env_id,
-            "task_identifier": req.task_id,
-            "queue_name": req.queue or manifest["queue"]["name"],
-            "concurrency_key": req.concurrency_key,
-            "status": (RunStatus.DELAYED if delayed else RunStatus.QUEUED).value,
-            "payload": req.payload,
-            "payload_type": req.payload_type,
-            "tags": sorted(set(req.tags)),
-            "run_metadata": req.metadata,
-            "idempotency_key": req.idempotency_key,
-            "idempotency_key_raw": req.idempotency_key_raw,
-            "idempotency_key_expires_at": (now + ttl_key) if req.idempotency_key else None,
-            "machine": req.machine or manifest.get("machine") or DEFAULT_MACHINE,
-            "max_attempts": req.max_attempts,
-            "max_duration": req.max_duration,
-            "priority": req.priority,
-            "ttl": req.ttl_text,
-            "expires_at": (start_at + req.ttl) if req.ttl else None,
-            "available_at": start_at,
+        return NewRun(
+            id=new_id("run", now),
+            environment_id=env_id,
+            task_identifier=req.task_id,
+            queue_name=req.queue or manifest["queue"]["name"],
+            concurrency_key=req.concurrency_key,
+            status=(RunStatus.DELAYED if delayed else RunStatus.QUEUED).value,
+            payload=req.payload,
+            payload_type=req.payload_type,
+            tags=sorted(set(req.tags)),
+            run_metadata=req.metadata,
+            idempotency_key=req.idempotency_key,
+            idempotency_key_raw=req.idempotency_key_raw,
+            idempotency_key_expires_at=(now + ttl_key) if req.idempotency_key else None,
+            machine=req.machine or manifest.get("machine") or DEFAULT_MACHINE,
+            max_attempts=req.max_attempts,
+            max_duration=req.max_duration,
+            priority=req.priority,
+            ttl=req.ttl_text,
+            expires_at=(start_at + req.ttl) if req.ttl else None,
+            available_at=start_at,
             # priority is a head start: a run with priority 10 sorts as if
             # queued 10 s earlier
-            "order_key": start_at - req.priority,
-            "trigger_function": req.trigger_function,
-            "is_test": req.is_test,
-            "replay_of": req.replay_of,
-            "schedule_id": req.schedule_id,
-            "debounce_key": req.debounce.key if req.debounce else None,
-            "debounce_until": (
+            order_key=start_at - req.priority,
+            trigger_function=trigger_function or req.trigger_function,
+            is_test=req.is_test,
+            replay_of=req.replay_of,
+            schedule_id=req.schedule_id,
+            debounce_key=req.debounce.key if req.debounce else None,
+            debounce_until=(
                 now + req.debounce.max_delay if req.debounce and req.debounce.max_delay else None
             ),
-            "created_at": created,
-            "updated_at": created,
-            "delayed_until": to_datetime(start_at) if delayed else None,
-        }
+            created_at=created,
+            updated_at=created,
+            delayed_until=to_datetime(start_at) if delayed else None,
+            batch_id=batch_id,
+            batch_index=batch_index,
+        )
 
 
 #: fair-tag distance between consecutive runs of one (queue, concurrency key)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Row
 
+from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import iso_millis, to_datetime
 from triggerfish.engine.dequeue import load_limits
@@ -164,7 +165,7 @@ class Queues:
 
     # -- why is it not running ----------------------------------------------------------
 
-    async def explain(self, env_id: str, rows: list[Row[Any]]) -> dict[str, WaitReason]:
+    async def explain(self, env_id: str, rows: list[RunRecord]) -> dict[str, WaitReason]:
         """A reason for every run in ``rows`` that waits to start (others are left out)."""
         waiting = [
             r
@@ -183,7 +184,7 @@ class Queues:
         return {r.id: self._reason(r, limits, workers, now) for r in waiting}
 
     def _reason(
-        self, run: Row[Any], limits: Limits, workers: list[Row[Any]], now: float
+        self, run: RunRecord, limits: Limits, workers: list[Row[Any]], now: float
     ) -> WaitReason:
         if run.status == RunStatus.DELAYED.value:
             if run.debounce_key:
@@ -219,7 +220,7 @@ class Queues:
             )
         return WaitReason("WAITING_FOR_SLOT", "next in line: waiting for a free worker slot")
 
-    def _limit_reason(self, blocked: Blocked, run: Row[Any], limits: Limits) -> WaitReason:
+    def _limit_reason(self, blocked: Blocked, run: RunRecord, limits: Limits) -> WaitReason:
         queue = run.queue_name
         rules = limits.rules.get(queue)
         match blocked:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish._durations import parse_duration
@@ -52,23 +53,7 @@ class Replays:
                 raise RunNotFound(run_id)
             tags = (await run_store.tags_of(conn, [run_id]))[run_id]
         now = self.res.clock.now()
-        req = TriggerRequest(
-            original.task_identifier,
-            original.payload,
-            tags=tags,
-            metadata=original.run_metadata,
-            machine=original.machine,
-            max_attempts=original.max_attempts,
-            max_duration=original.max_duration,
-            queue=original.queue_name,
-            concurrency_key=original.concurrency_key,
-            ttl=parse_duration(original.ttl) if original.ttl else None,
-            ttl_text=original.ttl,
-            priority=original.priority,
-            trigger_function="replay",
-            is_test=bool(original.is_test),
-            replay_of=original.id,
-        )
+        req = request_from_run(original, tags)
         for name, value in (overrides or {}).items():
             if not hasattr(req, name) or name in ("task_id", "replay_of", "trigger_function"):
                 raise UserError(f"replay: unknown option {name!r}")
@@ -93,3 +78,26 @@ class Replays:
             assert moved is not None
         await self.res.notifier.notify(env_id)
         return created.id
+
+
+def request_from_run(run: RunRecord, tags: list[str]) -> TriggerRequest:
+    """The trigger that starts a replay of ``run``: its task, payload and options,
+    taken from the run's record, linked to it by ``replay_of``."""
+    return TriggerRequest(
+        run.task_identifier,
+        run.payload,
+        tags=tags,
+        metadata=run.run_metadata,
+        machine=run.machine,
+        max_attempts=run.max_attempts,
+        max_duration=run.max_duration,
+        queue=run.queue_name,
+        concurrency_key=run.concurrency_key,
+        # the run keeps its TTL as given ("1h", "90"), which is how a trigger gives it
+        ttl=parse_duration(run.ttl) if run.ttl else None,
+        ttl_text=run.ttl,
+        priority=run.priority,
+        trigger_function="replay",
+        is_test=run.is_test,
+        replay_of=run.id,
+    )

@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row
-
 from triggerfish._domain.filters import RunFilter
+from triggerfish._domain.records import (
+    AttemptRecord,
+    JournalRecord,
+    LogRecord,
+    RunEventRecord,
+    RunRecord,
+)
 from triggerfish._domain.states import CANCELABLE, AttemptStatus, RunStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish._redact import redact
@@ -24,11 +29,11 @@ MAX_TAGS = 10
 
 @dataclass
 class RunDetail:
-    run: Row[Any]
+    run: RunRecord
     tags: list[str]
-    attempts: list[Row[Any]]
+    attempts: list[AttemptRecord]
     #: the journal: its durable calls, in order (the run's spans)
-    steps: list[Row[Any]]
+    steps: list[JournalRecord]
 
 
 class Runs:
@@ -54,7 +59,7 @@ class Runs:
         size: int,
         after: str | None,
         before: str | None,
-    ) -> tuple[list[Row[Any]], dict[str, list[str]], bool]:
+    ) -> tuple[list[RunRecord], dict[str, list[str]], bool]:
         async with self.res.db.read() as conn:
             rows, more = await run_store.page(
                 conn, env_id, flt, size=size, after=after, before=before
@@ -62,7 +67,7 @@ class Runs:
             tags = await run_store.tags_of(conn, [r.id for r in rows])
         return rows, tags, more
 
-    async def cancel(self, env_id: str, run_id: str) -> Row[Any]:
+    async def cancel(self, env_id: str, run_id: str) -> RunRecord:
         """Cancel a run that has not finished; a finished run is returned unchanged.
 
         A queued or delayed run will never start. An executing run's worker
@@ -79,7 +84,7 @@ class Runs:
         await self.waitpoints.wake(woken)
         return moved
 
-    async def cancel_in(self, conn: Any, row: Row[Any], woken: set[str]) -> Row[Any]:
+    async def cancel_in(self, conn: Any, row: RunRecord, woken: set[str]) -> RunRecord:
         now = to_datetime(self.res.clock.now())
         if RunStatus(row.status) not in CANCELABLE:
             return row
@@ -104,7 +109,7 @@ class Runs:
                 await self.cancel_in(conn, child, woken)
         return moved
 
-    async def reschedule(self, env_id: str, run_id: str, until: float) -> Row[Any]:
+    async def reschedule(self, env_id: str, run_id: str, until: float) -> RunRecord:
         """Move a DELAYED run's start to ``until`` (epoch s); its TTL moves with it.
 
         Raises ``RunNotReschedulable`` (422) for a run that is not DELAYED.
@@ -135,7 +140,7 @@ class Runs:
                 )
             return await run_store.add_tags(conn, row, tags)
 
-    async def events(self, env_id: str, run_id: str) -> list[Row[Any]]:
+    async def events(self, env_id: str, run_id: str) -> list[RunEventRecord]:
         async with self.res.db.read() as conn:
             if await run_store.get(conn, env_id, run_id) is None:
                 raise RunNotFound(run_id)
@@ -163,7 +168,7 @@ class Runs:
 
     async def logs(
         self, env_id: str, run_id: str, *, after_id: int = 0, limit: int = 1000
-    ) -> list[Row[Any]]:
+    ) -> list[LogRecord]:
         async with self.res.db.read() as conn:
             if await run_store.get(conn, env_id, run_id) is None:
                 raise RunNotFound(run_id)

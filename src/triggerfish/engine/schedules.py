@@ -31,10 +31,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._cron import CronError, CronSpec, parse_cron, timezone_names
+from triggerfish._domain.records import ScheduleRecord
 from triggerfish._domain.times import iso_from_epoch, to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.enqueue import Enqueue, TriggerRequest
@@ -200,8 +200,13 @@ class Schedules:
         return self._info(row)
 
     async def _apply(
-        self, conn: AsyncConnection, row: Row[Any], inp: ScheduleInput, spec: CronSpec, now: float
-    ) -> Row[Any]:
+        self,
+        conn: AsyncConnection,
+        row: ScheduleRecord,
+        inp: ScheduleInput,
+        spec: CronSpec,
+        now: float,
+    ) -> ScheduleRecord:
         values: dict[str, Any] = {
             "task_identifier": inp.task_id,
             "cron": spec.expression,
@@ -218,7 +223,7 @@ class Schedules:
 
     async def _imperative(
         self, conn: AsyncConnection, env_id: str, ref: str, verb: str
-    ) -> Row[Any]:
+    ) -> ScheduleRecord:
         row = await schedule_store.get_schedule(conn, env_id, ref)
         if row is None:
             raise ScheduleNotFound(ref)
@@ -371,9 +376,10 @@ class Schedules:
                 log.exception("schedule %s: firing failed; trying again next sweep", row.id)
         return fired
 
-    def _slot_to_run(self, row: Row[Any], spec: CronSpec, now: float) -> float | None:
+    def _slot_to_run(self, row: ScheduleRecord, spec: CronSpec, now: float) -> float | None:
         """The slot this sweep runs: the due one, or per policy the latest missed one."""
-        slot = float(row.next_fire_at)
+        assert row.next_fire_at is not None  # due() reads scheduled ones only
+        slot = row.next_fire_at
         following = spec.next_after(slot)
         if following is not None and following <= now:
             # several slots passed (downtime): run only the latest, never a flood
@@ -385,7 +391,7 @@ class Schedules:
             return None
         return slot
 
-    async def _fire(self, row: Row[Any], now: float) -> int:
+    async def _fire(self, row: ScheduleRecord, now: float) -> int:
         try:
             spec = self.spec(row.cron, row.timezone)
         except InvalidSchedule as exc:  # e.g. a zone dropped from the tz database
@@ -395,6 +401,8 @@ class Schedules:
                     conn, row.id, {"active": False, "next_fire_at": None}
                 )
             return 0
+        expected_next = row.next_fire_at
+        assert expected_next is not None  # due() reads scheduled ones only
         slot = self._slot_to_run(row, spec, now)
         created = 0
         if slot is not None:
@@ -415,7 +423,7 @@ class Schedules:
             await schedule_store.claim_slot(
                 conn,
                 row.id,
-                expected_next=row.next_fire_at,
+                expected_next=expected_next,
                 fired_slot=slot if slot is not None else row.last_fired_at,
                 new_next=spec.next_after(now),
                 now=to_datetime(now),
@@ -423,7 +431,7 @@ class Schedules:
         return created
 
     @staticmethod
-    def payload(row: Row[Any], spec: CronSpec, slot: float) -> dict[str, Any]:
+    def payload(row: ScheduleRecord, spec: CronSpec, slot: float) -> dict[str, Any]:
         """What the scheduled run receives (Trigger.dev's scheduled-task payload)."""
         payload: dict[str, Any] = {
             "scheduleId": row.id,
@@ -438,7 +446,7 @@ class Schedules:
             payload["externalId"] = row.external_id
         return payload
 
-    def _info(self, row: Row[Any]) -> ScheduleInfo:
+    def _info(self, row: ScheduleRecord) -> ScheduleInfo:
         try:
             description = self.spec(row.cron, row.timezone).describe()
         except InvalidSchedule:

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import RunRecord, WaitpointRecord
 from triggerfish._domain.states import (
     FINAL,
     AttemptStatus,
@@ -155,7 +155,7 @@ class Waitpoints:
         spec: WaitSpec,
         children: list[str],
         now: float,
-    ) -> list[Row[Any]]:
+    ) -> list[WaitpointRecord]:
         """The waitpoints of this wait, in the order asked for."""
         dt = to_datetime(now)
         base = {"environment_id": env_id, "owner_run_id": run_id, "created_at": dt}
@@ -207,7 +207,7 @@ class Waitpoints:
         spec: WaitSpec,
         base: dict[str, Any],
         now: float,
-    ) -> Row[Any]:
+    ) -> WaitpointRecord:
         child = await wp_store.lock_run(conn, child_id)  # the child's final move waits for us
         if child is None:
             raise RunNotFound(child_id)
@@ -259,7 +259,7 @@ class Waitpoints:
         output: Any,
         is_error: bool,
         woken: set[str],
-    ) -> Row[Any] | None:
+    ) -> WaitpointRecord | None:
         """Resolve a waitpoint and requeue the runs it completes; ``None`` if done before."""
         now = self.res.clock.now()
         row = await wp_store.complete(
@@ -286,10 +286,10 @@ class Waitpoints:
     ) -> None:
         # read after the run's lock: a resolver of the same wait that went
         # first has committed, and its outcome (or filled entry) shows here
-        rows = await wp_store.pending_wait(conn, run_id, seq)
-        if not rows or rows[0].entry_status != JournalStatus.PENDING:
+        wait = await wp_store.pending_wait(conn, run_id, seq)
+        if wait is None or wait.entry_status != JournalStatus.PENDING:
             return
-        ready, result = _wait_result(rows, rows[0].entry_kind)
+        ready, result = _wait_result(wait.waitpoints, wait.entry_kind)
         if not ready:
             return
         dt = to_datetime(now)
@@ -312,7 +312,7 @@ class Waitpoints:
         for env_id in woken:
             await self.res.notifier.notify(env_id)
 
-    async def on_run_finished(self, conn: AsyncConnection, row: Row[Any], woken: set[str]) -> None:
+    async def on_run_finished(self, conn: AsyncConnection, row: RunRecord, woken: set[str]) -> None:
         """A run reached a final status: resolve the waits of parents waiting on it."""
         if row.parent_run_id is None:
             return
@@ -359,7 +359,7 @@ class Waitpoints:
 
     async def create_token(
         self, env_id: str, req: TokenRequest, owner_run_id: str | None = None
-    ) -> tuple[Row[Any], bool]:
+    ) -> tuple[WaitpointRecord, bool]:
         """A new token (or the one its idempotency key names, ``cached=True``)."""
         async with self.res.db.write() as conn:
             return await self.create_token_in(conn, env_id, req, owner_run_id)
@@ -370,7 +370,7 @@ class Waitpoints:
         env_id: str,
         req: TokenRequest,
         owner_run_id: str | None = None,
-    ) -> tuple[Row[Any], bool]:
+    ) -> tuple[WaitpointRecord, bool]:
         now = self.res.clock.now()
         if req.idempotency_key:
             found = await wp_store.by_idempotency_key(conn, env_id, req.idempotency_key)
@@ -408,8 +408,8 @@ class Waitpoints:
         seq: int,
         name: str,
         req: TokenRequest,
-        url_for: Callable[[Row[Any]], str],
-    ) -> Row[Any]:
+        url_for: Callable[[WaitpointRecord], str],
+    ) -> WaitpointRecord:
         """``wait.create_token`` inside a task: the token and its journal entry, together."""
         dt = to_datetime(self.res.clock.now())
         async with self.res.db.write() as conn:
@@ -429,7 +429,7 @@ class Waitpoints:
 
     async def complete_token(
         self, env_id: str, token_id: str, data: Any, *, secret: str | None = None
-    ) -> Row[Any]:
+    ) -> WaitpointRecord:
         """Complete a token; a second completion changes nothing (the first data stays).
 
         ``secret`` is the callback URL's part, checked instead of an API key.
@@ -447,7 +447,7 @@ class Waitpoints:
 
     async def _complete_pending_token(
         self, conn: AsyncConnection, env_id: str, token_id: str, data: Any, woken: set[str]
-    ) -> Row[Any] | None:
+    ) -> WaitpointRecord | None:
         now = self.res.clock.now()
         row = await wp_store.complete_token(
             conn, token_id, env_id, output=data, now=to_datetime(now)
@@ -464,7 +464,7 @@ class Waitpoints:
         data: Any,
         secret: str | None,
         woken: set[str],
-    ) -> Row[Any]:
+    ) -> WaitpointRecord:
         """Read the token first: check the callback secret, or say why it cannot complete."""
         token = await wp_store.get(conn, token_id, lock=True)
         if token is None or token.kind != "TOKEN":
@@ -493,7 +493,7 @@ class Waitpoints:
             return done if done is not None else token
         return token
 
-    async def get_token(self, env_id: str, token_id: str) -> Row[Any]:
+    async def get_token(self, env_id: str, token_id: str) -> WaitpointRecord:
         async with self.res.db.read() as conn:
             row = await wp_store.get(conn, token_id)
         if row is None or row.environment_id != env_id or row.kind != "TOKEN":
@@ -509,7 +509,7 @@ class Waitpoints:
         tags: list[str],
         size: int,
         after: str | None,
-    ) -> tuple[list[Row[Any]], bool]:
+    ) -> tuple[list[WaitpointRecord], bool]:
         async with self.res.db.read() as conn:
             return await wp_store.page_tokens(
                 conn,
@@ -555,9 +555,9 @@ class Waitpoints:
         """Pending waitpoints of each run, as shown in the run record."""
         out: dict[str, list[dict[str, Any]]] = {rid: [] for rid in run_ids}
         async with self.res.db.read() as conn:
-            rows = await wp_store.pending_of_runs(conn, run_ids)
-        for row in rows:
-            out[row.waiter_run_id].append(describe_waitpoint(row))
+            pending = await wp_store.pending_of_runs(conn, run_ids)
+        for waiter_run_id, waitpoint in pending:
+            out[waiter_run_id].append(describe_waitpoint(waitpoint))
         return out
 
 
@@ -577,7 +577,7 @@ def matches(flt: dict[str, Any], payload: Any) -> bool:
     return True
 
 
-def describe_waitpoint(row: Row[Any]) -> dict[str, Any]:
+def describe_waitpoint(row: WaitpointRecord) -> dict[str, Any]:
     """A pending waitpoint for people and the API: what exactly the run waits for."""
     info: dict[str, Any] = {"id": row.id, "type": row.kind, "status": row.status}
     if row.kind == "DURATION":
@@ -594,7 +594,7 @@ def describe_waitpoint(row: Row[Any]) -> dict[str, Any]:
     return info
 
 
-def _wait_result(rows: list[Row[Any]], kind: str) -> tuple[bool, Any]:
+def _wait_result(rows: list[WaitpointRecord], kind: str) -> tuple[bool, Any]:
     """Whether every waitpoint of a wait is resolved, and what the wait returns then."""
     if not rows or any(r.status == WaitpointStatus.PENDING for r in rows):
         return False, None
@@ -604,7 +604,7 @@ def _wait_result(rows: list[Row[Any]], kind: str) -> tuple[bool, Any]:
     return True, outcomes[0]
 
 
-def _outcome(row: Row[Any]) -> Any:
+def _outcome(row: WaitpointRecord) -> Any:
     if row.kind == "DURATION":
         return None
     ident = row.child_run_id if row.kind == "RUN" else row.id
@@ -613,7 +613,7 @@ def _outcome(row: Row[Any]) -> Any:
     return {"ok": True, "id": ident, "output": row.output}
 
 
-def _run_outcome(row: Row[Any]) -> tuple[Any, bool]:
+def _run_outcome(row: RunRecord) -> tuple[Any, bool]:
     if row.status == RunStatus.COMPLETED:
         return row.output, False
     error = dict(row.error or {})

@@ -12,6 +12,7 @@ from sqlalchemy import Row, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import JournalRecord
 from triggerfish._domain.states import JournalStatus, RunStatus
 from triggerfish.store.db import Database, stored_row
 from triggerfish.store.tables import attempts, run_journal, run_journal_blobs, runs
@@ -191,9 +192,15 @@ _ENTRIES_OF = (
 )
 
 
-async def entry(conn: AsyncConnection, run_id: str, seq: int) -> Row[Any] | None:
+def entry_from_row(row: Row[Any]) -> JournalRecord:
+    """The record of a row holding every column of ``run_journal``, in order."""
+    return JournalRecord(*row)
+
+
+async def entry(conn: AsyncConnection, run_id: str, seq: int) -> JournalRecord | None:
     stmt = select(run_journal).where(run_journal.c.run_id == run_id, run_journal.c.seq == seq)
-    return (await conn.execute(stmt)).first()
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else entry_from_row(row)
 
 
 async def upsert(conn: AsyncConnection, values: dict[str, Any]) -> None:
@@ -221,10 +228,16 @@ def _on_conflict(keys: tuple[str, ...]) -> str:
 
 
 async def set_outcome(
-    conn: AsyncConnection, run_id: str, seq: int, *, status: str, result: Any, now: datetime
+    conn: AsyncConnection,
+    run_id: str,
+    seq: int,
+    *,
+    status: JournalStatus,
+    result: Any,
+    now: datetime,
 ) -> None:
     """Fill a pending entry (a wait) with what it resolved to."""
-    params = {"run": run_id, "at": seq, "to": status, "out": result, "now": now}
+    params = {"run": run_id, "at": seq, "to": status.value, "out": result, "now": now}
     await conn.execute(_SET_OUTCOME, params)
 
 
@@ -282,8 +295,8 @@ async def count(conn: AsyncConnection, run_id: str) -> int:
     return int((await conn.execute(stmt)).scalar() or 0)
 
 
-async def list_entries(conn: AsyncConnection, run_id: str) -> list[Row[Any]]:
-    return list((await conn.execute(_ENTRIES, {"run": run_id})).all())
+async def list_entries(conn: AsyncConnection, run_id: str) -> list[JournalRecord]:
+    return [entry_from_row(r) for r in (await conn.execute(_ENTRIES, {"run": run_id})).all()]
 
 
 _ENTRIES = (

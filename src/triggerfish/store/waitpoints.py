@@ -3,25 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import WaitpointRecord
 from triggerfish._domain.states import WaitpointStatus
 from triggerfish.store.tables import run_journal, runs, waitpoint_waiters, waitpoints
 
 PENDING = WaitpointStatus.PENDING.value
+#: how many columns of a row are the waitpoint's (joined reads add their own after)
+_WIDTH = len(waitpoints.c)
 
 
-async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
-    """Insert a waitpoint; the new row, as :func:`get` reads it."""
+def waitpoint_from_row(row: Row[Any]) -> WaitpointRecord:
+    """The record of a row starting with every column of ``waitpoints``, in order."""
+    return WaitpointRecord(*row[:_WIDTH])
+
+
+def _maybe(row: Row[Any] | None) -> WaitpointRecord | None:
+    return None if row is None else waitpoint_from_row(row)
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> WaitpointRecord:
+    """Insert a waitpoint; the new record, as :func:`get` reads it."""
     stmt = waitpoints.insert().values(**{"tags": [], **values}).returning(*waitpoints.c)
-    return (await conn.execute(stmt)).one()
+    return waitpoint_from_row((await conn.execute(stmt)).one())
 
 
-async def get(conn: AsyncConnection, waitpoint_id: str, *, lock: bool = False) -> Row[Any] | None:
+async def get(
+    conn: AsyncConnection, waitpoint_id: str, *, lock: bool = False
+) -> WaitpointRecord | None:
     """One waitpoint; with ``lock`` its row is locked (PostgreSQL) until commit.
 
     Waiting on a token locks it first, so a completion racing the wait is
@@ -31,14 +46,16 @@ async def get(conn: AsyncConnection, waitpoint_id: str, *, lock: bool = False) -
     stmt = select(waitpoints).where(waitpoints.c.id == waitpoint_id)
     if lock and conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-    return (await conn.execute(stmt)).first()
+    return _maybe((await conn.execute(stmt)).first())
 
 
-async def by_idempotency_key(conn: AsyncConnection, env_id: str, key: str) -> Row[Any] | None:
+async def by_idempotency_key(
+    conn: AsyncConnection, env_id: str, key: str
+) -> WaitpointRecord | None:
     stmt = select(waitpoints).where(
         waitpoints.c.environment_id == env_id, waitpoints.c.idempotency_key == key
     )
-    return (await conn.execute(stmt)).first()
+    return _maybe((await conn.execute(stmt)).first())
 
 
 async def clear_idempotency_key(conn: AsyncConnection, waitpoint_id: str) -> None:
@@ -71,22 +88,23 @@ async def complete(
     output: Any,
     is_error: bool,
     now: datetime,
-) -> Row[Any] | None:
+) -> WaitpointRecord | None:
     """Resolve a pending waitpoint; ``None`` if it was resolved already (exactly once)."""
     params = {"wp": waitpoint_id, "to": status, "out": output, "is_error": is_error}
-    return (await conn.execute(_COMPLETE, {**params, "now": now})).first()
+    return _maybe((await conn.execute(_COMPLETE, {**params, "now": now})).first())
 
 
 async def complete_token(
     conn: AsyncConnection, token_id: str, env_id: str, *, output: Any, now: datetime
-) -> Row[Any] | None:
+) -> WaitpointRecord | None:
     """Complete a pending token of ``env_id``; ``None`` if it is not one (any more).
 
     The usual completion in one guarded statement; the caller looks at the
     row only when this matched nothing, to tell unknown, timed out and done.
     """
     params = {"wp": token_id, "env": env_id, "to": WaitpointStatus.COMPLETED.value, "out": output}
-    return (await conn.execute(_COMPLETE_TOKEN, {**params, "is_error": False, "now": now})).first()
+    row = (await conn.execute(_COMPLETE_TOKEN, {**params, "is_error": False, "now": now})).first()
+    return _maybe(row)
 
 
 _COMPLETE = (
@@ -125,10 +143,24 @@ _LOCK_WAITERS = (
 _LOCK_WAITERS_PG = _LOCK_WAITERS.with_for_update(of=runs)
 
 
-async def pending_wait(conn: AsyncConnection, run_id: str, seq: int) -> list[Row[Any]]:
-    """The waitpoints of a run's wait at ``seq``, in the order asked for, with the
-    journal entry's ``entry_kind`` and ``entry_status``; empty without an entry."""
-    return list((await conn.execute(_PENDING_WAIT, {"run": run_id, "seq": seq})).all())
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A run's wait: its journal entry's kind and status, and its waitpoints."""
+
+    entry_kind: str
+    entry_status: str
+    #: in the order asked for
+    waitpoints: list[WaitpointRecord]
+
+
+async def pending_wait(conn: AsyncConnection, run_id: str, seq: int) -> Wait | None:
+    """The wait of a run at journal position ``seq``; ``None`` without an entry
+    (or without waitpoints)."""
+    rows = (await conn.execute(_PENDING_WAIT, {"run": run_id, "seq": seq})).all()
+    if not rows:
+        return None
+    kind, status = rows[0].entry_kind, rows[0].entry_status
+    return Wait(kind, status, [waitpoint_from_row(r) for r in rows])
 
 
 _PENDING_WAIT = (
@@ -152,8 +184,11 @@ _PENDING_WAIT = (
 )
 
 
-async def pending_of_runs(conn: AsyncConnection, run_ids: Sequence[str]) -> list[Row[Any]]:
-    """Pending waitpoints the given runs wait on (what a run record shows)."""
+async def pending_of_runs(
+    conn: AsyncConnection, run_ids: Sequence[str]
+) -> list[tuple[str, WaitpointRecord]]:
+    """(waiting run id, waitpoint) of the pending waitpoints the given runs wait on
+    (what a run's detail shows)."""
     if not run_ids:
         return []
     stmt = (
@@ -162,7 +197,7 @@ async def pending_of_runs(conn: AsyncConnection, run_ids: Sequence[str]) -> list
         .where(waitpoint_waiters.c.run_id.in_(list(run_ids)), waitpoints.c.status == PENDING)
         .order_by(waitpoint_waiters.c.seq, waitpoint_waiters.c.idx)
     )
-    return list((await conn.execute(stmt)).all())
+    return [(r.waiter_run_id, waitpoint_from_row(r)) for r in (await conn.execute(stmt)).all()]
 
 
 async def lock_run(conn: AsyncConnection, run_id: str) -> Row[Any] | None:
@@ -210,14 +245,14 @@ async def pending_children_of(conn: AsyncConnection, run_id: str) -> list[str]:
     return [r.child_run_id for r in rows if "cancel-with-parent" in (r.tags or [])]
 
 
-async def pending_events(conn: AsyncConnection, env_id: str, name: str) -> list[Row[Any]]:
+async def pending_events(conn: AsyncConnection, env_id: str, name: str) -> list[WaitpointRecord]:
     stmt = select(waitpoints).where(
         waitpoints.c.environment_id == env_id,
         waitpoints.c.kind == "EVENT",
         waitpoints.c.status == PENDING,
         waitpoints.c.event_name == name,
     )
-    return list((await conn.execute(stmt)).all())
+    return [waitpoint_from_row(r) for r in (await conn.execute(stmt)).all()]
 
 
 async def page_tokens(
@@ -229,7 +264,7 @@ async def page_tokens(
     tags: Sequence[str] = (),
     size: int,
     after: str | None = None,
-) -> tuple[list[Row[Any]], bool]:
+) -> tuple[list[WaitpointRecord], bool]:
     conds = [waitpoints.c.environment_id == env_id, waitpoints.c.kind == "TOKEN"]
     if statuses:
         conds.append(waitpoints.c.status.in_(list(statuses)))
@@ -238,7 +273,8 @@ async def page_tokens(
     if after:
         conds.append(waitpoints.c.id < after)
     stmt = select(waitpoints).where(and_(*conds)).order_by(waitpoints.c.id.desc())
-    rows = list((await conn.execute(stmt.limit(size + 1 if not tags else 10_000))).all())
+    found = (await conn.execute(stmt.limit(size + 1 if not tags else 10_000))).all()
+    rows = [waitpoint_from_row(r) for r in found]
     if tags:
         wanted = set(tags)
         rows = [r for r in rows if wanted & set(r.tags or [])][: size + 1]

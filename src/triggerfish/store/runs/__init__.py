@@ -41,6 +41,7 @@ from triggerfish.store.runs.leases import (
 from triggerfish.store.runs.queries import (
     add_tags,
     attempt_by_id,
+    attempt_from_row,
     attempt_version,
     clear_idempotency_key,
     find_idempotent,
@@ -51,13 +52,13 @@ from triggerfish.store.runs.queries import (
     list_attempts,
     oldest_waiting,
     page,
+    run_from_row,
     run_of_attempt,
     status_counts,
     tags_of,
 )
 from triggerfish.store.runs.transitions import (
     Claim,
-    ClaimedRun,
     Fetch,
     HandOff,
     SimpleClaim,
@@ -77,7 +78,6 @@ from triggerfish.store.runs.transitions import (
 __all__ = [
     "ACTIVE",
     "Claim",
-    "ClaimedRun",
     "Fetch",
     "HandOff",
     "SimpleClaim",
@@ -86,6 +86,7 @@ __all__ = [
     "active_total",
     "add_tags",
     "attempt_by_id",
+    "attempt_from_row",
     "attempt_version",
     "claim_unconstrained",
     "claim_unconstrained_after",
@@ -116,6 +117,7 @@ __all__ = [
     "past_ttl",
     "queued_candidates",
     "reschedule_delayed",
+    "run_from_row",
     "run_of_attempt",
     "status_counts",
     "status_in",

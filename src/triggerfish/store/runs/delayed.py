@@ -12,9 +12,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish.store.runs import history
 from triggerfish.store.runs.leases import status_in
+from triggerfish.store.runs.queries import maybe_run
 from triggerfish.store.tables import runs
 
 
@@ -48,7 +50,7 @@ async def past_ttl(conn: AsyncConnection, now: float, limit: int) -> list[Row[An
 
 async def reschedule_delayed(
     conn: AsyncConnection, env_id: str, run_id: str, until: float, when: datetime, now: datetime
-) -> Row[Any] | None:
+) -> RunRecord | None:
     """Move a DELAYED run's start (and its TTL deadline with it); ``None`` if it is
     not (or no longer) DELAYED."""
     stmt = (
@@ -66,7 +68,7 @@ async def reschedule_delayed(
         )
         .returning(*runs.c)
     )
-    row = (await conn.execute(stmt)).first()
+    row = maybe_run((await conn.execute(stmt)).first())
     if row is not None:
         delayed = RunStatus.DELAYED.value
         reason = f"rescheduled to {when.isoformat()}Z"
@@ -76,7 +78,7 @@ async def reschedule_delayed(
 
 async def find_debounced(
     conn: AsyncConnection, env_id: str, task_id: str, key: str
-) -> Row[Any] | None:
+) -> RunRecord | None:
     """The DELAYED run waiting under a debounce key (``ix_runs_debounce``), row-locked
     on PostgreSQL so concurrent triggers of the burst update it one at a time."""
     stmt = select(runs).where(
@@ -87,7 +89,7 @@ async def find_debounced(
     )
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-    return (await conn.execute(stmt)).first()
+    return maybe_run((await conn.execute(stmt)).first())
 
 
 async def update_debounced(

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import RunEventRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish.store.runs import _render
 from triggerfish.store.tables import run_events
@@ -106,6 +107,11 @@ def claim_steps_sql(first_k: int = 1) -> str:
     return ",\n                     ".join(items)
 
 
-async def list_events(conn: AsyncConnection, run_id: str) -> list[Row[Any]]:
+def event_from_row(row: Row[Any]) -> RunEventRecord:
+    """The record of a row holding every column of ``run_events``, in order."""
+    return RunEventRecord(*row)
+
+
+async def list_events(conn: AsyncConnection, run_id: str) -> list[RunEventRecord]:
     stmt = select(run_events).where(run_events.c.run_id == run_id).order_by(run_events.c.id)
-    return list((await conn.execute(stmt)).all())
+    return [event_from_row(r) for r in (await conn.execute(stmt)).all()]

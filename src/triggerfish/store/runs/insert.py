@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -10,10 +12,12 @@ from sqlalchemy import (
     JSON,
     insert,
 )
+from sqlalchemy.engine import Dialect as SQLDialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import NewRun
 from triggerfish.store import queues as queue_store
-from triggerfish.store.db import Database, fetch_on_driver, stored_row
+from triggerfish.store.db import Database, bind_processors, fetch_on_driver
 from triggerfish.store.runs import history
 from triggerfish.store.tables import run_tags, runs
 
@@ -22,100 +26,109 @@ from triggerfish.store.tables import run_tags, runs
 _INSERT_RUN = insert(runs)
 _INSERT_TAGS = insert(run_tags)
 
+#: every column a new run sets, in ``NewRun``'s order
+NEW_RUN_COLUMNS = tuple(f.name for f in dataclasses.fields(NewRun))
+#: the columns a queued run is stored with: its ``order_key`` comes from its fair tag
+QUEUED_COLUMNS = tuple(c for c in NEW_RUN_COLUMNS if c != "order_key")
+# read once per trigger: an attribute getter, not reflection over the dataclass
+_all_values = operator.attrgetter(*NEW_RUN_COLUMNS)
+_queued_values = operator.attrgetter(*QUEUED_COLUMNS)
 
-async def insert_run(conn: AsyncConnection, values: dict[str, Any], tags: Sequence[str]) -> None:
-    await conn.execute(_INSERT_RUN, values)
-    if tags:
+
+def new_run_values(new: NewRun) -> dict[str, Any]:
+    """``new`` as the column values SQLAlchemy inserts."""
+    return dict(zip(NEW_RUN_COLUMNS, _all_values(new), strict=True))
+
+
+def queued_row(dialect: SQLDialect, new: NewRun) -> list[Any]:
+    """The ``QUEUED_COLUMNS`` of ``new``, in order, as SQLAlchemy would store them."""
+    row = list(_queued_values(new))
+    for i, process in bind_processors(runs, dialect, QUEUED_COLUMNS):
+        row[i] = process(row[i])
+    return row
+
+
+def new_run_params(dialect: SQLDialect, new: NewRun, now: float, quantum: float) -> list[Any]:
+    """The parameters of ``_pg_statement(QUEUED_COLUMNS)``: the fair bucket, the tags,
+    then the run's columns from ``$7`` on."""
+    params = [new.environment_id, new.queue_name, new.concurrency_key or "", now, quantum]
+    params.append(new.tags)
+    params += queued_row(dialect, new)
+    return params
+
+
+async def insert_run(conn: AsyncConnection, new: NewRun) -> None:
+    await conn.execute(_INSERT_RUN, new_run_values(new))
+    if new.tags:
         await conn.execute(
             _INSERT_TAGS,
-            [
-                {"run_id": values["id"], "tag": t, "environment_id": values["environment_id"]}
-                for t in tags
-            ],
+            [{"run_id": new.id, "tag": t, "environment_id": new.environment_id} for t in new.tags],
         )
-    await history.record(
-        conn, [history.triggered(values["id"], values["status"], values["created_at"])]
-    )
+    await history.record(conn, [history.triggered(new.id, new.status, new.created_at)])
 
 
-async def insert_runs(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+async def insert_runs(conn: AsyncConnection, news: Sequence[NewRun]) -> None:
     """Insert many runs with their tags and first history rows: three statements."""
-    if not rows:
+    if not news:
         return
-    await conn.execute(insert(runs), list(rows))
+    await conn.execute(insert(runs), [new_run_values(r) for r in news])
     tag_rows = [
-        {"run_id": r["id"], "tag": t, "environment_id": r["environment_id"]}
-        for r in rows
-        for t in r["tags"]
+        {"run_id": r.id, "tag": t, "environment_id": r.environment_id} for r in news for t in r.tags
     ]
     if tag_rows:
         await conn.execute(insert(run_tags), tag_rows)
     events = [
-        history.triggered(r["id"], r["status"], r["created_at"], history.TRIGGERED_IN_A_BATCH)
-        for r in rows
+        history.triggered(r.id, r.status, r.created_at, history.TRIGGERED_IN_A_BATCH) for r in news
     ]
     await history.record(conn, events)
 
 
 async def insert_queued_run(
-    conn: AsyncConnection, values: dict[str, Any], *, now: float, quantum: float
+    conn: AsyncConnection, new: NewRun, *, now: float, quantum: float
 ) -> float:
     """Insert a new QUEUED run with the next fair tag of its bucket; returns its order key.
 
-    ``values`` holds the run's columns (``order_key`` is ignored: it comes from the
-    tag and ``values["priority"]``) and ``tags`` its sorted tags. On PostgreSQL it
-    must be the last statement of its transaction (see ``db.fetch_on_driver``).
+    ``new.order_key`` is ignored: the key comes from the tag and ``new.priority``.
+    On PostgreSQL it must be the last statement of its transaction (see
+    ``db.fetch_on_driver``).
     """
-    columns = tuple(k for k in values if k != "order_key")
-    row = stored_row(runs, conn.dialect, columns, values)
     if conn.dialect.name == "postgresql":
         fetch = functools.partial(fetch_on_driver, conn)
-        return await _insert_postgresql(fetch, values, columns, row, now, quantum)
-    return await _insert_sqlite(conn, values, columns, row, now, quantum)
+        return await _insert_postgresql(fetch, conn.dialect, new, now, quantum)
+    return await _insert_sqlite(conn, new, now, quantum)
 
 
 async def insert_queued_run_alone(
-    db: Database, values: dict[str, Any], *, now: float, quantum: float
+    db: Database, new: NewRun, *, now: float, quantum: float
 ) -> float:
     """``insert_queued_run`` as a transaction of its own, on PostgreSQL: the whole of
     a plain trigger whose task and queue are known (``Database.fetch_alone``)."""
-    columns = tuple(k for k in values if k != "order_key")
-    row = stored_row(runs, db.engine.dialect, columns, values)
-    return await _insert_postgresql(db.fetch_alone, values, columns, row, now, quantum)
+    return await _insert_postgresql(db.fetch_alone, db.engine.dialect, new, now, quantum)
 
 
 async def _insert_postgresql(
     fetch: Callable[[str, Sequence[Any]], Awaitable[list[Any]]],
-    values: dict[str, Any],
-    columns: tuple[str, ...],
-    row: list[Any],
+    dialect: SQLDialect,
+    new: NewRun,
     now: float,
     quantum: float,
 ) -> float:
-    key = values["concurrency_key"] or ""
-    params = [values["environment_id"], values["queue_name"], key, now, quantum]
-    params += [values["tags"], *row]
-    return float((await fetch(_pg_statement(columns), params))[0][0])
+    params = new_run_params(dialect, new, now, quantum)
+    return float((await fetch(_pg_statement(QUEUED_COLUMNS), params))[0][0])
 
 
-async def _insert_sqlite(
-    conn: AsyncConnection,
-    values: dict[str, Any],
-    columns: tuple[str, ...],
-    row: list[Any],
-    now: float,
-    quantum: float,
-) -> float:
-    run = {"run": values["id"], "env": values["environment_id"]}
-    bucket = {"env": run["env"], "queue": values["queue_name"], "key": values["concurrency_key"]}
-    bucket.update(key=bucket["key"] or "", now=now, step=quantum)
+async def _insert_sqlite(conn: AsyncConnection, new: NewRun, now: float, quantum: float) -> float:
+    run = {"run": new.id, "env": new.environment_id}
+    bucket: dict[str, Any] = {"env": run["env"], "queue": new.queue_name, "now": now}
+    bucket.update(key=new.concurrency_key or "", step=quantum)
     next_tag = (await fetch_on_driver(conn, queue_store.take_tags_sql("sqlite"), bucket))[0][0]
-    order_key = float(next_tag) - quantum - float(values["priority"])
-    await fetch_on_driver(conn, _sqlite_insert(columns), [*row, order_key])
-    stored = dict(zip(columns, row, strict=True))
-    if values["tags"]:
+    order_key = float(next_tag) - quantum - float(new.priority)
+    row = queued_row(conn.dialect, new)
+    await fetch_on_driver(conn, _sqlite_insert(QUEUED_COLUMNS), [*row, order_key])
+    stored = dict(zip(QUEUED_COLUMNS, row, strict=True))
+    if new.tags:
         await fetch_on_driver(conn, _SQLITE_TAGS, {**run, "tags": stored["tags"]})
-    event = {**run, "status": values["status"], "at": stored["created_at"]}
+    event = {**run, "status": new.status, "at": stored["created_at"]}
     await fetch_on_driver(conn, _SQLITE_EVENT, event)
     return order_key
 

@@ -20,30 +20,49 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.filters import RunFilter
+from triggerfish._domain.records import AttemptRecord, RunRecord, positional
 from triggerfish._domain.states import RunStatus
 from triggerfish.store.tables import attempts, run_tags, runs
 
 
-async def get(conn: AsyncConnection, env_id: str, run_id: str) -> Row[Any] | None:
-    return (await conn.execute(_GET, {"id": run_id, "env": env_id})).first()
+def run_from_row(row: Row[Any] | Sequence[Any]) -> RunRecord:
+    """The record of a row holding every column of ``runs``, in the table's order
+    (``select(runs)``, ``RETURNING *``, a row the driver returned)."""
+    return _build_run(row)
+
+
+_build_run = positional(RunRecord)
+
+
+def maybe_run(row: Row[Any] | None) -> RunRecord | None:
+    return None if row is None else _build_run(row)
+
+
+def attempt_from_row(row: Row[Any]) -> AttemptRecord:
+    """The record of a row holding every column of ``attempts``, in order."""
+    return AttemptRecord(*row)
+
+
+async def get(conn: AsyncConnection, env_id: str, run_id: str) -> RunRecord | None:
+    return maybe_run((await conn.execute(_GET, {"id": run_id, "env": env_id})).first())
 
 
 _GET = select(runs).where(runs.c.id == bindparam("id"), runs.c.environment_id == bindparam("env"))
 
 
-async def get_by_id(conn: AsyncConnection, run_id: str) -> Row[Any] | None:
-    return (await conn.execute(select(runs).where(runs.c.id == run_id))).first()
+async def get_by_id(conn: AsyncConnection, run_id: str) -> RunRecord | None:
+    return maybe_run((await conn.execute(select(runs).where(runs.c.id == run_id))).first())
 
 
 async def find_idempotent(
     conn: AsyncConnection, env_id: str, task_id: str, key: str
-) -> Row[Any] | None:
+) -> RunRecord | None:
     stmt = select(runs).where(
         runs.c.environment_id == env_id,
         runs.c.task_identifier == task_id,
         runs.c.idempotency_key == key,
     )
-    return (await conn.execute(stmt)).first()
+    return maybe_run((await conn.execute(stmt)).first())
 
 
 async def clear_idempotency_key(conn: AsyncConnection, run_id: str) -> None:
@@ -62,12 +81,14 @@ async def run_of_attempt(conn: AsyncConnection, attempt_id: str) -> str | None:
     return (await conn.execute(stmt)).scalar()
 
 
-async def attempt_by_id(conn: AsyncConnection, attempt_id: str) -> Row[Any] | None:
-    return (await conn.execute(select(attempts).where(attempts.c.id == attempt_id))).first()
+async def attempt_by_id(conn: AsyncConnection, attempt_id: str) -> AttemptRecord | None:
+    row = (await conn.execute(select(attempts).where(attempts.c.id == attempt_id))).first()
+    return None if row is None else attempt_from_row(row)
 
 
-async def list_attempts(conn: AsyncConnection, run_id: str) -> list[Row[Any]]:
-    return list((await conn.execute(_ATTEMPTS_OF, {"run": run_id})).all())
+async def list_attempts(conn: AsyncConnection, run_id: str) -> list[AttemptRecord]:
+    rows = (await conn.execute(_ATTEMPTS_OF, {"run": run_id})).all()
+    return [attempt_from_row(r) for r in rows]
 
 
 _ATTEMPTS_OF = (
@@ -102,7 +123,7 @@ async def page(
     size: int,
     after: str | None = None,
     before: str | None = None,
-) -> tuple[list[Row[Any]], bool]:
+) -> tuple[list[RunRecord], bool]:
     """One page of runs, newest first, and whether more lie beyond it.
 
     Run ids sort by creation time, so the cursor is a run id and the page is an
@@ -138,13 +159,13 @@ async def page(
     if before is not None:
         conds.append(runs.c.id > before)
         stmt = _ordered(conds, flt.statuses, ascending=True, limit=size + 1)
-        rows = list((await conn.execute(stmt)).all())
+        rows = [run_from_row(r) for r in (await conn.execute(stmt)).all()]
         more = len(rows) > size
         return list(reversed(rows[:size])), more
     if after is not None:
         conds.append(runs.c.id < after)
     stmt = _ordered(conds, flt.statuses, ascending=False, limit=size + 1)
-    rows = list((await conn.execute(stmt)).all())
+    rows = [run_from_row(r) for r in (await conn.execute(stmt)).all()]
     return rows[:size], len(rows) > size
 
 
@@ -172,7 +193,7 @@ def _ordered(
     return select(runs).where(runs.c.id.in_(ids)).order_by(order).limit(limit)
 
 
-async def oldest_waiting(conn: AsyncConnection, env_id: str) -> Row[Any] | None:
+async def oldest_waiting(conn: AsyncConnection, env_id: str) -> RunRecord | None:
     """The longest-waiting QUEUED run (``ix_runs_env_status_id``)."""
     stmt = (
         select(runs)
@@ -180,7 +201,7 @@ async def oldest_waiting(conn: AsyncConnection, env_id: str) -> Row[Any] | None:
         .order_by(runs.c.id)
         .limit(1)
     )
-    return (await conn.execute(stmt)).first()
+    return maybe_run((await conn.execute(stmt)).first())
 
 
 async def status_counts(
@@ -194,15 +215,15 @@ async def status_counts(
     return {s: int(n) for s, n in (await conn.execute(stmt)).all()}
 
 
-async def get_for_update(conn: AsyncConnection, run_id: str) -> Row[Any] | None:
+async def get_for_update(conn: AsyncConnection, run_id: str) -> RunRecord | None:
     """The run, row-locked on PostgreSQL for a read-modify-write (metadata)."""
     stmt = select(runs).where(runs.c.id == run_id)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-    return (await conn.execute(stmt)).first()
+    return maybe_run((await conn.execute(stmt)).first())
 
 
-async def add_tags(conn: AsyncConnection, row: Row[Any], tags: Sequence[str]) -> list[str]:
+async def add_tags(conn: AsyncConnection, row: RunRecord, tags: Sequence[str]) -> list[str]:
     """Add tags a run does not have yet; returns its tags afterwards, sorted."""
     have = set(row.tags or [])
     new = sorted(set(tags) - have)

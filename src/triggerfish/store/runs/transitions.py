@@ -15,7 +15,6 @@ in ``tests/store/test_fast_paths.py`` run both on the same inputs and compare.
 
 from __future__ import annotations
 
-import collections
 import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BindParameter,
-    Row,
     bindparam,
     case,
     func,
@@ -35,11 +33,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import MovedRun, NewRun, RunRecord
 from triggerfish._domain.states import ALLOWED_FROM, ATTEMPT_FOR, AttemptStatus, RunStatus
 from triggerfish.store import queues as queue_store
 from triggerfish.store.db import Database, fetch_on_driver, stored_row
 from triggerfish.store.runs import _render, history
-from triggerfish.store.runs.insert import _PG_FAIR_TAG
+from triggerfish.store.runs.insert import _PG_FAIR_TAG, QUEUED_COLUMNS, new_run_params
+from triggerfish.store.runs.queries import run_from_row
 from triggerfish.store.tables import attempts, runs
 
 # The hottest statements are built once and reused with bound parameters:
@@ -57,7 +57,7 @@ async def transition(
     env_id: str | None = None,
     reason: str | None = None,
     values: dict[str, Any] | None = None,
-) -> Row[Any] | None:
+) -> RunRecord | None:
     """Move a run to ``to`` if its current status allows it; ``None`` if it did not.
 
     With ``attempt_id`` the move also requires that attempt to still be the run's
@@ -75,7 +75,8 @@ async def transition(
             run_id, row.previous_status, to.value, at=now, attempt_id=attempt_id, reason=reason
         )
         await history.record(conn, [event])
-    return row
+        return run_from_row(row)
+    return None
 
 
 def _statuses(allowed: frozenset[RunStatus]) -> list[str]:
@@ -124,7 +125,7 @@ async def transition_many(
     reason: str | None = None,
     values: dict[str, Any] | None = None,
     outputs: Sequence[Any] | None = None,
-) -> list[Row[Any]]:
+) -> list[MovedRun]:
     """``transition`` for many runs at once, each named with its current attempt.
 
     One guarded ``UPDATE … WHERE (id, current_attempt_id) IN (…) AND status IN
@@ -149,7 +150,7 @@ async def transition_many(
         params[f"a{i}"] = attempt_id
     for i, output in enumerate(outputs or ()):
         params[f"o{i}"] = output
-    rows = list((await conn.execute(stmt, params)).all())
+    rows = [MovedRun(*r) for r in (await conn.execute(stmt, params)).all()]
     events = [
         history.row(
             row.id,
@@ -215,10 +216,10 @@ def _transition_many_statement(
     return stmt
 
 
-async def transition_values(conn: AsyncConnection, run_id: str, **values: Any) -> Row[Any]:
+async def transition_values(conn: AsyncConnection, run_id: str, **values: Any) -> RunRecord:
     """Set fields that carry no status change (used right after a guarded transition)."""
     stmt = update(runs).where(runs.c.id == run_id).values(**values).returning(*runs.c)
-    return (await conn.execute(stmt)).one()
+    return run_from_row((await conn.execute(stmt)).one())
 
 
 @dataclass
@@ -234,7 +235,7 @@ class Claim:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[Row[Any]]:
+async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[RunRecord]:
     """Claim the runs in one batch: one guarded UPDATE … RETURNING, then the
     attempt rows and history rows; returns the claimed runs in ``claims`` order.
 
@@ -257,7 +258,7 @@ async def mark_dequeued(conn: AsyncConnection, claims: Sequence[Claim]) -> list[
             }
         )
     rows = (await conn.execute(_claim_statement(len(claims)), params)).all()
-    by_id = {r.id: r for r in rows}
+    by_id = {r.id: run_from_row(r) for r in rows}
     # a run another claimer took first did not match the guarded update
     claims = [c for c in claims if c.run_id in by_id]
     if not claims:
@@ -425,9 +426,6 @@ def _attempts_update(value_keys: tuple[str, ...]) -> Any:
 
 # -- one-statement claims (PostgreSQL) ------------------------------------------
 
-#: a claimed run: every column of ``runs``, by name, as SQLAlchemy reads them
-ClaimedRun = collections.namedtuple("ClaimedRun", [c.name for c in runs.c])  # type: ignore[misc]
-
 
 @dataclass(frozen=True)
 class SimpleClaim:
@@ -456,7 +454,7 @@ def in_transaction(conn: AsyncConnection) -> Fetch:
     return functools.partial(fetch_on_driver, conn)
 
 
-async def claim_unconstrained(fetch: Fetch, claim: SimpleClaim) -> list[Any] | None:
+async def claim_unconstrained(fetch: Fetch, claim: SimpleClaim) -> list[RunRecord] | None:
     """Claim up to ``len(claim.attempt_ids)`` queued runs in fair order.
 
     Returns the claimed runs in order, or None when the environment has a
@@ -470,7 +468,7 @@ async def claim_unconstrained(fetch: Fetch, claim: SimpleClaim) -> list[Any] | N
     # asyncpg hands back the values as SQLAlchemy would: it has no result
     # processors for these types on asyncpg (JSON is decoded by the codec it
     # registers on every connection)
-    return [ClaimedRun(*row[1:]) for row in rows if row["id"] is not None]
+    return [run_from_row(row[1:]) for row in rows if row["id"] is not None]
 
 
 # $1 env, $2 now (epoch), $3 task ids, $4 worker version, $5 how many, $6 attempt
@@ -503,7 +501,7 @@ class Successes:
 
 async def claim_unconstrained_after(
     db: Database, claim: SimpleClaim, successes: Successes
-) -> tuple[set[str], list[Any] | None]:
+) -> tuple[set[str], list[RunRecord] | None]:
     """Record ``successes`` and claim, in one statement of its own: the common
     exchange of a busy worker (PostgreSQL only).
 
@@ -523,7 +521,7 @@ async def claim_unconstrained_after(
     done = set(rows[0]["done"])
     if rows[0]["blocked"]:
         return done, None
-    return done, [ClaimedRun(*row[2:]) for row in rows if row["id"] is not None]
+    return done, [run_from_row(row[2:]) for row in rows if row["id"] is not None]
 
 
 #: rows when something constrains environment $1: its own limit, or a queue with a
@@ -662,22 +660,18 @@ class HandOff:
 
 
 async def insert_and_hand_off_alone(
-    db: Database, values: dict[str, Any], *, now: float, quantum: float, hand_off: HandOff
-) -> tuple[float, Any | None]:
+    db: Database, new: NewRun, *, now: float, quantum: float, hand_off: HandOff
+) -> tuple[float, RunRecord | None]:
     """``insert_queued_run_alone``, with the run claimed for ``hand_off`` in the same
     statement when nothing constrains the environment and no older run is queued
     for the worker (exactly when its claim would take this run first).
 
-    Returns the order key and the claimed run (a ``ClaimedRun``), or
-    None when the run was only queued. PostgreSQL only.
+    Returns the order key and the claimed run, or None when the run was only
+    queued. PostgreSQL only.
     """
-    if RunStatus(values["status"]) not in ALLOWED_FROM[RunStatus.DEQUEUED]:
-        raise ValueError(f"a new {values['status']} run cannot be claimed: it is not queued")
-    columns = tuple(k for k in values if k != "order_key")
-    row = stored_row(runs, db.engine.dialect, columns, values)
-    key = values["concurrency_key"] or ""
-    params = [values["environment_id"], values["queue_name"], key, now, quantum]
-    params += [values["tags"], *row]
+    if RunStatus(new.status) not in ALLOWED_FROM[RunStatus.DEQUEUED]:
+        raise ValueError(f"a new {new.status} run cannot be claimed: it is not queued")
+    params = new_run_params(db.engine.dialect, new, now, quantum)
     params += [
         list(hand_off.task_ids),
         hand_off.version,
@@ -688,8 +682,8 @@ async def insert_and_hand_off_alone(
         hand_off.now_at,
         hand_off.reason,
     ]
-    first = (await db.fetch_alone(_pg_hand_off_statement(columns), params))[0]
-    claimed = ClaimedRun(*first[1:]) if first["handed"] else None
+    first = (await db.fetch_alone(_pg_hand_off_statement(QUEUED_COLUMNS), params))[0]
+    claimed = run_from_row(first[1:]) if first["handed"] else None
     return float(first["order_key"]), claimed
 
 

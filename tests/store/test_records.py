@@ -1,0 +1,161 @@
+"""The store hands out typed records, built positionally from its rows.
+
+A record's fields must be its table's columns in the table's order: the store
+builds each one with ``Record(*row)``, so a column added to a table without
+its field (or in another place) would shift every value after it. The engine
+tests then read the records the store returns on both databases.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Table
+
+from tests.engine.test_runs_engine import manifest, setup
+from triggerfish._domain import records
+from triggerfish._domain.states import JournalStatus, RunStatus
+from triggerfish.engine import Engine
+from triggerfish.engine.enqueue import TriggerRequest
+from triggerfish.engine.journal import JournalEntry
+from triggerfish.engine.replay import request_from_run
+from triggerfish.engine.schedules import ScheduleInput
+from triggerfish.engine.waitpoints import TokenRequest
+from triggerfish.store import journal as journal_store
+from triggerfish.store import runs as run_store
+from triggerfish.store import schedules as schedule_store
+from triggerfish.store import tables
+from triggerfish.store import waitpoints as wp_store
+from triggerfish.store.runs.insert import NEW_RUN_COLUMNS
+
+RECORD_OF_TABLE: list[tuple[type[Any], Table]] = [
+    (records.RunRecord, tables.runs),
+    (records.AttemptRecord, tables.attempts),
+    (records.JournalRecord, tables.run_journal),
+    (records.WaitpointRecord, tables.waitpoints),
+    (records.ScheduleRecord, tables.schedules),
+    (records.RunEventRecord, tables.run_events),
+    (records.LogRecord, tables.run_logs),
+]
+
+
+@pytest.mark.parametrize(
+    ("record", "table"), RECORD_OF_TABLE, ids=[t.name for _, t in RECORD_OF_TABLE]
+)
+def test_a_records_fields_are_its_tables_columns_in_order(record: type[Any], table: Any) -> None:
+    fields = [f.name for f in dataclasses.fields(record)]
+    assert fields == [c.name for c in table.c]
+
+
+@pytest.mark.parametrize("record", [r for r, _ in RECORD_OF_TABLE] + [records.NewRun])
+def test_records_are_frozen_and_slotted(record: type[Any]) -> None:
+    assert record.__dataclass_params__.frozen
+    assert "__slots__" in record.__dict__
+
+
+def test_a_new_run_sets_only_columns_of_runs() -> None:
+    assert set(NEW_RUN_COLUMNS) <= {c.name for c in tables.runs.c}
+    assert len(NEW_RUN_COLUMNS) == len(set(NEW_RUN_COLUMNS))
+
+
+async def test_the_store_returns_run_attempt_and_journal_records(engine: Engine) -> None:
+    env_id, worker = await setup(engine, manifest("t"))
+    trigger = TriggerRequest("t", {"n": 1}, tags=["b", "a"], metadata={"m": 1}, ttl_text="1h")
+    trigger.ttl = 3600.0
+    created = await engine.enqueue.trigger(env_id, trigger)
+    [claimed] = await engine.dequeue.claim(worker, 1, start=1)
+    assert isinstance(claimed, records.RunRecord)
+    assert claimed.id == created.id and claimed.status == RunStatus.EXECUTING
+    assert claimed.current_attempt_id is not None
+    step = JournalEntry(seq=0, kind="step", name="s", status=JournalStatus.OK, result={"x": [1]})
+    await engine.journal.record(created.id, claimed.current_attempt_id, step, env_id)
+
+    async with engine.res.db.read() as conn:
+        run = await run_store.get(conn, env_id, created.id)
+        attempts = await run_store.list_attempts(conn, created.id)
+        entry = await journal_store.entry(conn, created.id, 0)
+        events = await run_store.list_events(conn, created.id)
+    assert isinstance(run, records.RunRecord)
+    # as the columns' types read them, on either database
+    assert run.payload == {"n": 1} and run.run_metadata == {"m": 1}
+    assert run.tags == ["a", "b"] and run.ttl == "1h" and run.is_test is False
+    assert isinstance(run.created_at, datetime) and isinstance(run.started_at, datetime)
+    # the journal write locked the run to its worker's version, and touched it
+    assert dataclasses.replace(claimed, updated_at=run.updated_at, locked_version="v1") == run
+    assert [type(a) for a in attempts] == [records.AttemptRecord]
+    assert attempts[0].id == claimed.current_attempt_id and attempts[0].number == 1
+    assert entry == records.JournalRecord(
+        run_id=created.id,
+        seq=0,
+        kind="step",
+        name="s",
+        status=JournalStatus.OK,
+        result={"x": [1]},
+        error=None,
+        result_blob=False,
+        failures=0,
+        started_at=entry.started_at if entry else datetime.min,
+        finished_at=entry.finished_at if entry else None,
+    )
+    assert all(isinstance(e, records.RunEventRecord) for e in events)
+    assert [e.to_status for e in events] == ["QUEUED", "DEQUEUED", "EXECUTING"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.status = "FAILED"  # type: ignore[misc]
+
+
+async def test_the_store_returns_waitpoint_and_schedule_records(engine: Engine) -> None:
+    env_id, _ = await setup(
+        engine, {**manifest("t"), "schedule": {"cron": None, "timezone": "UTC"}}
+    )
+    token, _ = await engine.waitpoints.create_token(env_id, TokenRequest(tags=["t1"]))
+    info = await engine.schedules.create(env_id, ScheduleInput(task_id="t", cron="0 * * * *"))
+    async with engine.res.db.read() as conn:
+        stored_token = await wp_store.get(conn, token.id)
+        schedule = await schedule_store.get_schedule(conn, env_id, info.id)
+    assert isinstance(stored_token, records.WaitpointRecord)
+    assert stored_token.kind == "TOKEN" and stored_token.tags == ["t1"]
+    assert stored_token.output_is_error is False
+    assert isinstance(schedule, records.ScheduleRecord)
+    assert schedule.active is True and schedule.cron == "0 * * * *"
+
+
+def test_a_replay_is_triggered_from_the_runs_record() -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5)
+    columns: dict[str, Any] = {f.name: None for f in dataclasses.fields(records.RunRecord)}
+    run = records.RunRecord(
+        **columns
+        | {
+            "id": "run_1",
+            "task_identifier": "t",
+            "payload": {"n": 1},
+            "run_metadata": {"m": 2},
+            "machine": "small-2x",
+            "max_attempts": 3,
+            "max_duration": 60.0,
+            "queue_name": "q",
+            "concurrency_key": "k",
+            "ttl": "10m",
+            "priority": 5.0,
+            "is_test": True,
+            "created_at": at,
+        }
+    )
+    req = request_from_run(run, ["a"])
+    assert (req.task_id, req.payload, req.tags, req.metadata) == ("t", {"n": 1}, ["a"], {"m": 2})
+    assert (req.machine, req.max_attempts, req.max_duration) == ("small-2x", 3, 60.0)
+    assert (req.queue, req.concurrency_key, req.priority) == ("q", "k", 5.0)
+    assert (req.ttl, req.ttl_text, req.is_test) == (600.0, "10m", True)
+    assert (req.replay_of, req.trigger_function) == ("run_1", "replay")
+
+
+def test_a_positional_builder_makes_the_record_init_makes() -> None:
+    values: tuple[Any, ...] = tuple(range(len(dataclasses.fields(records.RunRecord))))
+    build = records.positional(records.RunRecord)
+    assert build(values) == records.RunRecord(*values)
+    with pytest.raises(ValueError):
+        build(values[:-1])  # a column short: never a silently shifted record
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        build(values).id = "other"  # type: ignore[misc]
