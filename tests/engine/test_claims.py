@@ -63,7 +63,7 @@ async def test_a_claim_takes_runs_in_fair_order_and_starts_the_first(
             expected.append(("DEQUEUED", "EXECUTING", row.current_attempt_id))
         assert steps == expected
     # the started ones finish like any attempt; the unclaimed run is still queued
-    await engine.attempts.succeed(high.id, claimed[0].current_attempt_id, {"ok": True})
+    await engine.attempts.succeed(high.id, claimed[0].claimed_attempt_id, {"ok": True})
     assert (await engine.runs.retrieve(env_id, high.id)).run.status == RunStatus.COMPLETED
     assert (await engine.runs.retrieve(env_id, rest[1].id)).run.status == RunStatus.QUEUED
     if engine.res.db.dialect == "postgresql":

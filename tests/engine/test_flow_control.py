@@ -83,7 +83,7 @@ async def test_each_concurrency_key_gets_its_own_slots(engine: Engine) -> None:
     ]
     b = (await engine.enqueue.trigger(env_id, TriggerRequest("t", concurrency_key="B"))).id
     claimed = await engine.dequeue.claim(worker, 10)
-    assert sorted(r.concurrency_key for r in claimed) == ["A", "B"]
+    assert sorted(r.concurrency_key or "" for r in claimed) == ["A", "B"]
     assert b in {r.id for r in claimed}
     assert await reason(engine, env_id, a[1]) == "CONCURRENCY_KEY_LIMIT"
 

@@ -121,7 +121,7 @@ class FlowControl(StoreMachine):
             assert row.id not in before, "a run holding a slot was claimed again"
             assert row.current_attempt_id not in self.issued, "an attempt was handed out twice"
             assert row.queue_name not in self.paused, "a paused queue started a run"
-            self.issued[row.current_attempt_id] = row.id
+            self.issued[row.claimed_attempt_id] = row.id
         if not rows:
             return
         queue_limit, key_limit, env_limit = self._limits()
@@ -218,8 +218,8 @@ class FlowControl(StoreMachine):
             self.clock.advance(61)
             self.run(self.engine.maintenance.sweep())
             for row in self.run(self.engine.dequeue.claim(self.workers[0], 10)):
-                self.run(self.engine.attempts.start(row.id, row.current_attempt_id))
-                self.run(self.engine.attempts.succeed(row.id, row.current_attempt_id, "drained"))
+                self.run(self.engine.attempts.start(row.id, row.claimed_attempt_id))
+                self.run(self.engine.attempts.succeed(row.id, row.claimed_attempt_id, "drained"))
         stuck = [r.id for r in self._rows() if RunStatus(r.status) not in FINAL]
         raise AssertionError(f"runs stuck: {stuck}")
 

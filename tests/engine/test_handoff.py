@@ -197,7 +197,7 @@ async def test_a_hand_off_never_passes_a_limit(
     assert handed == ([None] if _postgresql(engine) else [])
     assert (await engine.runs.retrieve(env_id, run.id)).run.status == RunStatus.QUEUED
 
-    await engine.attempts.succeed(held.id, held.current_attempt_id, {})
+    await engine.attempts.succeed(held.id, held.claimed_attempt_id, {})
     if constraint == "pause":
         await engine.queues.resume(env_id, queue)
     await engine.res.notifier.notify(env_id)
@@ -403,7 +403,7 @@ async def _active(engine: Engine, env_id: str) -> int:
 async def _drain(engine: Engine, env_id: str, worker: WorkerIdentity) -> None:
     """Finish everything (hypothesis reuses the engine between examples)."""
     for row in await engine.dequeue.claim(worker, 100, start=100):
-        await engine.attempts.succeed(row.id, row.current_attempt_id, {})
+        await engine.attempts.succeed(row.id, row.claimed_attempt_id, {})
     for run in await _runs(engine, env_id, "DEQUEUED", "EXECUTING"):
         if run.status == RunStatus.DEQUEUED:
             await engine.attempts.start(run.id, run.current_attempt_id)

@@ -190,19 +190,19 @@ async def test_journal_write_from_a_stale_attempt_is_refused(
     [row] = await engine.dequeue.claim(ident, 1)
     entry = JournalEntry(seq=0, kind="step", name="a", status=JournalStatus.OK, result=1)
     with pytest.raises(StaleTransition):  # claimed, not yet started
-        await engine.journal.record(run_id, row.current_attempt_id, entry)
-    await engine.attempts.start(run_id, row.current_attempt_id)
-    await engine.journal.record(run_id, row.current_attempt_id, entry)
+        await engine.journal.record(run_id, row.claimed_attempt_id, entry)
+    await engine.attempts.start(run_id, row.claimed_attempt_id)
+    await engine.journal.record(run_id, row.claimed_attempt_id, entry)
     with pytest.raises(StaleTransition):
         await engine.journal.record(run_id, "attempt_someone_else", entry)
     other_env = (await engine.environments.by_slug("prod")).id
     later = JournalEntry(seq=1, kind="step", name="b", status=JournalStatus.OK, result=2)
     with pytest.raises(StaleTransition):  # the attempt, but asked for from another environment
-        await engine.journal.record(run_id, row.current_attempt_id, later, other_env)
+        await engine.journal.record(run_id, row.claimed_attempt_id, later, other_env)
     clock.advance(minutes=5)
     await engine.maintenance.reclaim_expired_leases()  # lease lost: attempt is stale now
     with pytest.raises(StaleTransition):
-        await engine.journal.record(run_id, row.current_attempt_id, later, env_id)
+        await engine.journal.record(run_id, row.claimed_attempt_id, later, env_id)
     journal = (await engine.journal.for_runs([run_id]))[run_id]
     assert [(e["seq"], e["result"]) for e in journal] == [(0, 1)]  # refused writes left nothing
 
@@ -248,10 +248,10 @@ async def test_a_journal_write_locks_the_run_to_its_version_only_when_asked(
     await unlocked.start(background=False)
     try:  # `triggerfish dev` reloads code: its runs replay on whatever version is current
         entry = JournalEntry(seq=0, kind="step", name="a", status=JournalStatus.OK, result=1)
-        await unlocked.journal.record(run_id, row.current_attempt_id, entry, env_id)
+        await unlocked.journal.record(run_id, row.claimed_attempt_id, entry, env_id)
     finally:
         await unlocked.close()
     assert (await run_record(engine, env_id, run_id)).locked_version is None
     entry = JournalEntry(seq=1, kind="step", name="b", status=JournalStatus.OK, result=2)
-    await engine.journal.record(run_id, row.current_attempt_id, entry, env_id)
+    await engine.journal.record(run_id, row.claimed_attempt_id, entry, env_id)
     assert (await run_record(engine, env_id, run_id)).locked_version == "v7"

@@ -134,7 +134,7 @@ async def test_a_batched_success_resumes_the_parent_waiting_on_it(engine: Engine
     assert worker.identity is not None
     (claimed,) = await engine.dequeue.claim(worker.identity, 1, 1)
     _, outcomes = await engine.attempts.report_many(
-        [], [Report(claimed.id, claimed.current_attempt_id, {"answer": 42})], env.id
+        [], [Report(claimed.id, claimed.claimed_attempt_id, {"answer": 42})], env.id
     )
     assert outcomes[0] is not None
     assert (await run_record(engine, env.id, parent_id)).status == RunStatus.QUEUED
@@ -150,7 +150,7 @@ async def test_a_report_and_claim_takes_the_slot_the_report_frees(engine: Engine
         await engine.enqueue.trigger(env_id, TriggerRequest("t", {"i": i}))
     (first,) = await engine.dequeue.claim(worker, 2, 2)  # the queue's one slot
     started, outcomes, claimed = await engine.dequeue.report_and_claim(
-        [], [Report(first.id, first.current_attempt_id, "done")], worker, 2, 2
+        [], [Report(first.id, first.claimed_attempt_id, "done")], worker, 2, 2
     )
     assert started == [] and [o.status if o else None for o in outcomes] == ["COMPLETED"]
     assert [(r.status, r.attempt_count) for r in claimed] == [(RunStatus.EXECUTING, 1)]
@@ -286,12 +286,12 @@ async def test_a_success_a_parent_waits_on_resumes_the_parent_through_the_one_st
     assert worker.identity is not None
     (claimed,) = await engine.dequeue.claim(worker.identity, 1, 1)
     _, outcomes, rows = await engine.dequeue.report_and_claim(
-        [], [Report(claimed.id, claimed.current_attempt_id, {"answer": 42})], worker.identity, 1, 1
+        [], [Report(claimed.id, claimed.claimed_attempt_id, {"answer": 42})], worker.identity, 1, 1
     )
     assert [o.status if o else None for o in outcomes] == ["COMPLETED"]
     # the parent is queued again (and the claim may have taken it): the worker runs it
     assert [r.id for r in rows] in ([], [parent_id])
-    await engine.attempts.release([r.current_attempt_id for r in rows], "run by the test worker")
+    await engine.attempts.release([r.claimed_attempt_id for r in rows], "run by the test worker")
     await worker.run_until_idle()
     parent_run = await run_record(engine, env.id, parent_id)
     assert parent_run.status == RunStatus.COMPLETED, parent_run.error
@@ -310,13 +310,13 @@ async def test_successes_are_recorded_and_a_limit_holds_when_the_queue_gets_one_
     # another server limits the queue to one run at a time: b still holds it
     await engine.queues.override_limit(env_id, QueueRef("task", "t"), 1)
     _, outcomes, claimed = await engine.dequeue.report_and_claim(
-        [], [Report(a.id, a.current_attempt_id, "a")], worker, 3, 3
+        [], [Report(a.id, a.claimed_attempt_id, "a")], worker, 3, 3
     )
     assert [o.status if o else None for o in outcomes] == ["COMPLETED"]
     assert claimed == []
     assert (await run_record(engine, env_id, a.id)).status == RunStatus.COMPLETED
     _, _, claimed = await engine.dequeue.report_and_claim(
-        [], [Report(b.id, b.current_attempt_id, "b")], worker, 3, 3
+        [], [Report(b.id, b.claimed_attempt_id, "b")], worker, 3, 3
     )
     assert len(claimed) == 1
 
@@ -334,7 +334,7 @@ async def test_when_the_one_statement_report_fails_the_general_path_records_it(
 
     monkeypatch.setattr(run_store, "claim_unconstrained_after", fails)
     _, outcomes, claimed = await engine.dequeue.report_and_claim(
-        [], [Report(a.id, a.current_attempt_id, "a")], worker, 2, 2
+        [], [Report(a.id, a.claimed_attempt_id, "a")], worker, 2, 2
     )
     assert [o.status if o else None for o in outcomes] == ["COMPLETED"]
     assert (await run_record(engine, env_id, a.id)).output == "a"
@@ -374,6 +374,6 @@ async def test_a_programming_error_in_the_one_statement_report_fails_instead_of_
         (a,) = await engine.dequeue.claim(worker, 1, 1)
         with pytest.raises(TypeError, match="a bug"):
             await engine.dequeue.report_and_claim(
-                [], [Report(a.id, a.current_attempt_id, "a")], worker, 1, 1
+                [], [Report(a.id, a.claimed_attempt_id, "a")], worker, 1, 1
             )
         assert (await run_record(engine, env_id, a.id)).status == RunStatus.EXECUTING

@@ -149,7 +149,7 @@ async def test_metadata_from_outside_and_from_an_attempt(engine: Engine) -> None
     assert doc == {"p": 0.5}
     [claimed] = await engine.dequeue.claim(worker, 1)
     doc = await engine.metadata.update_from_attempt(
-        env_id, claimed.current_attempt_id, [{"type": "increment", "key": "tokens", "value": 7}]
+        env_id, claimed.claimed_attempt_id, [{"type": "increment", "key": "tokens", "value": 7}]
     )
     assert doc == {"p": 0.5, "tokens": 7}
     assert await engine.metadata.get(env_id, run.id) == doc
@@ -157,7 +157,7 @@ async def test_metadata_from_outside_and_from_an_attempt(engine: Engine) -> None
     await engine.runs.cancel(env_id, run.id)
     with pytest.raises(StaleTransition):
         await engine.metadata.update_from_attempt(
-            env_id, claimed.current_attempt_id, [{"type": "set", "key": "late", "value": 1}]
+            env_id, claimed.claimed_attempt_id, [{"type": "set", "key": "late", "value": 1}]
         )
     assert "late" not in (await engine.metadata.get(env_id, run.id) or {})
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t"))

@@ -50,8 +50,8 @@ async def test_trigger_claim_start_complete(engine: Engine) -> None:
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t", {"n": 1}, tags=["b", "a"]))
     [claimed] = await engine.dequeue.claim(worker, 10)
     assert claimed.id == run.id and claimed.status == RunStatus.DEQUEUED
-    await engine.attempts.start(run.id, claimed.current_attempt_id)
-    await engine.attempts.succeed(run.id, claimed.current_attempt_id, {"ok": 1})
+    await engine.attempts.start(run.id, claimed.claimed_attempt_id)
+    await engine.attempts.succeed(run.id, claimed.claimed_attempt_id, {"ok": 1})
     detail = await engine.runs.retrieve(env_id, run.id)
     assert detail.run.status == RunStatus.COMPLETED
     assert detail.run.output == {"ok": 1}
@@ -70,10 +70,10 @@ async def test_duplicate_completion_is_refused(engine: Engine) -> None:
     env_id, worker = await setup(engine)
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
     [claimed] = await engine.dequeue.claim(worker, 1)
-    await engine.attempts.start(run.id, claimed.current_attempt_id)
-    await engine.attempts.succeed(run.id, claimed.current_attempt_id, 1)
+    await engine.attempts.start(run.id, claimed.claimed_attempt_id)
+    await engine.attempts.succeed(run.id, claimed.claimed_attempt_id, 1)
     with pytest.raises(StaleTransition):
-        await engine.attempts.succeed(run.id, claimed.current_attempt_id, 2)
+        await engine.attempts.succeed(run.id, claimed.claimed_attempt_id, 2)
     assert (await engine.runs.retrieve(env_id, run.id)).run.output == 1
 
 
@@ -81,16 +81,16 @@ async def test_late_completion_after_reclaim_is_refused(engine: Engine, clock: M
     env_id, worker = await setup(engine)
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
     [first] = await engine.dequeue.claim(worker, 1)
-    await engine.attempts.start(run.id, first.current_attempt_id)
+    await engine.attempts.start(run.id, first.claimed_attempt_id)
     clock.advance(31)  # past the heartbeat timeout
     assert (await engine.maintenance.sweep())["reclaimed"] == 1
     assert await status(engine, env_id, run.id) is RunStatus.QUEUED
     [second] = await engine.dequeue.claim(worker, 1)
     assert second.attempt_count == 2
     with pytest.raises(StaleTransition):
-        await engine.attempts.succeed(run.id, first.current_attempt_id, "late")
-    await engine.attempts.start(run.id, second.current_attempt_id)
-    await engine.attempts.succeed(run.id, second.current_attempt_id, "fresh")
+        await engine.attempts.succeed(run.id, first.claimed_attempt_id, "late")
+    await engine.attempts.start(run.id, second.claimed_attempt_id)
+    await engine.attempts.succeed(run.id, second.claimed_attempt_id, "fresh")
     assert (await engine.runs.retrieve(env_id, run.id)).run.output == "fresh"
 
 
@@ -98,10 +98,10 @@ async def test_heartbeats_keep_a_run_alive(engine: Engine, clock: ManualClock) -
     env_id, worker = await setup(engine)
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
     [claimed] = await engine.dequeue.claim(worker, 1)
-    await engine.attempts.start(run.id, claimed.current_attempt_id)
+    await engine.attempts.start(run.id, claimed.claimed_attempt_id)
     for _ in range(5):
         clock.advance(20)
-        assert await engine.attempts.heartbeat(worker.id, [claimed.current_attempt_id]) == []
+        assert await engine.attempts.heartbeat(worker.id, [claimed.claimed_attempt_id]) == []
         assert (await engine.maintenance.sweep())["reclaimed"] == 0
     assert await status(engine, env_id, run.id) is RunStatus.EXECUTING
 
@@ -112,12 +112,12 @@ async def test_lost_worker_without_attempts_left_crashes_the_run(
     env_id, worker = await setup(engine, manifest(retry={**NO_DELAY, "max_attempts": 1}))
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
     [claimed] = await engine.dequeue.claim(worker, 1)
-    await engine.attempts.start(run.id, claimed.current_attempt_id)
+    await engine.attempts.start(run.id, claimed.claimed_attempt_id)
     clock.advance(31)
     await engine.maintenance.sweep()
     detail = await engine.runs.retrieve(env_id, run.id)
     assert detail.run.status == RunStatus.CRASHED
-    assert "heartbeats" in detail.run.error["message"]
+    assert detail.run.error is not None and "heartbeats" in detail.run.error["message"]
 
 
 async def test_claimed_but_never_started_run_is_released_without_spending_a_retry(
@@ -137,22 +137,22 @@ async def test_retry_with_backoff_then_final_failure(engine: Engine, clock: Manu
     env_id, worker = await setup(engine, manifest(retry=policy))
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
     [a1] = await engine.dequeue.claim(worker, 1)
-    await engine.attempts.start(run.id, a1.current_attempt_id)
+    await engine.attempts.start(run.id, a1.claimed_attempt_id)
     outcome = await engine.attempts.fail(
-        run.id, a1.current_attempt_id, Failure("USER", {"name": "E", "message": "boom"})
+        run.id, a1.claimed_attempt_id, Failure("USER", {"name": "E", "message": "boom"})
     )
     assert outcome.status is RunStatus.QUEUED
     assert outcome.retry_at == pytest.approx(clock.now() + 10)
     assert await engine.dequeue.claim(worker, 1) == []  # backoff not over
     clock.advance(10)
     [a2] = await engine.dequeue.claim(worker, 1)
-    await engine.attempts.start(run.id, a2.current_attempt_id)
+    await engine.attempts.start(run.id, a2.claimed_attempt_id)
     outcome = await engine.attempts.fail(
-        run.id, a2.current_attempt_id, Failure("USER", {"name": "E", "message": "again"})
+        run.id, a2.claimed_attempt_id, Failure("USER", {"name": "E", "message": "again"})
     )
     assert outcome.status is RunStatus.FAILED
     detail = await engine.runs.retrieve(env_id, run.id)
-    assert detail.run.error["message"] == "again"
+    assert detail.run.error is not None and detail.run.error["message"] == "again"
     assert [a.status for a in detail.attempts] == ["FAILED", "FAILED"]
 
 
@@ -164,7 +164,7 @@ async def test_failures_that_are_never_retried(engine: Engine, kind: str, final:
     env_id, worker = await setup(engine)
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
     [a] = await engine.dequeue.claim(worker, 1)
-    await engine.attempts.start(run.id, a.current_attempt_id)
+    await engine.attempts.start(run.id, a.claimed_attempt_id)
     outcome = await engine.attempts.fail(run.id, a.current_attempt_id, Failure(kind, {}))  # type: ignore[arg-type]
     assert outcome.status is final
 
@@ -173,9 +173,9 @@ async def test_catch_error_decision_fail_skips_retries(engine: Engine) -> None:
     env_id, worker = await setup(engine)
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
     [a] = await engine.dequeue.claim(worker, 1)
-    await engine.attempts.start(run.id, a.current_attempt_id)
+    await engine.attempts.start(run.id, a.claimed_attempt_id)
     outcome = await engine.attempts.fail(
-        run.id, a.current_attempt_id, Failure("USER", {}, decision={"action": "fail"})
+        run.id, a.claimed_attempt_id, Failure("USER", {}, decision={"action": "fail"})
     )
     assert outcome.status is RunStatus.FAILED
 
@@ -184,8 +184,8 @@ async def test_trigger_override_of_max_attempts(engine: Engine) -> None:
     env_id, worker = await setup(engine)
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t", max_attempts=1))
     [a] = await engine.dequeue.claim(worker, 1)
-    await engine.attempts.start(run.id, a.current_attempt_id)
-    outcome = await engine.attempts.fail(run.id, a.current_attempt_id, Failure("USER", {}))
+    await engine.attempts.start(run.id, a.claimed_attempt_id)
+    outcome = await engine.attempts.fail(run.id, a.claimed_attempt_id, Failure("USER", {}))
     assert outcome.status is RunStatus.FAILED
 
 
@@ -232,13 +232,13 @@ async def test_cancel_executing_run_tells_its_worker_to_stop(engine: Engine) -> 
     env_id, worker = await setup(engine)
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
     [a] = await engine.dequeue.claim(worker, 1)
-    await engine.attempts.start(run.id, a.current_attempt_id)
+    await engine.attempts.start(run.id, a.claimed_attempt_id)
     await engine.runs.cancel(env_id, run.id)
-    assert await engine.attempts.heartbeat(worker.id, [a.current_attempt_id]) == [
+    assert await engine.attempts.heartbeat(worker.id, [a.claimed_attempt_id]) == [
         a.current_attempt_id
     ]
     with pytest.raises(StaleTransition):
-        await engine.attempts.succeed(run.id, a.current_attempt_id, "too late")
+        await engine.attempts.succeed(run.id, a.claimed_attempt_id, "too late")
 
 
 async def test_idempotency_key_returns_the_existing_run(engine: Engine, clock: ManualClock) -> None:
@@ -306,8 +306,8 @@ async def test_release_returns_runs_without_spending_retries(engine: Engine) -> 
     env_id, worker = await setup(engine)
     run = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
     [a] = await engine.dequeue.claim(worker, 1)
-    await engine.attempts.start(run.id, a.current_attempt_id)
-    assert await engine.attempts.release([a.current_attempt_id], "shutdown") == [run.id]
+    await engine.attempts.start(run.id, a.claimed_attempt_id)
+    assert await engine.attempts.release([a.claimed_attempt_id], "shutdown") == [run.id]
     detail = await engine.runs.retrieve(env_id, run.id)
     assert detail.run.status == RunStatus.QUEUED and detail.run.failure_count == 0
     [again] = await engine.dequeue.claim(worker, 1)

@@ -128,6 +128,7 @@ async def test_scheduled_runs_are_ordinary_runs_in_the_task_queue(
     [run] = rows
     assert run.status == "QUEUED" and run.queue_name == "task/sync"
     # one run per slot by construction: the slot is the idempotency key
+    assert run.idempotency_key is not None
     assert run.idempotency_key.startswith("schedule:sched_")
 
 

@@ -324,8 +324,8 @@ class RunLifecycle(StoreMachine):
             self.clock.advance(HEARTBEAT + 1)
             self.run(self.engine.maintenance.sweep())
             for row in self.run(self.engine.dequeue.claim(self.workers[0], 10)):
-                self.run(self.engine.attempts.start(row.id, row.current_attempt_id))
-                self.run(self.engine.attempts.succeed(row.id, row.current_attempt_id, "drained"))
+                self.run(self.engine.attempts.start(row.id, row.claimed_attempt_id))
+                self.run(self.engine.attempts.succeed(row.id, row.claimed_attempt_id, "drained"))
         stuck = [r for r in self.run_ids if RunStatus(self._row(r).status) not in FINAL]
         raise AssertionError(f"runs stuck: {stuck}")
 

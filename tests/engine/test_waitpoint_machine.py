@@ -79,12 +79,12 @@ class Waits(StoreMachine):
         run_id = self.run(self.engine.enqueue.trigger(self.env_id, TriggerRequest("t", {}))).id
         [row] = self.run(self.engine.dequeue.claim(self.worker, 1))
         assert row.id == run_id
-        self.run(self.engine.attempts.start(row.id, row.current_attempt_id))
+        self.run(self.engine.attempts.start(row.id, row.claimed_attempt_id))
         answer = self.run(
             self.engine.waitpoints.wait_from_task(
                 self.env_id,
                 row.id,
-                row.current_attempt_id,
+                row.claimed_attempt_id,
                 seq=0,
                 kind="token.wait",
                 name="token",
@@ -95,7 +95,7 @@ class Waits(StoreMachine):
             self.waiting[run_id] = token
         else:  # resolved already: the task goes on with the token's outcome
             self._check_result(token, answer["result"])
-            self.run(self.engine.attempts.succeed(row.id, row.current_attempt_id, "went on"))
+            self.run(self.engine.attempts.succeed(row.id, row.claimed_attempt_id, "went on"))
 
     @precondition(lambda self: self.tokens)
     @rule(pick=st.integers(0, 50), both=st.booleans(), data=st.integers(0, 9))
@@ -124,11 +124,11 @@ class Waits(StoreMachine):
     @rule()
     def resumed_runs_finish(self) -> None:
         for row in self.run(self.engine.dequeue.claim(self.worker, 100)):
-            self.run(self.engine.attempts.start(row.id, row.current_attempt_id))
+            self.run(self.engine.attempts.start(row.id, row.claimed_attempt_id))
             entry = self._entry(row.id)
             assert entry is not None and entry.status == "OK"
             self._check_result(self.waiting.pop(row.id), entry.result)
-            self.run(self.engine.attempts.succeed(row.id, row.current_attempt_id, "resumed"))
+            self.run(self.engine.attempts.succeed(row.id, row.claimed_attempt_id, "resumed"))
 
     # -- invariants ------------------------------------------------------------------
 

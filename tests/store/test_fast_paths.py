@@ -70,15 +70,15 @@ class World:
                     (
                         e.from_status,
                         e.to_status,
-                        names.get(e.attempt_id),
+                        names.get(e.attempt_id or ""),
                         _named(e.reason, names),
                         e.at,
                     )
                     for e in await run_store.list_events(conn, run_id)
                 ]
                 run = {k: v for k, v in dataclasses.asdict(row).items() if k not in IGNORED}
-                run["current_attempt"] = names.get(row.current_attempt_id)
-                run["worker"] = names.get(row.worker_id)
+                run["current_attempt"] = names.get(row.current_attempt_id or "")
+                run["worker"] = names.get(row.worker_id or "")
                 out.append((run, attempts, events))
         return out
 

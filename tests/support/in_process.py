@@ -86,7 +86,7 @@ class InProcessWorker:
         if not rows:
             return None
         row = rows[0]
-        attempt_id = row.current_attempt_id
+        attempt_id = row.claimed_attempt_id
         await self.engine.attempts.start(row.id, attempt_id, self.env_id)
         journal = (await self.engine.journal.for_runs([row.id]))[row.id]
         job = {

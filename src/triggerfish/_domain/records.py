@@ -93,6 +93,13 @@ class RunRecord:
     delayed_until: datetime | None
     expired_at: datetime | None
 
+    @property
+    def claimed_attempt_id(self) -> str:
+        """The current attempt's id of a run that has been claimed."""
+        if self.current_attempt_id is None:
+            raise ValueError(f"run {self.id} has no attempt: it was never claimed")
+        return self.current_attempt_id
+
 
 @dataclass(frozen=True, slots=True)
 class MovedRun:
