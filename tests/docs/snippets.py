@@ -192,8 +192,8 @@ def inline_references(document: Path) -> list[Snippet]:
     found = []
     for match in _INLINE_CODE.finditer(text):
         code = " ".join(match[1].split())
-        if not _API_ROOTS.match(code):
-            continue
+        if not _API_ROOTS.match(code) or code.endswith((".py", ".md")):
+            continue  # not a call, or a file's name (`retry.py`)
         try:
             ast.parse(code, mode="eval")
         except SyntaxError:
