@@ -10,7 +10,12 @@ what it is given. Messages to the worker over the pipe:
   ``("reply", answer)`` and the task process blocks until then
 - ``("metadata", operation)`` for every ``metadata.*`` call, fire-and-forget
   (the worker sends them to the server in batches)
-- ``("done", report)`` when the attempt ends (see ``sdk/_runtime.py``)
+- ``("done", outcome)`` when the attempt ends (an ``AttemptOutcome``, see
+  ``sdk/_runtime.py``)
+
+The worker sends ``("run", job)`` (a ``Job``) to start an attempt and
+``("stop", None)`` to end the process. Jobs and outcomes are the frozen
+dataclasses of ``_domain/attempts.py``, pickled as they are.
 """
 
 from __future__ import annotations
@@ -32,13 +37,14 @@ from typing import TYPE_CHECKING, Any
 from triggerfish.worker._direct import DirectJournal
 
 if TYPE_CHECKING:
+    from triggerfish._domain.attempts import AttemptOutcome, Job
     from triggerfish.sdk._registry import TaskRegistry
 
 _PR_SET_PDEATHSIG = 1
 
 
 def send(conn: Connection, message: tuple[str, Any]) -> None:
-    """Send one message; both ends carry only plain data, so plain pickle will do.
+    """Send one message; both ends carry plain data and our dataclasses, so plain pickle will do.
 
     ``Connection.send`` builds a ``ForkingPickler`` (copying the reducer
     table) for every message, which costs more than pickling a small dict.
@@ -157,10 +163,10 @@ class _Attempts:
         self.direct = DirectJournal()
         self.transport = _transport(conn, self.direct)
 
-    def run(self, job: dict[str, Any]) -> dict[str, Any]:
-        self.bind(self.on_metadata, job.get("metadata"))
+    def run(self, job: Job) -> AttemptOutcome:
+        self.bind(self.on_metadata, job.metadata)
         self.direct.bind(job)
-        self.client.bind_attempt(str(job.get("api_url") or ""), str(job.get("credential") or ""))
+        self.client.bind_attempt(job.api_url, job.credential)
         sys.stdout, sys.stderr = self.out, self.err
         try:
             return self.run_attempt(self.registry, job, self.loop, self.transport)
