@@ -19,6 +19,7 @@ from triggerfish._domain.attempts import (
     Abandoned,
     AttemptOutcome,
     Decision,
+    DirectLink,
     EnvironmentRef,
     Failed,
     Job,
@@ -27,6 +28,7 @@ from triggerfish._domain.attempts import (
 )
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
 from triggerfish.sdk._runtime import run_attempt
+from triggerfish.worker._pipe import pack_job, pack_outcome, unpack_job, unpack_outcome
 
 
 def _registry() -> TaskRegistry:
@@ -142,6 +144,34 @@ def test_a_parked_wait_suspends_and_a_refused_record_abandons(
 
 
 def test_jobs_and_outcomes_cross_the_pipe_unchanged(loop: asyncio.AbstractEventLoop) -> None:
-    outcomes = [_run(loop, "ok", {"a": 1}), _run(loop, "hooked", "retry"), Suspended()]
-    for value in [_job("ok", {"a": [1, 2]}), *outcomes, Abandoned("gone")]:
-        assert pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL)) == value
+    job = Job(
+        run_id="run_1",
+        attempt_id="att_2",
+        attempt_number=3,
+        task_id="ok",
+        payload={"a": [1, 2]},
+        tags=("x", "y"),
+        environment=EnvironmentRef("env_1", "prod"),
+        machine="large-1x",
+        max_duration=12.5,
+        journal=[{"seq": 0, "kind": "step", "name": "s", "status": "OK", "result": 1}],
+        metadata={"progress": 0.5},
+        direct=DirectLink("ws://127.0.0.1:1/worker/v1/socket", 4096),
+        credential="tfa_credential",
+        api_url="http://127.0.0.1:1",
+    )
+    assert unpack_job(_through_pipe(pack_job(job))) == job
+    assert unpack_job(_through_pipe(pack_job(_job("ok")))) == _job("ok")
+    outcomes = [
+        _run(loop, "ok", {"a": 1}),
+        _run(loop, "hooked", "retry"),
+        _run(loop, "fails"),
+        Suspended(),
+        Abandoned("gone"),
+    ]
+    for outcome in outcomes:
+        assert unpack_outcome(_through_pipe(pack_outcome(outcome))) == outcome
+
+
+def _through_pipe(packed: tuple[Any, ...]) -> Any:
+    return pickle.loads(pickle.dumps(packed, pickle.HIGHEST_PROTOCOL))

@@ -14,8 +14,8 @@ what it is given. Messages to the worker over the pipe:
   ``sdk/_runtime.py``)
 
 The worker sends ``("run", job)`` (a ``Job``) to start an attempt and
-``("stop", None)`` to end the process. Jobs and outcomes are the frozen
-dataclasses of ``_domain/attempts.py``, pickled as they are.
+``("stop", None)`` to end the process. Jobs and outcomes, the frozen
+dataclasses of ``_domain/attempts.py``, cross as plain tuples (``_pipe.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from triggerfish.worker._direct import DirectJournal
+from triggerfish.worker._pipe import pack_outcome, unpack_job
 
 if TYPE_CHECKING:
     from triggerfish._domain.attempts import AttemptOutcome, Job
@@ -44,7 +45,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 def send(conn: Connection, message: tuple[str, Any]) -> None:
-    """Send one message; both ends carry plain data and our dataclasses, so plain pickle will do.
+    """Send one message; both ends carry only plain data, so plain pickle will do.
 
     ``Connection.send`` builds a ``ForkingPickler`` (copying the reducer
     table) for every message, which costs more than pickling a small dict.
@@ -141,7 +142,8 @@ def main(conn: Connection, root: str, dirs: list[str]) -> None:
             return
         if message[0] != "run":
             return
-        send(conn, ("done", attempts.run(message[1])))
+        outcome = attempts.run(unpack_job(message[1]))
+        send(conn, ("done", pack_outcome(outcome)))
 
 
 class _Attempts:

@@ -28,6 +28,7 @@ from triggerfish._domain.attempts import AttemptOutcome, ErrorInfo, Failed, Job
 from triggerfish._domain.machines import MACHINE_MEMORY_MB
 from triggerfish._domain.states import FailureKind
 from triggerfish.worker import _child
+from triggerfish.worker._pipe import pack_job, unpack_outcome
 from triggerfish.worker.discovery import ProjectConfig
 
 LogCallback = Callable[[str, dict[str, Any]], None]
@@ -165,7 +166,7 @@ class ExecutorPool:
         if not slot.inbox.empty():
             self._pass_on_strays(slot, job)
         try:
-            _child.send(slot.conn, ("run", job))
+            _child.send(slot.conn, ("run", pack_job(job)))
         except OSError:
             slot.inbox.put_nowait(("dead", None))
         deadline = self._arm_deadline(slot, job)
@@ -200,8 +201,7 @@ class ExecutorPool:
                 with contextlib.suppress(OSError):
                     _child.send(slot.conn, ("reply", answer))
             elif kind == "done":
-                outcome: AttemptOutcome = value
-                return outcome
+                return unpack_outcome(value)
             elif kind == "dead":
                 return None
 
