@@ -11,23 +11,23 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.api.conftest import MANIFEST, Served
-from triggerfish._domain.attempts import Succeeded
+from triggerfish._domain.attempts import Job, Succeeded
 from triggerfish.engine import Engine
 from triggerfish.engine.keyring import Keyring
-from triggerfish.worker.api_client import ClaimedRun, CompletionReport, WorkerApi
+from triggerfish.worker.api_client import CompletionReport, WorkerApi
 
 
-async def _claim_one(served: Served) -> ClaimedRun:
+async def _claim_one(served: Served) -> Job:
     await served.trigger(1)
-    [job] = await served.api.dequeue(served.worker_id, 1, 0, start=1)
-    return job
+    [run] = await served.api.dequeue(served.worker_id, 1, 0, start=1)
+    return run.job
 
 
 def _as(served: Served, credential: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=served.url, headers={"Authorization": f"Bearer {credential}"})
 
 
-async def _finish(served: Served, job: ClaimedRun) -> None:
+async def _finish(served: Served, job: Job) -> None:
     completion = CompletionReport(job.run_id, job.attempt_id, Succeeded(None))
     await served.api.reports([], [completion], give_up_after=5)
 
@@ -120,7 +120,7 @@ async def test_on_the_worker_socket_a_credential_writes_its_own_journal_only(
     url = served.url.replace("http", "ws", 1) + "/worker/v1/socket"
     headers = {"Authorization": f"Bearer {mine.credential}"}
 
-    def journal(call_id: int, job: ClaimedRun) -> str:
+    def journal(call_id: int, job: Job) -> str:
         body = {"run_id": job.run_id, "seq": 0, "kind": "step", "name": "a", "status": "OK"}
         frame = {"id": call_id, "op": "journal", "attempt_id": job.attempt_id, "body": body}
         return json.dumps(frame)

@@ -26,22 +26,8 @@ async def _executing(served: Served) -> Job:
     """A job for a run this worker has claimed and started."""
     [run_id] = await served.trigger(1)
     [claimed] = await served.api.dequeue(served.worker_id, 1, 0, start=1)
-    assert claimed.run_id == run_id
-    link = served.api.direct_link()
-    assert link is not None
-    return Job(
-        run_id=run_id,
-        attempt_id=claimed.attempt_id,
-        attempt_number=claimed.attempt_number,
-        task_id=claimed.task_id,
-        payload=claimed.payload,
-        tags=claimed.tags,
-        environment=claimed.environment,
-        machine=claimed.machine,
-        max_duration=None,
-        direct=link,
-        credential=claimed.credential,
-    )
+    assert claimed.job.run_id == run_id and claimed.job.direct is not None
+    return claimed.job
 
 
 def _entry(seq: int, result: Any = None) -> dict[str, Any]:

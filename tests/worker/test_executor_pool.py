@@ -140,6 +140,22 @@ async def test_executor_stops_an_attempt_past_max_duration(pool: ExecutorPool) -
     assert await pool.run(job("sleeper", {"seconds": 0}, max_duration=0.3)) == Succeeded("woke")
 
 
+async def test_executor_applies_the_tasks_max_duration_to_runs_without_their_own(
+    recorder: Recorder,
+) -> None:
+    pool = ExecutorPool(
+        ProjectConfig.load(PROJECT), 1, recorder.on_log, max_durations={"sleeper": 0.3}
+    )
+    await pool.start()
+    try:
+        error = error_of(await pool.run(job("sleeper", {"seconds": 5})))
+        assert error.kind == "TIMEOUT" and "max_duration=0.3s" in error.message
+        # the run's own limit wins over the task's
+        assert await pool.run(job("sleeper", {"seconds": 0.5}, max_duration=5)) == Succeeded("woke")
+    finally:
+        await pool.close()
+
+
 async def test_executor_stops_an_attempt_over_its_memory_limit(pool: ExecutorPool) -> None:
     outcome = await pool.run(job("hog", {"mb": 600}, machine="micro"))
     assert error_of(outcome).kind == "OOM"

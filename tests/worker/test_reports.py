@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from triggerfish._domain.attempts import EnvironmentRef, Succeeded
+from triggerfish._domain.attempts import EnvironmentRef, Job, Succeeded
 from triggerfish.worker.api_client import (
     ClaimedRun,
     ClaimRequest,
@@ -76,7 +76,7 @@ def _done(attempt: str) -> CompletionReport:
 
 
 def _claimed(attempt: str) -> ClaimedRun:
-    return ClaimedRun(
+    job = Job(
         run_id=f"run-{attempt}",
         attempt_id=attempt,
         attempt_number=1,
@@ -86,11 +86,8 @@ def _claimed(attempt: str) -> ClaimedRun:
         environment=EnvironmentRef("env_1", "dev"),
         machine="small-1x",
         max_duration=None,
-        journal=(),
-        metadata=None,
-        started=True,
-        credential="",
     )
+    return ClaimedRun(job, started=True)
 
 
 async def test_an_idle_worker_reports_at_once() -> None:

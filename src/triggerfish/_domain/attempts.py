@@ -45,7 +45,7 @@ class Job:
     tags: tuple[str, ...]
     environment: EnvironmentRef
     machine: str
-    #: seconds the worker lets the attempt run before stopping it (None: no limit)
+    #: the run's own limit in seconds; None: the task's, if it declares one
     max_duration: float | None
     #: the run's journal entries so far (a replay reads them instead of redoing steps)
     journal: Sequence[Mapping[str, Any]] = ()

@@ -26,7 +26,14 @@ from triggerfish._channel import (
     FrameTooLarge,
     StaleReport,
 )
-from triggerfish._domain.attempts import DirectLink, EnvironmentRef, Failed, Finished, Succeeded
+from triggerfish._domain.attempts import (
+    DirectLink,
+    EnvironmentRef,
+    Failed,
+    Finished,
+    Job,
+    Succeeded,
+)
 from triggerfish.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -54,24 +61,11 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class ClaimedRun:
-    """A run the server handed this worker, with the attempt it is to run."""
+    """A run the server handed this worker: the attempt to run, as a task process runs it."""
 
-    run_id: str
-    attempt_id: str
-    attempt_number: int
-    task_id: str
-    payload: Any
-    tags: tuple[str, ...]
-    environment: EnvironmentRef
-    machine: str
-    #: the run's own limit; None: the task's, if it has one
-    max_duration: float | None
-    journal: Sequence[Mapping[str, Any]]
-    metadata: dict[str, Any] | None
+    job: Job
     #: the claim began the attempt (EXECUTING): no start report is due
     started: bool
-    #: what the task process acts with; it dies with the attempt
-    credential: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +122,7 @@ class WorkerApi:
     ) -> None:
         self._timeout = timeout
         self._secret_key = secret_key
+        self._api_url = api_url
         self._socket = Channel(api_url, secret_key) if socket else None
         self._http = httpx.AsyncClient(
             base_url=api_url.rstrip("/"),
@@ -217,7 +212,7 @@ class WorkerApi:
         """Claim up to ``limit`` runs; the server starts the first ``start`` of them."""
         body = {"worker_id": worker_id, "max": limit, "wait": wait, "start": start}
         result = await self._call("dequeue", "/worker/v1/dequeue", body, wait=wait)
-        return [_claimed_run(run) for run in result["runs"]]
+        return self._claimed(result["runs"])
 
     async def reports(
         self,
@@ -243,8 +238,15 @@ class WorkerApi:
         return ReportsAnswer(
             starts=[_report_answer(a) for a in result["starts"]],
             completions=[_report_answer(a) for a in result["completions"]],
-            runs=[_claimed_run(run) for run in result.get("runs") or ()],
+            runs=self._claimed(result.get("runs") or ()),
         )
+
+    def _claimed(self, runs: Sequence[Mapping[str, Any]]) -> list[ClaimedRun]:
+        """The claim answer's runs, each with what its task process acts with."""
+        if not runs:
+            return []
+        direct = self.direct_link()
+        return [_claimed_run(run, direct, self._api_url) for run in runs]
 
     async def durable(
         self, attempt_id: str, op: str, body: dict[str, Any], *, give_up_after: float
@@ -294,9 +296,9 @@ class WorkerApi:
 # -- the wire's JSON ------------------------------------------------------------------
 
 
-def _claimed_run(run: Mapping[str, Any]) -> ClaimedRun:
+def _claimed_run(run: Mapping[str, Any], direct: DirectLink | None, api_url: str) -> ClaimedRun:
     environment = run["environment"]
-    return ClaimedRun(
+    job = Job(
         run_id=run["run_id"],
         attempt_id=run["attempt_id"],
         attempt_number=run["attempt_number"],
@@ -308,9 +310,11 @@ def _claimed_run(run: Mapping[str, Any]) -> ClaimedRun:
         max_duration=run.get("max_duration"),
         journal=run.get("journal") or (),
         metadata=run.get("metadata"),
-        started=bool(run.get("started")),
+        direct=direct,
         credential=str(run.get("credential") or ""),
+        api_url=api_url,
     )
+    return ClaimedRun(job, started=bool(run.get("started")))
 
 
 def _completion_json(report: CompletionReport) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import select
 import signal
 import sys
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -76,8 +76,11 @@ class ExecutorPool:
         on_metadata: LogCallback | None = None,
         env: dict[str, str] | None = None,
         memory_poll_interval: float = 0.05,
+        max_durations: Mapping[str, float | None] | None = None,
     ) -> None:
         self.config = config
+        #: each task's declared limit, for runs that set none of their own
+        self.max_durations = max_durations or {}
         self.size = size
         self.on_log = on_log
         self.on_call = on_call
@@ -212,15 +215,16 @@ class ExecutorPool:
 
     def _arm_deadline(self, slot: _Slot, job: Job) -> asyncio.TimerHandle | None:
         """Stop the child when the attempt runs longer than its ``max_duration``."""
-        if not job.max_duration:
+        limit = job.max_duration or self.max_durations.get(job.task_id)
+        if not limit:
             return None
         failure = _failure(
             "TIMEOUT",
             "MaxDurationExceededError",
-            f"the attempt ran longer than max_duration={job.max_duration:g}s and was "
+            f"the attempt ran longer than max_duration={limit:g}s and was "
             "stopped; raise max_duration or split the work into smaller tasks",
         )
-        return asyncio.get_running_loop().call_later(job.max_duration, self._kill, slot, failure)
+        return asyncio.get_running_loop().call_later(limit, self._kill, slot, failure)
 
     def _watch_memory(self) -> None:
         """Check the RSS of busy children every interval while any attempt runs.

@@ -105,7 +105,6 @@ class Worker:
         self._stopping = asyncio.Event()
         self._heartbeat_interval = 5.0
         self._secret = options.secret_key
-        self._max_durations: dict[str, float | None] = {}
         self._reports = Reporter(
             self.api,
             lambda: self._heartbeat_interval * 20,
@@ -120,7 +119,6 @@ class Worker:
     async def run(self) -> None:
         """Serve until :meth:`stop` is called, then shut down gracefully."""
         registry = load_registry(self.config)
-        self._max_durations = {t.id: t.max_duration for t in registry}
         version = self.options.version or code_version(self.config)
         registered = await self.api.register(
             {
@@ -141,6 +139,7 @@ class Worker:
             on_call=self._on_call,
             on_metadata=self._on_metadata,
             env=task_environment(os.environ),
+            max_durations={t.id: t.max_duration for t in registry},
         )
         await self.pool.start()
         log.info(
@@ -260,8 +259,9 @@ class Worker:
 
     def _take(self, runs: list[ClaimedRun]) -> None:
         for run in runs:
-            self._waiting.add(run.attempt_id)  # until it gets a task process
-            self._running[run.attempt_id] = asyncio.create_task(self._execute(run))
+            attempt_id = run.job.attempt_id
+            self._waiting.add(attempt_id)  # until it gets a task process
+            self._running[attempt_id] = asyncio.create_task(self._execute(run))
 
     async def _until_stopped_or(self, awaitable: Any) -> Any:
         """Await ``awaitable`` unless the worker is asked to stop first (then None).
@@ -285,7 +285,7 @@ class Worker:
 
     async def _execute(self, run: ClaimedRun) -> None:
         assert self.pool is not None
-        attempt_id = run.attempt_id
+        attempt_id = run.job.attempt_id
         try:
             async with self._slots:
                 self._waiting.discard(attempt_id)
@@ -304,7 +304,8 @@ class Worker:
                 return  # canceled, reclaimed or released: the server has moved on
             finished = self._to_report(attempt_id, outcome)
             if finished is not None:
-                await self._reports.complete(CompletionReport(run.run_id, attempt_id, finished))
+                report = CompletionReport(run.job.run_id, attempt_id, finished)
+                await self._reports.complete(report)
         except StaleReport as exc:
             log.info("attempt %s is no longer current: %s", attempt_id, exc)
         except Exception:
@@ -335,33 +336,15 @@ class Worker:
     async def _run_in_slot(self, run: ClaimedRun) -> AttemptOutcome | None:
         """Start (unless the claim did) and run one attempt; None if handed back instead."""
         assert self.pool is not None
-        attempt_id = run.attempt_id
+        attempt_id = run.job.attempt_id
         if attempt_id in self._abandoned or self._stopping.is_set():
             if attempt_id not in self._abandoned:  # not yet handed back
                 self._abandoned.add(attempt_id)
                 await self.api.release(self.worker_id, [attempt_id])
             return None
         if not run.started:  # claimed ahead: report the start now
-            await self._reports.start(run.run_id, attempt_id)
-        return await self.pool.run(self._job(run))
-
-    def _job(self, run: ClaimedRun) -> Job:
-        return Job(
-            run_id=run.run_id,
-            attempt_id=run.attempt_id,
-            attempt_number=run.attempt_number,
-            task_id=run.task_id,
-            payload=run.payload,
-            tags=run.tags,
-            environment=run.environment,
-            machine=run.machine,
-            max_duration=run.max_duration or self._max_durations.get(run.task_id),
-            journal=run.journal,
-            metadata=run.metadata,
-            direct=self.api.direct_link(),
-            credential=run.credential,
-            api_url=self.options.api_url,
-        )
+            await self._reports.start(run.job.run_id, attempt_id)
+        return await self.pool.run(run.job)
 
     # -- durable calls from task processes ------------------------------------------
 
