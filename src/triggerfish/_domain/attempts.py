@@ -1,10 +1,11 @@
 """One attempt as the worker hands it to a task process, and how it ended.
 
-The worker builds a :class:`Job` from a claimed run and sends it to a task
-process; the SDK's runtime (``sdk/_runtime.py``) runs it and answers with an
-:data:`AttemptOutcome`. Both cross the task process's pipe as they are (plain
-frozen dataclasses pickle); the worker turns them into the worker API's JSON
-only at its edge (``worker/api_client.py``).
+The worker's API client reads a claimed run into a :class:`Job`; a task
+process runs it through the SDK's runtime (``sdk/_runtime.py``), which answers
+with an :data:`AttemptOutcome`, matched exhaustively where it is consumed.
+Both cross the task process's pipe as plain tuples (``worker/_pipe.py``), and
+become the worker API's JSON only at the worker's edge
+(``worker/api_client.py``).
 """
 
 from __future__ import annotations
