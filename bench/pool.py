@@ -24,10 +24,10 @@ import statistics
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
+from triggerfish._domain.attempts import EnvironmentRef, Job, Succeeded
 from triggerfish.worker.discovery import ProjectConfig
-from triggerfish.worker.executor import ExecutorPool, Job
+from triggerfish.worker.executor import ExecutorPool
 
 PROJECT = Path(__file__).resolve().parent / "project"
 
@@ -39,8 +39,8 @@ def _job() -> Job:
         attempt_number=1,
         task_id="noop",
         payload={},
-        tags=[],
-        environment={"id": "env_dev", "slug": "dev"},
+        tags=(),
+        environment=EnvironmentRef("env_dev", "dev"),
         machine="small-1x",
         max_duration=None,
     )
@@ -55,12 +55,12 @@ async def _client(
             await asyncio.sleep(gap)
         job = _job()
         t0 = time.time()
-        report: dict[str, Any] = await pool.run(job)
+        outcome = await pool.run(job)
         t1 = time.time()
-        if not report.get("ok"):
-            raise RuntimeError(f"no-op run failed: {report}")
+        if not isinstance(outcome, Succeeded):
+            raise RuntimeError(f"no-op run failed: {outcome}")
         if i >= warmup:
-            out[0].append(report["output"]["started"] - t0)
+            out[0].append(outcome.output["started"] - t0)
             out[1].append(t1 - t0)
 
 

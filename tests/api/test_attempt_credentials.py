@@ -11,34 +11,35 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.api.conftest import MANIFEST, Served
+from triggerfish._domain.attempts import Job, Succeeded
 from triggerfish.engine import Engine
 from triggerfish.engine.keyring import Keyring
-from triggerfish.worker.api_client import WorkerApi
+from triggerfish.worker.api_client import CompletionReport, WorkerApi
 
 
-async def _claim_one(served: Served) -> dict[str, Any]:
+async def _claim_one(served: Served) -> Job:
     await served.trigger(1)
-    [job] = await served.api.dequeue(served.worker_id, 1, 0, start=1)
-    return job
+    [run] = await served.api.dequeue(served.worker_id, 1, 0, start=1)
+    return run.job
 
 
 def _as(served: Served, credential: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=served.url, headers={"Authorization": f"Bearer {credential}"})
 
 
-async def _finish(served: Served, job: dict[str, Any]) -> None:
-    completion = {"run_id": job["run_id"], "attempt_id": job["attempt_id"], "ok": True}
-    await served.api.reports({"completions": [completion]}, give_up_after=5)
+async def _finish(served: Served, job: Job) -> None:
+    completion = CompletionReport(job.run_id, job.attempt_id, Succeeded(None))
+    await served.api.reports([], [completion], give_up_after=5)
 
 
 async def test_a_claim_carries_a_credential_that_acts_in_the_runs_environment(
     served: Served,
 ) -> None:
     job = await _claim_one(served)
-    credential = job["credential"]
+    credential = job.credential
     assert credential.startswith("tfa_") and served.key not in credential
     async with _as(served, credential) as task:
-        own = await task.get(f"/api/v3/runs/{job['run_id']}")
+        own = await task.get(f"/api/v3/runs/{job.run_id}")
         assert own.status_code == 200 and own.json()["status"] == "EXECUTING"
         child = await task.post("/api/v1/tasks/job/trigger", json={"payload": {"child": 1}})
         assert child.status_code == 200, child.text
@@ -49,8 +50,8 @@ async def test_a_claim_carries_a_credential_that_acts_in_the_runs_environment(
 async def test_a_credential_is_refused_once_its_attempt_has_ended(served: Served) -> None:
     job = await _claim_one(served)
     await _finish(served, job)
-    async with _as(served, job["credential"]) as task:
-        r = await task.get(f"/api/v3/runs/{job['run_id']}")
+    async with _as(served, job.credential) as task:
+        r = await task.get(f"/api/v3/runs/{job.run_id}")
     assert r.status_code == 401 and "no longer its run's current attempt" in r.json()["error"]
 
 
@@ -69,7 +70,7 @@ async def test_a_credential_never_reaches_another_environment(
         assert r.status_code == 200, r.text
         prod_run = r.json()["id"]
     job = await _claim_one(served)
-    async with _as(served, job["credential"]) as task:
+    async with _as(served, job.credential) as task:
         r = await task.get(f"/api/v3/runs/{prod_run}")
     assert r.status_code == 404
 
@@ -84,23 +85,23 @@ async def test_a_credential_never_reaches_another_environment(
 )
 async def test_a_forged_credential_is_refused(served: Served, tamper: Any) -> None:
     job = await _claim_one(served)
-    async with _as(served, tamper(job["credential"])) as task:
-        r = await task.get(f"/api/v3/runs/{job['run_id']}")
+    async with _as(served, tamper(job.credential)) as task:
+        r = await task.get(f"/api/v3/runs/{job.run_id}")
     assert r.status_code == 401
 
 
 async def test_a_credential_signed_with_another_server_secret_is_refused(served: Served) -> None:
     job = await _claim_one(served)
     other = Keyring.ephemeral()
-    forged = f"tfa_{job['attempt_id']}.{other.sign('attempt-credential', job['attempt_id'])}"
+    forged = f"tfa_{job.attempt_id}.{other.sign('attempt-credential', job.attempt_id)}"
     async with _as(served, forged) as task:
-        r = await task.get(f"/api/v3/runs/{job['run_id']}")
+        r = await task.get(f"/api/v3/runs/{job.run_id}")
     assert r.status_code == 401
 
 
 async def test_a_credential_cannot_act_as_a_worker(served: Served) -> None:
     job = await _claim_one(served)
-    async with _as(served, job["credential"]) as task:
+    async with _as(served, job.credential) as task:
         r = await task.post(
             "/worker/v1/heartbeat", json={"worker_id": served.worker_id, "attempt_ids": []}
         )
@@ -117,11 +118,11 @@ async def test_on_the_worker_socket_a_credential_writes_its_own_journal_only(
     mine = await _claim_one(served)
     theirs = await _claim_one(served)
     url = served.url.replace("http", "ws", 1) + "/worker/v1/socket"
-    headers = {"Authorization": f"Bearer {mine['credential']}"}
+    headers = {"Authorization": f"Bearer {mine.credential}"}
 
-    def journal(call_id: int, job: dict[str, Any]) -> str:
-        body = {"run_id": job["run_id"], "seq": 0, "kind": "step", "name": "a", "status": "OK"}
-        frame = {"id": call_id, "op": "journal", "attempt_id": job["attempt_id"], "body": body}
+    def journal(call_id: int, job: Job) -> str:
+        body = {"run_id": job.run_id, "seq": 0, "kind": "step", "name": "a", "status": "OK"}
+        frame = {"id": call_id, "op": "journal", "attempt_id": job.attempt_id, "body": body}
         return json.dumps(frame)
 
     async with connect(url, additional_headers=headers) as ws:
@@ -133,9 +134,9 @@ async def test_on_the_worker_socket_a_credential_writes_its_own_journal_only(
         heartbeat = {"worker_id": served.worker_id, "attempt_ids": []}
         await ws.send(json.dumps({"id": 3, "op": "heartbeat", "body": heartbeat}))
         assert json.loads(await ws.recv())["status"] == 403
-    journals = await engine.journal.for_runs([mine["run_id"], theirs["run_id"]])
-    assert len(journals.get(mine["run_id"], [])) == 1
-    assert journals.get(theirs["run_id"], []) == []  # nothing written for the other run
+    journals = await engine.journal.for_runs([mine.run_id, theirs.run_id])
+    assert len(journals.get(mine.run_id, [])) == 1
+    assert journals.get(theirs.run_id, []) == []  # nothing written for the other run
     # and an ended attempt cannot open the socket again
     await _finish(served, mine)
     with pytest.raises(InvalidStatus):

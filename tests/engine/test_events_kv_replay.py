@@ -135,7 +135,7 @@ async def test_kv_keeps_state_across_runs_and_expires(engine: Engine, clock: Man
     for _ in range(3):
         await engine.enqueue.trigger(env_id, TriggerRequest("counts-visits", {}))
     outcomes = await worker.run_until_idle()
-    assert [o.report["output"] for o in outcomes] == [1, 2, 3]
+    assert [o.output for o in outcomes] == [1, 2, 3]
     await engine.events.kv_set(env_id, "session", {"u": 1}, ttl=60)
     assert await engine.events.kv_get(env_id, "session") == (True, {"u": 1})
     clock.advance(seconds=61)

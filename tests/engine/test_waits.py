@@ -404,7 +404,7 @@ async def test_a_child_finishing_as_the_parents_wait_times_out_gives_one_result(
     child_done, timed_out = await asyncio.gather(
         worker.run_one(), engine.waitpoints.resolve_due()
     )
-    assert child_done is not None and child_done.report["output"] == 5
+    assert child_done is not None and child_done.output == 5
     await worker.run_until_idle()
     run = await run_record(engine, env_id, run_id)
     assert run.status == "COMPLETED" and await _resumes(engine, env_id, run_id) == 1

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
+from triggerfish._domain.attempts import (
+    Abandoned,
+    AttemptOutcome,
+    EnvironmentRef,
+    ErrorInfo,
+    Failed,
+    Job,
+    Succeeded,
+    Suspended,
+)
 from triggerfish.api.waitpoints import token_request, token_url
 from triggerfish.api.worker_api import wait_spec
 from triggerfish.engine import Engine
@@ -27,10 +37,19 @@ class SimulatedCrash(BaseException):
     """Raised by test code to stand for the task process dying right there."""
 
 
+#: how an attempt ends when test code raises ``SimulatedCrash`` in it
+CRASHED = Failed(ErrorInfo("Crash", "simulated crash", "", "CRASH"))
+
+
 @dataclass
 class Outcome:
     run_id: str
-    report: dict[str, Any]
+    outcome: AttemptOutcome
+
+    @property
+    def output(self) -> Any:
+        assert isinstance(self.outcome, Succeeded), self.outcome
+        return self.outcome.output
 
 
 async def bare_worker(engine: Engine, env_id: str, version: str = "v1") -> WorkerIdentity:
@@ -89,35 +108,36 @@ class InProcessWorker:
         attempt_id = row.claimed_attempt_id
         await self.engine.attempts.start(row.id, attempt_id, self.env_id)
         journal = (await self.engine.journal.for_runs([row.id]))[row.id]
-        job = {
-            "run_id": row.id,
-            "attempt_id": attempt_id,
-            "attempt_number": row.attempt_count,
-            "task_id": row.task_identifier,
-            "payload": row.payload,
-            "tags": [],
-            "machine": row.machine,
-            "environment": {"id": self.env_id, "slug": "dev"},
-            "journal": journal,
-        }
+        job = Job(
+            run_id=row.id,
+            attempt_id=attempt_id,
+            attempt_number=row.attempt_count,
+            task_id=row.task_identifier,
+            payload=row.payload,
+            tags=(),
+            environment=EnvironmentRef(self.env_id, "dev"),
+            machine=row.machine,
+            max_duration=None,
+            journal=journal,
+        )
         main = asyncio.get_running_loop()
 
         def transport(op: str, body: dict[str, Any]) -> dict[str, Any]:
             call = self._relay(row.id, attempt_id, op, body)
             return asyncio.run_coroutine_threadsafe(call, main).result(30)
 
-        def attempt() -> dict[str, Any]:
+        def attempt() -> AttemptOutcome:
             loop = asyncio.new_event_loop()
             try:
                 return run_attempt(self.registry, job, loop, transport)
             except SimulatedCrash:
-                return {"crash": True}
+                return CRASHED
             finally:
                 loop.close()
 
-        report = await asyncio.to_thread(attempt)
-        await self._report(row.id, attempt_id, report)
-        return Outcome(row.id, report)
+        outcome = await asyncio.to_thread(attempt)
+        await self._report(row.id, attempt_id, outcome)
+        return Outcome(row.id, outcome)
 
     async def run_until_idle(self, limit: int = 50) -> list[Outcome]:
         done: list[Outcome] = []
@@ -193,17 +213,20 @@ class InProcessWorker:
             return {"_status": getattr(exc, "status_code", 500), "error": str(exc)}
         return {"_status": 404, "error": f"unknown op {op}"}
 
-    async def _report(self, run_id: str, attempt_id: str, report: dict[str, Any]) -> None:
-        if report.get("suspended") or report.get("abandoned"):
-            return
-        if report.get("crash"):
-            failure = Failure("CRASH", {"name": "Crash", "message": "simulated crash"})
-            await self.engine.attempts.fail(run_id, attempt_id, failure, self.env_id)
-            return
-        if report.get("ok"):
-            await self.engine.attempts.succeed(run_id, attempt_id, report["output"], self.env_id)
-            return
-        error = dict(report["error"])
-        kind = error.pop("kind", "USER")
-        failure = Failure(kind, error, report.get("decision"))
-        await self.engine.attempts.fail(run_id, attempt_id, failure, self.env_id)
+    async def _report(self, run_id: str, attempt_id: str, outcome: AttemptOutcome) -> None:
+        """What the worker API would do with the report the worker sends (if any)."""
+        match outcome:
+            case Suspended() | Abandoned():
+                return
+            case Succeeded(output):
+                await self.engine.attempts.succeed(run_id, attempt_id, output, self.env_id)
+            case Failed(error, decision):
+                described = {"name": error.name, "message": error.message}
+                described["stack_trace"] = error.stack_trace
+                decided = None
+                if decision is not None:
+                    decided = {"action": decision.action, "delay": decision.delay}
+                failure = Failure(error.kind, described, decided)
+                await self.engine.attempts.fail(run_id, attempt_id, failure, self.env_id)
+            case unknown:
+                assert_never(unknown)

@@ -8,11 +8,13 @@ as None, for the relay to send, and never as a wrong answer.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from tests.api.conftest import Served, served
+from triggerfish._domain.attempts import Job
 from triggerfish.engine import Engine
 from triggerfish.worker import _direct
 from triggerfish.worker._direct import DirectJournal
@@ -20,19 +22,12 @@ from triggerfish.worker._direct import DirectJournal
 __all__ = ["served"]  # the fixture, imported for these tests
 
 
-async def _executing(served: Served) -> dict[str, Any]:
+async def _executing(served: Served) -> Job:
     """A job for a run this worker has claimed and started."""
     [run_id] = await served.trigger(1)
     [claimed] = await served.api.dequeue(served.worker_id, 1, 0, start=1)
-    assert claimed["run_id"] == run_id
-    link = served.api.direct_link()
-    assert link is not None
-    return {
-        "run_id": run_id,
-        "attempt_id": claimed["attempt_id"],
-        "direct": link,
-        "credential": claimed["credential"],
-    }
+    assert claimed.job.run_id == run_id and claimed.job.direct is not None
+    return claimed.job
 
 
 def _entry(seq: int, result: Any = None) -> dict[str, Any]:
@@ -55,12 +50,12 @@ async def test_journal_writes_reach_the_run_and_stale_ones_are_refused(
         assert await _write(direct, _entry(1, [1, 2])) == {"ok": True}
         # the same write again (a retry) changes nothing
         assert await _write(direct, _entry(1, [1, 2])) == {"ok": True}
-        journal = (await engine.journal.for_runs([job["run_id"]]))[job["run_id"]]
+        journal = (await engine.journal.for_runs([job.run_id]))[job.run_id]
         steps = [(e["name"], e["status"], e["result"]) for e in journal]
         assert steps == [("s0", "OK", {"n": 1}), ("s1", "OK", [1, 2])]
 
         # once the run is canceled the attempt is stale: refused, as over the relay
-        r = await served.http.post(f"/api/v2/runs/{job['run_id']}/cancel")
+        r = await served.http.post(f"/api/v2/runs/{job.run_id}/cancel")
         assert r.status_code == 200, r.text
         refused = await _write(direct, _entry(2))
         assert refused is not None and refused["_status"] == 409
@@ -75,16 +70,17 @@ async def test_what_the_socket_cannot_settle_is_left_to_the_relay(
     direct = DirectJournal()
 
     # a worker talking HTTP gives no link: everything goes through it
-    direct.bind({**job, "direct": None})
+    direct.bind(replace(job, direct=None))
     assert await _write(direct, _entry(0)) is None
 
     # a frame above the server's limit is not sent
-    direct.bind({**job, "direct": {**job["direct"], "max_frame": 64}})
+    assert job.direct is not None
+    direct.bind(replace(job, direct=replace(job.direct, max_frame=64)))
     assert await _write(direct, _entry(0, "x" * 100)) is None
 
     # no server there: relayed, and for a while not even tried
-    nowhere = {**job["direct"], "url": "ws://127.0.0.1:9/worker/v1/socket"}
-    direct.bind({**job, "direct": nowhere})
+    nowhere = replace(job.direct, url="ws://127.0.0.1:9/worker/v1/socket")
+    direct.bind(replace(job, direct=nowhere))
     assert await _write(direct, _entry(0)) is None
     tried: list[str] = []
     monkeypatch.setattr(DirectJournal, "_connected", lambda self, link: tried.append("x"))

@@ -11,8 +11,16 @@ from typing import Any
 import pytest
 
 from tests import support
+from triggerfish._domain.attempts import (
+    AttemptOutcome,
+    EnvironmentRef,
+    ErrorInfo,
+    Failed,
+    Job,
+    Succeeded,
+)
 from triggerfish.worker.discovery import ProjectConfig
-from triggerfish.worker.executor import ExecutorPool, Job
+from triggerfish.worker.executor import ExecutorPool
 
 PROJECT = Path(__file__).resolve().parent.parent / "pool_project"
 
@@ -41,13 +49,23 @@ def job(task_id: str, payload: Any = None, **extra: Any) -> Job:
         "attempt_number": 1,
         "task_id": task_id,
         "payload": payload if payload is not None else {},
-        "tags": [],
-        "environment": {"id": "env_1", "slug": "dev"},
+        "tags": (),
+        "environment": EnvironmentRef("env_1", "dev"),
         "machine": "small-1x",
         "max_duration": None,
     }
     fields.update(extra)
     return Job(**fields)
+
+
+def error_of(outcome: AttemptOutcome) -> ErrorInfo:
+    assert isinstance(outcome, Failed), outcome
+    return outcome.error
+
+
+def output_of(outcome: AttemptOutcome) -> Any:
+    assert isinstance(outcome, Succeeded), outcome
+    return outcome.output
 
 
 @pytest.fixture
@@ -75,11 +93,8 @@ async def test_executor_reports_output_logs_in_order_and_metadata(
     pool: ExecutorPool, recorder: Recorder
 ) -> None:
     first = job("chatty")
-    report = await pool.run(first)
-    assert report == {
-        "ok": True,
-        "output": {"run": first.run_id, "attempt": 1, "machine": "small-1x"},
-    }
+    outcome = await pool.run(first)
+    assert outcome == Succeeded({"run": first.run_id, "attempt": 1, "machine": "small-1x"})
     assert [(a, r["message"], r["stream"]) for a, r in recorder.logs] == [
         (first.attempt_id, "out 1", "stdout"),
         (first.attempt_id, "log 2", "logger"),
@@ -97,7 +112,7 @@ async def test_executor_reports_output_logs_in_order_and_metadata(
 
 async def test_executor_relays_durable_calls(pool: ExecutorPool, recorder: Recorder) -> None:
     attempt = job("stepper", {"n": 21})
-    assert await pool.run(attempt) == {"ok": True, "output": 42}
+    assert await pool.run(attempt) == Succeeded(42)
     [(attempt_id, op, body)] = recorder.calls
     assert (attempt_id, op, body["name"], body["result"]) == (
         attempt.attempt_id,
@@ -106,29 +121,46 @@ async def test_executor_relays_durable_calls(pool: ExecutorPool, recorder: Recor
         42,
     )
     replay = job("stepper", {"n": 1}, journal=[dict(body)])
-    assert await pool.run(replay) == {"ok": True, "output": 42}
+    assert await pool.run(replay) == Succeeded(42)
     assert len(recorder.calls) == 1
 
 
 async def test_executor_reports_user_errors_and_keeps_the_process(pool: ExecutorPool) -> None:
-    before = await pool.run(job("pid"))
-    report = await pool.run(job("fails"))
-    assert report["ok"] is False
-    assert report["error"]["name"] == "ValueError"
-    assert report["error"]["kind"] == "USER"
-    assert (await pool.run(job("pid")))["output"] == before["output"]
+    before = output_of(await pool.run(job("pid")))
+    outcome = await pool.run(job("fails"))
+    assert isinstance(outcome, Failed) and outcome.decision is None
+    assert (outcome.error.name, outcome.error.kind) == ("ValueError", "USER")
+    assert "ValueError" in outcome.error.stack_trace
+    assert output_of(await pool.run(job("pid"))) == before
 
 
 async def test_executor_stops_an_attempt_past_max_duration(pool: ExecutorPool) -> None:
-    report = await pool.run(job("sleeper", {"seconds": 5}, max_duration=0.3))
-    assert report["error"]["kind"] == "TIMEOUT"
-    assert (await pool.run(job("sleeper", {"seconds": 0}, max_duration=0.3)))["output"] == "woke"
+    outcome = await pool.run(job("sleeper", {"seconds": 5}, max_duration=0.3))
+    assert error_of(outcome).kind == "TIMEOUT"
+    assert error_of(outcome).name == "MaxDurationExceededError"
+    assert await pool.run(job("sleeper", {"seconds": 0}, max_duration=0.3)) == Succeeded("woke")
+
+
+async def test_executor_applies_the_tasks_max_duration_to_runs_without_their_own(
+    recorder: Recorder,
+) -> None:
+    pool = ExecutorPool(
+        ProjectConfig.load(PROJECT), 1, recorder.on_log, max_durations={"sleeper": 0.3}
+    )
+    await pool.start()
+    try:
+        error = error_of(await pool.run(job("sleeper", {"seconds": 5})))
+        assert error.kind == "TIMEOUT" and "max_duration=0.3s" in error.message
+        # the run's own limit wins over the task's
+        assert await pool.run(job("sleeper", {"seconds": 0.5}, max_duration=5)) == Succeeded("woke")
+    finally:
+        await pool.close()
 
 
 async def test_executor_stops_an_attempt_over_its_memory_limit(pool: ExecutorPool) -> None:
-    report = await pool.run(job("hog", {"mb": 600}, machine="micro"))
-    assert report["error"]["kind"] == "OOM"
-    assert (await pool.run(job("pid")))["ok"] is True
+    outcome = await pool.run(job("hog", {"mb": 600}, machine="micro"))
+    assert error_of(outcome).kind == "OOM"
+    assert isinstance(await pool.run(job("pid")), Succeeded)
 
 
 async def test_executor_cancel_stops_the_attempt(pool: ExecutorPool) -> None:
@@ -136,26 +168,25 @@ async def test_executor_cancel_stops_the_attempt(pool: ExecutorPool) -> None:
     running = asyncio.create_task(pool.run(attempt))
     # the pool finds the attempt to stop once a task process holds it
     await support.wait_for_async(lambda: pool.cancel(attempt.attempt_id), 10, what="the attempt")
-    report = await asyncio.wait_for(running, 5)
-    assert report["error"]["kind"] == "CANCELED"
+    outcome = await asyncio.wait_for(running, 5)
+    assert error_of(outcome).kind == "CANCELED"
     assert await pool.cancel("att_unknown") is False
 
 
 async def test_executor_reports_a_crash_and_replaces_the_process(pool: ExecutorPool) -> None:
-    before = await pool.run(job("pid"))
-    report = await pool.run(job("crasher"))
-    assert report["error"]["kind"] == "CRASH"
-    assert "exited with code 7" in report["error"]["message"]
-    after = await asyncio.wait_for(pool.run(job("pid")), 30)
-    assert after["ok"] is True
-    assert after["output"] != before["output"]
+    before = output_of(await pool.run(job("pid")))
+    outcome = await pool.run(job("crasher"))
+    assert error_of(outcome).kind == "CRASH"
+    assert "exited with code 7" in error_of(outcome).message
+    after = output_of(await asyncio.wait_for(pool.run(job("pid")), 30))
+    assert after != before
 
 
 async def test_executor_gives_the_error_hook_a_context(pool: ExecutorPool) -> None:
-    report = await pool.run(job("hooked", attempt_number=3))
-    assert report == {"ok": True, "output": {"skipped": "'missing'", "attempt": 3}}
+    outcome = await pool.run(job("hooked", attempt_number=3))
+    assert outcome == Succeeded({"skipped": "'missing'", "attempt": 3})
 
 
 async def test_executor_rejects_output_that_is_not_json(pool: ExecutorPool) -> None:
-    report = await pool.run(job("not-a-number"))
-    assert report["error"]["name"] == "OutputNotSerializable"
+    outcome = await pool.run(job("not-a-number"))
+    assert error_of(outcome).name == "OutputNotSerializable"

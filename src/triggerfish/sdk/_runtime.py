@@ -1,24 +1,36 @@
-"""Calls a task function for one attempt and turns what happened into a report.
+"""Calls a task function for one attempt and turns what happened into its outcome.
 
-Runs inside the isolated child process. The report is a plain dict that the
-worker forwards to the server:
+Runs inside the isolated task process, and answers with one of the outcomes of
+``_domain/attempts.py``: ``Succeeded(output)``, ``Failed(error, decision)``,
+``Suspended()`` (the run now waits durably) or ``Abandoned(reason)`` (the
+server stopped accepting this attempt's records).
 
-- ``{"ok": True, "output": <json>}``
-- ``{"ok": False, "error": {"name", "message", "stack_trace", "kind"},
-  "decision": {"action", "delay", "output"} | None}``
-
-``kind`` is one of ``USER`` (an exception, retried per policy), ``ABORT``
-(``AbortTaskRunError``: no retry), ``OOM``, ``TIMEOUT``, ``CRASH`` (the last
-three are set by the worker when it had to stop the child).
+An error's ``kind`` is ``USER`` (an exception, retried per policy), ``ABORT``
+(``AbortTaskRunError`` and the like: no retry) or ``OOM`` (``MemoryError``);
+the worker sets ``OOM``, ``TIMEOUT``, ``CRASH`` and ``CANCELED`` itself when it
+had to stop the task process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
-from typing import Any
+import traceback
+from typing import Any, assert_never
 
+from triggerfish._domain.attempts import (
+    Abandoned,
+    AttemptOutcome,
+    Decision,
+    ErrorInfo,
+    Failed,
+    Job,
+    Succeeded,
+    Suspended,
+)
 from triggerfish._domain.machines import MACHINE_MEMORY_MB
+from triggerfish._domain.states import FailureKind
 from triggerfish.errors import AbortTaskRunError, NonDeterminismError, RunSuspended, StepFailedError
 from triggerfish.sdk import _durable
 from triggerfish.sdk._context import (
@@ -32,51 +44,56 @@ from triggerfish.sdk._context import (
 from triggerfish.sdk._durable import AttemptAbandoned, DurableRun, Transport
 from triggerfish.sdk._registry import TaskRegistry
 from triggerfish.sdk._task import ErrorDecision, Task
-from triggerfish.sdk._values import OutputNotSerializable, describe_error
+from triggerfish.sdk._values import OutputNotSerializable
 from triggerfish.sdk._values import to_json_value as _to_json
 
-__all__ = ["OutputNotSerializable", "build_context", "describe_error", "run_attempt"]
+__all__ = ["OutputNotSerializable", "build_context", "error_info", "run_attempt"]
 
 #: waits up to this many seconds sleep in place; longer ones suspend the run
 SUSPEND_THRESHOLD_ENV = "TRIGGERFISH_SUSPEND_THRESHOLD"
 
 
-def build_context(job: dict[str, Any]) -> Context:
-    machine = job.get("machine") or "small-1x"
+def build_context(job: Job) -> Context:
+    machine = job.machine or "small-1x"
     return Context(
-        run=RunInfo(id=job["run_id"], tags=list(job.get("tags") or [])),
-        task=TaskInfo(id=job["task_id"]),
-        attempt=AttemptInfo(id=job["attempt_id"], number=job["attempt_number"]),
-        environment=EnvironmentInfo(**job["environment"]),
+        run=RunInfo(id=job.run_id, tags=list(job.tags)),
+        task=TaskInfo(id=job.task_id),
+        attempt=AttemptInfo(id=job.attempt_id, number=job.attempt_number),
+        environment=EnvironmentInfo(id=job.environment.id, slug=job.environment.slug),
         machine=MachineInfo(name=machine, memory_mb=MACHINE_MEMORY_MB.get(machine, 0)),
+    )
+
+
+def error_info(exc: BaseException, kind: FailureKind) -> ErrorInfo:
+    """``exc`` as the error an attempt reports."""
+    return ErrorInfo(
+        name=type(exc).__name__,
+        message=str(exc),
+        stack_trace="".join(traceback.format_exception(exc)),
+        kind=kind,
     )
 
 
 def run_attempt(
     registry: TaskRegistry,
-    job: dict[str, Any],
+    job: Job,
     loop: asyncio.AbstractEventLoop,
     transport: Transport | None = None,
-) -> dict[str, Any]:
-    """Run one attempt of ``job`` and return its report; never raises.
-
-    Besides ``ok``/``error`` reports, ``{"suspended": True}`` means the run now
-    waits durably and ``{"abandoned": True}`` that the server stopped accepting
-    this attempt's records; the worker reports neither.
-    """
-    task = registry.get(job["task_id"])
+) -> AttemptOutcome:
+    """Run one attempt of ``job`` and return how it ended; never raises."""
+    task = registry.get(job.task_id)
     # most tasks take no ctx and have no hook: skip building its six objects
     ctx = build_context(job) if task.takes_ctx or task.catch_error is not None else None
-    payload: Any = job.get("payload")
+    payload: Any = job.payload
     durable = DurableRun(
-        run_id=job["run_id"],
-        attempt_id=job["attempt_id"],
+        run_id=job.run_id,
+        attempt_id=job.attempt_id,
         task_id=task.id,
         retry=task.retry,
         is_async=task.is_async,
         transport=transport or _no_transport,
         loop=loop,
-        journal={int(e["seq"]): dict(e) for e in job.get("journal") or []},
+        journal={int(e["seq"]): dict(e) for e in job.journal},
         suspend_threshold=float(os.environ.get(SUSPEND_THRESHOLD_ENV, "5")),
     )
     token = _durable.activate(durable)
@@ -84,22 +101,23 @@ def run_attempt(
         payload = task.validate_payload(payload)
         args = (payload, ctx) if task.takes_ctx else (payload,)
         result = loop.run_until_complete(task.fn(*args)) if task.is_async else task.fn(*args)
-        return {"ok": True, "output": to_json_value(result, task.id)}
+        return Succeeded(to_json_value(result, task.id))
     except RunSuspended:
-        return {"suspended": True}
+        return Suspended()
     except AttemptAbandoned as exc:
-        return {"abandoned": True, "reason": str(exc)}
+        return Abandoned(str(exc))
     except (AbortTaskRunError, NonDeterminismError, StepFailedError) as exc:
         # a replay would end the same way: retrying the run cannot help
-        return {"ok": False, "error": describe_error(exc, "ABORT"), "decision": None}
+        return Failed(error_info(exc, "ABORT"))
     except SystemExit as exc:
-        error = describe_error(exc, "USER")
-        error["message"] = f"task called sys.exit({exc.code!r})"
+        error = dataclasses.replace(
+            error_info(exc, "USER"), message=f"task called sys.exit({exc.code!r})"
+        )
         return _failure(task, payload, exc, ctx, error)
     except MemoryError as exc:
-        return {"ok": False, "error": describe_error(exc, "OOM"), "decision": None}
+        return Failed(error_info(exc, "OOM"))
     except Exception as exc:
-        return _failure(task, payload, exc, ctx, describe_error(exc, "USER"))
+        return _failure(task, payload, exc, ctx, error_info(exc, "USER"))
     finally:
         _durable.deactivate(token)
 
@@ -113,26 +131,33 @@ def _failure(
     payload: Any,
     exc: BaseException,
     ctx: Context | None,
-    error: dict[str, Any],
-) -> dict[str, Any]:
+    error: ErrorInfo,
+) -> Succeeded | Failed:
+    """A failed attempt, as the task's ``catch_error`` hook (if any) decides."""
+    if task.catch_error is None:
+        return Failed(error)
+    assert ctx is not None  # run_attempt builds it for every task with a hook
     decision: ErrorDecision | None = None
-    if task.catch_error is not None:
-        assert ctx is not None  # run_attempt builds it for every task with a hook
-        try:
-            decision = task.catch_error(payload, exc, ctx)
-        except Exception as hook_exc:
-            error["message"] += f" (catch_error hook raised {hook_exc!r}; using the retry policy)"
-    if decision is not None and decision.action == "skip":
-        try:
-            return {"ok": True, "output": to_json_value(decision.output, task.id)}
-        except OutputNotSerializable as bad:
-            error["message"] += f" (catch_error skip output rejected: {bad})"
-            decision = None
-    return {
-        "ok": False,
-        "error": error,
-        "decision": ({"action": decision.action, "delay": decision.delay} if decision else None),
-    }
+    try:
+        decision = task.catch_error(payload, exc, ctx)
+    except Exception as hook_exc:
+        error = _noted(error, f"catch_error hook raised {hook_exc!r}; using the retry policy")
+    if decision is None:
+        return Failed(error)
+    match decision.action:
+        case "skip":
+            try:
+                return Succeeded(to_json_value(decision.output, task.id))
+            except OutputNotSerializable as bad:
+                return Failed(_noted(error, f"catch_error skip output rejected: {bad}"))
+        case "retry" | "fail" as action:
+            return Failed(error, Decision(action, decision.delay))
+        case unknown:
+            assert_never(unknown)
+
+
+def _noted(error: ErrorInfo, note: str) -> ErrorInfo:
+    return dataclasses.replace(error, message=f"{error.message} ({note})")
 
 
 def to_json_value(value: Any, task_id: str) -> Any:

@@ -10,7 +10,12 @@ what it is given. Messages to the worker over the pipe:
   ``("reply", answer)`` and the task process blocks until then
 - ``("metadata", operation)`` for every ``metadata.*`` call, fire-and-forget
   (the worker sends them to the server in batches)
-- ``("done", report)`` when the attempt ends (see ``sdk/_runtime.py``)
+- ``("done", outcome)`` when the attempt ends (an ``AttemptOutcome``, see
+  ``sdk/_runtime.py``)
+
+The worker sends ``("run", job)`` (a ``Job``) to start an attempt and
+``("stop", None)`` to end the process. Jobs and outcomes, the frozen
+dataclasses of ``_domain/attempts.py``, cross as plain tuples (``_pipe.py``).
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from triggerfish.worker._direct import DirectJournal
+from triggerfish.worker._pipe import pack_outcome, unpack_job
 
 if TYPE_CHECKING:
+    from triggerfish._domain.attempts import AttemptOutcome, Job
     from triggerfish.sdk._registry import TaskRegistry
 
 _PR_SET_PDEATHSIG = 1
@@ -135,7 +142,8 @@ def main(conn: Connection, root: str, dirs: list[str]) -> None:
             return
         if message[0] != "run":
             return
-        send(conn, ("done", attempts.run(message[1])))
+        outcome = attempts.run(unpack_job(message[1]))
+        send(conn, ("done", pack_outcome(outcome)))
 
 
 class _Attempts:
@@ -157,10 +165,10 @@ class _Attempts:
         self.direct = DirectJournal()
         self.transport = _transport(conn, self.direct)
 
-    def run(self, job: dict[str, Any]) -> dict[str, Any]:
-        self.bind(self.on_metadata, job.get("metadata"))
+    def run(self, job: Job) -> AttemptOutcome:
+        self.bind(self.on_metadata, job.metadata)
         self.direct.bind(job)
-        self.client.bind_attempt(str(job.get("api_url") or ""), str(job.get("credential") or ""))
+        self.client.bind_attempt(job.api_url, job.credential)
         sys.stdout, sys.stderr = self.out, self.err
         try:
             return self.run_attempt(self.registry, job, self.loop, self.transport)

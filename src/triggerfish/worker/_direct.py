@@ -23,6 +23,7 @@ import json
 import time
 from typing import Any
 
+from triggerfish._domain.attempts import DirectLink, Job
 from triggerfish.sdk._socket import answer_to, open_sync_socket
 
 #: how long a journal write waits for its answer before the relay takes it over
@@ -41,19 +42,19 @@ class DirectJournal:
         self._opened_for: tuple[str, str] | None = None
         self._ids = itertools.count(1)
         self._retry_at = 0.0
-        self._link: dict[str, Any] | None = None
+        self._link: DirectLink | None = None
         self._attempt: tuple[str, str] = ("", "")
         self._credential = ""
 
-    def bind(self, job: dict[str, Any]) -> None:
+    def bind(self, job: Job) -> None:
         """The attempt about to run, and the worker's link (None: relay everything).
 
         The connection authenticates with the attempt's own credential, so a
         new attempt opens a new connection on its first write.
         """
-        self._credential = str(job.get("credential") or "")
-        self._link = job.get("direct") if self._credential else None
-        self._attempt = (str(job["attempt_id"]), str(job["run_id"]))
+        self._credential = job.credential
+        self._link = job.direct if self._credential else None
+        self._attempt = (job.attempt_id, job.run_id)
 
     def write(self, entry: dict[str, Any]) -> dict[str, Any] | None:
         """Send one journal entry; the answer in the relay's shape, or None."""
@@ -65,7 +66,7 @@ class DirectJournal:
         frame = {"id": call_id, "op": "journal", "attempt_id": attempt_id}
         frame["body"] = {**entry, "run_id": run_id}
         data = json.dumps(frame, separators=(",", ":"))
-        if len(data.encode()) > int(link.get("max_frame") or 0):
+        if len(data.encode()) > link.max_frame:
             return None  # the relay sends it as a request, where the body limit answers
         try:
             conn = self._connected(link)
@@ -89,8 +90,8 @@ class DirectJournal:
             with contextlib.suppress(Exception):  # already broken: nothing to close cleanly
                 opened.close()
 
-    def _connected(self, link: dict[str, Any]) -> Any:
-        wanted = (str(link["url"]), self._credential)
+    def _connected(self, link: DirectLink) -> Any:
+        wanted = (link.url, self._credential)
         if self._conn is not None and self._opened_for == wanted:
             return self._conn
         self.close()

@@ -3,14 +3,19 @@
 The hot calls (claims, reports, heartbeats, durable calls from task processes)
 go over one WebSocket (``channel.py``); the rest, and everything when the
 server offers no socket, over a persistent HTTP/1.1 connection pool.
+
+Claims and reports are typed inside the worker (:class:`ClaimedRun`,
+:class:`StartReport`, :class:`CompletionReport`, :class:`ReportAnswer`) and
+become the wire's JSON here, and only here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, assert_never
 
 import httpx
 
@@ -20,6 +25,14 @@ from triggerfish._channel import (
     ChannelUnavailable,
     FrameTooLarge,
     StaleReport,
+)
+from triggerfish._domain.attempts import (
+    DirectLink,
+    EnvironmentRef,
+    Failed,
+    Finished,
+    Job,
+    Succeeded,
 )
 from triggerfish.errors import ApiError
 
@@ -33,7 +46,74 @@ _SOCKET_DURABLE = frozenset(
     {"journal", "blob", "wait", "complete_token", "send_event", "kv_get", "kv_set", "kv_delete"}
 )
 
-__all__ = ["TRANSPORT_ERRORS", "StaleReport", "WorkerApi"]
+__all__ = [
+    "TRANSPORT_ERRORS",
+    "ClaimRequest",
+    "ClaimedRun",
+    "CompletionReport",
+    "ReportAnswer",
+    "ReportsAnswer",
+    "StaleReport",
+    "StartReport",
+    "WorkerApi",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """A run the server handed this worker: the attempt to run, as a task process runs it."""
+
+    job: Job
+    #: the claim began the attempt (EXECUTING): no start report is due
+    started: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """Runs to claim along with a batch of reports; the first ``start`` begin at once."""
+
+    worker_id: str
+    max: int
+    start: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartReport:
+    """A claimed attempt the worker begins to run."""
+
+    run_id: str
+    attempt_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionReport:
+    """A finished attempt and how it ended."""
+
+    run_id: str
+    attempt_id: str
+    outcome: Finished
+
+
+@dataclass(frozen=True, slots=True)
+class ReportAnswer:
+    """The server's answer to one reported item."""
+
+    attempt_id: str
+    #: the attempt is no longer current: the report changed nothing
+    stale: bool
+    #: the run's status after the report (None when stale)
+    status: str | None = None
+    #: when a failed run will be retried (epoch seconds)
+    retry_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportsAnswer:
+    """The answers to one batch, item by item in order, and the runs it claimed."""
+
+    starts: list[ReportAnswer]
+    completions: list[ReportAnswer]
+    runs: list[ClaimedRun]
 
 
 class WorkerApi:
@@ -42,6 +122,7 @@ class WorkerApi:
     ) -> None:
         self._timeout = timeout
         self._secret_key = secret_key
+        self._api_url = api_url
         self._socket = Channel(api_url, secret_key) if socket else None
         self._http = httpx.AsyncClient(
             base_url=api_url.rstrip("/"),
@@ -78,14 +159,14 @@ class WorkerApi:
                 pass  # this one call goes as a request, where the body limit answers 413
         return await self._post(path, body)
 
-    def direct_link(self) -> dict[str, Any] | None:
+    def direct_link(self) -> DirectLink | None:
         """Where a task process sends its journal writes to the server itself
         (``worker/_direct.py``, with its attempt credential, never this worker's
         key): None while this worker talks HTTP."""
         if self._socket is None:
             return None
         socket = self._socket
-        return {"url": socket.url, "max_frame": socket.max_frame}
+        return DirectLink(socket.url, socket.max_frame)
 
     def limit_frames(self, max_bytes: int | None) -> None:
         """The largest frame the server takes (from its answer to ``register``)."""
@@ -127,21 +208,45 @@ class WorkerApi:
 
     async def dequeue(
         self, worker_id: str, limit: int, wait: float, start: int = 0
-    ) -> list[dict[str, Any]]:
+    ) -> list[ClaimedRun]:
         """Claim up to ``limit`` runs; the server starts the first ``start`` of them."""
         body = {"worker_id": worker_id, "max": limit, "wait": wait, "start": start}
         result = await self._call("dequeue", "/worker/v1/dequeue", body, wait=wait)
-        return list(result["runs"])
+        return self._claimed(result["runs"])
 
-    async def reports(self, body: dict[str, Any], *, give_up_after: float) -> dict[str, Any]:
-        """Report started and finished attempts in one request (``starts``,
-        ``completions``; one answer per item, in order), claiming runs with ``claim``."""
-        result: dict[str, Any] = await self._reliably(
+    async def reports(
+        self,
+        starts: Sequence[StartReport],
+        completions: Sequence[CompletionReport],
+        claim: ClaimRequest | None = None,
+        *,
+        give_up_after: float,
+    ) -> ReportsAnswer:
+        """Report started and finished attempts in one request (one answer per
+        item, in order), claiming the worker's next runs with ``claim``."""
+        body: dict[str, Any] = {
+            "starts": [{"run_id": s.run_id, "attempt_id": s.attempt_id} for s in starts],
+            "completions": [_completion_json(c) for c in completions],
+        }
+        if claim is not None:
+            body["claim"] = {"worker_id": claim.worker_id, "max": claim.max, "start": claim.start}
+        result = await self._reliably(
             lambda: self._call("reports", "/worker/v1/reports", body),
             "reports",
             give_up_after,
         )
-        return result
+        return ReportsAnswer(
+            starts=[_report_answer(a) for a in result["starts"]],
+            completions=[_report_answer(a) for a in result["completions"]],
+            runs=self._claimed(result.get("runs") or ()),
+        )
+
+    def _claimed(self, runs: Sequence[Mapping[str, Any]]) -> list[ClaimedRun]:
+        """The claim answer's runs, each with what its task process acts with."""
+        if not runs:
+            return []
+        direct = self.direct_link()
+        return [_claimed_run(run, direct, self._api_url) for run in runs]
 
     async def durable(
         self, attempt_id: str, op: str, body: dict[str, Any], *, give_up_after: float
@@ -186,3 +291,60 @@ class WorkerApi:
         if self._socket is not None:
             await self._socket.close()
         await self._http.aclose()
+
+
+# -- the wire's JSON ------------------------------------------------------------------
+
+
+def _claimed_run(run: Mapping[str, Any], direct: DirectLink | None, api_url: str) -> ClaimedRun:
+    environment = run["environment"]
+    job = Job(
+        run_id=run["run_id"],
+        attempt_id=run["attempt_id"],
+        attempt_number=run["attempt_number"],
+        task_id=run["task_id"],
+        payload=run.get("payload"),
+        tags=tuple(run.get("tags") or ()),
+        environment=EnvironmentRef(environment["id"], environment["slug"]),
+        machine=run["machine"],
+        max_duration=run.get("max_duration"),
+        journal=run.get("journal") or (),
+        metadata=run.get("metadata"),
+        direct=direct,
+        credential=str(run.get("credential") or ""),
+        api_url=api_url,
+    )
+    return ClaimedRun(job, started=bool(run.get("started")))
+
+
+def _completion_json(report: CompletionReport) -> dict[str, Any]:
+    head = {"attempt_id": report.attempt_id, "run_id": report.run_id}
+    match report.outcome:
+        case Succeeded(output):
+            return {**head, "ok": True, "output": output}
+        case Failed(error, decision):
+            return {
+                **head,
+                "ok": False,
+                "kind": error.kind,
+                "error": {
+                    "name": error.name,
+                    "message": error.message,
+                    "stack_trace": error.stack_trace,
+                },
+                "decision": (
+                    None
+                    if decision is None
+                    else {"action": decision.action, "delay": decision.delay}
+                ),
+            }
+        case unknown:
+            assert_never(unknown)
+
+
+def _report_answer(answer: Mapping[str, Any]) -> ReportAnswer:
+    if answer.get("stale"):
+        return ReportAnswer(answer["attempt_id"], stale=True)
+    return ReportAnswer(
+        answer["attempt_id"], stale=False, status=answer["status"], retry_at=answer.get("retry_at")
+    )

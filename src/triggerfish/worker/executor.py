@@ -18,19 +18,22 @@ import select
 import signal
 import sys
 import types
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from triggerfish._domain.attempts import AttemptOutcome, ErrorInfo, Failed, Job
 from triggerfish._domain.machines import MACHINE_MEMORY_MB
+from triggerfish._domain.states import FailureKind
 from triggerfish.worker import _child
+from triggerfish.worker._pipe import pack_job, unpack_outcome
 from triggerfish.worker.discovery import ProjectConfig
 
 LogCallback = Callable[[str, dict[str, Any]], None]
 #: relays a task process's durable call ``(job, op, body)`` to the server
-CallCallback = Callable[["Job", str, dict[str, Any]], Awaitable[dict[str, Any]]]
+CallCallback = Callable[[Job, str, dict[str, Any]], Awaitable[dict[str, Any]]]
 _ctx = multiprocessing.get_context("spawn")
 START_TIMEOUT = 60.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -40,49 +43,9 @@ class ChildStartError(RuntimeError):
     pass
 
 
-@dataclass
-class Job:
-    run_id: str
-    attempt_id: str
-    attempt_number: int
-    task_id: str
-    payload: Any
-    tags: list[str]
-    environment: dict[str, str]
-    machine: str
-    max_duration: float | None
-    journal: list[dict[str, Any]] = field(default_factory=list)
-    metadata: dict[str, Any] | None = None
-    #: the worker's link for the task process's own journal writes (``_direct.py``)
-    direct: dict[str, Any] | None = None
-    #: what the task process acts with: its attempt's credential and the server's URL
-    credential: str = ""
-    api_url: str = ""
-
-    def to_child(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "attempt_id": self.attempt_id,
-            "attempt_number": self.attempt_number,
-            "task_id": self.task_id,
-            "payload": self.payload,
-            "tags": self.tags,
-            "environment": self.environment,
-            "machine": self.machine,
-            "journal": self.journal,
-            "metadata": self.metadata,
-            "direct": self.direct,
-            "credential": self.credential,
-            "api_url": self.api_url,
-        }
-
-
-def _failure(kind: str, name: str, message: str) -> dict[str, Any]:
-    return {
-        "ok": False,
-        "decision": None,
-        "error": {"name": name, "message": message, "stack_trace": "", "kind": kind},
-    }
+def _failure(kind: FailureKind, name: str, message: str) -> Failed:
+    """The outcome of an attempt the worker had to stop (its process has no say)."""
+    return Failed(ErrorInfo(name=name, message=message, stack_trace="", kind=kind))
 
 
 @dataclass
@@ -92,7 +55,8 @@ class _Slot:
     #: messages ``run`` waits on (and any that arrive while no attempt runs)
     inbox: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     job: Job | None = None
-    stop_reason: dict[str, Any] | None = None
+    #: why the worker stopped the attempt running here: its outcome, whatever the process says
+    stop_reason: Failed | None = None
     #: a readiness check of ``conn`` in one system call (``Connection.poll``
     #: builds a selector for every call)
     readable: Any = field(default_factory=select.poll)
@@ -112,8 +76,11 @@ class ExecutorPool:
         on_metadata: LogCallback | None = None,
         env: dict[str, str] | None = None,
         memory_poll_interval: float = 0.05,
+        max_durations: Mapping[str, float | None] | None = None,
     ) -> None:
         self.config = config
+        #: each task's declared limit, for runs that set none of their own
+        self.max_durations = max_durations or {}
         self.size = size
         self.on_log = on_log
         self.on_call = on_call
@@ -195,35 +162,36 @@ class ExecutorPool:
             return False
         return True
 
-    async def run(self, job: Job) -> dict[str, Any]:
-        """Run one attempt on a warm process and return its report (never raises)."""
+    async def run(self, job: Job) -> AttemptOutcome:
+        """Run one attempt on a warm process and return how it ended (never raises)."""
         slot = await self._free.get()
         slot.job, slot.stop_reason = job, None
         if not slot.inbox.empty():
             self._pass_on_strays(slot, job)
         try:
-            _child.send(slot.conn, ("run", job.to_child()))
+            _child.send(slot.conn, ("run", pack_job(job)))
         except OSError:
             slot.inbox.put_nowait(("dead", None))
         deadline = self._arm_deadline(slot, job)
         self._watch_memory()
         try:
-            report = await self._await_report(slot, job)
+            outcome = await self._await_outcome(slot, job)
         finally:
             if deadline is not None:
                 deadline.cancel()
             slot.job = None
-        if report.get("_dead"):
+        if outcome is None:  # the process died
             self._replace(slot)
             return slot.stop_reason or self._death_report(slot)
         if slot.stop_reason is not None:
-            # stopped just as its report arrived: the report stands, the process goes
+            # stopped just as its outcome arrived: the outcome stands, the process goes
             self._replace(slot)
-            return report
+            return outcome
         self._free.put_nowait(slot)
-        return report
+        return outcome
 
-    async def _await_report(self, slot: _Slot, job: Job) -> dict[str, Any]:
+    async def _await_outcome(self, slot: _Slot, job: Job) -> AttemptOutcome | None:
+        """The attempt's outcome, relaying its calls meanwhile; None if the process died."""
         while True:
             kind, value = await slot.inbox.get()
             if kind == "log":
@@ -236,9 +204,9 @@ class ExecutorPool:
                 with contextlib.suppress(OSError):
                     _child.send(slot.conn, ("reply", answer))
             elif kind == "done":
-                return dict(value)
+                return unpack_outcome(value)
             elif kind == "dead":
-                return {"_dead": True}
+                return None
 
     async def _relay(self, job: Job, request: dict[str, Any]) -> dict[str, Any]:
         if self.on_call is None:
@@ -247,15 +215,16 @@ class ExecutorPool:
 
     def _arm_deadline(self, slot: _Slot, job: Job) -> asyncio.TimerHandle | None:
         """Stop the child when the attempt runs longer than its ``max_duration``."""
-        if not job.max_duration:
+        limit = job.max_duration or self.max_durations.get(job.task_id)
+        if not limit:
             return None
         failure = _failure(
             "TIMEOUT",
             "MaxDurationExceededError",
-            f"the attempt ran longer than max_duration={job.max_duration:g}s and was "
+            f"the attempt ran longer than max_duration={limit:g}s and was "
             "stopped; raise max_duration or split the work into smaller tasks",
         )
-        return asyncio.get_running_loop().call_later(job.max_duration, self._kill, slot, failure)
+        return asyncio.get_running_loop().call_later(limit, self._kill, slot, failure)
 
     def _watch_memory(self) -> None:
         """Check the RSS of busy children every interval while any attempt runs.
@@ -298,13 +267,13 @@ class ExecutorPool:
                 return True
         return False
 
-    def _kill(self, slot: _Slot, reason: dict[str, Any]) -> None:
+    def _kill(self, slot: _Slot, reason: Failed) -> None:
         if slot.stop_reason is None:
             slot.stop_reason = reason
         with contextlib.suppress(ProcessLookupError, TypeError):
             os.kill(slot.process.pid, signal.SIGKILL)  # type: ignore[arg-type]
 
-    def _death_report(self, slot: _Slot) -> dict[str, Any]:
+    def _death_report(self, slot: _Slot) -> Failed:
         slot.process.join(timeout=5)
         code = slot.process.exitcode
         if code is not None and code < 0:

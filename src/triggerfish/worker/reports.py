@@ -23,27 +23,35 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Generic, TypeVar
 
-from triggerfish.worker.api_client import StaleReport, WorkerApi
+from triggerfish.worker.api_client import (
+    ClaimedRun,
+    ClaimRequest,
+    CompletionReport,
+    ReportAnswer,
+    StaleReport,
+    StartReport,
+    WorkerApi,
+)
 
 #: items sent in one request at most, per kind (the server accepts up to 500)
 MAX_BATCH = 200
 
-Kind = Literal["starts", "completions"]
+_Item = TypeVar("_Item", StartReport, CompletionReport)
 
 
 @dataclass
-class _Pending:
-    item: dict[str, Any]
-    answer: asyncio.Future[dict[str, Any]]
+class _Pending(Generic[_Item]):
+    item: _Item
+    answer: asyncio.Future[ReportAnswer]
 
 
 #: asks the worker what to claim along with a batch that reports ``n`` finished
-#: attempts: ``{"worker_id", "max", "start"}``, or None to claim nothing
-ClaimHook = Callable[[int], dict[str, Any] | None]
+#: attempts, or None to claim nothing
+ClaimHook = Callable[[int], ClaimRequest | None]
 #: hands the worker the runs claimed along with a batch
-ClaimedHook = Callable[[list[dict[str, Any]]], None]
+ClaimedHook = Callable[[list[ClaimedRun]], None]
 
 
 class Reporter:
@@ -60,7 +68,8 @@ class Reporter:
         self._give_up_after = give_up_after
         self._claim = claim
         self._claimed = claimed
-        self._queued: dict[Kind, list[_Pending]] = {"starts": [], "completions": []}
+        self._starts: list[_Pending[StartReport]] = []
+        self._completions: list[_Pending[CompletionReport]] = []
         self._sender: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -78,21 +87,21 @@ class Reporter:
     async def wait_idle(self) -> None:
         await self._idle.wait()
 
-    async def start(self, run_id: str, attempt_id: str) -> None:
+    async def start(self, run_id: str, attempt_id: str) -> ReportAnswer:
         """Report that a claimed attempt begins (raises ``StaleReport`` if it may not)."""
-        await self._report("starts", {"run_id": run_id, "attempt_id": attempt_id})
+        return await self._report(self._starts, StartReport(run_id, attempt_id))
 
-    async def complete(self, attempt_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def complete(self, report: CompletionReport) -> ReportAnswer:
         """Report a finished attempt; returns the server's answer for it.
 
         Raises ``StaleReport`` when the attempt is no longer current, and the
         request's error when the server could not be reached in time.
         """
-        return await self._report("completions", {"attempt_id": attempt_id, **body})
+        return await self._report(self._completions, report)
 
-    async def _report(self, kind: Kind, item: dict[str, Any]) -> dict[str, Any]:
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._queued[kind].append(_Pending(item, answer))
+    async def _report(self, queue: list[_Pending[_Item]], item: _Item) -> ReportAnswer:
+        answer: asyncio.Future[ReportAnswer] = asyncio.get_running_loop().create_future()
+        queue.append(_Pending(item, answer))
         if self._sender is None or self._sender.done():
             self._idle.clear()
             self._sender = asyncio.create_task(self._send_all())
@@ -102,45 +111,47 @@ class Reporter:
         try:
             if self._flowing and self.linger > 0:
                 await asyncio.sleep(self.linger)
-            while any(self._queued.values()):
+            while self._starts or self._completions:
                 await self._send_batch()
         finally:
             self._idle.set()
 
     async def _send_batch(self) -> None:
-        batch: dict[Kind, list[_Pending]] = {}
-        for kind, queued in self._queued.items():
-            batch[kind], self._queued[kind] = queued[:MAX_BATCH], queued[MAX_BATCH:]
-        body: dict[str, Any] = {kind: [p.item for p in pending] for kind, pending in batch.items()}
-        claim = self._claim(len(batch["completions"])) if self._claim else None
-        if claim is not None:
-            body["claim"] = claim
+        starts, self._starts = self._starts[:MAX_BATCH], self._starts[MAX_BATCH:]
+        completions = self._completions[:MAX_BATCH]
+        self._completions = self._completions[MAX_BATCH:]
+        claim = self._claim(len(completions)) if self._claim else None
         sent = time.monotonic()
         try:
-            answers = await self._api.reports(body, give_up_after=self._give_up_after())
+            answers = await self._api.reports(
+                [p.item for p in starts],
+                [p.item for p in completions],
+                claim,
+                give_up_after=self._give_up_after(),
+            )
         except Exception as exc:  # every reporter in the batch hears of it
-            for pending in (p for ps in batch.values() for p in ps):
-                if not pending.answer.done():
-                    pending.answer.set_exception(exc)
+            for future in [p.answer for p in starts] + [p.answer for p in completions]:
+                if not future.done():
+                    future.set_exception(exc)
             if claim is not None and self._claimed is not None:
                 self._claimed([])
             return
         self.round_trip += 0.3 * (time.monotonic() - sent - self.round_trip)
         if claim is not None:
-            runs = list(answers.get("runs", []))
-            self._flowing = bool(runs)
+            self._flowing = bool(answers.runs)
             if self._claimed is not None:
-                self._claimed(runs)
-        for kind, pending_list in batch.items():
-            for pending, answer in zip(pending_list, answers[kind], strict=True):
-                _settle(pending, answer)
+                self._claimed(answers.runs)
+        for start, answer in zip(starts, answers.starts, strict=True):
+            _settle(start, answer)
+        for completion, answer in zip(completions, answers.completions, strict=True):
+            _settle(completion, answer)
 
 
-def _settle(pending: _Pending, answer: dict[str, Any]) -> None:
+def _settle(pending: _Pending[_Item], answer: ReportAnswer) -> None:
     if pending.answer.done():
         return
-    if answer.get("stale"):
-        attempt = pending.item["attempt_id"]
+    if answer.stale:
+        attempt = pending.item.attempt_id
         pending.answer.set_exception(StaleReport(f"attempt {attempt} is no longer current"))
     else:
         pending.answer.set_result(answer)

@@ -25,13 +25,30 @@ import socket
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, assert_never
 
+from triggerfish._domain.attempts import (
+    Abandoned,
+    AttemptOutcome,
+    ErrorInfo,
+    Failed,
+    Finished,
+    Job,
+    Succeeded,
+    Suspended,
+)
 from triggerfish._redact import redact, task_environment
 from triggerfish.errors import ApiError
-from triggerfish.worker.api_client import TRANSPORT_ERRORS, StaleReport, WorkerApi
+from triggerfish.worker.api_client import (
+    TRANSPORT_ERRORS,
+    ClaimedRun,
+    ClaimRequest,
+    CompletionReport,
+    StaleReport,
+    WorkerApi,
+)
 from triggerfish.worker.discovery import ProjectConfig, code_version, load_registry
-from triggerfish.worker.executor import ExecutorPool, Job
+from triggerfish.worker.executor import ExecutorPool
 from triggerfish.worker.reports import Reporter
 
 log = logging.getLogger("triggerfish.worker")
@@ -88,7 +105,6 @@ class Worker:
         self._stopping = asyncio.Event()
         self._heartbeat_interval = 5.0
         self._secret = options.secret_key
-        self._max_durations: dict[str, float | None] = {}
         self._reports = Reporter(
             self.api,
             lambda: self._heartbeat_interval * 20,
@@ -103,7 +119,6 @@ class Worker:
     async def run(self) -> None:
         """Serve until :meth:`stop` is called, then shut down gracefully."""
         registry = load_registry(self.config)
-        self._max_durations = {t.id: t.max_duration for t in registry}
         version = self.options.version or code_version(self.config)
         registered = await self.api.register(
             {
@@ -124,6 +139,7 @@ class Worker:
             on_call=self._on_call,
             on_metadata=self._on_metadata,
             env=task_environment(os.environ),
+            max_durations={t.id: t.max_duration for t in registry},
         )
         await self.pool.start()
         log.info(
@@ -232,19 +248,20 @@ class Worker:
     def _ran_for(self, seconds: float) -> None:
         self._typical_run = _moving_average(self._typical_run, seconds)
 
-    def _claim_with_reports(self, finishing: int) -> dict[str, Any] | None:
+    def _claim_with_reports(self, finishing: int) -> ClaimRequest | None:
         if self._long_polling or self._stopping.is_set():
             return None
         room = self._room(finishing)
         if room <= 0:
             return None
         room = min(room, 100)
-        return {"worker_id": self.worker_id, "max": room, "start": room}
+        return ClaimRequest(self.worker_id, max=room, start=room)
 
-    def _take(self, jobs: list[dict[str, Any]]) -> None:
-        for job in jobs:
-            self._waiting.add(job["attempt_id"])  # until it gets a task process
-            self._running[job["attempt_id"]] = asyncio.create_task(self._execute(job))
+    def _take(self, runs: list[ClaimedRun]) -> None:
+        for run in runs:
+            attempt_id = run.job.attempt_id
+            self._waiting.add(attempt_id)  # until it gets a task process
+            self._running[attempt_id] = asyncio.create_task(self._execute(run))
 
     async def _until_stopped_or(self, awaitable: Any) -> Any:
         """Await ``awaitable`` unless the worker is asked to stop first (then None).
@@ -266,28 +283,29 @@ class Worker:
 
     # -- one attempt ------------------------------------------------------------------
 
-    async def _execute(self, raw: dict[str, Any]) -> None:
+    async def _execute(self, run: ClaimedRun) -> None:
         assert self.pool is not None
-        attempt_id = raw["attempt_id"]
+        attempt_id = run.job.attempt_id
         try:
             async with self._slots:
                 self._waiting.discard(attempt_id)
                 self._executing.add(attempt_id)
                 began = time.monotonic()
                 try:
-                    report = await self._run_in_slot(raw)
+                    outcome = await self._run_in_slot(run)
                 finally:
                     self._executing.discard(attempt_id)
                     self._ran_for(time.monotonic() - began)
-            if report is None:
+            if outcome is None:
                 return  # handed back unstarted
             # the task process takes its next run while this one is reported
             await self._flush_logs(attempt_id)
-            if attempt_id in self._abandoned or report.get("abandoned"):
+            if attempt_id in self._abandoned:
                 return  # canceled, reclaimed or released: the server has moved on
-            if report.get("suspended") and attempt_id in self._suspended:
-                return  # the server parked the run (WAITING) when it accepted the wait
-            await self._reports.complete(attempt_id, _completion(raw["run_id"], report))
+            finished = self._to_report(attempt_id, outcome)
+            if finished is not None:
+                report = CompletionReport(run.job.run_id, attempt_id, finished)
+                await self._reports.complete(report)
         except StaleReport as exc:
             log.info("attempt %s is no longer current: %s", attempt_id, exc)
         except Exception:
@@ -301,21 +319,32 @@ class Worker:
             self._suspended.discard(attempt_id)
             self._slot_freed.set()
 
-    async def _run_in_slot(self, raw: dict[str, Any]) -> dict[str, Any] | None:
+    def _to_report(self, attempt_id: str, outcome: AttemptOutcome) -> Finished | None:
+        """What the server hears of ``outcome``: None for an attempt it has moved past."""
+        match outcome:
+            case Succeeded() | Failed():
+                return outcome
+            case Abandoned():
+                return None  # the server refused the attempt's records: it has moved on
+            case Suspended() if attempt_id in self._suspended:
+                return None  # the server parked the run (WAITING) when it accepted the wait
+            case Suspended():
+                return _UNACCEPTED_SUSPEND
+            case unknown:
+                assert_never(unknown)
+
+    async def _run_in_slot(self, run: ClaimedRun) -> AttemptOutcome | None:
         """Start (unless the claim did) and run one attempt; None if handed back instead."""
         assert self.pool is not None
-        attempt_id = raw["attempt_id"]
+        attempt_id = run.job.attempt_id
         if attempt_id in self._abandoned or self._stopping.is_set():
             if attempt_id not in self._abandoned:  # not yet handed back
                 self._abandoned.add(attempt_id)
                 await self.api.release(self.worker_id, [attempt_id])
             return None
-        if not raw.get("started"):  # claimed ahead: report the start now
-            await self._reports.start(raw["run_id"], attempt_id)
-        job = _job(raw, self._max_durations.get(raw["task_id"]))
-        job.direct = self.api.direct_link()
-        job.api_url = self.options.api_url
-        return await self.pool.run(job)
+        if not run.started:  # claimed ahead: report the start now
+            await self._reports.start(run.job.run_id, attempt_id)
+        return await self.pool.run(run.job)
 
     # -- durable calls from task processes ------------------------------------------
 
@@ -399,36 +428,17 @@ class Worker:
                 log.warning("dropping %d log line(s) of attempt %s: %s", len(lines), aid, exc)
 
 
-def _job(raw: dict[str, Any], task_max_duration: float | None) -> Job:
-    return Job(
-        run_id=raw["run_id"],
-        attempt_id=raw["attempt_id"],
-        attempt_number=raw["attempt_number"],
-        task_id=raw["task_id"],
-        payload=raw.get("payload"),
-        tags=list(raw.get("tags") or []),
-        environment=raw["environment"],
-        machine=raw["machine"],
-        max_duration=raw.get("max_duration") or task_max_duration,
-        journal=list(raw.get("journal") or []),
-        metadata=raw.get("metadata"),
-        credential=str(raw.get("credential") or ""),
+#: what a task that suspended without a wait the server accepted reports (it raised
+#: ``RunSuspended`` itself): a failure, retried per policy like any exception
+_UNACCEPTED_SUSPEND = Failed(
+    ErrorInfo(
+        name="RunSuspended",
+        message="the task suspended, but the server never accepted a wait of this attempt",
+        stack_trace="",
+        kind="USER",
     )
-
-
-def _completion(run_id: str, report: dict[str, Any]) -> dict[str, Any]:
-    if report.get("ok"):
-        return {"run_id": run_id, "ok": True, "output": report.get("output")}
-    error = dict(report.get("error") or {})
-    return {
-        "run_id": run_id,
-        "ok": False,
-        "kind": error.pop("kind", "USER"),
-        "error": error,
-        "decision": report.get("decision"),
-    }
+)
 
 
 def _moving_average(average: float | None, sample: float) -> float:
     return sample if average is None else average + 0.3 * (sample - average)
-
