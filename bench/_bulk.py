@@ -39,8 +39,9 @@ async def _fill_postgresql(url: str, template_id: str, count: int) -> None:
             "r.created_at - interval '1 day'",
             "generate_series(1, $2) AS g",
         )
-        await conn.execute(f"INSERT INTO runs ({target}) {select} WHERE r.id = $1", template_id,
-                           count)
+        await conn.execute(
+            f"INSERT INTO runs ({target}) {select} WHERE r.id = $1", template_id, count
+        )
         await conn.execute("ANALYZE runs")
     finally:
         await conn.close()

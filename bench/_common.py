@@ -19,7 +19,9 @@ T = TypeVar("T")
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
-PG_ADMIN_URL = os.environ.get("TRIGGERFISH_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "TRIGGERFISH_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("TRIGGERFISH_BENCH_REDIS", "redis://127.0.0.1:6379")
 
 
@@ -46,9 +48,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(
-    cond: Callable[[], T], timeout: float, what: str, interval: float = 0.02
-) -> T:
+def wait_until(cond: Callable[[], T], timeout: float, what: str, interval: float = 0.02) -> T:
     """Poll ``cond`` until it returns something truthy, or raise after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:

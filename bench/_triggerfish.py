@@ -117,15 +117,19 @@ def triggerfish_stack(
     server_env: dict[str, str] | None = None,
 ) -> Iterator[Stack]:
     """A migrated database, a server on a free port and ``workers`` worker processes."""
-    with tempfile.TemporaryDirectory(prefix="tf-bench-") as tmp, _database(
-        backend, Path(tmp)
-    ) as db_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="tf-bench-") as tmp,
+        _database(backend, Path(tmp)) as db_url,
+    ):
         folder = Path(tmp)
         env = {"DATABASE_URL": db_url}
         _cli(["db", "migrate"], env)
         key = next(
-            (w for w in _cli(["keys", "create", "--env", "dev", "--name", "bench"], env).split()
-             if w.startswith("tr_")),
+            (
+                w
+                for w in _cli(["keys", "create", "--env", "dev", "--name", "bench"], env).split()
+                if w.startswith("tr_")
+            ),
             None,
         )
         if key is None:

@@ -192,8 +192,14 @@ def tf_measure(workload: str, system: str, sizes: Sizes, res: Results) -> None:
     with triggerfish_stack(backend) as stack:
         _warm(stack)
         if workload == "W1":
-            res.add("W1", "one by one", system, "runs/s", True,
-                    tfw.throughput_one_by_one(stack, sizes.w1))
+            res.add(
+                "W1",
+                "one by one",
+                system,
+                "runs/s",
+                True,
+                tfw.throughput_one_by_one(stack, sizes.w1),
+            )
         elif workload == "W1b":
             rate = tfw.throughput_batched(stack, sizes.w1, sizes.w1_batch)
             if rate is None:
@@ -206,8 +212,14 @@ def tf_measure(workload: str, system: str, sizes: Sizes, res: Results) -> None:
         elif workload == "W3":
             if not tfw.durable_available(stack):
                 raise NotAvailable("step.run is not in this Triggerfish")
-            res.add("W3", "10-step workflow", system, "steps/s", True,
-                    tfw.durable_steps(stack, sizes.w3))
+            res.add(
+                "W3",
+                "10-step workflow",
+                system,
+                "steps/s",
+                True,
+                tfw.durable_steps(stack, sizes.w3),
+            )
         elif workload == "W4":
             if not tfw.durable_available(stack):
                 raise NotAvailable("waitpoint tokens are not in this Triggerfish")
@@ -218,8 +230,9 @@ def tf_measure(workload: str, system: str, sizes: Sizes, res: Results) -> None:
             worker = stack.workers[0]
             res.add("W6", "idle worker RSS", system, "MiB", False, rss_mb(worker.pid))
             kids = _task_children(worker.pid)
-            res.add("W6", "warm child RSS (largest)", system, "MiB", False,
-                    max(rss_mb(k) for k in kids))
+            res.add(
+                "W6", "warm child RSS (largest)", system, "MiB", False, max(rss_mb(k) for k in kids)
+            )
 
 
 def tf_store_scale(system: str, sizes: Sizes, reps: int, res: Results) -> None:
@@ -234,10 +247,17 @@ def tf_store_scale(system: str, sizes: Sizes, reps: int, res: Results) -> None:
                 print(f"    filled {rows:,} runs in {seconds:.0f}s", flush=True)
             for _ in range(reps):
                 lat = tfw.latency_at_idle(stack, sizes.w5_samples)
-                res.add("W5", f"dequeue (trigger->start p50), {label}", system, "ms", False,
-                        lat["p50"])
-                res.add("W5", f"runs.list first page, {label}", system, "ms", False,
-                        tfw.list_first_page_ms(stack))
+                res.add(
+                    "W5", f"dequeue (trigger->start p50), {label}", system, "ms", False, lat["p50"]
+                )
+                res.add(
+                    "W5",
+                    f"runs.list first page, {label}",
+                    system,
+                    "ms",
+                    False,
+                    tfw.list_first_page_ms(stack),
+                )
 
 
 class NotAvailable(Exception):
@@ -247,9 +267,7 @@ class NotAvailable(Exception):
 # -- peers ------------------------------------------------------------------------------
 
 
-def peer_measure(
-    python: Path, workload: str, system: str, sizes: Sizes, res: Results
-) -> None:
+def peer_measure(python: Path, workload: str, system: str, sizes: Sizes, res: Results) -> None:
     n = {"W1": sizes.w1, "W1b": sizes.w1, "W2": sizes.w2, "W3": sizes.w3, "W4": sizes.w4}
     timeout = 1200.0
     if system == "celery":
@@ -264,8 +282,12 @@ def peer_measure(
             if workload == "W1b":
                 raise NotAvailable("DBOS has no batch enqueue")
         else:
-            extra = ["--mode", "batch" if workload == "W1b" else "one",
-                     "--batch", str(sizes.w1_batch)]
+            extra = [
+                "--mode",
+                "batch" if workload == "W1b" else "one",
+                "--batch",
+                str(sizes.w1_batch),
+            ]
         out = run_peer(python, module, ["W1", "--n", str(n[workload]), *extra], timeout)
         name = f"batched ({sizes.w1_batch}/request)" if workload == "W1b" else "one by one"
         res.add("W1", name, system, "runs/s", True, out["runs_per_s"])
@@ -290,8 +312,7 @@ def peer_measure(
         out = run_peer(python, module, ["W6", *extra], timeout)
         res.add("W6", "idle worker RSS", system, "MiB", False, out["worker_mb"])
         if out["children_mb"]:
-            res.add("W6", "warm child RSS (largest)", system, "MiB", False,
-                    max(out["children_mb"]))
+            res.add("W6", "warm child RSS (largest)", system, "MiB", False, max(out["children_mb"]))
     elif workload == "W5":
         raise NotAvailable("measured for Triggerfish only")
 
@@ -320,18 +341,21 @@ def _ratio(metric: Metric, res: Results) -> str:
 def table_rows(res: Results) -> list[list[str]]:
     rows = []
     order = {s: i for i, s in enumerate(SYSTEMS)}
-    for metric in sorted(res.metrics.values(),
-                         key=lambda m: (m.workload, m.name, order.get(m.system, 99))):
+    for metric in sorted(
+        res.metrics.values(), key=lambda m: (m.workload, m.name, order.get(m.system, 99))
+    ):
         vals = metric.values
-        rows.append([
-            metric.workload,
-            metric.name,
-            metric.system,
-            f"{_fmt(median(vals))} {metric.unit}",
-            f"{_fmt(min(vals))} .. {_fmt(max(vals))}",
-            str(len(vals)),
-            _ratio(metric, res),
-        ])
+        rows.append(
+            [
+                metric.workload,
+                metric.name,
+                metric.system,
+                f"{_fmt(median(vals))} {metric.unit}",
+                f"{_fmt(min(vals))} .. {_fmt(max(vals))}",
+                str(len(vals)),
+                _ratio(metric, res),
+            ]
+        )
     return rows
 
 
@@ -368,45 +392,99 @@ def targets(res: Results, sizes: Sizes) -> list[tuple[str, str, str]]:
         tf, other = _m(res, w, name, REFERENCE), _m(res, w, name, peer)
         return tf / other if tf is not None and other else None
 
-    check("W1 one by one >= 1.5x Celery", ratio("W1", "one by one", "celery"),
-          lambda r: r >= 1.5, "{:.2f}x")
-    check("W1 one by one >= 2x Procrastinate", ratio("W1", "one by one", "procrastinate"),
-          lambda r: r >= 2, "{:.2f}x")
-    dbos = [v for v in (_m(res, "W1", "one by one", s) for s in ("dbos-inprocess", "dbos-queue"))
-            if v is not None]
+    check(
+        "W1 one by one >= 1.5x Celery",
+        ratio("W1", "one by one", "celery"),
+        lambda r: r >= 1.5,
+        "{:.2f}x",
+    )
+    check(
+        "W1 one by one >= 2x Procrastinate",
+        ratio("W1", "one by one", "procrastinate"),
+        lambda r: r >= 2,
+        "{:.2f}x",
+    )
+    dbos = [
+        v
+        for v in (_m(res, "W1", "one by one", s) for s in ("dbos-inprocess", "dbos-queue"))
+        if v is not None
+    ]
     tf1 = _m(res, "W1", "one by one", REFERENCE)
-    check("W1 one by one >= 2x DBOS's best mode",
-          tf1 / max(dbos) if tf1 is not None and dbos else None, lambda r: r >= 2, "{:.2f}x")
-    check("W1 batched on SQLite >= 1,000 runs/s",
-          _m(res, "W1", f"batched ({sizes.w1_batch}/request)", "triggerfish-sqlite"),
-          lambda v: v >= 1000, "{:.0f} runs/s")
-    p50, cel = _m(res, "W2", "trigger->start p50", REFERENCE), _m(
-        res, "W2", "trigger->start p50", "celery")
-    check("W2 p50 <= Celery's p50", p50 / cel if p50 is not None and cel else None,
-          lambda r: r <= 1, "{:.2f}x Celery")
+    check(
+        "W1 one by one >= 2x DBOS's best mode",
+        tf1 / max(dbos) if tf1 is not None and dbos else None,
+        lambda r: r >= 2,
+        "{:.2f}x",
+    )
+    check(
+        "W1 batched on SQLite >= 1,000 runs/s",
+        _m(res, "W1", f"batched ({sizes.w1_batch}/request)", "triggerfish-sqlite"),
+        lambda v: v >= 1000,
+        "{:.0f} runs/s",
+    )
+    p50, cel = (
+        _m(res, "W2", "trigger->start p50", REFERENCE),
+        _m(res, "W2", "trigger->start p50", "celery"),
+    )
+    check(
+        "W2 p50 <= Celery's p50",
+        p50 / cel if p50 is not None and cel else None,
+        lambda r: r <= 1,
+        "{:.2f}x Celery",
+    )
     check("W2 p50 <= 5 ms", p50, lambda v: v <= 5, "{:.2f} ms")
-    check("W2 p99 <= 25 ms", _m(res, "W2", "trigger->start p99", REFERENCE),
-          lambda v: v <= 25, "{:.2f} ms")
-    check("W3 steps/s >= 3x DBOS", ratio("W3", "10-step workflow", "dbos-inprocess"),
-          lambda r: r >= 3, "{:.2f}x")
-    check("W3 steps/s >= 1.0x Celery chain", ratio("W3", "10-step workflow", "celery"),
-          lambda r: r >= 1, "{:.2f}x")
-    check("W4 p50 <= 20 ms", _m(res, "W4", "token -> continue p50", REFERENCE),
-          lambda v: v <= 20, "{:.2f} ms")
+    check(
+        "W2 p99 <= 25 ms",
+        _m(res, "W2", "trigger->start p99", REFERENCE),
+        lambda v: v <= 25,
+        "{:.2f} ms",
+    )
+    check(
+        "W3 steps/s >= 3x DBOS",
+        ratio("W3", "10-step workflow", "dbos-inprocess"),
+        lambda r: r >= 3,
+        "{:.2f}x",
+    )
+    check(
+        "W3 steps/s >= 1.0x Celery chain",
+        ratio("W3", "10-step workflow", "celery"),
+        lambda r: r >= 1,
+        "{:.2f}x",
+    )
+    check(
+        "W4 p50 <= 20 ms",
+        _m(res, "W4", "token -> continue p50", REFERENCE),
+        lambda v: v <= 20,
+        "{:.2f} ms",
+    )
     big = f"{sizes.w5_rows:,} runs"
     for label in ("dequeue (trigger->start p50)", "runs.list first page"):
         empty = _m(res, "W5", f"{label}, 0 runs", REFERENCE)
         full = _m(res, "W5", f"{label}, {big}", REFERENCE)
-        check(f"W5 {label} with {big} within 1.5x of empty",
-              full / empty if full is not None and empty else None,
-              lambda r: r <= 1.5, "{:.2f}x")
-    check(f"W5 runs.list first page with {big} <= 50 ms",
-          _m(res, "W5", f"runs.list first page, {big}", REFERENCE), lambda v: v <= 50,
-          "{:.1f} ms")
-    check("W6 idle worker < 80 MiB", _m(res, "W6", "idle worker RSS", REFERENCE),
-          lambda v: v < 80, "{:.1f} MiB")
-    check("W6 each warm child < 40 MiB", _m(res, "W6", "warm child RSS (largest)", REFERENCE),
-          lambda v: v < 40, "{:.1f} MiB")
+        check(
+            f"W5 {label} with {big} within 1.5x of empty",
+            full / empty if full is not None and empty else None,
+            lambda r: r <= 1.5,
+            "{:.2f}x",
+        )
+    check(
+        f"W5 runs.list first page with {big} <= 50 ms",
+        _m(res, "W5", f"runs.list first page, {big}", REFERENCE),
+        lambda v: v <= 50,
+        "{:.1f} ms",
+    )
+    check(
+        "W6 idle worker < 80 MiB",
+        _m(res, "W6", "idle worker RSS", REFERENCE),
+        lambda v: v < 80,
+        "{:.1f} MiB",
+    )
+    check(
+        "W6 each warm child < 40 MiB",
+        _m(res, "W6", "warm child RSS (largest)", REFERENCE),
+        lambda v: v < 40,
+        "{:.1f} MiB",
+    )
     return out
 
 
@@ -436,8 +514,9 @@ def machine_info(peers: dict[str, str]) -> list[str]:
 
     pg = version(["psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc", "SHOW server_version"])
     redis = version(["redis-cli", "-h", "127.0.0.1", "INFO", "server"])
-    redis_v = next((ln.split(":")[1] for ln in redis.splitlines()
-                    if ln.startswith("redis_version")), "unknown")
+    redis_v = next(
+        (ln.split(":")[1] for ln in redis.splitlines() if ln.startswith("redis_version")), "unknown"
+    )
     return [
         f"- Machine: {platform.node()}, {cpu}, {os.cpu_count()} CPUs, {mem} RAM, "
         f"{platform.system()} {platform.release()}",
@@ -448,13 +527,21 @@ def machine_info(peers: dict[str, str]) -> list[str]:
 
 
 def _git_rev() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True
+    )
     return out.stdout.strip() or "unknown"
 
 
-def write_results(res: Results, sizes: Sizes, args: argparse.Namespace, peers: dict[str, str],
-                  began: datetime, load: tuple[str, str], elapsed: float) -> None:
+def write_results(
+    res: Results,
+    sizes: Sizes,
+    args: argparse.Namespace,
+    peers: dict[str, str],
+    began: datetime,
+    load: tuple[str, str],
+    elapsed: float,
+) -> None:
     lines = [
         "# Benchmark results",
         "",
@@ -489,8 +576,14 @@ def write_results(res: Results, sizes: Sizes, args: argparse.Namespace, peers: d
     for label, shown, verdict in targets(res, sizes):
         lines.append(f"| {label} | {shown} | {verdict} |")
     if res.floors:
-        lines += ["", "## Machine floors", "", "Measured alone by `python -m bench.floor` "
-                  "before the workloads (medians):", "", *floor_lines(res.floors)]
+        lines += [
+            "",
+            "## Machine floors",
+            "",
+            "Measured alone by `python -m bench.floor` before the workloads (medians):",
+            "",
+            *floor_lines(res.floors),
+        ]
     lines += ["", "## Raw figures per repetition", ""]
     for metric in res.metrics.values():
         vals = ", ".join(_fmt(v) for v in metric.values)
@@ -572,9 +665,15 @@ def main(argv: list[str] | None = None) -> None:
                     traceback.print_exc()
                     break
         if not args.no_write:  # after every workload, so an interrupted run leaves its figures
-            write_results(res, sizes, args, peers, began,
-                          (load_start, " ".join(f"{x:.2f}" for x in os.getloadavg())),
-                          time.perf_counter() - t0)
+            write_results(
+                res,
+                sizes,
+                args,
+                peers,
+                began,
+                (load_start, " ".join(f"{x:.2f}" for x in os.getloadavg())),
+                time.perf_counter() - t0,
+            )
     load_end = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print()
     print_table(res)
@@ -585,6 +684,7 @@ def main(argv: list[str] | None = None) -> None:
         print()
         print("\n".join(floor_lines(res.floors)))
     if not args.no_write:
-        write_results(res, sizes, args, peers, began, (load_start, load_end),
-                      time.perf_counter() - t0)
+        write_results(
+            res, sizes, args, peers, began, (load_start, load_end), time.perf_counter() - t0
+        )
         print(f"\nwrote {RESULTS.relative_to(REPO_DIR)}")

@@ -60,6 +60,7 @@ def test_debounce_option_goes_on_the_wire() -> None:
     with pytest.raises(TypeError, match="debounce"):
         _wire_options({"debounce": {"delay": "5s"}})
 
+
 _values = st.one_of(st.integers(-5, 5), st.text(max_size=3), st.none())
 _keys = st.sampled_from(["a", "b", "c"])
 _ops = st.one_of(

@@ -137,8 +137,10 @@ def w2(n: int) -> dict[str, Any]:
 
 def w3(n: int, steps: int = 10) -> dict[str, Any]:
     start = time.perf_counter()
-    ids = [chain(step.s(None), *(step.s() for _ in range(steps - 1))).apply_async().id
-           for _ in range(n)]
+    ids = [
+        chain(step.s(None), *(step.s() for _ in range(steps - 1))).apply_async().id
+        for _ in range(n)
+    ]
     done = _wait_results(ids)
     return {"steps_per_s": n * steps / (done - start), "seconds": done - start}
 

@@ -77,8 +77,11 @@ def _launch(url: str) -> None:
 
 
 def _open_count(client: DBOSClient) -> int:
-    return len(client.list_workflows(status=["ENQUEUED", "PENDING"], load_input=False,
-                                     load_output=False, limit=1))
+    return len(
+        client.list_workflows(
+            status=["ENQUEUED", "PENDING"], load_input=False, load_output=False, limit=1
+        )
+    )
 
 
 def _queue_workers(url: str, folder: Path, count: int = 2) -> list[Any]:
@@ -93,8 +96,12 @@ def _queue_workers(url: str, folder: Path, count: int = 2) -> list[Any]:
     ]
     for i, proc in enumerate(procs):
         log = folder / f"dbos-worker-{i}.log"
-        wait_until(lambda p=proc, lg=log: p.poll() is None and "serving" in lg.read_text(),
-                   60, "a DBOS worker to launch", interval=0.05)
+        wait_until(
+            lambda p=proc, lg=log: p.poll() is None and "serving" in lg.read_text(),
+            60,
+            "a DBOS worker to launch",
+            interval=0.05,
+        )
     return procs
 
 
@@ -113,16 +120,21 @@ def w1(url: str, n: int, mode: str, folder: Path) -> dict[str, Any]:
     procs = _queue_workers(url, folder)
     client = DBOSClient(system_database_url=url)
     try:
-        for handle in [client.enqueue({"queue_name": "tfbench", "workflow_name": "noop"}, -1)
-                       for _ in range(20)]:
+        for handle in [
+            client.enqueue({"queue_name": "tfbench", "workflow_name": "noop"}, -1)
+            for _ in range(20)
+        ]:
             handle.get_result()
         start = time.perf_counter()
         for i in range(n):
             client.enqueue({"queue_name": "tfbench", "workflow_name": "noop"}, i)
         wait_until(lambda: _open_count(client) == 0, 900, "DBOS workflows", interval=DONE_POLL)
         done = time.perf_counter()
-        return {"runs_per_s": n / (done - start), "seconds": done - start,
-                "worker_mb": [rss_mb(p.pid) for p in procs]}
+        return {
+            "runs_per_s": n / (done - start),
+            "seconds": done - start,
+            "worker_mb": [rss_mb(p.pid) for p in procs],
+        }
     finally:
         client.destroy()
         for proc in procs:
@@ -221,8 +233,10 @@ def _queue_workers_after_launch(url: str, folder: Path) -> list[Any]:
     procs = _queue_workers(url, folder, count=1)
     client = DBOSClient(system_database_url=url)
     try:
-        for handle in [client.enqueue({"queue_name": "tfbench", "workflow_name": "noop"}, -1)
-                       for _ in range(10)]:
+        for handle in [
+            client.enqueue({"queue_name": "tfbench", "workflow_name": "noop"}, -1)
+            for _ in range(10)
+        ]:
             handle.get_result()
     finally:
         client.destroy()

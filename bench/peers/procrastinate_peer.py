@@ -43,8 +43,7 @@ def _open_jobs(conn: psycopg.Connection[Any]) -> int:
         "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
     ).fetchone()
     failed = conn.execute(
-        "SELECT count(*) FROM procrastinate_jobs WHERE status NOT IN ('todo', 'doing', "
-        "'succeeded')"
+        "SELECT count(*) FROM procrastinate_jobs WHERE status NOT IN ('todo', 'doing', 'succeeded')"
     ).fetchone()
     if failed and failed[0]:
         raise BenchError(f"{failed[0]} procrastinate jobs did not succeed")
@@ -73,6 +72,7 @@ def run(workload: str, url: str, n: int, mode: str, batch: int, folder: Path) ->
     conn = psycopg.connect(url, autocommit=True)
     os.environ["TF_BENCH_PROCRASTINATE_URL"] = url
     from bench.peers._procrastinate_app import app as capp
+
     with capp.open():
         capp.schema_manager.apply_schema()
     conn.execute("CREATE TABLE bench_stamps (i int PRIMARY KEY, started double precision)")

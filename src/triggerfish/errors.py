@@ -113,9 +113,7 @@ class RunNotReschedulable(UserError):
     status_code = 422
 
     def __init__(self, run_id: str, status: str) -> None:
-        super().__init__(
-            f"run {run_id} is {status}; only DELAYED runs can be rescheduled"
-        )
+        super().__init__(f"run {run_id} is {status}; only DELAYED runs can be rescheduled")
 
 
 class InvalidTaskOptions(UserError):

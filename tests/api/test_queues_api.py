@@ -71,9 +71,7 @@ async def test_rate_and_key_limits_are_own_extensions(api: dict[str, Any]) -> No
     )
     assert r.status_code == 200, r.text
     assert r.json()["rateLimit"] == {"limit": 100, "period": 60.0}
-    r = await c.post(
-        "/api/v1/queues/task%2Fhello/rate-limit", headers=auth(key), json={"limit": 5}
-    )
+    r = await c.post("/api/v1/queues/task%2Fhello/rate-limit", headers=auth(key), json={"limit": 5})
     assert r.status_code == 400 and "period" in r.json()["error"]
     r = await c.post(
         "/api/v1/queues/task%2Fhello/rate-limit", headers=auth(key), json={"period": "soon"}
@@ -97,9 +95,7 @@ async def test_unknown_queue_is_404(api: dict[str, Any]) -> None:  # noqa: F811
 
 async def test_queues_are_per_environment(api: dict[str, Any]) -> None:  # noqa: F811
     c = api["client"]
-    await c.post(
-        "/api/v1/queues/hello/pause", headers=auth(api["dev"]), json={"type": "task"}
-    )
+    await c.post("/api/v1/queues/hello/pause", headers=auth(api["dev"]), json={"type": "task"})
     prod = (await c.get("/api/v1/queues/hello?type=task", headers=auth(api["prod"]))).json()
     assert prod["paused"] is False
 

@@ -100,12 +100,11 @@ async def test_reports_in_one_request_each_count_only_if_current(worker: dict[st
             ],
             "completions": [
                 {"attempt_id": a["attempt_id"], "run_id": a["run_id"], "ok": True, "output": 1},
-                {"attempt_id": b["attempt_id"], "run_id": b["run_id"], "ok": False,
-                 "error": error},
+                {"attempt_id": b["attempt_id"], "run_id": b["run_id"], "ok": False, "error": error},
                 {"attempt_id": d["attempt_id"], "run_id": d["run_id"], "ok": True, "output": 3},
                 # a duplicate report of a finished attempt changes nothing
                 {"attempt_id": a["attempt_id"], "run_id": a["run_id"], "ok": True, "output": 9},
-            ]
+            ],
         },
     )
     assert r.status_code == 200, r.text
@@ -115,7 +114,10 @@ async def test_reports_in_one_request_each_count_only_if_current(worker: dict[st
     ]
     results = r.json()["completions"]
     assert [x["attempt_id"] for x in results] == [
-        a["attempt_id"], b["attempt_id"], d["attempt_id"], a["attempt_id"]
+        a["attempt_id"],
+        b["attempt_id"],
+        d["attempt_id"],
+        a["attempt_id"],
     ]
     assert results[0] == {"attempt_id": a["attempt_id"], "status": "COMPLETED"}
     assert results[1]["status"] == "QUEUED" and "retry_at" in results[1]
@@ -133,9 +135,7 @@ async def test_bad_worker_input_is_refused_naming_the_field(worker: dict[str, An
     assert r.status_code == 422 and "completions" in r.text
     r = await c.post("/worker/v1/reports", json={"completions": [{"run_id": "x", "ok": True}]})
     assert r.status_code == 422 and "attempt_id" in r.text
-    r = await c.post(
-        "/worker/v1/dequeue", json={"worker_id": worker["id"], "max": 1, "start": -1}
-    )
+    r = await c.post("/worker/v1/dequeue", json={"worker_id": worker["id"], "max": 1, "start": -1})
     assert r.status_code == 422 and "start" in r.text
     r = await c.post(
         "/worker/v1/register",
@@ -181,8 +181,9 @@ async def test_a_report_claims_the_workers_next_runs(worker: dict[str, Any]) -> 
     r = await c.post(
         "/worker/v1/reports",
         json={
-            "starts": [{"attempt_id": body["runs"][1]["attempt_id"],
-                        "run_id": body["runs"][1]["run_id"]}],
+            "starts": [
+                {"attempt_id": body["runs"][1]["attempt_id"], "run_id": body["runs"][1]["run_id"]}
+            ],
             "claim": {"worker_id": worker["id"], "max": 5},
         },
     )

@@ -159,15 +159,18 @@ async def test_bad_calls_get_an_error_naming_what_is_wrong(served: Served) -> No
         assert unknown.value.status == 400 and "op: unknown call 'explode'" in str(unknown.value)
 
         with pytest.raises(ApiError) as no_attempt:
-            await channel.call("journal", {"run_id": "r", "seq": 0, "kind": "step", "name": "a",
-                                           "status": "OK"})
+            await channel.call(
+                "journal", {"run_id": "r", "seq": 0, "kind": "step", "name": "a", "status": "OK"}
+            )
         assert no_attempt.value.status == 400 and "attempt_id" in str(no_attempt.value)
 
         # frames that are not a JSON object get an answer too, without an id
         async with connect(channel.url, additional_headers=channel_headers(served)) as raw:
             await raw.send(b"\x00binary")
             assert json.loads(await raw.recv()) == {
-                "id": None, "status": 400, "error": "a call is a JSON text frame, not a binary one"
+                "id": None,
+                "status": 400,
+                "error": "a call is a JSON text frame, not a binary one",
             }
             await raw.send("[1, 2]")
             assert json.loads(await raw.recv())["status"] == 400
@@ -176,9 +179,7 @@ async def test_bad_calls_get_an_error_naming_what_is_wrong(served: Served) -> No
             assert answer["status"] == 400 and "malformed JSON" in answer["error"]
 
         # the connection survives refusals: a good call still works
-        answer = await channel.call(
-            "heartbeat", {"worker_id": served.worker_id, "attempt_ids": []}
-        )
+        answer = await channel.call("heartbeat", {"worker_id": served.worker_id, "attempt_ids": []})
         assert answer == {"stop": []}
     finally:
         await channel.close()
@@ -194,9 +195,7 @@ async def test_a_closed_socket_is_opened_again(served: Served) -> None:
     try:
         await channel.call("heartbeat", {"worker_id": served.worker_id, "attempt_ids": []})
         await channel.close()
-        answer = await channel.call(
-            "heartbeat", {"worker_id": served.worker_id, "attempt_ids": []}
-        )
+        answer = await channel.call("heartbeat", {"worker_id": served.worker_id, "attempt_ids": []})
         assert answer == {"stop": []}
     finally:
         await channel.close()

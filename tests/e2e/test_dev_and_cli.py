@@ -74,8 +74,10 @@ def test_dev_serves_reloads_reports_broken_task_files_and_stops_cleanly(tmp_path
         assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
         task_file.write_text("import no_such_module_here\n" + TASK_V1)
         support.wait_for(
-            lambda: "No module named 'no_such_module_here'"
-            in (tmp_path / "dev.out").read_text().partition("the worker stopped")[2],
+            lambda: (
+                "No module named 'no_such_module_here'"
+                in (tmp_path / "dev.out").read_text().partition("the worker stopped")[2]
+            ),
             timeout=60,
             what="dev to report the worker's import error",
         )

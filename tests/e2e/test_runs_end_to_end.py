@@ -12,9 +12,7 @@ from tests.support import Stack
 from triggerfish import ApiError, Run
 
 
-def run_to_end(
-    stack: Stack, task: str, payload: object, timeout: float = 60, **opts: Any
-) -> Run:
+def run_to_end(stack: Stack, task: str, payload: object, timeout: float = 60, **opts: Any) -> Run:
     handle = stack.client.tasks.trigger(task, payload, **opts)
     return stack.client.runs.poll(handle.id, timeout=timeout, interval=0.05)
 

@@ -104,8 +104,7 @@ async def test_a_limit_set_between_claims_holds_at_the_next_claim(
 async def test_concurrent_claims_take_every_run_once(engine: Engine) -> None:
     env_id, worker = await setup(engine)
     triggered = {
-        (await engine.enqueue.trigger(env_id, TriggerRequest("t", {"i": i}))).id
-        for i in range(12)
+        (await engine.enqueue.trigger(env_id, TriggerRequest("t", {"i": i}))).id for i in range(12)
     }
     batches = await asyncio.gather(*(engine.dequeue.claim(worker, 5, 1) for _ in range(4)))
     claimed = [r.id for batch in batches for r in batch]

@@ -102,9 +102,7 @@ class FlowControl(StoreMachine):
         self, task: str, key: str | None, idem: str | None, priority: float, n: int
     ) -> None:
         for _ in range(n):
-            req = TriggerRequest(
-                task, concurrency_key=key, idempotency_key=idem, priority=priority
-            )
+            req = TriggerRequest(task, concurrency_key=key, idempotency_key=idem, priority=priority)
             result = self.run(self.engine.enqueue.trigger(self.env_id, req))
             if idem is not None:
                 known = self.by_key.setdefault((task, idem), result.id)
@@ -230,7 +228,6 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-
 
 
 def test_flow_control_sqlite() -> None:

@@ -260,7 +260,10 @@ async def test_a_hand_off_goes_only_to_a_claim_of_the_task(
 ) -> None:
     env_id, worker = await setup(engine)
     other = await engine.workers.register(
-        env_id, version="v1", name="o", concurrency=1,
+        env_id,
+        version="v1",
+        name="o",
+        concurrency=1,
         tasks=[{"id": "other", "queue": {"name": "task/other"}}],
     )
     await engine.enqueue.trigger(env_id, TriggerRequest("t", {}))
@@ -297,7 +300,10 @@ async def test_claims_and_hand_offs_take_every_run_once_in_fair_order(
     takes the oldest runs it may take."""
     env = await engine.environments.by_slug("dev")
     worker = await engine.workers.register(
-        env.id, version="v1", name="w", concurrency=4,
+        env.id,
+        version="v1",
+        name="w",
+        concurrency=4,
         tasks=[{"id": "t", "queue": {"name": "task/t"}}],
     )
     env_id, queue = env.id, QueueRef("task", "t")

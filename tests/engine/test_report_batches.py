@@ -213,8 +213,10 @@ async def _report_and_claim_both_ways(
                 run.finished_at is not None,
                 run.lease_expires_at,
                 [a.status for a in detail.attempts],
-                [(e.from_status, e.to_status, e.attempt_id == row.current_attempt_id, e.reason)
-                 for e in events][-1],
+                [
+                    (e.from_status, e.to_status, e.attempt_id == row.current_attempt_id, e.reason)
+                    for e in events
+                ][-1],
             )
         )
     return [
@@ -244,9 +246,7 @@ async def test_successes_reported_with_a_claim_are_one_statement_on_postgresql(
     assert result[3] == (engine.res.db.dialect == "postgresql",)
 
 
-async def test_a_stale_success_among_them_changes_nothing(
-    engine: Engine, monkeypatch: Any
-) -> None:
+async def test_a_stale_success_among_them_changes_nothing(engine: Engine, monkeypatch: Any) -> None:
     result = await _report_and_claim_both_ways(
         engine,
         lambda done: [

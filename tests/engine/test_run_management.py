@@ -54,8 +54,14 @@ async def test_replay_copies_payload_and_options_and_links(engine: Engine) -> No
     original = await engine.enqueue.trigger(
         env_id,
         TriggerRequest(
-            "t", {"n": 1}, tags=["x"], metadata={"m": 1}, machine="large-1x", max_attempts=5,
-            concurrency_key="k", priority=3,
+            "t",
+            {"n": 1},
+            tags=["x"],
+            metadata={"m": 1},
+            machine="large-1x",
+            max_attempts=5,
+            concurrency_key="k",
+            priority=3,
         ),
     )
     replay_id = await engine.replays.replay(env_id, original.id)
@@ -63,7 +69,10 @@ async def test_replay_copies_payload_and_options_and_links(engine: Engine) -> No
     assert replay_id != original.id and row.replay_of == original.id
     assert row.payload == {"n": 1} and row.tags == ["x"] and row.run_metadata == {"m": 1}
     assert (row.machine, row.max_attempts, row.concurrency_key, row.priority) == (
-        "large-1x", 5, "k", 3
+        "large-1x",
+        5,
+        "k",
+        3,
     )
     changed = await engine.replays.replay(env_id, original.id, None, {"payload": {"n": 2}})
     assert (await engine.runs.retrieve(env_id, changed)).run.payload == {"n": 2}

@@ -173,7 +173,6 @@ SETTINGS = settings(
 )
 
 
-
 def test_schedule_firing_sqlite() -> None:
     run_machine_on(ScheduleFiring, "sqlite", SETTINGS)
 

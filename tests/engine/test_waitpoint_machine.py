@@ -184,7 +184,6 @@ SETTINGS = settings(
 )
 
 
-
 def test_waitpoints_sqlite() -> None:
     run_machine_on(Waits, "sqlite", SETTINGS)
 

@@ -115,6 +115,7 @@ def _token_registry(seen: list[WaitResult[Any]]) -> TaskRegistry:
             token = wait.create_token(
                 timeout=(payload or {}).get("timeout", "1h"), tags=["approval"]
             )
+
             def announce() -> str:
                 seen.clear()
                 return token.id
@@ -401,9 +402,7 @@ async def test_a_child_finishing_as_the_parents_wait_times_out_gives_one_result(
     [waiting] = (await engine.waitpoints.waiting_for([run_id]))[run_id]
     assert waiting["type"] == "RUN" and waiting["timeoutAt"]
     clock.advance(seconds=61)
-    child_done, timed_out = await asyncio.gather(
-        worker.run_one(), engine.waitpoints.resolve_due()
-    )
+    child_done, timed_out = await asyncio.gather(worker.run_one(), engine.waitpoints.resolve_due())
     assert child_done is not None and child_done.output == 5
     await worker.run_until_idle()
     run = await run_record(engine, env_id, run_id)

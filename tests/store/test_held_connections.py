@@ -142,9 +142,12 @@ async def test_pooled_connections_postgresql_closed_are_replaced(
 
 async def test_dispose_closes_the_held_connections(pg_db_url: str) -> None:
     database = Database(pg_db_url)
-    pids = {pid[0][0] for pid in await asyncio.gather(*(
-        database.fetch_alone("SELECT pg_backend_pid(), pg_sleep(0.02)", []) for _ in range(3)
-    ))}
+    pids = {
+        pid[0][0]
+        for pid in await asyncio.gather(
+            *(database.fetch_alone("SELECT pg_backend_pid(), pg_sleep(0.02)", []) for _ in range(3))
+        )
+    }
     await database.dispose()
     assert _held(database)._held == 0
     watcher = Database(pg_db_url)

@@ -146,9 +146,7 @@ async def update_metadata(
 
 
 @router.post("/api/v1/runs/{run_id}/tags")
-async def add_tags(
-    run_id: str, body: TagsBody, engine: EngineDep, env: EnvDep
-) -> dict[str, str]:
+async def add_tags(run_id: str, body: TagsBody, engine: EngineDep, env: EnvDep) -> dict[str, str]:
     tags = [body.tags] if isinstance(body.tags, str) else body.tags
     for tag in tags:
         if not 0 < len(tag) <= 128:

@@ -90,11 +90,7 @@ def token_item(row: WaitpointRecord, base: str, *, with_output: bool = False) ->
             if row.idempotency_key_expires_at
             else None
         ),
-        "timeoutAt": (
-            serialize.iso(to_datetime(row.due_at))
-            if row.due_at
-            else None
-        ),
+        "timeoutAt": (serialize.iso(to_datetime(row.due_at)) if row.due_at else None),
         "completedAt": serialize.iso(row.completed_at) if row.completed_at else None,
         "tags": list(row.tags or []),
         "createdAt": serialize.iso(row.created_at),

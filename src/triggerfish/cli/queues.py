@@ -15,7 +15,6 @@ app = typer.Typer(
 )
 
 
-
 def _limit(value: int | None) -> str:
     return "-" if value is None else str(value)
 

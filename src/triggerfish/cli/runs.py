@@ -307,7 +307,6 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-
 def send(
     name: str,
     payload: Annotated[str, typer.Option(help="event payload as JSON")] = "null",

@@ -21,7 +21,6 @@ TzOpt = typer.Option("--timezone", "--tz", help="IANA time zone (default UTC)")
 ExternalOpt = typer.Option("--external-id", help="your id for this schedule (e.g. a customer)")
 
 
-
 def _next_run(s: Schedule) -> str:
     if s.next_run is None:
         return "-"

@@ -273,9 +273,7 @@ class Enqueue:
                     ids = await batch_store.run_ids(conn, cached.id)
                     return BatchResult(cached.id, ids, True)
             batch_id = await self._new_batch(conn, env_id, len(requests), idempotency_key, now)
-            ids = await self._insert_items(
-                conn, env_id, batch_id, list(enumerate(requests)), now
-            )
+            ids = await self._insert_items(conn, env_id, batch_id, list(enumerate(requests)), now)
             await batch_store.seal(conn, batch_id, to_datetime(now))
         await self.res.notifier.notify(env_id)
         return BatchResult(batch_id, ids)

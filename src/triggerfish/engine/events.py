@@ -150,7 +150,6 @@ class Events:
             return await event_store.kv_delete(conn, env_id, key)
 
 
-
 def _check_key(key: str) -> None:
     if not key or len(key) > MAX_KEY_LENGTH:
         raise UserError(f"key: must be 1 to {MAX_KEY_LENGTH} characters")

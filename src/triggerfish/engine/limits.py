@@ -71,9 +71,7 @@ class Limits:
             return None
         if rules.limit is not None and self.queue_active(queue) >= rules.limit:
             return Blocked.QUEUE_LIMIT
-        if rules.rate_limited and self.rate_used.get(queue, (0, 0.0))[0] >= (
-            rules.rate_count or 0
-        ):
+        if rules.rate_limited and self.rate_used.get(queue, (0, 0.0))[0] >= (rules.rate_count or 0):
             return Blocked.RATE_LIMITED
         return None
 

@@ -74,9 +74,7 @@ class Queues:
 
     # -- reading ------------------------------------------------------------------------
 
-    async def page(
-        self, env_id: str, *, page: int, per_page: int
-    ) -> tuple[list[QueueInfo], int]:
+    async def page(self, env_id: str, *, page: int, per_page: int) -> tuple[list[QueueInfo], int]:
         async with self.res.db.read() as conn:
             rows, total = await queue_store.list_queues(
                 conn, env_id, offset=(page - 1) * per_page, limit=per_page
@@ -123,15 +121,11 @@ class Queues:
         if limit < 0:
             raise UserError("concurrencyLimit: must be 0 or more")
         now = to_datetime(self.res.clock.now())
-        return await self._update(
-            env_id, ref, concurrency_limit_override=limit, overridden_at=now
-        )
+        return await self._update(env_id, ref, concurrency_limit_override=limit, overridden_at=now)
 
     async def reset_limit(self, env_id: str, ref: QueueRef) -> QueueInfo:
         """Go back to the limit declared in code."""
-        return await self._update(
-            env_id, ref, concurrency_limit_override=None, overridden_at=None
-        )
+        return await self._update(env_id, ref, concurrency_limit_override=None, overridden_at=None)
 
     async def set_rate_limit(
         self, env_id: str, ref: QueueRef, count: int | None, period: float | None

@@ -28,13 +28,13 @@ def bind(sink: OperationSink | None, initial: dict[str, Any] | None = None) -> N
 class Metadata:
     """Example::
 
-        from triggerfish import metadata, task
+    from triggerfish import metadata, task
 
-        @task(id="render")
-        def render(payload: dict) -> None:
-            metadata.set("progress", 0.1)
-            metadata.append("steps", "layout")
-            metadata.increment("tokens", 812)
+    @task(id="render")
+    def render(payload: dict) -> None:
+        metadata.set("progress", 0.1)
+        metadata.append("steps", "layout")
+        metadata.increment("tokens", 812)
     """
 
     def _apply(self, op: dict[str, Any]) -> None:

@@ -330,4 +330,3 @@ def _inspect_signature(
         else None
     )
     return model, len(params) == 2
-

@@ -138,8 +138,7 @@ def _guarded_upsert_on_driver(keys: tuple[str, ...], lock_version: bool) -> str:
     # untyped one as text
     pg = postgresql.dialect()  # type: ignore[no-untyped-call]
     names = {
-        k: f"${i}::{run_journal.c[k].type.compile(dialect=pg)}"
-        for i, k in enumerate(keys, start=1)
+        k: f"${i}::{run_journal.c[k].type.compile(dialect=pg)}" for i, k in enumerate(keys, start=1)
     }
     n = len(keys)
     names.update(g_attempt=f"${n + 1}::varchar", g_env=f"${n + 2}::varchar")
