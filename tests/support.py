@@ -299,10 +299,11 @@ EXAMPLES_FACTOR = 1
 def run_machine_on(
     machine: type[Any], backend: str, machine_settings: Any, pg_template: str = ""
 ) -> None:
-    """Run a hypothesis state machine whose class reads ``backend``/``pg_template``.
+    """Run a hypothesis state machine (a ``tests.engine._machine.StoreMachine``) on
+    ``backend``.
 
-    Each machine opens its own database per example from these two attributes,
-    so one class serves both stores.
+    The examples share one store, emptied for each of them, which the machine
+    finds from ``backend`` and ``pg_template``: one class serves both stores.
     """
     from hypothesis import settings
     from hypothesis.stateful import run_state_machine_as_test
@@ -315,4 +316,5 @@ def run_machine_on(
         (machine,),
         {"backend": backend, "pg_template": pg_template},
     )
-    run_state_machine_as_test(bound, settings=machine_settings)
+    with bound.shared_store():  # one store for all examples (``tests/engine/_machine.py``)
+        run_state_machine_as_test(bound, settings=machine_settings)
