@@ -311,7 +311,7 @@ def run_machine_on(
     if EXAMPLES_FACTOR != 1:  # ``--slow``
         examples = machine_settings.max_examples * EXAMPLES_FACTOR
         machine_settings = settings(machine_settings, max_examples=examples)
-    bound = type(
+    bound: Any = type(
         f"{machine.__name__}On{backend}",
         (machine,),
         {"backend": backend, "pg_template": pg_template},

@@ -254,7 +254,7 @@ class RunLifecycle(StoreMachine):
 
     async def _parked_then_trigger(self, worker: Any, start: int) -> list[list[Any]]:
         """What each claim returned: at once from the queue, then the run handed over."""
-        handoffs, answers = self.engine.handoffs, []
+        handoffs, answers = self.engine.handoffs, list[list[Any]]()
         while not answers or answers[-1]:  # a claim answers at once only with runs
             before = handoffs.parked_count(self.env_id)
             claim = asyncio.create_task(
