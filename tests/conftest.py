@@ -40,6 +40,20 @@ def pytest_configure(config: pytest.Config) -> None:
         machines.EXAMPLES_FACTOR = SLOW_FACTOR
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--slow``: each test may take ``SLOW_FACTOR`` times its usual time limit, as its
+    hypothesis examples are that many times as many."""
+    if not config.getoption("--slow"):
+        return
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        limit = float(marker.args[0]) if marker is not None and marker.args else default
+        if limit:
+            # before any marker of its own: pytest-timeout reads the closest one
+            item.add_marker(pytest.mark.timeout(limit * SLOW_FACTOR), append=False)
+
+
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """A PostgreSQL database migrated once per session; each test gets a clone of it."""

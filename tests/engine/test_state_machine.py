@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant, precondition, rule
 
-from tests.support.machines import StoreMachine, run_machine_on
+from tests.support.machines import FastPaths, StoreMachine, run_machine_on
 from triggerfish._domain.states import ACTIVE, ATTEMPT_FOR, FINAL, RunStatus, can_move
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
@@ -65,19 +66,40 @@ class RunLifecycle(StoreMachine):
     # -- helpers -------------------------------------------------------------------
 
     def _row(self, run_id: str) -> Any:
-        async def get() -> Any:
-            async with self.engine.res.db.read() as conn:
-                return await run_store.get_by_id(conn, run_id)
+        return self._rows([run_id])[run_id]
 
-        return self.run(get())
+    def _rows(self, run_ids: list[str] | None = None) -> dict[str, Any]:
+        """The stored rows of ``run_ids`` (every run by default), in one read."""
+
+        async def get() -> dict[str, Any]:
+            async with self.engine.res.db.read() as conn:
+                wanted = self.run_ids if run_ids is None else run_ids
+                return {r: await run_store.get_by_id(conn, r) for r in wanted}
+
+        return dict(self.run(get()))
+
+    def _stored(self) -> list[tuple[Any, list[Any], list[Any]]]:
+        """Each run with its history and attempts, in one read."""
+
+        async def get() -> list[tuple[Any, list[Any], list[Any]]]:
+            async with self.engine.res.db.read() as conn:
+                return [
+                    (
+                        await run_store.get_by_id(conn, r),
+                        await run_store.list_events(conn, r),
+                        await run_store.list_attempts(conn, r),
+                    )
+                    for r in self.run_ids
+                ]
+
+        return list(self.run(get()))
 
     def _current(self, statuses: set[RunStatus]) -> list[tuple[str, str]]:
-        out = []
-        for run_id in self.run_ids:
-            row = self._row(run_id)
-            if RunStatus(row.status) in statuses and row.current_attempt_id:
-                out.append((run_id, row.current_attempt_id))
-        return out
+        return [
+            (run_id, row.current_attempt_id)
+            for run_id, row in self._rows().items()
+            if RunStatus(row.status) in statuses and row.current_attempt_id
+        ]
 
     def _report(self, coro: Any, run_id: str, attempt_id: str, expect_ok: bool) -> None:
         try:
@@ -98,9 +120,19 @@ class RunLifecycle(StoreMachine):
             result = self.run(self.engine.enqueue.trigger(self.env_id, TriggerRequest("t")))
             self.run_ids.append(result.id)
 
-    @rule(worker=st.integers(0, 1), limit=st.integers(1, 3), start=st.integers(0, 3))
-    def claim(self, worker: int, limit: int, start: int) -> None:
-        """A claim starts its first ``start`` runs itself (the worker's free slots)."""
+    @rule(
+        data=st.data(), worker=st.integers(0, 1), limit=st.integers(1, 3), start=st.integers(0, 3)
+    )
+    def claim(self, data: st.DataObject, worker: int, limit: int, start: int) -> None:
+        """A claim starts its first ``start`` runs itself (the worker's free slots). While
+        runs execute, a worker sends the successes of some of them along with it (the
+        one-statement exchange on PostgreSQL); an idle worker sends nothing."""
+        executing = sorted(a for _, a in self._current({RunStatus.EXECUTING}))
+        if executing:
+            done = st.lists(st.sampled_from(executing), min_size=1, max_size=3, unique=True)
+            successes = data.draw(done)
+            self._exchange([], [(a, True) for a in successes], worker, limit, start)
+            return
         rows = self.run(self.engine.dequeue.claim(self.workers[worker], limit, start))
         self._claimed(rows, start)
 
@@ -169,25 +201,39 @@ class RunLifecycle(StoreMachine):
 
     @precondition(lambda self: self.issued)
     @rule(
-        data=st.data(),
-        worker=st.integers(0, 1),
-        limit=st.integers(0, 3),
-        start=st.integers(0, 3),
-        successes_only=st.booleans(),
+        data=st.data(), worker=st.integers(0, 1), limit=st.integers(0, 3), start=st.integers(0, 3)
     )
-    def report_and_claim(
-        self, data: st.DataObject, worker: int, limit: int, start: int, successes_only: bool
-    ) -> None:
-        """A worker's exchange: its reports, then a claim, in one go. Successes alone
-        (no starts, no run twice) take the one-statement path on PostgreSQL."""
+    def report_and_claim(self, data: st.DataObject, worker: int, limit: int, start: int) -> None:
+        """A worker's exchange: its starts and reports, then a claim, in one go."""
         attempts = st.sampled_from(sorted(self.issued))
-        if successes_only:
-            start_picks: list[str] = []
-            picks = data.draw(st.lists(attempts, max_size=4, unique=True))
-            report_picks = [(a, True) for a in picks]
-        else:
-            start_picks = data.draw(st.lists(attempts, max_size=2))
-            report_picks = data.draw(st.lists(st.tuples(attempts, st.booleans()), max_size=3))
+        start_picks = data.draw(st.lists(attempts, max_size=2))
+        report_picks = data.draw(st.lists(st.tuples(attempts, st.booleans()), max_size=3))
+        self._exchange(start_picks, report_picks, worker, limit, start)
+
+    @precondition(lambda self: self.issued)
+    @rule(
+        data=st.data(), worker=st.integers(0, 1), limit=st.integers(1, 3), start=st.integers(0, 3)
+    )
+    def report_successes_and_claim(
+        self, data: st.DataObject, worker: int, limit: int, start: int
+    ) -> None:
+        """A busy worker's exchange: successes only (no starts, no run twice), then a
+        claim; the one-statement path on PostgreSQL. Mostly of the attempts now
+        executing, as a worker's are, and some stale."""
+        attempts = st.sampled_from(sorted(self.issued))
+        executing = sorted(a for _, a in self._current({RunStatus.EXECUTING}))
+        mine = st.sampled_from(executing) if executing else attempts
+        picks = data.draw(st.lists(st.one_of(mine, attempts), min_size=1, max_size=4))
+        self._exchange([], [(a, True) for a in dict.fromkeys(picks)], worker, limit, start)
+
+    def _exchange(
+        self,
+        start_picks: list[str],
+        report_picks: list[tuple[str, bool]],
+        worker: int,
+        limit: int,
+        start: int,
+    ) -> None:
         starts, started_ok, reports, expected = self._batch(start_picks, report_picks)
         started, outcomes, rows = self.run(
             self.engine.dequeue.report_and_claim(
@@ -200,28 +246,38 @@ class RunLifecycle(StoreMachine):
     @precondition(lambda self: self.backend == "postgresql" and self.run_ids)
     @rule(worker=st.integers(0, 1), start=st.integers(0, 1))
     def trigger_to_a_parked_claim(self, worker: int, start: int) -> None:
-        """A claim waits for work; a trigger hands it its run when nothing older is
-        queued (one statement), or queues it and wakes the claim."""
-        self._claimed(self.run(self._parked_then_trigger(self.workers[worker], start)), start)
+        """An idle worker's claims take what is queued for it, until one parks and
+        waits for work; a trigger then hands it its run (one statement)."""
+        for rows in self.run(self._parked_then_trigger(self.workers[worker], start)):
+            self._claimed(rows, start)
 
-    async def _parked_then_trigger(self, worker: Any, start: int) -> list[Any]:
-        handoffs = self.engine.handoffs
-        before = handoffs.parked_count(self.env_id)
-        claim = asyncio.create_task(self.engine.dequeue.claim_or_wait(worker, 4, 10, start=start))
-        async with asyncio.timeout(5):  # parked, or answered at once from the queue
-            while not claim.done() and handoffs.parked_count(self.env_id) == before:
-                await asyncio.sleep(0.001)
-        if not claim.done():
-            result = await self.engine.enqueue.trigger(self.env_id, TriggerRequest("t"))
-            self.run_ids.append(result.id)
-        return await asyncio.wait_for(claim, 5)
+    async def _parked_then_trigger(self, worker: Any, start: int) -> list[list[Any]]:
+        """What each claim returned: at once from the queue, then the run handed over."""
+        handoffs, answers = self.engine.handoffs, list[list[Any]]()
+        while not answers or answers[-1]:  # a claim answers at once only with runs
+            before = handoffs.parked_count(self.env_id)
+            claim = asyncio.create_task(
+                self.engine.dequeue.claim_or_wait(worker, 4, 10, start=start)
+            )
+            async with asyncio.timeout(5):  # parked, or answered at once from the queue
+                while not claim.done() and handoffs.parked_count(self.env_id) == before:
+                    await asyncio.sleep(0.001)
+            if not claim.done():
+                result = await self.engine.enqueue.trigger(self.env_id, TriggerRequest("t"))
+                self.run_ids.append(result.id)
+                answers.append(await asyncio.wait_for(claim, 5))
+                assert answers[-1], "a parked claim was neither handed its run nor woken"
+                return answers
+            answers.append(claim.result())
+        return answers
 
     def _batch(
         self, start_picks: list[str], report_picks: list[tuple[str, bool]]
     ) -> tuple[list[Start], list[bool], list[Report], list[bool]]:
         """The starts and reports of these picks, and which of them should count."""
-        status = {r: RunStatus(self._row(r).status) for r in set(self.issued.values())}
-        current = {r: self._row(r).current_attempt_id for r in status}
+        rows = self._rows(sorted(set(self.issued.values())))
+        status = {r: RunStatus(row.status) for r, row in rows.items()}
+        current = {r: row.current_attempt_id for r, row in rows.items()}
         starts, started_ok = [], []
         for attempt_id in start_picks:  # starts go first, in order
             run_id = self.issued[attempt_id]
@@ -278,36 +334,10 @@ class RunLifecycle(StoreMachine):
     # -- invariants ------------------------------------------------------------------
 
     @invariant()
-    def histories_only_move_forward(self) -> None:
-        for run_id in self.run_ids:
-            events = self.run(self.engine.runs.events(self.env_id, run_id))
-            previous: RunStatus | None = None
-            for event in events:
-                to = RunStatus(event.to_status)
-                if previous is None:
-                    assert event.from_status is None and to in (RunStatus.QUEUED, RunStatus.DELAYED)
-                else:
-                    assert event.from_status == previous.value
-                    assert can_move(previous, to), f"{run_id}: {previous} -> {to}"
-                    assert previous not in FINAL, f"{run_id} moved after finishing"
-                previous = to
-            assert previous is not None, f"{run_id} has no history (lost)"
-            assert previous.value == self._row(run_id).status
-
-    @invariant()
-    def each_claimed_run_has_its_attempt_row(self) -> None:
-        """Whichever path claimed it, a run's current attempt is stored with its number
-        and the status its run's gives it."""
-        for run_id in self.run_ids:
-            row = self._row(run_id)
-            if row.current_attempt_id is None:
-                continue
-            detail = self.run(self.engine.runs.retrieve(self.env_id, run_id))
-            current = [a for a in detail.attempts if a.id == row.current_attempt_id]
-            assert [a.number for a in current] == [row.attempt_count]
-            status = RunStatus(row.status)
-            if status in ATTEMPT_FOR:
-                assert current[0].status == ATTEMPT_FOR[status].value, (run_id, status)
+    def stored_runs_agree_with_their_history_and_attempts(self) -> None:
+        for row, events, attempts in self._stored():
+            _history_only_moves_forward(row, events)
+            _claimed_run_has_its_attempt_row(row, attempts)
 
     @invariant()
     def nothing_completes_twice(self) -> None:
@@ -318,7 +348,7 @@ class RunLifecycle(StoreMachine):
     def _drain(self) -> None:
         """Drive everything to a final status with well-behaved workers."""
         for _ in range(50):
-            pending = [r for r in self.run_ids if RunStatus(self._row(r).status) not in FINAL]
+            pending = [r for r, row in self._rows().items() if RunStatus(row.status) not in FINAL]
             if not pending:
                 return
             self.clock.advance(HEARTBEAT + 1)
@@ -326,8 +356,37 @@ class RunLifecycle(StoreMachine):
             for row in self.run(self.engine.dequeue.claim(self.workers[0], 10)):
                 self.run(self.engine.attempts.start(row.id, row.claimed_attempt_id))
                 self.run(self.engine.attempts.succeed(row.id, row.claimed_attempt_id, "drained"))
-        stuck = [r for r in self.run_ids if RunStatus(self._row(r).status) not in FINAL]
+        stuck = [r for r, row in self._rows().items() if RunStatus(row.status) not in FINAL]
         raise AssertionError(f"runs stuck: {stuck}")
+
+
+def _history_only_moves_forward(row: Any, events: list[Any]) -> None:
+    """A run's history starts when it was triggered, moves only as the table allows,
+    stops at a final status, and ends at the run's status."""
+    previous: RunStatus | None = None
+    for event in events:
+        to = RunStatus(event.to_status)
+        if previous is None:
+            assert event.from_status is None and to in (RunStatus.QUEUED, RunStatus.DELAYED)
+        else:
+            assert event.from_status == previous.value
+            assert can_move(previous, to), f"{row.id}: {previous} -> {to}"
+            assert previous not in FINAL, f"{row.id} moved after finishing"
+        previous = to
+    assert previous is not None, f"{row.id} has no history (lost)"
+    assert previous.value == row.status
+
+
+def _claimed_run_has_its_attempt_row(row: Any, attempts: list[Any]) -> None:
+    """Whichever path claimed it, a run's current attempt is stored with its number
+    and the status its run's gives it."""
+    if row.current_attempt_id is None:
+        return
+    current = [a for a in attempts if a.id == row.current_attempt_id]
+    assert [a.number for a in current] == [row.attempt_count]
+    status = RunStatus(row.status)
+    if status in ATTEMPT_FOR:
+        assert current[0].status == ATTEMPT_FOR[status].value, (row.id, status)
 
 
 SETTINGS = settings(
@@ -342,5 +401,11 @@ def test_run_lifecycle_sqlite() -> None:
     run_machine_on(RunLifecycle, "sqlite", SETTINGS)
 
 
-def test_run_lifecycle_postgresql(pg_template: str) -> None:
+def test_run_lifecycle_postgresql(pg_template: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PostgreSQL the machine also takes the one-statement paths, and each of them
+    does its work at least once: a worker's successes recorded with its claim, and
+    a trigger stored claimed for a parked claim."""
+    fast = FastPaths().watch(monkeypatch)
     run_machine_on(RunLifecycle, "postgresql", SETTINGS, pg_template)
+    assert fast.worked["report and claim"] > 0, fast
+    assert fast.worked["hand-off"] > 0, fast
