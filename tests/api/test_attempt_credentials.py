@@ -120,25 +120,45 @@ async def test_on_the_worker_socket_a_credential_writes_its_own_journal_only(
     url = served.url.replace("http", "ws", 1) + "/worker/v1/socket"
     headers = {"Authorization": f"Bearer {mine.credential}"}
 
-    def journal(call_id: int, job: Job) -> str:
+    def journal(call_id: int, job: Job, credential: str | None) -> str:
         body = {"run_id": job.run_id, "seq": 0, "kind": "step", "name": "a", "status": "OK"}
         frame = {"id": call_id, "op": "journal", "attempt_id": job.attempt_id, "body": body}
+        if credential is not None:
+            frame["credential"] = credential
         return json.dumps(frame)
 
     async with connect(url, additional_headers=headers) as ws:
-        await ws.send(journal(1, mine))
+        await ws.send(journal(1, mine, mine.credential))
         assert json.loads(await ws.recv()) == {"id": 1, "status": 200, "body": {"ok": True}}
-        await ws.send(journal(2, theirs))
-        refused = json.loads(await ws.recv())
-        assert refused["status"] == 403 and "own attempt" in refused["error"]
+        for call_id, credential in [(2, mine.credential), (3, None), (4, "tfa_x.forged")]:
+            await ws.send(journal(call_id, theirs, credential))
+            refused = json.loads(await ws.recv())
+            assert refused["status"] == 403 and "own attempt" in refused["error"]
         heartbeat = {"worker_id": served.worker_id, "attempt_ids": []}
-        await ws.send(json.dumps({"id": 3, "op": "heartbeat", "body": heartbeat}))
+        await ws.send(json.dumps({"id": 5, "op": "heartbeat", "body": heartbeat}))
         assert json.loads(await ws.recv())["status"] == 403
     journals = await engine.journal.for_runs([mine.run_id, theirs.run_id])
     assert len(journals.get(mine.run_id, [])) == 1
     assert journals.get(theirs.run_id, []) == []  # nothing written for the other run
-    # and an ended attempt cannot open the socket again
+    # an ended attempt cannot open the socket again
     await _finish(served, mine)
     with pytest.raises(InvalidStatus):
         async with connect(url, additional_headers=headers):
             pass
+
+
+async def test_a_task_process_keeps_its_socket_for_its_next_attempt(served: Served) -> None:
+    """Each frame carries its attempt's credential: the socket a task process opened
+    for one attempt writes the next attempt's journal, and never the ended one's."""
+    first = await _claim_one(served)
+    url = served.url.replace("http", "ws", 1) + "/worker/v1/socket"
+    async with connect(
+        url, additional_headers={"Authorization": f"Bearer {first.credential}"}
+    ) as ws:
+        await _finish(served, first)
+        second = await _claim_one(served)
+        for call_id, job, expected in [(1, second, 200), (2, first, 409)]:
+            body = {"run_id": job.run_id, "seq": 0, "kind": "step", "name": "a", "status": "OK"}
+            frame = {"id": call_id, "op": "journal", "attempt_id": job.attempt_id}
+            await ws.send(json.dumps({**frame, "credential": job.credential, "body": body}))
+            assert json.loads(await ws.recv())["status"] == expected

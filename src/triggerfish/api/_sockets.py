@@ -24,9 +24,11 @@ once.
 A task process may open a socket with its attempt credential. On the client
 socket it may make every call, each checked again (an ended attempt is
 refused at once); on the worker socket only the calls named by
-``attempt_ops`` (its journal writes), each for its own attempt: those calls
-are guarded by the engine, which refuses an attempt that is no longer
-current, so they cost no look-up of the credential.
+``attempt_ops`` (its journal writes), each carrying the credential of the
+attempt it writes for (a task process keeps its socket from one attempt to
+the next). Those calls are guarded by the engine, which refuses an attempt
+that is no longer current, or of another environment, so checking the
+frame's credential costs no look-up: only its signature.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import replace
 from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
@@ -44,7 +47,7 @@ from pydantic import ValidationError
 from triggerfish._channel import MAX_FRAME_HEADER
 from triggerfish.api.errors import describe_error, describe_validation
 from triggerfish.engine import Engine
-from triggerfish.engine.environments import Environment
+from triggerfish.engine.environments import AttemptScope, Environment
 from triggerfish.errors import AuthenticationError, PermissionDenied, TriggerfishError, UserError
 
 log = logging.getLogger(__name__)
@@ -162,19 +165,24 @@ class SocketConnection:
         return await handle(self, env, call)
 
     async def _caller(self, op: Any, call: dict[str, Any]) -> Environment:
-        """Who makes ``call``: the key checked again, or the attempt it is scoped to."""
+        """Who makes ``call``: the key checked again, or the attempt whose
+        credential the frame carries."""
         env = self._attempt_env
         if env is None:
             return await self.engine.environments.authenticate(self.key)
-        assert env.attempt is not None
         if op not in self._attempt_ops:
             raise PermissionDenied(f"op: an attempt credential cannot call {op!r} here")
-        if call.get("attempt_id") != env.attempt.attempt_id:
+        credential = call.get("credential")
+        attempt_id = call.get("attempt_id")
+        signed_for = self.engine.environments.signed_attempt(
+            credential if isinstance(credential, str) else ""
+        )
+        if signed_for is None or signed_for != attempt_id:
             raise PermissionDenied(
                 "attempt_id: an attempt credential acts for its own attempt only"
             )
         # the op's own guard refuses the attempt once it is no longer current
-        return env
+        return replace(env, attempt=AttemptScope(signed_for))
 
     async def _send(self, answer: dict[str, Any]) -> None:
         text = json.dumps(answer, separators=(",", ":"), default=str)

@@ -26,7 +26,8 @@ class AttemptScope:
     """The attempt whose credential made a request: its powers end with it."""
 
     attempt_id: str
-    run_id: str
+    #: its run, where the store was asked (a frame checked by its signature alone has none)
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,15 @@ class Environments:
         """
         signature = self.res.keyring.sign(_CREDENTIAL_PURPOSE, attempt_id)
         return f"{ATTEMPT_CREDENTIAL_PREFIX}{attempt_id}.{signature}"
+
+    def signed_attempt(self, credential: str) -> str | None:
+        """The attempt id of a well-signed credential, else None (no store look-up)."""
+        if not credential.startswith(ATTEMPT_CREDENTIAL_PREFIX):
+            return None
+        try:
+            return self.attempt_of(credential)
+        except AuthenticationError:
+            return None
 
     def attempt_of(self, credential: str) -> str:
         """The attempt id of a well-signed credential; 401 for anything else."""

@@ -38,8 +38,8 @@ class DirectJournal:
     def __init__(self) -> None:
         self._conn: Any = None
         self._opened: contextlib.ExitStack | None = None  # closes the connection
-        #: the (url, credential) the open connection was made with
-        self._opened_for: tuple[str, str] | None = None
+        #: the server URL the open connection goes to
+        self._opened_for: str | None = None
         self._ids = itertools.count(1)
         self._retry_at = 0.0
         self._link: DirectLink | None = None
@@ -49,8 +49,10 @@ class DirectJournal:
     def bind(self, job: Job) -> None:
         """The attempt about to run, and the worker's link (None: relay everything).
 
-        The connection authenticates with the attempt's own credential, so a
-        new attempt opens a new connection on its first write.
+        Each write carries the attempt's own credential. The connection, opened
+        with the credential of the attempt that first wrote, stays open for the
+        attempts after it (a handshake per attempt would cost a durable run a
+        few milliseconds).
         """
         self._credential = job.credential
         self._link = job.direct if self._credential else None
@@ -64,6 +66,7 @@ class DirectJournal:
         attempt_id, run_id = self._attempt
         call_id = next(self._ids)
         frame = {"id": call_id, "op": "journal", "attempt_id": attempt_id}
+        frame["credential"] = self._credential
         frame["body"] = {**entry, "run_id": run_id}
         data = json.dumps(frame, separators=(",", ":"))
         if len(data.encode()) > link.max_frame:
@@ -91,13 +94,12 @@ class DirectJournal:
                 opened.close()
 
     def _connected(self, link: DirectLink) -> Any:
-        wanted = (link.url, self._credential)
-        if self._conn is not None and self._opened_for == wanted:
+        if self._conn is not None and self._opened_for == link.url:
             return self._conn
         self.close()
         # a write that finds the connection dead is relayed
-        self._opened, self._conn = open_sync_socket(*wanted, open_timeout=5)
-        self._opened_for = wanted
+        self._opened, self._conn = open_sync_socket(link.url, self._credential, open_timeout=5)
+        self._opened_for = link.url
         return self._conn
 
     @staticmethod
