@@ -13,13 +13,13 @@ new run's insert has a driver-level variant of its own, compared likewise.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from typing import Any
 
 import pytest
 
 from tests.engine.test_runs_engine import manifest
 from tests.support import started_engine
+from tests.support.positions import named_events, named_run
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Report
 from triggerfish.engine.dequeue import WorkerIdentity
@@ -66,19 +66,8 @@ class World:
                     (a.number, a.status, a.version, a.created_at, a.started_at, a.finished_at)
                     for a in await run_store.list_attempts(conn, run_id)
                 ]
-                events = [
-                    (
-                        e.from_status,
-                        e.to_status,
-                        names.get(e.attempt_id or ""),
-                        _named(e.reason, names),
-                        e.at,
-                    )
-                    for e in await run_store.list_events(conn, run_id)
-                ]
-                run = {k: v for k, v in dataclasses.asdict(row).items() if k not in IGNORED}
-                run["current_attempt"] = names.get(row.current_attempt_id or "")
-                run["worker"] = names.get(row.worker_id or "")
+                events = await named_events(conn, run_id, names)
+                run = named_run(row, names, IGNORED)
                 out.append((run, attempts, events))
         return out
 
@@ -86,12 +75,6 @@ class World:
         if rows is None:
             return None
         return [(self.run_ids.index(r.id), r.status, r.attempt_count) for r in rows]
-
-
-def _named(text: str | None, names: dict[str, str]) -> str | None:
-    for raw, name in names.items():
-        text = None if text is None else text.replace(raw, name)
-    return text
 
 
 async def _worlds(engine: Engine) -> tuple[World, World]:

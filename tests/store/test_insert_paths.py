@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.engine.test_runs_engine import manifest
 from tests.support import started_engine
+from tests.support.positions import named_events, named_run
 from triggerfish._domain.records import NewRun
 from triggerfish.engine import Engine, manifests
 from triggerfish.engine.dequeue import WorkerIdentity
@@ -114,24 +115,13 @@ class World:
                 assert row is not None
                 attempts = await run_store.list_attempts(conn, run_id)
                 names.update({a.id: f"run{n}/attempt{a.number}" for a in attempts})
-                run = {k: v for k, v in dataclasses.asdict(row).items() if k not in IGNORED}
-                run["current_attempt"] = names.get(row.current_attempt_id or "")
-                run["worker"] = names.get(row.worker_id or "")
+                run = named_run(row, names, IGNORED)
                 tags = await conn.execute(
                     select(run_tags.c.tag, run_tags.c.environment_id)
                     .where(run_tags.c.run_id == run_id)
                     .order_by(run_tags.c.tag)
                 )
-                events = [
-                    (
-                        e.from_status,
-                        e.to_status,
-                        names.get(e.attempt_id or ""),
-                        _named(e.reason, names),
-                        e.at,
-                    )
-                    for e in await run_store.list_events(conn, run_id)
-                ]
+                events = await named_events(conn, run_id, names)
                 out["runs"].append(
                     (
                         run,
@@ -151,12 +141,6 @@ class World:
             )
             out["buckets"] = [tuple(b) for b in buckets]
         return out
-
-
-def _named(text: str | None, names: dict[str, str]) -> str | None:
-    for raw, name in names.items():
-        text = None if text is None else text.replace(raw, name)
-    return text
 
 
 async def _worlds(engine: Engine) -> tuple[World, World]:

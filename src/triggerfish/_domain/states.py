@@ -150,18 +150,9 @@ def final_status_for(kind: FailureKind) -> RunStatus:
 
 
 def attempt_status_for(kind: FailureKind) -> AttemptStatus:
-    """The status an attempt ends in when it fails this way."""
-    match kind:
-        case "USER" | "ABORT" | "OOM":
-            return AttemptStatus.FAILED
-        case "TIMEOUT":
-            return AttemptStatus.TIMED_OUT
-        case "CRASH":
-            return AttemptStatus.CRASHED
-        case "CANCELED":
-            return AttemptStatus.CANCELED
-        case _:
-            assert_never(kind)
+    """The status an attempt ends in when it fails this way: its run's final
+    status for that failure, by the same name."""
+    return AttemptStatus(final_status_for(kind).value)
 
 
 def is_retryable(kind: FailureKind) -> bool:

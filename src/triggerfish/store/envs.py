@@ -102,14 +102,18 @@ async def store_known_key(
     )
 
 
+#: what authentication reads of the caller's environment
+_CALLER_ENVIRONMENT = (
+    environments.c.id,
+    environments.c.slug,
+    environments.c.project_id,
+    projects.c.ref.label("project_ref"),
+)
+
+
 async def environment_for_key(conn: AsyncConnection, key: str) -> Row[Any] | None:
     stmt = (
-        select(
-            environments.c.id,
-            environments.c.slug,
-            environments.c.project_id,
-            projects.c.ref.label("project_ref"),
-        )
+        select(*_CALLER_ENVIRONMENT)
         .join(api_keys, api_keys.c.environment_id == environments.c.id)
         .join(projects, projects.c.id == environments.c.project_id)
         .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None))
@@ -123,13 +127,7 @@ async def environment_for_attempt(
     """The environment and run of ``attempt_id`` while it is its run's current
     attempt and the run's status is one of ``live``; None otherwise."""
     stmt = (
-        select(
-            environments.c.id,
-            environments.c.slug,
-            environments.c.project_id,
-            projects.c.ref.label("project_ref"),
-            runs.c.id.label("run_id"),
-        )
+        select(*_CALLER_ENVIRONMENT, runs.c.id.label("run_id"))
         .select_from(attempts)
         .join(runs, runs.c.id == attempts.c.run_id)
         .join(environments, environments.c.id == runs.c.environment_id)
