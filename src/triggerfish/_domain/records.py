@@ -255,3 +255,38 @@ class NewRun:
     batch_id: str | None = None
     batch_index: int | None = None
     order_key: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpointRecord:
+    """A row of ``webhook_endpoints``; ``secret_sealed`` opens only with the keyring."""
+
+    id: str
+    environment_id: str
+    source: str
+    event_name: str | None
+    options: dict[str, Any]
+    secret_sealed: str
+    description: str | None
+    rejected_count: int
+    last_rejected_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDeliveryRecord:
+    """A row of ``webhook_deliveries``: one verified delivery and what it started."""
+
+    id: str
+    endpoint_id: str
+    environment_id: str
+    event_id: str
+    event_name: str
+    headers: dict[str, str]
+    payload: Any
+    run_ids: list[str]
+    errors: list[dict[str, str]]
+    #: ``first``, ``redelivery`` (its event id was seen: nothing started) or
+    #: ``rejected-payload`` (a subscriber's model refused it)
+    outcome: str
+    created_at: datetime

@@ -528,3 +528,47 @@ kv_entries = Table(
     # the maintenance loop's purge of expired entries
     Index("ix_kv_entries_expires_at", "expires_at"),
 )
+
+# -- webhooks ---------------------------------------------------------------------
+
+# An incoming-webhook URL (``/webhooks/{id}``): the source's verifier and its
+# secret, sealed under the server keyring (never stored in clear).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), ForeignKey("environments.id"), nullable=False),
+    Column("source", String(64), nullable=False),
+    # the event name when the source names none (generic sources)
+    Column("event_name", String(256)),
+    Column("options", JSON, nullable=False),
+    Column("secret_sealed", Text, nullable=False),
+    Column("description", String(500)),
+    # deliveries refused for a bad signature (counted; nothing else kept of them)
+    Column("rejected_count", Integer, nullable=False, server_default=text("0")),
+    Column("last_rejected_at", DateTime),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_webhook_endpoints_env", "environment_id", "created_at"),
+)
+
+# One row per verified delivery: what came (headers less secrets, body), the
+# event it became and the runs it started; a redelivery is recorded as such.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("endpoint_id", String(40), nullable=False),
+    Column("environment_id", String(40), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("event_name", String(256), nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("payload", JSON),
+    Column("run_ids", JSON, nullable=False),
+    Column("errors", JSON, nullable=False),
+    # first | redelivery | rejected-payload
+    Column("outcome", String(20), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+    # the retention sweep
+    Index("ix_webhook_deliveries_created", "created_at"),
+)
