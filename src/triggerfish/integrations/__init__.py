@@ -1,0 +1,1 @@
+"""Integrations (see _kit.py)."""
