@@ -144,6 +144,11 @@ class JournalRecord:
     failures: int
     started_at: datetime
     finished_at: datetime | None
+    #: a step's display fields (``name``, ``icon``, ``properties``), for the trace
+    display: dict[str, Any] | None = None
+    #: a step's failed tries, in order, kept after it succeeds:
+    #: ``{"number": 1, "at": <epoch seconds>, "error": {"name", "message", "stack_trace"}}``
+    tries: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,10 @@ class WaitpointRecord:
     owner_run_id: str | None
     created_at: datetime
     completed_at: datetime | None
+    #: EVENT: only the event sent with this id completes it
+    event_id: str | None = None
+    #: TOKEN, EVENT: the JSON Schema what completes it must satisfy
+    schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

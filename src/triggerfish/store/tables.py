@@ -427,6 +427,10 @@ run_journal = Table(
     Column("failures", Integer, nullable=False, server_default=text("0")),
     Column("started_at", DateTime, nullable=False),
     Column("finished_at", DateTime),
+    # a step's display fields for the trace: {"name", "icon", "properties"}
+    Column("display", JSON),
+    # a step's failed tries, kept after it succeeds: [{"number", "at", "error"}]
+    Column("tries", JSON),
 )
 
 run_journal_blobs = Table(
@@ -460,6 +464,10 @@ waitpoints = Table(
     Column("owner_run_id", String(40)),
     Column("created_at", DateTime, nullable=False),
     Column("completed_at", DateTime),
+    # EVENT: only the event sent with this id completes the wait (correlation)
+    Column("event_id", String(128)),
+    # TOKEN, EVENT: the JSON Schema what completes the wait must satisfy
+    Column("schema", JSON),
     Index(
         "ix_waitpoints_due",
         "due_at",
@@ -502,13 +510,13 @@ waitpoint_waiters = Table(
     Index("ix_waitpoint_waiters_run", "run_id", "seq"),
 )
 
-# Sent events: the id makes a repeated send start nothing twice.
+# Sent events: a repeated send of a name and id starts nothing twice.
 events = Table(
     "events",
     metadata,
     Column("environment_id", String(40), primary_key=True),
+    Column("name", String(256), primary_key=True),
     Column("id", String(128), primary_key=True),
-    Column("name", String(256), nullable=False),
     Column("payload", JSON),
     Column("run_ids", JSON, nullable=False),
     Column("errors", JSON, nullable=False),
