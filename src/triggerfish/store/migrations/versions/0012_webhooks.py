@@ -1,14 +1,14 @@
 """webhook endpoints (their secret sealed under the keyring) and their deliveries
 
 Revision ID: 0012
-Revises: 0007
+Revises: 0015 (re-chained by the merge; issue 23 takes 0015 on 0007)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0007"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
