@@ -164,6 +164,7 @@ def _registry(url: str) -> TaskRegistry:
     return registry
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # no store feature
 async def test_a_callback_inside_a_task_is_a_step_a_replay_does_not_repeat(
     engine: Engine,
 ) -> None:

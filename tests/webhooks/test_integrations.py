@@ -33,6 +33,8 @@ from triggerfish.sdk._registry import TaskRegistry, collecting_into
 from triggerfish.verifiers import HmacSha256Verifier, SlackVerifier
 
 API_KEY = "chat-api-key"
+#: the kit adds no store feature (the journal and webhooks are tested on both stores)
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 FAST = retry(max_attempts=3, min_delay=0, max_delay=0, jitter=0)
 
 
@@ -170,6 +172,7 @@ def _registry(url: str, api_key: str = API_KEY) -> TaskRegistry:
     return registry
 
 
+@SQLITE_ONLY
 async def test_send_message_is_a_retried_step_a_replay_does_not_repeat(
     engine: Engine, service: tuple[str, Counter[str], list[dict[str, Any]]]
 ) -> None:
@@ -196,6 +199,7 @@ async def test_send_message_is_a_retried_step_a_replay_does_not_repeat(
     }
 
 
+@SQLITE_ONLY
 async def test_a_rejected_api_key_fails_the_run_after_the_steps_retries(
     engine: Engine, service: tuple[str, Counter[str], list[dict[str, Any]]]
 ) -> None:
@@ -237,6 +241,7 @@ def test_config_comes_from_the_environment_and_names_what_is_missing(
     assert simple_chat.connect().integration is simple_chat
 
 
+@SQLITE_ONLY
 async def test_the_connector_webhook_starts_its_task_with_the_validated_payload(
     site: Site,
 ) -> None:
@@ -288,6 +293,7 @@ def test_slack_posts_messages_and_reads_channels(
         other.send_message("k", {"channel": "C1", "text": "x"})
 
 
+@SQLITE_ONLY
 async def test_a_slack_slash_command_starts_its_task(site: Site) -> None:
     registry = TaskRegistry()
     with collecting_into(registry):
