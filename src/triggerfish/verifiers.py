@@ -89,6 +89,9 @@ class Parsed:
     delivery_id: str | None
     #: the body as JSON data (form bodies become a dict of fields)
     payload: Any
+    #: a handshake the source expects answered instead of an event (Slack's
+    #: ``url_verification`` challenge): the answer's JSON body
+    reply: dict[str, Any] | None = None
 
 
 def parse_body(headers: Mapping[str, str], body: bytes) -> Any:
@@ -227,6 +230,8 @@ class SlackVerifier(Verifier):
         data = payload if isinstance(payload, dict) else {}
         if "command" in data:
             return Parsed("slack.command", None, payload)
+        if data.get("type") == "url_verification":
+            return Parsed(None, None, None, reply={"challenge": data.get("challenge")})
         event = data.get("event")
         kind = event.get("type") if isinstance(event, dict) else data.get("type")
         return Parsed(f"slack.{kind}" if kind else None, data.get("event_id"), payload)

@@ -323,6 +323,14 @@ async def test_a_slack_slash_command_starts_its_task(site: Site) -> None:
     assert ok.status_code == 200, ok.text
     (done,) = await worker.run_until_idle()
     assert done.output == "/deploy prod by U1"
+    # Slack's URL verification: the challenge comes back, no event is sent
+    challenge = json.dumps({"type": "url_verification", "challenge": "c-123"}).encode()
+    sig = hmac.new(b"sl-sign", b"v0:" + stamp.encode() + b":" + challenge, hashlib.sha256)
+    headers = {**headers, "content-type": "application/json"}
+    headers["x-slack-signature"] = f"v0={sig.hexdigest()}"
+    answered = await site.public.post(hook["url"], content=challenge, headers=headers)
+    assert answered.json() == {"challenge": "c-123"}
+    assert await site.run_count() == 1
 
 
 def test_the_http_integration_calls_json_apis_and_fails_on_errors(

@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel
@@ -208,6 +209,11 @@ async def test_endpoints_refuse_bad_input_and_keep_a_generated_secret_sealed(
     assert missing.status_code == 404
     big = b"x" * (site.engine.res.settings.max_body_bytes + 1)
     assert (await site.public.post(hook["url"], content=big)).status_code == 413
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length for the middleware
+        yield big
+
+    assert (await site.public.post(hook["url"], content=chunked())).status_code == 413
     created = (await site.api.post("/api/v1/webhooks", json={"source": "hmac-sha256"})).json()
     secret = created["secret"]
     assert secret.startswith("whsec_")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from triggerfish._domain.records import WebhookDeliveryRecord, WebhookEndpointRecord
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep, engine_of
+from triggerfish.errors import PayloadTooLarge
 
 router = APIRouter()
 
@@ -55,10 +56,16 @@ async def receive_webhook(endpoint_id: str, request: Request) -> dict[str, Any]:
 
     Answers ``{"delivery", "event": {"id", "name"}, "runs", "redelivery"}``.
     """
+    engine = engine_of(request)
     body = await request.body()
+    limit = engine.res.settings.max_body_bytes
+    if len(body) > limit:  # a body sent without Content-Length passes the middleware
+        raise PayloadTooLarge(len(body), limit)
     headers = dict(request.headers.items())
-    received = await engine_of(request).webhooks.receive(endpoint_id, headers, body)
+    received = await engine.webhooks.receive(endpoint_id, headers, body)
     row = received.delivery
+    if row is None:  # a handshake: the source wants its challenge back
+        return received.reply or {}
     return {
         "delivery": row.id,
         "event": {"id": row.event_id, "name": row.event_name},

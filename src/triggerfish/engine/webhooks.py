@@ -52,9 +52,12 @@ class CreatedEndpoint:
 
 @dataclass(frozen=True)
 class Received:
-    delivery: WebhookDeliveryRecord
+    #: None when the delivery was a source's handshake (see ``reply``)
+    delivery: WebhookDeliveryRecord | None
     #: the delivery's event id was seen before: nothing new started
     is_redelivery: bool
+    #: the answer a source's handshake expects (Slack's URL verification)
+    reply: dict[str, Any] | None = None
 
 
 def load_verifier_modules(names: str) -> None:
@@ -171,6 +174,8 @@ class Webhooks:
             parsed = verifier.parse(headers, body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise UserError(f"body: neither JSON nor a form ({exc})") from None
+        if parsed.reply is not None:
+            return Received(None, False, parsed.reply)
         name = endpoint.event_name or parsed.event_type
         if not name:
             raise WebhookUnnamed(
