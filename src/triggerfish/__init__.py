@@ -33,7 +33,7 @@ from triggerfish.errors import (
     TriggerfishError,
 )
 from triggerfish.sdk._client import Run, RunPage, Triggerfish, _DefaultNamespace
-from triggerfish.sdk._context import Context
+from triggerfish.sdk._context import Context, StepInfo
 from triggerfish.sdk._events import events, kv
 from triggerfish.sdk._idempotency import idempotency_keys
 from triggerfish.sdk._logger import logger
@@ -77,6 +77,7 @@ __all__ = [
     "RunSuspended",
     "RunTimeout",
     "StepFailedError",
+    "StepInfo",
     "Task",
     "Triggerfish",
     "TriggerfishError",

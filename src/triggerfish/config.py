@@ -57,3 +57,6 @@ class ServerSettings(BaseSettings):
     #: it only replays on the same code. `triggerfish dev` turns this off: there
     #: every edit is a new version, and a waiting run should resume on the new code
     lock_run_versions: bool = True
+    #: modules to import at start that register custom webhook verifiers
+    #: (``triggerfish.verifiers.register_verifier``), comma-separated
+    webhook_verifiers: str = ""

@@ -13,8 +13,11 @@ Every error the platform raises derives from :class:`TriggerfishError`::
     │   ├── QueueNotFound             no such queue in this environment (404)
     │   ├── BatchNotFound             no such batch in this environment (404)
     │   ├── RunNotReschedulable       reschedule of a run that is not DELAYED (422)
+    │   ├── WebhookNotFound           no such webhook endpoint (404)
+    │   ├── WebhookUnnamed            a delivery names no event and the endpoint has none (422)
     │   └── InvalidTaskOptions        bad @task(...) or trigger options (422)
     ├── AuthenticationError           missing, unknown or revoked API key (401)
+    │   └── WebhookSignatureInvalid   a webhook delivery's signature does not verify (401)
     ├── PermissionDenied              the credential may not do this (403)
     ├── ConflictError
     │   └── StaleTransition           a report lost a race: the run moved on (409)
@@ -139,6 +142,28 @@ class InvalidSchedule(UserError):
 
 class AuthenticationError(TriggerfishError):
     status_code = 401
+
+
+class WebhookSignatureInvalid(AuthenticationError):
+    """A webhook delivery's signature is missing, stale or wrong (counted on the endpoint)."""
+
+    def __init__(self, endpoint_id: str, why: str) -> None:
+        self.endpoint_id = endpoint_id
+        super().__init__(f"webhook {endpoint_id}: signature refused: {why}")
+
+
+class WebhookNotFound(UserError):
+    status_code = 404
+
+    def __init__(self, endpoint_id: str) -> None:
+        self.endpoint_id = endpoint_id
+        super().__init__(f"webhook endpoint {endpoint_id!r} not found")
+
+
+class WebhookUnnamed(UserError):
+    """A verified delivery names no event type and its endpoint has no fixed event name."""
+
+    status_code = 422
 
 
 class PermissionDenied(TriggerfishError):

@@ -144,6 +144,11 @@ class JournalRecord:
     failures: int
     started_at: datetime
     finished_at: datetime | None
+    #: a step's display fields (``name``, ``icon``, ``properties``), for the trace
+    display: dict[str, Any] | None = None
+    #: a step's failed tries, in order, kept after it succeeds:
+    #: ``{"number": 1, "at": <epoch seconds>, "error": {"name", "message", "stack_trace"}}``
+    tries: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,10 @@ class WaitpointRecord:
     owner_run_id: str | None
     created_at: datetime
     completed_at: datetime | None
+    #: EVENT: only the event sent with this id completes it
+    event_id: str | None = None
+    #: TOKEN, EVENT: the JSON Schema what completes it must satisfy
+    schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,3 +264,38 @@ class NewRun:
     batch_id: str | None = None
     batch_index: int | None = None
     order_key: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpointRecord:
+    """A row of ``webhook_endpoints``; ``secret_sealed`` opens only with the keyring."""
+
+    id: str
+    environment_id: str
+    source: str
+    event_name: str | None
+    options: dict[str, Any]
+    secret_sealed: str
+    description: str | None
+    rejected_count: int
+    last_rejected_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDeliveryRecord:
+    """A row of ``webhook_deliveries``: one verified delivery and what it started."""
+
+    id: str
+    endpoint_id: str
+    environment_id: str
+    event_id: str
+    event_name: str
+    headers: dict[str, str]
+    payload: Any
+    run_ids: list[str]
+    errors: list[dict[str, str]]
+    #: ``first``, ``redelivery`` (its event id was seen: nothing started) or
+    #: ``rejected-payload`` (a subscriber's model refused it)
+    outcome: str
+    created_at: datetime

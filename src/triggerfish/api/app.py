@@ -18,6 +18,7 @@ from triggerfish.api import (
     run_management,
     schedules,
     waitpoints,
+    webhooks,
     worker_api,
     worker_socket,
 )
@@ -67,6 +68,7 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
     app.include_router(queues.router)
     app.include_router(run_management.router)
     app.include_router(batches.router)
+    app.include_router(webhooks.router)
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
     app.include_router(dashboard.router)

@@ -186,5 +186,14 @@ def journal_entry(row: JournalRecord) -> dict[str, Any]:
             "startedAt": iso(row.started_at),
             "finishedAt": iso(row.finished_at),
             "durationMs": duration,
+            "display": row.display or None,
+            "tries": [_step_try(t) for t in row.tries] if row.tries else None,
         }
     )
+
+
+def _step_try(entry: dict[str, Any]) -> dict[str, Any]:
+    """A failed try of a step (a ``STEP_RETRIED`` span event of its trace)."""
+    at = entry.get("at")
+    when = to_datetime(float(at)) if at is not None else None
+    return {"number": entry.get("number"), "at": iso(when), "error": entry.get("error")}

@@ -21,6 +21,7 @@ from triggerfish.api.waitpoints import base_url, token_request, token_url
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure, Outcome, Report, Start
 from triggerfish.engine.dequeue import WorkerIdentity
+from triggerfish.engine.enqueue import checked_schema
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.journal import JournalEntry
 from triggerfish.engine.waitpoints import WaitSpec
@@ -295,6 +296,26 @@ async def deregister(body: WorkerIdBody, engine: EngineDep, env: WorkerEnvDep) -
 # -- durable calls (relayed from task processes) ---------------------------------
 
 
+class StepDisplay(BaseModel):
+    """What a trace shows for a step besides its key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=256)
+    icon: str | None = Field(default=None, max_length=64)
+    properties: dict[str, Any] | None = None
+
+
+class StepTry(BaseModel):
+    """One failed try of a step."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    number: int = Field(ge=1)
+    at: float
+    error: dict[str, Any]
+
+
 class JournalBody(BaseModel):
     run_id: str
     seq: int = Field(ge=0)
@@ -305,6 +326,8 @@ class JournalBody(BaseModel):
     error: dict[str, Any] | None = None
     failures: int = Field(default=0, ge=0)
     started_at: float | None = None
+    display: StepDisplay | None = None
+    tries: list[StepTry] | None = Field(default=None, max_length=1000)
 
 
 @router.post("/attempts/{attempt_id}/journal")
@@ -321,6 +344,8 @@ async def journal(
         error=body.error,
         failures=body.failures,
         started_at=body.started_at,
+        display=body.display.model_dump(exclude_none=True) if body.display else None,
+        tries=[t.model_dump() for t in body.tries] if body.tries else None,
     )
     await engine.journal.record(body.run_id, attempt_id, entry, env.id)
     return {"ok": True}
@@ -356,7 +381,7 @@ def wait_spec(wait: dict[str, Any], now: float) -> WaitSpec:
     if kind == "until":
         return WaitSpec("duration", due_at=float(wait["at"]))
     if kind == "token":
-        return WaitSpec("token", token_id=str(wait.get("id") or ""))
+        return WaitSpec("token", token_id=str(wait.get("id") or ""), schema=_wait_schema(wait))
     if kind == "event":
         name = str(wait.get("name") or "")
         if not name:
@@ -365,10 +390,15 @@ def wait_spec(wait: dict[str, Any], now: float) -> WaitSpec:
         match = wait.get("match") or {}
         if not isinstance(match, dict):
             raise UserError("wait.match: must be an object of payload fields")
+        event_id = wait.get("id")
+        if event_id is not None and (not isinstance(event_id, str) or not 0 < len(event_id) <= 128):
+            raise UserError("wait.id: an event id of 1 to 128 characters")
         return WaitSpec(
             "event",
             event_name=name,
             event_filter=match,
+            event_id=event_id,
+            schema=_wait_schema(wait),
             due_at=now + float(timeout) if timeout is not None else None,
         )
     if kind == "runs":
@@ -394,6 +424,14 @@ def wait_spec(wait: dict[str, Any], now: float) -> WaitSpec:
             due_at=now + float(timeout) if timeout is not None else None,
         )
     raise UserError(f"wait.type: unknown wait {kind!r}")
+
+
+def _wait_schema(wait: dict[str, Any]) -> dict[str, Any] | None:
+    """A validated wait's JSON Schema, checked to be one; 422 naming ``wait.schema``."""
+    schema = wait.get("schema")
+    if schema is None:
+        return None
+    return checked_schema(schema, "wait.schema")
 
 
 @router.post("/attempts/{attempt_id}/wait")

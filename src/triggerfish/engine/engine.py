@@ -25,6 +25,7 @@ from triggerfish.engine.resources import Clock, EngineResources
 from triggerfish.engine.runs import Runs
 from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.waitpoints import Waitpoints
+from triggerfish.engine.webhooks import Webhooks, load_verifier_modules
 from triggerfish.engine.workers import Workers
 from triggerfish.store.db import Database
 
@@ -59,6 +60,8 @@ class Engine:
         self.maintenance = Maintenance(res, self.attempts, self.schedules, self.waitpoints)
         self.events = Events(res, self.enqueue, self.waitpoints)
         self.replays = Replays(res, self.enqueue)
+        self.webhooks = Webhooks(res, self.events)
+        load_verifier_modules(res.settings.webhook_verifiers)
         self._background: list[asyncio.Task[Any]] = []
 
     def report_linger(self) -> float:

@@ -540,14 +540,16 @@ async def fair_tag(
     )
 
 
-def _validate(schema: dict[str, Any] | None, payload: Any) -> None:
+def _validate(schema: dict[str, Any] | None, payload: Any, root: str = "payload") -> None:
+    """Raise ``PayloadValidationError`` naming the first bad field (under ``root``)
+    when ``payload`` does not satisfy the JSON Schema ``schema``."""
     if not schema:
         return
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(payload))
     if error is None:
         return
-    path = ["payload", *(str(p) for p in error.absolute_path)]
+    path = [root, *(str(p) for p in error.absolute_path)]
     message = error.message
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [f for f in error.validator_value if f not in error.instance]
@@ -557,5 +559,27 @@ def _validate(schema: dict[str, Any] | None, payload: Any) -> None:
     raise PayloadValidationError(".".join(path), message)
 
 
-#: checks a payload against a task's JSON schema (also used for events)
+#: checks a payload against a task's JSON schema (also used for events and validated waits)
 validate_payload = _validate
+
+
+def checked_schema(schema: Any, field: str) -> dict[str, Any]:
+    """``schema`` if it is a JSON Schema object; ``UserError`` naming ``field`` if not."""
+    if not isinstance(schema, dict):
+        raise UserError(f"{field}: must be a JSON Schema object")
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise UserError(f"{field}: not a valid JSON Schema ({exc.message})") from None
+    return schema
+
+
+def schema_error(
+    schema: dict[str, Any] | None, value: Any, root: str = "payload"
+) -> PayloadValidationError | None:
+    """What :func:`validate_payload` would raise, or ``None``."""
+    try:
+        _validate(schema, value, root)
+    except PayloadValidationError as exc:
+        return exc
+    return None

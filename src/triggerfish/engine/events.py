@@ -1,8 +1,10 @@
 """Events: ``send`` starts every task subscribed to the name and wakes matching waits.
 
-An event id makes sending idempotent: the first send records the event with
-the runs it started (and any subscriber that rejected the payload); a repeat
-returns that record and starts nothing. Runs are triggered with idempotency
+An event id makes sending idempotent per (environment, name, id): the first
+send records the event with the runs it started (and any subscriber that
+rejected the payload); a repeat returns that record and starts nothing, and a
+repeat of a rejected send is refused again with the first rejection. The id
+also addresses ``wait.for_event(name, id=...)`` waits. Runs are triggered with idempotency
 keys derived from the event id, so a send interrupted half-way and retried
 still starts each subscriber once.
 
@@ -60,12 +62,15 @@ class Events:
         now = self.res.clock.now()
         event_id = event_id or new_id("event", now)
         async with self.res.db.read() as conn:
-            seen = await event_store.get_event(conn, env_id, event_id)
+            seen = await event_store.get_event(conn, env_id, name, event_id)
             subscribers = await self._subscribers(conn, env_id, name)
         if seen is not None:
-            return SentEvent(
+            cached = SentEvent(
                 seen.id, seen.name, list(seen.run_ids), list(seen.errors), is_cached=True
             )
+            if cached.errors:
+                raise _rejection(cached)
+            return cached
         sent = SentEvent(event_id, name)
         for task_id, manifest in subscribers:
             try:
@@ -103,12 +108,7 @@ class Events:
         if not fresh:
             sent.is_cached = True
         if sent.errors:
-            first = sent.errors[0]
-            raise PayloadValidationError(
-                first["field"],
-                f"event {name!r} rejected by task {first['task']!r}: {first['message']} "
-                f"(event {event_id} recorded with the error; no run started)",
-            )
+            raise _rejection(sent)
         return sent
 
     async def _subscribers(
@@ -148,6 +148,16 @@ class Events:
         _check_key(key)
         async with self.res.db.write() as conn:
             return await event_store.kv_delete(conn, env_id, key)
+
+
+def _rejection(sent: SentEvent) -> PayloadValidationError:
+    """The refusal of an event a subscriber rejected (the same on every resend)."""
+    first = sent.errors[0]
+    return PayloadValidationError(
+        first["field"],
+        f"event {sent.name!r} rejected by task {first['task']!r}: {first['message']} "
+        f"(event {sent.id} recorded with the error; no run started)",
+    )
 
 
 def _check_key(key: str) -> None:

@@ -39,6 +39,10 @@ class JournalEntry:
     failures: int = 0
     #: when the call began (epoch seconds, the task process's clock)
     started_at: float | None = None
+    #: a step's display fields (``name``, ``icon``, ``properties``)
+    display: dict[str, Any] | None = None
+    #: a step's failed tries so far: ``{"number", "at", "error"}`` each
+    tries: list[dict[str, Any]] | None = None
 
 
 class Journal:
@@ -131,6 +135,11 @@ class Journal:
             "started_at": to_datetime(entry.started_at) if entry.started_at else now,
             "finished_at": None if entry.status == JournalStatus.PENDING else now,
         }
+        # only steps that have them carry these: a plain step's write stays the same statement
+        if entry.display:
+            values["display"] = entry.display
+        if entry.tries:
+            values["tries"] = entry.tries
         if entry.status == JournalStatus.OK and entry.result is not None:
             text = json.dumps(entry.result, separators=(",", ":"))
             if len(text) > self.res.settings.journal_inline_bytes:

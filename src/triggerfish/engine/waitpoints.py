@@ -38,10 +38,11 @@ from triggerfish._domain.states import (
 )
 from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id
-from triggerfish.engine.enqueue import Enqueue, TriggerRequest
+from triggerfish.engine.enqueue import Enqueue, TriggerRequest, schema_error
 from triggerfish.engine.journal import Journal, JournalEntry
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import ConflictError, RunNotFound, StaleTransition, WaitpointNotFound
+from triggerfish.store import events as event_store
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import waitpoints as wp_store
@@ -65,6 +66,10 @@ class WaitSpec:
     children: list[TriggerRequest] = field(default_factory=list)
     event_name: str | None = None
     event_filter: dict[str, Any] | None = None
+    #: event: only the event sent with this id (``events.send(name, id=...)``) completes it
+    event_id: str | None = None
+    #: token, event: the JSON Schema what completes the wait must satisfy
+    schema: dict[str, Any] | None = None
     #: cancel waiting children when this run is canceled
     cancel_children: bool = True
 
@@ -181,23 +186,40 @@ class Waitpoints:
             )
             return [row]
         if spec.type == "event":
-            row = await wp_store.insert(
-                conn,
-                {
-                    **base,
-                    "id": new_id("waitpoint", now),
-                    "kind": "EVENT",
-                    "status": WaitpointStatus.PENDING,
-                    "due_at": spec.due_at,
-                    "event_name": spec.event_name,
-                    "event_filter": spec.event_filter or {},
-                },
-            )
-            return [row]
+            values = {
+                **base,
+                "id": new_id("waitpoint", now),
+                "kind": "EVENT",
+                "status": WaitpointStatus.PENDING,
+                "due_at": spec.due_at,
+                "event_name": spec.event_name,
+                "event_filter": spec.event_filter or {},
+                "event_id": spec.event_id,
+                "schema": spec.schema,
+            }
+            sent = await self._sent_already(conn, env_id, spec)
+            if sent is not None:  # the event it correlates with came first
+                values.update(status=WaitpointStatus.COMPLETED, output=sent, completed_at=dt)
+            return [await wp_store.insert(conn, values)]
         return [
             await self._child_waitpoint(conn, run_id, child_id, spec, base, now)
             for child_id in children
         ]
+
+    @staticmethod
+    async def _sent_already(
+        conn: AsyncConnection, env_id: str, spec: WaitSpec
+    ) -> dict[str, Any] | None:
+        """For a wait addressed by event id: the event's output if it was sent (and
+        accepted) before the wait began, and matches it."""
+        if spec.event_id is None or spec.event_name is None:
+            return None
+        row = await event_store.get_event(conn, env_id, spec.event_name, spec.event_id)
+        if row is None or row.errors or not matches(spec.event_filter or {}, row.payload):
+            return None
+        if schema_error(spec.schema, row.payload) is not None:
+            return None
+        return {"id": row.id, "name": row.name, "payload": row.payload}
 
     async def _child_waitpoint(
         self,
@@ -532,9 +554,10 @@ class Waitpoints:
         event_id: str,
         woken: set[str],
     ) -> int:
-        """Resolve the ``wait.for_event`` waits this event matches."""
+        """Resolve the ``wait.for_event`` waits this event matches: those for any id
+        whose ``match`` it meets, and those for its id."""
         resolved = 0
-        for wp in await wp_store.pending_events(conn, env_id, name):
+        for wp in await wp_store.pending_events(conn, env_id, name, event_id):
             if not matches(wp.event_filter or {}, payload):
                 continue
             output = {"id": event_id, "name": name, "payload": payload}

@@ -4,7 +4,8 @@
 per concern, each in its own module: ``tasks`` and ``batches``
 (``_tasks.py``), ``runs`` (``_runs.py``), ``queues`` and ``environment``
 (``_queues.py``), ``schedules`` (``_schedules.py``), ``waitpoints``
-(``_waitpoints.py``), ``events`` (``_events.py``) and ``kv`` (``_kv.py``).
+(``_waitpoints.py``), ``events`` (``_events.py``), ``kv`` (``_kv.py``) and ``webhooks``
+(``_webhooks.py``).
 Every call is defined once and gets its sync and async faces from
 ``_calls.py``. The default client, made from the environment, lives here.
 """
@@ -37,6 +38,7 @@ from triggerfish.sdk._schedules import Schedules
 from triggerfish.sdk._tasks import Batches, Tasks
 from triggerfish.sdk._transport import _Transport
 from triggerfish.sdk._waitpoints import Waitpoints
+from triggerfish.sdk._webhooks import WebhookDelivery, WebhookEndpoint, Webhooks
 
 __all__ = [  # the names this module has always offered, now defined beside it
     "DEFAULT_API_URL",
@@ -61,6 +63,9 @@ __all__ = [  # the names this module has always offered, now defined beside it
     "Triggerfish",
     "WaitReason",
     "Waitpoints",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "Webhooks",
     "_wire_options",
     "default_client",
     "resolve_client",
@@ -114,6 +119,8 @@ class Triggerfish:
         self.waitpoints = Waitpoints(self._transport)
         self.events = Events(self._transport)
         self.kv = Kv(self._transport)
+        #: incoming-webhook endpoints and their deliveries
+        self.webhooks = Webhooks(self._transport)
 
     def close(self) -> None:
         self._transport.close()

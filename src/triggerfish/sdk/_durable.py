@@ -25,6 +25,7 @@ from typing import Any
 
 from triggerfish._domain.retry import RetryPolicy
 from triggerfish.errors import ApiError, NonDeterminismError, RunSuspended, StepFailedError
+from triggerfish.sdk._context import StepInfo, current_step
 from triggerfish.sdk._values import describe_error, to_json_value
 
 #: sends ``(op, body)`` to the worker and returns its answer
@@ -136,14 +137,27 @@ def current(what: str) -> DurableRun:
 # -- step.run -------------------------------------------------------------------
 
 
+#: the stack trace kept for each failed try in a step's history (the last
+#: failure keeps its whole trace in the entry's ``error``)
+TRY_TRACE_CHARS = 4000
+
+
 class _Step:
     """One ``step.run`` call's decisions, shared by its sync and async faces."""
 
-    def __init__(self, run: DurableRun, name: str, retry: RetryPolicy | None) -> None:
-        self.run, self.name = run, name
+    def __init__(
+        self,
+        run: DurableRun,
+        key: str,
+        retry: RetryPolicy | None,
+        display: dict[str, Any] | None = None,
+    ) -> None:
+        self.run, self.name = run, key
         self.policy = retry or run.retry
-        self.seq, entry = run.next_call("step", name)
+        self.display = display or None
+        self.seq, entry = run.next_call("step", key)
         self.failures = 0
+        self.tries: list[dict[str, Any]] = []
         self.done = False
         self.value: Any = None
         self.started = time.time()
@@ -152,13 +166,35 @@ class _Step:
         if entry["status"] == "OK":
             self.done, self.value = True, run.result_of(self.seq, entry)
         elif entry["status"] == "ERROR":
-            raise StepFailedError(name, entry.get("error") or {}, int(entry.get("failures") or 1))
+            raise StepFailedError(key, entry.get("error") or {}, int(entry.get("failures") or 1))
         else:  # RETRYING: tries failed before a crash or suspension still count
             self.failures = int(entry.get("failures") or 0)
+            self.tries = list(entry.get("tries") or [])
+
+    def info(self) -> StepInfo:
+        """What ``ctx.step`` says while this try runs."""
+        display = self.display or {}
+        return StepInfo(
+            key=self.name,
+            attempt=self.failures + 1,
+            name=display.get("name") or self.name,
+            icon=display.get("icon"),
+            properties=display.get("properties"),
+        )
+
+    def _record(self, status: str, **fields: Any) -> None:
+        if self.display:
+            fields["display"] = self.display
+        if self.tries:
+            fields["tries"] = self.tries
+        self.run.record(self.seq, "step", self.name, status, started_at=self.started, **fields)
 
     def succeeded(self, value: Any) -> Any:
         data = to_json_value(value, f"step {self.name!r}")
-        self.run.record(self.seq, "step", self.name, "OK", result=data, started_at=self.started)
+        if self.failures:
+            self._record("OK", result=data, failures=self.failures)
+        else:
+            self._record("OK", result=data)
         return data
 
     def failed(self, exc: Exception) -> float:
@@ -166,59 +202,86 @@ class _Step:
         self.failures += 1
         error = describe_error(exc, "USER")
         error.pop("kind")
+        kept = dict(error, stack_trace=str(error.get("stack_trace", ""))[-TRY_TRACE_CHARS:])
+        self.tries.append({"number": self.failures, "at": time.time(), "error": kept})
         if self.failures >= self.policy.max_attempts:
-            self.run.record(
-                self.seq,
-                "step",
-                self.name,
-                "ERROR",
-                error=error,
-                failures=self.failures,
-                started_at=self.started,
-            )
+            self._record("ERROR", error=error, failures=self.failures)
             raise StepFailedError(self.name, error, self.failures) from exc
-        self.run.record(
-            self.seq,
-            "step",
-            self.name,
-            "RETRYING",
-            error=error,
-            failures=self.failures,
-            started_at=self.started,
-        )
+        self._record("RETRYING", error=error, failures=self.failures)
         return self.policy.delay_after(self.failures)
 
 
+def step_display(
+    name: str | None, icon: str | None, properties: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """``step.run``'s display fields as the journal keeps them; ``TypeError`` when
+    one is not what the trace can show."""
+    display: dict[str, Any] = {}
+    if name is not None:
+        if not isinstance(name, str) or not name or len(name) > 256:
+            raise TypeError("step.run name=: a string of 1 to 256 characters")
+        display["name"] = name
+    if icon is not None:
+        if not isinstance(icon, str) or not icon or len(icon) > 64:
+            raise TypeError("step.run icon=: a string of 1 to 64 characters")
+        display["icon"] = icon
+    if properties is not None:
+        if not isinstance(properties, dict) or not all(isinstance(k, str) for k in properties):
+            raise TypeError("step.run properties=: a dict with string keys")
+        display["properties"] = to_json_value(properties, "step.run properties=")
+    return display or None
+
+
 def run_step_sync(
-    name: str, fn: Callable[..., Any], args: tuple[Any, ...], retry: RetryPolicy | None
+    key: str,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    retry: RetryPolicy | None,
+    display: dict[str, Any] | None = None,
 ) -> Any:
     run = current("step.run")
-    step = _Step(run, name, retry)
+    step = _Step(run, key, retry, display)
     while not step.done:
+        failure: Exception | None = None
+        token = current_step.set(step.info())
         try:
             value = fn(*args)
             if asyncio.iscoroutine(value):
                 assert run.loop is not None
                 value = run.loop.run_until_complete(value)
         except Exception as exc:
-            time.sleep(step.failed(exc))
+            failure = exc
+        finally:
+            current_step.reset(token)
+        if failure is not None:
+            time.sleep(step.failed(failure))
             continue
         return step.succeeded(value)
     return step.value
 
 
 async def run_step_async(
-    name: str, fn: Callable[..., Any], args: tuple[Any, ...], retry: RetryPolicy | None
+    key: str,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    retry: RetryPolicy | None,
+    display: dict[str, Any] | None = None,
 ) -> Any:
     run = current("step.run")
-    step = _Step(run, name, retry)
+    step = _Step(run, key, retry, display)
     while not step.done:
+        failure: Exception | None = None
+        token = current_step.set(step.info())
         try:
             value = fn(*args)
             if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
                 value = await value
         except Exception as exc:
-            await asyncio.sleep(step.failed(exc))
+            failure = exc
+        finally:
+            current_step.reset(token)
+        if failure is not None:
+            await asyncio.sleep(step.failed(failure))
             continue
         return step.succeeded(value)
     return step.value

@@ -17,15 +17,19 @@ __all__ = ["Events", "EventsApi", "KeyValue", "events", "kv"]
 def _send(name: str, payload: Any = None, *, id: str | None = None) -> Call[dict[str, Any]]:
     """Send an event: starts every ``@task(on_event=name)`` and wakes matching waits.
 
-    ``id`` makes the send idempotent (a repeat starts nothing). Returns
-    ``{"id", "runs": [run ids], "waitsResolved": n, "isCached": bool}``;
-    a payload a subscriber's model rejects raises ``ApiError`` 422 naming
-    the task and field (the event is recorded with the error).
+    ``id`` makes the send idempotent per event name (a repeat of the same name
+    and id starts nothing and answers as the first send did, a rejection
+    included), and addresses the waits of ``wait.for_event(name, id=...)``.
+    Returns ``{"id", "runs": [run ids], "waitsResolved": n, "isCached": bool}``;
+    a payload a subscriber's model (or a validated wait addressed by ``id``)
+    rejects raises ``ApiError`` 422 naming the field (the event is recorded
+    with the error).
 
     Example::
 
         from triggerfish import events
         events.send("user.created", {"user_id": "u1"}, id="user-u1-created")
+        events.send("content.approved", {"approved": True}, id="content-approval-d1")
     """
     body = {"name": name, "payload": payload, **({"id": id} if id else {})}
     worker_body = {"name": name, "payload": payload, "id": id}

@@ -236,18 +236,28 @@ class Wait:
         name: str,
         match: dict[str, Any] | None = None,
         timeout: str | float | None = None,
+        *,
+        id: str | None = None,
     ) -> WaitResult[dict[str, Any]]:
         """Suspend until an event ``name`` whose payload contains ``match`` is sent.
 
-        Returns a :class:`WaitResult`: ``output`` is ``{"id", "name", "payload"}``;
-        after ``timeout`` it is not ok.
+        With ``id`` only the event sent with that id resumes it
+        (``events.send(name, payload, id=...)``: a correlation id such as an
+        approval request's); one sent before the wait began counts too.
+        Returns a :class:`WaitResult`: ``output`` is ``{"id", "name",
+        "payload"}``; after ``timeout`` it is not ok.
 
         Example::
 
-            result = await wait.for_event("content.approved", match={"draft_id": "d1"},
+            result = await wait.for_event("content.approved", id=f"content-approval-{draft}",
                                           timeout="1h")
+            result = await wait.for_event("content.approved", match={"draft_id": "d1"})
         """
         spec: dict[str, Any] = {"type": "event", "name": name, "match": match or {}}
+        if id is not None:
+            if not isinstance(id, str) or not 0 < len(id) <= 128:
+                raise ValueError("wait.for_event id=: a string of 1 to 128 characters")
+            spec["id"] = id
         if timeout is not None:
             spec["timeout"] = parse_duration(timeout)
         return self._suspend(current("wait.for_event"), "event.wait", name, spec)

@@ -12,13 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from triggerfish.store.tables import events, kv_entries
 
 
-async def get_event(conn: AsyncConnection, env_id: str, event_id: str) -> Row[Any] | None:
-    stmt = select(events).where(events.c.environment_id == env_id, events.c.id == event_id)
+async def get_event(
+    conn: AsyncConnection, env_id: str, name: str, event_id: str
+) -> Row[Any] | None:
+    stmt = select(events).where(
+        events.c.environment_id == env_id, events.c.name == name, events.c.id == event_id
+    )
     return (await conn.execute(stmt)).first()
 
 
 async def insert_event(conn: AsyncConnection, values: dict[str, Any]) -> bool:
-    """Record an event; False if its id was recorded already (a concurrent send won)."""
+    """Record an event; False if its name and id were recorded already (a concurrent
+    send won)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(events).values(**values).on_conflict_do_nothing()
     result = await conn.execute(stmt)

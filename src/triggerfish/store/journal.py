@@ -28,6 +28,7 @@ _WIRE = (
     run_journal.c.error,
     run_journal.c.result_blob,
     run_journal.c.failures,
+    run_journal.c.tries,
 )
 
 
@@ -117,7 +118,7 @@ async def guarded_upsert_alone(
     return bool(await db.fetch_alone(sql, [*row, attempt_id, env_id, now]))
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _guarded_upsert(keys: tuple[str, ...], lock_version: bool) -> Any:
     # typed text like _upsert: SQLAlchemy can neither cache ON CONFLICT nor
     # compose a data-modifying CTE into an INSERT … SELECT
@@ -132,7 +133,7 @@ def _guarded_upsert(keys: tuple[str, ...], lock_version: bool) -> Any:
     return text(_guarded_upsert_sql(keys, lock_version, names)).bindparams(*binds)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _guarded_upsert_on_driver(keys: tuple[str, ...], lock_version: bool) -> str:
     # every parameter is cast: in INSERT … SELECT PostgreSQL would read an
     # untyped one as text
@@ -207,7 +208,7 @@ async def upsert(conn: AsyncConnection, values: dict[str, Any]) -> None:
     await conn.execute(_upsert(tuple(sorted(values))), values)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _upsert(keys: tuple[str, ...]) -> Any:
     # typed text, the same on both stores: SQLAlchemy recompiles its ON CONFLICT
     # constructs on every execution, and every durable step runs this
@@ -219,7 +220,17 @@ def _upsert(keys: tuple[str, ...]) -> Any:
 
 def _on_conflict(keys: tuple[str, ...]) -> str:
     """A rewritten entry takes the new outcome (a step's retry, a wait's result)."""
-    mutable = ("kind", "name", "status", "result", "error", "result_blob", "failures")
+    mutable = (
+        "kind",
+        "name",
+        "status",
+        "result",
+        "error",
+        "result_blob",
+        "failures",
+        "display",
+        "tries",
+    )
     updates = [k for k in mutable if k in keys] + ["finished_at"]
     return "ON CONFLICT (run_id, seq) DO UPDATE SET " + ", ".join(
         f"{k} = excluded.{k}" for k in updates

@@ -427,6 +427,10 @@ run_journal = Table(
     Column("failures", Integer, nullable=False, server_default=text("0")),
     Column("started_at", DateTime, nullable=False),
     Column("finished_at", DateTime),
+    # a step's display fields for the trace: {"name", "icon", "properties"}
+    Column("display", JSON),
+    # a step's failed tries, kept after it succeeds: [{"number", "at", "error"}]
+    Column("tries", JSON),
 )
 
 run_journal_blobs = Table(
@@ -460,6 +464,10 @@ waitpoints = Table(
     Column("owner_run_id", String(40)),
     Column("created_at", DateTime, nullable=False),
     Column("completed_at", DateTime),
+    # EVENT: only the event sent with this id completes the wait (correlation)
+    Column("event_id", String(128)),
+    # TOKEN, EVENT: the JSON Schema what completes the wait must satisfy
+    Column("schema", JSON),
     Index(
         "ix_waitpoints_due",
         "due_at",
@@ -502,13 +510,13 @@ waitpoint_waiters = Table(
     Index("ix_waitpoint_waiters_run", "run_id", "seq"),
 )
 
-# Sent events: the id makes a repeated send start nothing twice.
+# Sent events: a repeated send of a name and id starts nothing twice.
 events = Table(
     "events",
     metadata,
     Column("environment_id", String(40), primary_key=True),
+    Column("name", String(256), primary_key=True),
     Column("id", String(128), primary_key=True),
-    Column("name", String(256), nullable=False),
     Column("payload", JSON),
     Column("run_ids", JSON, nullable=False),
     Column("errors", JSON, nullable=False),
@@ -527,4 +535,48 @@ kv_entries = Table(
     Column("updated_at", DateTime, nullable=False),
     # the maintenance loop's purge of expired entries
     Index("ix_kv_entries_expires_at", "expires_at"),
+)
+
+# -- webhooks ---------------------------------------------------------------------
+
+# An incoming-webhook URL (``/webhooks/{id}``): the source's verifier and its
+# secret, sealed under the server keyring (never stored in clear).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), ForeignKey("environments.id"), nullable=False),
+    Column("source", String(64), nullable=False),
+    # the event name when the source names none (generic sources)
+    Column("event_name", String(256)),
+    Column("options", JSON, nullable=False),
+    Column("secret_sealed", Text, nullable=False),
+    Column("description", String(500)),
+    # deliveries refused for a bad signature (counted; nothing else kept of them)
+    Column("rejected_count", Integer, nullable=False, server_default=text("0")),
+    Column("last_rejected_at", DateTime),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_webhook_endpoints_env", "environment_id", "created_at"),
+)
+
+# One row per verified delivery: what came (headers less secrets, body), the
+# event it became and the runs it started; a redelivery is recorded as such.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("endpoint_id", String(40), nullable=False),
+    Column("environment_id", String(40), nullable=False),
+    Column("event_id", String(128), nullable=False),
+    Column("event_name", String(256), nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("payload", JSON),
+    Column("run_ids", JSON, nullable=False),
+    Column("errors", JSON, nullable=False),
+    # first | redelivery | rejected-payload
+    Column("outcome", String(20), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
+    # the retention sweep
+    Index("ix_webhook_deliveries_created", "created_at"),
 )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, select, text, update
+from sqlalchemy import Row, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.records import WaitpointRecord
@@ -245,12 +245,16 @@ async def pending_children_of(conn: AsyncConnection, run_id: str) -> list[str]:
     return [r.child_run_id for r in rows if "cancel-with-parent" in (r.tags or [])]
 
 
-async def pending_events(conn: AsyncConnection, env_id: str, name: str) -> list[WaitpointRecord]:
+async def pending_events(
+    conn: AsyncConnection, env_id: str, name: str, event_id: str
+) -> list[WaitpointRecord]:
+    """Pending waits for event ``name``: those for any id, and those for ``event_id``."""
     stmt = select(waitpoints).where(
         waitpoints.c.environment_id == env_id,
         waitpoints.c.kind == "EVENT",
         waitpoints.c.status == PENDING,
         waitpoints.c.event_name == name,
+        or_(waitpoints.c.event_id.is_(None), waitpoints.c.event_id == event_id),
     )
     return [waitpoint_from_row(r) for r in (await conn.execute(stmt)).all()]
 

@@ -1,0 +1,1 @@
+"""CodeCourier: an AI coding app whose orchestrator reports back through a signed callback."""
