@@ -24,6 +24,7 @@ from triggerfish.api import (
 )
 from triggerfish.api.errors import error_response
 from triggerfish.api.trigger_lane import TriggerLane
+from triggerfish.dashboard import assets
 from triggerfish.dashboard import routes as dashboard
 from triggerfish.engine import Engine
 
@@ -52,6 +53,9 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
         version=__version__,
         summary="Durable background jobs and workflows for Python",
         lifespan=lifespan,
+        # /docs is served by the dashboard with swagger-ui from the package (no CDN)
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.engine = engine
     errors.install(app)
@@ -71,7 +75,9 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
+    app.include_router(assets.router)
     app.include_router(dashboard.router)
+    app.mount(assets.STATIC_PREFIX, assets.static_files(), name="static")
     return app
 
 
