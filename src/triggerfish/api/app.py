@@ -24,13 +24,15 @@ from triggerfish.api import (
 )
 from triggerfish.api.errors import error_response
 from triggerfish.api.trigger_lane import TriggerLane
-from triggerfish.dashboard import assets
 from triggerfish.dashboard import routes as dashboard
 from triggerfish.engine import Engine
 
 
-def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
-    """The ASGI app. With ``manage_engine`` it starts and closes the engine itself.
+def create_app(
+    engine: Engine, *, manage_engine: bool = True, dashboard_dev: bool = False
+) -> FastAPI:
+    """The ASGI app. With ``manage_engine`` it starts and closes the engine itself;
+    ``dashboard_dev`` (``triggerfish dev`` only) signs the dashboard in without a password.
 
     Example::
 
@@ -75,9 +77,7 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
-    app.include_router(assets.router)
-    app.include_router(dashboard.router)
-    app.mount(assets.STATIC_PREFIX, assets.static_files(), name="static")
+    dashboard.install(app, dev_sign_in=dashboard_dev)
     return app
 
 

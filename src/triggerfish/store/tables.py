@@ -580,3 +580,16 @@ webhook_deliveries = Table(
     # the retention sweep
     Index("ix_webhook_deliveries_created", "created_at"),
 )
+
+# People who sign in to the dashboard (one role: everything in every environment).
+dashboard_users = Table(
+    "dashboard_users",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("username", String(128), nullable=False, unique=True),
+    # argon2id, in the library's encoded form (parameters and salt included)
+    Column("password_hash", String(256), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    # a password change moves it: sessions signed before then stop working
+    Column("sessions_valid_after", Float, nullable=False),
+)
