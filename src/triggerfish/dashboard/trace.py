@@ -60,7 +60,7 @@ def waterfall(detail: RunDetail) -> list[Bar]:
         bars.append(
             Bar(
                 step.kind,
-                f"{step.seq}. {step.name}",
+                f"{step.seq + 1}. {step.name}",
                 step.status,
                 left,
                 width,

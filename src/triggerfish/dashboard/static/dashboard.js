@@ -88,7 +88,8 @@
   function connectLive() {
     var regions = document.querySelectorAll("[data-live]");
     if (!regions.length || !window.EventSource) return;
-    var source = new EventSource("/live?env=" + encodeURIComponent(document.body.dataset.env || ""));
+    var run = document.querySelector("[data-live=run]");
+    var source = new EventSource(run ? "/live?run=" + encodeURIComponent(run.dataset.run) : "/live");
     source.addEventListener("change", function (message) {
       var change;
       try { change = JSON.parse(message.data); } catch (e) { return; }
