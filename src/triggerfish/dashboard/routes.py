@@ -19,6 +19,7 @@ from triggerfish.dashboard import (
     events,
     home,
     keys,
+    live,
     queues,
     runs,
     schedules,
@@ -28,7 +29,7 @@ from triggerfish.dashboard import (
 )
 from triggerfish.dashboard.web import SignInRequired
 
-PAGES = (home, runs, tasks, schedules, queues, tokens, events, workers, keys)
+PAGES = (home, runs, tasks, schedules, queues, tokens, events, workers, keys, live)
 
 
 async def _sign_in(request: Request, exc: Exception) -> Response:

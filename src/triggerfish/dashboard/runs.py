@@ -88,6 +88,7 @@ async def _rows(page: Page) -> dict[str, Any]:
 
 @router.get("/runs", response_class=HTMLResponse)
 async def runs_list(page: Annotated[Page, Depends(current_page)]) -> HTMLResponse:
+    live_after = await page.engine.changes.position()  # before reading: nothing slips between
     tasks = [t.id for t in await page.engine.workers.tasks(page.env.id)]
     q = page.request.query_params
     return page.render(
@@ -96,6 +97,7 @@ async def runs_list(page: Annotated[Page, Depends(current_page)]) -> HTMLRespons
         statuses=STATUSES,
         tasks=tasks,
         q=q,
+        live_after=live_after,
     )
 
 
@@ -130,11 +132,12 @@ async def _detail(page: Page, run_id: str) -> dict[str, Any]:
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 async def run_page(run_id: str, page: Annotated[Page, Depends(current_page)]) -> HTMLResponse:
+    live_after = await page.engine.changes.position()  # before reading: nothing slips between
     try:
         values = await _detail(page, run_id)
     except TriggerfishError as exc:
         return page.render("not_found.html", status_code=404, message=str(exc))
-    return page.render("run.html", **values)
+    return page.render("run.html", **values, live_after=live_after)
 
 
 @router.get("/runs/{run_id}/live", response_class=HTMLResponse)

@@ -89,7 +89,10 @@
     var regions = document.querySelectorAll("[data-live]");
     if (!regions.length || !window.EventSource) return;
     var run = document.querySelector("[data-live=run]");
-    var source = new EventSource(run ? "/live?run=" + encodeURIComponent(run.dataset.run) : "/live");
+    var after = regions[0].dataset.liveAfter || "";
+    var source = new EventSource(
+      "/live?after=" + encodeURIComponent(after) +
+      (run ? "&run=" + encodeURIComponent(run.dataset.run) : ""));
     source.addEventListener("change", function (message) {
       var change;
       try { change = JSON.parse(message.data); } catch (e) { return; }
