@@ -8,6 +8,7 @@ error, a page error, or a request to any host but 127.0.0.1 fails the test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -58,7 +59,8 @@ def _require_browser() -> str:
 class Dashboard:
     url: str
     key: str
-    stack: support.Stack
+    #: the signed-in browser's cookies, shared by each test's context
+    signed_in: dict[str, Any] | None = None
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         import httpx
@@ -72,18 +74,26 @@ class Dashboard:
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     _require_browser()
     folder = tmp_path_factory.mktemp("dashboard")
-    workers = [{"project": PROJECT, "concurrency": 3}]
-    with support.open_stack("sqlite", folder, workers=workers) as stack:
+    with support.database("sqlite", folder) as url, contextlib.ExitStack() as running:
+        key = support.create_key(url)
+        server = support.start_server(url, folder)
+        running.enter_context(support.processes_stopped(server))
+        worker = support.start_worker(
+            server, key, folder, project=PROJECT, concurrency=3, wait=False
+        )
+        running.enter_context(support.processes_stopped(worker))
+        # the user is made with the CLI while the worker starts
         made = subprocess.run(
             [sys.executable, "-m", "triggerfish.cli.main", "users", "create", USER],
             input=f"{PASSWORD}\n{PASSWORD}\n",
-            env={**os.environ, "DATABASE_URL": stack.server.db_url},
+            env={**os.environ, "DATABASE_URL": url},
             capture_output=True,
             text=True,
             timeout=60,
         )
         assert made.returncode == 0, made.stdout + made.stderr
-        yield Dashboard(stack.server.url, stack.key, stack)
+        worker.wait_ready()
+        yield Dashboard(server.url, key)
 
 
 @pytest.fixture(scope="module")
@@ -134,14 +144,18 @@ def sign_in(page: Any, user: str = USER, password: str = PASSWORD) -> None:
 @pytest.fixture
 def page(browser: Any, dashboard: Dashboard) -> Iterator[Any]:
     """A signed-in page at 1280 px; the test fails on any console or page error."""
-    context = browser.new_context(base_url=dashboard.url, viewport=DESKTOP)
+    context = browser.new_context(
+        base_url=dashboard.url, viewport=DESKTOP, storage_state=dashboard.signed_in
+    )
     context.set_default_timeout(15_000)
     tab = context.new_page()
     found = Watch()
     watch(context, tab, found)
     tab.on("dialog", lambda dialog: dialog.accept())
-    sign_in(tab)
-    tab.wait_for_url(dashboard.url + "/")
+    if dashboard.signed_in is None:  # once per module: the session cookie is reused
+        sign_in(tab)
+        tab.wait_for_url(dashboard.url + "/")
+        dashboard.signed_in = dict(context.storage_state())
     yield tab
     context.close()
     assert not found.problems, found.problems
