@@ -183,11 +183,28 @@ def test_create_a_key_then_revoke_it_and_the_api_refuses_it(
     )
 
 
-def test_other_pages_render(page: Any, dashboard: Dashboard) -> None:
+def test_other_pages_the_dark_theme_and_the_environment_switcher(
+    page: Any, dashboard: Dashboard
+) -> None:
     for path, name in (("/workers", "workers"), ("/events", "events")):
         page.goto(path)
         assert page.locator("h1").count() == 1
         screenshot(page, name)
+    page.click("[data-theme-toggle]")
+    theme = page.evaluate("document.documentElement.dataset.theme")
+    assert theme in ("dark", "light")
+    if theme == "light":
+        page.click("[data-theme-toggle]")
+    page.goto("/runs")  # the choice is kept across pages
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    screenshot(page, "runs-dark")
+    page.select_option("#env-select", "prod")
+    page.wait_for_url(re.compile(r"/runs$"))
+    assert page.locator("#env-select").input_value() == "prod"
+    assert page.locator("#run-rows").inner_text().strip() == "No runs match."
+    page.select_option("#env-select", "dev")
+    page.wait_for_url(re.compile(r"/runs$"))
+    page.goto("/events")
     page.fill("#ev-name", "order.paid")
     page.click("form.stack button.primary")
     page.wait_for_url(re.compile(r"notice=sent"))

@@ -87,6 +87,15 @@ class LoginLimiter:
                 del self._failures[key]
 
 
+def _micros(epoch: float) -> int:
+    return round(epoch * 1_000_000)
+
+
+def _after_now(epoch: float) -> float:
+    """Where ``sessions_valid_after`` goes to end every session issued up to now."""
+    return (_micros(epoch) + 1) / 1_000_000
+
+
 class Users:
     def __init__(self, res: EngineResources) -> None:
         self.res = res
@@ -115,7 +124,7 @@ class Users:
             row = await user_store.user_by_name(conn, username)
             if row is None:
                 raise UserError(f"username: no user {username!r}")
-            await user_store.set_password(conn, row.id, hashed, self.res.clock.now())
+            await user_store.set_password(conn, row.id, hashed, _after_now(self.res.clock.now()))
 
     async def list(self) -> list[User]:
         async with self.res.db.read() as conn:
@@ -139,8 +148,8 @@ class Users:
         return User(row.id, row.username)
 
     def issue_session(self, user: User) -> str:
-        # sub-second precision, so a sign-in right after a sign-out is newer than it
-        message = f"{user.id}.{self.res.clock.now():.6f}"
+        # in microseconds, so a sign-in right after a sign-out is newer than it
+        message = f"{user.id}.{_micros(self.res.clock.now())}"
         return f"{message}.{self.res.keyring.sign(SESSION_PURPOSE, message)}"
 
     async def session_user(self, session: str, *, dev: bool = False) -> User | None:
@@ -153,17 +162,16 @@ class Users:
         user_id, _, issued_text = message.partition(".")
         if not user_id or not self.res.keyring.verify(SESSION_PURPOSE, message, signature):
             return None
-        try:
-            issued = float(issued_text)
-        except ValueError:
+        if not issued_text.isdigit():
             return None
-        if issued + SESSION_SECONDS < self.res.clock.now():
+        issued = int(issued_text)
+        if issued + SESSION_SECONDS * 1_000_000 < _micros(self.res.clock.now()):
             return None
         if user_id == DEV_USER_ID:
             return User(DEV_USER_ID, "dev") if dev else None
         async with self.res.db.read() as conn:
             row = await user_store.user_by_id(conn, user_id)
-        if row is None or issued < row.sessions_valid_after:
+        if row is None or issued < _micros(row.sessions_valid_after):
             return None
         return User(row.id, row.username)
 
@@ -172,7 +180,7 @@ class Users:
         if user.id == DEV_USER_ID:
             return
         async with self.res.db.write() as conn:
-            await user_store.end_sessions(conn, user.id, self.res.clock.now())
+            await user_store.end_sessions(conn, user.id, _after_now(self.res.clock.now()))
 
     def csrf_token(self, session: str) -> str:
         return self.res.keyring.sign(CSRF_PURPOSE, session)

@@ -4,8 +4,8 @@
 
   // -- times: shown in the browser's zone, UTC in the title ---------------------------
   var fmt = new Intl.DateTimeFormat(undefined, {
-    year: "numeric", month: "2-digit", day: "2-digit",
-    hour: "2-digit", minute: "2-digit", second: "2-digit",
+    month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit",
+    hourCycle: "h23",
   });
   function localTimes(root) {
     root.querySelectorAll("time[datetime]").forEach(function (el) {
