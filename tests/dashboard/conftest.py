@@ -166,6 +166,9 @@ def screenshot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
     size = page.viewport_size
     page.screenshot(path=str(SCREENSHOTS / f"{name}-desktop.png"), full_page=True)
+    # small ones, the kind the README shows (docs/images/)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-desktop.jpg"), type="jpeg", quality=70)
     page.set_viewport_size(PHONE)
     page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-phone.jpg"), type="jpeg", quality=70)
     page.set_viewport_size(size)

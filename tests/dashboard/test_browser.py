@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -209,3 +210,63 @@ def test_other_pages_the_dark_theme_and_the_environment_switcher(
     page.click("form.stack button.primary")
     page.wait_for_url(re.compile(r"notice=sent"))
     assert page.locator("tbody tr", has_text="order.paid").count() == 1
+
+
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
+#: every page the dashboard has, scanned by axe-core
+PAGES = ["/", "/runs", "/tasks", "/tasks/greet/test", "/schedules", "/queues", "/tokens"]
+PAGES += ["/events", "/workers", "/keys"]
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_axe_finds_no_serious_accessibility_problem(
+    page: Any, dashboard: Dashboard, theme: str
+) -> None:
+    run_id = _trigger(dashboard, "greet", {})
+    support.wait_for(lambda: _run_status(dashboard, run_id) == "COMPLETED", 30, what="the run")
+    page.goto("/")
+    page.evaluate(f"localStorage.setItem('tf-theme', '{theme}')")
+    problems = []
+    for path in [*PAGES, f"/runs/{run_id}"]:
+        page.goto(path)
+        page.add_script_tag(path=str(AXE))
+        result = page.evaluate(
+            """async () => {
+              const r = await axe.run(document, {
+                runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+              });
+              return {
+                passes: r.passes.length,
+                serious: r.violations
+                  .filter(v => v.impact === "serious" || v.impact === "critical")
+                  .map(v => v.id + ": " +
+                       v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(", ")),
+              };
+            }"""
+        )
+        assert result["passes"] > 5, result  # it did look at the page
+        found = result["serious"]
+        problems += [f"{path}: {p}" for p in found]
+    assert not problems, "\n".join(problems)
+
+
+def test_live_updates_of_a_run_page_do_not_shift_the_layout(
+    page: Any, dashboard: Dashboard
+) -> None:
+    run_id = _trigger(dashboard, "ticker", {"lines": 20, "every": 0.2})
+    page.goto(f"/runs/{run_id}")
+    page.evaluate(
+        """() => {
+          window.__cls = 0; window.__swaps = 0;
+          new PerformanceObserver(list => {
+            for (const e of list.getEntries()) if (!e.hadRecentInput) window.__cls += e.value;
+          }).observe({type: "layout-shift", buffered: true});
+          document.body.addEventListener("htmx:afterSwap", () => window.__swaps++);
+        }"""
+    )
+    page.locator(".run-head .badge-completed").wait_for(timeout=30_000)
+    page.locator(".log-lines li[data-level]").nth(19).wait_for(state="attached")
+    swaps, shift = page.evaluate("[window.__swaps, window.__cls]")
+    print(f"live updates: {swaps} swaps, cumulative layout shift {shift:.4f}")
+    assert swaps >= 5, swaps  # the page followed the run as it logged
+    assert shift < 0.1, (shift, swaps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import BaseModel
@@ -48,3 +49,12 @@ async def awaits_approval(payload: dict[str, Any]) -> dict[str, Any]:
 @schedules.task(id="tick")
 def tick(payload: schedules.ScheduledPayload) -> str:
     return payload.timestamp.isoformat()
+
+
+@task(id="ticker")
+def ticker(payload: dict[str, Any]) -> int:
+    """Logs a line every ``every`` seconds, ``lines`` times: live updates for the run page."""
+    for i in range(int(payload.get("lines", 20))):
+        logger.info("tick", i=i)
+        time.sleep(float(payload.get("every", 0.1)))
+    return int(payload.get("lines", 20))
