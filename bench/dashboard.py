@@ -21,6 +21,7 @@ Writes ``bench/RESULTS-dashboard.md`` (``--no-write`` to keep it).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import re
 import subprocess
@@ -191,6 +192,9 @@ def main() -> None:
         *(f"| `{p}` | {a:.1f} | {b:.1f} | {c:.1f} | {d:.1f} |" for p, a, b, c, d in rows),
         "",
         verdict,
+        "",
+        f"Load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+        "(figures taken on a busy machine overstate the pages' own cost).",
         "",
     ]
     RESULTS.write_text("\n".join(lines))
