@@ -1,7 +1,7 @@
 """the change feed: the changes table and the triggers that write it
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0012
 """
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from triggerfish.store.changes import drop_trigger_ddl, trigger_ddl
 
 revision = "0008"
-down_revision = "0007"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

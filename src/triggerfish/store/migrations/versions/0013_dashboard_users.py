@@ -1,14 +1,14 @@
 """dashboard users: who may sign in to the web dashboard
 
 Revision ID: 0013
-Revises: 0007
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
