@@ -17,6 +17,9 @@ from triggerfish.engine.users import LOGIN_ATTEMPTS, LoginLimiter, TooManyAttemp
 from triggerfish.errors import UserError
 
 PASSWORD = "a long enough password"
+#: the HTTP side (cookies, CSRF, limits) does not depend on the store: SQLite only;
+#: the users' store functions run on both (test_user_names_passwords_and_duplicates_are_checked)
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 async def _client(engine: Engine, *, dev: bool = False) -> httpx.AsyncClient:
@@ -62,6 +65,7 @@ async def test_pages_need_a_session_and_a_password_gives_one(http: httpx.AsyncCl
     assert (await http.get("/api/v1/runs")).status_code == 401
 
 
+@SQLITE_ONLY
 async def test_every_post_needs_the_pages_csrf_token(http: httpx.AsyncClient) -> None:
     await _sign_in(http)
     page = await http.get("/keys")
@@ -79,6 +83,7 @@ async def test_every_post_needs_the_pages_csrf_token(http: httpx.AsyncClient) ->
     assert by_header.status_code == 303
 
 
+@SQLITE_ONLY
 async def test_signing_out_ends_the_session(http: httpx.AsyncClient) -> None:
     await _sign_in(http)
     page = await http.get("/runs")
@@ -89,6 +94,7 @@ async def test_signing_out_ends_the_session(http: httpx.AsyncClient) -> None:
     assert (await http.get("/runs")).status_code == 303
 
 
+@SQLITE_ONLY
 async def test_failed_sign_ins_are_rate_limited(http: httpx.AsyncClient) -> None:
     for _ in range(LOGIN_ATTEMPTS):
         assert (await _sign_in(http, "wrong password")).status_code == 401
@@ -98,6 +104,7 @@ async def test_failed_sign_ins_are_rate_limited(http: httpx.AsyncClient) -> None
     assert "too many failed sign-ins" in limited.text
 
 
+@SQLITE_ONLY
 async def test_only_the_dev_flag_signs_in_without_a_password(engine: Engine) -> None:
     async with await _client(engine) as plain:
         assert (await plain.get("/login")).status_code == 200  # the form

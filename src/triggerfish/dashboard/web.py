@@ -29,8 +29,6 @@ from triggerfish.errors import PermissionDenied, UserError
 
 SESSION_COOKIE = "tf_session"
 ENV_COOKIE = "tf_env"
-#: the environments every project has; others appear when they exist
-DEFAULT_ENVS = ("dev", "prod")
 
 templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -97,7 +95,8 @@ async def current_page(request: Request) -> Page:
         env = await engine.environments.by_slug(slug)
     except UserError:
         env = await engine.environments.by_slug("dev")
-    return Page(request, engine, user, session, engine.users.csrf_token(session), env, envs())
+    slugs = await engine.environments.slugs()
+    return Page(request, engine, user, session, engine.users.csrf_token(session), env, slugs)
 
 
 async def action_page(request: Request) -> Page:
@@ -111,10 +110,6 @@ async def action_page(request: Request) -> Page:
     if not engine_of(request).users.csrf_ok(page.session, token):
         raise PermissionDenied("the form is stale or was not sent by the dashboard: reload")
     return page
-
-
-def envs() -> list[str]:
-    return list(DEFAULT_ENVS)
 
 
 def back(url: str, *, notice: str | None = None, error: str | None = None) -> RedirectResponse:
