@@ -71,7 +71,10 @@ def test_dev_serves_reloads_reports_broken_task_files_and_stops_cleanly(tmp_path
                 return None  # the reloaded worker has not registered yet
             return client.runs.poll(handle.id, timeout=30, interval=0.05).output
 
-        assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
+        # `dev` signs the dashboard in by itself: /runs opens after the sign-in redirect
+        runs_page = httpx.get(f"http://127.0.0.1:{port}/runs", follow_redirects=True)
+        assert runs_page.status_code == 200
+        assert "<h1>Runs</h1>" in runs_page.text
         task_file.write_text("import no_such_module_here\n" + TASK_V1)
         support.wait_for(
             lambda: (

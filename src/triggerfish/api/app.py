@@ -28,8 +28,11 @@ from triggerfish.dashboard import routes as dashboard
 from triggerfish.engine import Engine
 
 
-def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
-    """The ASGI app. With ``manage_engine`` it starts and closes the engine itself.
+def create_app(
+    engine: Engine, *, manage_engine: bool = True, dashboard_dev: bool = False
+) -> FastAPI:
+    """The ASGI app. With ``manage_engine`` it starts and closes the engine itself;
+    ``dashboard_dev`` (``triggerfish dev`` only) signs the dashboard in without a password.
 
     Example::
 
@@ -52,6 +55,9 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
         version=__version__,
         summary="Durable background jobs and workflows for Python",
         lifespan=lifespan,
+        # /docs is served by the dashboard with swagger-ui from the package (no CDN)
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.engine = engine
     errors.install(app)
@@ -71,7 +77,7 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
-    app.include_router(dashboard.router)
+    dashboard.install(app, dev_sign_in=dashboard_dev)
     return app
 
 

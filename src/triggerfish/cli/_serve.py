@@ -21,11 +21,16 @@ class EmbeddedServer(uvicorn.Server):
 
 
 def make_server(
-    engine: Engine, host: str, port: int, *, log_level: str = "warning"
+    engine: Engine,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "warning",
+    dashboard_dev: bool = False,
 ) -> EmbeddedServer:
     """A server for ``engine``; the caller starts and closes the engine itself."""
     config = uvicorn.Config(
-        create_app(engine, manage_engine=False),
+        create_app(engine, manage_engine=False, dashboard_dev=dashboard_dev),
         host=host,
         port=port,
         log_level=log_level,

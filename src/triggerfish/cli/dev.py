@@ -217,7 +217,8 @@ class DevSession:
 async def run_dev(config: ProjectConfig, host: str, port: int, concurrency: int) -> None:
     session = DevSession(config, host, port, concurrency)
     engine, key = await session.prepare()
-    server = make_server(engine, host, port)
+    # only `dev` signs the dashboard in by itself (a flag, not "requests from localhost")
+    server = make_server(engine, host, port, dashboard_dev=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

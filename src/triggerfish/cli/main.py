@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from triggerfish.cli import admin, processes, queues, runs, schedules, tokens, webhooks
+from triggerfish.cli import admin, processes, queues, runs, schedules, tokens, users, webhooks
 from triggerfish.cli._common import fail, loop_factory, port_is_free
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app.add_typer(schedules.app, name="schedules")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(queues.app, name="queues")
 app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(users.app, name="users")
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.keys_app, name="keys")
 app.command("trigger")(runs.trigger)

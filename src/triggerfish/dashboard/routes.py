@@ -1,21 +1,58 @@
-"""Dashboard pages. For now a landing page that points at the API and the CLI."""
+"""The dashboard, mounted on the server's app at ``/`` (same port as the API).
+
+One module per page group (``home``, ``runs``, ``tasks``, ``schedules``,
+``queues``, ``tokens``, ``events``, ``workers``, ``keys``), sign-in in
+``auth``, what they share in ``web``. Other issues add their pages the same
+way: a module with a ``router``, listed in ``PAGES``, and a link in
+``templates/base.html``.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+from starlette.types import ASGIApp
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
-
-router = APIRouter(include_in_schema=False)
-_templates = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(),
+from triggerfish.dashboard import (
+    assets,
+    auth,
+    events,
+    home,
+    keys,
+    live,
+    queues,
+    runs,
+    schedules,
+    tasks,
+    tokens,
+    workers,
 )
+from triggerfish.dashboard.web import SignInRequired
+
+PAGES = (home, runs, tasks, schedules, queues, tokens, events, workers, keys, live)
 
 
-@router.get("/", response_class=HTMLResponse)
-async def home(request: Request) -> str:
-    base = str(request.base_url).rstrip("/")
-    return _templates.get_template("home.html").render(api_url=base)
+async def _sign_in(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, SignInRequired)
+    from urllib.parse import quote
+
+    target = f"/login?next={quote(exc.next_url, safe='/')}"
+    if request.headers.get("hx-request"):  # htmx follows this header, not a redirect
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+def install(app: FastAPI, *, dev_sign_in: bool = False) -> None:
+    """Add the dashboard's pages, its static files and ``/docs`` to ``app``.
+
+    ``dev_sign_in``: set only by ``triggerfish dev``; the browser is signed in
+    without a password.
+    """
+    app.state.dashboard_dev = dev_sign_in
+    app.add_exception_handler(SignInRequired, _sign_in)
+    app.include_router(assets.router)
+    app.include_router(auth.router)
+    for module in PAGES:
+        app.include_router(module.router)
+    static: ASGIApp = assets.static_files()
+    app.mount(assets.STATIC_PREFIX, static, name="static")

@@ -9,6 +9,7 @@ from typing import Any
 from triggerfish.config import ServerSettings
 from triggerfish.engine.attempts import Attempts
 from triggerfish.engine.batches import Batches
+from triggerfish.engine.changes import ChangeFeed
 from triggerfish.engine.dequeue import Dequeue
 from triggerfish.engine.enqueue import Enqueue
 from triggerfish.engine.environments import Environments
@@ -24,6 +25,7 @@ from triggerfish.engine.replay import Replays
 from triggerfish.engine.resources import Clock, EngineResources
 from triggerfish.engine.runs import Runs
 from triggerfish.engine.schedules import Schedules
+from triggerfish.engine.users import Users
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.engine.webhooks import Webhooks, load_verifier_modules
 from triggerfish.engine.workers import Workers
@@ -62,6 +64,8 @@ class Engine:
         self.replays = Replays(res, self.enqueue)
         self.webhooks = Webhooks(res, self.events)
         load_verifier_modules(res.settings.webhook_verifiers)
+        self.users = Users(res)
+        self.changes = ChangeFeed(res)
         self._background: list[asyncio.Task[Any]] = []
 
     def report_linger(self) -> float:

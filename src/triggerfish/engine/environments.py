@@ -57,6 +57,7 @@ class Environments:
     def __init__(self, res: EngineResources) -> None:
         self.res = res
         self._cache: dict[str, tuple[float, Environment]] = {}
+        self._slugs: tuple[float, list[str]] | None = None
 
     async def bootstrap(self, project_name: str = "triggerfish") -> None:
         """Make sure the project and its dev and prod environments exist."""
@@ -126,6 +127,14 @@ class Environments:
         if row is None:
             raise UserError(f"no environment {slug!r}; known: dev, prod")
         return Environment(row.id, row.slug, row.project_id, row.project_ref)
+
+    async def slugs(self) -> list[str]:
+        """Every environment's slug (the dashboard's switcher), cached for ``CACHE_SECONDS``."""
+        if self._slugs is None or self._slugs[0] < time.monotonic():
+            async with self.res.db.read() as conn:
+                found = await env_store.environment_slugs(conn)
+            self._slugs = (time.monotonic() + self.CACHE_SECONDS, found)
+        return list(self._slugs[1])
 
     async def create_key(self, slug: str, name: str) -> tuple[str, Row[Any]]:
         env = await self.by_slug(slug)

@@ -22,6 +22,7 @@ from triggerfish.errors import RunNotFound, RunNotReschedulable, StaleTransition
 from triggerfish.store import journal as journal_store
 from triggerfish.store import logs as log_store
 from triggerfish.store import runs as run_store
+from triggerfish.store import workers as worker_store
 
 #: tags a run may carry
 MAX_TAGS = 10
@@ -66,6 +67,18 @@ class Runs:
             )
             tags = await run_store.tags_of(conn, [r.id for r in rows])
         return rows, tags, more
+
+    async def search(self, env_id: str, text: str) -> list[RunRecord]:
+        """Runs whose id or idempotency key is ``text`` (an index probe each, no scan)."""
+        text = text.strip()
+        if not text:
+            return []
+        async with self.res.db.read() as conn:
+            found = await run_store.get(conn, env_id, text)
+            if found is not None:
+                return [found]
+            task_ids = await worker_store.known_task_ids(conn, env_id)
+            return await run_store.find_by_idempotency_key(conn, env_id, task_ids, text)
 
     async def cancel(self, env_id: str, run_id: str) -> RunRecord:
         """Cancel a run that has not finished; a finished run is returned unchanged.

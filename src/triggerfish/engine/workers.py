@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from triggerfish._cron import CronSpec
@@ -19,6 +21,17 @@ from triggerfish.store.errors import DuplicateKey
 
 #: registrations tried before a conflict with concurrent ones is reported
 REGISTER_TRIES = 3
+
+
+@dataclass
+class TaskInfo:
+    """A registered task: its newest manifest, and every version that declared it."""
+
+    id: str
+    manifest: dict[str, Any]
+    #: newest first
+    versions: list[str]
+    registered_at: datetime
 
 
 class Workers:
@@ -114,6 +127,27 @@ class Workers:
         async with self.res.db.read() as conn:
             rows = await worker_store.online_workers(conn, env_id, since)
         return [WorkerIdentity(r.id, r.environment_id, r.version, tuple(r.tasks)) for r in rows]
+
+    async def tasks(self, env_id: str) -> list[TaskInfo]:
+        """Every task registered in ``env_id``: its newest manifest and its versions."""
+        async with self.res.db.read() as conn:
+            rows = await worker_store.task_versions_of(conn, env_id)
+        by_task: dict[str, TaskInfo] = {}
+        for r in rows:  # newest first
+            info = by_task.get(r.task_identifier)
+            if info is None:
+                by_task[r.task_identifier] = TaskInfo(
+                    r.task_identifier, dict(r.manifest), [r.version], r.registered_at
+                )
+            else:
+                info.versions.append(r.version)
+        return sorted(by_task.values(), key=lambda t: t.id)
+
+    async def online_rows(self, env_id: str) -> list[Any]:
+        """The stored rows of the workers seen within a heartbeat timeout."""
+        since = self.res.clock.now() - self.res.settings.heartbeat_timeout
+        async with self.res.db.read() as conn:
+            return await worker_store.online_workers(conn, env_id, since)
 
     async def deregister(self, worker_id: str) -> None:
         """Mark the worker stopped and hand back the runs it still holds.

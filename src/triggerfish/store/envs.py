@@ -158,3 +158,9 @@ async def revoke_key(conn: AsyncConnection, key_id: str, now: datetime) -> bool:
         .returning(api_keys.c.id)
     )
     return result.first() is not None
+
+
+async def environment_slugs(conn: AsyncConnection) -> list[str]:
+    """Every environment's slug, oldest first."""
+    stmt = select(environments.c.slug).order_by(environments.c.created_at, environments.c.slug)
+    return [r[0] for r in await conn.execute(stmt)]

@@ -168,3 +168,18 @@ async def ensure_queues(
                 .where(queues.c.environment_id == env_id, queues.c.name == name)
                 .values(**wanted)
             )
+
+
+async def task_versions_of(conn: AsyncConnection, env_id: str) -> list[Row[Any]]:
+    """Every (task, version, manifest, registered at) of an environment, newest first."""
+    stmt = (
+        select(
+            task_versions.c.task_identifier,
+            task_versions.c.version,
+            task_versions.c.manifest,
+            task_versions.c.registered_at,
+        )
+        .where(task_versions.c.environment_id == env_id)
+        .order_by(task_versions.c.registered_at.desc())
+    )
+    return list((await conn.execute(stmt)).all())

@@ -261,3 +261,22 @@ async def find_idempotent_many(
     if expired:
         await conn.execute(update(runs).where(runs.c.id.in_(expired)).values(idempotency_key=None))
     return out
+
+
+async def find_by_idempotency_key(
+    conn: AsyncConnection, env_id: str, task_ids: Sequence[str], key: str, limit: int = 20
+) -> list[RunRecord]:
+    """Runs of these tasks holding ``key`` (``ix_runs_idempotency``: one probe per task)."""
+    if not task_ids:
+        return []
+    stmt = (
+        select(runs)
+        .where(
+            runs.c.environment_id == env_id,
+            runs.c.task_identifier.in_(list(task_ids)),
+            runs.c.idempotency_key == key,
+        )
+        .order_by(runs.c.id.desc())
+        .limit(limit)
+    )
+    return [run_from_row(r) for r in (await conn.execute(stmt)).all()]

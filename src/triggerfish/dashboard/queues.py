@@ -1,0 +1,76 @@
+"""Queues: running and queued counts, limits, pause and resume, the environment's limit."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from triggerfish.dashboard.web import Page, action_page, back, current_page, form_text
+from triggerfish.engine.queues import QueueRef
+from triggerfish.errors import TriggerfishError, UserError
+
+router = APIRouter(include_in_schema=False)
+
+
+def _int_or_none(field: str, text: str) -> int | None:
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{field}: expected a whole number, got {text!r}") from None
+
+
+@router.get("/queues", response_class=HTMLResponse)
+async def queues_page(page: Annotated[Page, Depends(current_page)]) -> HTMLResponse:
+    queues, total = await page.engine.queues.page(page.env.id, page=1, per_page=500)
+    env_limit, running = await page.engine.queues.environment_limit(page.env.id)
+    return page.render(
+        "queues.html", queues=queues, total=total, env_limit=env_limit, running=running
+    )
+
+
+@router.post("/queues/{name:path}/edit")
+async def edit_queue(
+    name: str, request: Request, page: Annotated[Page, Depends(action_page)]
+) -> RedirectResponse:
+    """One form per queue: the button pressed says what to change."""
+    ref, env_id, queues = QueueRef("custom", name), page.env.id, page.engine.queues
+    action = await form_text(request, "action")
+    try:
+        if action == "pause":
+            await queues.pause(env_id, ref)
+        elif action == "resume":
+            await queues.resume(env_id, ref)
+        elif action == "limits":
+            limit = _int_or_none("limit", await form_text(request, "limit"))
+            if limit is None:
+                await queues.reset_limit(env_id, ref)
+            else:
+                await queues.override_limit(env_id, ref, limit)
+            count = _int_or_none("rate_count", await form_text(request, "rate_count"))
+            period_text = await form_text(request, "rate_period")
+            try:
+                period = float(period_text) if period_text else None
+            except ValueError:
+                raise UserError(f"rate_period: expected seconds, got {period_text!r}") from None
+            await queues.set_rate_limit(env_id, ref, count, period)
+        else:
+            raise UserError(f"action: unknown action {action!r}")
+    except TriggerfishError as exc:
+        return back("/queues", error=str(exc))
+    return back("/queues", notice=f"queue {name}: {action} done")
+
+
+@router.post("/queues-environment")
+async def environment_limit(
+    request: Request, page: Annotated[Page, Depends(action_page)]
+) -> RedirectResponse:
+    try:
+        limit = _int_or_none("limit", await form_text(request, "limit"))
+        await page.engine.queues.set_environment_limit(page.env.id, limit)
+    except TriggerfishError as exc:
+        return back("/queues", error=str(exc))
+    return back("/queues", notice="environment limit saved")
