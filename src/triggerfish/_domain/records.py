@@ -211,6 +211,19 @@ class RunEventRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeRecord:
+    """One change of the change feed (``changes``; kinds in ``store/changes.py``)."""
+
+    id: int
+    environment_id: str
+    run_id: str | None
+    batch_id: str | None
+    kind: str
+    data: Any
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class LogRecord:
     """One log line of a run (``run_logs``)."""
 

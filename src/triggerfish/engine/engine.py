@@ -9,6 +9,7 @@ from typing import Any
 from triggerfish.config import ServerSettings
 from triggerfish.engine.attempts import Attempts
 from triggerfish.engine.batches import Batches
+from triggerfish.engine.changes import ChangeFeed
 from triggerfish.engine.dequeue import Dequeue
 from triggerfish.engine.enqueue import Enqueue
 from triggerfish.engine.environments import Environments
@@ -62,6 +63,7 @@ class Engine:
         self.replays = Replays(res, self.enqueue)
         self.webhooks = Webhooks(res, self.events)
         load_verifier_modules(res.settings.webhook_verifiers)
+        self.changes = ChangeFeed(res)
         self._background: list[asyncio.Task[Any]] = []
 
     def report_linger(self) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,9 @@ class Database:
         self._held_connections = (
             postgresql.HeldConnections(self.engine) if self.dialect == "postgresql" else None
         )
+        #: called after each write transaction commits (the change feed's wake-up);
+        #: cheap and synchronous, they must not raise
+        self.on_commit: list[Callable[[], None]] = []
 
     @property
     def display_url(self) -> str:
@@ -78,6 +81,8 @@ class Database:
                 conn = await conn.execution_options(triggerfish_write=True)
                 async with conn.begin():
                     yield conn
+        for hook in self.on_commit:
+            hook()
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -107,7 +112,10 @@ class Database:
             )
         with _store_errors():
             async with self._held_connections.connection() as conn:
-                return await fetch_on_driver(conn, sql, params)
+                rows = await fetch_on_driver(conn, sql, params)
+        for hook in self.on_commit:
+            hook()
+        return rows
 
     def new_notifier(self) -> Notifier:
         """The wake-up notifier for this database: across servers on PostgreSQL

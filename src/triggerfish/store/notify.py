@@ -50,6 +50,11 @@ class Notifier:
 
     async def notify(self, env_id: str) -> None:
         """Call after the transaction that made work available has committed."""
+        self.notify_nowait(env_id)
+
+    def notify_nowait(self, env_id: str) -> None:
+        """``notify`` from synchronous code: what other servers need is sent in
+        the background."""
         self.wake_local(env_id)
 
     def notify_later(self, env_id: str, delay: float) -> None:

@@ -580,3 +580,36 @@ webhook_deliveries = Table(
     # the retention sweep
     Index("ix_webhook_deliveries_created", "created_at"),
 )
+
+# The change feed (``engine/changes.py``): one row per change a subscriber can
+# see (run created, status, metadata, tags, log line, stream chunk, waitpoint),
+# written in the transaction that makes the change. Most rows come from the
+# database triggers of migration 0008 (``store/changes.py`` names them), so
+# every path that changes a run (the one-statement fast paths included) writes
+# its change without a statement of its own. ``id`` is the feed's position:
+# monotonic (AUTOINCREMENT on SQLite, a sequence on PostgreSQL), the
+# ``Last-Event-ID`` of the realtime routes.
+changes = Table(
+    "changes",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("environment_id", String(40), nullable=False),
+    Column("run_id", String(40)),
+    Column("batch_id", String(40)),
+    Column("kind", String(16), nullable=False),
+    Column("data", JSON),
+    # epoch seconds, the database's clock
+    Column("created_at", Float, nullable=False),
+    Index("ix_changes_env_id", "environment_id", "id"),
+    Index("ix_changes_run_id", "run_id", "id"),
+    Index(
+        "ix_changes_batch_id",
+        "batch_id",
+        "id",
+        postgresql_where=text("batch_id IS NOT NULL"),
+        sqlite_where=text("batch_id IS NOT NULL"),
+    ),
+    sqlite_autoincrement=True,
+)

@@ -36,3 +36,6 @@ class Capabilities:
     #: reports share a commit: worth it where a commit is a round trip and a
     #: disk flush (``ServerSettings.report_linger``)
     report_linger: float
+    #: write transactions run side by side, so ids from a sequence may commit out
+    #: of order (the change feed's horizon waits for the missing ones)
+    concurrent_writers: bool

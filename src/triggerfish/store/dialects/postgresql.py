@@ -33,6 +33,7 @@ CAPABILITIES = Capabilities(
     reads_without_transaction=True,
     row_locks=True,
     report_linger=0.002,
+    concurrent_writers=True,
 )
 
 #: the channel of wake-ups between servers
@@ -253,6 +254,9 @@ class PostgresNotifier(Notifier):
     async def notify(self, env_id: str) -> None:
         """Wake this process's pollers now; other servers' through ``NOTIFY``, sent in
         the background so the caller (a trigger, a completion) does not wait for it."""
+        self.notify_nowait(env_id)
+
+    def notify_nowait(self, env_id: str) -> None:
         self.wake_local(env_id)
         if self._send_conn is None or env_id in self._pending:
             return

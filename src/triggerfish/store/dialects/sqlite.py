@@ -24,6 +24,7 @@ CAPABILITIES = Capabilities(
     reads_without_transaction=False,
     row_locks=False,
     report_linger=0.0,
+    concurrent_writers=False,
 )
 
 #: SQLite's names for a broken unique key (a primary key is one too)

@@ -1,0 +1,204 @@
+"""The change feed: every change a subscriber can see, in one ordered list.
+
+Realtime routes (SSE, the shape protocol), the Python ``subscribe`` iterators
+and the dashboard all read this feed. Each change is a row of the ``changes``
+table, written in the same transaction as the change it describes (by the
+database triggers of migration 0008, or by the store for stream chunks), so
+the feed never shows a change that rolled back and never misses one that
+committed. Kinds and their ``data`` are listed in ``store/changes.py``:
+``created``, ``status``, ``metadata``, ``tags``, ``log``, ``waitpoint``,
+``stream``.
+
+API (``engine.changes`` is the :class:`ChangeFeed` of an :class:`Engine`)::
+
+    after = await engine.changes.position()        # "from now on"
+    batch = await engine.changes.read(env_id, after, run_id=run_id)  # or tags=[…] / batch_id=…
+    for change in batch:                            # ChangeRecord: id, environment_id, run_id,
+        after = change.id                           #   batch_id, kind, data, created_at
+    woke = await engine.changes.wait(after, timeout=15.0)  # True: read again
+
+    async for change in engine.changes.follow(env_id, after, tags=["user:1"]):
+        ...                                         # forever; the caller breaks out
+
+``id`` is the change's position: monotonic across every server, so it is what
+a subscriber resumes from (``Last-Event-ID``, the shape protocol's offset).
+:meth:`ChangeFeed.read` only hands out changes up to the feed's *horizon*: the
+highest id below which no change can still appear. On PostgreSQL ids are taken
+from a sequence when a change is written, so a transaction may commit id 11
+before another commits id 10; the horizon stops below a missing id until it
+shows up or every transaction that was running when it was first missed has
+ended (it rolled back).
+So resuming "after 11" never skips a 10 that committed later: nothing is lost,
+nothing repeated. SQLite has one writer at a time and no such gaps.
+
+Wake-ups: every write transaction's commit wakes this server's waiters
+(``Database.on_commit``), and on PostgreSQL sends a ``NOTIFY`` (through the
+server's :class:`~triggerfish.store.notify.Notifier`, key :data:`WAKE_KEY`)
+when other servers listen, so a subscriber on server B sees a change made
+through server A. A wake-up only says "look again"; :meth:`ChangeFeed.wait`
+also looks again every ``recheck`` seconds in case one was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+from triggerfish._domain.records import ChangeRecord
+from triggerfish.engine.resources import EngineResources
+from triggerfish.store import changes as store
+
+#: the notifier key change wake-ups travel under (environment ids never take it)
+WAKE_KEY = "changes"
+
+
+class ChangeFeed:
+    """Reads of the change feed, and waiting for new changes (see the module doc)."""
+
+    #: ids of changes read per step of the horizon
+    HORIZON_STEP = 5000
+    #: seconds after which a missing id counts as rolled back whatever PostgreSQL says
+    GAP_LIMIT = 60.0
+
+    def __init__(self, res: EngineResources, *, recheck: float = 1.0) -> None:
+        self._res = res
+        self._recheck = recheck
+        self._horizon: int | None = None
+        # missing ids → (loop time first seen, the transactions running then)
+        self._gaps: dict[int, tuple[float, frozenset[str]]] = {}
+        self._advancing: asyncio.Future[int] | None = None
+        res.db.on_commit.append(self._committed)
+
+    def _committed(self) -> None:
+        self._res.notifier.notify_nowait(WAKE_KEY)
+
+    async def position(self) -> int:
+        """The id of the newest change a reader may see now: start here to see
+        only what comes next."""
+        return await self._current_horizon()
+
+    async def read(
+        self,
+        env_id: str,
+        after: int,
+        *,
+        run_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        batch_id: str | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int = 500,
+    ) -> list[ChangeRecord]:
+        """The changes of ``env_id`` after ``after``, oldest first, at most ``limit``.
+
+        Filters combine: ``run_id`` (one run), ``tags`` (runs carrying any of
+        them), ``batch_id`` (the runs of a batch), ``kinds``. Only changes up
+        to the horizon; an empty list means "nothing yet, :meth:`wait`".
+        """
+        upto = await self._current_horizon()
+        if upto <= after:
+            return []
+        async with self._res.db.read() as conn:
+            return await store.read(
+                conn,
+                env_id,
+                after,
+                upto,
+                run_id=run_id,
+                tags=tags,
+                batch_id=batch_id,
+                kinds=kinds,
+                limit=limit,
+            )
+
+    async def wait(self, after: int, timeout: float) -> bool:
+        """Wait until the feed holds a change (of any environment) after ``after``,
+        or ``timeout`` seconds; True if there may be one to read."""
+        notifier = self._res.notifier
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            listener = notifier.listener(WAKE_KEY)  # before looking: no wake-up lost
+            if await self._current_horizon() > after:
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await notifier.wait(listener, min(left, self._recheck))
+
+    async def follow(
+        self,
+        env_id: str,
+        after: int,
+        *,
+        run_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        batch_id: str | None = None,
+        kinds: Sequence[str] | None = None,
+    ) -> AsyncIterator[ChangeRecord]:
+        """Every matching change after ``after``, as it comes; never ends by itself."""
+        while True:
+            batch = await self.read(
+                env_id, after, run_id=run_id, tags=tags, batch_id=batch_id, kinds=kinds
+            )
+            for change in batch:
+                after = change.id
+                yield change
+            if not batch:
+                horizon = await self._current_horizon()
+                # nothing of ours below the horizon: skip past it
+                after = max(after, horizon)
+                await self.wait(after, timeout=self._recheck * 30)
+
+    # --- the horizon ---
+
+    async def _current_horizon(self) -> int:
+        """One look at the table shared by every caller meanwhile."""
+        running = self._advancing
+        if running is None or running.done():
+            running = self._advancing = asyncio.ensure_future(self._advance())
+        return await asyncio.shield(running)
+
+    async def _advance(self) -> int:
+        db = self._res.db
+        async with db.read() as conn:
+            if self._horizon is None:
+                self._horizon = await store.max_id(conn)
+                return self._horizon
+            ids = await store.ids_after(conn, self._horizon, self.HORIZON_STEP)
+            if not ids:
+                return self._horizon
+            contiguous = ids[-1] - self._horizon == len(ids)
+            if contiguous or not db.capabilities.concurrent_writers:
+                self._horizon = ids[-1]
+                self._gaps.clear()
+                return self._horizon
+            # A missing id: a transaction still running, or one that rolled back.
+            # Look at which transactions run now, then at the ids again: a missing
+            # id whose transactions have all ended since it was first seen is gone.
+            running = await store.running_transactions(conn)
+            seen_upto = ids[-1]
+            ids = [
+                i for i in await store.ids_after(conn, self._horizon, len(ids)) if i <= seen_upto
+            ]
+        now = asyncio.get_running_loop().time()
+        horizon = self._horizon
+        for found in ids:
+            missing = horizon + 1
+            while missing < found:
+                seen = self._gaps.get(missing)
+                if seen is None:
+                    self._gaps[missing] = (now, running)
+                    break
+                first_seen, running_then = seen
+                if running_then & running and now - first_seen < self.GAP_LIMIT:
+                    break  # its transaction may still commit
+                del self._gaps[missing]  # rolled back
+                missing += 1
+            else:
+                horizon = found
+                continue
+            horizon = missing - 1
+            break
+        self._gaps = {gap: seen for gap, seen in self._gaps.items() if gap > horizon}
+        self._horizon = horizon
+        return horizon

@@ -1,0 +1,179 @@
+"""The change feed: each change in the transaction that makes it, reads by run, tag and
+batch, wake-ups, and the horizon that never lets a late commit be skipped."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+
+from tests import support
+from tests.engine.test_runs_engine import setup
+from triggerfish._domain.records import ChangeRecord
+from triggerfish.engine import Engine
+from triggerfish.engine.enqueue import TriggerRequest
+from triggerfish.engine.resources import ManualClock
+from triggerfish.engine.waitpoints import TokenRequest
+
+#: the field of each kind's data the tests compare
+SHOWN = {"created": "status", "status": "status", "metadata": "metadata", "tags": "tags"}
+
+
+def kinds(changes: list[ChangeRecord]) -> list[tuple[str, object]]:
+    return [(c.kind, c.data.get(SHOWN.get(c.kind, "message"))) for c in changes]
+
+
+async def test_a_runs_life_is_in_the_feed_in_order(engine: Engine) -> None:
+    env_id, worker = await setup(engine)
+    start = await engine.changes.position()
+    run = await engine.enqueue.trigger(env_id, TriggerRequest("t", {}, tags=["a"]))
+    [claimed] = await engine.dequeue.claim(worker, 1)
+    attempt = claimed.claimed_attempt_id
+    assert attempt is not None
+    await engine.attempts.start(run.id, attempt)
+    await engine.metadata.update(env_id, run.id, replace={"progress": 0.5})
+    await engine.runs.add_tags(env_id, run.id, ["b"])
+    await engine.runs.append_logs(attempt, [{"message": "hello"}])
+    await engine.attempts.succeed(run.id, attempt, {"ok": 1})
+    got = await engine.changes.read(env_id, start, run_id=run.id)
+    assert kinds(got) == [
+        ("created", "QUEUED"),
+        ("status", "DEQUEUED"),
+        ("status", "EXECUTING"),
+        ("metadata", {"progress": 0.5}),
+        ("tags", ["a", "b"]),
+        ("log", "hello"),
+        ("status", "COMPLETED"),
+    ]
+    assert [c.id for c in got] == sorted(c.id for c in got)
+    assert all(c.environment_id == env_id and c.run_id == run.id for c in got)
+    assert got[0].data["task"] == "t" and got[1].data["from"] == "QUEUED"
+    # resume after any change: exactly the rest
+    assert await engine.changes.read(env_id, got[2].id, run_id=run.id) == got[3:]
+    # other environments see nothing of it
+    other = await engine.environments.by_slug("prod")
+    assert await engine.changes.read(other.id, start) == []
+
+
+async def test_filters_by_tag_and_batch(engine: Engine) -> None:
+    env_id, _ = await setup(engine)
+    start = await engine.changes.position()
+    tagged = await engine.enqueue.trigger(env_id, TriggerRequest("t", {}, tags=["user:1"]))
+    await engine.enqueue.trigger(env_id, TriggerRequest("t", {}, tags=["user:2"]))
+    batch = await engine.enqueue.trigger_batch(
+        env_id, [TriggerRequest("t", {"i": i}) for i in range(2)]
+    )
+    by_tag = await engine.changes.read(env_id, start, tags=["user:1"])
+    assert [(c.run_id, c.kind) for c in by_tag] == [(tagged.id, "created")]
+    by_batch = await engine.changes.read(env_id, start, batch_id=batch.id)
+    assert sorted(str(c.run_id) for c in by_batch) == sorted(batch.run_ids)
+    assert len(await engine.changes.read(env_id, start)) == 4
+    assert len(await engine.changes.read(env_id, start, limit=3)) == 3
+
+
+async def test_wait_wakes_on_a_commit(engine: Engine) -> None:
+    env_id, _ = await setup(engine)
+    after = await engine.changes.position()
+    assert not await engine.changes.wait(after, timeout=0.05)
+    waiting = asyncio.create_task(engine.changes.wait(after, timeout=30))
+    await asyncio.sleep(0)
+    run = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
+    assert await asyncio.wait_for(waiting, 10)
+    [change] = await engine.changes.read(env_id, after)
+    assert change.run_id == run.id
+
+
+async def test_follow_yields_each_change_once(engine: Engine) -> None:
+    env_id, _ = await setup(engine)
+    after = await engine.changes.position()
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for change in engine.changes.follow(env_id, after, kinds=["created"]):
+            seen.append(str(change.run_id))
+            if len(seen) == 3:
+                return
+
+    following = asyncio.create_task(follow())
+    ids = [(await engine.enqueue.trigger(env_id, TriggerRequest("t"))).id for _ in range(3)]
+    await asyncio.wait_for(following, 10)
+    assert seen == ids
+
+
+async def test_waitpoint_changes(engine: Engine) -> None:
+    env_id, _ = await setup(engine)
+    start = await engine.changes.position()
+    token, _ = await engine.waitpoints.create_token(env_id, TokenRequest())
+    await engine.waitpoints.complete_token(env_id, token.id, {"ok": True})
+    [change] = await engine.changes.read(env_id, start, kinds=["waitpoint"])
+    assert change.data == {"waitpoint": token.id, "kind": "TOKEN", "status": "COMPLETED"}
+
+
+async def test_changes_on_another_server_wake_this_one(pg_db_url: str, clock: ManualClock) -> None:
+    async with (
+        support.started_engine(pg_db_url, clock) as a,
+        support.started_engine(pg_db_url, clock) as b,
+    ):
+        env_id, _ = await setup(a)
+        after = await b.changes.position()
+        # B's notifier must have seen A listening before A's commit sends a NOTIFY
+        a.res.notifier._others_until = 0.0  # type: ignore[attr-defined]
+        waiting = asyncio.create_task(b.changes.wait(after, timeout=30))
+        await asyncio.sleep(0.05)
+        run = await a.enqueue.trigger(env_id, TriggerRequest("t"))
+        assert await asyncio.wait_for(waiting, 10)
+        [change] = await b.changes.read(env_id, after)
+        assert change.run_id == run.id
+
+
+async def test_horizon_waits_for_an_earlier_id_still_uncommitted(
+    pg_db_url: str, clock: ManualClock, tmp_path: Path
+) -> None:
+    """Ids come from a sequence: a transaction holding id N may commit after N+1.
+    The feed hands out nothing past N until N commits or rolls back."""
+    async with support.started_engine(pg_db_url, clock) as eng:
+        env_id, _ = await setup(eng)
+        start = await eng.changes.position()
+        dsn = pg_db_url.replace("postgresql+asyncpg", "postgresql")
+        slow = await asyncpg.connect(dsn)
+        try:
+            insert = (
+                "INSERT INTO changes (environment_id, kind, data, created_at) "
+                "VALUES ($1, $2, '{}', 0) RETURNING id"
+            )
+            tx = slow.transaction()
+            await tx.start()
+            held = await slow.fetchval(insert, env_id, "status")
+            run = await eng.enqueue.trigger(env_id, TriggerRequest("t"))
+            assert await eng.changes.read(env_id, start) == []
+            assert await eng.changes.position() == held - 1
+            await tx.commit()
+            got = await eng.changes.read(env_id, start)
+            assert got[0].id == held and got[-1].run_id == run.id
+            # a rolled-back id is a gap for good: passed once its transaction ended
+            tx = slow.transaction()
+            await tx.start()
+            lost = await slow.fetchval(insert, env_id, "status")
+            after = got[-1].id
+            second = await eng.enqueue.trigger(env_id, TriggerRequest("t"))
+            assert await eng.changes.read(env_id, after) == []
+            await tx.rollback()
+            got = await eng.changes.read(env_id, after)
+            assert [c.run_id for c in got] == [second.id] and got[0].id > lost
+        finally:
+            await slow.close()
+
+
+async def test_retention_deletes_the_oldest(engine: Engine) -> None:
+    from triggerfish.store import changes as store
+
+    env_id, _ = await setup(engine)
+    start = await engine.changes.position()
+    for _ in range(3):
+        await engine.enqueue.trigger(env_id, TriggerRequest("t"))
+    await engine.changes.position()  # the feed has seen them: deleting leaves no gap
+    async with engine.res.db.write() as conn:
+        assert await store.delete_before(conn, 0.0, 10) == 0
+        assert await store.delete_before(conn, 2e10, 2) == 2
+    assert len(await engine.changes.read(env_id, start)) == 1
