@@ -15,6 +15,7 @@ from triggerfish.api import (
     errors,
     public,
     queues,
+    realtime,
     run_management,
     schedules,
     waitpoints,
@@ -69,6 +70,7 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
     app.include_router(run_management.router)
     app.include_router(batches.router)
     app.include_router(webhooks.router)
+    app.include_router(realtime.router)
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
     app.include_router(dashboard.router)
