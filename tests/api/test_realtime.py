@@ -169,3 +169,47 @@ async def test_bad_requests(served: Served) -> None:
         f"/api/v1/realtime/runs/{run_id}", headers={"Authorization": ""}
     )
     assert anonymous.status_code == 401
+
+
+async def test_the_shape_protocol_of_the_official_sdk(served: Served, engine: Engine) -> None:
+    """WIRE.md §13: the first answer lists the run, later ones what changed, live ones
+    wait for a change; every answer names its offset and handle."""
+    [run_id] = await served.trigger(1)
+    path = f"/realtime/v1/runs/{run_id}"
+    first = await served.http.get(path, params={"offset": "-1", "log": "full"})
+    assert first.status_code == 200, first.text
+    assert {"electric-offset", "electric-handle", "electric-schema"} <= set(first.headers)
+    [insert, control] = first.json()
+    assert control == {"headers": {"control": "up-to-date"}}
+    assert insert["headers"] == {"operation": "insert"}
+    row = insert["value"]
+    assert row["id"] == run_id and row["status"] == "PENDING" and row["runTags"] == []
+    assert "T" not in row["createdAt"] and not row["createdAt"].endswith("Z")
+    offset, handle = first.headers["electric-offset"], first.headers["electric-handle"]
+
+    live = asyncio.create_task(
+        served.http.get(
+            path,
+            params={"offset": offset, "handle": handle, "live": "true", "cursor": "0"},
+            timeout=30,
+        )
+    )
+    await asyncio.sleep(0.1)
+    await run_to_completion(served, engine, run_id, {"answer": 42})
+    woke = await asyncio.wait_for(live, 20)
+    assert woke.status_code == 200 and "electric-cursor" in woke.headers
+    assert woke.json()[-1] == {"headers": {"control": "up-to-date"}}
+    # read on until the run shows completed: updates carry whole rows
+    rows = [m["value"] for m in woke.json() if "value" in m]
+    offset = woke.headers["electric-offset"]
+    while not rows or rows[-1]["status"] != "COMPLETED_SUCCESSFULLY":
+        more = await served.http.get(path, params={"offset": offset, "handle": handle})
+        assert more.status_code == 200 and "electric-schema" in more.headers
+        rows += [m["value"] for m in more.json() if "value" in m]
+        assert more.headers["electric-offset"] != offset or rows
+        offset = more.headers["electric-offset"]
+    assert json.loads(rows[-1]["output"]) == {"answer": 42}
+    assert json.loads(rows[-1]["metadata"]) == {"progress": 1}
+    assert rows[-1]["completedAt"] is not None
+    bad = await served.http.get(path, params={"offset": "soon"})
+    assert bad.status_code in (400, 422) and "offset" in bad.text

@@ -18,6 +18,7 @@ from triggerfish.api import (
     realtime,
     run_management,
     schedules,
+    shapes,
     waitpoints,
     webhooks,
     worker_api,
@@ -71,6 +72,7 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(webhooks.router)
     app.include_router(realtime.router)
+    app.include_router(shapes.router)
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
     app.include_router(dashboard.router)
