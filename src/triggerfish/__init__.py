@@ -40,6 +40,7 @@ from triggerfish.sdk._logger import logger
 from triggerfish.sdk._metadata import metadata
 from triggerfish.sdk._queue import Queue, queue
 from triggerfish.sdk._step import step
+from triggerfish.sdk._streams import streams
 from triggerfish.sdk._task import ErrorDecision, RunHandle, Task, task
 from triggerfish.sdk._wait import BatchItem, WaitFailedError, WaitResult, WaitToken, wait
 
@@ -96,6 +97,7 @@ __all__ = [
     "runs",
     "schedules",
     "step",
+    "streams",
     "task",
     "tasks",
     "wait",

@@ -213,3 +213,52 @@ async def test_the_shape_protocol_of_the_official_sdk(served: Served, engine: En
     assert rows[-1]["completedAt"] is not None
     bad = await served.http.get(path, params={"offset": "soon"})
     assert bad.status_code in (400, 422) and "offset" in bad.text
+
+
+async def test_a_runs_stream_is_stored_and_live(served: Served, engine: Engine) -> None:
+    [run_id, other_id] = await served.trigger(2)
+    env = await engine.environments.by_slug("dev")
+    claimed = await engine.dequeue.claim(identity(served, engine, env.id), 2)
+    attempts = {c.id: str(c.claimed_attempt_id) for c in claimed}
+    for c in claimed:
+        await engine.attempts.start(c.id, attempts[c.id])
+    as_task = {
+        "Authorization": f"Bearer {engine.environments.attempt_credential(attempts[run_id])}"
+    }
+    client = Triggerfish(api_url=served.url, secret_key=served.key, socket=False)
+    live: list[RealtimeEvent] = []
+
+    async def subscribe() -> None:
+        async for event in client.runs.subscribe_async(run_id):
+            live.append(event)
+            if event.kind == "stream" and event.data["chunk"] == "!":
+                return
+
+    subscribing = asyncio.create_task(subscribe())
+    await wait_for_async(lambda: bool(live), timeout=10)
+    path = f"/api/v1/runs/{run_id}/streams/llm"
+    for seq, chunks in ((0, ["Hel", "lo"]), (2, [" world"]), (1, ["lo", " world"]), (3, ["!"])):
+        r = await served.http.post(path, json={"seq": seq, "chunks": chunks}, headers=as_task)
+        assert r.status_code == 200, r.text
+    await asyncio.wait_for(subscribing, 10)
+    # a resent chunk (seq 1 and 2 again) is stored once and sent live once
+    assert [e.data["chunk"] for e in live if e.kind == "stream"] == ["Hel", "lo", " world", "!"]
+    assert await client.runs.read_stream_async(run_id, "llm") == ["Hel", "lo", " world", "!"]
+    assert await client.runs.read_stream_async(run_id, "llm", after=1) == [" world", "!"]
+    assert await client.runs.read_stream_async(run_id, "other") == []
+    # only the run's own attempt writes its streams
+    refused = [
+        await served.http.post(path, json={"seq": 9, "chunks": ["x"]}),  # the secret key
+        await served.http.post(
+            f"/api/v1/runs/{other_id}/streams/llm",
+            json={"seq": 0, "chunks": ["x"]},
+            headers=as_task,
+        ),
+    ]
+    assert [r.status_code for r in refused] == [403, 403]
+    bad = await served.http.post(path, json={"seq": -1, "chunks": []}, headers=as_task)
+    assert bad.status_code == 422 and "seq" in bad.text
+    await engine.attempts.succeed(run_id, attempts[run_id], None)
+    late = await served.http.post(path, json={"seq": 4, "chunks": ["late"]}, headers=as_task)
+    assert late.status_code in (401, 403)
+    await client.aclose()

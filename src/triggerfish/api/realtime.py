@@ -32,6 +32,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from triggerfish._domain.filters import RunFilter
 from triggerfish._domain.records import ChangeRecord
@@ -40,7 +41,7 @@ from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
-from triggerfish.errors import UserError
+from triggerfish.errors import PermissionDenied, UserError
 
 router = APIRouter()
 
@@ -212,3 +213,37 @@ async def subscribe_batch(
     """The changes of a batch's runs as server-sent events, until all are final."""
     await engine.batches.retrieve(env.id, batch_id)  # 404 before the stream starts
     return _response(engine, env, Subject(batch_id=batch_id), last_event_id)
+
+
+# -- run streams ----------------------------------------------------------------------
+
+
+class StreamAppend(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    seq: int = Field(ge=0, description="the number of the first chunk (from 0 per stream)")
+    chunks: list[Any] = Field(max_length=1000)
+
+
+@router.post("/api/v1/runs/{run_id}/streams/{key}", tags=["realtime"])
+async def append_stream(
+    run_id: str, key: str, body: StreamAppend, engine: EngineDep, env: EnvDep
+) -> dict[str, int]:
+    """Chunks of a run's stream, sent by the task itself (its attempt credential)."""
+    if env.attempt is None or env.attempt.run_id != run_id:
+        raise PermissionDenied("only the run's own running attempt writes its streams")
+    added = await engine.streams.append(env.id, run_id, key, body.seq, body.chunks)
+    return {"added": added}
+
+
+@router.get("/api/v1/runs/{run_id}/streams/{key}", tags=["realtime"])
+async def read_stream(
+    run_id: str,
+    key: str,
+    engine: EngineDep,
+    env: EnvDep,
+    after: Annotated[int, Query(ge=-1, description="chunks after this number")] = -1,
+) -> dict[str, Any]:
+    """A run's stream as stored so far: ``{"data": [chunk, …], "next": seq}``."""
+    rows = await engine.streams.read(env.id, run_id, key, after=after)
+    return {"data": [chunk for _, chunk in rows], "next": rows[-1][0] if rows else after}

@@ -25,6 +25,7 @@ from triggerfish.engine.replay import Replays
 from triggerfish.engine.resources import Clock, EngineResources
 from triggerfish.engine.runs import Runs
 from triggerfish.engine.schedules import Schedules
+from triggerfish.engine.streams import Streams
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.engine.webhooks import Webhooks, load_verifier_modules
 from triggerfish.engine.workers import Workers
@@ -64,6 +65,7 @@ class Engine:
         self.webhooks = Webhooks(res, self.events)
         load_verifier_modules(res.settings.webhook_verifiers)
         self.changes = ChangeFeed(res)
+        self.streams = Streams(res)
         self._background: list[asyncio.Task[Any]] = []
 
     def report_linger(self) -> float:

@@ -134,6 +134,17 @@ def _logs(run_id: str, after: int = 0) -> Call[list[LogLine]]:
     )
 
 
+def _read_stream(run_id: str, key: str, after: int = -1) -> Call[list[Any]]:
+    """The chunks of a run's stream ``key`` stored so far (after number ``after``),
+    oldest first; live chunks come with ``subscribe`` as ``stream`` events."""
+    return Call(
+        "GET",
+        f"/api/v1/runs/{run_id}/streams/{key}",
+        lambda b: list(b["data"]),
+        params={"after": after},
+    )
+
+
 def _realtime_event(event: str, data: Any) -> RealtimeEvent | None:
     if event not in ("snapshot", "change"):
         return None
@@ -175,6 +186,7 @@ class Runs(Namespace):
     add_tags, add_tags_async = faces(_add_tags)
     logs, logs_async = faces(_logs)
     subscribe, subscribe_async = subscription_faces(_subscribe)
+    read_stream, read_stream_async = faces(_read_stream)
     subscribe_to_tag, subscribe_to_tag_async = subscription_faces(_subscribe_to_tag)
 
     # poll is several calls with pauses between, so each face is its own loop

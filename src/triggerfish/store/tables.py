@@ -613,3 +613,17 @@ changes = Table(
     ),
     sqlite_autoincrement=True,
 )
+
+# Streams a task pipes (``streams.pipe("llm", chunks)``): every chunk kept with
+# its run, numbered by the task from 0 per (run, key), so a resent chunk is
+# stored once; each new chunk is also a ``stream`` change of the change feed.
+run_stream_chunks = Table(
+    "run_stream_chunks",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("environment_id", String(40), nullable=False),
+    Column("data", JSON),
+    Column("created_at", Float, nullable=False),
+)

@@ -1,4 +1,4 @@
-"""the change feed: the changes table and the triggers that write it
+"""the change feed: the changes table and the triggers that write it; run streams
 
 Revision ID: 0008
 Revises: 0007
@@ -42,6 +42,16 @@ def upgrade() -> None:
         postgresql_where=sa.text("batch_id IS NOT NULL"),
         sqlite_where=sa.text("batch_id IS NOT NULL"),
     )
+    op.create_table(
+        "run_stream_chunks",
+        sa.Column("run_id", sa.String(length=40), nullable=False),
+        sa.Column("key", sa.String(length=128), nullable=False),
+        sa.Column("seq", sa.Integer(), nullable=False),
+        sa.Column("environment_id", sa.String(length=40), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=True),
+        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "key", "seq", name=op.f("pk_run_stream_chunks")),
+    )
     for statement in trigger_ddl(op.get_bind().dialect.name):
         op.execute(statement)
 
@@ -49,6 +59,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for statement in drop_trigger_ddl(op.get_bind().dialect.name):
         op.execute(statement)
+    op.drop_table("run_stream_chunks")
     op.drop_index("ix_changes_batch_id", table_name="changes")
     op.drop_index("ix_changes_run_id", table_name="changes")
     op.drop_index("ix_changes_env_id", table_name="changes")
