@@ -10,6 +10,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from triggerfish._version import __version__
 from triggerfish.api import (
+    auth,
     batches,
     client_socket,
     errors,
@@ -72,7 +73,9 @@ def create_app(engine: Engine, *, manage_engine: bool = True) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(webhooks.router)
     app.include_router(realtime.router)
+    realtime.redact_access_logs()
     app.include_router(shapes.router)
+    app.include_router(auth.router)
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
     app.include_router(dashboard.router)

@@ -26,6 +26,8 @@ every ``KEEPALIVE`` seconds keeps proxies from closing an idle stream.
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -38,12 +40,38 @@ from triggerfish._domain.filters import RunFilter
 from triggerfish._domain.records import ChangeRecord
 from triggerfish._domain.states import RunStatus, is_final
 from triggerfish.api import serialize
-from triggerfish.api.deps import EngineDep, EnvDep
+from triggerfish.api.deps import EngineDep, EnvDep, ReaderDep
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
+from triggerfish.engine.public_tokens import require
 from triggerfish.errors import PermissionDenied, UserError
 
 router = APIRouter()
+
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
+
+
+class RedactQueryTokens(logging.Filter):
+    """Access logs show ``?token=[redacted]``: a public token in a realtime URL
+    (``EventSource`` sends no headers) is a credential while it lives."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = _TOKEN_IN_QUERY.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+def redact_access_logs() -> None:
+    """Install :class:`RedactQueryTokens` on uvicorn's access log (once)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQueryTokens) for f in access.filters):
+        access.addFilter(RedactQueryTokens())
+
 
 #: seconds between keep-alive comments on an idle stream
 KEEPALIVE = 15.0
@@ -73,6 +101,27 @@ class Subject:
         return (
             self.ends and position >= self.needed and bool(self.final) and all(self.final.values())
         )
+
+
+async def require_run(engine: Engine, env: Environment, run_id: str) -> None:
+    """404 for an unknown run; 403 for a public token whose scopes do not cover it
+    (the run itself, one of its tags, its batch, or every run)."""
+    detail = await engine.runs.retrieve(env.id, run_id)
+    if env.public is None:
+        return
+    wanted = ["read:runs", "read:all", f"read:runs:{run_id}"]
+    wanted += [f"read:tags:{t}" for t in detail.tags]
+    if detail.run.batch_id:
+        wanted.append(f"read:batch:{detail.run.batch_id}")
+    require(env, *wanted)
+
+
+def require_tags(env: Environment, tags: Sequence[str]) -> None:
+    """A public token reads the runs of a tag only with that tag's scope (each tag)."""
+    if env.public is None or env.public & {"read:runs", "read:all"}:
+        return
+    for tag in tags:
+        require(env, f"read:tags:{tag}")
 
 
 def _last_event_id(value: str | None) -> int | None:
@@ -185,17 +234,17 @@ LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
 
 @router.get("/api/v1/realtime/runs/{run_id}", tags=["realtime"])
 async def subscribe_run(
-    run_id: str, engine: EngineDep, env: EnvDep, last_event_id: LastEventId = None
+    run_id: str, engine: EngineDep, env: ReaderDep, last_event_id: LastEventId = None
 ) -> StreamingResponse:
     """One run's changes as server-sent events, until it is final."""
-    await engine.runs.retrieve(env.id, run_id)  # 404 before the stream starts
+    await require_run(engine, env, run_id)  # 404 before the stream starts
     return _response(engine, env, Subject(run_id=run_id), last_event_id)
 
 
 @router.get("/api/v1/realtime/runs", tags=["realtime"])
 async def subscribe_tags(
     engine: EngineDep,
-    env: EnvDep,
+    env: ReaderDep,
     tags: Annotated[str, Query(description="comma-separated; runs with any of them")],
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:
@@ -203,15 +252,17 @@ async def subscribe_tags(
     wanted = [t for t in tags.split(",") if t]
     if not wanted:
         raise UserError("tags: name at least one tag")
+    require_tags(env, wanted)
     return _response(engine, env, Subject(tags=wanted), last_event_id)
 
 
 @router.get("/api/v1/realtime/batches/{batch_id}", tags=["realtime"])
 async def subscribe_batch(
-    batch_id: str, engine: EngineDep, env: EnvDep, last_event_id: LastEventId = None
+    batch_id: str, engine: EngineDep, env: ReaderDep, last_event_id: LastEventId = None
 ) -> StreamingResponse:
     """The changes of a batch's runs as server-sent events, until all are final."""
     await engine.batches.retrieve(env.id, batch_id)  # 404 before the stream starts
+    require(env, "read:runs", "read:all", f"read:batch:{batch_id}")
     return _response(engine, env, Subject(batch_id=batch_id), last_event_id)
 
 
@@ -241,9 +292,10 @@ async def read_stream(
     run_id: str,
     key: str,
     engine: EngineDep,
-    env: EnvDep,
+    env: ReaderDep,
     after: Annotated[int, Query(ge=-1, description="chunks after this number")] = -1,
 ) -> dict[str, Any]:
     """A run's stream as stored so far: ``{"data": [chunk, …], "next": seq}``."""
+    await require_run(engine, env, run_id)
     rows = await engine.streams.read(env.id, run_id, key, after=after)
     return {"data": [chunk for _, chunk in rows], "next": rows[-1][0] if rows else after}

@@ -31,9 +31,11 @@ from fastapi.responses import JSONResponse
 from triggerfish._domain.filters import RunFilter
 from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import RunStatus
-from triggerfish.api.deps import EngineDep, EnvDep
+from triggerfish.api.deps import EngineDep, ReaderDep
+from triggerfish.api.realtime import require_run, require_tags
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
+from triggerfish.engine.public_tokens import require
 from triggerfish.errors import UserError
 
 router = APIRouter()
@@ -205,17 +207,17 @@ Live = Annotated[bool, Query(description="hold the request open until something 
 
 @router.get("/realtime/v1/runs/{run_id}", tags=["realtime"])
 async def shape_run(
-    run_id: str, engine: EngineDep, env: EnvDep, offset: Offset = "-1", live: Live = False
+    run_id: str, engine: EngineDep, env: ReaderDep, offset: Offset = "-1", live: Live = False
 ) -> JSONResponse:
     """One run as a shape (the official SDK's ``runs.subscribeToRun``)."""
-    await engine.runs.retrieve(env.id, run_id)
+    await require_run(engine, env, run_id)
     return await _answer(engine, env, run_id=run_id, offset=offset, live=live)
 
 
 @router.get("/realtime/v1/runs", tags=["realtime"])
 async def shape_tags(
     engine: EngineDep,
-    env: EnvDep,
+    env: ReaderDep,
     tags: Annotated[str, Query(description="comma-separated; runs with any of them")],
     offset: Offset = "-1",
     live: Live = False,
@@ -224,13 +226,15 @@ async def shape_tags(
     wanted = [t for t in tags.split(",") if t]
     if not wanted:
         raise UserError("tags: name at least one tag")
+    require_tags(env, wanted)
     return await _answer(engine, env, tags=wanted, offset=offset, live=live)
 
 
 @router.get("/realtime/v1/batches/{batch_id}", tags=["realtime"])
 async def shape_batch(
-    batch_id: str, engine: EngineDep, env: EnvDep, offset: Offset = "-1", live: Live = False
+    batch_id: str, engine: EngineDep, env: ReaderDep, offset: Offset = "-1", live: Live = False
 ) -> JSONResponse:
     """The runs of a batch (``runs.subscribeToBatch``)."""
     await engine.batches.retrieve(env.id, batch_id)
+    require(env, "read:runs", "read:all", f"read:batch:{batch_id}")
     return await _answer(engine, env, batch_id=batch_id, offset=offset, live=live)

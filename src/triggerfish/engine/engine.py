@@ -20,6 +20,7 @@ from triggerfish.engine.keyring import Keyring
 from triggerfish.engine.maintenance import Maintenance
 from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.metadata import Metadata
+from triggerfish.engine.public_tokens import PublicTokens
 from triggerfish.engine.queues import Queues
 from triggerfish.engine.replay import Replays
 from triggerfish.engine.resources import Clock, EngineResources
@@ -66,6 +67,8 @@ class Engine:
         load_verifier_modules(res.settings.webhook_verifiers)
         self.changes = ChangeFeed(res)
         self.streams = Streams(res)
+        self.public_tokens = PublicTokens(res, self.environments)
+        self.environments.on_revoke.append(self.public_tokens.forget_keys)
         self._background: list[asyncio.Task[Any]] = []
 
     def report_linger(self) -> float:

@@ -67,6 +67,10 @@ api_keys = Table(
     Column("name", String(200), nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("revoked_at", DateTime),
+    # the key sealed under the keyring (engine/keyring.py): public-access JWTs are
+    # HS256 with the secret key, so verifying one needs it; NULL for keys made
+    # before migration 0008, which cannot verify JWTs
+    Column("key_sealed", Text),
 )
 
 queues = Table(
@@ -626,4 +630,13 @@ run_stream_chunks = Table(
     Column("environment_id", String(40), nullable=False),
     Column("data", JSON),
     Column("created_at", Float, nullable=False),
+)
+
+# One-time public tokens (``auth.create_trigger_token``) already used: a token's
+# id is stored when it is spent, and refused after; kept until the token expires.
+public_token_uses = Table(
+    "public_token_uses",
+    metadata,
+    Column("token_id", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False),
 )

@@ -1,4 +1,5 @@
-"""the change feed: the changes table and the triggers that write it; run streams
+"""the change feed: the changes table and the triggers that write it; run streams; sealed
+copies of API keys and spent one-time tokens (public access tokens)
 
 Revision ID: 0008
 Revises: 0007
@@ -52,6 +53,13 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("run_id", "key", "seq", name=op.f("pk_run_stream_chunks")),
     )
+    op.add_column("api_keys", sa.Column("key_sealed", sa.Text(), nullable=True))
+    op.create_table(
+        "public_token_uses",
+        sa.Column("token_id", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("token_id", name=op.f("pk_public_token_uses")),
+    )
     for statement in trigger_ddl(op.get_bind().dialect.name):
         op.execute(statement)
 
@@ -59,6 +67,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     for statement in drop_trigger_ddl(op.get_bind().dialect.name):
         op.execute(statement)
+    op.drop_table("public_token_uses")
+    with op.batch_alter_table("api_keys") as batch_op:
+        batch_op.drop_column("key_sealed")
     op.drop_table("run_stream_chunks")
     op.drop_index("ix_changes_batch_id", table_name="changes")
     op.drop_index("ix_changes_run_id", table_name="changes")
