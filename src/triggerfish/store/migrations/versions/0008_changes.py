@@ -2,7 +2,7 @@
 copies of API keys and spent one-time tokens (public access tokens)
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0012 (re-chained on main's head; issue 19a took 0008 on 0007)
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 from triggerfish.store.changes import drop_trigger_ddl, trigger_ddl
 
 revision = "0008"
-down_revision = "0007"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
