@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 import triggerfish
 from triggerfish import events, kv, schedules
 from triggerfish._domain.retry import RetryPolicy
-from triggerfish.sdk._calls import Call, Namespace
+from triggerfish.sdk._calls import Call, Namespace, Subscription
 from triggerfish.sdk._client import Triggerfish
 from triggerfish.sdk._durable import DurableRun, activate, deactivate
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
@@ -28,6 +29,7 @@ class Recorder:
 
     def __init__(self, answer: Any) -> None:
         self.answer, self.calls = answer, list[Call[Any]]()
+        self.subscriptions = list[Subscription[Any]]()
 
     def send(self, call: Call[T]) -> T:
         self.calls.append(call)
@@ -36,6 +38,17 @@ class Recorder:
     async def send_async(self, call: Call[T]) -> T:
         self.calls.append(call)
         return call.parse(self.answer)
+
+    def subscribe(self, sub: Subscription[T]) -> Iterator[T]:
+        self.subscriptions.append(sub)
+        for event, data in self.answer:
+            item = sub.parse(event, data)
+            if item is not None:
+                yield item
+
+    async def subscribe_async(self, sub: Subscription[T]) -> AsyncIterator[T]:
+        for item in self.subscribe(sub):
+            yield item
 
 
 def _namespaces(client: Triggerfish) -> dict[str, Namespace]:
@@ -53,7 +66,8 @@ def test_every_client_call_has_a_sync_and_an_async_face() -> None:
             twin = call[: -len("_async")] if call.endswith("_async") else f"{call}_async"
             assert twin in calls, f"client.{name}.{call} has no {twin}"
             face = getattr(type(ns), call)
-            assert inspect.iscoroutinefunction(face) == call.endswith("_async"), call
+            is_async = inspect.iscoroutinefunction(face) or inspect.isasyncgenfunction(face)
+            assert is_async == call.endswith("_async"), call
     for module in (kv, events, schedules):
         names = [n for n in dir(module) if not n.startswith("_") and n.endswith("_async")]
         assert names, module
@@ -75,6 +89,23 @@ def test_both_faces_send_the_same_call() -> None:
         second.over_socket,
     )
     assert first.json == {"payload": {"to": "a"}, "options": {"tags": ["x"], "idempotencyKey": "k"}}
+
+
+def test_both_faces_of_a_subscription_read_the_same_stream() -> None:
+    change = {"id": 7, "kind": "status", "runId": "run_1", "data": {"status": "EXECUTING"}}
+    recorder = Recorder([("change", change), ("ping", None)])
+    runs = Runs(recorder)
+
+    async def collect() -> list[Any]:
+        return [e async for e in runs.subscribe_async("run_1")]
+
+    sync = list(runs.subscribe("run_1"))
+    assert sync == asyncio.run(collect())
+    assert [(e.id, e.status, e.run_id) for e in sync] == [(7, "EXECUTING", "run_1")]
+    first, second = recorder.subscriptions
+    assert first.path == second.path == "/api/v1/realtime/runs/run_1"
+    assert list(runs.subscribe_to_tag(["a", "b"]))
+    assert recorder.subscriptions[-1].params == {"tags": "a,b"}
 
 
 def test_replay_returns_a_run_handle_like_a_trigger() -> None:

@@ -40,17 +40,22 @@ from triggerfish.sdk._logger import logger
 from triggerfish.sdk._metadata import metadata
 from triggerfish.sdk._queue import Queue, queue
 from triggerfish.sdk._step import step
+from triggerfish.sdk._streams import streams
 from triggerfish.sdk._task import ErrorDecision, RunHandle, Task, task
 from triggerfish.sdk._wait import BatchItem, WaitFailedError, WaitResult, WaitToken, wait
 
 if TYPE_CHECKING:
+    from triggerfish.sdk._auth import Auth
     from triggerfish.sdk._client import Batches, Queues, Runs, Tasks
 
+    auth: Auth
     batches: Batches
     queues: Queues
     runs: Runs
     tasks: Tasks
 else:
+    #: the default client's public access tokens: ``triggerfish.auth.create_public_token``
+    auth = _DefaultNamespace("auth")
     #: the default client's batches API: ``triggerfish.batches.retrieve(batch.id)``
     batches = _DefaultNamespace("batches")
     #: the default client's runs API: ``triggerfish.runs.retrieve(id)``
@@ -84,6 +89,7 @@ __all__ = [
     "WaitFailedError",
     "WaitResult",
     "WaitToken",
+    "auth",
     "batches",
     "events",
     "idempotency_keys",
@@ -96,6 +102,7 @@ __all__ = [
     "runs",
     "schedules",
     "step",
+    "streams",
     "task",
     "tasks",
     "wait",

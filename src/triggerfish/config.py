@@ -27,6 +27,9 @@ class ServerSettings(BaseSettings):
     heartbeat_timeout: float = 30.0
     #: how often background loops (reaper, delays, TTL) look for work
     maintenance_interval: float = 1.0
+    #: seconds the change feed keeps a change (realtime subscribers resume within
+    #: it); the maintenance loop deletes older ones in bounded batches
+    changes_retention: float = 7 * 24 * 3600.0
     #: the longest a worker's dequeue call is held open when there is no work
     dequeue_wait: float = 20.0
     #: seconds a busy worker holds a report batch back so more finished attempts

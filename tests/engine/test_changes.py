@@ -177,3 +177,16 @@ async def test_retention_deletes_the_oldest(engine: Engine) -> None:
         assert await store.delete_before(conn, 0.0, 10) == 0
         assert await store.delete_before(conn, 2e10, 2) == 2
     assert len(await engine.changes.read(env_id, start)) == 1
+
+
+async def test_the_maintenance_sweep_forgets_old_changes(
+    engine: Engine, clock: ManualClock
+) -> None:
+    env_id, _ = await setup(engine)
+    start = await engine.changes.position()
+    await engine.enqueue.trigger(env_id, TriggerRequest("t"))
+    assert (await engine.maintenance.sweep())["changes_forgotten"] == 0
+    assert len(await engine.changes.read(env_id, start)) == 1
+    clock.advance(engine.res.settings.changes_retention + 60)
+    assert (await engine.maintenance.sweep())["changes_forgotten"] >= 1
+    assert await engine.changes.read(env_id, start) == []

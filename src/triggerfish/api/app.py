@@ -10,13 +10,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from triggerfish._version import __version__
 from triggerfish.api import (
+    auth,
     batches,
     client_socket,
     errors,
     public,
     queues,
+    realtime,
     run_management,
     schedules,
+    shapes,
     waitpoints,
     webhooks,
     worker_api,
@@ -75,6 +78,10 @@ def create_app(
     app.include_router(run_management.router)
     app.include_router(batches.router)
     app.include_router(webhooks.router)
+    app.include_router(realtime.router)
+    realtime.redact_access_logs()
+    app.include_router(shapes.router)
+    app.include_router(auth.router)
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
     dashboard.install(app, dev_sign_in=dashboard_dev)

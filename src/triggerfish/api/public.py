@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from triggerfish._domain.filters import RunFilter
@@ -13,7 +14,7 @@ from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish._durations import parse_duration
 from triggerfish.api import serialize
-from triggerfish.api.deps import EngineDep, EnvDep, engine_of
+from triggerfish.api.deps import EngineDep, EnvDep, TriggerEnvDep, bearer, engine_of
 from triggerfish.api.schedules import run_schedule_field
 from triggerfish.api.trigger_wire import TriggerBody, trigger_answer, trigger_request
 from triggerfish.errors import UserError
@@ -23,8 +24,8 @@ router = APIRouter()
 
 @router.post("/api/v1/tasks/{task_id:path}/trigger", tags=["tasks"])
 async def trigger_task(
-    task_id: str, body: TriggerBody, env: EnvDep, request: Request
-) -> dict[str, Any]:
+    task_id: str, body: TriggerBody, env: TriggerEnvDep, request: Request
+) -> JSONResponse:
     """Queue a run of a task. Answers ``{"id": "run_…", "isCached"?: true}``."""
     # the engine straight from the app, not as a dependency: this is the
     # hottest route, and each dependency costs FastAPI tens of microseconds
@@ -32,7 +33,19 @@ async def trigger_task(
     # route; what it leaves to the app, this answers)
     engine = engine_of(request)
     trigger = trigger_request(task_id, body, engine.res.clock.now())
-    return trigger_answer(await engine.enqueue.trigger(env.id, trigger))
+    result = await engine.enqueue.trigger(env.id, trigger)
+    return JSONResponse(
+        trigger_answer(result), headers=run_token_header(engine, env, request, result.id)
+    )
+
+
+def run_token_header(engine: Any, env: Any, request: Request, run_id: str) -> dict[str, str]:
+    """``x-trigger-jwt`` for the official SDK (it sends ``trigger-version``): a public
+    token reading the new run, signed with the caller's key (WIRE.md §10)."""
+    key = bearer(request)
+    if "trigger-version" not in request.headers or key is None or env.public is not None:
+        return {}
+    return {"x-trigger-jwt": engine.public_tokens.sign(env, key, [f"read:runs:{run_id}"], 3600)}
 
 
 @router.get("/api/v3/runs/{run_id}", tags=["runs"])

@@ -57,13 +57,17 @@ class TriggerLane:
         body = await _read(receive, int(length))
         if body is None:  # the client went away
             return
-        answer = await self._trigger(match, headers.get(b"authorization", b""), body)
+        answer = await self._trigger(
+            match, headers.get(b"authorization", b""), body, b"trigger-version" in headers
+        )
         if answer is None:
             await self.app(scope, _replay(body, receive), send)
             return
         await answer(scope, receive, send)
 
-    async def _trigger(self, task_id: str, authorization: bytes, body: bytes) -> Any:
+    async def _trigger(
+        self, task_id: str, authorization: bytes, body: bytes, official_sdk: bool
+    ) -> Any:
         """The answer, or None to leave the request to the app (it will refuse it)."""
         scheme, _, key = authorization.decode("latin-1").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
@@ -80,7 +84,13 @@ class TriggerLane:
             result = await self.engine.enqueue.trigger(env.id, request)
         except TriggerfishError as exc:
             return error_response(*describe_error(exc))
-        return JSONResponse(trigger_answer(result))
+        headers = None
+        if official_sdk:  # x-trigger-jwt: a token reading the new run (WIRE.md §10)
+            token = self.engine.public_tokens.sign(
+                env, key.strip(), [f"read:runs:{result.id}"], 3600
+            )
+            headers = {"x-trigger-jwt": token}
+        return JSONResponse(trigger_answer(result), headers=headers)
 
 
 def _match(scope: Scope) -> str | None:

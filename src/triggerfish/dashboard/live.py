@@ -48,16 +48,12 @@ async def live(request: Request, page: Annotated[Page, Depends(current_page)]) -
         yield "retry: 1000\n\n"
         ends = loop_time() + MAX_SECONDS
         while loop_time() < ends and not await request.is_disconnected():
-            # the horizon first: a change that lands after it is read next time round
-            horizon = await feed.position()
-            batch = await feed.read(env_id, after, run_id=run_id, kinds=kinds)
+            batch, after = await feed.read_page(env_id, after, run_id=run_id, kinds=kinds)
             for change in batch:
-                after = change.id
                 data = json.dumps({"id": change.id, "kind": change.kind, "runId": change.run_id})
                 yield f"id: {change.id}\nevent: change\ndata: {data}\n\n"
             if batch:
                 continue
-            after = max(after, horizon)
             if not await feed.wait(after, timeout=KEEPALIVE):
                 yield ": keep-alive\n\n"
 

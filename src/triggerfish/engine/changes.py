@@ -12,10 +12,12 @@ committed. Kinds and their ``data`` are listed in ``store/changes.py``:
 API (``engine.changes`` is the :class:`ChangeFeed` of an :class:`Engine`)::
 
     after = await engine.changes.position()        # "from now on"
-    batch = await engine.changes.read(env_id, after, run_id=run_id)  # or tags=[…] / batch_id=…
-    for change in batch:                            # ChangeRecord: id, environment_id, run_id,
-        after = change.id                           #   batch_id, kind, data, created_at
+    batch, after = await engine.changes.read_page(env_id, after, run_id=run_id)
+    for change in batch:        # or tags=[…] / batch_id=… / kinds=[…]; ChangeRecord: id,
+        ...                     # environment_id, run_id, batch_id, kind, data, created_at
     woke = await engine.changes.wait(after, timeout=15.0)  # True: read again
+
+    await engine.changes.read(env_id, after, run_id=run_id)  # the changes alone
 
     async for change in engine.changes.follow(env_id, after, tags=["user:1"]):
         ...                                         # forever; the caller breaks out
@@ -77,6 +79,12 @@ class ChangeFeed:
         only what comes next."""
         return await self._current_horizon()
 
+    async def newest_id(self) -> int:
+        """The id of the newest change committed now, which may be past the
+        horizon: a state read before this call is reflected by changes up to it."""
+        async with self._res.db.read() as conn:
+            return await store.max_id(conn)
+
     async def read(
         self,
         env_id: str,
@@ -94,11 +102,36 @@ class ChangeFeed:
         them), ``batch_id`` (the runs of a batch), ``kinds``. Only changes up
         to the horizon; an empty list means "nothing yet, :meth:`wait`".
         """
+        changes, _ = await self.read_page(
+            env_id,
+            after,
+            run_id=run_id,
+            tags=tags,
+            batch_id=batch_id,
+            kinds=kinds,
+            limit=limit,
+        )
+        return changes
+
+    async def read_page(
+        self,
+        env_id: str,
+        after: int,
+        *,
+        run_id: str | None = None,
+        tags: Sequence[str] | None = None,
+        batch_id: str | None = None,
+        kinds: Sequence[str] | None = None,
+        limit: int = 500,
+    ) -> tuple[list[ChangeRecord], int]:
+        """:meth:`read`, and the position it read up to: read on from there (it
+        is past the last change returned when nothing else matched up to the
+        horizon, so a quiet subscriber does not scan the same ids again)."""
         upto = await self._current_horizon()
         if upto <= after:
-            return []
+            return [], after
         async with self._res.db.read() as conn:
-            return await store.read(
+            changes = await store.read(
                 conn,
                 env_id,
                 after,
@@ -109,6 +142,7 @@ class ChangeFeed:
                 kinds=kinds,
                 limit=limit,
             )
+        return changes, changes[-1].id if len(changes) == limit else upto
 
     async def wait(self, after: int, timeout: float) -> bool:
         """Wait until the feed holds a change (of any environment) after ``after``,
@@ -137,16 +171,12 @@ class ChangeFeed:
     ) -> AsyncIterator[ChangeRecord]:
         """Every matching change after ``after``, as it comes; never ends by itself."""
         while True:
-            batch = await self.read(
+            batch, after = await self.read_page(
                 env_id, after, run_id=run_id, tags=tags, batch_id=batch_id, kinds=kinds
             )
             for change in batch:
-                after = change.id
                 yield change
             if not batch:
-                horizon = await self._current_horizon()
-                # nothing of ours below the horizon: skip past it
-                after = max(after, horizon)
                 await self.wait(after, timeout=self._recheck * 30)
 
     # --- the horizon ---

@@ -20,11 +20,13 @@ from triggerfish.engine.keyring import Keyring
 from triggerfish.engine.maintenance import Maintenance
 from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.metadata import Metadata
+from triggerfish.engine.public_tokens import PublicTokens
 from triggerfish.engine.queues import Queues
 from triggerfish.engine.replay import Replays
 from triggerfish.engine.resources import Clock, EngineResources
 from triggerfish.engine.runs import Runs
 from triggerfish.engine.schedules import Schedules
+from triggerfish.engine.streams import Streams
 from triggerfish.engine.users import Users
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.engine.webhooks import Webhooks, load_verifier_modules
@@ -66,6 +68,9 @@ class Engine:
         load_verifier_modules(res.settings.webhook_verifiers)
         self.users = Users(res)
         self.changes = ChangeFeed(res)
+        self.streams = Streams(res)
+        self.public_tokens = PublicTokens(res, self.environments)
+        self.environments.on_revoke.append(self.public_tokens.forget_keys)
         self._background: list[asyncio.Task[Any]] = []
 
     def report_linger(self) -> float:

@@ -17,6 +17,8 @@ from triggerfish.store import envs as env_store
 #: what an attempt credential starts with (``tfa_<attempt id>.<signature>``)
 ATTEMPT_CREDENTIAL_PREFIX = "tfa_"
 _CREDENTIAL_PURPOSE = "attempt-credential"
+#: the keyring purpose of the sealed copies of API keys
+KEY_COPY_PURPOSE = "api-key-copy"
 #: a run's statuses while its current attempt may act with its credential
 _LIVE = (RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value)
 
@@ -40,6 +42,9 @@ class Environment:
     project_ref: str
     #: set when a task process calls with its attempt credential
     attempt: AttemptScope | None = None
+    #: set when a browser calls with a public access token: its scopes
+    #: (``read:runs:run_…``, ``read:tags:…``, ``trigger:tasks:…``; engine/public_tokens.py)
+    public: frozenset[str] | None = None
 
     def require_key(self) -> None:
         """Refuse a caller that holds only an attempt credential (the worker's calls)."""
@@ -58,6 +63,8 @@ class Environments:
         self.res = res
         self._cache: dict[str, tuple[float, Environment]] = {}
         self._slugs: tuple[float, list[str]] | None = None
+        #: called after a key is revoked (the public tokens' opened keys)
+        self.on_revoke: list[Any] = []
 
     async def bootstrap(self, project_name: str = "triggerfish") -> None:
         """Make sure the project and its dev and prod environments exist."""
@@ -140,15 +147,22 @@ class Environments:
         env = await self.by_slug(slug)
         async with self.res.db.write() as conn:
             return await env_store.create_key(
-                conn, env.id, slug, name, to_datetime(self.res.clock.now())
+                conn, env.id, slug, name, to_datetime(self.res.clock.now()), self.seal_key
             )
 
     async def adopt_key(self, slug: str, key: str, name: str) -> None:
         env = await self.by_slug(slug)
         async with self.res.db.write() as conn:
             await env_store.store_known_key(
-                conn, env.id, key, name, to_datetime(self.res.clock.now())
+                conn, env.id, key, name, to_datetime(self.res.clock.now()), self.seal_key
             )
+
+    def seal_key(self, key: str) -> str:
+        """The copy of an API key kept to verify the public tokens it signs."""
+        return self.res.keyring.encrypt(KEY_COPY_PURPOSE, key.encode())
+
+    def unseal_key(self, sealed: str) -> str:
+        return self.res.keyring.decrypt(KEY_COPY_PURPOSE, sealed).decode()
 
     async def list_keys(self) -> list[Row[Any]]:
         async with self.res.db.read() as conn:
@@ -158,4 +172,6 @@ class Environments:
         async with self.res.db.write() as conn:
             done = await env_store.revoke_key(conn, key_id, to_datetime(self.res.clock.now()))
         self._cache.clear()
+        for forget in self.on_revoke:
+            forget()
         return done

@@ -19,6 +19,7 @@ from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.errors import StaleTransition
+from triggerfish.store import changes as change_store
 from triggerfish.store import events as event_store
 from triggerfish.store import queues as queue_store
 from triggerfish.store import runs as run_store
@@ -51,7 +52,14 @@ class Maintenance:
             "waits_resolved": await self.waitpoints.resolve_due(),
             "claims_forgotten": await self.forget_old_claims(),
             "kv_purged": await self.purge_expired_kv(),
+            "changes_forgotten": await self.forget_old_changes(),
         }
+
+    async def forget_old_changes(self) -> int:
+        """Delete a bounded batch of changes older than ``changes_retention``."""
+        before = self.res.clock.now() - self.res.settings.changes_retention
+        async with self.res.db.write() as conn:
+            return await change_store.delete_before(conn, before, SWEEP_BATCH)
 
     async def purge_expired_kv(self) -> int:
         """Delete a bounded batch of expired KV entries (reads already hide them)."""

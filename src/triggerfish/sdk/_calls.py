@@ -22,7 +22,7 @@ face then waits for the worker on a thread, so the task's event loop runs on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
@@ -48,12 +48,27 @@ class Call(Generic[T]):
     in_task: tuple[str, dict[str, Any]] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Subscription(Generic[T]):
+    """A stream of server-sent events (``sdk/_sse.py``) and how to read each one:
+    ``parse(event name, data)`` answers an item, or None to skip the event.
+    The stream ends at the server's ``end`` event; a dropped one is resumed."""
+
+    path: str
+    parse: Callable[[str, Any], T | None]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
 class Sender(Protocol):
     """What sends a :class:`Call`: the client's transport (``_transport.py``)."""
 
     def send(self, call: Call[T]) -> T: ...
 
     async def send_async(self, call: Call[T]) -> T: ...
+
+    def subscribe(self, sub: Subscription[T]) -> Iterator[T]: ...
+
+    def subscribe_async(self, sub: Subscription[T]) -> AsyncIterator[T]: ...
 
 
 class Namespace:
@@ -81,6 +96,27 @@ def faces(build: Callable[P, Call[T]]) -> tuple[SyncFace[P, T], AsyncFace[P, T]]
 
     async def async_(self: Namespace, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._t.send_async(build(*args, **kwargs))
+
+    for face in (sync, async_):
+        face.__doc__, face.__module__, face.__qualname__ = build.__doc__, build.__module__, _FACE
+    return sync, async_
+
+
+def subscription_faces(
+    build: Callable[P, Subscription[T]],
+) -> tuple[
+    Callable[Concatenate[Namespace, P], Iterator[T]],
+    Callable[Concatenate[Namespace, P], AsyncIterator[T]],
+]:
+    """The ``name`` (an iterator) and ``name_async`` (an async iterator) methods of a
+    namespace for the subscription ``build`` defines."""
+
+    def sync(self: Namespace, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        return self._t.subscribe(build(*args, **kwargs))
+
+    async def async_(self: Namespace, /, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
+        async for item in self._t.subscribe_async(build(*args, **kwargs)):
+            yield item
 
     for face in (sync, async_):
         face.__doc__, face.__module__, face.__qualname__ = build.__doc__, build.__module__, _FACE

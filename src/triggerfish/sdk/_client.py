@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from triggerfish.errors import ApiError
+from triggerfish.sdk._auth import Auth
 from triggerfish.sdk._events import Events
 from triggerfish.sdk._kv import Kv
 from triggerfish.sdk._models import (
@@ -121,6 +122,8 @@ class Triggerfish:
         self.kv = Kv(self._transport)
         #: incoming-webhook endpoints and their deliveries
         self.webhooks = Webhooks(self._transport)
+        #: public access tokens for browsers
+        self.auth = Auth(self._transport)
 
     def close(self) -> None:
         self._transport.close()

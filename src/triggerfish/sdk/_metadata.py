@@ -73,6 +73,13 @@ class Metadata:
         """Set several top-level keys at once."""
         self._apply({"type": "update", "value": dict(values)})
 
+    def stream(self, key: str, source: Any) -> Any:
+        """``streams.pipe`` under Trigger.dev's name: send ``source``'s chunks to the
+        run's stream ``key`` as they come (see ``triggerfish.streams``)."""
+        from triggerfish.sdk._streams import streams
+
+        return streams.pipe(key, source)
+
     def current(self) -> dict[str, Any]:
         """The run's metadata as this attempt sees it (a copy)."""
         return copy.deepcopy(_doc)

@@ -165,3 +165,31 @@ def parse_token(body: dict[str, Any]) -> Token:
     if isinstance(data.get("output"), str):
         data["output"] = json.loads(data["output"])
     return Token.model_validate(data)
+
+
+class RealtimeEvent(BaseModel):
+    """One event of a subscription (``runs.subscribe``, ``batches.subscribe``).
+
+    ``kind`` is ``snapshot`` (the run as it was when the subscription began;
+    ``data`` is the run as ``runs.list`` shows it) or a change: ``created``,
+    ``status`` (``data["status"]``; a final one also has ``output`` and
+    ``error``), ``metadata``, ``tags``, ``log``, ``waitpoint``, ``stream``
+    (``data["key"]``, ``data["chunk"]``). ``id`` is the change feed's position.
+    """
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    id: int
+    kind: str
+    run_id: str | None = Field(default=None, alias="runId")
+    batch_id: str | None = Field(default=None, alias="batchId")
+    data: Any = None
+    created_at: float | None = Field(default=None, alias="createdAt")
+
+    @property
+    def status(self) -> str | None:
+        """The run's status after this event, when it says."""
+        if isinstance(self.data, dict) and self.kind in ("snapshot", "created", "status"):
+            status = self.data.get("status")
+            return str(status) if status is not None else None
+        return None

@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from triggerfish.errors import RunTimeout
-from triggerfish.sdk._calls import Call, Namespace, faces
-from triggerfish.sdk._models import LogLine, Run, RunPage, parse_run_page
+from triggerfish.sdk._calls import Call, Namespace, Subscription, faces, subscription_faces
+from triggerfish.sdk._models import LogLine, RealtimeEvent, Run, RunPage, parse_run_page
 from triggerfish.sdk._task import RunHandle
 
 
@@ -134,6 +134,45 @@ def _logs(run_id: str, after: int = 0) -> Call[list[LogLine]]:
     )
 
 
+def _read_stream(run_id: str, key: str, after: int = -1) -> Call[list[Any]]:
+    """The chunks of a run's stream ``key`` stored so far (after number ``after``),
+    oldest first; live chunks come with ``subscribe`` as ``stream`` events."""
+    return Call(
+        "GET",
+        f"/api/v1/runs/{run_id}/streams/{key}",
+        lambda b: list(b["data"]),
+        params={"after": after},
+    )
+
+
+def _realtime_event(event: str, data: Any) -> RealtimeEvent | None:
+    if event not in ("snapshot", "change"):
+        return None
+    return RealtimeEvent.model_validate(data)
+
+
+def _subscribe(run_id: str) -> Subscription[RealtimeEvent]:
+    """A run's changes as they happen, ending once it is final.
+
+    The first event is a ``snapshot`` of the run; then one per change
+    (status, metadata, tags, log line, stream chunk, waitpoint). A dropped
+    connection is resumed where it stopped.
+
+    Example::
+
+        for event in client.runs.subscribe(handle.id):
+            print(event.kind, event.data)
+    """
+    return Subscription(f"/api/v1/realtime/runs/{run_id}", _realtime_event)
+
+
+def _subscribe_to_tag(tag: str | list[str]) -> Subscription[RealtimeEvent]:
+    """The changes of every run carrying ``tag`` (or any of a list), as they happen;
+    it never ends by itself: break out of the loop."""
+    tags = ",".join(tag) if isinstance(tag, list) else tag
+    return Subscription("/api/v1/realtime/runs", _realtime_event, params={"tags": tags})
+
+
 class Runs(Namespace):
     """``client.runs``: read, list, cancel and wait for runs."""
 
@@ -146,6 +185,9 @@ class Runs(Namespace):
     metadata, metadata_async = faces(_metadata)
     add_tags, add_tags_async = faces(_add_tags)
     logs, logs_async = faces(_logs)
+    subscribe, subscribe_async = subscription_faces(_subscribe)
+    read_stream, read_stream_async = faces(_read_stream)
+    subscribe_to_tag, subscribe_to_tag_async = subscription_faces(_subscribe_to_tag)
 
     # poll is several calls with pauses between, so each face is its own loop
     def poll(self, run_id: str, timeout: float = 60.0, interval: float = 0.25) -> Run:

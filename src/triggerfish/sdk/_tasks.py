@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, Unpack
 from urllib.parse import quote
 
-from triggerfish.sdk._calls import Call, Namespace, faces
-from triggerfish.sdk._models import Batch, BatchHandle
+from triggerfish.sdk._calls import Call, Namespace, Subscription, faces, subscription_faces
+from triggerfish.sdk._models import Batch, BatchHandle, RealtimeEvent
 from triggerfish.sdk._options import TriggerOptions, wire_options
+from triggerfish.sdk._runs import _realtime_event
 from triggerfish.sdk._task import RunHandle
 
 
@@ -75,7 +76,14 @@ def _retrieve_batch(batch_id: str) -> Call[Batch]:
     return Call("GET", f"/api/v2/batches/{batch_id}", Batch.model_validate)
 
 
+def _subscribe_batch(batch_id: str) -> Subscription[RealtimeEvent]:
+    """The changes of a batch's runs as they happen (a ``snapshot`` of each run
+    first), ending once every run is final."""
+    return Subscription(f"/api/v1/realtime/batches/{batch_id}", _realtime_event)
+
+
 class Batches(Namespace):
     """``client.batches``: read a batch (``client.tasks.batch_trigger`` creates one)."""
 
     retrieve, retrieve_async = faces(_retrieve_batch)
+    subscribe, subscribe_async = subscription_faces(_subscribe_batch)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 from triggerfish.errors import ApiError
-from triggerfish.sdk._calls import Call
+from triggerfish.sdk._calls import Call, Subscription
 from triggerfish.sdk._socket import NOT_SENT, AsyncSocket, SyncSocket
 
 if TYPE_CHECKING:
@@ -92,6 +93,40 @@ class _Transport:
         )
         _raise_for(response)
         return call.parse(response.json())
+
+    def _sync_client(self) -> httpx.Client:
+        if self._sync is None:
+            import httpx
+
+            self._sync = httpx.Client(
+                base_url=self.api_url, headers=self._headers, timeout=self._timeout
+            )
+        return self._sync
+
+    def _async_client(self) -> httpx.AsyncClient:
+        if self._async is None:
+            import httpx
+
+            self._async = httpx.AsyncClient(
+                base_url=self.api_url, headers=self._headers, timeout=self._timeout
+            )
+        return self._async
+
+    def subscribe(self, sub: Subscription[T]) -> Iterator[T]:
+        from triggerfish.sdk import _sse
+
+        for event in _sse.read(self._sync_client(), sub.path, sub.params):
+            item = sub.parse(event.event, event.data)
+            if item is not None:
+                yield item
+
+    async def subscribe_async(self, sub: Subscription[T]) -> AsyncIterator[T]:
+        from triggerfish.sdk import _sse
+
+        async for event in _sse.read_async(self._async_client(), sub.path, sub.params):
+            item = sub.parse(event.event, event.data)
+            if item is not None:
+                yield item
 
     def close(self) -> None:
         if self._sync_socket is not None:

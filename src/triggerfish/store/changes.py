@@ -146,11 +146,45 @@ _TRIGGERS: tuple[tuple[str, str, str, str, str, str], ...] = (
 )
 
 
+#: PostgreSQL: the changes of runs are written once per statement, from its
+#: transition tables: a claim or a batch insert of 500 runs is one trigger call
+#: and one insert, not 500 (these replace the row triggers of the same names)
+_PG_STATEMENT_TRIGGERS: dict[str, tuple[str, str]] = {
+    "changes_run_created": (
+        "AFTER INSERT ON runs REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT",
+        f"""INSERT INTO changes ({_COLS}) SELECT n.environment_id, n.id, n.batch_id,
+            'created', json_build_object('status', n.status, 'task', n.task_identifier,
+            'tags', n.tags), {_PG_NOW} FROM new_rows n ORDER BY n.batch_index, n.id;""",
+    ),
+    "changes_run_status": (
+        "AFTER UPDATE ON runs REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
+        "FOR EACH STATEMENT",
+        f"""INSERT INTO changes ({_COLS}) SELECT n.environment_id, n.id, n.batch_id,
+            k.kind, k.data, {_PG_NOW}
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            CROSS JOIN LATERAL (VALUES
+              (0, 'metadata', CASE WHEN o.run_metadata::text IS DISTINCT FROM
+                 n.run_metadata::text THEN json_build_object('metadata', n.run_metadata) END),
+              (1, 'tags', CASE WHEN o.tags::text IS DISTINCT FROM n.tags::text
+                 THEN json_build_object('tags', n.tags) END),
+              (2, 'status', CASE WHEN o.status IS DISTINCT FROM n.status
+                 THEN json_build_object('status', n.status, 'from', o.status) END)
+            ) AS k(ord, kind, data)
+            WHERE k.data IS NOT NULL ORDER BY n.id, k.ord;""",
+    ),
+}
+#: row triggers PostgreSQL does without (``changes_run_status`` covers them)
+_PG_SKIPPED = frozenset({"changes_run_metadata", "changes_run_tags"})
+
+
 def trigger_ddl(dialect: str) -> list[str]:
     """The statements that install the change triggers on ``dialect``."""
     out: list[str] = []
     for name, _table, pg_when, pg_body, sqlite_when, sqlite_body in _TRIGGERS:
         if dialect == "postgresql":
+            if name in _PG_SKIPPED:
+                continue
+            pg_when, pg_body = _PG_STATEMENT_TRIGGERS.get(name, (pg_when, pg_body))
             out.append(
                 f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$\n"
                 f"BEGIN\n    {pg_body}\n    RETURN NULL;\nEND $$"

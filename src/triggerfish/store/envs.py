@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -63,9 +64,15 @@ async def environment_by_slug(conn: AsyncConnection, slug: str) -> Row[Any] | No
 
 
 async def create_key(
-    conn: AsyncConnection, env_id: str, slug: str, name: str, now: datetime
+    conn: AsyncConnection,
+    env_id: str,
+    slug: str,
+    name: str,
+    now: datetime,
+    seal: Callable[[str], str] | None = None,
 ) -> tuple[str, Row[Any]]:
-    """Make a key; returns the plain key (show it once) and its stored row."""
+    """Make a key; returns the plain key (show it once) and its stored row.
+    ``seal`` encrypts the copy kept to verify the key's JWTs."""
     key = generate_key(slug)
     kid = new_id("key")
     await conn.execute(
@@ -76,6 +83,7 @@ async def create_key(
             display=key[: len(slug) + 8] + "…",
             name=name,
             created_at=now,
+            key_sealed=seal(key) if seal is not None else None,
         )
     )
     row = (await conn.execute(select(api_keys).where(api_keys.c.id == kid))).one()
@@ -83,7 +91,12 @@ async def create_key(
 
 
 async def store_known_key(
-    conn: AsyncConnection, env_id: str, key: str, name: str, now: datetime
+    conn: AsyncConnection,
+    env_id: str,
+    key: str,
+    name: str,
+    now: datetime,
+    seal: Callable[[str], str] | None = None,
 ) -> None:
     """Record a key generated elsewhere (the dev server's local key file)."""
     digest = hash_key(key)
@@ -98,6 +111,7 @@ async def store_known_key(
             display=key[: len(slug) + 8] + "…",
             name=name,
             created_at=now,
+            key_sealed=seal(key) if seal is not None else None,
         )
     )
 
@@ -164,3 +178,37 @@ async def environment_slugs(conn: AsyncConnection) -> list[str]:
     """Every environment's slug, oldest first."""
     stmt = select(environments.c.slug).order_by(environments.c.created_at, environments.c.slug)
     return [r[0] for r in await conn.execute(stmt)]
+
+
+async def sealed_keys(conn: AsyncConnection, env_id: str) -> list[str]:
+    """The sealed copies of an environment's keys not revoked (keys made before
+    migration 0008 have none)."""
+    stmt = select(api_keys.c.key_sealed).where(
+        api_keys.c.environment_id == env_id,
+        api_keys.c.revoked_at.is_(None),
+        api_keys.c.key_sealed.is_not(None),
+    )
+    return [str(v) for v in (await conn.execute(stmt)).scalars()]
+
+
+async def environment_by_id(conn: AsyncConnection, env_id: str) -> Row[Any] | None:
+    stmt = (
+        select(*_CALLER_ENVIRONMENT)
+        .join(projects, projects.c.id == environments.c.project_id)
+        .where(environments.c.id == env_id)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def spend_token(conn: AsyncConnection, token_id: str, expires_at: float, now: float) -> bool:
+    """Record a one-time token as used; False if it was already (and forget the
+    expired ones)."""
+    from sqlalchemy import delete
+
+    from triggerfish.store.tables import public_token_uses as uses
+
+    await conn.execute(delete(uses).where(uses.c.expires_at < now))
+    if (await conn.execute(select(uses.c.token_id).where(uses.c.token_id == token_id))).first():
+        return False
+    await conn.execute(insert(uses).values(token_id=token_id, expires_at=expires_at))
+    return True

@@ -67,6 +67,10 @@ api_keys = Table(
     Column("name", String(200), nullable=False),
     Column("created_at", DateTime, nullable=False),
     Column("revoked_at", DateTime),
+    # the key sealed under the keyring (engine/keyring.py): public-access JWTs are
+    # HS256 with the secret key, so verifying one needs it; NULL for keys made
+    # before migration 0008, which cannot verify JWTs
+    Column("key_sealed", Text),
 )
 
 queues = Table(
@@ -625,4 +629,27 @@ changes = Table(
         sqlite_where=text("batch_id IS NOT NULL"),
     ),
     sqlite_autoincrement=True,
+)
+
+# Streams a task pipes (``streams.pipe("llm", chunks)``): every chunk kept with
+# its run, numbered by the task from 0 per (run, key), so a resent chunk is
+# stored once; each new chunk is also a ``stream`` change of the change feed.
+run_stream_chunks = Table(
+    "run_stream_chunks",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("key", String(128), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("environment_id", String(40), nullable=False),
+    Column("data", JSON),
+    Column("created_at", Float, nullable=False),
+)
+
+# One-time public tokens (``auth.create_trigger_token``) already used: a token's
+# id is stored when it is spent, and refused after; kept until the token expires.
+public_token_uses = Table(
+    "public_token_uses",
+    metadata,
+    Column("token_id", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False),
 )

@@ -1,0 +1,301 @@
+"""Realtime: server-sent events of the change feed (``engine/changes.py``).
+
+Three routes of our own, each an ``text/event-stream``:
+
+- ``GET /api/v1/realtime/runs/{run_id}``: one run; ends once it is final
+- ``GET /api/v1/realtime/runs?tags=a,b``: every run carrying any of the tags; never ends
+- ``GET /api/v1/realtime/batches/{batch_id}``: the runs of a batch; ends once all are final
+
+Events (``id:`` is the change feed's position; send it back as ``Last-Event-ID``
+after a reconnect, and the stream goes on from there, nothing lost, nothing repeated)::
+
+    id: 4512
+    event: change
+    data: {"id": 4512, "kind": "status", "runId": "run_…", "batchId": null,
+           "data": {"status": "COMPLETED", "from": "EXECUTING", "output": {…}},
+           "createdAt": 1765065600.123}
+
+A fresh connection (no ``Last-Event-ID``) starts with one ``snapshot`` event per
+run (``data`` is the run as ``runs.list`` shows it), whose ``id`` is the position
+the changes then follow from; a final status change carries the run's
+``output`` and ``error``. A stream that ends sends ``event: end`` first: a
+stream cut without it was dropped, and the client reconnects. A comment line
+every ``KEEPALIVE`` seconds keeps proxies from closing an idle stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from triggerfish._domain.filters import RunFilter
+from triggerfish._domain.records import ChangeRecord
+from triggerfish._domain.states import RunStatus, is_final
+from triggerfish.api import serialize
+from triggerfish.api.deps import EngineDep, EnvDep, ReaderDep
+from triggerfish.engine import Engine
+from triggerfish.engine.environments import Environment
+from triggerfish.engine.public_tokens import require
+from triggerfish.errors import PermissionDenied, UserError
+
+router = APIRouter()
+
+_TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
+
+
+class RedactQueryTokens(logging.Filter):
+    """Access logs show ``?token=[redacted]``: a public token in a realtime URL
+    (``EventSource`` sends no headers) is a credential while it lives."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_IN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = _TOKEN_IN_QUERY.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+def redact_access_logs() -> None:
+    """Install :class:`RedactQueryTokens` on uvicorn's access log (once)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQueryTokens) for f in access.filters):
+        access.addFilter(RedactQueryTokens())
+
+
+#: seconds between keep-alive comments on an idle stream
+KEEPALIVE = 15.0
+#: the most runs a batch's snapshot lists
+BATCH_SNAPSHOT_LIMIT = 1000
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass
+class Subject:
+    """What one stream follows, and how far each of its runs got."""
+
+    run_id: str | None = None
+    tags: Sequence[str] = ()
+    batch_id: str | None = None
+    #: run id → final yet (tags: never ends, so not tracked)
+    final: dict[str, bool] = field(default_factory=dict)
+    #: the changes up to here are reflected in ``final`` once read
+    needed: int = 0
+
+    @property
+    def ends(self) -> bool:
+        return not self.tags
+
+    def done(self, position: int) -> bool:
+        return (
+            self.ends and position >= self.needed and bool(self.final) and all(self.final.values())
+        )
+
+
+async def require_run(engine: Engine, env: Environment, run_id: str) -> None:
+    """404 for an unknown run; 403 for a public token whose scopes do not cover it
+    (the run itself, one of its tags, its batch, or every run)."""
+    detail = await engine.runs.retrieve(env.id, run_id)
+    if env.public is None:
+        return
+    wanted = ["read:runs", "read:all", f"read:runs:{run_id}"]
+    wanted += [f"read:tags:{t}" for t in detail.tags]
+    if detail.run.batch_id:
+        wanted.append(f"read:batch:{detail.run.batch_id}")
+    require(env, *wanted)
+
+
+def require_tags(env: Environment, tags: Sequence[str]) -> None:
+    """A public token reads the runs of a tag only with that tag's scope (each tag)."""
+    if env.public is None or env.public & {"read:runs", "read:all"}:
+        return
+    for tag in tags:
+        require(env, f"read:tags:{tag}")
+
+
+def _last_event_id(value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        position = int(value)
+    except ValueError:
+        raise UserError(f"Last-Event-ID: expected a change id, got {value!r}") from None
+    if position < 0:
+        raise UserError(f"Last-Event-ID: expected a change id, got {value!r}")
+    return position
+
+
+def _event(event: str, event_id: int | None, data: Any) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def change_object(change: ChangeRecord, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = change.data if not extra else {**change.data, **extra}
+    return {
+        "id": change.id,
+        "kind": change.kind,
+        "runId": change.run_id,
+        "batchId": change.batch_id,
+        "data": data,
+        "createdAt": change.created_at,
+    }
+
+
+async def _snapshot(engine: Engine, env: Environment, subject: Subject) -> list[dict[str, Any]]:
+    """The subject's runs as they are now (and their finality noted)."""
+    flt = RunFilter(batch_id=subject.batch_id, tags=subject.tags)
+    if subject.run_id is not None:
+        detail = await engine.runs.retrieve(env.id, subject.run_id)
+        rows, tags = [detail.run], {detail.run.id: detail.tags}
+    else:
+        rows, tags, _ = await engine.runs.page(
+            env.id, flt, size=BATCH_SNAPSHOT_LIMIT, after=None, before=None
+        )
+    subject.needed = await engine.changes.newest_id()
+    out = []
+    for row in rows:
+        if subject.ends:
+            subject.final[row.id] = is_final(RunStatus(row.status))
+        out.append(serialize.run_item(row, tags.get(row.id, []), env.slug, env.id))
+    return out
+
+
+async def _final_fields(engine: Engine, env: Environment, run_id: str) -> dict[str, Any]:
+    run = (await engine.runs.retrieve(env.id, run_id)).run
+    return {"output": run.output, "error": serialize.error_object(run.error)}
+
+
+async def stream_changes(
+    engine: Engine, env: Environment, subject: Subject, after: int | None
+) -> AsyncIterator[bytes]:
+    """The stream's bytes: snapshot (fresh connections), changes, ``end``."""
+    feed = engine.changes
+    if after is None:
+        after = await feed.position()
+        for item in await _snapshot(engine, env, subject):
+            yield _event(
+                "snapshot",
+                after,
+                {
+                    "id": after,
+                    "kind": "snapshot",
+                    "runId": item["id"],
+                    "batchId": item.get("batchId"),
+                    "data": item,
+                },
+            )
+    elif subject.ends:
+        await _snapshot(engine, env, subject)  # which runs there are, for the end
+    while True:
+        batch, after = await feed.read_page(
+            env.id, after, run_id=subject.run_id, tags=subject.tags, batch_id=subject.batch_id
+        )
+        for change in batch:
+            extra = None
+            if change.kind in ("created", "status") and change.run_id is not None:
+                final = is_final(RunStatus(change.data["status"]))
+                if subject.ends:
+                    subject.final[change.run_id] = final
+                if final:
+                    extra = await _final_fields(engine, env, change.run_id)
+            yield _event("change", change.id, change_object(change, extra))
+        if subject.done(after):
+            yield _event("end", None, {})
+            return
+        if not batch and not await feed.wait(after, KEEPALIVE):
+            yield b": keep-alive\n\n"
+
+
+def _response(
+    engine: Engine, env: Environment, subject: Subject, last_event_id: str | None
+) -> StreamingResponse:
+    after = _last_event_id(last_event_id)
+    return StreamingResponse(
+        stream_changes(engine, env, subject, after),
+        media_type="text/event-stream",
+        headers=_SSE_HEADERS,
+    )
+
+
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
+
+
+@router.get("/api/v1/realtime/runs/{run_id}", tags=["realtime"])
+async def subscribe_run(
+    run_id: str, engine: EngineDep, env: ReaderDep, last_event_id: LastEventId = None
+) -> StreamingResponse:
+    """One run's changes as server-sent events, until it is final."""
+    await require_run(engine, env, run_id)  # 404 before the stream starts
+    return _response(engine, env, Subject(run_id=run_id), last_event_id)
+
+
+@router.get("/api/v1/realtime/runs", tags=["realtime"])
+async def subscribe_tags(
+    engine: EngineDep,
+    env: ReaderDep,
+    tags: Annotated[str, Query(description="comma-separated; runs with any of them")],
+    last_event_id: LastEventId = None,
+) -> StreamingResponse:
+    """The changes of every run carrying any of ``tags``, as server-sent events."""
+    wanted = [t for t in tags.split(",") if t]
+    if not wanted:
+        raise UserError("tags: name at least one tag")
+    require_tags(env, wanted)
+    return _response(engine, env, Subject(tags=wanted), last_event_id)
+
+
+@router.get("/api/v1/realtime/batches/{batch_id}", tags=["realtime"])
+async def subscribe_batch(
+    batch_id: str, engine: EngineDep, env: ReaderDep, last_event_id: LastEventId = None
+) -> StreamingResponse:
+    """The changes of a batch's runs as server-sent events, until all are final."""
+    await engine.batches.retrieve(env.id, batch_id)  # 404 before the stream starts
+    require(env, "read:runs", "read:all", f"read:batch:{batch_id}")
+    return _response(engine, env, Subject(batch_id=batch_id), last_event_id)
+
+
+# -- run streams ----------------------------------------------------------------------
+
+
+class StreamAppend(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    seq: int = Field(ge=0, description="the number of the first chunk (from 0 per stream)")
+    chunks: list[Any] = Field(max_length=1000)
+
+
+@router.post("/api/v1/runs/{run_id}/streams/{key}", tags=["realtime"])
+async def append_stream(
+    run_id: str, key: str, body: StreamAppend, engine: EngineDep, env: EnvDep
+) -> dict[str, int]:
+    """Chunks of a run's stream, sent by the task itself (its attempt credential)."""
+    if env.attempt is None or env.attempt.run_id != run_id:
+        raise PermissionDenied("only the run's own running attempt writes its streams")
+    added = await engine.streams.append(env.id, run_id, key, body.seq, body.chunks)
+    return {"added": added}
+
+
+@router.get("/api/v1/runs/{run_id}/streams/{key}", tags=["realtime"])
+async def read_stream(
+    run_id: str,
+    key: str,
+    engine: EngineDep,
+    env: ReaderDep,
+    after: Annotated[int, Query(ge=-1, description="chunks after this number")] = -1,
+) -> dict[str, Any]:
+    """A run's stream as stored so far: ``{"data": [chunk, …], "next": seq}``."""
+    await require_run(engine, env, run_id)
+    rows = await engine.streams.read(env.id, run_id, key, after=after)
+    return {"data": [chunk for _, chunk in rows], "next": rows[-1][0] if rows else after}
