@@ -453,6 +453,7 @@ class CreateTokenBody(BaseModel):
     tags: list[str] = Field(default_factory=list)
     idempotency_key: str | None = Field(default=None, max_length=512)
     idempotency_key_ttl: str | float | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
 
 @router.post("/attempts/{attempt_id}/create_token")
@@ -465,6 +466,7 @@ async def create_token(
         idempotency_key=body.idempotency_key,
         idempotency_key_ttl=body.idempotency_key_ttl,
         now=engine.res.clock.now(),
+        schema=body.schema_,
     )
     base = base_url(engine, request)
     row = await engine.waitpoints.create_token_from_task(
