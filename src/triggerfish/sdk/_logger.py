@@ -28,23 +28,26 @@ class Logger:
     """Example::
 
     logger.info("charged card", amount=42, currency="EUR")
+
+    The message is positional-only, so any field name is allowed
+    (``logger.info("got", message=payload["message"])``).
     """
 
-    def debug(self, message: str, **fields: Any) -> None:
+    def debug(self, message: str, /, **fields: Any) -> None:
         self._log("DEBUG", message, fields)
 
-    def info(self, message: str, **fields: Any) -> None:
+    def info(self, message: str, /, **fields: Any) -> None:
         self._log("INFO", message, fields)
 
-    def log(self, message: str, **fields: Any) -> None:
+    def log(self, message: str, /, **fields: Any) -> None:
         self._log("INFO", message, fields)
 
-    def warn(self, message: str, **fields: Any) -> None:
+    def warn(self, message: str, /, **fields: Any) -> None:
         self._log("WARN", message, fields)
 
     warning = warn
 
-    def error(self, message: str, **fields: Any) -> None:
+    def error(self, message: str, /, **fields: Any) -> None:
         self._log("ERROR", message, fields)
 
     def _log(self, level: str, message: str, fields: dict[str, Any]) -> None:
