@@ -106,9 +106,16 @@ def _doctor() -> Call[dict[str, Any]]:
     return Call("GET", "/api/v1/doctor", dict)
 
 
+def _whoami() -> Call[dict[str, Any]]:
+    """The key's project and environment:
+    ``{"project": {"ref"}, "environment": {"id", "slug"}}``."""
+    return Call("GET", "/api/v2/whoami", dict)
+
+
 class Environment(Namespace):
-    """``client.environment``: the environment-wide concurrency limit and ``doctor``."""
+    """``client.environment``: the environment-wide concurrency limit, ``doctor``, ``whoami``."""
 
     concurrency, concurrency_async = faces(_concurrency)
     set_concurrency_limit, set_concurrency_limit_async = faces(_set_concurrency_limit)
     doctor, doctor_async = faces(_doctor)
+    whoami, whoami_async = faces(_whoami)
