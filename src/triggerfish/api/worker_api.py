@@ -45,11 +45,21 @@ class TaskManifest(BaseModel):
     queue: QueueManifest
 
 
+class EnvironmentDefaults(BaseModel):
+    """What the project's configuration declares for the environment."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    concurrency_limit: int | None = Field(default=None, ge=0)
+
+
 class RegisterBody(BaseModel):
     version: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     concurrency: int = Field(ge=1, le=1000)
     tasks: list[TaskManifest]
+    #: sent by workers that read a project configuration (absent: leave it as it is)
+    environment: EnvironmentDefaults | None = None
 
 
 class DequeueBody(BaseModel):
@@ -102,6 +112,7 @@ async def register(body: RegisterBody, engine: EngineDep, env: WorkerEnvDep) -> 
         name=body.name,
         concurrency=body.concurrency,
         tasks=[t.model_dump() for t in body.tasks],
+        environment=body.environment.model_dump() if body.environment else None,
     )
     return {
         "worker_id": worker.id,

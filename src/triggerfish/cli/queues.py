@@ -136,11 +136,17 @@ def rate_limit(
 def env_concurrency(
     value: Annotated[int | None, typer.Argument(help="new environment-wide limit")] = None,
     unlimited: Annotated[bool, typer.Option("--unlimited", help="remove the limit")] = False,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="back to the project configuration's default")
+    ] = False,
     api_url: Annotated[str | None, ApiUrlOpt] = None,
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
-    """Show, set (VALUE) or remove (--unlimited) the environment-wide concurrency limit."""
-    if value is not None or unlimited:
+    """Show, set (VALUE), remove (--unlimited) or reset (--reset) the environment-wide
+    concurrency limit; a limit set here wins over the configured default until reset."""
+    if reset:
+        result = call_api(lambda c: c.environment.reset_concurrency_limit(), api_url, secret_key)
+    elif value is not None or unlimited:
         result = call_api(
             lambda c: c.environment.set_concurrency_limit(None if unlimited else value),
             api_url,

@@ -16,12 +16,21 @@ LogSink = Callable[[dict[str, Any]], None]
 
 _sink: LogSink | None = None
 _fallback = logging.getLogger("triggerfish.task")
+#: levels in order; lines below ``_min_level`` are dropped (the project's ``log_level``)
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARN": 30, "ERROR": 40}
+_min_level = 0
 
 
 def set_sink(sink: LogSink | None) -> None:
     """Where log records go while a run executes (set by the child runtime)."""
     global _sink
     _sink = sink
+
+
+def set_level(level: str) -> None:
+    """Drop ``logger`` lines below ``level`` (DEBUG, INFO, WARN or ERROR)."""
+    global _min_level
+    _min_level = _LEVELS[level.upper()]
 
 
 class Logger:
@@ -51,6 +60,8 @@ class Logger:
         self._log("ERROR", message, fields)
 
     def _log(self, level: str, message: str, fields: dict[str, Any]) -> None:
+        if _LEVELS[level] < _min_level:
+            return
         safe_fields = json.loads(json.dumps(fields, default=repr)) if fields else {}
         if _sink is not None:
             _sink(

@@ -110,8 +110,11 @@ class Task(Generic[P, R]):
         queue: Queue,
         catch_error: CatchError | None,
         on_event: str | None,
+        explicit: frozenset[str] = frozenset({"retry", "max_duration", "machine"}),
     ) -> None:
         self.fn = fn
+        #: the settings the decorator gave (the project configuration fills the others)
+        self.explicit = explicit
         self.id = id
         self.retry = retry
         self.max_duration = max_duration
@@ -125,6 +128,22 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.id!r} ({self.qualname})>"
+
+    def apply_defaults(
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        max_duration: float | None = None,
+        machine: str | None = None,
+    ) -> None:
+        """The project configuration's defaults, for what the decorator left unset
+        (a trigger's own options still win over both)."""
+        if retry is not None and "retry" not in self.explicit:
+            self.retry = retry
+        if max_duration is not None and "max_duration" not in self.explicit:
+            self.max_duration = max_duration
+        if machine is not None and "machine" not in self.explicit:
+            self.machine = machine
 
     # -- payloads -----------------------------------------------------------------
 
@@ -284,7 +303,7 @@ def task(
     id: str,
     retry: RetryPolicy | None = None,
     max_duration: float | None = None,
-    machine: str = DEFAULT_MACHINE,
+    machine: str | None = None,
     queue: Queue | None = None,
     catch_error: CatchError | None = None,
     on_event: str | None = None,
@@ -294,6 +313,9 @@ def task(
     The function takes the payload and, optionally, a :class:`Context`. Annotate
     the payload with a pydantic model to have it validated when the run is
     triggered. ``def`` and ``async def`` both work.
+
+    ``retry``, ``max_duration`` and ``machine`` left out take the project
+    configuration's defaults (``[tool.triggerfish]``), else the built-in ones.
 
     Example::
 
@@ -308,9 +330,12 @@ def task(
     if max_duration is not None and max_duration <= 0:
         raise InvalidTaskOptions(f"task {id!r}: max_duration must be a positive number of seconds")
     try:
-        check_machine(machine, f"task {id!r}")
+        if machine is not None:
+            check_machine(machine, f"task {id!r}")
     except ValueError as exc:
         raise InvalidTaskOptions(str(exc)) from None
+    given = {"retry": retry, "max_duration": max_duration, "machine": machine}
+    explicit = frozenset(k for k, v in given.items() if v is not None)
 
     def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
         if not callable(fn):
@@ -320,10 +345,11 @@ def task(
             id=id,
             retry=retry or RetryPolicy(),
             max_duration=max_duration,
-            machine=machine,
+            machine=machine or DEFAULT_MACHINE,
             queue=queue or Queue(f"task/{id}"),
             catch_error=catch_error,
             on_event=on_event,
+            explicit=explicit,
         )
         current_registry().add(made)
         return made
