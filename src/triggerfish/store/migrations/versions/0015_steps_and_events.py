@@ -1,5 +1,5 @@
 """step display fields and retry history; events deduplicated per name; correlated
-and validated event and token waits; the environment's configured concurrency default
+and validated event and token waits
 
 Revision ID: 0015
 Revises: 0007
@@ -29,27 +29,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("event_id", sa.String(128)))
         batch.add_column(sa.Column("schema", sa.JSON()))
     _rekey_events(["environment_id", "name", "id"])
-    with op.batch_alter_table("environments") as batch:
-        batch.add_column(sa.Column("concurrency_limit_default", sa.Integer()))
-        batch.add_column(
-            sa.Column(
-                "concurrency_limit_overridden",
-                sa.Boolean(),
-                server_default=sa.text("false"),
-                nullable=False,
-            )
-        )
-    # a limit set before configuration existed was set at run time: it stays
-    op.execute(
-        "UPDATE environments SET concurrency_limit_overridden = true "
-        "WHERE concurrency_limit IS NOT NULL"
-    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("environments") as batch:
-        batch.drop_column("concurrency_limit_overridden")
-        batch.drop_column("concurrency_limit_default")
     _rekey_events(["environment_id", "id"])
     with op.batch_alter_table("waitpoints") as batch:
         batch.drop_column("schema")
