@@ -154,7 +154,7 @@ class EventWaits(StoreMachine):
 
 
 SETTINGS = settings(
-    max_examples=5,
+    max_examples=4,
     stateful_step_count=12,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
