@@ -16,6 +16,7 @@ from tests.support.in_process import InProcessWorker, in_process_worker, run_rec
 from triggerfish import Context, retry, task, wait
 from triggerfish.api.app import create_app
 from triggerfish.engine import Engine
+from triggerfish.engine.waitpoints import TokenRequest
 from triggerfish.errors import PayloadValidationError
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
 from triggerfish.store import waitpoints as wp_store
@@ -48,6 +49,10 @@ def _registry() -> TaskRegistry:
         @task(id="any-human", retry=FAST)
         def any_human(payload: dict[str, Any]) -> dict[str, Any]:
             return _answer(wait.for_event("human.input", schema=HumanInput).unwrap())
+
+        @task(id="plain-token-agent", retry=FAST)
+        def plain_token_agent(payload: dict[str, Any]) -> dict[str, Any]:
+            return _answer(wait.for_token(payload["token"], schema=HumanInput).unwrap())
 
         @task(id="token-agent", retry=FAST)
         def token_agent(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
@@ -112,6 +117,20 @@ async def test_a_validated_token_refuses_bad_data_and_stays_open(
         "text": "[not approved] Refunded",
         "type": "HumanInput",
     }
+
+
+async def test_a_validated_wait_on_a_plain_token_checks_its_completion(
+    engine: Engine, agents: tuple[str, InProcessWorker]
+) -> None:
+    env_id, worker = agents
+    token, _ = await engine.waitpoints.create_token(env_id, TokenRequest())
+    run_id = await trigger_run(engine, env_id, "plain-token-agent", {"token": token.id})
+    await worker.run_until_idle()
+    with pytest.raises(PayloadValidationError, match="response"):
+        await engine.waitpoints.complete_token(env_id, token.id, {"runId": "r", "response": ""})
+    await engine.waitpoints.complete_token(env_id, token.id, {"runId": "r", "response": "ok"})
+    await worker.run_until_idle()
+    assert (await run_record(engine, env_id, run_id)).output["text"] == "ok"
 
 
 async def test_over_http_the_refusal_is_a_422_naming_the_field(engine: Engine) -> None:
