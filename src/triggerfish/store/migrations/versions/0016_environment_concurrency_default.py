@@ -2,14 +2,14 @@
 a limit set at run time overrides it
 
 Revision ID: 0016
-Revises: 0012
+Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
