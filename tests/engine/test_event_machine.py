@@ -18,6 +18,7 @@ from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
 from triggerfish.engine.waitpoints import WaitSpec
+from triggerfish.errors import PayloadValidationError
 from triggerfish.store import journal as journal_store
 
 MANIFEST = {
@@ -29,6 +30,8 @@ MANIFEST = {
 NAMES = st.sampled_from(["a", "b"])
 IDS = st.sampled_from([None, "x", "y"])
 FIELDS = st.sampled_from([None, 1, 2])
+#: a validated wait takes only payloads with f == 1
+SCHEMA = {"type": "object", "properties": {"f": {"const": 1}}, "required": ["f"]}
 
 
 class EventWaits(StoreMachine):
@@ -45,7 +48,8 @@ class EventWaits(StoreMachine):
             )
         )
         self.sent: dict[tuple[str, str], dict[str, Any]] = {}  # (name, id) -> first payload
-        self.waits: dict[str, tuple[str, str | None, dict[str, Any]]] = {}  # run -> wait
+        # run -> (name, id, match, validated)
+        self.waits: dict[str, tuple[str, str | None, dict[str, Any], bool]] = {}
         self.expected: dict[str, str | None] = {}  # run -> id of the event that resumes it
         self.counter = 0
 
@@ -57,14 +61,26 @@ class EventWaits(StoreMachine):
     def _matches(flt: dict[str, Any], payload: dict[str, Any]) -> bool:
         return all(payload.get(k) == v for k, v in flt.items())
 
-    @rule(name=NAMES, event_id=IDS, field=FIELDS)
-    def a_run_waits(self, name: str, event_id: str | None, field: int | None) -> None:
+    @staticmethod
+    def _takes(match: dict[str, Any], validated: bool, payload: dict[str, Any]) -> bool:
+        return EventWaits._matches(match, payload) and (not validated or payload["f"] == 1)
+
+    @rule(name=NAMES, event_id=IDS, field=FIELDS, validated=st.booleans())
+    def a_run_waits(
+        self, name: str, event_id: str | None, field: int | None, validated: bool
+    ) -> None:
         match = {} if field is None else {"f": field}
         run_id = self.run(self.engine.enqueue.trigger(self.env_id, TriggerRequest("t", {}))).id
         rows = self.run(self.engine.dequeue.claim(self.worker, 100))
         [row] = [r for r in rows if r.id == run_id]
         self.run(self.engine.attempts.start(row.id, row.claimed_attempt_id))
-        spec = WaitSpec("event", event_name=name, event_filter=match, event_id=event_id)
+        spec = WaitSpec(
+            "event",
+            event_name=name,
+            event_filter=match,
+            event_id=event_id,
+            schema=SCHEMA if validated else None,
+        )
         answer = self.run(
             self.engine.waitpoints.wait_from_task(
                 self.env_id,
@@ -76,9 +92,9 @@ class EventWaits(StoreMachine):
                 spec=spec,
             )
         )
-        self.waits[run_id] = (name, event_id, match)
+        self.waits[run_id] = (name, event_id, match, validated)
         earlier = self.sent.get((name, event_id or ""))
-        if event_id is not None and earlier is not None and self._matches(match, earlier):
+        if event_id is not None and earlier is not None and self._takes(match, validated, earlier):
             assert answer["status"] == "resolved"
             assert answer["result"]["output"]["id"] == event_id
             self.expected[run_id] = event_id
@@ -89,19 +105,36 @@ class EventWaits(StoreMachine):
     @rule(name=NAMES, event_id=IDS, field=st.sampled_from([1, 2]))
     def an_event_is_sent(self, name: str, event_id: str | None, field: int) -> None:
         payload = {"f": field}
-        sent = self.run(self.engine.events.send(self.env_id, name, payload, event_id))
+        open_ = [
+            (run_id, wait) for run_id, wait in self.waits.items() if self.expected[run_id] is None
+        ]
+        refuses = (
+            event_id is not None
+            and (name, event_id) not in self.sent
+            and any(
+                (wname, wid) == (name, event_id) and self._matches(match, payload) and validated
+                for _, (wname, wid, match, validated) in open_
+            )
+            and field != 1
+        )
+        try:
+            sent = self.run(self.engine.events.send(self.env_id, name, payload, event_id))
+        except PayloadValidationError as exc:
+            assert refuses and exc.field == "payload.f"
+            return
+        assert not refuses
         key = (name, sent.id)
         if key in self.sent:
             assert sent.is_cached and sent.waits_resolved == 0
             return
         self.sent[key] = payload
         resolved = 0
-        for run_id, (wname, wid, match) in self.waits.items():
-            if self.expected[run_id] is not None or wname != name:
+        for run_id, (wname, wid, match, validated) in open_:
+            if wname != name:
                 continue
             if wid is not None and wid != sent.id:
                 continue
-            if self._matches(match, payload):
+            if self._takes(match, validated, payload):
                 self.expected[run_id] = sent.id
                 resolved += 1
         assert sent.waits_resolved == resolved
@@ -121,7 +154,7 @@ class EventWaits(StoreMachine):
 
 
 SETTINGS = settings(
-    max_examples=5,
+    max_examples=4,
     stateful_step_count=12,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -178,6 +178,7 @@ class InProcessWorker:
                     idempotency_key=body.get("idempotency_key"),
                     idempotency_key_ttl=None,
                     now=self.engine.res.clock.now(),
+                    schema=body.get("schema"),
                 )
                 row = await self.engine.waitpoints.create_token_from_task(
                     self.env_id,

@@ -188,6 +188,14 @@ async def set_environment_concurrency(
     return {"concurrencyLimit": limit, "running": running}
 
 
+@router.delete("/api/v1/environment/concurrency")
+async def reset_environment_concurrency(engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """Drop the limit set at run time: the project configuration's default applies again."""
+    await engine.queues.reset_environment_limit(env.id)
+    limit, running = await engine.queues.environment_limit(env.id)
+    return {"concurrencyLimit": limit, "running": running}
+
+
 @router.get("/api/v1/doctor")
 async def doctor(engine: EngineDep, env: EnvDep) -> dict[str, Any]:
     """What could hold runs back: limits, paused queues, workers online, oldest queued run."""

@@ -86,6 +86,7 @@ def run_item(
             "expiredAt": iso(row.expired_at),
             "ttl": row.ttl,
             "tags": tags,
+            "attemptCount": row.attempt_count,
             "costInCents": 0,
             "baseCostInCents": 0,
             "durationMs": duration_ms,

@@ -19,6 +19,7 @@ from triggerfish._durations import parse_duration
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.engine import Engine
+from triggerfish.engine.enqueue import checked_schema
 from triggerfish.engine.waitpoints import TokenRequest
 from triggerfish.errors import UserError
 
@@ -59,6 +60,7 @@ def token_request(
     idempotency_key: str | None,
     idempotency_key_ttl: str | float | None,
     now: float,
+    schema: Any = None,
 ) -> TokenRequest:
     if len(tags) > MAX_TOKEN_TAGS:
         raise UserError(f"tags: at most {MAX_TOKEN_TAGS} tags per token, got {len(tags)}")
@@ -76,6 +78,7 @@ def token_request(
         tags=tags,
         idempotency_key=idempotency_key,
         idempotency_key_ttl=ttl,
+        schema=checked_schema(schema, "schema") if schema is not None else None,
     )
 
 
@@ -109,6 +112,8 @@ class CreateTokenBody(BaseModel):
     idempotencyKeyTTL: str | int | None = None
     timeout: str | float | None = None
     tags: str | list[str] | None = None
+    #: ours: a JSON Schema the completion's data must satisfy (422 otherwise)
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
     @field_validator("tags")
     @classmethod
@@ -129,6 +134,7 @@ async def create_token(
         idempotency_key=body.idempotencyKey,
         idempotency_key_ttl=body.idempotencyKeyTTL,
         now=engine.res.clock.now(),
+        schema=body.schema_,
     )
     row, cached = await engine.waitpoints.create_token(env.id, req)
     return {"id": row.id, "isCached": cached, "url": token_url(base_url(engine, request), row)}
@@ -197,5 +203,5 @@ async def token_callback(
         data = json.loads(raw) if raw.strip() else None
     except ValueError:
         raise UserError("body: not valid JSON") from None
-    await engine.waitpoints.complete_token("", token_id, data, secret=secret)
+    await engine.waitpoints.complete_token("", token_id, data, secret=secret, root="body")
     return {"success": True}

@@ -45,11 +45,21 @@ class TaskManifest(BaseModel):
     queue: QueueManifest
 
 
+class EnvironmentDefaults(BaseModel):
+    """What the project's configuration declares for the environment."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    concurrency_limit: int | None = Field(default=None, ge=0)
+
+
 class RegisterBody(BaseModel):
     version: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     concurrency: int = Field(ge=1, le=1000)
     tasks: list[TaskManifest]
+    #: sent by workers that read a project configuration (absent: leave it as it is)
+    environment: EnvironmentDefaults | None = None
 
 
 class DequeueBody(BaseModel):
@@ -102,6 +112,7 @@ async def register(body: RegisterBody, engine: EngineDep, env: WorkerEnvDep) -> 
         name=body.name,
         concurrency=body.concurrency,
         tasks=[t.model_dump() for t in body.tasks],
+        environment=body.environment.model_dump() if body.environment else None,
     )
     return {
         "worker_id": worker.id,
@@ -453,6 +464,7 @@ class CreateTokenBody(BaseModel):
     tags: list[str] = Field(default_factory=list)
     idempotency_key: str | None = Field(default=None, max_length=512)
     idempotency_key_ttl: str | float | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
 
 @router.post("/attempts/{attempt_id}/create_token")
@@ -465,6 +477,7 @@ async def create_token(
         idempotency_key=body.idempotency_key,
         idempotency_key_ttl=body.idempotency_key_ttl,
         now=engine.res.clock.now(),
+        schema=body.schema_,
     )
     base = base_url(engine, request)
     row = await engine.waitpoints.create_token_from_task(

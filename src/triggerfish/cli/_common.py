@@ -13,7 +13,7 @@ from rich.console import Console
 
 from triggerfish.config import ServerSettings
 from triggerfish.errors import TriggerfishError
-from triggerfish.sdk._client import DEFAULT_API_URL, Triggerfish
+from triggerfish.sdk._client import DEFAULT_API_URL, Triggerfish, env_setting
 
 if TYPE_CHECKING:
     # The engine (the store, SQLAlchemy) is loaded only by the commands that use
@@ -92,15 +92,15 @@ def dev_key_path(root: Path | None = None) -> Path:
 
 def client(api_url: str | None, secret_key: str | None) -> Triggerfish:
     """A client from flags, then env vars, then the local dev server's key file."""
-    key = secret_key or os.environ.get("TRIGGERFISH_SECRET_KEY")
+    key = secret_key or env_setting("SECRET_KEY")
     if not key and dev_key_path().is_file():
         key = dev_key_path().read_text().strip()
     if not key:
         raise fail(
-            "no secret key: set TRIGGERFISH_SECRET_KEY or pass --secret-key "
-            "(`triggerfish dev` prints the dev key)"
+            "no secret key: set TRIGGERFISH_SECRET_KEY (or TRIGGER_SECRET_KEY) or pass "
+            "--secret-key (`triggerfish dev` prints the dev key)"
         )
-    url = api_url or os.environ.get("TRIGGERFISH_API_URL") or DEFAULT_API_URL
+    url = api_url or env_setting("API_URL") or DEFAULT_API_URL
     return Triggerfish(api_url=url, secret_key=key)
 
 
@@ -117,8 +117,12 @@ def call_api(fn: Callable[[Triggerfish], T], api_url: str | None, secret_key: st
         c.close()
 
 
-ApiUrlOpt = typer.Option("--api-url", help="Server URL [env: TRIGGERFISH_API_URL]")
-KeyOpt = typer.Option("--secret-key", help="API key [env: TRIGGERFISH_SECRET_KEY]")
+ApiUrlOpt = typer.Option(
+    "--api-url", help="Server URL [env: TRIGGERFISH_API_URL, else TRIGGER_API_URL]"
+)
+KeyOpt = typer.Option(
+    "--secret-key", help="API key [env: TRIGGERFISH_SECRET_KEY, else TRIGGER_SECRET_KEY]"
+)
 
 
 def as_json_arg(value: str, name: str) -> Any:

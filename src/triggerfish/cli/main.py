@@ -26,6 +26,7 @@ app.add_typer(admin.keys_app, name="keys")
 app.command("trigger")(runs.trigger)
 app.command("send")(runs.send)
 app.command("doctor")(queues.doctor)
+app.command("whoami")(queues.whoami)
 app.command("server")(processes.server)
 app.command("worker")(processes.worker)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,7 @@ from typing import Annotated
 import typer
 
 from triggerfish.cli._common import console, fail, port_is_free, run_async
-from triggerfish.sdk._client import DEFAULT_API_URL
+from triggerfish.sdk._client import DEFAULT_API_URL, env_setting
 from triggerfish.worker.discovery import DiscoveryError, ProjectConfig
 from triggerfish.worker.supervisor import Worker, WorkerOptions
 
@@ -91,9 +90,11 @@ def worker(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("websockets").setLevel(logging.WARNING)
-    key = os.environ.get("TRIGGERFISH_SECRET_KEY")
+    key = env_setting("SECRET_KEY")
     if not key:
-        raise fail("set TRIGGERFISH_SECRET_KEY to the environment's secret key")
+        raise fail(
+            "set TRIGGERFISH_SECRET_KEY (or TRIGGER_SECRET_KEY) to the environment's secret key"
+        )
     try:
         config = ProjectConfig.load(project, dirs)
     except DiscoveryError as exc:

@@ -1,13 +1,16 @@
-"""``triggerfish queues …`` (with ``queues env-limit``) and ``triggerfish doctor``."""
+"""``triggerfish queues …`` (with ``queues env-limit``), ``triggerfish doctor`` and
+``triggerfish whoami``."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from triggerfish.cli._common import ApiUrlOpt, KeyOpt, call_api, console, fail
+from triggerfish.cli._common import ApiUrlOpt, KeyOpt, call_api, client, console, fail
+from triggerfish.errors import ApiError
 from triggerfish.sdk._client import QueueInfo
 
 app = typer.Typer(
@@ -133,11 +136,17 @@ def rate_limit(
 def env_concurrency(
     value: Annotated[int | None, typer.Argument(help="new environment-wide limit")] = None,
     unlimited: Annotated[bool, typer.Option("--unlimited", help="remove the limit")] = False,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="back to the project configuration's default")
+    ] = False,
     api_url: Annotated[str | None, ApiUrlOpt] = None,
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
-    """Show, set (VALUE) or remove (--unlimited) the environment-wide concurrency limit."""
-    if value is not None or unlimited:
+    """Show, set (VALUE), remove (--unlimited) or reset (--reset) the environment-wide
+    concurrency limit; a limit set here wins over the configured default until reset."""
+    if reset:
+        result = call_api(lambda c: c.environment.reset_concurrency_limit(), api_url, secret_key)
+    elif value is not None or unlimited:
         result = call_api(
             lambda c: c.environment.set_concurrency_limit(None if unlimited else value),
             api_url,
@@ -198,3 +207,31 @@ def _as_item(q: dict[str, Any]) -> dict[str, Any]:
         "type": "task" if q["name"].startswith("task/") else "custom",
         **q,
     }
+
+
+def whoami(
+    api_url: Annotated[str | None, ApiUrlOpt] = None,
+    secret_key: Annotated[str | None, KeyOpt] = None,
+) -> None:
+    """Which server, project and environment this key reaches (the key shown by its prefix)."""
+    c = client(api_url, secret_key)
+    try:
+        me = c.environment.whoami()
+    except ApiError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        c.close()
+    project = (me.get("project") or {}).get("ref") or "-"
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("Server", escape(c.api_url))
+    table.add_row("Project", escape(project))
+    table.add_row("Environment", escape((me.get("environment") or {}).get("slug") or "-"))
+    table.add_row("Key", escape(c.key_prefix))
+    console.print(table)
+    if c.project_ref and c.project_ref != project:
+        raise fail(
+            f"TRIGGERFISH_PROJECT_REF / TRIGGER_PROJECT_REF is {c.project_ref!r} but this key "
+            f"belongs to project {project!r}"
+        )

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -117,6 +118,48 @@ def show(
     print_run(run)
 
 
+def _print_steps(entries: list[dict[str, Any]]) -> None:
+    """The run's durable calls, with each step's display fields and failed tries."""
+    steps = Table(title="Steps", header_style="bold")
+    for column in ("#", "Kind", "Key", "Shown as", "Status", "Tries", "Duration"):
+        steps.add_column(column)
+    history: list[str] = []
+    for st in entries:
+        ms = st.get("durationMs")
+        display = st.get("display") or {}
+        shown = " ".join(
+            part
+            for part in (
+                f"[{display['icon']}]" if display.get("icon") else "",
+                display.get("name") or "",
+                json.dumps(display["properties"]) if display.get("properties") else "",
+            )
+            if part
+        )
+        tries = st.get("tries") or []
+        ok = 1 if st.get("status") == "OK" and st.get("kind") == "step" else 0
+        steps.add_row(
+            str(st.get("index", "")),
+            st.get("kind", ""),
+            escape(st.get("name", "")),
+            escape(shown) or "-",
+            _status(st.get("status", "")),
+            str(len(tries) + ok) if tries else "-",
+            f"{ms} ms" if ms is not None else "-",
+        )
+        for t in tries:
+            error = t.get("error") or {}
+            history.append(
+                f"step {st.get('index')} ({st.get('name')}) try {t.get('number')} failed "
+                f"at {t.get('at') or '?'}: {error.get('name', 'Error')}: {error.get('message', '')}"
+            )
+    console.print(steps)
+    if history:
+        console.print("[bold]Retry history[/]")
+        for line in history:
+            console.print(f"  {line}", markup=False, highlight=False)
+
+
 def print_run(run: Run) -> None:
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
@@ -159,19 +202,7 @@ def print_run(run: Run) -> None:
             waits.add_row(w.get("type", ""), _wait_target(w), w.get("timeoutAt") or "-")
         console.print(waits)
     if run.steps:
-        steps = Table(title="Steps", header_style="bold")
-        for column in ("#", "Kind", "Name", "Status", "Duration"):
-            steps.add_column(column)
-        for st in run.steps:
-            ms = st.get("durationMs")
-            steps.add_row(
-                str(st.get("index", "")),
-                st.get("kind", ""),
-                st.get("name", ""),
-                _status(st.get("status", "")),
-                f"{ms} ms" if ms is not None else "-",
-            )
-        console.print(steps)
+        _print_steps(run.steps)
     _json_block("Payload", run.payload)
     if run.status == "COMPLETED":
         _json_block("Output", run.output)

@@ -52,7 +52,10 @@ class Events:
         """Start the subscribers of ``name`` and resolve matching ``wait.for_event`` waits.
 
         Raises ``PayloadValidationError`` (the event is still recorded, with
-        the errors) when a subscriber's payload model rejects the payload.
+        the errors) when a subscriber's payload model rejects the payload, and
+        (nothing recorded, the wait stays open) when a validated wait the event
+        is addressed to by ``event_id`` refuses it. A validated wait for any id
+        stays open when the payload does not satisfy it.
         """
         if not name or len(name) > 256:
             raise UserError("name: an event name of 1 to 256 characters is required")
@@ -60,6 +63,7 @@ class Events:
         if size > self.res.settings.max_payload_bytes:
             raise PayloadTooLarge(size, self.res.settings.max_payload_bytes)
         now = self.res.clock.now()
+        addressed = event_id is not None
         event_id = event_id or new_id("event", now)
         async with self.res.db.read() as conn:
             seen = await event_store.get_event(conn, env_id, name, event_id)
@@ -71,6 +75,10 @@ class Events:
             if cached.errors:
                 raise _rejection(cached)
             return cached
+        if addressed:  # a validated wait refuses what is addressed to it: nothing is stored
+            refused = await self.waitpoints.refusal_of(env_id, name, event_id, payload)
+            if refused is not None:
+                raise refused
         sent = SentEvent(event_id, name)
         for task_id, manifest in subscribers:
             try:

@@ -157,6 +157,12 @@ class Queues:
             await queue_store.set_environment_limit(conn, env_id, limit)
         await self.res.notifier.notify(env_id)
 
+    async def reset_environment_limit(self, env_id: str) -> None:
+        """Drop a limit set at run time: the project configuration's default applies again."""
+        async with self.res.db.write() as conn:
+            await queue_store.reset_environment_limit(conn, env_id)
+        await self.res.notifier.notify(env_id)
+
     # -- why is it not running ----------------------------------------------------------
 
     async def explain(self, env_id: str, rows: list[RunRecord]) -> dict[str, WaitReason]:

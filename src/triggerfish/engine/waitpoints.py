@@ -41,7 +41,13 @@ from triggerfish._ids import new_id
 from triggerfish.engine.enqueue import Enqueue, TriggerRequest, schema_error
 from triggerfish.engine.journal import Journal, JournalEntry
 from triggerfish.engine.resources import EngineResources
-from triggerfish.errors import ConflictError, RunNotFound, StaleTransition, WaitpointNotFound
+from triggerfish.errors import (
+    ConflictError,
+    PayloadValidationError,
+    RunNotFound,
+    StaleTransition,
+    WaitpointNotFound,
+)
 from triggerfish.store import events as event_store
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
@@ -80,6 +86,8 @@ class TokenRequest:
     tags: list[str] = field(default_factory=list)
     idempotency_key: str | None = None
     idempotency_key_ttl: float | None = None
+    #: the JSON Schema a completion's data must satisfy (a validated token)
+    schema: dict[str, Any] | None = None
 
 
 class Waitpoints:
@@ -168,6 +176,9 @@ class Waitpoints:
             token = await wp_store.get(conn, spec.token_id or "", lock=True)
             if token is None or token.environment_id != env_id or token.kind != "TOKEN":
                 raise WaitpointNotFound(spec.token_id or "")
+            if spec.schema is not None and token.schema is None and token.status == "PENDING":
+                # a validated wait on a plain token: its completion is checked from now on
+                await wp_store.set_schema(conn, token.id, spec.schema)
             return [token]
         if spec.type == "duration":
             wp_id = new_id("waitpoint", now)
@@ -195,8 +206,9 @@ class Waitpoints:
                 "event_name": spec.event_name,
                 "event_filter": spec.event_filter or {},
                 "event_id": spec.event_id,
-                "schema": spec.schema,
             }
+            if spec.schema is not None:  # left out, not JSON null: "no schema" is SQL NULL
+                values["schema"] = spec.schema
             sent = await self._sent_already(conn, env_id, spec)
             if sent is not None:  # the event it correlates with came first
                 values.update(status=WaitpointStatus.COMPLETED, output=sent, completed_at=dt)
@@ -417,6 +429,7 @@ class Waitpoints:
                 "callback_secret": secrets.token_hex(16),
                 "owner_run_id": owner_run_id,
                 "created_at": to_datetime(now),
+                **({"schema": req.schema} if req.schema is not None else {}),
             },
         )
         return row, False
@@ -450,12 +463,20 @@ class Waitpoints:
             return row
 
     async def complete_token(
-        self, env_id: str, token_id: str, data: Any, *, secret: str | None = None
+        self,
+        env_id: str,
+        token_id: str,
+        data: Any,
+        *,
+        secret: str | None = None,
+        root: str = "data",
     ) -> WaitpointRecord:
         """Complete a token; a second completion changes nothing (the first data stays).
 
         ``secret`` is the callback URL's part, checked instead of an API key.
-        Unknown tokens raise ``WaitpointNotFound``; timed-out ones ``ConflictError``.
+        Unknown tokens raise ``WaitpointNotFound``; timed-out ones ``ConflictError``;
+        data a validated token's schema refuses ``PayloadValidationError`` naming
+        the field under ``root`` (the token stays pending).
         """
         woken: set[str] = set()
         async with self.res.db.write() as conn:
@@ -463,7 +484,9 @@ class Waitpoints:
             if secret is None:  # with an API key: a pending token completes in one statement
                 row = await self._complete_pending_token(conn, env_id, token_id, data, woken)
             if row is None:
-                row = await self._complete_checked(conn, env_id, token_id, data, secret, woken)
+                row = await self._complete_checked(
+                    conn, env_id, token_id, data, secret, woken, root
+                )
         await self.wake(woken)
         return row
 
@@ -486,8 +509,10 @@ class Waitpoints:
         data: Any,
         secret: str | None,
         woken: set[str],
+        root: str = "data",
     ) -> WaitpointRecord:
-        """Read the token first: check the callback secret, or say why it cannot complete."""
+        """Read the token first: check the callback secret and the token's schema, or
+        say why it cannot complete."""
         token = await wp_store.get(conn, token_id, lock=True)
         if token is None or token.kind != "TOKEN":
             raise WaitpointNotFound(token_id)
@@ -504,6 +529,9 @@ class Waitpoints:
                 "can no longer be completed"
             )
         if token.status == WaitpointStatus.PENDING:
+            refused = schema_error(token.schema, data, root)
+            if refused is not None:
+                raise refused
             done = await self.resolve_in(
                 conn,
                 token_id,
@@ -560,6 +588,8 @@ class Waitpoints:
         for wp in await wp_store.pending_events(conn, env_id, name, event_id):
             if not matches(wp.event_filter or {}, payload):
                 continue
+            if schema_error(wp.schema, payload) is not None:
+                continue  # a validated wait stays open for a valid event
             output = {"id": event_id, "name": name, "payload": payload}
             done = await self.resolve_in(
                 conn,
@@ -571,6 +601,24 @@ class Waitpoints:
             )
             resolved += done is not None
         return resolved
+
+    async def refusal_of(
+        self, env_id: str, name: str, event_id: str, payload: Any
+    ) -> PayloadValidationError | None:
+        """Why a validated wait addressed by ``event_id`` refuses this event, if one does."""
+        async with self.res.db.read() as conn:
+            waits = await wp_store.pending_events(conn, env_id, name, event_id)
+        for wp in waits:
+            if wp.event_id != event_id or not matches(wp.event_filter or {}, payload):
+                continue
+            refused = schema_error(wp.schema, payload)
+            if refused is not None:
+                return PayloadValidationError(
+                    refused.field,
+                    f"event {name!r} with id {event_id!r} refused by the wait of run "
+                    f"{wp.owner_run_id}: {refused} (nothing recorded; the wait stays open)",
+                )
+        return None
 
     # -- what runs wait on ------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.schedules import Schedules
 from triggerfish.errors import StaleTransition
+from triggerfish.store import queues as queue_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import workers as worker_store
 from triggerfish.store.errors import DuplicateKey
@@ -56,14 +57,18 @@ class Workers:
         name: str,
         concurrency: int,
         tasks: list[dict[str, Any]],
+        environment: dict[str, Any] | None = None,
     ) -> WorkerIdentity:
+        """Record a worker and its tasks. ``environment`` is what the project's
+        configuration declares for its environment (``{"concurrency_limit": n | None}``):
+        the default limit, which a limit set at run time overrides until reset."""
         now = self.res.clock.now()
         worker_id = new_id("worker", now)
         declared = self.schedules.declared(tasks)  # a bad cron refuses the worker (422)
         for tries_left in reversed(range(REGISTER_TRIES)):
             try:
                 await self._store_registration(
-                    env_id, worker_id, version, name, concurrency, tasks, declared, now
+                    env_id, worker_id, version, name, concurrency, tasks, declared, now, environment
                 )
                 break
             except DuplicateKey:
@@ -87,8 +92,13 @@ class Workers:
         tasks: list[dict[str, Any]],
         declared: dict[str, CronSpec],
         now: float,
+        environment: dict[str, Any] | None = None,
     ) -> None:
         async with self.res.db.write() as conn:
+            if environment is not None and "concurrency_limit" in environment:
+                await queue_store.declare_environment_limit(
+                    conn, env_id, environment["concurrency_limit"]
+                )
             await worker_store.upsert_task_versions(conn, env_id, version, tasks, to_datetime(now))
             await self.schedules.sync_declarative(conn, env_id, tasks, declared, now)
             await worker_store.ensure_queues(

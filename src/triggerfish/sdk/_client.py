@@ -75,10 +75,29 @@ __all__ = [  # the names this module has always offered, now defined beside it
 DEFAULT_API_URL = "http://127.0.0.1:3030"
 
 
+def env_setting(name: str) -> str | None:
+    """``TRIGGERFISH_<name>``, else Trigger.dev's ``TRIGGER_<name>``: the first one set.
+
+    So code and deployments written for Trigger.dev's environment
+    (``TRIGGER_SECRET_KEY``, ``TRIGGER_API_URL``, ``TRIGGER_PROJECT_REF``)
+    work unchanged; when both are set, the ``TRIGGERFISH_`` one wins.
+    """
+    return os.environ.get(f"TRIGGERFISH_{name}") or os.environ.get(f"TRIGGER_{name}") or None
+
+
+def key_prefix(key: str) -> str:
+    """A key as it may be shown: its kind and environment and a few characters."""
+    head, _, rest = key.rpartition("_")
+    return f"{head}_{rest[:4]}…" if head else f"{key[:4]}…"
+
+
 class Triggerfish:
     """A client for one environment of a Triggerfish server.
 
-    Reads ``TRIGGERFISH_API_URL`` and ``TRIGGERFISH_SECRET_KEY`` unless given.
+    Reads ``TRIGGERFISH_API_URL``, ``TRIGGERFISH_SECRET_KEY`` and
+    ``TRIGGERFISH_PROJECT_REF`` unless given, else Trigger.dev's
+    ``TRIGGER_API_URL``, ``TRIGGER_SECRET_KEY`` and ``TRIGGER_PROJECT_REF``
+    (the ``TRIGGERFISH_`` name wins when both are set).
     Triggers travel over one WebSocket kept open to the server, everything else
     over HTTP; with ``socket=False`` (or where the socket cannot be opened)
     triggers are HTTP requests too.
@@ -97,19 +116,24 @@ class Triggerfish:
         *,
         timeout: float = 30.0,
         socket: bool = True,
+        project_ref: str | None = None,
     ) -> None:
         # inside a task, the attempt's credential wins over anything in the environment
         attempt_url, credential = _attempt or ("", "")
-        url = api_url or attempt_url or os.environ.get("TRIGGERFISH_API_URL") or DEFAULT_API_URL
-        key = secret_key or credential or os.environ.get("TRIGGERFISH_SECRET_KEY")
+        url = api_url or attempt_url or env_setting("API_URL") or DEFAULT_API_URL
+        key = secret_key or credential or env_setting("SECRET_KEY")
         if not key:
             raise ApiError(
                 401,
                 "no secret key: pass secret_key=... or set TRIGGERFISH_SECRET_KEY "
-                "(`triggerfish dev` prints the dev key)",
+                "(or TRIGGER_SECRET_KEY; `triggerfish dev` prints the dev key)",
             )
+        #: the project this client expects (``whoami`` says which one the key belongs to)
+        self.project_ref = project_ref or env_setting("PROJECT_REF")
         self._transport = _Transport(url, key, timeout, socket)
         self.api_url = self._transport.api_url
+        #: the key this client sends, shortened for display (``triggerfish whoami``)
+        self.key_prefix = key_prefix(key)
         self.tasks = Tasks(self._transport)
         self.runs = Runs(self._transport)
         self.queues = Queues(self._transport)

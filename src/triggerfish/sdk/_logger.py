@@ -16,6 +16,9 @@ LogSink = Callable[[dict[str, Any]], None]
 
 _sink: LogSink | None = None
 _fallback = logging.getLogger("triggerfish.task")
+#: levels in order; lines below ``_min_level`` are dropped (the project's ``log_level``)
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARN": 30, "ERROR": 40}
+_min_level = 0
 
 
 def set_sink(sink: LogSink | None) -> None:
@@ -24,30 +27,41 @@ def set_sink(sink: LogSink | None) -> None:
     _sink = sink
 
 
+def set_level(level: str) -> None:
+    """Drop ``logger`` lines below ``level`` (DEBUG, INFO, WARN or ERROR)."""
+    global _min_level
+    _min_level = _LEVELS[level.upper()]
+
+
 class Logger:
     """Example::
 
     logger.info("charged card", amount=42, currency="EUR")
+
+    The message is positional-only, so any field name is allowed
+    (``logger.info("got", message=payload["message"])``).
     """
 
-    def debug(self, message: str, **fields: Any) -> None:
+    def debug(self, message: str, /, **fields: Any) -> None:
         self._log("DEBUG", message, fields)
 
-    def info(self, message: str, **fields: Any) -> None:
+    def info(self, message: str, /, **fields: Any) -> None:
         self._log("INFO", message, fields)
 
-    def log(self, message: str, **fields: Any) -> None:
+    def log(self, message: str, /, **fields: Any) -> None:
         self._log("INFO", message, fields)
 
-    def warn(self, message: str, **fields: Any) -> None:
+    def warn(self, message: str, /, **fields: Any) -> None:
         self._log("WARN", message, fields)
 
     warning = warn
 
-    def error(self, message: str, **fields: Any) -> None:
+    def error(self, message: str, /, **fields: Any) -> None:
         self._log("ERROR", message, fields)
 
     def _log(self, level: str, message: str, fields: dict[str, Any]) -> None:
+        if _LEVELS[level] < _min_level:
+            return
         safe_fields = json.loads(json.dumps(fields, default=repr)) if fields else {}
         if _sink is not None:
             _sink(

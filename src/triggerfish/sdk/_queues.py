@@ -101,14 +101,28 @@ def _set_concurrency_limit(limit: int | None) -> Call[dict[str, Any]]:
     return Call("PUT", "/api/v1/environment/concurrency", dict, json=body)
 
 
+def _reset_environment_limit() -> Call[dict[str, Any]]:
+    """Drop the limit set at run time: the project configuration's default
+    (``environment_concurrency``) applies again, or no limit."""
+    return Call("DELETE", "/api/v1/environment/concurrency", dict)
+
+
 def _doctor() -> Call[dict[str, Any]]:
     """Queues, limits, workers online and the oldest queued run with its reason."""
     return Call("GET", "/api/v1/doctor", dict)
 
 
+def _whoami() -> Call[dict[str, Any]]:
+    """The key's project and environment:
+    ``{"project": {"ref"}, "environment": {"id", "slug"}}``."""
+    return Call("GET", "/api/v2/whoami", dict)
+
+
 class Environment(Namespace):
-    """``client.environment``: the environment-wide concurrency limit and ``doctor``."""
+    """``client.environment``: the environment-wide concurrency limit, ``doctor``, ``whoami``."""
 
     concurrency, concurrency_async = faces(_concurrency)
     set_concurrency_limit, set_concurrency_limit_async = faces(_set_concurrency_limit)
+    reset_concurrency_limit, reset_concurrency_limit_async = faces(_reset_environment_limit)
     doctor, doctor_async = faces(_doctor)
+    whoami, whoami_async = faces(_whoami)

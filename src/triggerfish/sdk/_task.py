@@ -27,6 +27,7 @@ from triggerfish.sdk._registry import current_registry
 
 if TYPE_CHECKING:
     from triggerfish.sdk._context import Context
+    from triggerfish.sdk._models import BatchHandle
     from triggerfish.sdk._options import TaskTriggerOptions, TriggerOptions, WaitOptions
     from triggerfish.sdk._wait import BatchItem, WaitResult, WaitResults
 
@@ -109,8 +110,11 @@ class Task(Generic[P, R]):
         queue: Queue,
         catch_error: CatchError | None,
         on_event: str | None,
+        explicit: frozenset[str] = frozenset({"retry", "max_duration", "machine"}),
     ) -> None:
         self.fn = fn
+        #: the settings the decorator gave (the project configuration fills the others)
+        self.explicit = explicit
         self.id = id
         self.retry = retry
         self.max_duration = max_duration
@@ -124,6 +128,22 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task {self.id!r} ({self.qualname})>"
+
+    def apply_defaults(
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        max_duration: float | None = None,
+        machine: str | None = None,
+    ) -> None:
+        """The project configuration's defaults, for what the decorator left unset
+        (a trigger's own options still win over both)."""
+        if retry is not None and "retry" not in self.explicit:
+            self.retry = retry
+        if max_duration is not None and "max_duration" not in self.explicit:
+            self.max_duration = max_duration
+        if machine is not None and "machine" not in self.explicit:
+            self.machine = machine
 
     # -- payloads -----------------------------------------------------------------
 
@@ -194,6 +214,50 @@ class Task(Generic[P, R]):
         rest: TriggerOptions = options
         return await client.tasks.trigger_async(self.id, self.dump_payload(payload), **rest)
 
+    def batch_trigger(
+        self, items: list[P | BatchItem], **options: Unpack[TaskTriggerOptions]
+    ) -> BatchHandle:
+        """Queue one run of this task per item, in one call; the batch's handle at once.
+
+        Items are payloads, or :class:`~triggerfish.BatchItem` with their own
+        options (which win over ``options``, shared by every item). Up to 1,000
+        items; the server triggers them in one transaction.
+
+        Example::
+
+            batch = send_email.batch_trigger([{"to": a} for a in addresses], tags=["bulk"])
+            print(batch.id, len(batch.run_ids))
+        """
+        from triggerfish.sdk._client import resolve_client
+
+        client = resolve_client(options.pop("client", None))
+        return client.tasks.batch_trigger(self._batch_items(items, dict(options)))
+
+    async def batch_trigger_async(
+        self, items: list[P | BatchItem], **options: Unpack[TaskTriggerOptions]
+    ) -> BatchHandle:
+        """``batch_trigger`` for async apps: ``await my_task.batch_trigger_async(items)``."""
+        from triggerfish.sdk._client import resolve_client
+
+        client = resolve_client(options.pop("client", None))
+        return await client.tasks.batch_trigger_async(self._batch_items(items, dict(options)))
+
+    def _batch_items(
+        self, items: list[P | BatchItem], shared: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        from triggerfish.sdk._wait import BatchItem
+
+        out = []
+        for item in items:
+            if isinstance(item, BatchItem):
+                payload, own = item.payload, item.options
+            else:
+                payload, own = item, {}
+            out.append(
+                {"task": self.id, "payload": self.dump_payload(payload), "options": shared | own}
+            )
+        return out
+
     # -- triggering from a task and waiting ------------------------------------------
 
     def trigger_and_wait(self, payload: P, **options: Unpack[WaitOptions]) -> WaitResult[R]:
@@ -239,7 +303,7 @@ def task(
     id: str,
     retry: RetryPolicy | None = None,
     max_duration: float | None = None,
-    machine: str = DEFAULT_MACHINE,
+    machine: str | None = None,
     queue: Queue | None = None,
     catch_error: CatchError | None = None,
     on_event: str | None = None,
@@ -249,6 +313,9 @@ def task(
     The function takes the payload and, optionally, a :class:`Context`. Annotate
     the payload with a pydantic model to have it validated when the run is
     triggered. ``def`` and ``async def`` both work.
+
+    ``retry``, ``max_duration`` and ``machine`` left out take the project
+    configuration's defaults (``[tool.triggerfish]``), else the built-in ones.
 
     Example::
 
@@ -263,9 +330,12 @@ def task(
     if max_duration is not None and max_duration <= 0:
         raise InvalidTaskOptions(f"task {id!r}: max_duration must be a positive number of seconds")
     try:
-        check_machine(machine, f"task {id!r}")
+        if machine is not None:
+            check_machine(machine, f"task {id!r}")
     except ValueError as exc:
         raise InvalidTaskOptions(str(exc)) from None
+    given = {"retry": retry, "max_duration": max_duration, "machine": machine}
+    explicit = frozenset(k for k, v in given.items() if v is not None)
 
     def decorate(fn: Callable[..., Any]) -> Task[Any, Any]:
         if not callable(fn):
@@ -275,10 +345,11 @@ def task(
             id=id,
             retry=retry or RetryPolicy(),
             max_duration=max_duration,
-            machine=machine,
+            machine=machine or DEFAULT_MACHINE,
             queue=queue or Queue(f"task/{id}"),
             catch_error=catch_error,
             on_event=on_event,
+            explicit=explicit,
         )
         current_registry().add(made)
         return made

@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
+
+from pydantic import BaseModel, ValidationError
 
 from triggerfish._durations import parse_duration
 from triggerfish.errors import TriggerfishError
@@ -91,10 +93,39 @@ class WaitResult(_Ready, Generic[T]):
 
 @dataclass(frozen=True)
 class WaitToken(_Ready):
-    """A token a human or another system completes: ``id`` for the API, ``url`` for a POST."""
+    """A token a human or another system completes: ``id`` for the API, ``url`` for a POST.
+
+    ``schema`` is the model given to ``wait.create_token(schema=...)``:
+    ``wait.for_token`` hands back an instance of it.
+    """
 
     id: str
     url: str
+    schema: type[BaseModel] | None = field(default=None, compare=False, repr=False)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_schema_of(schema: type[BaseModel], what: str) -> dict[str, Any]:
+    """The JSON Schema the server checks a validated wait's input against."""
+    if not (isinstance(schema, type) and issubclass(schema, BaseModel)):
+        raise TypeError(f"{what} schema=: a pydantic model class, got {schema!r}")
+    return schema.model_json_schema()
+
+
+def _validated(result: WaitResult[Any], schema: type[BaseModel] | None, event: bool) -> Any:
+    """``result`` with its output as a ``schema`` instance (an event's payload)."""
+    if schema is None or not result.ok:
+        return result
+    data = (result.output or {}).get("payload") if event else result.output
+    try:
+        model = schema.model_validate(data)
+    except ValidationError as exc:  # completed before the schema applied
+        error = {"code": "TRIGGER_WAIT_INVALID", "message": str(exc)}
+        return WaitResult(ok=False, error=error, id=result.id)
+    ident = (result.output or {}).get("id") if event else result.id
+    return WaitResult(ok=True, output=model, id=ident)
 
 
 def _seconds_between(until: datetime) -> float:
@@ -177,11 +208,15 @@ class Wait:
         tags: list[str] | str | None = None,
         idempotency_key: str | None = None,
         idempotency_key_ttl: str | float | None = None,
+        schema: type[BaseModel] | None = None,
     ) -> WaitToken:
         """Create a token that a person or system completes later.
 
         ``timeout`` is a duration (``"1h"``, seconds); the token's ``url``
-        completes it with a plain HTTP POST of JSON, no API key needed.
+        completes it with a plain HTTP POST of JSON, no API key needed. With
+        ``schema`` (a pydantic model) the server refuses data that does not
+        satisfy it (422 naming the field; the token stays open), and
+        ``wait.for_token`` hands back a model instance with its defaults.
 
         Example::
 
@@ -200,18 +235,46 @@ class Wait:
                 "idempotency_key": idempotency_key,
                 "idempotency_key_ttl": idempotency_key_ttl,
             }
+            if schema is not None:
+                body["schema"] = json_schema_of(schema, "wait.create_token")
             result = run.call("create_token", body)
             entry = {"seq": seq, "kind": "token.create", "name": "token", "status": "OK"}
             entry["result"] = {"id": result["id"], "url": result["url"]}
             run.journal[seq] = entry
-        return WaitToken(**run.result_of(seq, entry))
+        return WaitToken(**run.result_of(seq, entry), schema=schema)
 
-    def for_token(self, token: WaitToken | str) -> WaitResult[Any]:
-        """Suspend until the token is completed or times out; returns a :class:`WaitResult`."""
+    @overload
+    def for_token(self, token: WaitToken | str, *, schema: None = None) -> WaitResult[Any]: ...
+
+    @overload
+    def for_token(self, token: WaitToken | str, *, schema: type[M]) -> WaitResult[M]: ...
+
+    def for_token(
+        self, token: WaitToken | str, *, schema: type[BaseModel] | None = None
+    ) -> WaitResult[Any]:
+        """Suspend until the token is completed or times out; returns a :class:`WaitResult`.
+
+        With ``schema`` (or a token made with ``create_token(schema=...)``) the
+        output is an instance of that pydantic model; data that does not satisfy
+        it is refused to whoever completes the token (422), and the wait stays open.
+
+        Example::
+
+            class Review(BaseModel):
+                response: str = Field(min_length=1)
+                approved: bool = True
+
+            token = wait.create_token(timeout="7d", schema=Review)
+            review = wait.for_token(token).unwrap()   # a Review
+        """
         token_id = token.id if isinstance(token, WaitToken) else str(token)
-        return self._suspend(
-            current("wait.for_token"), "token.wait", "token", {"type": "token", "id": token_id}
-        )
+        if schema is None and isinstance(token, WaitToken):
+            schema = token.schema
+        spec: dict[str, Any] = {"type": "token", "id": token_id}
+        if schema is not None:
+            spec["schema"] = json_schema_of(schema, "wait.for_token")
+        result = self._suspend(current("wait.for_token"), "token.wait", "token", spec)
+        return _validated(result, schema, event=False)  # type: ignore[no-any-return]
 
     def complete_token(self, token: WaitToken | str, data: Any = None) -> Awaitable[None]:
         """Complete a token with ``data`` (JSON); completing it again changes nothing.
@@ -231,6 +294,7 @@ class Wait:
 
     # -- events -----------------------------------------------------------------
 
+    @overload
     def for_event(
         self,
         name: str,
@@ -238,7 +302,29 @@ class Wait:
         timeout: str | float | None = None,
         *,
         id: str | None = None,
-    ) -> WaitResult[dict[str, Any]]:
+        schema: None = None,
+    ) -> WaitResult[dict[str, Any]]: ...
+
+    @overload
+    def for_event(
+        self,
+        name: str,
+        match: dict[str, Any] | None = None,
+        timeout: str | float | None = None,
+        *,
+        id: str | None = None,
+        schema: type[M],
+    ) -> WaitResult[M]: ...
+
+    def for_event(
+        self,
+        name: str,
+        match: dict[str, Any] | None = None,
+        timeout: str | float | None = None,
+        *,
+        id: str | None = None,
+        schema: type[BaseModel] | None = None,
+    ) -> WaitResult[Any]:
         """Suspend until an event ``name`` whose payload contains ``match`` is sent.
 
         With ``id`` only the event sent with that id resumes it
@@ -246,6 +332,13 @@ class Wait:
         approval request's); one sent before the wait began counts too.
         Returns a :class:`WaitResult`: ``output`` is ``{"id", "name",
         "payload"}``; after ``timeout`` it is not ok.
+
+        With ``schema`` (a pydantic model) only a payload that satisfies it
+        completes the wait, and ``output`` is the payload as a model instance
+        (``id`` is the event's id). An event addressed to the wait by ``id``
+        whose payload does not satisfy it is refused to its sender (422 naming
+        the field, nothing recorded) and the wait stays open; other waits for
+        the name simply stay open.
 
         Example::
 
@@ -258,9 +351,12 @@ class Wait:
             if not isinstance(id, str) or not 0 < len(id) <= 128:
                 raise ValueError("wait.for_event id=: a string of 1 to 128 characters")
             spec["id"] = id
+        if schema is not None:
+            spec["schema"] = json_schema_of(schema, "wait.for_event")
         if timeout is not None:
             spec["timeout"] = parse_duration(timeout)
-        return self._suspend(current("wait.for_event"), "event.wait", name, spec)
+        result = self._suspend(current("wait.for_event"), "event.wait", name, spec)
+        return _validated(result, schema, event=True)  # type: ignore[no-any-return]
 
     def _suspend(
         self, run: DurableRun, kind: str, name: str, spec: dict[str, Any]

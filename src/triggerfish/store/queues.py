@@ -7,7 +7,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.states import RunStatus
@@ -89,8 +101,41 @@ _ENV_LIMIT_LOCKED = _ENV_LIMIT.with_for_update()
 
 
 async def set_environment_limit(conn: AsyncConnection, env_id: str, limit: int | None) -> None:
+    """A limit set at run time: it wins over the configured default until reset."""
     await conn.execute(
-        update(environments).where(environments.c.id == env_id).values(concurrency_limit=limit)
+        update(environments)
+        .where(environments.c.id == env_id)
+        .values(concurrency_limit=limit, concurrency_limit_overridden=True)
+    )
+
+
+async def reset_environment_limit(conn: AsyncConnection, env_id: str) -> None:
+    """Back to the configured default (none: no limit)."""
+    await conn.execute(
+        update(environments)
+        .where(environments.c.id == env_id)
+        .values(
+            concurrency_limit=environments.c.concurrency_limit_default,
+            concurrency_limit_overridden=False,
+        )
+    )
+
+
+async def declare_environment_limit(
+    conn: AsyncConnection, env_id: str, default: int | None
+) -> None:
+    """The project configuration's default; it applies unless a run-time limit is set."""
+    value = bindparam("default", default, type_=Integer)
+    await conn.execute(
+        update(environments)
+        .where(environments.c.id == env_id)
+        .values(
+            concurrency_limit_default=value,
+            concurrency_limit=case(
+                (environments.c.concurrency_limit_overridden, environments.c.concurrency_limit),
+                else_=value,
+            ),
+        )
     )
 
 

@@ -53,6 +53,10 @@ environments = Table(
     Column("created_at", DateTime, nullable=False),
     # caps the runs holding a worker slot across every queue; None: no cap
     Column("concurrency_limit", Integer),
+    # the project configuration's default for concurrency_limit (declared by workers);
+    # a limit set at run time wins over it until reset
+    Column("concurrency_limit_default", Integer),
+    Column("concurrency_limit_overridden", Boolean, nullable=False, server_default=text("false")),
     UniqueConstraint("project_id", "slug"),
 )
 

@@ -118,9 +118,21 @@ _COMPLETE = (
     )
     .returning(*waitpoints.c)
 )
+#: tokens with a schema are read and checked first (``Waitpoints._complete_checked``)
 _COMPLETE_TOKEN = _COMPLETE.where(
-    waitpoints.c.kind == "TOKEN", waitpoints.c.environment_id == bindparam("env")
+    waitpoints.c.kind == "TOKEN",
+    waitpoints.c.environment_id == bindparam("env"),
+    waitpoints.c.schema.is_(None),
 )
+
+
+async def set_schema(conn: AsyncConnection, waitpoint_id: str, schema: dict[str, Any]) -> None:
+    """Give a pending token the JSON Schema its completion must satisfy."""
+    await conn.execute(
+        update(waitpoints)
+        .where(waitpoints.c.id == waitpoint_id, waitpoints.c.status == PENDING)
+        .values(schema=schema)
+    )
 
 
 async def lock_waiters(conn: AsyncConnection, waitpoint_id: str) -> list[Row[Any]]:

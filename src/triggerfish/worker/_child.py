@@ -128,11 +128,13 @@ def main(conn: Connection, root: str, dirs: list[str]) -> None:
     from triggerfish.worker.discovery import ProjectConfig, load_registry
 
     try:
-        registry = load_registry(ProjectConfig(root=Path(root), dirs=dirs))
+        config = ProjectConfig.load(Path(root), dirs)
+        registry = load_registry(config)
     except Exception as exc:
         send(conn, ("import_error", str(exc)))
         return
     _logger.set_sink(lambda record: send(conn, ("log", record)))
+    _logger.set_level(config.log_level)
     attempts = _Attempts(conn, registry)
     send(conn, ("ready", os.getpid()))
     while True:

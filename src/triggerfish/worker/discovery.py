@@ -8,10 +8,18 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from triggerfish._domain.machines import check_machine
+from triggerfish._domain.retry import RetryPolicy
+from triggerfish._durations import parse_duration
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
 
 DEFAULT_DIRS = ["tasks"]
+#: the project configuration file beside (or instead of) ``[tool.triggerfish]``
+CONFIG_FILE = "triggerfish.toml"
+LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
+_KEYS = ("dirs", "retry", "machine", "max_duration", "log_level", "environment_concurrency")
 
 
 class DiscoveryError(Exception):
@@ -20,26 +28,49 @@ class DiscoveryError(Exception):
 
 @dataclass(frozen=True)
 class ProjectConfig:
-    """``[tool.triggerfish]`` of the project's ``pyproject.toml``."""
+    """The project's configuration: ``[tool.triggerfish]`` of ``pyproject.toml``, or
+    ``triggerfish.toml`` (top-level keys); both at once is an error.
+
+    Every setting is optional. ``retry``, ``machine`` and ``max_duration`` are
+    defaults for tasks whose decorator leaves them out (a trigger's own options
+    win over both); ``log_level`` drops ``logger`` lines below it;
+    ``environment_concurrency`` is the environment's concurrency limit unless
+    one is set at run time (``queues env-limit``), until that is reset.
+    """
 
     root: Path
     dirs: list[str] = field(default_factory=lambda: list(DEFAULT_DIRS))
+    retry: RetryPolicy | None = None
+    machine: str | None = None
+    max_duration: float | None = None
+    log_level: str = "INFO"
+    environment_concurrency: int | None = None
+    #: the file the settings came from (None: no configuration)
+    source: Path | None = None
 
     @classmethod
     def load(cls, root: Path, dirs: list[str] | None = None) -> ProjectConfig:
         root = root.resolve()
-        configured: list[str] = list(DEFAULT_DIRS)
-        pyproject = root / "pyproject.toml"
-        if pyproject.is_file():
-            with pyproject.open("rb") as fh:
-                section = tomllib.load(fh).get("tool", {}).get("triggerfish", {})
-            value = section.get("dirs", configured)
-            if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
-                raise DiscoveryError(
-                    f"{pyproject}: [tool.triggerfish] dirs must be a list of folder names"
-                )
-            configured = value
-        return cls(root=root, dirs=dirs or configured)
+        section, source = _read(root)
+        where = f"{source} [tool.triggerfish]" if source and source.name != CONFIG_FILE else source
+        unknown = sorted(set(section) - set(_KEYS))
+        if unknown:
+            raise DiscoveryError(
+                f"{where}: unknown setting {unknown[0]!r}; the settings are {', '.join(_KEYS)}"
+            )
+        configured = section.get("dirs", list(DEFAULT_DIRS))
+        if not isinstance(configured, list) or not all(isinstance(d, str) for d in configured):
+            raise DiscoveryError(f"{where}: dirs must be a list of folder names")
+        return cls(
+            root=root,
+            dirs=dirs or configured,
+            retry=_retry(section.get("retry"), where),
+            machine=_machine(section.get("machine"), where),
+            max_duration=_max_duration(section.get("max_duration"), where),
+            log_level=_log_level(section.get("log_level", "INFO"), where),
+            environment_concurrency=_env_limit(section.get("environment_concurrency"), where),
+            source=source,
+        )
 
     def task_files(self) -> list[Path]:
         files: list[Path] = []
@@ -47,11 +78,92 @@ class ProjectConfig:
             folder = (self.root / name).resolve()
             if not folder.is_dir():
                 raise DiscoveryError(
-                    f"task folder {folder} does not exist; create it or set "
-                    "[tool.triggerfish] dirs in pyproject.toml (or pass --dir)"
+                    f"task folder {folder} does not exist; create it or set dirs in "
+                    f"[tool.triggerfish] of pyproject.toml or in {CONFIG_FILE} (or pass --dir)"
                 )
             files.extend(p for p in sorted(folder.rglob("*.py")) if "__pycache__" not in p.parts)
         return files
+
+
+def _read(root: Path) -> tuple[dict[str, Any], Path | None]:
+    """The configuration's settings and the file they are in."""
+    found: list[tuple[dict[str, Any], Path]] = []
+    pyproject = root / "pyproject.toml"
+    if pyproject.is_file():
+        section = _toml(pyproject).get("tool", {}).get("triggerfish")
+        if section is not None:
+            found.append((section, pyproject))
+    own = root / CONFIG_FILE
+    if own.is_file():
+        found.append((_toml(own), own))
+    if len(found) > 1:
+        raise DiscoveryError(
+            f"two project configurations: [tool.triggerfish] in {pyproject} and {own}; "
+            "keep one of them"
+        )
+    if not found:
+        return {}, None
+    section, source = found[0]
+    if not isinstance(section, dict):
+        raise DiscoveryError(f"{source}: [tool.triggerfish] must be a table")
+    return section, source
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise DiscoveryError(f"{path}: not valid TOML ({exc})") from None
+
+
+def _retry(value: Any, where: object) -> RetryPolicy | None:
+    if value is None:
+        return None
+    fields = ("max_attempts", "factor", "min_delay", "max_delay", "jitter")
+    if not isinstance(value, dict) or set(value) - set(fields):
+        raise DiscoveryError(f"{where}: retry is a table of {', '.join(fields)}")
+    try:
+        return RetryPolicy(**value)
+    except (TypeError, ValueError) as exc:
+        raise DiscoveryError(f"{where}: {exc}") from None
+
+
+def _machine(value: Any, where: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        check_machine(str(value), f"{where}: machine")
+    except ValueError as exc:
+        raise DiscoveryError(str(exc)) from None
+    return str(value)
+
+
+def _max_duration(value: Any, where: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise DiscoveryError(f"{where}: max_duration: {exc}") from None
+    if seconds <= 0:
+        raise DiscoveryError(f"{where}: max_duration must be positive")
+    return seconds
+
+
+def _log_level(value: Any, where: object) -> str:
+    level = str(value).upper().replace("WARNING", "WARN")
+    if level not in LOG_LEVELS:
+        raise DiscoveryError(f"{where}: log_level is one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _env_limit(value: Any, where: object) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise DiscoveryError(f"{where}: environment_concurrency is a whole number, 0 or more")
+    return value
 
 
 def module_name(root: Path, path: Path) -> str:
@@ -78,6 +190,10 @@ def load_registry(config: ProjectConfig) -> TaskRegistry:
                     importlib.import_module(name)
             except Exception as exc:
                 raise DiscoveryError(f"importing {path} failed: {exc!r}") from exc
+    for task in registry:
+        task.apply_defaults(
+            retry=config.retry, max_duration=config.max_duration, machine=config.machine
+        )
     return registry
 
 

@@ -126,6 +126,7 @@ class Worker:
                 "name": self.options.name or f"{socket.gethostname()}:{os.getpid()}",
                 "concurrency": self.options.concurrency,
                 "tasks": [t.manifest() for t in registry],
+                "environment": {"concurrency_limit": self.config.environment_concurrency},
             }
         )
         self.worker_id = registered["worker_id"]
