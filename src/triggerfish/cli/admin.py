@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from triggerfish.cli._common import console, fail, run_async, with_engine
-from triggerfish.config import ServerSettings
+from triggerfish.cli._common import admin_settings, console, fail, run_async, with_engine
 
 if TYPE_CHECKING:
     from triggerfish.engine import Engine
@@ -25,11 +24,13 @@ def migrate() -> None:
     from triggerfish.store.db import Database
     from triggerfish.store.migrate import upgrade
 
+    settings = admin_settings()
+
     async def go() -> str:
-        db = Database(ServerSettings().database_url)
+        db = Database(settings.database_url)
         try:
             await upgrade(db)
-            engine = Engine.create(ServerSettings())
+            engine = Engine.create(settings)
             try:
                 await engine.environments.bootstrap()
             finally:

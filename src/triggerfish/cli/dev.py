@@ -194,6 +194,14 @@ class DevSession:
             await asyncio.sleep(0.05)
         return None
 
+    def try_line(self, key: str, tasks: list[str] | None) -> str:
+        """A command that triggers a task of this server, to paste in another shell."""
+        task = tasks[0] if tasks else "TASK_ID"
+        return (
+            f"TRIGGERFISH_API_URL={self.api_url} TRIGGERFISH_SECRET_KEY={key} "
+            f"{cli_command()} trigger {task} --payload '{{}}' --wait"
+        )
+
     def banner(self, key: str, tasks: list[str] | None) -> None:
         console.print("[bold green]Triggerfish dev server[/]")
         console.print(f"  API          {self.api_url}")
@@ -208,10 +216,21 @@ class DevSession:
         console.print(f"  Database     {self.state / 'dev.db'}")
         console.print(f"  Worker log   {self.log_dir / 'worker.log'}")
         console.print(
-            f"  Try          TRIGGERFISH_SECRET_KEY={key} triggerfish trigger TASK_ID "
-            "--payload '{}' --wait"
+            f"  Try          {self.try_line(key, tasks)}", soft_wrap=True, highlight=False
         )
         console.print("[dim]Ctrl-C stops everything.[/]")
+
+
+def cli_command() -> str:
+    """How to call this command line from another shell: its name when it is on
+    PATH, else the full path of the script beside this Python (a venv not activated)."""
+    import shutil
+
+    beside = Path(sys.executable).parent / "triggerfish"
+    found = shutil.which("triggerfish")
+    if found and (not beside.exists() or Path(found).resolve() == beside.resolve()):
+        return "triggerfish"
+    return str(beside) if beside.exists() else f"{sys.executable} -m triggerfish.cli.main"
 
 
 async def run_dev(config: ProjectConfig, host: str, port: int, concurrency: int) -> None:

@@ -7,11 +7,14 @@ from typing import Annotated
 
 import typer
 
-from triggerfish.cli import admin, processes, queues, runs, schedules, tokens, users, webhooks
+from triggerfish.cli import _shared, admin, processes, queues, runs, schedules, tokens, users, webhooks
 from triggerfish.cli._common import fail, loop_factory, port_is_free
+from triggerfish.cli._shared import shared_options
 
 app = typer.Typer(
-    help="Triggerfish: durable background jobs and workflows for Python.",
+    help="Triggerfish: durable background jobs and workflows for Python.\n\n"
+    "Exit codes: 0 done (a waited-for run COMPLETED); 1 an error, or the run ended in "
+    "another final status; 2 a usage error; 3 gave up waiting; 4 no server answered.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -55,6 +58,40 @@ def dev(
         raise fail(f"port {port} on {host} is taken; choose another with --port")
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(run_dev(config, host, port, concurrency))
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show tracebacks [env: TRIGGERFISH_DEBUG=1]")
+    ] = False,
+) -> None:
+    """The options before any command."""
+    _shared.ROOT_DEBUG = debug  # read by each command (cli/_shared.py)
+
+
+#: commands that run here rather than ask a server (no --api-url, --env)
+LOCAL = {"dev", "server", "worker", "init", "db", "keys", "environments", "users"}
+#: local commands that print data (so take --json)
+LOCAL_DATA = {"keys", "environments"}
+
+
+def _share_options(group: typer.Typer, path: str) -> None:
+    for command in group.registered_commands:
+        name = command.name or (command.callback.__name__ if command.callback else "")
+        top = path or name
+        if command.callback is not None:
+            command.callback = shared_options(
+                command.callback,
+                remote=top not in LOCAL,
+                prints_data=top not in LOCAL or top in LOCAL_DATA,
+            )
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _share_options(sub.typer_instance, path or sub.name or "")
+
+
+_share_options(app, "")
 
 
 if __name__ == "__main__":

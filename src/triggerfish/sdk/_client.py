@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from triggerfish.errors import ApiError
+from triggerfish.errors import ApiError, WrongEnvironment, key_environment
 from triggerfish.sdk._events import Events
 from triggerfish.sdk._kv import Kv
 from triggerfish.sdk._models import (
@@ -80,7 +80,13 @@ class Triggerfish:
     Reads ``TRIGGERFISH_API_URL`` and ``TRIGGERFISH_SECRET_KEY`` unless given.
     Triggers travel over one WebSocket kept open to the server, everything else
     over HTTP; with ``socket=False`` (or where the socket cannot be opened)
-    triggers are HTTP requests too.
+    triggers are HTTP requests too. With ``env="staging"`` the key must be one
+    of that environment's (:class:`~triggerfish.errors.WrongEnvironment` if not).
+
+    Errors are typed (``triggerfish.errors``): no server at the URL raises
+    :class:`~triggerfish.errors.ServerUnreachable`, a key the server does not
+    take :class:`~triggerfish.errors.KeyRejected`, any other refusal
+    :class:`~triggerfish.errors.ApiError` with its status.
 
     Example::
 
@@ -96,6 +102,7 @@ class Triggerfish:
         *,
         timeout: float = 30.0,
         socket: bool = True,
+        env: str | None = None,
     ) -> None:
         # inside a task, the attempt's credential wins over anything in the environment
         attempt_url, credential = _attempt or ("", "")
@@ -107,6 +114,8 @@ class Triggerfish:
                 "no secret key: pass secret_key=... or set TRIGGERFISH_SECRET_KEY "
                 "(`triggerfish dev` prints the dev key)",
             )
+        if env is not None and key_environment(key) not in (None, env):
+            raise WrongEnvironment(env, key)
         self._transport = _Transport(url, key, timeout, socket)
         self.api_url = self._transport.api_url
         self.tasks = Tasks(self._transport)
