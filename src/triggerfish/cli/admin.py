@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from triggerfish.cli._common import admin_settings, console, fail, run_async, with_engine
+from triggerfish.cli._common import (
+    admin_settings,
+    console,
+    fail,
+    run_async,
+    set_result,
+    with_engine,
+)
 
 if TYPE_CHECKING:
     from triggerfish.engine import Engine
@@ -54,6 +61,7 @@ def create_key(
         return key, row.id
 
     key, key_id = run_async(lambda: with_engine(go))
+    set_result({"id": key_id, "environment": env, "name": name, "key": key})
     console.print(f"[bold]{key}[/]")
     console.print(f"id {key_id}")
     console.print("[dim]Only a hash of this key is stored: it will not be shown again.[/]")
@@ -78,10 +86,14 @@ def list_keys() -> None:
         ]
 
     table = Table(header_style="bold")
-    for column in ("ID", "Env", "Key", "Name", "Created", "Revoked"):
+    columns = ("ID", "Env", "Key", "Name", "Created", "Revoked")
+    for column in columns:
         table.add_column(column)
-    for row in run_async(lambda: with_engine(go)):
+    rows = run_async(lambda: with_engine(go))
+    for row in rows:
         table.add_row(*row)
+    fields = ("id", "environment", "display", "name", "createdAt", "revokedAt")
+    set_result({"data": [dict(zip(fields, row, strict=True)) for row in rows]})
     console.print(table)
 
 

@@ -84,23 +84,44 @@ def list_runs(
         api_url,
         secret_key,
     )
-    table = Table(title="Runs", header_style="bold")
-    for column in ("ID", "Task", "Status", "Attempts", "Created", "Duration", "Tags", "Waiting"):
-        table.add_column(column)
-    for run in page.data:
-        table.add_row(
-            run.id,
-            run.task_identifier,
-            _status(run.status),
-            str(run.attempt_count or "-"),
-            _when(run.created_at),
-            f"{run.duration_ms / 1000:.2f}s" if run.duration_ms else "-",
-            ", ".join(run.tags),
-            run.wait_reason.code if run.wait_reason else "",
-        )
-    console.print(table)
+    console.print(runs_table(page.data, console.width))
     if page.next_cursor:
         console.print(f"more: [dim]triggerfish runs list --after {page.next_cursor}[/]")
+
+
+#: the list's columns, most wanted first: at a narrow width the last ones go, never the id
+_COLUMNS = ("ID", "Status", "Task", "Attempts", "Created", "Duration", "Waiting", "Tags")
+
+
+def runs_table(runs: list[Run], width: int) -> Table:
+    """The runs as a table of ``width`` columns at most: every id in full (a cut id
+    cannot be pasted), dropping the columns at the end of ``_COLUMNS`` first."""
+    rows = [
+        {
+            "ID": run.id,
+            "Status": run.status,
+            "Task": run.task_identifier,
+            "Attempts": "-" if run.attempt_count is None else str(run.attempt_count),
+            "Created": _when(run.created_at),
+            "Duration": f"{run.duration_ms / 1000:.2f}s" if run.duration_ms else "-",
+            "Waiting": run.wait_reason.code if run.wait_reason else "",
+            "Tags": ", ".join(run.tags),
+        }
+        for run in runs
+    ]
+
+    def needed(column: str) -> int:  # the widest cell, and rich's padding and border
+        return max([len(column), *(len(r[column]) for r in rows)]) + 3
+
+    shown = list(_COLUMNS)
+    while len(shown) > 1 and sum(needed(c) for c in shown) + 1 > width:
+        shown.pop()
+    table = Table(title="Runs", header_style="bold")
+    for column in shown:
+        table.add_column(column, no_wrap=column in ("ID", "Status"), min_width=needed(column) - 3)
+    for row in rows:
+        table.add_row(*(_status(row[c]) if c == "Status" else row[c] for c in shown))
+    return table
 
 
 @app.command("replay")

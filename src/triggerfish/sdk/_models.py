@@ -72,7 +72,9 @@ class Run(BaseModel):
     error: RunError | None = None
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] | None = None
-    attempt_count: int = Field(default=0, alias="attemptCount")
+    #: attempts so far; None where the answer does not say (a list row of a server
+    #: that does not count them)
+    attempt_count: int | None = Field(default=None, alias="attemptCount")
     attempts: list[Attempt] = Field(default_factory=list)
     is_completed: bool = Field(alias="isCompleted")
     is_success: bool = Field(alias="isSuccess")
