@@ -37,6 +37,12 @@ class Live:
     http: httpx.AsyncClient = field(default_factory=httpx.AsyncClient)
 
     @property
+    def clock(self) -> ManualClock:
+        clock = self.engine.res.clock
+        assert isinstance(clock, ManualClock)
+        return clock
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
@@ -61,8 +67,10 @@ class Live:
         assert r.status_code == 200, r.text
         return r.json()
 
-    async def register(self, tasks: list[dict[str, Any]] | None = None) -> None:
-        body = {"version": "v1", "name": "w", "concurrency": 4, "tasks": tasks or [MANIFEST]}
+    async def register(
+        self, tasks: list[dict[str, Any]] | None = None, version: str = "v1"
+    ) -> None:
+        body = {"version": version, "name": "w", "concurrency": 4, "tasks": tasks or [MANIFEST]}
         self.worker_id = (await self.post("/worker/v1/register", body))["worker_id"]
 
     async def trigger(self, task: str = "job", payload: Any = None) -> str:

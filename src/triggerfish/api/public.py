@@ -35,6 +35,13 @@ async def trigger_task(
     return trigger_answer(await engine.enqueue.trigger(env.id, trigger))
 
 
+@router.get("/api/v1/tasks", tags=["tasks"])
+async def list_tasks(engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """The tasks workers registered in this environment, newest version's settings
+    first: file, queue, retry policy, machine, schedule, and every version."""
+    return {"data": [serialize.task_object(t) for t in await engine.workers.registered(env.id)]}
+
+
 @router.get("/api/v3/runs/{run_id}", tags=["runs"])
 async def retrieve_run(run_id: str, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
     detail = await engine.runs.retrieve(env.id, run_id)

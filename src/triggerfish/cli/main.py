@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from triggerfish.cli import _shared, admin, processes, queues, runs, schedules, tokens, users, webhooks
+from triggerfish.cli import (
+    _shared,
+    admin,
+    processes,
+    queues,
+    runs,
+    schedules,
+    tasks,
+    tokens,
+    users,
+    webhooks,
+)
 from triggerfish.cli._common import fail, loop_factory, port_is_free
 from triggerfish.cli._shared import shared_options
 
@@ -19,6 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(runs.app, name="runs")
+app.add_typer(tasks.app, name="tasks")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(queues.app, name="queues")
@@ -26,6 +38,7 @@ app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(users.app, name="users")
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.keys_app, name="keys")
+app.add_typer(admin.envs_app, name="environments")
 app.command("trigger")(runs.trigger)
 app.command("send")(runs.send)
 app.command("doctor")(queues.doctor)

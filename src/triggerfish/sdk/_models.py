@@ -118,6 +118,26 @@ class LogLine(BaseModel):
     fields: dict[str, Any] | None = None
 
 
+class TaskInfo(BaseModel):
+    """A task registered by a worker (``client.tasks.list()``), as its newest
+    version declares it; ``versions`` are newest first."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    id: str
+    file: str | None = None
+    entry: str | None = None
+    queue: dict[str, Any] = Field(default_factory=dict)
+    retry: dict[str, Any] = Field(default_factory=dict)
+    machine: str | None = None
+    max_duration: float | None = Field(default=None, alias="maxDuration")
+    schedule: dict[str, Any] | None = None
+    on_event: str | None = Field(default=None, alias="onEvent")
+    payload_schema: dict[str, Any] | None = Field(default=None, alias="payloadSchema")
+    workers_online: int = Field(default=0, alias="workersOnline")
+    versions: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class BatchHandle(BaseModel):
     """A batch just created: its id and its runs' ids in item order."""
 

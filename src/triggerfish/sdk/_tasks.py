@@ -6,7 +6,7 @@ from typing import Any, Unpack
 from urllib.parse import quote
 
 from triggerfish.sdk._calls import Call, Namespace, faces
-from triggerfish.sdk._models import Batch, BatchHandle
+from triggerfish.sdk._models import Batch, BatchHandle, TaskInfo
 from triggerfish.sdk._options import TriggerOptions, wire_options
 from triggerfish.sdk._task import RunHandle
 
@@ -26,6 +26,14 @@ def _trigger(
         json=body,
         over_socket=("trigger", {"task": task_id, **body}),
     )
+
+
+def _list() -> Call[list[TaskInfo]]:
+    """The tasks workers registered in this environment (file, queue, retry, versions).
+
+    Example: ``[t.id for t in client.tasks.list()]``.
+    """
+    return Call("GET", "/api/v1/tasks", lambda b: [TaskInfo.model_validate(t) for t in b["data"]])
 
 
 def _run_handle(answer: dict[str, Any]) -> RunHandle:
@@ -68,6 +76,7 @@ class Tasks(Namespace):
 
     trigger, trigger_async = faces(_trigger)
     batch_trigger, batch_trigger_async = faces(_batch_trigger)
+    list, list_async = faces(_list)
 
 
 def _retrieve_batch(batch_id: str) -> Call[Batch]:
