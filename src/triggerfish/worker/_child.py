@@ -120,7 +120,7 @@ def _skip_httpx_cli() -> None:
         sys.modules.setdefault("httpx._main", stub)
 
 
-def main(conn: Connection, root: str, dirs: list[str]) -> None:
+def main(conn: Connection, root: str, dirs: list[str], skip_broken: bool = False) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
     _skip_httpx_cli()
@@ -128,7 +128,8 @@ def main(conn: Connection, root: str, dirs: list[str]) -> None:
     from triggerfish.worker.discovery import ProjectConfig, load_registry
 
     try:
-        registry = load_registry(ProjectConfig(root=Path(root), dirs=dirs))
+        config = ProjectConfig(root=Path(root), dirs=dirs, skip_broken=skip_broken)
+        registry = load_registry(config)
     except Exception as exc:
         send(conn, ("import_error", str(exc)))
         return
