@@ -46,6 +46,20 @@ app.command("server")(processes.server)
 app.command("worker")(processes.worker)
 
 
+@app.command("init")
+def init(
+    project: Annotated[Path, typer.Option(help="project root")] = Path("."),
+    api_url: Annotated[
+        str, typer.Option("--api-url", help="the dev server's URL written to .env")
+    ] = "http://127.0.0.1:3030",
+) -> None:
+    """Set Triggerfish up in this project: config, tasks/ with an example, a .env with
+    the dev URL and a dev key, and a route in a FastAPI or Flask app that triggers it."""
+    from triggerfish.cli.init import init as run_init
+
+    run_init(project.resolve(), api_url)
+
+
 @app.command()
 def dev(
     port: Annotated[int, typer.Option(help="port of the dev server")] = 3030,

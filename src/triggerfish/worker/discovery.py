@@ -33,16 +33,26 @@ class ProjectConfig:
     def load(cls, root: Path, dirs: list[str] | None = None) -> ProjectConfig:
         root = root.resolve()
         configured: list[str] = list(DEFAULT_DIRS)
-        pyproject = root / "pyproject.toml"
+        pyproject, own = root / "pyproject.toml", root / "triggerfish.toml"
+        section: dict[str, object] | None = None
+        where = ""
         if pyproject.is_file():
             with pyproject.open("rb") as fh:
-                section = tomllib.load(fh).get("tool", {}).get("triggerfish", {})
-            value = section.get("dirs", configured)
-            if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+                section = tomllib.load(fh).get("tool", {}).get("triggerfish")
+            where = f"{pyproject}: [tool.triggerfish]"
+        if own.is_file():
+            if section is not None:
                 raise DiscoveryError(
-                    f"{pyproject}: [tool.triggerfish] dirs must be a list of folder names"
+                    f"{root} has two Triggerfish configs, [tool.triggerfish] in "
+                    "pyproject.toml and triggerfish.toml; keep one"
                 )
-            configured = value
+            with own.open("rb") as fh:
+                section = tomllib.load(fh)
+            where = str(own)
+        value = (section or {}).get("dirs", configured)
+        if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+            raise DiscoveryError(f"{where} dirs must be a list of folder names")
+        configured = value
         return cls(root=root, dirs=dirs or configured)
 
     def task_files(self) -> list[Path]:
