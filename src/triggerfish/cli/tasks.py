@@ -20,8 +20,12 @@ def list_tasks(
     """Every registered task: file, queue, retry policy, machine, schedule, versions."""
     tasks = call_api(lambda c: c.tasks.list(), api_url, secret_key)
     table = Table(title="Tasks", header_style="bold")
+    widest = max([2, *(len(t.id) for t in tasks)])
     for column in ("ID", "File", "Queue", "Retry", "Machine", "Schedule", "Versions", "Online"):
-        table.add_column(column, no_wrap=column == "ID")
+        # an id is copied into commands: never wrapped nor cut
+        table.add_column(
+            column, no_wrap=column == "ID", min_width=widest if column == "ID" else None
+        )
     for t in tasks:
         retry = t.retry
         table.add_row(
