@@ -270,6 +270,13 @@ class ServerUnreachable(TriggerfishError):
 
     Nothing was sent, so the call had no effect and may simply be made again;
     ``runs.poll`` and ``triggerfish runs logs --follow`` do so until their timeout.
+
+    Example::
+
+        try:
+            handle = client.tasks.trigger("send-email", {"to": to})
+        except ServerUnreachable as exc:
+            log.warning("Triggerfish is down (%s); will retry", exc.url)
     """
 
     def __init__(self, url: str, cause: BaseException | str) -> None:
@@ -287,6 +294,11 @@ class KeyRejected(ApiError):
     The message names the key's environment (read from its ``tr_<env>_`` prefix)
     and the server, since the usual cause is a key of another server or
     environment (a dev key sent to a production server).
+
+    Example::
+
+        except KeyRejected as exc:
+            sys.exit(f"check TRIGGERFISH_SECRET_KEY for {exc.url}")
     """
 
     def __init__(self, url: str, key: str, message: str) -> None:
@@ -303,7 +315,11 @@ class KeyRejected(ApiError):
 
 
 class WrongEnvironment(TriggerfishError):
-    """A command named an environment (``--env``) that the key does not belong to."""
+    """A client was asked for an environment (``env=``, ``--env``) that its key is not of.
+
+    Example: ``Triggerfish(secret_key="tr_dev_…", env="prod")`` raises it at once,
+    before anything is sent.
+    """
 
     def __init__(self, wanted: str, key: str) -> None:
         self.wanted = wanted
