@@ -30,7 +30,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--slow",
         action="store_true",
-        help=f"run the hypothesis tests and state machines with {SLOW_FACTOR}x the examples",
+        help=f"run the hypothesis tests and state machines with {SLOW_FACTOR}x the examples, "
+        "and the tests marked slow",
     )
 
 
@@ -42,8 +43,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """``--slow``: each test may take ``SLOW_FACTOR`` times its usual time limit, as its
-    hypothesis examples are that many times as many."""
+    hypothesis examples are that many times as many; and tests marked ``slow`` run
+    (without it they are skipped, unless chosen with ``-m slow``)."""
     if not config.getoption("--slow"):
+        if "slow" not in (config.getoption("-m") or ""):
+            skip = pytest.mark.skip(reason="a slow test: run with --slow (or -m slow)")
+            for item in items:
+                if item.get_closest_marker("slow") is not None:
+                    item.add_marker(skip)
         return
     default = float(config.getini("timeout") or 0)
     for item in items:

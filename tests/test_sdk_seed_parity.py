@@ -9,29 +9,16 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 import triggerfish
+from tests.test_sdk_calls import Recorder
 from triggerfish import BatchItem, logger
 from triggerfish.cli._common import console
 from triggerfish.cli.runs import print_run
 from triggerfish.sdk import _logger
-from triggerfish.sdk._calls import Call
 from triggerfish.sdk._client import Run, Triggerfish
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
 from triggerfish.sdk._tasks import Tasks
 
 T = TypeVar("T")
-
-
-class Recorder:
-    def __init__(self, answer: Any) -> None:
-        self.answer, self.calls = answer, list[Call[Any]]()
-
-    def send(self, call: Call[T]) -> T:
-        self.calls.append(call)
-        return call.parse(self.answer)
-
-    async def send_async(self, call: Call[T]) -> T:
-        self.calls.append(call)
-        return call.parse(self.answer)
 
 
 class Email(BaseModel):

@@ -26,8 +26,12 @@ Every error the platform raises derives from :class:`TriggerfishError`::
     ├── WaitpointNotFound             no such waitpoint token (404)
     ├── StoreUnavailable
     │   └── SchemaNotMigrated         database needs `triggerfish db migrate`
-    └── ApiError                      client side: the server answered an error
-        └── RunTimeout                client side: a run did not finish in time
+    ├── ApiError                      client side: the server answered an error
+    │   ├── KeyRejected               client side: the server does not take this key (401)
+    │   └── RunTimeout                client side: a run did not finish in time
+    ├── ServerUnreachable             client side: no server answers at the URL
+    ├── ConnectionLost                client side: the connection dropped before the answer
+    └── WrongEnvironment              client side: the key is not one of the environment named
 
 Raised inside task code to steer the run:
 
@@ -259,6 +263,79 @@ class ConnectionLost(TriggerfishError):
             f"the connection to {url} was lost before the server answered {op} ({cause}); "
             "it may have taken effect: to retry a trigger safely, give it an idempotency_key"
         )
+
+
+class ServerUnreachable(TriggerfishError):
+    """No server answered at ``url`` (connection refused, timed out, unknown host).
+
+    Nothing was sent, so the call had no effect and may simply be made again;
+    ``runs.poll`` and ``triggerfish runs logs --follow`` do so until their timeout.
+
+    Example::
+
+        try:
+            handle = client.tasks.trigger("send-email", {"to": to})
+        except ServerUnreachable as exc:
+            log.warning("Triggerfish is down (%s); will retry", exc.url)
+    """
+
+    def __init__(self, url: str, cause: BaseException | str) -> None:
+        self.url = url
+        self.reason = reason = str(cause) or type(cause).__name__
+        super().__init__(
+            f"cannot reach the Triggerfish server at {url} ({reason}); is it running? "
+            "start one with `triggerfish dev`, or point TRIGGERFISH_API_URL (--api-url) at yours"
+        )
+
+
+class KeyRejected(ApiError):
+    """The server at ``url`` does not take the key: unknown there, or revoked.
+
+    The message names the key's environment (read from its ``tr_<env>_`` prefix)
+    and the server, since the usual cause is a key of another server or
+    environment (a dev key sent to a production server).
+
+    Example::
+
+        except KeyRejected as exc:
+            sys.exit(f"check TRIGGERFISH_SECRET_KEY for {exc.url}")
+    """
+
+    def __init__(self, url: str, key: str, message: str) -> None:
+        self.url = url
+        env = key_environment(key)
+        what = f"this {env} key ({key[: len(env) + 8]}…)" if env else "this key"
+        super().__init__(
+            401,
+            f"the server at {url} refused {what}: {message}. It was made by another "
+            "server or database, or for another environment, or it was revoked; "
+            "`triggerfish dev` prints the dev server's key, `triggerfish keys create "
+            "--env ENV` makes one on a server",
+        )
+
+
+class WrongEnvironment(TriggerfishError):
+    """A client was asked for an environment (``env=``, ``--env``) that its key is not of.
+
+    Example: ``Triggerfish(secret_key="tr_dev_…", env="prod")`` raises it at once,
+    before anything is sent.
+    """
+
+    def __init__(self, wanted: str, key: str) -> None:
+        self.wanted = wanted
+        have = key_environment(key) or "unknown"
+        super().__init__(
+            f"--env {wanted} was asked for, but the secret key is a key of environment "
+            f"{have!r}; pass a key of {wanted!r} (`triggerfish keys create --env {wanted}`)"
+        )
+
+
+def key_environment(key: str) -> str | None:
+    """The environment slug a secret key was made for (``tr_<slug>_<random>``), if it says."""
+    parts = key.split("_")
+    if len(parts) == 3 and parts[0] == "tr" and parts[1]:
+        return parts[1]
+    return None
 
 
 class RunTimeout(ApiError):

@@ -79,7 +79,7 @@ def test_dev_serves_reloads_reports_broken_task_files_and_stops_cleanly(tmp_path
         support.wait_for(
             lambda: (
                 "No module named 'no_such_module_here'"
-                in (tmp_path / "dev.out").read_text().partition("the worker stopped")[2]
+                in (tmp_path / "dev.out").read_text().partition("task file not loaded")[2]
             ),
             timeout=60,
             what="dev to report the worker's import error",

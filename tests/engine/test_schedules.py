@@ -10,10 +10,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from triggerfish._domain.filters import RunFilter
+from triggerfish._domain.times import iso_from_epoch
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.resources import ManualClock
-from triggerfish.engine.schedules import ScheduleInput
+from triggerfish.engine.schedules import ScheduleChanges, ScheduleInput
 from triggerfish.errors import InvalidSchedule, ScheduleNotFound, TaskNotFound
 
 NO_RETRY = {"max_attempts": 1, "factor": 1, "min_delay": 0, "max_delay": 0, "jitter": 0}
@@ -201,7 +202,11 @@ async def test_update_delete_activate_deactivate(engine: Engine, clock: ManualCl
     env_id = await register(engine, manifest("sync"), manifest("other"))
     info = await engine.schedules.create(env_id, ScheduleInput("sync", "0 * * * *"))
     updated = await engine.schedules.update(
-        env_id, info.id, ScheduleInput("other", "*/10 * * * *", "Asia/Tokyo", external_id="x")
+        env_id,
+        info.id,
+        ScheduleChanges.of(
+            task_id="other", cron="*/10 * * * *", timezone="Asia/Tokyo", external_id="x"
+        ),
     )
     assert (updated.task_id, updated.cron, updated.timezone) == (
         "other",
@@ -406,7 +411,7 @@ async def test_declarative_schedule_follows_the_registering_workers_code(
 
     # declarative schedules change in code only
     with pytest.raises(InvalidSchedule, match="declarative"):
-        await engine.schedules.update(env_id, info.id, ScheduleInput("report", "0 1 * * *"))
+        await engine.schedules.update(env_id, info.id, ScheduleChanges.of(cron="0 1 * * *"))
     with pytest.raises(InvalidSchedule, match="declarative"):
         await engine.schedules.delete(env_id, info.id)
 
@@ -499,3 +504,42 @@ async def test_a_restarted_server_neither_repeats_nor_skips_a_slot(
         assert payloads[1]["lastTimestamp"] == payloads[0]["timestamp"]
     finally:
         await restarted.close()
+
+
+async def test_an_update_changes_only_the_fields_it_names(engine: Engine) -> None:
+    env_id = await register(engine, manifest("sync"))
+    info = await engine.schedules.create(
+        env_id, ScheduleInput("sync", "0 9 * * *", "Europe/Paris", external_id="c-1")
+    )
+    changed = await engine.schedules.update(env_id, info.id, ScheduleChanges.of(cron="0 10 * * *"))
+    assert (changed.cron, changed.timezone, changed.external_id, changed.task_id) == (
+        "0 10 * * *",
+        "Europe/Paris",
+        "c-1",
+        "sync",
+    )
+    cleared = await engine.schedules.update(
+        env_id, info.id, ScheduleChanges.of(timezone=None, external_id=None)
+    )
+    assert (cleared.cron, cleared.timezone, cleared.external_id) == ("0 10 * * *", "UTC", None)
+
+
+async def test_a_schedule_triggered_by_hand_gets_a_slot_payload_and_keeps_its_timetable(
+    engine: Engine, clock: ManualClock
+) -> None:
+    env_id = await register(engine, manifest("sync"), manifest("nightly", cron="0 3 * * *"))
+    info = await engine.schedules.create(
+        env_id, ScheduleInput("sync", "0 9 * * *", "Asia/Tokyo", external_id="c-1")
+    )
+    result = await engine.schedules.trigger_now(env_id, info.id)
+    [payload] = await scheduled_runs(engine, env_id, "sync")
+    assert payload["scheduleId"] == info.id and payload["externalId"] == "c-1"
+    assert payload["timestamp"] == iso_from_epoch(clock.now())
+    assert payload["timezone"] == "Asia/Tokyo" and payload["upcoming"]
+    assert (await engine.schedules.retrieve(env_id, info.id)).next_run == info.next_run
+    assert not result.is_cached
+    [declarative], _ = await engine.schedules.page(env_id, page=1, per_page=10, task_id="nightly")
+    await engine.schedules.trigger_now(env_id, declarative.id)  # declarative ones too
+    assert len(await scheduled_runs(engine, env_id, "nightly")) == 1
+    with pytest.raises(ScheduleNotFound):
+        await engine.schedules.trigger_now(env_id, "sched_nope")

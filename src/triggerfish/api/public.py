@@ -48,6 +48,13 @@ def run_token_header(engine: Any, env: Any, request: Request, run_id: str) -> di
     return {"x-trigger-jwt": engine.public_tokens.sign(env, key, [f"read:runs:{run_id}"], 3600)}
 
 
+@router.get("/api/v1/tasks", tags=["tasks"])
+async def list_tasks(engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """The tasks workers registered in this environment, newest version's settings
+    first: file, queue, retry policy, machine, schedule, and every version."""
+    return {"data": [serialize.task_object(t) for t in await engine.workers.registered(env.id)]}
+
+
 @router.get("/api/v3/runs/{run_id}", tags=["runs"])
 async def retrieve_run(run_id: str, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
     detail = await engine.runs.retrieve(env.id, run_id)

@@ -16,6 +16,7 @@ from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.schedules import (
+    ScheduleChanges,
     ScheduleInfo,
     ScheduleInput,
     Schedules,
@@ -29,17 +30,20 @@ _ENV_TYPES = {"dev": "DEVELOPMENT", "prod": "PRODUCTION", "staging": "STAGING"}
 
 
 class UpdateScheduleBody(BaseModel):
-    """``PUT /api/v1/schedules/{ref}``; unknown fields (``window``) are ignored."""
+    """``PUT /api/v1/schedules/{ref}``: a field left out keeps its value (the time
+    zone and external id too); unknown fields (``window``) are ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
-    task: str = Field(min_length=1, max_length=128)
-    cron: str = Field(min_length=1, max_length=200)
+    task: str | None = Field(default=None, min_length=1, max_length=128)
+    cron: str | None = Field(default=None, min_length=1, max_length=200)
     timezone: str | None = Field(default=None, max_length=64)
     externalId: str | None = Field(default=None, max_length=512)
 
 
 class CreateScheduleBody(UpdateScheduleBody):
+    task: str = Field(min_length=1, max_length=128)
+    cron: str = Field(min_length=1, max_length=200)
     deduplicationKey: str | None = Field(default=None, min_length=1, max_length=512)
 
 
@@ -74,7 +78,18 @@ async def run_schedule_field(
     return {k: data[k] for k in ("id", "externalId", "deduplicationKey", "generator") if k in data}
 
 
-def _input(body: UpdateScheduleBody, dedup: str | None = None) -> ScheduleInput:
+def _changes(body: UpdateScheduleBody) -> ScheduleChanges:
+    names = {"task": "task_id", "cron": "cron", "timezone": "timezone", "externalId": "external_id"}
+    return ScheduleChanges(
+        task_id=body.task,
+        cron=body.cron,
+        timezone=body.timezone,
+        external_id=body.externalId,
+        given=frozenset(names[f] for f in body.model_fields_set if f in names),
+    )
+
+
+def _input(body: CreateScheduleBody, dedup: str | None = None) -> ScheduleInput:
     return ScheduleInput(
         task_id=body.task,
         cron=body.cron,
@@ -131,6 +146,14 @@ async def deactivate_schedule(ref: str, engine: EngineDep, env: EnvDep) -> dict[
     return schedule_object(await engine.schedules.deactivate(env.id, ref), env)
 
 
+@router.post("/api/v1/schedules/{ref:path}/trigger")
+async def trigger_schedule(ref: str, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """Run the schedule's task now, by hand (its timetable does not move); answers
+    ``{"id": "run_…"}``. Works on declarative schedules too."""
+    result = await engine.schedules.trigger_now(env.id, ref)
+    return {"id": result.id}
+
+
 @router.get("/api/v1/schedules/{ref:path}")
 async def retrieve_schedule(ref: str, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
     return schedule_object(await engine.schedules.retrieve(env.id, ref), env)
@@ -141,7 +164,7 @@ async def update_schedule(
     ref: str, body: UpdateScheduleBody, engine: EngineDep, env: EnvDep
 ) -> dict[str, Any]:
     """Change an imperative schedule (declarative ones change in code: 422)."""
-    return schedule_object(await engine.schedules.update(env.id, ref, _input(body)), env)
+    return schedule_object(await engine.schedules.update(env.id, ref, _changes(body)), env)
 
 
 @router.delete("/api/v1/schedules/{ref:path}")

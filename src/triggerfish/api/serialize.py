@@ -14,6 +14,7 @@ from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import iso_millis, to_datetime
 from triggerfish.engine.queues import WaitReason
 from triggerfish.engine.runs import RunDetail
+from triggerfish.engine.workers import RegisteredTask
 
 _QUEUED = {RunStatus.QUEUED, RunStatus.DELAYED, RunStatus.PENDING_VERSION}
 _EXECUTING = {RunStatus.EXECUTING, RunStatus.DEQUEUED}
@@ -198,3 +199,37 @@ def _step_try(entry: dict[str, Any]) -> dict[str, Any]:
     at = entry.get("at")
     when = to_datetime(float(at)) if at is not None else None
     return {"number": entry.get("number"), "at": iso(when), "error": entry.get("error")}
+
+
+def task_object(task: RegisteredTask) -> dict[str, Any]:
+    """A registered task (``GET /api/v1/tasks``), read from its newest manifest."""
+    m = task.manifest
+    queue = m.get("queue") or {}
+    return _compact(
+        {
+            "id": task.id,
+            "file": m.get("file"),
+            "entry": m.get("entry"),
+            "queue": _compact(
+                {
+                    "name": queue.get("name"),
+                    "concurrencyLimit": queue.get("concurrency_limit"),
+                }
+            ),
+            "retry": _compact(
+                {
+                    "maxAttempts": (m.get("retry") or {}).get("max_attempts"),
+                    "factor": (m.get("retry") or {}).get("factor"),
+                    "minDelay": (m.get("retry") or {}).get("min_delay"),
+                    "maxDelay": (m.get("retry") or {}).get("max_delay"),
+                }
+            ),
+            "machine": m.get("machine"),
+            "maxDuration": m.get("max_duration"),
+            "schedule": m.get("schedule"),
+            "onEvent": m.get("on_event"),
+            "payloadSchema": m.get("payload_schema"),
+            "workersOnline": task.workers_online,
+            "versions": [{"version": v, "registeredAt": iso(at)} for v, at in task.versions],
+        }
+    )

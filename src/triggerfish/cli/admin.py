@@ -7,8 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from triggerfish.cli._common import console, fail, run_async, with_engine
-from triggerfish.config import ServerSettings
+from triggerfish.cli._common import (
+    admin_settings,
+    console,
+    fail,
+    run_async,
+    set_result,
+    with_engine,
+)
 
 if TYPE_CHECKING:
     from triggerfish.engine import Engine
@@ -25,11 +31,13 @@ def migrate() -> None:
     from triggerfish.store.db import Database
     from triggerfish.store.migrate import upgrade
 
+    settings = admin_settings()
+
     async def go() -> str:
-        db = Database(ServerSettings().database_url)
+        db = Database(settings.database_url)
         try:
             await upgrade(db)
-            engine = Engine.create(ServerSettings())
+            engine = Engine.create(settings)
             try:
                 await engine.environments.bootstrap()
             finally:
@@ -43,7 +51,9 @@ def migrate() -> None:
 
 @keys_app.command("create")
 def create_key(
-    env: Annotated[str, typer.Option("--env", "-e", help="dev or prod")] = "dev",
+    env: Annotated[
+        str, typer.Option("--env", "-e", help="environment (dev, prod, or one you created)")
+    ] = "dev",
     name: Annotated[str, typer.Option(help="a label to recognise the key by")] = "default",
 ) -> None:
     """Create a secret key for an environment and print it (the only time it is shown)."""
@@ -53,6 +63,7 @@ def create_key(
         return key, row.id
 
     key, key_id = run_async(lambda: with_engine(go))
+    set_result({"id": key_id, "environment": env, "name": name, "key": key})
     console.print(f"[bold]{key}[/]")
     console.print(f"id {key_id}")
     console.print("[dim]Only a hash of this key is stored: it will not be shown again.[/]")
@@ -77,10 +88,14 @@ def list_keys() -> None:
         ]
 
     table = Table(header_style="bold")
-    for column in ("ID", "Env", "Key", "Name", "Created", "Revoked"):
+    columns = ("ID", "Env", "Key", "Name", "Created", "Revoked")
+    for column in columns:
         table.add_column(column)
-    for row in run_async(lambda: with_engine(go)):
+    rows = run_async(lambda: with_engine(go))
+    for row in rows:
         table.add_row(*row)
+    fields = ("id", "environment", "display", "name", "createdAt", "revokedAt")
+    set_result({"data": [dict(zip(fields, row, strict=True)) for row in rows]})
     console.print(table)
 
 
@@ -94,3 +109,41 @@ def revoke_key(key_id: str) -> None:
     if not run_async(lambda: with_engine(go)):
         raise fail(f"no active key with id {key_id!r} (see `triggerfish keys list`)")
     console.print(f"revoked {key_id}")
+
+
+envs_app = typer.Typer(
+    help="Environments (dev, prod, and any you create), each with its own keys and runs.",
+    no_args_is_help=True,
+)
+
+
+@envs_app.command("create")
+def create_environment(
+    slug: Annotated[str, typer.Argument(help="name: lower-case letters, digits, dashes")],
+) -> None:
+    """Create an environment; then `triggerfish keys create --env SLUG` gives it a key."""
+
+    async def go(engine: Engine) -> str:
+        return (await engine.environments.create(slug)).id
+
+    env_id = run_async(lambda: with_engine(go))
+    set_result({"id": env_id, "slug": slug})
+    console.print(f"created environment [bold]{slug}[/] ({env_id})")
+    console.print(f"[dim]next: triggerfish keys create --env {slug}[/]")
+
+
+@envs_app.command("list")
+def list_environments() -> None:
+    """Every environment and how many active keys it has."""
+
+    async def go(engine: Engine) -> list[tuple[str, str, int]]:
+        return [(e.slug, e.id, keys) for e, keys in await engine.environments.all()]
+
+    rows = run_async(lambda: with_engine(go))
+    set_result({"data": [{"slug": s, "id": i, "activeKeys": k} for s, i, k in rows]})
+    table = Table(header_style="bold")
+    for column in ("Environment", "ID", "Active keys"):
+        table.add_column(column)
+    for slug, env_id, keys in rows:
+        table.add_row(slug, env_id, str(keys))
+    console.print(table)

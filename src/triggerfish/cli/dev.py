@@ -2,8 +2,11 @@
 
 The server runs in this process; the worker runs as a child process in its own
 session (so Ctrl-C reaches only us, and we stop it gracefully). When a task
-file changes, the worker is replaced by a new one, whose code hash is the new
-version.
+file changes, a new worker starts on the new code (its code hash is the new
+version) and takes the new runs, while the old one stops claiming and drains:
+its running attempts end on the code they started on, never cut off by a save.
+A task file that fails to import disables only its own tasks: the worker
+serves the rest, and the error shows in this console.
 """
 
 from __future__ import annotations
@@ -31,8 +34,11 @@ from triggerfish.store.db import Database, sqlite_url
 from triggerfish.store.envs import generate_key
 from triggerfish.store.migrate import upgrade
 from triggerfish.worker.discovery import ProjectConfig
+from triggerfish.worker.supervisor import BROKEN_FILE_MARK
 
 WORKER_GRACE = 5.0
+#: how long a replaced worker may take to finish its running attempts
+DRAIN_GRACE = 24 * 3600.0
 #: seconds the banner waits for the worker to register its tasks
 WORKER_READY = 30.0
 
@@ -47,6 +53,8 @@ class DevSession:
         self.api_url = f"http://{host}:{port}"
         self._worker: subprocess.Popen[bytes] | None = None
         self._worker_log: IO[bytes] | None = None
+        #: replaced workers finishing their running attempts
+        self._draining: set[subprocess.Popen[bytes]] = set()
 
     async def prepare(self) -> tuple[Engine, str]:
         """Database migrated, project bootstrapped, dev key known."""
@@ -96,6 +104,8 @@ class DevSession:
         return secret
 
     def start_worker(self, key: str) -> None:
+        if self._worker_log is not None:
+            self._worker_log.close()  # a replaced worker keeps its own descriptor
         self._worker_log = (self.log_dir / "worker.log").open("ab")
         args = [
             sys.executable,
@@ -109,7 +119,8 @@ class DevSession:
             "--concurrency",
             str(self.concurrency),
             "--grace-period",
-            str(WORKER_GRACE),
+            str(DRAIN_GRACE),
+            "--skip-broken-files",
         ]
         for d in self.config.dirs:
             args += ["--dir", d]
@@ -122,21 +133,52 @@ class DevSession:
             start_new_session=True,
         )
 
-    async def stop_worker(self) -> None:
-        proc, self._worker = self._worker, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(proc.wait, WORKER_GRACE + 10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                await asyncio.to_thread(proc.wait)
+    async def stop_workers(self) -> None:
+        """Stop every worker (Ctrl-C): running attempts get ``WORKER_GRACE`` seconds,
+        then go back to the queue."""
+        procs = [p for p in (self._worker, *self._draining) if p is not None]
+        self._worker = None
+        self._draining.clear()
+        await asyncio.gather(*(_stop(p) for p in procs))
         if self._worker_log is not None:
             self._worker_log.close()
             self._worker_log = None
+
+    def replace_worker(self, key: str) -> None:
+        """Start a worker on the new code; the old one stops claiming and drains."""
+        old = self._worker
+        self.start_worker(key)
+        if old is not None and old.poll() is None:
+            old.send_signal(signal.SIGTERM)  # one SIGTERM: finish what runs, claim nothing
+            self._draining.add(old)
+            asyncio.get_running_loop().create_task(self._drained(old))
+
+    async def _drained(self, proc: subprocess.Popen[bytes]) -> None:
+        await asyncio.to_thread(proc.wait)
+        if proc in self._draining:
+            self._draining.discard(proc)
+            console.print("[dim]the previous worker finished its runs and stopped[/]")
+
+    async def report_broken_files(self, stop: asyncio.Event) -> None:
+        """Show each task file that a worker could not import (its tasks are off)."""
+        path = self.log_dir / "worker.log"
+        offset = path.stat().st_size if path.exists() else 0
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                with path.open("rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read()
+                complete = chunk.rfind(b"\n") + 1
+                offset += complete
+                for raw in chunk[:complete].decode(errors="replace").splitlines():
+                    _, mark, rest = raw.partition(BROKEN_FILE_MARK)
+                    if mark:
+                        console.print(
+                            Text("task file not loaded: ", style="bold red") + Text(rest),
+                            highlight=False,
+                        )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.25)
 
     async def report_worker_exit(self, stop: asyncio.Event) -> None:
         """Say at once when the worker stops on its own (a task file that fails to import).
@@ -171,9 +213,11 @@ class DevSession:
             *folders, stop_event=stop, watch_filter=watchfiles.PythonFilter()
         ):
             names = sorted({Path(p).name for _, p in changes})
-            console.print(f"[yellow]changed:[/] {', '.join(names)} - reloading the worker")
-            await self.stop_worker()
-            self.start_worker(key)
+            console.print(
+                f"[yellow]changed:[/] {', '.join(names)} - a new worker takes new runs; "
+                "running ones finish on the code they started on"
+            )
+            self.replace_worker(key)
 
     async def wait_until_serving(
         self, engine: Engine, since: float, stop: asyncio.Event
@@ -194,6 +238,14 @@ class DevSession:
             await asyncio.sleep(0.05)
         return None
 
+    def try_line(self, key: str, tasks: list[str] | None) -> str:
+        """A command that triggers a task of this server, to paste in another shell."""
+        task = tasks[0] if tasks else "TASK_ID"
+        return (
+            f"TRIGGERFISH_API_URL={self.api_url} TRIGGERFISH_SECRET_KEY={key} "
+            f"{cli_command()} trigger {task} --payload '{{}}' --wait"
+        )
+
     def banner(self, key: str, tasks: list[str] | None) -> None:
         console.print("[bold green]Triggerfish dev server[/]")
         console.print(f"  API          {self.api_url}")
@@ -208,10 +260,37 @@ class DevSession:
         console.print(f"  Database     {self.state / 'dev.db'}")
         console.print(f"  Worker log   {self.log_dir / 'worker.log'}")
         console.print(
-            f"  Try          TRIGGERFISH_SECRET_KEY={key} triggerfish trigger TASK_ID "
-            "--payload '{}' --wait"
+            f"  Try          {self.try_line(key, tasks)}", soft_wrap=True, highlight=False
         )
         console.print("[dim]Ctrl-C stops everything.[/]")
+
+
+async def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (finish running attempts), a second one after ``WORKER_GRACE``
+    seconds (release them), SIGKILL if it still runs 10 s later."""
+    for sig, wait in ((signal.SIGTERM, WORKER_GRACE), (signal.SIGTERM, 10.0)):
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(proc.wait, wait)
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await asyncio.to_thread(proc.wait)
+
+
+def cli_command() -> str:
+    """How to call this command line from another shell: its name when it is on
+    PATH, else the full path of the script beside this Python (a venv not activated)."""
+    import shutil
+
+    beside = Path(sys.executable).parent / "triggerfish"
+    found = shutil.which("triggerfish")
+    if found and (not beside.exists() or Path(found).resolve() == beside.resolve()):
+        return "triggerfish"
+    return str(beside) if beside.exists() else f"{sys.executable} -m triggerfish.cli.main"
 
 
 async def run_dev(config: ProjectConfig, host: str, port: int, concurrency: int) -> None:
@@ -235,14 +314,15 @@ async def run_dev(config: ProjectConfig, host: str, port: int, concurrency: int)
         session.banner(key, await session.wait_until_serving(engine, since, stop))
         watching = asyncio.create_task(session.watch(key, stop))
         reporting = asyncio.create_task(session.report_worker_exit(stop))
+        broken = asyncio.create_task(session.report_broken_files(stop))
         await asyncio.wait(
-            [serving, watching, reporting, asyncio.create_task(stop.wait())],
+            [serving, watching, reporting, broken, asyncio.create_task(stop.wait())],
             return_when=asyncio.FIRST_COMPLETED,
         )
         stop.set()
         console.print("stopping…")
     finally:
-        await session.stop_worker()
+        await session.stop_workers()
         server.should_exit = True
         with contextlib.suppress(Exception):
             await serving

@@ -7,15 +7,30 @@ from typing import Annotated
 
 import typer
 
-from triggerfish.cli import admin, processes, queues, runs, schedules, tokens, users, webhooks
+from triggerfish.cli import (
+    _shared,
+    admin,
+    processes,
+    queues,
+    runs,
+    schedules,
+    tasks,
+    tokens,
+    users,
+    webhooks,
+)
 from triggerfish.cli._common import fail, loop_factory, port_is_free
+from triggerfish.cli._shared import shared_options
 
 app = typer.Typer(
-    help="Triggerfish: durable background jobs and workflows for Python.",
+    help="Triggerfish: durable background jobs and workflows for Python.\n\n"
+    "Exit codes: 0 done (a waited-for run COMPLETED); 1 an error, or the run ended in "
+    "another final status; 2 a usage error; 3 gave up waiting; 4 no server answered.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 app.add_typer(runs.app, name="runs")
+app.add_typer(tasks.app, name="tasks")
 app.add_typer(schedules.app, name="schedules")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(queues.app, name="queues")
@@ -23,12 +38,27 @@ app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(users.app, name="users")
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.keys_app, name="keys")
+app.add_typer(admin.envs_app, name="environments")
 app.command("trigger")(runs.trigger)
 app.command("send")(runs.send)
 app.command("doctor")(queues.doctor)
 app.command("whoami")(queues.whoami)
 app.command("server")(processes.server)
 app.command("worker")(processes.worker)
+
+
+@app.command("init")
+def init(
+    project: Annotated[Path, typer.Option(help="project root")] = Path("."),
+    api_url: Annotated[
+        str, typer.Option("--api-url", help="the dev server's URL written to .env")
+    ] = "http://127.0.0.1:3030",
+) -> None:
+    """Set Triggerfish up in this project: config, tasks/ with an example, a .env with
+    the dev URL and a dev key, and a route in a FastAPI or Flask app that triggers it."""
+    from triggerfish.cli.init import init as run_init
+
+    run_init(project.resolve(), api_url)
 
 
 @app.command()
@@ -56,6 +86,40 @@ def dev(
         raise fail(f"port {port} on {host} is taken; choose another with --port")
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(run_dev(config, host, port, concurrency))
+
+
+@app.callback()
+def main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="show tracebacks [env: TRIGGERFISH_DEBUG=1]")
+    ] = False,
+) -> None:
+    """The options before any command."""
+    _shared.ROOT_DEBUG = debug  # read by each command (cli/_shared.py)
+
+
+#: commands that run here rather than ask a server (no --api-url, --env)
+LOCAL = {"dev", "server", "worker", "init", "db", "keys", "environments", "users"}
+#: local commands that print data (so take --json)
+LOCAL_DATA = {"keys", "environments"}
+
+
+def _share_options(group: typer.Typer, path: str) -> None:
+    for command in group.registered_commands:
+        name = command.name or (command.callback.__name__ if command.callback else "")
+        top = path or name
+        if command.callback is not None:
+            command.callback = shared_options(
+                command.callback,
+                remote=top not in LOCAL,
+                prints_data=top not in LOCAL or top in LOCAL_DATA,
+            )
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _share_options(sub.typer_instance, path or sub.name or "")
+
+
+_share_options(app, "")
 
 
 if __name__ == "__main__":

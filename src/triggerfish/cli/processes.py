@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 from pathlib import Path
@@ -77,7 +78,17 @@ def worker(
             help="deployed version (default: hash of the task files)",
         ),
     ] = None,
-    grace_period: Annotated[float, typer.Option(help="seconds runs get to finish on SIGTERM")] = 30,
+    grace_period: Annotated[
+        float,
+        typer.Option(help="seconds runs get to finish on SIGTERM (a second SIGTERM: none)"),
+    ] = 30,
+    skip_broken_files: Annotated[
+        bool,
+        typer.Option(
+            "--skip-broken-files",
+            help="serve the tasks of the files that import; log the others (dev does this)",
+        ),
+    ] = False,
     socket: Annotated[
         bool,
         typer.Option(
@@ -99,6 +110,7 @@ def worker(
         config = ProjectConfig.load(project, dirs)
     except DiscoveryError as exc:
         raise fail(str(exc)) from None
+    config = dataclasses.replace(config, skip_broken=skip_broken_files)
     options = WorkerOptions(
         api_url=api_url,
         secret_key=key,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import datetime
 from typing import Annotated, Any
@@ -12,9 +13,19 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
-from triggerfish.cli._common import ApiUrlOpt, KeyOpt, as_json_arg, call_api, client, console, fail
-from triggerfish.errors import ApiError, RunTimeout
-from triggerfish.sdk._client import Run
+from triggerfish.cli._common import (
+    ApiUrlOpt,
+    Exit,
+    KeyOpt,
+    as_json_arg,
+    call_api,
+    client,
+    console,
+    err_console,
+    options,
+)
+from triggerfish.errors import ConnectionLost, ServerUnreachable
+from triggerfish.sdk._client import LogLine, Run
 
 app = typer.Typer(help="List, inspect, follow and cancel runs.", no_args_is_help=True)
 
@@ -74,23 +85,44 @@ def list_runs(
         api_url,
         secret_key,
     )
-    table = Table(title="Runs", header_style="bold")
-    for column in ("ID", "Task", "Status", "Attempts", "Created", "Duration", "Tags", "Waiting"):
-        table.add_column(column)
-    for run in page.data:
-        table.add_row(
-            run.id,
-            run.task_identifier,
-            _status(run.status),
-            str(run.attempt_count or "-"),
-            _when(run.created_at),
-            f"{run.duration_ms / 1000:.2f}s" if run.duration_ms else "-",
-            ", ".join(run.tags),
-            run.wait_reason.code if run.wait_reason else "",
-        )
-    console.print(table)
+    console.print(runs_table(page.data, console.width))
     if page.next_cursor:
         console.print(f"more: [dim]triggerfish runs list --after {page.next_cursor}[/]")
+
+
+#: the list's columns, most wanted first: at a narrow width the last ones go, never the id
+_COLUMNS = ("ID", "Status", "Task", "Attempts", "Created", "Duration", "Waiting", "Tags")
+
+
+def runs_table(runs: list[Run], width: int) -> Table:
+    """The runs as a table of ``width`` columns at most: every id in full (a cut id
+    cannot be pasted), dropping the columns at the end of ``_COLUMNS`` first."""
+    rows = [
+        {
+            "ID": run.id,
+            "Status": run.status,
+            "Task": run.task_identifier,
+            "Attempts": "-" if run.attempt_count is None else str(run.attempt_count),
+            "Created": _when(run.created_at),
+            "Duration": f"{run.duration_ms / 1000:.2f}s" if run.duration_ms else "-",
+            "Waiting": run.wait_reason.code if run.wait_reason else "",
+            "Tags": ", ".join(run.tags),
+        }
+        for run in runs
+    ]
+
+    def needed(column: str) -> int:  # the widest cell, and rich's padding and border
+        return max([len(column), *(len(r[column]) for r in rows)]) + 3
+
+    shown = list(_COLUMNS)
+    while len(shown) > 1 and sum(needed(c) for c in shown) + 1 > width:
+        shown.pop()
+    table = Table(title="Runs", header_style="bold")
+    for column in shown:
+        table.add_column(column, no_wrap=column in ("ID", "Status"), min_width=needed(column) - 3)
+    for row in rows:
+        table.add_row(*(_status(row[c]) if c == "Status" else row[c] for c in shown))
+    return table
 
 
 @app.command("replay")
@@ -240,28 +272,48 @@ def logs(
 ) -> None:
     """Log lines of a run (print, stdout/stderr and logger.*), with --follow until it ends."""
     c = client(api_url, secret_key)
+    options().streamed = True  # --json: a line per log line
     after = 0
     try:
         while True:
-            for line in c.runs.logs(run_id, after=after):
+            try:
+                lines = c.runs.logs(run_id, after=after)
+                done = not follow or c.runs.retrieve(run_id).is_completed
+                if done and follow:  # what arrived between the last read and the end
+                    lines += c.runs.logs(run_id, after=lines[-1].id if lines else after)
+            except (ServerUnreachable, ConnectionLost) as exc:
+                if not follow:
+                    raise
+                _reconnecting(exc)
+                continue
+            for line in lines:
                 after = line.id
-                ts = datetime.fromtimestamp(line.ts).strftime("%H:%M:%S.%f")[:-3]
-                fields = " ".join(f"{k}={json.dumps(v)}" for k, v in (line.fields or {}).items())
-                console.print(
-                    f"[dim]{ts}[/] [bold]#{line.attempt}[/] {line.level:<5} "
-                    f"[dim]{line.stream}[/] {line.message} [cyan]{fields}[/]",
-                    highlight=False,
-                )
-            if not follow or c.runs.retrieve(run_id).is_completed:
-                if follow:  # drain what arrived between the last read and the end
-                    for line in c.runs.logs(run_id, after=after):
-                        console.print(f"#{line.attempt} {line.level:<5} {line.message}")
+                _print_log_line(line)
+            if done:
                 return
             time.sleep(0.5)
-    except ApiError as exc:
-        raise fail(str(exc)) from None
     finally:
         c.close()
+
+
+def _print_log_line(line: LogLine) -> None:
+    if options().json:  # one object a line, the REST shape
+        sys.stdout.write(json.dumps(line.model_dump(mode="json", by_alias=True)) + "\n")
+        sys.stdout.flush()
+        return
+    ts = datetime.fromtimestamp(line.ts).strftime("%H:%M:%S.%f")[:-3]
+    fields = " ".join(f"{k}={json.dumps(v)}" for k, v in (line.fields or {}).items())
+    console.print(
+        f"[dim]{ts}[/] [bold]#{line.attempt}[/] {line.level:<5} "
+        f"[dim]{line.stream}[/] {line.message} [cyan]{fields}[/]",
+        highlight=False,
+    )
+
+
+def _reconnecting(exc: Exception) -> None:
+    """Say once a second that the server is away, and wait before asking again."""
+    err_console.print(f"[yellow]{exc}[/] - retrying", highlight=False)
+    time.sleep(1.0)
 
 
 @app.command("cancel")
@@ -292,7 +344,11 @@ def trigger(
     api_url: Annotated[str | None, ApiUrlOpt] = None,
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
-    """Trigger a task by id, optionally waiting for its result."""
+    """Trigger a task by id, optionally waiting for its result.
+
+    With --wait the exit code says how the run ended: 0 COMPLETED, 1 any other
+    final status, 3 still running after --timeout, 4 the server is unreachable.
+    """
     data = as_json_arg(payload, "--payload")
     c = client(api_url, secret_key)
     try:
@@ -311,11 +367,11 @@ def trigger(
         )
         console.print(f"triggered [bold]{handle.id}[/]" + (" (cached)" if handle.is_cached else ""))
         if wait:
-            print_run(c.runs.poll(handle.id, timeout=timeout))
-    except RunTimeout as exc:
-        raise fail(str(exc), code=2) from None
-    except ApiError as exc:
-        raise fail(str(exc)) from None
+            run = c.runs.poll(handle.id, timeout=timeout)
+            print_run(run)
+            if run.status != "COMPLETED":
+                # the run's own error was printed above; scripts read the code
+                raise typer.Exit(Exit.FAILED)
     finally:
         c.close()
 

@@ -119,14 +119,14 @@ def create(
 @app.command("update")
 def update(
     ref: Annotated[str, typer.Argument(help="sched_… id or deduplication key")],
-    task: Annotated[str, TaskOpt],
-    cron: Annotated[str, CronOpt],
+    task: Annotated[str | None, TaskOpt] = None,
+    cron: Annotated[str | None, CronOpt] = None,
     timezone: Annotated[str | None, TzOpt] = None,
     external_id: Annotated[str | None, ExternalOpt] = None,
     api_url: Annotated[str | None, ApiUrlOpt] = None,
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
-    """Replace an imperative schedule's task, cron, time zone and external id."""
+    """Change an imperative schedule: only the options given (the rest keep their values)."""
     changed = call_api(
         lambda c: c.schedules.update(
             ref, task=task, cron=cron, timezone=timezone, external_id=external_id
@@ -135,6 +135,18 @@ def update(
         secret_key,
     )
     print_schedule(changed)
+
+
+@app.command("trigger")
+def trigger(
+    ref: Annotated[str, typer.Argument(help="sched_… id or deduplication key")],
+    api_url: Annotated[str | None, ApiUrlOpt] = None,
+    secret_key: Annotated[str | None, KeyOpt] = None,
+) -> None:
+    """Run the schedule's task now, with the payload a slot now would get (the
+    timetable does not move); prints the run id."""
+    handle = call_api(lambda c: c.schedules.trigger(ref), api_url, secret_key)
+    console.print(handle.id, highlight=False)
 
 
 @app.command("delete")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from triggerfish.dashboard.web import Page, action_page, back, current_page, form_text
-from triggerfish.engine.schedules import ScheduleInfo, ScheduleInput
+from triggerfish.engine.schedules import ScheduleChanges, ScheduleInfo, ScheduleInput
 from triggerfish.errors import TriggerfishError, UserError
 
 router = APIRouter(include_in_schema=False)
@@ -88,7 +88,7 @@ async def change(
         elif action == "delete":
             await schedules.delete(env_id, ref)
         elif action == "edit":
-            await schedules.update(env_id, ref, await _input(request))
+            await schedules.update(env_id, ref, ScheduleChanges.replacing(await _input(request)))
         else:
             raise UserError(f"action: unknown action {action!r}")
     except TriggerfishError as exc:

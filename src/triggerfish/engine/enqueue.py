@@ -540,12 +540,38 @@ async def fair_tag(
     )
 
 
+#: the schema of ``payload: dict`` (and ``dict[str, Any]``), checked without jsonschema:
+#: a trigger of such a task is on the hot path
+_PLAIN_OBJECT = {"additionalProperties": True, "type": "object"}
+#: validators of the manifests' schemas, by the schema object's id (a manifest is
+#: cached and its schema reused, so this is a hit on every trigger of a known task)
+_VALIDATORS: dict[int, tuple[dict[str, Any], Any]] = {}
+_MAX_VALIDATORS = 512
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    known = _VALIDATORS.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
+    if len(_VALIDATORS) >= _MAX_VALIDATORS:
+        _VALIDATORS.clear()
+    validator = jsonschema.Draft202012Validator(schema)
+    _VALIDATORS[id(schema)] = (schema, validator)
+    return validator
+
+
 def _validate(schema: dict[str, Any] | None, payload: Any, root: str = "payload") -> None:
     """Raise ``PayloadValidationError`` naming the first bad field (under ``root``)
     when ``payload`` does not satisfy the JSON Schema ``schema``."""
     if not schema:
         return
-    validator = jsonschema.Draft202012Validator(schema)
+    if schema == _PLAIN_OBJECT:
+        if isinstance(payload, dict):
+            return
+        raise PayloadValidationError(
+            root, f"{json.dumps(payload)[:80]} is not of type 'object' (a dict is expected)"
+        )
+    validator = _validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(payload))
     if error is None:
         return

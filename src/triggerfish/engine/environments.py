@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy import Row
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish.engine.resources import EngineResources
-from triggerfish.errors import AuthenticationError, PermissionDenied, UserError
+from triggerfish.errors import AuthenticationError, ConflictError, PermissionDenied, UserError
 from triggerfish.store import envs as env_store
 
 #: what an attempt credential starts with (``tfa_<attempt id>.<signature>``)
@@ -21,6 +22,9 @@ _CREDENTIAL_PURPOSE = "attempt-credential"
 KEY_COPY_PURPOSE = "api-key-copy"
 #: a run's statuses while its current attempt may act with its credential
 _LIVE = (RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value)
+#: what an environment's name may be: it is part of every key (``tr_<slug>_…``)
+SLUG = re.compile(r"[a-z0-9-]+")
+MAX_SLUG = 32
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,13 @@ class Environments:
     async def by_slug(self, slug: str) -> Environment:
         async with self.res.db.read() as conn:
             row = await env_store.environment_by_slug(conn, slug)
+            known = [] if row is not None else await env_store.list_environments(conn)
         if row is None:
-            raise UserError(f"no environment {slug!r}; known: dev, prod")
+            names = ", ".join(r.slug for r in known) or "none"
+            raise UserError(
+                f"no environment {slug!r} (known: {names}); create it with "
+                f"`triggerfish environments create {slug}`"
+            )
         return Environment(row.id, row.slug, row.project_id, row.project_ref)
 
     async def slugs(self) -> list[str]:
@@ -142,6 +151,32 @@ class Environments:
                 found = await env_store.environment_slugs(conn)
             self._slugs = (time.monotonic() + self.CACHE_SECONDS, found)
         return list(self._slugs[1])
+
+    async def create(self, slug: str) -> Environment:
+        """A new environment of the project, with its own keys, runs and queues.
+
+        ``slug`` is what keys carry (``tr_<slug>_…``): lower-case letters, digits
+        and dashes. Creating one that exists is refused (409).
+        """
+        if not SLUG.fullmatch(slug) or len(slug) > MAX_SLUG:
+            raise UserError(
+                f"environment: {slug!r} is not a valid name; use lower-case letters, digits "
+                f"and dashes ([a-z0-9-]+, at most {MAX_SLUG} characters), e.g. 'staging'"
+            )
+        now = to_datetime(self.res.clock.now())
+        async with self.res.db.write() as conn:
+            if await env_store.environment_by_slug(conn, slug) is not None:
+                raise ConflictError(f"environment {slug!r} exists already")
+            project = await env_store.ensure_project(conn, "triggerfish", now)
+            await env_store.insert_environment(conn, project.id, slug, now)
+        self._slugs = None  # the dashboard's switcher shows it at once
+        return await self.by_slug(slug)
+
+    async def all(self) -> list[tuple[Environment, int]]:
+        """Every environment and how many active keys it has."""
+        async with self.res.db.read() as conn:
+            rows = await env_store.list_environments(conn)
+        return [(Environment(r.id, r.slug, r.project_id, ""), int(r.active_keys)) for r in rows]
 
     async def create_key(self, slug: str, name: str) -> tuple[str, Row[Any]]:
         env = await self.by_slug(slug)

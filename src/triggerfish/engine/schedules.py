@@ -37,7 +37,7 @@ from triggerfish._cron import CronError, CronSpec, parse_cron, timezone_names
 from triggerfish._domain.records import ScheduleRecord
 from triggerfish._domain.times import iso_from_epoch, to_datetime
 from triggerfish._ids import new_id
-from triggerfish.engine.enqueue import Enqueue, TriggerRequest
+from triggerfish.engine.enqueue import Enqueue, TriggerRequest, TriggerResult
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import (
     InvalidSchedule,
@@ -71,6 +71,60 @@ class ScheduleInput:
     timezone: str | None = None
     external_id: str | None = None
     deduplication_key: str | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleChanges:
+    """What ``schedules.update`` changes: the fields in ``given`` (a field not
+    given keeps its stored value; ``timezone`` given as None is UTC)."""
+
+    task_id: str | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    external_id: str | None = None
+    given: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        task_id: str | None = None,
+        cron: str | None = None,
+        **optional: str | None,
+    ) -> ScheduleChanges:
+        """The changes named: ``ScheduleChanges.of(cron="0 9 * * *", timezone=None)``."""
+        unknown = set(optional) - {"timezone", "external_id"}
+        if unknown:
+            raise TypeError(f"unknown schedule fields: {sorted(unknown)}")
+        given = {*optional, *(["task_id"] if task_id else []), *(["cron"] if cron else [])}
+        return cls(
+            task_id=task_id,
+            cron=cron,
+            timezone=optional.get("timezone"),
+            external_id=optional.get("external_id"),
+            given=frozenset(given),
+        )
+
+    @classmethod
+    def replacing(cls, inp: ScheduleInput) -> ScheduleChanges:
+        """Every field as ``inp`` has it (a form that shows them all)."""
+        return cls.of(
+            task_id=inp.task_id,
+            cron=inp.cron,
+            timezone=inp.timezone,
+            external_id=inp.external_id,
+        )
+
+    def applied_to(self, row: ScheduleRecord) -> ScheduleInput:
+        def pick(name: str, stored: Any) -> Any:
+            return getattr(self, name) if name in self.given else stored
+
+        return ScheduleInput(
+            task_id=pick("task_id", row.task_identifier) or row.task_identifier,
+            cron=pick("cron", row.cron) or row.cron,
+            timezone=pick("timezone", row.timezone),
+            external_id=pick("external_id", row.external_id),
+        )
 
 
 @dataclass(frozen=True)
@@ -190,14 +244,33 @@ class Schedules:
         assert row is not None
         return self._info(row)
 
-    async def update(self, env_id: str, ref: str, inp: ScheduleInput) -> ScheduleInfo:
-        """Change an imperative schedule's task, cron, time zone or external id."""
-        spec = self.spec(inp.cron, inp.timezone)
+    async def update(self, env_id: str, ref: str, changes: ScheduleChanges) -> ScheduleInfo:
+        """Change an imperative schedule's task, cron, time zone or external id: only
+        the fields ``changes`` names; the others keep their values."""
         async with self.res.db.write() as conn:
             row = await self._imperative(conn, env_id, ref, "updated")
+            inp = changes.applied_to(row)
+            spec = self.spec(inp.cron, inp.timezone)
             await self._check_scheduled_task(conn, env_id, inp.task_id)
             row = await self._apply(conn, row, inp, spec, self.res.clock.now())
         return self._info(row)
+
+    async def trigger_now(self, env_id: str, ref: str) -> TriggerResult:
+        """Run a schedule's task now, by hand, with the payload a slot at this moment
+        would get; the timetable (next and last run) stays as it is."""
+        now = self.res.clock.now()
+        async with self.res.db.read() as conn:
+            row = await schedule_store.get_schedule(conn, env_id, ref)
+        if row is None:
+            raise ScheduleNotFound(ref)
+        spec = self.spec(row.cron, row.timezone)
+        request = TriggerRequest(
+            task_id=row.task_identifier,
+            payload=self.payload(row, spec, now),
+            schedule_id=row.id,
+            tags=["manual"],
+        )
+        return await self.enqueue.trigger(env_id, request)
 
     async def _apply(
         self,

@@ -35,6 +35,19 @@ class TaskInfo:
     registered_at: datetime
 
 
+@dataclass(frozen=True)
+class RegisteredTask:
+    """A task as its newest registered version declares it (``GET /api/v1/tasks``)."""
+
+    id: str
+    #: the newest version's manifest: queue, retry, machine, schedule, file…
+    manifest: dict[str, Any]
+    #: (version, registered at), newest first
+    versions: list[tuple[str, datetime]]
+    #: workers online now that serve it (0: triggered runs wait for one)
+    workers_online: int
+
+
 class Workers:
     def __init__(
         self,
@@ -131,6 +144,26 @@ class Workers:
         if known.environment_id != env_id:
             raise StaleTransition(worker_id, "serve", None)
         return known
+
+    async def registered(self, env_id: str) -> list[RegisteredTask]:
+        """Every task registered in ``env_id``, by id, with its versions."""
+        since = self.res.clock.now() - self.res.settings.heartbeat_timeout
+        async with self.res.db.read() as conn:
+            rows = await worker_store.task_versions_of(conn, env_id)
+            online = await worker_store.online_workers(conn, env_id, since)
+        serving: dict[str, int] = {}
+        for w in online:
+            for task_id in set(w.tasks):
+                serving[task_id] = serving.get(task_id, 0) + 1
+        found: dict[str, RegisteredTask] = {}
+        for row in rows:  # newest first: the first row of a task is its manifest
+            known = found.get(row.task_identifier)
+            if known is None:
+                known = found[row.task_identifier] = RegisteredTask(
+                    row.task_identifier, row.manifest, [], serving.get(row.task_identifier, 0)
+                )
+            known.versions.append((row.version, row.registered_at))
+        return [found[k] for k in sorted(found)]
 
     async def online(self, env_id: str, since: float) -> list[WorkerIdentity]:
         """Workers of ``env_id`` that have not stopped and were seen at ``since`` or later."""

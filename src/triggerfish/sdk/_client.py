@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from triggerfish.errors import ApiError
+from triggerfish.errors import ApiError, WrongEnvironment, key_environment
 from triggerfish.sdk._auth import Auth
 from triggerfish.sdk._events import Events
 from triggerfish.sdk._kv import Kv
@@ -100,7 +100,13 @@ class Triggerfish:
     (the ``TRIGGERFISH_`` name wins when both are set).
     Triggers travel over one WebSocket kept open to the server, everything else
     over HTTP; with ``socket=False`` (or where the socket cannot be opened)
-    triggers are HTTP requests too.
+    triggers are HTTP requests too. With ``env="staging"`` the key must be one
+    of that environment's (:class:`~triggerfish.errors.WrongEnvironment` if not).
+
+    Errors are typed (``triggerfish.errors``): no server at the URL raises
+    :class:`~triggerfish.errors.ServerUnreachable`, a key the server does not
+    take :class:`~triggerfish.errors.KeyRejected`, any other refusal
+    :class:`~triggerfish.errors.ApiError` with its status.
 
     Example::
 
@@ -117,6 +123,7 @@ class Triggerfish:
         timeout: float = 30.0,
         socket: bool = True,
         project_ref: str | None = None,
+        env: str | None = None,
     ) -> None:
         # inside a task, the attempt's credential wins over anything in the environment
         attempt_url, credential = _attempt or ("", "")
@@ -130,6 +137,8 @@ class Triggerfish:
             )
         #: the project this client expects (``whoami`` says which one the key belongs to)
         self.project_ref = project_ref or env_setting("PROJECT_REF")
+        if env is not None and key_environment(key) not in (None, env):
+            raise WrongEnvironment(env, key)
         self._transport = _Transport(url, key, timeout, socket)
         self.api_url = self._transport.api_url
         #: the key this client sends, shortened for display (``triggerfish whoami``)

@@ -72,7 +72,9 @@ class Run(BaseModel):
     error: RunError | None = None
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, Any] | None = None
-    attempt_count: int = Field(default=0, alias="attemptCount")
+    #: attempts so far; None where the answer does not say (a list row of a server
+    #: that does not count them)
+    attempt_count: int | None = Field(default=None, alias="attemptCount")
     attempts: list[Attempt] = Field(default_factory=list)
     is_completed: bool = Field(alias="isCompleted")
     is_success: bool = Field(alias="isSuccess")
@@ -114,6 +116,26 @@ class LogLine(BaseModel):
     stream: str
     message: str
     fields: dict[str, Any] | None = None
+
+
+class TaskInfo(BaseModel):
+    """A task registered by a worker (``client.tasks.list()``), as its newest
+    version declares it; ``versions`` are newest first."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    id: str
+    file: str | None = None
+    entry: str | None = None
+    queue: dict[str, Any] = Field(default_factory=dict)
+    retry: dict[str, Any] = Field(default_factory=dict)
+    machine: str | None = None
+    max_duration: float | None = Field(default=None, alias="maxDuration")
+    schedule: dict[str, Any] | None = None
+    on_event: str | None = Field(default=None, alias="onEvent")
+    payload_schema: dict[str, Any] | None = Field(default=None, alias="payloadSchema")
+    workers_online: int = Field(default=0, alias="workersOnline")
+    versions: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class BatchHandle(BaseModel):

@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from triggerfish.errors import RunTimeout
+from triggerfish.errors import ConnectionLost, RunTimeout, ServerUnreachable
 from triggerfish.sdk._calls import Call, Namespace, Subscription, faces, subscription_faces
 from triggerfish.sdk._models import LogLine, RealtimeEvent, Run, RunPage, parse_run_page
 from triggerfish.sdk._task import RunHandle
@@ -193,27 +193,51 @@ class Runs(Namespace):
     def poll(self, run_id: str, timeout: float = 60.0, interval: float = 0.25) -> Run:
         """Wait until the run is final and return it; ``RunTimeout`` after ``timeout`` s.
 
+        A server that stops answering (a restart) is asked again until the
+        timeout; if it is still unreachable then, that is raised
+        (:class:`~triggerfish.errors.ServerUnreachable`) rather than ``RunTimeout``.
+
         Example::
 
             run = triggerfish.runs.poll(handle.id, timeout=30)
             print(run.status, run.output)
         """
         deadline = time.monotonic() + timeout
+        pause = interval
         while True:
-            run = self.retrieve(run_id)
-            if run.is_completed:
-                return run
-            if time.monotonic() >= deadline:
-                raise RunTimeout(run_id, timeout)
-            time.sleep(interval)
+            try:
+                run = self.retrieve(run_id)
+            except (ServerUnreachable, ConnectionLost):
+                if time.monotonic() >= deadline:
+                    raise
+                pause = min(max(pause, interval) * 2, MAX_RECONNECT_PAUSE)
+            else:
+                if run.is_completed:
+                    return run
+                if time.monotonic() >= deadline:
+                    raise RunTimeout(run_id, timeout)
+                pause = interval
+            time.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
 
     async def poll_async(self, run_id: str, timeout: float = 60.0, interval: float = 0.25) -> Run:
         """``poll`` for async apps: ``await triggerfish.runs.poll_async(handle.id)``."""
         deadline = time.monotonic() + timeout
+        pause = interval
         while True:
-            run = await self.retrieve_async(run_id)
-            if run.is_completed:
-                return run
-            if time.monotonic() >= deadline:
-                raise RunTimeout(run_id, timeout)
-            await asyncio.sleep(interval)
+            try:
+                run = await self.retrieve_async(run_id)
+            except (ServerUnreachable, ConnectionLost):
+                if time.monotonic() >= deadline:
+                    raise
+                pause = min(max(pause, interval) * 2, MAX_RECONNECT_PAUSE)
+            else:
+                if run.is_completed:
+                    return run
+                if time.monotonic() >= deadline:
+                    raise RunTimeout(run_id, timeout)
+                pause = interval
+            await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0.0)))
+
+
+#: the longest pause between two attempts to reach a server that stopped answering
+MAX_RECONNECT_PAUSE = 1.0

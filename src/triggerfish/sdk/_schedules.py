@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from triggerfish._cron import CronError, check_timezone, parse_cron
 from triggerfish.errors import InvalidTaskOptions
 from triggerfish.sdk._calls import Call, Namespace, faces
-from triggerfish.sdk._task import Task, TaskDecorator
+from triggerfish.sdk._task import RunHandle, Task, TaskDecorator
 from triggerfish.sdk._task import task as _plain_task
 
 
@@ -196,14 +196,35 @@ def _list(*, page: int = 1, per_page: int = 20, task: str | None = None) -> Call
 def _update(
     schedule_id: str,
     *,
-    task: str,
-    cron: str,
+    task: str | None = None,
+    cron: str | None = None,
     timezone: str | None = None,
     external_id: str | None = None,
 ) -> Call[Schedule]:
-    """Replace an imperative schedule's task, cron, time zone and external id."""
-    body = _schedule_body(task, cron, timezone, external_id)
+    """Change an imperative schedule: only what is given; the rest (the time zone
+    and external id included) keeps its value.
+
+    Example: ``client.schedules.update("sched_…", cron="0 10 * * *")``.
+    """
+    body = {
+        "task": task,
+        "cron": cron,
+        "timezone": timezone,
+        "externalId": external_id,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
     return Call("PUT", _path(schedule_id), Schedule.model_validate, json=body)
+
+
+def _trigger(schedule_id: str) -> Call[RunHandle]:
+    """Run the schedule's task now, by hand, with the payload a slot now would get
+    (``scheduleId``, ``timestamp``, ``externalId``…); its timetable does not move.
+
+    Example: ``client.runs.poll(client.schedules.trigger("sched_…").id)``.
+    """
+    return Call(
+        "POST", _path(schedule_id, "/trigger"), lambda b: RunHandle(id=str(b["id"])), json={}
+    )
 
 
 def _delete(schedule_id: str) -> Call[str]:
@@ -244,3 +265,4 @@ class Schedules(Namespace):
     activate, activate_async = faces(_activate)
     deactivate, deactivate_async = faces(_deactivate)
     timezones, timezones_async = faces(_timezones)
+    trigger, trigger_async = faces(_trigger)

@@ -85,6 +85,12 @@ def _headers(last_id: str | None) -> dict[str, str]:
     return headers
 
 
+def _caller(client: httpx.Client | httpx.AsyncClient) -> tuple[str, str]:
+    """The server URL and key a refusal names (``KeyRejected``)."""
+    key = client.headers.get("authorization", "").removeprefix("Bearer ")
+    return str(client.base_url), key
+
+
 def read(client: httpx.Client, path: str, params: dict[str, Any]) -> Iterator[Event]:
     """Every event of the stream at ``path`` until its ``end``, reconnecting as needed."""
     from triggerfish.sdk._transport import _raise_for
@@ -98,7 +104,7 @@ def read(client: httpx.Client, path: str, params: dict[str, Any]) -> Iterator[Ev
             ) as response:
                 if not response.is_success:
                     response.read()
-                    _raise_for(response)
+                    _raise_for(response, *_caller(client))
                 delay = RECONNECT_FIRST
                 for event in _events(response.iter_lines()):
                     if event.event == "end":
@@ -128,7 +134,7 @@ async def read_async(
             ) as response:
                 if not response.is_success:
                     await response.aread()
-                    _raise_for(response)
+                    _raise_for(response, *_caller(client))
                 delay = RECONNECT_FIRST
                 parser = Parser()
                 async for line in response.aiter_lines():

@@ -124,7 +124,15 @@ class Task(Generic[P, R]):
         self.on_event = on_event
         self.is_async = inspect.iscoroutinefunction(fn)
         self.qualname = f"{fn.__module__}.{fn.__qualname__}"
-        self.payload_model, self.takes_ctx = _inspect_signature(fn, id)
+        self.file = _source_file(fn)
+        self.payload_model, self.takes_ctx, annotation = _inspect_signature(fn, id)
+        #: the JSON schema a trigger's payload must match, checked by the server
+        #: when the run is triggered (``payload: dict`` takes only an object)
+        self.payload_schema = (
+            self.payload_model.model_json_schema()
+            if self.payload_model
+            else _schema_of(annotation, id)
+        )
 
     def __repr__(self) -> str:
         return f"<Task {self.id!r} ({self.qualname})>"
@@ -175,11 +183,10 @@ class Task(Generic[P, R]):
             "max_duration": self.max_duration,
             "machine": self.machine,
             "queue": self.queue.to_json(),
-            "payload_schema": (
-                self.payload_model.model_json_schema() if self.payload_model else None
-            ),
+            "payload_schema": self.payload_schema,
             "on_event": self.on_event,
             "entry": self.qualname,
+            "file": self.file,
             "schedule": self.schedule,
         }
 
@@ -310,9 +317,15 @@ def task(
 ) -> TaskDecorator:
     """Declare a task.
 
-    The function takes the payload and, optionally, a :class:`Context`. Annotate
-    the payload with a pydantic model to have it validated when the run is
-    triggered. ``def`` and ``async def`` both work.
+    The function takes the payload and, optionally, a :class:`Context`. The
+    payload's annotation is checked when the run is triggered, by the server: a
+    pydantic model field by field, ``dict`` as a JSON object, ``list[int]`` as
+    an array of integers (``Any`` or none: anything). ``def`` and ``async def``
+    both work.
+
+    Without ``retry=``, a run gets 3 attempts, 1 s then 2 s apart (doubling,
+    at most 30 s, give or take 10%): ``retry(max_attempts=3, factor=2,
+    min_delay=1, max_delay=30, jitter=0.1)``. ``retry(max_attempts=1)`` never retries.
 
     ``retry``, ``max_duration`` and ``machine`` left out take the project
     configuration's defaults (``[tool.triggerfish]``), else the built-in ones.
@@ -383,7 +396,7 @@ def _check_task_id(task_id: str) -> None:
 
 def _inspect_signature(
     fn: Callable[..., Any], task_id: str
-) -> tuple[type[pydantic.BaseModel] | None, bool]:
+) -> tuple[type[pydantic.BaseModel] | None, bool, Any]:
     params = list(inspect.signature(fn).parameters.values())
     if not 1 <= len(params) <= 2:
         raise InvalidTaskOptions(
@@ -400,4 +413,34 @@ def _inspect_signature(
         if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
         else None
     )
-    return model, len(params) == 2
+    return model, len(params) == 2, annotation
+
+
+def _source_file(fn: Callable[..., Any]) -> str | None:
+    """The file that defines ``fn``, relative to the working directory (the
+    project root, for a worker) when it lies below it."""
+    from pathlib import Path
+
+    try:
+        found = inspect.getsourcefile(fn)
+    except TypeError:
+        return None
+    if found is None:
+        return None
+    path = Path(found)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _schema_of(annotation: Any, task_id: str) -> dict[str, Any] | None:
+    """The JSON schema of a plain payload annotation (``dict``, ``list[int]``, a
+    TypedDict…); None when unannotated or when it says nothing (``Any``, ``object``)."""
+    if annotation is None or annotation is Any or annotation is object:
+        return None
+    try:
+        schema = pydantic.TypeAdapter(annotation).json_schema()
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError):
+        return None  # a type with no JSON form: the task's own code checks it
+    return schema or None

@@ -6,7 +6,7 @@ from typing import Any, Unpack
 from urllib.parse import quote
 
 from triggerfish.sdk._calls import Call, Namespace, Subscription, faces, subscription_faces
-from triggerfish.sdk._models import Batch, BatchHandle, RealtimeEvent
+from triggerfish.sdk._models import Batch, BatchHandle, RealtimeEvent, TaskInfo
 from triggerfish.sdk._options import TriggerOptions, wire_options
 from triggerfish.sdk._runs import _realtime_event
 from triggerfish.sdk._task import RunHandle
@@ -27,6 +27,14 @@ def _trigger(
         json=body,
         over_socket=("trigger", {"task": task_id, **body}),
     )
+
+
+def _list() -> Call[list[TaskInfo]]:
+    """The tasks workers registered in this environment (file, queue, retry, versions).
+
+    Example: ``[t.id for t in client.tasks.list()]``.
+    """
+    return Call("GET", "/api/v1/tasks", lambda b: [TaskInfo.model_validate(t) for t in b["data"]])
 
 
 def _run_handle(answer: dict[str, Any]) -> RunHandle:
@@ -69,6 +77,7 @@ class Tasks(Namespace):
 
     trigger, trigger_async = faces(_trigger)
     batch_trigger, batch_trigger_async = faces(_batch_trigger)
+    list, list_async = faces(_list)
 
 
 def _retrieve_batch(batch_id: str) -> Call[Batch]:

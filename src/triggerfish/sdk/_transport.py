@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from triggerfish.errors import ApiError
+from triggerfish.errors import ApiError, ConnectionLost, KeyRejected, ServerUnreachable
 from triggerfish.sdk._calls import Call, Subscription
 from triggerfish.sdk._socket import NOT_SENT, AsyncSocket, SyncSocket
 
@@ -16,14 +16,30 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def _raise_for(response: httpx.Response) -> None:
+def _raise_for(response: httpx.Response, api_url: str, key: str) -> None:
     if response.is_success:
         return
     try:
         message = response.json().get("error") or response.text
     except ValueError:
         message = response.text or response.reason_phrase
+    if response.status_code == 401:
+        raise KeyRejected(api_url, key, message)
     raise ApiError(response.status_code, message, response.text)
+
+
+def _transport_error(exc: Exception, call: Call[Any], api_url: str) -> Exception:
+    """The typed error for an HTTP failure below the answer (``httpx.TransportError``).
+
+    Nothing reached the server when the connection could not be made, so that
+    is :class:`ServerUnreachable`; a connection lost after sending is
+    :class:`ConnectionLost` unless the call only reads.
+    """
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) or call.method == "GET":
+        return ServerUnreachable(api_url, exc)
+    return ConnectionLost(f"{call.method} {call.path}", api_url, exc)
 
 
 class _Transport:
@@ -35,6 +51,9 @@ class _Transport:
 
     def __init__(self, api_url: str, secret_key: str, timeout: float, socket: bool) -> None:
         self.api_url = api_url.rstrip("/")
+        self._key = secret_key
+        #: the body of the last answer, as the server sent it (the CLI's ``--json``)
+        self.last_json: Any = None
         self._headers = {"Authorization": f"Bearer {secret_key}"}
         self._timeout = timeout
         self._sync: httpx.Client | None = None
@@ -58,41 +77,51 @@ class _Transport:
         if call.over_socket is not None and self._sync_socket is not None:
             answer = self._sync_socket.call(*call.over_socket)
             if answer is not NOT_SENT:
+                self.last_json = answer
                 return call.parse(answer)
-        if self._sync is None:
-            import httpx
+        import httpx  # after the first call, a look-up in sys.modules
 
+        if self._sync is None:
             self._sync = httpx.Client(
                 base_url=self.api_url, headers=self._headers, timeout=self._timeout
             )
-        response = self._sync.request(
-            call.method,
-            self._url(self._sync, call.path),
-            json=call.json,
-            params=call.params or None,  # an empty mapping still costs a URL rebuild
-        )
-        _raise_for(response)
-        return call.parse(response.json())
+        try:
+            response = self._sync.request(
+                call.method,
+                self._url(self._sync, call.path),
+                json=call.json,
+                params=call.params or None,  # an empty mapping still costs a URL rebuild
+            )
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, call, self.api_url) from exc
+        _raise_for(response, self.api_url, self._key)
+        self.last_json = response.json()
+        return call.parse(self.last_json)
 
     async def send_async(self, call: Call[T]) -> T:
         if call.over_socket is not None and self._async_socket is not None:
             answer = await self._async_socket.call(*call.over_socket)
             if answer is not NOT_SENT:
+                self.last_json = answer
                 return call.parse(answer)
-        if self._async is None:
-            import httpx
+        import httpx
 
+        if self._async is None:
             self._async = httpx.AsyncClient(
                 base_url=self.api_url, headers=self._headers, timeout=self._timeout
             )
-        response = await self._async.request(
-            call.method,
-            self._url(self._async, call.path),
-            json=call.json,
-            params=call.params or None,
-        )
-        _raise_for(response)
-        return call.parse(response.json())
+        try:
+            response = await self._async.request(
+                call.method,
+                self._url(self._async, call.path),
+                json=call.json,
+                params=call.params or None,
+            )
+        except httpx.TransportError as exc:
+            raise _transport_error(exc, call, self.api_url) from exc
+        _raise_for(response, self.api_url, self._key)
+        self.last_json = response.json()
+        return call.parse(self.last_json)
 
     def _sync_client(self) -> httpx.Client:
         if self._sync is None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._ids import new_id
@@ -52,6 +52,32 @@ async def ensure_project(
                 )
             )
     return row
+
+
+async def list_environments(conn: AsyncConnection) -> list[Row[Any]]:
+    """Every environment with how many active keys it has, oldest first."""
+    active = (
+        select(api_keys.c.environment_id, func.count().label("active_keys"))
+        .where(api_keys.c.revoked_at.is_(None))
+        .group_by(api_keys.c.environment_id)
+        .subquery()
+    )
+    stmt = (
+        select(environments, func.coalesce(active.c.active_keys, 0).label("active_keys"))
+        .outerjoin(active, active.c.environment_id == environments.c.id)
+        .order_by(environments.c.created_at, environments.c.slug)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def insert_environment(
+    conn: AsyncConnection, project_id: str, slug: str, now: datetime
+) -> str:
+    env_id = new_id("env")
+    await conn.execute(
+        insert(environments).values(id=env_id, project_id=project_id, slug=slug, created_at=now)
+    )
+    return env_id
 
 
 async def environment_by_slug(conn: AsyncConnection, slug: str) -> Row[Any] | None:

@@ -30,6 +30,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,7 +121,7 @@ def _skip_httpx_cli() -> None:
         sys.modules.setdefault("httpx._main", stub)
 
 
-def main(conn: Connection, root: str, dirs: list[str]) -> None:
+def main(conn: Connection, root: str, dirs: list[str], skip_broken: bool = False) -> None:
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
     _skip_httpx_cli()
@@ -128,7 +129,7 @@ def main(conn: Connection, root: str, dirs: list[str]) -> None:
     from triggerfish.worker.discovery import ProjectConfig, load_registry
 
     try:
-        config = ProjectConfig.load(Path(root), dirs)
+        config = replace(ProjectConfig.load(Path(root), dirs), skip_broken=skip_broken)
         registry = load_registry(config)
     except Exception as exc:
         send(conn, ("import_error", str(exc)))

@@ -13,6 +13,7 @@ from typing import Any
 from triggerfish._domain.machines import check_machine
 from triggerfish._domain.retry import RetryPolicy
 from triggerfish._durations import parse_duration
+from triggerfish.errors import InvalidTaskOptions
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
 
 DEFAULT_DIRS = ["tasks"]
@@ -47,6 +48,9 @@ class ProjectConfig:
     environment_concurrency: int | None = None
     #: the file the settings came from (None: no configuration)
     source: Path | None = None
+    #: serve the tasks of the files that import, skipping (and reporting) those
+    #: that fail, rather than refusing to start (``triggerfish dev``)
+    skip_broken: bool = False
 
     @classmethod
     def load(cls, root: Path, dirs: list[str] | None = None) -> ProjectConfig:
@@ -174,27 +178,63 @@ def module_name(root: Path, path: Path) -> str:
     return ".".join(parts)
 
 
+@dataclass(frozen=True)
+class BrokenFile:
+    """A task file that failed to import: its tasks are not served."""
+
+    path: Path
+    error: str
+
+    def __str__(self) -> str:
+        return f"importing {self.path} failed: {self.error}"
+
+
 def load_registry(config: ProjectConfig) -> TaskRegistry:
-    """Import every task module of the project and return the tasks they declare."""
+    """Import every task module of the project and return the tasks they declare.
+
+    A file that fails to import stops everything (``DiscoveryError``) unless the
+    config says ``skip_broken``; see :func:`load_tasks`.
+    """
+    registry, broken = load_tasks(config)
+    if broken and not config.skip_broken:
+        raise DiscoveryError(str(broken[0]))
+    return registry
+
+
+def load_tasks(config: ProjectConfig) -> tuple[TaskRegistry, list[BrokenFile]]:
+    """Import every task module; the tasks of those that imported, and those that failed.
+
+    A failed file's tasks are dropped whole, even those declared before the
+    line that failed, so a half-imported file never serves half its tasks.
+    """
     root = str(config.root)
     if root not in sys.path:
         sys.path.insert(0, root)
     registry = TaskRegistry()
-    with collecting_into(registry):
-        for path in config.task_files():
-            name = module_name(config.root, path)
-            try:
+    broken: list[BrokenFile] = []
+    for path in config.task_files():
+        name = module_name(config.root, path)
+        found = TaskRegistry()
+        try:
+            with collecting_into(found):
                 if name in sys.modules:
                     importlib.reload(sys.modules[name])
                 else:
                     importlib.import_module(name)
-            except Exception as exc:
-                raise DiscoveryError(f"importing {path} failed: {exc!r}") from exc
+        except Exception as exc:
+            sys.modules.pop(name, None)
+            broken.append(BrokenFile(path, repr(exc)))
+            continue
+        try:
+            for declared in found:
+                registry.add(declared)
+        except InvalidTaskOptions as exc:  # an id declared by two files
+            broken.append(BrokenFile(path, str(exc)))
     for task in registry:
         task.apply_defaults(
             retry=config.retry, max_duration=config.max_duration, machine=config.machine
         )
-    return registry
+    return registry, broken
 
 
 def code_version(config: ProjectConfig) -> str:

@@ -106,7 +106,12 @@ class ExecutorPool:
         parent_conn, child_conn = _ctx.Pipe()
         process = _ctx.Process(
             target=_child.main,
-            args=(child_conn, str(self.config.root), list(self.config.dirs)),
+            args=(
+                child_conn,
+                str(self.config.root),
+                list(self.config.dirs),
+                self.config.skip_broken,
+            ),
             daemon=True,
         )
         with _environment(self.env), _bare_main_module():

@@ -47,11 +47,18 @@ from triggerfish.worker.api_client import (
     StaleReport,
     WorkerApi,
 )
-from triggerfish.worker.discovery import ProjectConfig, code_version, load_registry
+from triggerfish.worker.discovery import (
+    DiscoveryError,
+    ProjectConfig,
+    code_version,
+    load_tasks,
+)
 from triggerfish.worker.executor import ExecutorPool
 from triggerfish.worker.reports import Reporter
 
 log = logging.getLogger("triggerfish.worker")
+#: starts the log line of a task file that failed to import (read by `triggerfish dev`)
+BROKEN_FILE_MARK = "task file not loaded: "
 
 #: runs that hold a task process this long (seconds, on average) are not claimed ahead
 LONG_RUN = 1.0
@@ -103,6 +110,8 @@ class Worker:
         self._log_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._metadata_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._stopping = asyncio.Event()
+        #: stop() called twice: release running attempts without waiting out the grace
+        self._hurry = asyncio.Event()
         self._heartbeat_interval = 5.0
         self._secret = options.secret_key
         self._reports = Reporter(
@@ -118,7 +127,12 @@ class Worker:
 
     async def run(self) -> None:
         """Serve until :meth:`stop` is called, then shut down gracefully."""
-        registry = load_registry(self.config)
+        registry, broken = load_tasks(self.config)
+        if broken and not self.config.skip_broken:
+            raise DiscoveryError(str(broken[0]))
+        for failed in broken:
+            # one line each, which `triggerfish dev` shows in its console
+            log.error("%s%s: its tasks are not served", BROKEN_FILE_MARK, failed)
         version = self.options.version or code_version(self.config)
         registered = await self.api.register(
             {
@@ -168,6 +182,10 @@ class Worker:
             await self.api.close()
 
     def stop(self) -> None:
+        """Stop claiming and let running attempts finish within the grace period;
+        called again (a second SIGTERM), release them now instead."""
+        if self._stopping.is_set():
+            self._hurry.set()
         self._stopping.set()
 
     async def _shutdown(self) -> None:
@@ -182,7 +200,7 @@ class Worker:
             log.info(
                 "waiting up to %.0fs for %d run(s)", self.options.grace_period, len(self._running)
             )
-            await asyncio.wait(list(self._running.values()), timeout=self.options.grace_period)
+            await self._drain(self.options.grace_period)
         leftovers = list(self._running)
         if leftovers:
             log.warning("releasing %d unfinished run(s) back to the queue", len(leftovers))
@@ -194,6 +212,24 @@ class Worker:
             if self._running:
                 await asyncio.wait(list(self._running.values()), timeout=10)
         await self.pool.close()
+
+    async def _drain(self, grace: float) -> None:
+        """Wait until the running attempts end, the grace period passes, or stop()
+        is called again."""
+        hurry = asyncio.create_task(self._hurry.wait())
+        deadline = asyncio.get_running_loop().time() + grace
+        try:
+            while self._running and not self._hurry.is_set():
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    return
+                await asyncio.wait(
+                    [*self._running.values(), hurry],
+                    timeout=left,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        finally:
+            hurry.cancel()
 
     # -- claiming ---------------------------------------------------------------------
 
