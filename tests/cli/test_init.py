@@ -65,5 +65,5 @@ def test_init_adds_to_pyproject_and_prints_a_django_snippet(tmp_path: Path) -> N
 def test_two_config_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.triggerfish]\ndirs = ["jobs"]\n')
     (tmp_path / "triggerfish.toml").write_text('dirs = ["tasks"]\n')
-    with pytest.raises(DiscoveryError, match="two Triggerfish configs"):
+    with pytest.raises(DiscoveryError, match="two project configurations"):
         ProjectConfig.load(tmp_path)
