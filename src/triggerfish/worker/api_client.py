@@ -313,6 +313,7 @@ def _claimed_run(run: Mapping[str, Any], direct: DirectLink | None, api_url: str
         direct=direct,
         credential=str(run.get("credential") or ""),
         api_url=api_url,
+        env_vars=tuple((str(k), str(v)) for k, v in (run.get("env_vars") or {}).items()),
     )
     return ClaimedRun(job, started=bool(run.get("started")))
 
