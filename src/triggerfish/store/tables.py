@@ -136,6 +136,9 @@ batches = Table(
     Column("updated_at", DateTime, nullable=False),
     # every item has been received and its run created
     Column("sealed_at", DateTime),
+    # items refused one by one (unknown task, invalid payload…): [{index,
+    # taskIdentifier, error, errorCode}]; the other items got their runs
+    Column("errors", JSON),
     Index(
         "ix_batches_idempotency",
         "environment_id",

@@ -1,4 +1,5 @@
-"""environment variables per environment, sealed by the server keyring
+"""environment variables per environment, sealed by the server keyring; the
+per-item errors of partly refused batches
 
 Revision ID: 0011
 Revises: 0016
@@ -30,6 +31,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("environment_id", "name", name=op.f("pk_env_vars")),
     )
 
+    with op.batch_alter_table("batches") as batch_op:
+        batch_op.add_column(sa.Column("errors", sa.JSON(), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("batches") as batch_op:
+        batch_op.drop_column("errors")
     op.drop_table("env_vars")
