@@ -22,7 +22,8 @@ import httpx
 import pytest
 
 from tests import support
-from tests.support import Stack
+from tests.docs import snippets
+from tests.support import Stack, processes_stopped
 
 TS = Path(__file__).parent / "ts"
 #: the exact versions the README promises (package.json pins them, the lockfile too)
@@ -55,21 +56,28 @@ def node() -> str:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A server, a worker of the test project's tasks and one of the README's example."""
     folder = tmp_path_factory.mktemp("interop")
     with support.open_stack("sqlite", folder, workers=[{"concurrency": 4}]) as stack:
-        yield stack
+        example = stack.worker(project=snippets.REPO / "examples" / "hello", name="example")
+        with processes_stopped(example):
+            yield stack
+
+
+def project_ref(stack: Stack) -> str:
+    who = httpx.get(
+        f"{stack.server.url}/api/v2/whoami", headers={"Authorization": f"Bearer {stack.key}"}
+    ).json()
+    return str(who["project"]["ref"])
 
 
 def run_script(node: str, stack: Stack, script: str | Path, timeout: float = 90) -> str:
     """Run a Node script against ``stack``; its output, or a failure showing it."""
-    who = httpx.get(
-        f"{stack.server.url}/api/v2/whoami", headers={"Authorization": f"Bearer {stack.key}"}
-    ).json()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("TRIGGER", "NODE_OPTIONS"))},
         "TRIGGER_API_URL": stack.server.url,
         "TRIGGER_SECRET_KEY": stack.key,
-        "PROJECT_REF": who["project"]["ref"],
+        "PROJECT_REF": project_ref(stack),
     }
     done = subprocess.run(
         [node, str(script)], cwd=TS, env=env, capture_output=True, text=True, timeout=timeout
@@ -92,3 +100,23 @@ def test_sdk_4_8_3_drives_every_call(node: str, stack: Stack) -> None:
 def test_sdk_3_3_17_drives_the_calls_a_3x_app_makes(node: str, stack: Stack) -> None:
     output = run_script(node, stack, "sdk3.mjs")
     assert _passed(output) == 6, output
+
+
+def test_the_readme_typescript_example_runs_as_written(node: str, stack: Stack) -> None:
+    """The README's "Calling Triggerfish from TypeScript" block, placeholders filled in."""
+    readme = snippets.parse(snippets.REPO / "README.md")
+    (block,) = [s for s in readme if s.lang == "ts" and "// app.mjs" in s.code]
+    code = (
+        block.code.replace("http://127.0.0.1:3030", stack.server.url)
+        .replace("tr_dev_…", stack.key)
+        .replace("proj_…", project_ref(stack))
+    )
+    script = TS / "readme-example.generated.mjs"  # beside node_modules, so imports resolve
+    script.write_text(code)
+    try:
+        output = run_script(node, stack, script)
+    finally:
+        script.unlink()
+    assert "COMPLETED { message: 'Hello TypeScript' }" in output, output
+    assert "{ name: 'GREETING', value: 'hello', isSecret: false }" in output, output
+    assert "{ approved: true }" in output, output

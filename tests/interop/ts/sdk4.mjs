@@ -107,7 +107,7 @@ await step("waitpoint tokens: create, complete, retrieve, list", async () => {
 });
 
 await step("queues: list, pause, resume", async () => {
-  const page = await queues.list();
+  const page = await queues.list({ page: 1, perPage: 100 });
   const queue = page.data.find((q) => q.name === "sync-hello");
   assert.ok(queue, "the task's queue is listed");
   assert.equal(queue.type, "task");
