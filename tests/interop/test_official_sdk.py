@@ -1,8 +1,9 @@
 """The official TypeScript SDK, pinned in ``tests/interop/ts`` (4.8.3, and 3.3.17 as
 ``sdk3``), drives a real server and a Python worker through every call it makes
 from outside a task: trigger and read output, retrieve, list, cancel, replay,
-reschedule, batches with a refused item, waitpoint tokens, queues, environment
-variables, and a task reading a variable set through the SDK.
+reschedule, metadata updates, batches with a refused item, waitpoint tokens,
+queues, environment variables, and a task reading a variable set through the
+SDK; and the README's TypeScript example, as written.
 
 ``./scripts/test`` and ``.ci/run`` install the packages (``npm ci``); this
 module installs them too when they are missing. Without Node it skips, except
@@ -94,7 +95,7 @@ def _passed(output: str) -> int:
 
 def test_sdk_4_8_3_drives_every_call(node: str, stack: Stack) -> None:
     output = run_script(node, stack, "sdk4.mjs")
-    assert _passed(output) == 11, output
+    assert _passed(output) == 12, output
 
 
 def test_sdk_3_3_17_drives_the_calls_a_3x_app_makes(node: str, stack: Stack) -> None:

@@ -3,6 +3,8 @@
 // and PROJECT_REF set; every failed check exits non-zero naming its step.
 import assert from "node:assert/strict";
 import { batch, configure, envvars, queues, runs, tasks, wait } from "@trigger.dev/sdk";
+// the SDK's own client, for the metadata calls it makes from inside a task
+import { apiClientManager } from "@trigger.dev/core/v3";
 
 configure({ baseURL: process.env.TRIGGER_API_URL, secretKey: process.env.TRIGGER_SECRET_KEY });
 const ref = process.env.PROJECT_REF;
@@ -58,6 +60,21 @@ await step("reschedule", async () => {
   const moved = await runs.reschedule(delayed.id, { delay: "2h" });
   assert.equal(moved.status, "DELAYED");
   assert.ok(moved.delayedUntil.getTime() > before.delayedUntil.getTime() + 30 * 60_000);
+  await runs.cancel(delayed.id);
+});
+
+await step("metadata: update with operations, read back", async () => {
+  const delayed = await tasks.trigger("sync-hello", {}, { delay: "1h", metadata: { count: 1 } });
+  const client = apiClientManager.clientOrThrow();
+  const updated = await client.updateRunMetadata(delayed.id, {
+    operations: [
+      { type: "increment", key: "count", value: 2 },
+      { type: "set", key: "stage", value: "checked" },
+    ],
+  });
+  assert.deepEqual(updated.metadata, { count: 3, stage: "checked" });
+  assert.deepEqual((await client.getRunMetadata(delayed.id)).metadata, updated.metadata);
+  assert.deepEqual((await runs.retrieve(delayed.id)).metadata, updated.metadata);
   await runs.cancel(delayed.id);
 });
 
