@@ -13,6 +13,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish.store.driver import fetch_on_driver
 from triggerfish.store.tables import env_vars
 
 
@@ -43,9 +44,20 @@ async def list_vars(conn: AsyncConnection, env_id: str) -> list[SealedVar]:
 
 
 async def sealed_values(conn: AsyncConnection, env_id: str) -> list[tuple[str, str]]:
-    """(name, sealed value) of every variable: what an attempt is given."""
-    stmt = select(env_vars.c.name, env_vars.c.value_box).where(env_vars.c.environment_id == env_id)
-    return [(name, box) for name, box in await conn.execute(stmt)]
+    """(name, sealed value) of every variable: what an attempt is given.
+
+    Read on every claim that hands out runs, so it goes straight to the driver:
+    on PostgreSQL one round trip, without the transaction's ``BEGIN`` and
+    ``COMMIT`` (a read may run on its own, see ``fetch_on_driver``).
+    """
+    sql = _PG_SEALED if conn.dialect.name == "postgresql" else _SQLITE_SEALED
+    rows = await fetch_on_driver(conn, sql, [env_id], read_only=True)
+    return [(str(name), str(box)) for name, box in rows]
+
+
+_SEALED = "SELECT name, value_box FROM env_vars WHERE environment_id = {}"
+_PG_SEALED = _SEALED.format("$1")
+_SQLITE_SEALED = _SEALED.format("?")
 
 
 async def get_var(conn: AsyncConnection, env_id: str, name: str) -> SealedVar | None:
