@@ -35,7 +35,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from triggerfish._redact import task_environment
 from triggerfish.worker._direct import DirectJournal
 from triggerfish.worker._pipe import pack_outcome, unpack_job
 
@@ -197,12 +196,12 @@ class _Attempts:
 def _set_attempt_environment(env_vars: tuple[tuple[str, str], ...]) -> dict[str, str | None]:
     """Set the environment's variables for one attempt; what they replaced, to restore.
 
-    The strip list still applies: a name or value task processes never get is
-    left out, whoever set it.
+    The worker already left out what task processes never get (the strip list
+    of ``_redact.py``, applied in ``api_client.py``: that module stays out of
+    task processes, whose memory must hold no key shape at all).
     """
-    allowed = task_environment(dict(env_vars))
-    saved = {name: os.environ.get(name) for name in allowed}
-    os.environ.update(allowed)
+    saved = {name: os.environ.get(name) for name, _ in env_vars}
+    os.environ.update(env_vars)
     return saved
 
 
