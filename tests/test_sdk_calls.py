@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 import triggerfish
-from triggerfish import events, kv, schedules
+from triggerfish import envvars, events, kv, schedules
 from triggerfish._domain.retry import RetryPolicy
 from triggerfish.sdk._calls import Call, Namespace, Subscription
 from triggerfish.sdk._client import Triggerfish
@@ -59,7 +59,7 @@ def test_every_client_call_has_a_sync_and_an_async_face() -> None:
     client = Triggerfish(secret_key="tr_dev_x", socket=False)
     namespaces = _namespaces(client)
     assert set(namespaces) >= {"tasks", "runs", "queues", "environment", "batches"}
-    assert set(namespaces) >= {"schedules", "waitpoints", "events", "kv"}
+    assert set(namespaces) >= {"schedules", "waitpoints", "events", "kv", "envvars"}
     for name, ns in namespaces.items():
         calls = [a for a in dir(ns) if not a.startswith("_") and callable(getattr(ns, a))]
         for call in calls:
@@ -68,7 +68,7 @@ def test_every_client_call_has_a_sync_and_an_async_face() -> None:
             face = getattr(type(ns), call)
             is_async = inspect.iscoroutinefunction(face) or inspect.isasyncgenfunction(face)
             assert is_async == call.endswith("_async"), call
-    for module in (kv, events, schedules):
+    for module in (kv, events, schedules, envvars):
         names = [n for n in dir(module) if not n.startswith("_") and n.endswith("_async")]
         assert names, module
         for name in names:

@@ -37,6 +37,7 @@ from triggerfish.errors import (
 )
 from triggerfish.sdk._client import Run, RunPage, Triggerfish, _DefaultNamespace
 from triggerfish.sdk._context import Context, StepInfo
+from triggerfish.sdk._envvars import envvars
 from triggerfish.sdk._events import events, kv
 from triggerfish.sdk._idempotency import idempotency_keys
 from triggerfish.sdk._logger import logger
@@ -97,6 +98,7 @@ __all__ = [
     "WrongEnvironment",
     "auth",
     "batches",
+    "envvars",
     "events",
     "idempotency_keys",
     "kv",

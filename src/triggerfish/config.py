@@ -19,6 +19,15 @@ class ServerSettings(BaseSettings):
         default="sqlite:///.triggerfish/dev.db",
         validation_alias=AliasChoices("DATABASE_URL", "TRIGGERFISH_DATABASE_URL"),
     )
+    #: the project's ref, as the official SDK's project-scoped calls name it
+    #: (``envvars.list("proj_…", "dev")``); unset, the project's id. Also read
+    #: from ``TRIGGER_PROJECT_REF``, the variable Trigger.dev's tools use
+    project_ref: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "project_ref", "TRIGGERFISH_PROJECT_REF", "TRIGGER_PROJECT_REF"
+        ),
+    )
     #: the server keyring's secret(s), comma-separated, newest first
     #: (``engine/keyring.py``). Servers sharing a store share it; unset, an
     #: embedded engine makes a random one that only this process knows

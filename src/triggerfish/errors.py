@@ -116,6 +116,13 @@ class BatchNotFound(UserError):
         super().__init__(f"batch {batch_id!r} not found in this environment")
 
 
+class EnvVarNotFound(UserError):
+    status_code = 404
+
+    def __init__(self, name: str, env_slug: str) -> None:
+        super().__init__(f"environment variable {name!r} not found in environment {env_slug!r}")
+
+
 class RunNotReschedulable(UserError):
     status_code = 422
 

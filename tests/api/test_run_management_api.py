@@ -39,12 +39,17 @@ async def test_replay_with_and_without_a_body(api: dict[str, Any]) -> None:  # n
     assert r.status_code == 200, r.text
     replay = (await c.get(f"/api/v3/runs/{r.json()['id']}", headers=auth(key))).json()
     assert replay["replayedFromRunId"] == run_id and replay["tags"] == ["t1"]
+    # one of the SDK's four values on the wire, the real source in our own field
+    assert (replay["triggerFunction"], replay["triggerSource"]) == ("trigger", "replay")
     body = {"payload": json.dumps({"json": {"who": "y"}}), "payloadType": "application/super+json"}
     r = await c.post(f"/api/v1/runs/{run_id}/replay", headers=auth(key), json=body)
     replay = (await c.get(f"/api/v3/runs/{r.json()['id']}", headers=auth(key))).json()
     assert replay["payload"] == {"who": "y"}
+    # unknown fields are ignored (WIRE §16), known ones still checked
     r = await c.post(f"/api/v1/runs/{run_id}/replay", headers=auth(key), json={"nope": 1})
-    assert r.status_code == 400 and "nope" in r.json()["error"]
+    assert r.status_code == 200, r.text
+    r = await c.post(f"/api/v1/runs/{run_id}/replay", headers=auth(key), json={"maxAttempts": "x"})
+    assert r.status_code == 400 and "maxAttempts" in r.json()["error"]
 
 
 async def test_metadata_and_tags(api: dict[str, Any]) -> None:  # noqa: F811
@@ -108,9 +113,27 @@ async def test_batch_trigger_one_shot_and_two_phase(api: dict[str, Any]) -> None
         await c.get(f"/api/v1/runs?filter[batch]={body['id']}&page[size]=10", headers=auth(key))
     ).json()["data"]
     assert sorted(r["id"] for r in listed) == sorted(body["runs"])
-    bad = [{"task": "hello", "payload": {"who": 1}}]
-    r = await c.post("/api/v2/tasks/batch", headers=auth(key), json={"items": bad})
-    assert r.status_code == 422 and "items[0].payload.who" in r.json()["error"]
+    # refused items get no run and an error each; the others are triggered
+    mixed = [
+        {"task": "hello", "payload": {"who": 1}},
+        {"task": "hello", "payload": {"who": "ok"}},
+        {"task": "no-such-task", "payload": {}},
+        {"task": "hello", "payload": {"who": "x"}, "options": {"delay": "soon"}},
+    ]
+    r = await c.post("/api/v2/tasks/batch", headers=auth(key), json={"items": mixed})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["runCount"] == 4 and len(body["runs"]) == 1
+    errors = {e["index"]: e for e in body["errors"]}
+    assert sorted(errors) == [0, 2, 3]
+    assert "items[0].payload.who" in errors[0]["error"]
+    assert errors[0]["errorCode"] == "PAYLOAD_INVALID"
+    assert (
+        errors[2]["errorCode"] == "TASK_NOT_FOUND" and errors[2]["taskIdentifier"] == "no-such-task"
+    )
+    assert "items[3].options.delay" in errors[3]["error"]
+    batch = (await c.get(f"/api/v2/batches/{body['id']}", headers=auth(key))).json()
+    assert batch["processing"]["errors"] == body["errors"] and batch["runs"] == body["runs"]
 
     r = await c.post("/api/v3/batches", headers=auth(key), json={"runCount": 2})
     assert r.status_code == 202 and r.json()["isCached"] is False
@@ -139,3 +162,21 @@ async def test_batch_trigger_one_shot_and_two_phase(api: dict[str, Any]) -> None
     assert r.status_code == 415
     r = await c.get("/api/v2/batches/batch_nope", headers=auth(key))
     assert r.status_code == 404
+
+    # streamed: a refused item is recorded once, counts as handled, and seals the batch
+    r = await c.post("/api/v3/batches", headers=auth(key), json={"runCount": 3})
+    batch_id = r.json()["id"]
+    lines = "\n".join(
+        [
+            json.dumps({"index": 0, "task": "hello", "payload": {"who": "a"}}),
+            json.dumps({"index": 1, "task": "hello", "payload": {"who": 2}}),
+            json.dumps({"index": 2, "task": "hello", "payload": "x", "options": {"tags": 5}}),
+        ]
+    )
+    for _ in range(2):  # a resent stream changes nothing
+        r = await c.post(f"/api/v3/batches/{batch_id}/items", headers=headers, content=lines)
+        assert r.status_code == 200, r.text
+    assert r.json()["sealed"] is True and r.json()["itemsDeduplicated"] == 3
+    batch = (await c.get(f"/api/v2/batches/{batch_id}", headers=auth(key))).json()
+    assert [e["index"] for e in batch["processing"]["errors"]] == [1, 2]
+    assert len(batch["runs"]) == 1 and batch["status"] == "PROCESSING"

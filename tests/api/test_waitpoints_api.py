@@ -51,6 +51,11 @@ async def test_create_complete_retrieve_and_list_tokens(api: dict[str, Any]) -> 
     assert [t["id"] for t in listed["data"]] == [first["id"]]
     waiting = await c.get("/api/v1/waitpoints/tokens?filter[status]=WAITING", headers=dev)
     assert waiting.json()["data"] == []
+    # a token without key or timeout: those fields are left out, never null (WIRE §2)
+    plain = (await c.post("/api/v1/waitpoints/tokens", headers=dev, json={})).json()
+    token = (await c.get(f"/api/v1/waitpoints/tokens/{plain['id']}", headers=dev)).json()
+    assert None not in token.values()
+    assert "idempotencyKey" not in token and "timeoutAt" not in token
 
 
 async def test_tokens_are_scoped_and_bad_input_names_the_field(api: dict[str, Any]) -> None:

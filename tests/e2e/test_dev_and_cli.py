@@ -38,6 +38,8 @@ def test_dev_serves_reloads_reports_broken_task_files_and_stops_cleanly(tmp_path
     (project / "pyproject.toml").write_text('[tool.triggerfish]\ndirs = ["jobs"]\n')
     task_file = project / "jobs" / "greet.py"
     task_file.write_text(TASK_V1)
+    # the project ref comes from the project's .env, as Trigger.dev's CLI reads it
+    (project / ".env").write_text("TRIGGER_PROJECT_REF=proj_fromdotenvfile\n")
     port = support.free_port()
     out = (tmp_path / "dev.out").open("wb")
     proc = subprocess.Popen(
@@ -56,6 +58,7 @@ def test_dev_serves_reloads_reports_broken_task_files_and_stops_cleanly(tmp_path
         key = next(w for w in banner.split() if w.startswith("tr_dev_"))
         assert f"http://127.0.0.1:{port}" in banner
         assert "Tasks        greet" in banner
+        assert "Project ref  proj_fromdotenvfile" in banner
         assert (project / ".triggerfish" / "dev.db").exists()
         from triggerfish import Triggerfish
 
@@ -63,6 +66,10 @@ def test_dev_serves_reloads_reports_broken_task_files_and_stops_cleanly(tmp_path
         # the banner comes once the worker serves: a trigger right after it finds the task
         handle = client.tasks.trigger("greet", {})
         assert client.runs.poll(handle.id, timeout=30, interval=0.05).output == "hello v1"
+        # the SDK's project-scoped paths answer to that ref
+        scoped = f"http://127.0.0.1:{port}/api/v1/projects/proj_fromdotenvfile/envvars/dev"
+        listed = httpx.get(scoped, headers={"Authorization": f"Bearer {key}"})
+        assert listed.status_code == 200 and listed.json() == []
 
         def result() -> object:
             try:

@@ -73,3 +73,27 @@ def test_a_task_triggers_and_reads_runs_without_a_key(
         child = stack.client.runs.poll(run_id, timeout=60, interval=0.05)
         assert child.status == "COMPLETED" and child.task_identifier == "sync-hello"
     assert stack.client.batches.retrieve(str(out["batch"])).id == out["batch"]
+
+
+def test_a_task_reads_the_variables_set_through_the_api_as_its_attempt_began(
+    stack_with_secrets: tuple[Stack, dict[str, str]],
+) -> None:
+    stack, _ = stack_with_secrets
+    client = stack.client
+    client.envvars.set("CALLBACK_SECRET", "first value", secret=True)
+    held = client.tasks.trigger("read-env", {"name": "CALLBACK_SECRET", "hold": "release-1"})
+    support.wait_for(lambda: client.runs.retrieve(held.id).status == "EXECUTING", timeout=60)
+    # the running attempt keeps what it started with; the next one gets the change
+    client.envvars.set("CALLBACK_SECRET", "second value", secret=True)
+    client.kv.set("release-1", True)
+    run = client.runs.poll(held.id, timeout=60, interval=0.05)
+    assert run.output == {"first": "first value", "second": "first value"}, run.error
+    assert _run(stack, "read-env", {"name": "CALLBACK_SECRET"})["first"] == "second value"
+    # removed: the warm task process no longer has it either
+    client.envvars.delete("CALLBACK_SECRET")
+    assert _run(stack, "read-env", {"name": "CALLBACK_SECRET"})["first"] is None
+    # a variable of the environment wins over the worker's own for its attempts only
+    client.envvars.set("VISIBLE_SETTING", "from the environment")
+    assert _run(stack, "read-env", {"name": "VISIBLE_SETTING"})["first"] == "from the environment"
+    client.envvars.delete("VISIBLE_SETTING")
+    assert _run(stack, "read-env", {"name": "VISIBLE_SETTING"})["first"] == "an ordinary value"

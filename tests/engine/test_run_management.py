@@ -11,12 +11,11 @@ from sqlalchemy import event
 from tests.engine.test_runs_engine import manifest, setup, status
 from triggerfish._domain.states import RunStatus
 from triggerfish.engine import Engine
-from triggerfish.engine.enqueue import Debounce, TriggerRequest
+from triggerfish.engine.enqueue import BatchEntry, Debounce, TriggerRequest
 from triggerfish.engine.metadata import apply_operations
 from triggerfish.engine.queues import QueueRef
 from triggerfish.engine.resources import ManualClock
 from triggerfish.errors import (
-    PayloadValidationError,
     RunNotReschedulable,
     StaleTransition,
     UserError,
@@ -208,12 +207,29 @@ async def test_batch_of_a_thousand_is_a_few_statements(engine: Engine) -> None:
     assert {r.task_identifier for r in claimed} == {"a", "b"}
 
 
-async def test_batch_rejects_a_bad_item_naming_it(engine: Engine) -> None:
+async def test_batch_refuses_a_bad_item_naming_it_and_creates_the_others(
+    engine: Engine, clock: ManualClock
+) -> None:
     schema = {"type": "object", "required": ["email"]}
-    env_id, _worker = await setup(engine, manifest("t", payload_schema=schema))
-    requests = [TriggerRequest("t", {"email": "x"}), TriggerRequest("t", {})]
-    with pytest.raises(PayloadValidationError, match=r"items\[1\]\.payload\.email"):
-        await engine.enqueue.trigger_batch(env_id, requests)
+    env_id, worker = await setup(engine, manifest("t", payload_schema=schema))
+    requests: list[BatchEntry] = [
+        TriggerRequest("t", {"email": "x"}),
+        TriggerRequest("t", {}),
+        TriggerRequest("nope", {}),
+    ]
+    result = await engine.enqueue.trigger_batch(env_id, requests)
+    assert len(result.run_ids) == 1
+    assert [(e.index, e.code) for e in result.errors] == [
+        (1, "PAYLOAD_INVALID"),
+        (2, "TASK_NOT_FOUND"),
+    ]
+    assert "items[1].payload.email" in result.errors[0].message
+    detail = await engine.batches.retrieve(env_id, result.id)
+    assert detail.status == "PROCESSING" and len(detail.errors) == 2
+    (claimed,) = await engine.dequeue.claim(worker, 5)
+    await engine.attempts.start(claimed.id, claimed.claimed_attempt_id)
+    await engine.attempts.succeed(claimed.id, claimed.claimed_attempt_id, None)
+    assert (await engine.batches.retrieve(env_id, result.id)).status == "PARTIAL_FAILED"
     with pytest.raises(UserError, match="at most 1000"):
         await engine.enqueue.trigger_batch(env_id, [TriggerRequest("t", {"email": "x"})] * 1001)
 

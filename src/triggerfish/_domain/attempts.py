@@ -56,6 +56,9 @@ class Job:
     #: what the task process acts with: its attempt's credential and the server's URL
     credential: str = ""
     api_url: str = ""
+    #: the environment's variables (``triggerfish envvars``) as the claim read them:
+    #: set in the task process for this attempt only
+    env_vars: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

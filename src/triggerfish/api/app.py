@@ -13,6 +13,7 @@ from triggerfish.api import (
     auth,
     batches,
     client_socket,
+    envvars,
     errors,
     public,
     queues,
@@ -75,6 +76,7 @@ def create_app(
     app.include_router(schedules.router)
     app.include_router(waitpoints.router)
     app.include_router(queues.router)
+    app.include_router(envvars.router)
     app.include_router(run_management.router)
     app.include_router(batches.router)
     app.include_router(webhooks.router)

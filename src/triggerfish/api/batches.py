@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
-from triggerfish.engine.enqueue import MAX_BATCH_ITEMS, TriggerRequest
-from triggerfish.errors import InvalidTaskOptions, UserError
+from triggerfish.engine.enqueue import MAX_BATCH_ITEMS, BatchEntry, ItemRefusal
+from triggerfish.errors import UserError
 
 router = APIRouter(tags=["batches"])
 
@@ -40,14 +40,13 @@ class CreateBatchBody(BaseModel):
     idempotencyKey: str | None = Field(default=None, max_length=128)
 
 
-def _request(index: int, item: BatchItem, now: float) -> TriggerRequest:
+def _request(index: int, item: BatchItem, now: float) -> BatchEntry:
+    """The item's trigger, or its refusal: a bad item does not sink its batch."""
     try:
         body = TriggerBody(payload=item.payload, options=item.options)
         req = trigger_request(item.task, body, now)
-    except InvalidTaskOptions as exc:
-        raise InvalidTaskOptions(f"items[{index}].{exc}") from None
     except UserError as exc:
-        raise UserError(f"items[{index}].{exc}") from None
+        return ItemRefusal(index, item.task, f"items[{index}].{exc}", "INVALID_OPTIONS")
     req.trigger_function = "batchTrigger"
     return req
 
@@ -56,7 +55,10 @@ async def _batch(body: BatchBody, engine: EngineDep, env: EnvDep) -> dict[str, A
     now = engine.res.clock.now()
     requests = [_request(i, item, now) for i, item in enumerate(body.items)]
     result = await engine.enqueue.trigger_batch(env.id, requests)
-    return {"id": result.id, "runCount": len(result.run_ids), "runs": result.run_ids}
+    answer: dict[str, Any] = {"id": result.id, "runCount": len(requests), "runs": result.run_ids}
+    if result.errors:
+        answer["errors"] = [e.as_json() for e in result.errors]
+    return answer
 
 
 @router.post("/api/v2/tasks/batch")
@@ -101,16 +103,25 @@ async def stream_batch_items(
             headers={"x-should-retry": "false"},
         )
     now = engine.res.clock.now()
-    items: list[tuple[int, TriggerRequest]] = []
+    items: list[tuple[int, BatchEntry]] = []
     body = (await request.body()).decode()
     lines = [text for text in body.splitlines() if text.strip()]
     for n, line in enumerate(lines):
         try:
             raw = json.loads(line)
             index = int(raw["index"])
-            item = BatchItem.model_validate(raw)
-        except (ValueError, KeyError, TypeError, ValidationError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             raise UserError(f"items line {n + 1}: not a valid item ({exc})") from None
+        try:
+            item = BatchItem.model_validate(raw)
+        except ValidationError as exc:
+            # an item with an index is refused alone; the stream's others go on
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            task = raw.get("task") if isinstance(raw.get("task"), str) else ""
+            message = f"items[{index}].{where}: {first['msg']}"
+            items.append((index, ItemRefusal(index, task, message, "INVALID_OPTIONS")))
+            continue
         items.append((index, _request(index, item, now)))
     if not items:
         raise UserError("items: the stream held no items")
@@ -135,8 +146,8 @@ async def retrieve_batch(batch_id: str, engine: EngineDep, env: EnvDep) -> dict[
     """
     detail = await engine.batches.retrieve(env.id, batch_id)
     row = detail.row
-    processing: dict[str, Any] = {"errors": []}
-    if detail.status == "COMPLETED":
+    processing: dict[str, Any] = {"errors": detail.errors}
+    if detail.status in ("COMPLETED", "PARTIAL_FAILED"):
         processing["completedAt"] = serialize.iso(row.updated_at)
     data: dict[str, Any] = {
         "id": row.id,

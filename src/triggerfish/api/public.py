@@ -56,7 +56,9 @@ async def list_tasks(engine: EngineDep, env: EnvDep) -> dict[str, Any]:
 
 
 @router.get("/api/v3/runs/{run_id}", tags=["runs"])
-async def retrieve_run(run_id: str, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def retrieve_run(
+    run_id: str, request: Request, engine: EngineDep, env: EnvDep
+) -> dict[str, Any]:
     detail = await engine.runs.retrieve(env.id, run_id)
     reasons = await engine.queues.explain(env.id, [detail.run])
     body = serialize.run_object(detail, env.slug, env.id, reasons.get(run_id))
@@ -67,7 +69,7 @@ async def retrieve_run(run_id: str, engine: EngineDep, env: EnvDep) -> dict[str,
     schedule = await run_schedule_field(engine, env, detail.run.idempotency_key)
     if schedule is not None:
         body["schedule"] = schedule
-    return body
+    return serialize.for_v3_client(body) if serialize.is_v3_client(request.headers) else body
 
 
 def _csv(value: str | None) -> list[str]:
@@ -130,12 +132,10 @@ async def list_runs(
             pagination["next"] = rows[-1].id
         if page_after or (page_before and more):
             pagination["previous"] = rows[0].id
-    return {
-        "data": [
-            serialize.run_item(r, tags[r.id], env.slug, env.id, reasons.get(r.id)) for r in rows
-        ],
-        "pagination": pagination,
-    }
+    data = [serialize.run_item(r, tags[r.id], env.slug, env.id, reasons.get(r.id)) for r in rows]
+    if serialize.is_v3_client(request.headers):
+        data = [serialize.for_v3_client(item) for item in data]
+    return {"data": data, "pagination": pagination}
 
 
 @router.post("/api/v2/runs/{run_id}/cancel", tags=["runs"])

@@ -23,9 +23,9 @@ class RescheduleBody(BaseModel):
 
 
 class ReplayBody(BaseModel):
-    """Trigger.dev's replay body: every field optional, unknown fields refused."""
+    """Trigger.dev's replay body: every field optional, unknown fields ignored (WIRE §16)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     payload: Any = None
     payloadType: str | None = None
@@ -60,7 +60,7 @@ class TagsBody(BaseModel):
 
 @router.post("/api/v1/runs/{run_id}/reschedule")
 async def reschedule_run(
-    run_id: str, body: RescheduleBody, engine: EngineDep, env: EnvDep
+    run_id: str, body: RescheduleBody, request: Request, engine: EngineDep, env: EnvDep
 ) -> dict[str, Any]:
     """Move a DELAYED run's start (``delay``: a duration from now or a date)."""
     try:
@@ -71,7 +71,8 @@ async def reschedule_run(
     await engine.runs.reschedule(env.id, run_id, until)
     detail = await engine.runs.retrieve(env.id, run_id)
     reasons = await engine.queues.explain(env.id, [detail.run])
-    return serialize.run_object(detail, env.slug, env.id, reasons.get(run_id))
+    run = serialize.run_object(detail, env.slug, env.id, reasons.get(run_id))
+    return serialize.for_v3_client(run) if serialize.is_v3_client(request.headers) else run
 
 
 @router.post("/api/v1/runs/{run_id}/replay")

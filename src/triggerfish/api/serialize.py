@@ -6,6 +6,7 @@ reject ``null`` for most of them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,23 @@ _COMPLETED = {
     RunStatus.EXPIRED,
     RunStatus.TIMED_OUT,
 }
+
+
+#: the SDK's four ``triggerFunction`` values; any other source (replay, event,
+#: webhook, schedule…) goes on the wire as ``trigger``, with ``triggerSource``
+#: (ours) naming it
+SDK_TRIGGER_FUNCTIONS = frozenset(
+    {"trigger", "triggerAndWait", "batchTrigger", "batchTriggerAndWait"}
+)
+
+#: run statuses the 3.x SDK does not know, as its schema names them
+_V3_RUN_STATUS = {
+    RunStatus.PENDING_VERSION.value: "WAITING_FOR_DEPLOY",
+    RunStatus.DEQUEUED.value: "EXECUTING",
+    RunStatus.WAITING.value: "FROZEN",
+}
+#: attempt statuses the 3.x SDK knows (PENDING EXECUTING PAUSED COMPLETED FAILED CANCELED)
+_V3_ATTEMPT_STATUS = {"TIMED_OUT": "FAILED", "CRASHED": "FAILED", "RELEASED": "CANCELED"}
 
 
 def iso(value: datetime | None) -> str | None:
@@ -115,7 +133,12 @@ def run_object(
         _compact(
             {
                 "depth": row.depth,
-                "triggerFunction": row.trigger_function,
+                "triggerFunction": (
+                    row.trigger_function
+                    if row.trigger_function in SDK_TRIGGER_FUNCTIONS
+                    else "trigger"
+                ),
+                "triggerSource": row.trigger_function,
                 "payload": row.payload,
                 "output": row.output,
                 "error": error_object(row.error),
@@ -151,11 +174,28 @@ def attempt_object(row: AttemptRecord) -> dict[str, Any]:
             "workerId": row.worker_id,
             "version": row.version,
             "createdAt": iso(row.created_at),
+            # the 3.x SDK requires it (``attempts[].updatedAt``)
+            "updatedAt": iso(row.finished_at or row.started_at or row.created_at),
             "startedAt": iso(row.started_at),
             "finishedAt": iso(row.finished_at),
+            # the 3.x SDK's name for finishedAt
+            "completedAt": iso(row.finished_at),
             "error": error_object(row.error),
         }
     )
+
+
+def is_v3_client(headers: Mapping[str, str]) -> bool:
+    """Whether the official 3.x SDK sent the request (its ``trigger-version`` header)."""
+    return headers.get("trigger-version", "").startswith("3.")
+
+
+def for_v3_client(run: dict[str, Any]) -> dict[str, Any]:
+    """A run (retrieve or list item) with status names the 3.x SDK's schema accepts."""
+    run["status"] = _V3_RUN_STATUS.get(run["status"], run["status"])
+    for attempt in run.get("attempts", ()):
+        attempt["status"] = _V3_ATTEMPT_STATUS.get(attempt["status"], attempt["status"])
+    return run
 
 
 def log_object(row: LogRecord) -> dict[str, Any]:

@@ -102,7 +102,8 @@ def token_item(row: WaitpointRecord, base: str, *, with_output: bool = False) ->
         item["output"] = json.dumps(row.output)
         item["outputType"] = "application/json"
         item["outputIsError"] = bool(row.output_is_error)
-    return item
+    # absent optional fields are left out: the SDK's schemas refuse null (WIRE §2)
+    return {k: v for k, v in item.items() if v is not None}
 
 
 class CreateTokenBody(BaseModel):

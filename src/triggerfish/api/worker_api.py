@@ -144,6 +144,8 @@ async def jobs(engine: Engine, env: Environment, rows: Sequence[RunRecord]) -> l
     # first attempt has none, unless it replays another run's first steps.
     replaying = [r.id for r in rows if r.attempt_count > 1 or r.replay_of is not None]
     journals = await engine.journal.for_runs(replaying) if replaying else {}
+    # read afresh for every claim: a change applies to the next attempt, never a running one
+    env_vars = await engine.envvars.for_attempts(env.id) if rows else {}
     return [
         {
             "run_id": r.id,
@@ -160,6 +162,7 @@ async def jobs(engine: Engine, env: Environment, rows: Sequence[RunRecord]) -> l
             "started": r.status == "EXECUTING",
             # what the task process acts with: dies with the attempt (engine/environments.py)
             "credential": engine.environments.attempt_credential(_claimed_attempt(r)),
+            "env_vars": env_vars,
         }
         for r in rows
     ]

@@ -55,6 +55,8 @@ class DevSession:
         self._worker_log: IO[bytes] | None = None
         #: replaced workers finishing their running attempts
         self._draining: set[subprocess.Popen[bytes]] = set()
+        #: known once :meth:`prepare` has bootstrapped the project
+        self.project_ref = ""
 
     async def prepare(self) -> tuple[Engine, str]:
         """Database migrated, project bootstrapped, dev key known."""
@@ -73,13 +75,28 @@ class DevSession:
                 maintenance_interval=0.5,
                 # each reload is a new version; waiting runs resume on the new code
                 lock_run_versions=False,
+                project_ref=self._project_ref(),
             )
         )
         await engine.start()
-        await engine.environments.bootstrap(self.config.root.name)
+        self.project_ref = await engine.environments.bootstrap(self.config.root.name)
         key = self._dev_key()
         await engine.environments.adopt_key("dev", key, "dev server")
         return engine, key
+
+    def _project_ref(self) -> str | None:
+        """``TRIGGER_PROJECT_REF`` (or ``TRIGGERFISH_PROJECT_REF``) from the environment,
+        else from the project's ``.env``, as Trigger.dev's CLI reads it."""
+        for name in ("TRIGGERFISH_PROJECT_REF", "TRIGGER_PROJECT_REF"):
+            if os.environ.get(name):
+                return os.environ[name]
+        dotenv = self.config.root / ".env"
+        if dotenv.is_file():
+            from dotenv import dotenv_values
+
+            values = dotenv_values(dotenv)
+            return values.get("TRIGGERFISH_PROJECT_REF") or values.get("TRIGGER_PROJECT_REF")
+        return None
 
     def _dev_key(self) -> str:
         # The dev key lives in a local file (mode 0600) so `dev` can print it on
@@ -252,6 +269,9 @@ class DevSession:
         console.print(f"  Dashboard    {self.api_url}/")
         console.print(f"  OpenAPI      {self.api_url}/docs")
         console.print(f"  Secret key   {key}  [dim](env: dev)[/]")
+        console.print(
+            f"  Project ref  {self.project_ref}  [dim](set TRIGGER_PROJECT_REF to choose it)[/]"
+        )
         console.print(f"  Tasks from   {', '.join(self.config.dirs)}")
         if tasks is not None:
             console.print(f"  Tasks        {', '.join(tasks) or '(none found)'}")
@@ -261,6 +281,10 @@ class DevSession:
         console.print(f"  Worker log   {self.log_dir / 'worker.log'}")
         console.print(
             f"  Try          {self.try_line(key, tasks)}", soft_wrap=True, highlight=False
+        )
+        console.print(
+            f"  TypeScript   TRIGGER_API_URL={self.api_url} TRIGGER_SECRET_KEY={key} "
+            "[dim](the official @trigger.dev/sdk)[/]"
         )
         console.print("[dim]Ctrl-C stops everything.[/]")
 

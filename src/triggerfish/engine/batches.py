@@ -26,12 +26,18 @@ class BatchDetail:
     @property
     def status(self) -> str:
         """``PENDING`` while items are still arriving, ``PROCESSING`` while any run
-        is unfinished, then ``COMPLETED``."""
+        is unfinished, then ``COMPLETED``, or ``PARTIAL_FAILED`` when some items
+        were refused (:attr:`errors`)."""
         if self.row.sealed_at is None:
             return "PENDING"
         if self.finished < len(self.run_ids):
             return "PROCESSING"
-        return "COMPLETED"
+        return "PARTIAL_FAILED" if self.errors else "COMPLETED"
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """The refused items: ``{index, taskIdentifier, error, errorCode}``."""
+        return list(self.row.errors or [])
 
 
 class Batches:

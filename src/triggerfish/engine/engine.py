@@ -13,6 +13,7 @@ from triggerfish.engine.changes import ChangeFeed
 from triggerfish.engine.dequeue import Dequeue
 from triggerfish.engine.enqueue import Enqueue
 from triggerfish.engine.environments import Environments
+from triggerfish.engine.envvars import EnvVars
 from triggerfish.engine.events import Events
 from triggerfish.engine.handoff import Handoffs
 from triggerfish.engine.journal import Journal
@@ -50,6 +51,7 @@ class Engine:
         manifests = ManifestCache()
         self.handoffs = handoffs = Handoffs()
         self.environments = Environments(res)
+        self.envvars = EnvVars(res)
         self.journal = Journal(res)
         self.enqueue = Enqueue(res, manifests, handoffs)
         self.waitpoints = Waitpoints(res, self.journal, self.enqueue)

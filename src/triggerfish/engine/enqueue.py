@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,14 +88,49 @@ class TriggerResult:
 
 
 @dataclass(frozen=True)
+class ItemRefusal:
+    """A batch item that got no run, and why; the batch's other items go on."""
+
+    index: int
+    task_id: str
+    message: str
+    #: TASK_NOT_FOUND, PAYLOAD_INVALID, PAYLOAD_TOO_LARGE or INVALID_OPTIONS
+    code: str
+
+    def as_json(self) -> dict[str, Any]:
+        """As the batch keeps it and Trigger.dev's ``processing.errors`` shows it."""
+        return {
+            "index": self.index,
+            "taskIdentifier": self.task_id,
+            "error": self.message,
+            "errorCode": self.code,
+        }
+
+
+#: a batch item: the run to create, or why it was refused before reaching the engine
+BatchEntry = TriggerRequest | ItemRefusal
+
+
+@dataclass(frozen=True)
 class BatchResult:
     id: str
+    #: the runs made (or reused by idempotency key), in item order; refused items have none
     run_ids: list[str]
     is_cached: bool = False
+    errors: list[ItemRefusal] = field(default_factory=list)
 
 
 #: the most items one batch may hold
 MAX_BATCH_ITEMS = 1000
+
+
+def _refusal(stored: dict[str, Any]) -> ItemRefusal:
+    return ItemRefusal(
+        int(stored["index"]),
+        str(stored.get("taskIdentifier", "")),
+        str(stored.get("error", "")),
+        str(stored.get("errorCode", "")),
+    )
 
 
 class Enqueue:
@@ -256,13 +292,15 @@ class Enqueue:
     # -- batches -----------------------------------------------------------------------
 
     async def trigger_batch(
-        self, env_id: str, requests: list[TriggerRequest], *, idempotency_key: str | None = None
+        self, env_id: str, requests: Sequence[BatchEntry], *, idempotency_key: str | None = None
     ) -> BatchResult:
         """Create a batch and all its runs in one transaction with batched inserts.
 
-        Every item is checked first (task known, payload valid and not too big);
-        one bad item rejects the whole batch, naming it (``items[3].payload.email``).
-        Items with an idempotency key that names a live run reuse that run.
+        Every item is checked (task known, payload valid and not too big); a
+        bad item gets no run and an error naming it (``items[3].payload.email``)
+        in the batch's ``errors``, while the others are created: the batch ends
+        ``PARTIAL_FAILED``. Items with an idempotency key that names a live run
+        reuse that run.
         """
         self._check_batch(requests)
         now = self.res.clock.now()
@@ -271,12 +309,18 @@ class Enqueue:
                 cached = await batch_store.find_idempotent(conn, env_id, idempotency_key)
                 if cached is not None:
                     ids = await batch_store.run_ids(conn, cached.id)
-                    return BatchResult(cached.id, ids, True)
+                    errors = [_refusal(e) for e in cached.errors or []]
+                    return BatchResult(cached.id, ids, True, errors)
             batch_id = await self._new_batch(conn, env_id, len(requests), idempotency_key, now)
-            ids = await self._insert_items(conn, env_id, batch_id, list(enumerate(requests)), now)
+            ids, refused = await self._insert_items(
+                conn, env_id, batch_id, list(enumerate(requests)), now
+            )
+            if refused:
+                await batch_store.add_errors(conn, batch_id, [r.as_json() for r in refused])
             await batch_store.seal(conn, batch_id, to_datetime(now))
-        await self.res.notifier.notify(env_id)
-        return BatchResult(batch_id, ids)
+        if ids:
+            await self.res.notifier.notify(env_id)
+        return BatchResult(batch_id, ids, errors=refused)
 
     async def create_batch(
         self, env_id: str, run_count: int, idempotency_key: str | None = None
@@ -294,12 +338,14 @@ class Enqueue:
         return BatchResult(batch_id, [])
 
     async def add_batch_items(
-        self, env_id: str, batch_id: str, items: list[tuple[int, TriggerRequest]]
+        self, env_id: str, batch_id: str, items: Sequence[tuple[int, BatchEntry]]
     ) -> tuple[int, int, bool]:
         """Phase two: create the runs of ``items`` (index, request) not created yet.
 
         Returns (accepted, deduplicated, sealed). Items are deduplicated by
-        index, so resending the whole stream is harmless.
+        index, so resending the whole stream is harmless. A refused item (see
+        :meth:`trigger_batch`) is recorded in the batch's errors and counts as
+        handled: it is neither accepted nor retried by a resend.
         """
         self._check_batch([r for _, r in items])
         now = self.res.clock.now()
@@ -313,31 +359,43 @@ class Enqueue:
                         f"items: index {index} is outside the batch's runCount {batch.run_count}"
                     )
             done = set(await batch_store.indexes(conn, batch_id))
-            fresh: dict[int, TriggerRequest] = {}
+            done.update(int(e["index"]) for e in batch.errors or [])
+            fresh: dict[int, BatchEntry] = {}
             for index, req in items:
                 if index not in done:
                     fresh.setdefault(index, req)
+            refused: list[ItemRefusal] = []
             if fresh:
-                await self._insert_items(conn, env_id, batch_id, sorted(fresh.items()), now)
+                _, refused = await self._insert_items(
+                    conn, env_id, batch_id, sorted(fresh.items()), now
+                )
+            if refused:
+                await batch_store.add_errors(conn, batch_id, [r.as_json() for r in refused])
             sealed = len(done) + len(fresh) >= batch.run_count
             if sealed and batch.sealed_at is None:
                 await batch_store.seal(conn, batch_id, to_datetime(now))
-        if fresh:
+        if len(fresh) > len(refused):
             await self.res.notifier.notify(env_id)
-        return len(fresh), len(items) - len(fresh), sealed
+        return len(fresh) - len(refused), len(items) - len(fresh), sealed
 
-    def _check_batch(self, requests: list[TriggerRequest]) -> None:
+    def _check_batch(self, requests: Sequence[BatchEntry]) -> None:
         if not requests:
             raise UserError("items: a batch needs at least one item")
         if len(requests) > MAX_BATCH_ITEMS:
             raise UserError(f"items: at most {MAX_BATCH_ITEMS} per batch, got {len(requests)}")
-        for i, req in enumerate(requests):
-            try:
-                self._check_size(req.payload)
-            except PayloadTooLarge as exc:
-                raise PayloadTooLarge(exc.size, exc.limit) from None
-            if req.debounce is not None:
-                raise UserError(f"items[{i}].options.debounce: not supported in batches")
+
+    def _refuse_early(self, index: int, req: TriggerRequest) -> ItemRefusal | None:
+        """Why an item cannot become a run before its task is looked up, if it cannot."""
+        try:
+            self._check_size(req.payload)
+        except PayloadTooLarge as exc:
+            return ItemRefusal(
+                index, req.task_id, f"items[{index}].payload: {exc}", "PAYLOAD_TOO_LARGE"
+            )
+        if req.debounce is not None:
+            message = f"items[{index}].options.debounce: not supported in batches"
+            return ItemRefusal(index, req.task_id, message, "INVALID_OPTIONS")
+        return None
 
     async def _new_batch(
         self, conn: Any, env_id: str, run_count: int, key: str | None, now: float
@@ -361,20 +419,43 @@ class Enqueue:
         conn: Any,
         env_id: str,
         batch_id: str,
-        items: list[tuple[int, TriggerRequest]],
+        entries: list[tuple[int, BatchEntry]],
         now: float,
-    ) -> list[str]:
+    ) -> tuple[list[str], list[ItemRefusal]]:
         """Validate and insert many runs with a fixed number of statements per
-        distinct task, queue and fair bucket (not per item)."""
+        distinct task, queue and fair bucket (not per item). Items that cannot
+        become runs come back as refusals, in index order."""
+        refused: list[ItemRefusal] = []
+        checked: list[tuple[int, TriggerRequest]] = []
+        for index, entry in entries:
+            early = entry if isinstance(entry, ItemRefusal) else self._refuse_early(index, entry)
+            if early is not None:
+                refused.append(early)
+            else:
+                assert isinstance(entry, TriggerRequest)
+                checked.append((index, entry))
         manifests: dict[str, dict[str, Any]] = {}
-        for task_id in sorted({r.task_id for _, r in items}):
-            manifests[task_id] = await self._manifest(conn, env_id, task_id)
-        for index, req in items:
+        unknown: dict[str, str] = {}
+        for task_id in sorted({r.task_id for _, r in checked}):
+            try:
+                manifests[task_id] = await self._manifest(conn, env_id, task_id)
+            except TaskNotFound as exc:
+                unknown[task_id] = str(exc)
+        items: list[tuple[int, TriggerRequest]] = []
+        for index, req in checked:
+            if req.task_id in unknown:
+                refused.append(
+                    ItemRefusal(index, req.task_id, unknown[req.task_id], "TASK_NOT_FOUND")
+                )
+                continue
             try:
                 _validate(manifests[req.task_id].get("payload_schema"), req.payload)
             except PayloadValidationError as exc:
-                message = str(exc)[len(exc.field) + 2 :]
-                raise PayloadValidationError(f"items[{index}].{exc.field}", message) from None
+                message = f"items[{index}].{exc.field}: {str(exc)[len(exc.field) + 2 :]}"
+                refused.append(ItemRefusal(index, req.task_id, message, "PAYLOAD_INVALID"))
+                continue
+            items.append((index, req))
+        refused.sort(key=lambda r: r.index)
         keyed = [(r.task_id, r.idempotency_key) for _, r in items if r.idempotency_key]
         existing = await run_store.find_idempotent_many(conn, env_id, keyed, now)
         ids: list[str] = []
@@ -410,7 +491,7 @@ class Enqueue:
                 update_limits=False,
             )
             await run_store.insert_runs(conn, await self._tag_many(conn, env_id, news))
-        return ids
+        return ids, refused
 
     async def _tag_many(self, conn: Any, env_id: str, news: list[NewRun]) -> list[NewRun]:
         """``news`` with fair tags for the queued ones: one reservation per bucket."""

@@ -20,6 +20,8 @@ ATTEMPT_CREDENTIAL_PREFIX = "tfa_"
 _CREDENTIAL_PURPOSE = "attempt-credential"
 #: the keyring purpose of the sealed copies of API keys
 KEY_COPY_PURPOSE = "api-key-copy"
+#: what a project ref may look like (Trigger.dev's are ``proj_`` + 20 lowercase alphanumerics)
+_PROJECT_REF = re.compile(r"[A-Za-z0-9_-]{3,40}")
 #: a run's statuses while its current attempt may act with its credential
 _LIVE = (RunStatus.DEQUEUED.value, RunStatus.EXECUTING.value)
 #: what an environment's name may be: it is part of every key (``tr_<slug>_…``)
@@ -70,10 +72,25 @@ class Environments:
         #: called after a key is revoked (the public tokens' opened keys)
         self.on_revoke: list[Any] = []
 
-    async def bootstrap(self, project_name: str = "triggerfish") -> None:
-        """Make sure the project and its dev and prod environments exist."""
+    async def bootstrap(self, project_name: str = "triggerfish") -> str:
+        """Make sure the project and its dev and prod environments exist; its ref.
+
+        ``ServerSettings.project_ref`` (``TRIGGER_PROJECT_REF``) names the
+        project, so the official SDK's project-scoped paths
+        (``/api/v1/projects/{ref}/…``) can use the ref its app already has.
+        """
+        ref = self.res.settings.project_ref
+        if ref is not None and not _PROJECT_REF.fullmatch(ref):
+            raise UserError(
+                f"TRIGGER_PROJECT_REF: {ref!r} is not a project ref "
+                "(3 to 40 letters, digits, _ or -, e.g. proj_abcdefghijklmnop)"
+            )
         async with self.res.db.write() as conn:
-            await env_store.ensure_project(conn, project_name, to_datetime(self.res.clock.now()))
+            row = await env_store.ensure_project(
+                conn, project_name, to_datetime(self.res.clock.now()), ref=ref
+            )
+        self._cache.clear()
+        return str(row.ref)
 
     def attempt_credential(self, attempt_id: str) -> str:
         """The credential a task process gets for ``attempt_id``.

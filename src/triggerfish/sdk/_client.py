@@ -17,6 +17,7 @@ from typing import Any
 
 from triggerfish.errors import ApiError, WrongEnvironment, key_environment
 from triggerfish.sdk._auth import Auth
+from triggerfish.sdk._envvars import EnvVars
 from triggerfish.sdk._events import Events
 from triggerfish.sdk._kv import Kv
 from triggerfish.sdk._models import (
@@ -47,6 +48,7 @@ __all__ = [  # the names this module has always offered, now defined beside it
     "Batch",
     "BatchHandle",
     "Batches",
+    "EnvVars",
     "Environment",
     "Events",
     "Kv",
@@ -157,6 +159,8 @@ class Triggerfish:
         self.webhooks = Webhooks(self._transport)
         #: public access tokens for browsers
         self.auth = Auth(self._transport)
+        #: the environment variables its task processes get
+        self.envvars = EnvVars(self._transport)
 
     def close(self) -> None:
         self._transport.close()

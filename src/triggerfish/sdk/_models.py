@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class RunError(BaseModel):
@@ -138,15 +138,28 @@ class TaskInfo(BaseModel):
     versions: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class BatchItemError(BaseModel):
+    """A batch item that got no run (unknown task, invalid payload…); the others did."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    index: int
+    task_identifier: str = Field(default="", alias="taskIdentifier")
+    error: str
+    error_code: str | None = Field(default=None, alias="errorCode")
+
+
 class BatchHandle(BaseModel):
-    """A batch just created: its id and its runs' ids in item order."""
+    """A batch just created: its id, its runs' ids in item order, and refused items."""
 
     id: str
     run_ids: list[str]
+    errors: list[BatchItemError] = Field(default_factory=list)
 
 
 class Batch(BaseModel):
-    """A batch and how far its runs got (``status``: PENDING, PROCESSING, COMPLETED)."""
+    """A batch and how far its runs got (``status``: PENDING, PROCESSING, COMPLETED,
+    PARTIAL_FAILED when some items were refused: see ``errors``)."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
@@ -156,6 +169,16 @@ class Batch(BaseModel):
     runs: list[str]
     counts: dict[str, int] = Field(default_factory=dict)
     finished_count: int = Field(default=0, alias="finishedCount")
+    errors: list[BatchItemError] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _processing_errors(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "errors" not in data:
+            processing = data.get("processing")
+            if isinstance(processing, dict):
+                return {**data, "errors": processing.get("errors") or []}
+        return data
 
 
 class Token(BaseModel):

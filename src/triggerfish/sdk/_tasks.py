@@ -52,6 +52,9 @@ def _batch_trigger(items: list[dict[str, Any]]) -> Call[BatchHandle]:
             [{"task": "send-email", "payload": {"to": a}} for a in addresses]
         )
         print(batch.id, len(batch.run_ids))
+
+    An item that cannot become a run (unknown task, invalid payload) is left
+    out of ``run_ids`` and listed in ``errors``; the others are triggered.
     """
     wire = []
     for i, item in enumerate(items):
@@ -67,7 +70,9 @@ def _batch_trigger(items: list[dict[str, Any]]) -> Call[BatchHandle]:
     return Call(
         "POST",
         "/api/v2/tasks/batch",
-        lambda b: BatchHandle(id=b["id"], run_ids=list(b.get("runs") or [])),
+        lambda b: BatchHandle(
+            id=b["id"], run_ids=list(b.get("runs") or []), errors=b.get("errors") or []
+        ),
         json={"items": wire},
     )
 

@@ -41,6 +41,15 @@ async def seal(conn: AsyncConnection, batch_id: str, now: datetime) -> None:
     )
 
 
+async def add_errors(conn: AsyncConnection, batch_id: str, errors: list[dict[str, Any]]) -> None:
+    """Append refused items to the batch's errors (the caller holds the batch row)."""
+    current = (
+        await conn.execute(select(batches.c.errors).where(batches.c.id == batch_id))
+    ).scalar()
+    merged = sorted([*(current or []), *errors], key=lambda e: int(e["index"]))
+    await conn.execute(update(batches).where(batches.c.id == batch_id).values(errors=merged))
+
+
 async def indexes(conn: AsyncConnection, batch_id: str) -> list[int]:
     stmt = select(runs.c.batch_index).where(runs.c.batch_id == batch_id)
     return [int(i) for (i,) in await conn.execute(stmt)]

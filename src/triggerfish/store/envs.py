@@ -30,14 +30,24 @@ def generate_key(slug: str) -> str:
 
 
 async def ensure_project(
-    conn: AsyncConnection, name: str, now: datetime, slugs: tuple[str, ...] = ("dev", "prod")
+    conn: AsyncConnection,
+    name: str,
+    now: datetime,
+    slugs: tuple[str, ...] = ("dev", "prod"),
+    ref: str | None = None,
 ) -> Row[Any]:
-    """The (single) project, created with its environments on first use."""
+    """The (single) project, created with its environments on first use; ``ref``
+    names it (Trigger.dev's project ref), else its id does."""
     row = (await conn.execute(select(projects).order_by(projects.c.created_at))).first()
     if row is None:
         pid = new_id("proj")
-        await conn.execute(insert(projects).values(id=pid, ref=pid, name=name, created_at=now))
+        await conn.execute(
+            insert(projects).values(id=pid, ref=ref or pid, name=name, created_at=now)
+        )
         row = (await conn.execute(select(projects).where(projects.c.id == pid))).one()
+    elif ref and row.ref != ref:
+        await conn.execute(update(projects).where(projects.c.id == row.id).values(ref=ref))
+        row = (await conn.execute(select(projects).where(projects.c.id == row.id))).one()
     existing = {
         r.slug
         for r in await conn.execute(

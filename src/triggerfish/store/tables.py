@@ -136,6 +136,9 @@ batches = Table(
     Column("updated_at", DateTime, nullable=False),
     # every item has been received and its run created
     Column("sealed_at", DateTime),
+    # items refused one by one (unknown task, invalid payload…): [{index,
+    # taskIdentifier, error, errorCode}]; the other items got their runs
+    Column("errors", JSON),
     Index(
         "ix_batches_idempotency",
         "environment_id",
@@ -656,4 +659,19 @@ public_token_uses = Table(
     metadata,
     Column("token_id", String(64), primary_key=True),
     Column("expires_at", Float, nullable=False),
+)
+
+# Environment variables delivered to the task processes of an environment. The
+# value is sealed by the server keyring (``engine/keyring.py``): the store never
+# holds it in plaintext.
+env_vars = Table(
+    "env_vars",
+    metadata,
+    Column("environment_id", String(40), ForeignKey("environments.id"), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("value_box", Text, nullable=False),
+    # shown as "<redacted>" by the API's list and retrieve
+    Column("is_secret", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
 )

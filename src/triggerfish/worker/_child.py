@@ -173,9 +173,11 @@ class _Attempts:
         self.direct.bind(job)
         self.client.bind_attempt(job.api_url, job.credential)
         sys.stdout, sys.stderr = self.out, self.err
+        restore = _set_attempt_environment(job.env_vars)
         try:
             return self.run_attempt(self.registry, job, self.loop, self.transport)
         finally:
+            _restore_environment(restore)
             self.out.flush()
             self.err.flush()
             sys.stdout, sys.stderr = self.real_out, self.real_err
@@ -189,6 +191,26 @@ class _Attempts:
             with contextlib.suppress(Exception):  # the server may already be gone
                 client.close()
                 self.loop.run_until_complete(client.aclose())
+
+
+def _set_attempt_environment(env_vars: tuple[tuple[str, str], ...]) -> dict[str, str | None]:
+    """Set the environment's variables for one attempt; what they replaced, to restore.
+
+    The worker already left out what task processes never get (the strip list
+    of ``_redact.py``, applied in ``api_client.py``: that module stays out of
+    task processes, whose memory must hold no key shape at all).
+    """
+    saved = {name: os.environ.get(name) for name, _ in env_vars}
+    os.environ.update(env_vars)
+    return saved
+
+
+def _restore_environment(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _transport(conn: Connection, direct: DirectJournal) -> Any:

@@ -47,6 +47,7 @@ def pack_job(job: Job) -> tuple[Any, ...]:
         None if direct is None else (direct.url, direct.max_frame),
         job.credential,
         job.api_url,
+        job.env_vars,
     )
 
 
@@ -67,6 +68,7 @@ def unpack_job(packed: tuple[Any, ...]) -> Job:
         direct,
         credential,
         api_url,
+        env_vars,
     ) = packed
     return Job(
         run_id,
@@ -83,6 +85,7 @@ def unpack_job(packed: tuple[Any, ...]) -> Job:
         None if direct is None else DirectLink(*direct),
         credential,
         api_url,
+        env_vars,
     )
 
 

@@ -34,6 +34,7 @@ from triggerfish._domain.attempts import (
     Job,
     Succeeded,
 )
+from triggerfish._redact import task_environment
 from triggerfish.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -313,6 +314,8 @@ def _claimed_run(run: Mapping[str, Any], direct: DirectLink | None, api_url: str
         direct=direct,
         credential=str(run.get("credential") or ""),
         api_url=api_url,
+        # the strip list applies to them as to the worker's own environment
+        env_vars=tuple(task_environment(dict(run.get("env_vars") or {})).items()),
     )
     return ClaimedRun(job, started=bool(run.get("started")))
 

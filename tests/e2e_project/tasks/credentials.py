@@ -74,3 +74,19 @@ async def trigger_from_async_task(payload: dict[str, Any], ctx: Context) -> dict
     )
     me = await triggerfish.runs.retrieve_async(ctx.run.id)
     return {"runs": [one.id, two.id, *batch.run_ids], "batch": batch.id, "me": me.status}
+
+
+@task(id="read-env")
+def read_env(payload: dict[str, Any]) -> dict[str, Any]:
+    """A variable of the environment as the attempt starts, and again after ``release``
+    appears in kv (when ``hold`` names it): a change meanwhile must not show."""
+    import time
+
+    name = payload["name"]
+    first = os.environ.get(name)
+    hold = payload.get("hold")
+    if hold:
+        deadline = time.monotonic() + 60
+        while triggerfish.kv.get(hold) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return {"first": first, "second": os.environ.get(name)}
