@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
+from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine.enqueue import MAX_BATCH_ITEMS, TriggerRequest
 from triggerfish.errors import InvalidTaskOptions, UserError
 
-router = APIRouter(tags=["batches"])
+router = APIRouter(tags=["batches"], route_class=StrictJsonRoute)
 
 
 class BatchItem(BaseModel):

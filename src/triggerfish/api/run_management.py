@@ -3,9 +3,7 @@ metadata and tags (WIRE.md §5 and §12 paths)."""
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -13,13 +11,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, delay_until, trigger_request
+from triggerfish.api.validated import (
+    Duration,
+    Key,
+    Name,
+    PositiveInt64,
+    Priority,
+    Seconds,
+    StrictJsonRoute,
+    Text,
+    loads,
+)
 from triggerfish.errors import InvalidTaskOptions, UserError
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], route_class=StrictJsonRoute)
 
 
 class RescheduleBody(BaseModel):
-    delay: str | datetime
+    #: seconds from now, a duration like "1h", or an ISO date
+    delay: Seconds | Annotated[str, Field(max_length=64)]
 
 
 class ReplayBody(BaseModel):
@@ -28,23 +38,23 @@ class ReplayBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     payload: Any = None
-    payloadType: str | None = None
+    payloadType: Text | None = None
     metadata: dict[str, Any] | None = None
-    tags: str | list[str] | None = None
-    queue: str | None = None
-    concurrencyKey: str | None = None
-    machine: str | None = None
-    version: str | None = None
-    region: str | None = None
-    delay: str | datetime | None = None
-    ttl: str | int | None = None
-    idempotencyKey: str | None = None
-    idempotencyKeyTTL: str | None = None
-    maxAttempts: int | None = None
-    maxDuration: float | None = None
-    priority: float | None = None
+    tags: Name | list[Name] | None = None
+    queue: Name | None = None
+    concurrencyKey: Key | None = None
+    machine: Text | None = None
+    version: Text | None = None
+    region: Text | None = None
+    delay: Seconds | Annotated[str, Field(max_length=64)] | None = None
+    ttl: Duration | None = None
+    idempotencyKey: Annotated[Key, Field(max_length=128)] | None = None
+    idempotencyKeyTTL: Duration | None = None
+    maxAttempts: int | None = Field(default=None, ge=1, le=100)
+    maxDuration: Annotated[Seconds, Field(gt=0)] | None = None
+    priority: Priority | None = None
     #: Triggerfish: reuse the original's journal before this step (1-based)
-    fromStep: int | None = Field(default=None, ge=1)
+    fromStep: PositiveInt64 | None = None
 
 
 class MetadataBody(BaseModel):
@@ -55,7 +65,7 @@ class MetadataBody(BaseModel):
 
 
 class TagsBody(BaseModel):
-    tags: str | list[str]
+    tags: Name | list[Name]
 
 
 @router.post("/api/v1/runs/{run_id}/reschedule")
@@ -85,7 +95,7 @@ async def replay_run(
     from_step: int | None = None
     if raw.strip():
         try:
-            body = ReplayBody.model_validate(json.loads(raw))
+            body = ReplayBody.model_validate(loads(raw))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"

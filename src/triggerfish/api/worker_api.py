@@ -17,6 +17,7 @@ from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import JournalStatus
 from triggerfish.api.deps import EngineDep, WorkerEnvDep
 from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
+from triggerfish.api.validated import Id, StrictJsonRoute
 from triggerfish.api.waitpoints import base_url, token_request, token_url
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure, Outcome, Report, Start
@@ -27,7 +28,7 @@ from triggerfish.engine.journal import JournalEntry
 from triggerfish.engine.waitpoints import WaitSpec
 from triggerfish.errors import StaleTransition, UserError
 
-router = APIRouter(prefix="/worker/v1", tags=["worker"])
+router = APIRouter(prefix="/worker/v1", tags=["worker"], route_class=StrictJsonRoute)
 
 
 class QueueManifest(BaseModel):
@@ -63,7 +64,7 @@ class RegisterBody(BaseModel):
 
 
 class DequeueBody(BaseModel):
-    worker_id: str
+    worker_id: Id
     max: int = Field(ge=1, le=100)
     wait: float = Field(default=20.0, ge=0, le=60)
     #: how many of the claimed runs the worker starts at once (free slots): they
@@ -72,7 +73,7 @@ class DequeueBody(BaseModel):
 
 
 class CompleteBody(BaseModel):
-    run_id: str
+    run_id: Id
     ok: bool
     output: Any = None
     error: dict[str, Any] | None = None
@@ -81,27 +82,27 @@ class CompleteBody(BaseModel):
 
 
 class HeartbeatBody(BaseModel):
-    worker_id: str
-    attempt_ids: list[str]
+    worker_id: Id
+    attempt_ids: list[Id]
 
 
 class LogsBody(BaseModel):
-    attempt_id: str
+    attempt_id: Id
     lines: list[dict[str, Any]] = Field(max_length=5000)
 
 
 class MetadataOpsBody(BaseModel):
-    attempt_id: str
+    attempt_id: Id
     operations: list[dict[str, Any]] = Field(max_length=5000)
 
 
 class ReleaseBody(BaseModel):
-    worker_id: str
-    attempt_ids: list[str]
+    worker_id: Id
+    attempt_ids: list[Id]
 
 
 class WorkerIdBody(BaseModel):
-    worker_id: str
+    worker_id: Id
 
 
 @router.post("/register")
@@ -173,21 +174,21 @@ def _claimed_attempt(run: RunRecord) -> str:
 
 
 class StartBody(BaseModel):
-    run_id: str
+    run_id: Id
 
 
 class CompletionItem(CompleteBody):
-    attempt_id: str
+    attempt_id: Id
 
 
 class StartItem(StartBody):
-    attempt_id: str
+    attempt_id: Id
 
 
 class ClaimBody(BaseModel):
     """Runs to claim along with the reports (never waits: an idle worker long-polls)."""
 
-    worker_id: str
+    worker_id: Id
     max: int = Field(ge=1, le=100)
     start: int = Field(default=0, ge=0, le=100)
 
@@ -328,7 +329,7 @@ class StepTry(BaseModel):
 
 
 class JournalBody(BaseModel):
-    run_id: str
+    run_id: Id
     seq: int = Field(ge=0)
     kind: str = Field(min_length=1, max_length=24)
     name: str = Field(max_length=256)
@@ -363,7 +364,7 @@ async def journal(
 
 
 class BlobBody(BaseModel):
-    run_id: str
+    run_id: Id
     seq: int = Field(ge=0)
 
 
@@ -376,7 +377,7 @@ async def blob(
 
 
 class WaitBody(BaseModel):
-    run_id: str
+    run_id: Id
     seq: int = Field(ge=0)
     kind: str = Field(min_length=1, max_length=24)
     name: str = Field(max_length=256)
@@ -457,7 +458,7 @@ async def wait(
 
 
 class CreateTokenBody(BaseModel):
-    run_id: str
+    run_id: Id
     seq: int = Field(ge=0)
     name: str = Field(max_length=256)
     timeout: str | float | None = None
@@ -493,7 +494,7 @@ async def create_token(
 
 
 class CompleteTokenBody(BaseModel):
-    run_id: str
+    run_id: Id
     id: str
     data: Any = None
 
@@ -507,7 +508,7 @@ async def complete_token(
 
 
 class SendEventBody(BaseModel):
-    run_id: str
+    run_id: Id
     name: str = Field(min_length=1, max_length=256)
     payload: Any = None
     id: str | None = Field(default=None, max_length=128)
@@ -527,7 +528,7 @@ async def send_event(
 
 
 class KvBody(BaseModel):
-    run_id: str
+    run_id: Id
     key: str
     value: Any = None
     ttl: float | None = None
