@@ -8,7 +8,7 @@ gets 409 and the worker drops it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -17,7 +17,17 @@ from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import JournalStatus
 from triggerfish.api.deps import EngineDep, WorkerEnvDep
 from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
-from triggerfish.api.validated import Id, StrictJsonRoute
+from triggerfish.api.validated import (
+    MAX_SECONDS,
+    BadInput,
+    Duration,
+    EventName,
+    Id,
+    Key,
+    Name,
+    Seconds,
+    StrictJsonRoute,
+)
 from triggerfish.api.waitpoints import base_url, token_request, token_url
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure, Outcome, Report, Start
@@ -26,7 +36,7 @@ from triggerfish.engine.enqueue import checked_schema
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.journal import JournalEntry
 from triggerfish.engine.waitpoints import WaitSpec
-from triggerfish.errors import StaleTransition, UserError
+from triggerfish.errors import PermissionDenied, StaleTransition, UserError
 
 router = APIRouter(prefix="/worker/v1", tags=["worker"], route_class=StrictJsonRoute)
 
@@ -278,12 +288,14 @@ async def heartbeat(body: HeartbeatBody, engine: EngineDep, env: WorkerEnvDep) -
 
 @router.post("/logs")
 async def logs(body: LogsBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, int]:
-    return {"accepted": await engine.runs.append_logs(body.attempt_id, body.lines)}
+    _own_attempt(env, body.attempt_id)
+    return {"accepted": await engine.runs.append_logs(env.id, body.attempt_id, body.lines)}
 
 
 @router.post("/metadata")
 async def metadata(body: MetadataOpsBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, Any]:
     """Metadata operations from inside a running attempt, batched by the worker."""
+    _own_attempt(env, body.attempt_id)
     doc = await engine.metadata.update_from_attempt(env.id, body.attempt_id, body.operations)
     return {"metadata": doc}
 
@@ -328,6 +340,19 @@ class StepTry(BaseModel):
     error: dict[str, Any]
 
 
+def _own_attempt(env: Environment, attempt_id: str) -> None:
+    """Refuse (403) a task process acting for an attempt other than its own."""
+    if env.attempt is not None and env.attempt.attempt_id != attempt_id:
+        raise PermissionDenied("attempt_id: an attempt credential acts for its own attempt only")
+
+
+async def _attempt_of_env(engine: Engine, env: Environment, attempt_id: str, run_id: str) -> None:
+    """Refuse a call for an attempt of another run or environment, for the routes whose
+    engine call is scoped by environment but not by attempt."""
+    _own_attempt(env, attempt_id)
+    await engine.attempts.require_owner(env.id, run_id, attempt_id)
+
+
 class JournalBody(BaseModel):
     run_id: Id
     seq: int = Field(ge=0)
@@ -347,6 +372,7 @@ async def journal(
     attempt_id: str, body: JournalBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, bool]:
     """Record a durable call's outcome; 409 once the attempt is no longer current."""
+    _own_attempt(env, attempt_id)
     entry = JournalEntry(
         seq=body.seq,
         kind=body.kind,
@@ -373,6 +399,7 @@ async def blob(
     attempt_id: str, body: BlobBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
     """A journal result stored out of line, for a replaying task."""
+    await _attempt_of_env(engine, env, attempt_id, body.run_id)
     return {"result": await engine.journal.blob(env.id, body.run_id, body.seq)}
 
 
@@ -388,17 +415,17 @@ def wait_spec(wait: dict[str, Any], now: float) -> WaitSpec:
     """The wait a task asked for, in engine terms; 4xx naming the bad field."""
     kind = wait.get("type")
     if kind == "duration":
-        seconds = float(wait.get("seconds") or 0)
+        seconds = _number(wait, "seconds", 0.0)
         return WaitSpec("duration", due_at=now + max(0.0, seconds))
     if kind == "until":
-        return WaitSpec("duration", due_at=float(wait["at"]))
+        return WaitSpec("duration", due_at=min(_number(wait, "at", now), now + MAX_SECONDS))
     if kind == "token":
         return WaitSpec("token", token_id=str(wait.get("id") or ""), schema=_wait_schema(wait))
     if kind == "event":
         name = str(wait.get("name") or "")
         if not name:
             raise UserError("wait.name: an event name is required")
-        timeout = wait.get("timeout")
+        timeout = _number(wait, "timeout", None) if wait.get("timeout") is not None else None
         match = wait.get("match") or {}
         if not isinstance(match, dict):
             raise UserError("wait.match: must be an object of payload fields")
@@ -428,7 +455,7 @@ def wait_spec(wait: dict[str, Any], now: float) -> WaitSpec:
             )
             for item in items
         ]
-        timeout = wait.get("timeout")
+        timeout = _number(wait, "timeout", None) if wait.get("timeout") is not None else None
         return WaitSpec(
             "runs",
             children=children,
@@ -446,11 +473,24 @@ def _wait_schema(wait: dict[str, Any]) -> dict[str, Any] | None:
     return checked_schema(schema, "wait.schema")
 
 
+def _number(wait: dict[str, Any], field: str, default: Any) -> Any:
+    """``wait[field]`` as a finite number of seconds (or an epoch) up to 100 years."""
+    value = wait.get(field)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadInput(f"wait.{field}: a number of seconds is required")
+    if field != "at" and not 0 <= value <= MAX_SECONDS:
+        raise BadInput(f"wait.{field}: must be from 0 to {MAX_SECONDS} seconds")
+    return float(value)
+
+
 @router.post("/attempts/{attempt_id}/wait")
 async def wait(
     attempt_id: str, body: WaitBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
     """Suspend the run on a waitpoint (``suspended``), or answer at once (``resolved``)."""
+    _own_attempt(env, attempt_id)
     spec = wait_spec(body.wait, engine.res.clock.now())
     return await engine.waitpoints.wait_from_task(
         env.id, body.run_id, attempt_id, seq=body.seq, kind=body.kind, name=body.name, spec=spec
@@ -461,10 +501,10 @@ class CreateTokenBody(BaseModel):
     run_id: Id
     seq: int = Field(ge=0)
     name: str = Field(max_length=256)
-    timeout: str | float | None = None
-    tags: list[str] = Field(default_factory=list)
-    idempotency_key: str | None = Field(default=None, max_length=512)
-    idempotency_key_ttl: str | float | None = None
+    timeout: Seconds | Annotated[str, Field(max_length=64)] | None = None
+    tags: list[Name] = Field(default_factory=list)
+    idempotency_key: Key | None = None
+    idempotency_key_ttl: Duration | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
 
@@ -472,6 +512,7 @@ class CreateTokenBody(BaseModel):
 async def create_token(
     attempt_id: str, body: CreateTokenBody, request: Request, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
+    _own_attempt(env, attempt_id)
     req = token_request(
         timeout=body.timeout,
         tags=body.tags,
@@ -503,21 +544,23 @@ class CompleteTokenBody(BaseModel):
 async def complete_token(
     attempt_id: str, body: CompleteTokenBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, bool]:
+    await _attempt_of_env(engine, env, attempt_id, body.run_id)
     await engine.waitpoints.complete_token(env.id, body.id, body.data)
     return {"success": True}
 
 
 class SendEventBody(BaseModel):
     run_id: Id
-    name: str = Field(min_length=1, max_length=256)
+    name: EventName
     payload: Any = None
-    id: str | None = Field(default=None, max_length=128)
+    id: Id | None = None
 
 
 @router.post("/attempts/{attempt_id}/send_event")
 async def send_event(
     attempt_id: str, body: SendEventBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
+    await _attempt_of_env(engine, env, attempt_id, body.run_id)
     sent = await engine.events.send(env.id, body.name, body.payload, body.id)
     return {
         "id": sent.id,
@@ -529,15 +572,16 @@ async def send_event(
 
 class KvBody(BaseModel):
     run_id: Id
-    key: str
+    key: Key
     value: Any = None
-    ttl: float | None = None
+    ttl: Seconds | None = None
 
 
 @router.post("/attempts/{attempt_id}/kv_get")
 async def kv_get(
     attempt_id: str, body: KvBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
+    await _attempt_of_env(engine, env, attempt_id, body.run_id)
     found, value = await engine.events.kv_get(env.id, body.key)
     return {"found": found, "value": value}
 
@@ -546,6 +590,7 @@ async def kv_get(
 async def kv_set(
     attempt_id: str, body: KvBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, bool]:
+    await _attempt_of_env(engine, env, attempt_id, body.run_id)
     await engine.events.kv_set(env.id, body.key, body.value, body.ttl)
     return {"ok": True}
 
@@ -554,4 +599,5 @@ async def kv_set(
 async def kv_delete(
     attempt_id: str, body: KvBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, bool]:
+    await _attempt_of_env(engine, env, attempt_id, body.run_id)
     return {"deleted": await engine.events.kv_delete(env.id, body.key)}

@@ -438,6 +438,13 @@ class Attempts:
             await worker_store.touch_worker(conn, worker_id, now)
         return [a for a in attempt_ids if a not in alive]
 
+    async def require_owner(self, env_id: str, run_id: str, attempt_id: str) -> None:
+        """Refuse (409) a call for an attempt that is not ``run_id``'s in ``env_id``."""
+        async with self.res.db.read() as conn:
+            attempt = await run_store.attempt_in_environment(conn, env_id, attempt_id)
+        if attempt is None or attempt.run_id != run_id:
+            raise StaleTransition(run_id, "act", attempt_id)
+
     async def _env_of(self, run_id: str) -> str:
         async with self.res.db.read() as conn:
             row = await run_store.get_by_id(conn, run_id)
