@@ -18,7 +18,7 @@ from triggerfish.engine.enqueue import fair_tag
 from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.waitpoints import Waitpoints
-from triggerfish.errors import StaleTransition
+from triggerfish.errors import StaleTransition, StoreUnavailable
 from triggerfish.store import changes as change_store
 from triggerfish.store import events as event_store
 from triggerfish.store import queues as queue_store
@@ -44,6 +44,9 @@ class Maintenance:
 
     async def sweep(self) -> dict[str, int]:
         """One pass of every sweep; returns how many runs each one moved."""
+        if self.res.health.is_down:
+            await self.res.db.ping()  # raises while the store is still away
+            self.res.health.came_back(self.res.clock.now(), self.res.settings.heartbeat_timeout)
         return {
             "reclaimed": await self.reclaim_expired_leases(),
             "promoted": await self.promote_delayed(),
@@ -68,14 +71,21 @@ class Maintenance:
 
     async def reclaim_expired_leases(self) -> int:
         """Runs whose worker stopped heartbeating: retry as a new attempt, or CRASHED."""
+        # after a database outage, leases that ran out meanwhile get a grace
+        # (engine/health.py); the transitions below check the same cutoff
+        cutoff = self.res.health.lease_cutoff(
+            self.res.clock.now(), self.res.settings.heartbeat_timeout
+        )
         async with self.res.db.read() as conn:
-            stale = await run_store.expired_leases(conn, self.res.clock.now(), SWEEP_BATCH)
+            stale = await run_store.expired_leases(conn, cutoff, SWEEP_BATCH)
         moved = 0
         never_started = [r.current_attempt_id for r in stale if r.status == RunStatus.DEQUEUED]
         if never_started:
             # claimed but never started: no user code ran, so no retry is spent
             moved += len(
-                await self.attempts.release(never_started, "claimed, never started; worker lost")
+                await self.attempts.release(
+                    never_started, "claimed, never started; worker lost", lease_before=cutoff
+                )
             )
         for row in stale:
             if row.status == RunStatus.DEQUEUED:
@@ -93,7 +103,9 @@ class Maintenance:
                 },
             )
             try:
-                await self.attempts.fail(row.id, row.current_attempt_id, failure)
+                await self.attempts.fail(
+                    row.id, row.current_attempt_id, failure, lease_before=cutoff
+                )
                 moved += 1
             except StaleTransition:
                 pass  # the worker reported, or another replica reclaimed it, first
@@ -165,12 +177,18 @@ class Maintenance:
                     await self.waitpoints.on_run_finished(conn, moved, woken)
         return envs
 
+    async def tick(self) -> dict[str, int] | None:
+        """One sweep as the loop runs it: a store outage is noted (one log line
+        per outage, engine/health.py), any other failure logged; None if it failed."""
+        try:
+            return await self.sweep()
+        except StoreUnavailable as exc:
+            self.res.health.went_down(self.res.clock.now(), str(exc))
+        except Exception:
+            log.exception("maintenance sweep failed; trying again")
+        return None
+
     async def run_forever(self) -> None:
         while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("maintenance sweep failed; trying again")
+            await self.tick()
             await asyncio.sleep(self.res.settings.maintenance_interval)
