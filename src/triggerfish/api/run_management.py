@@ -55,6 +55,9 @@ class ReplayBody(BaseModel):
     priority: Priority | None = None
     #: Triggerfish: reuse the original's journal before this step (1-based)
     fromStep: PositiveInt64 | None = None
+    #: Triggerfish: with ``fromStep``, reuse tokens completed before that step
+    #: (by default they become new pending tokens)
+    reuseCompletedTokens: bool = False
 
 
 class MetadataBody(BaseModel):
@@ -93,6 +96,7 @@ async def replay_run(
     raw = await request.body()
     overrides: dict[str, Any] = {}
     from_step: int | None = None
+    reuse_tokens = False
     if raw.strip():
         try:
             body = ReplayBody.model_validate(loads(raw))
@@ -104,7 +108,10 @@ async def replay_run(
             raise UserError(f"malformed JSON body: {exc}") from None
         overrides = _replay_overrides(body, engine.res.clock.now())
         from_step = body.fromStep
-    new_id = await engine.replays.replay(env.id, run_id, from_step, overrides)
+        reuse_tokens = body.reuseCompletedTokens
+    new_id = await engine.replays.replay(
+        env.id, run_id, from_step, overrides, reuse_tokens=reuse_tokens
+    )
     return {"id": new_id}
 
 
@@ -114,7 +121,7 @@ def _replay_overrides(body: ReplayBody, now: float) -> dict[str, Any]:
         {
             k: ({"name": v} if k == "queue" else v)
             for k, v in given.items()
-            if k not in ("payload", "version", "region", "fromStep")
+            if k not in ("payload", "version", "region", "fromStep", "reuseCompletedTokens")
         }
     )
     req = trigger_request("-", TriggerBody(payload=body.payload, options=options), now)

@@ -63,7 +63,7 @@ class Engine:
         self.workers = Workers(res, self.attempts, self.schedules, manifests)
         self.maintenance = Maintenance(res, self.attempts, self.schedules, self.waitpoints)
         self.events = Events(res, self.enqueue, self.waitpoints)
-        self.replays = Replays(res, self.enqueue)
+        self.replays = Replays(res, self.enqueue, self.waitpoints)
         self.webhooks = Webhooks(res, self.events)
         load_verifier_modules(res.settings.webhook_verifiers)
         self.users = Users(res)
