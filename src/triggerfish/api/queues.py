@@ -208,6 +208,28 @@ async def reset_environment_concurrency(engine: EngineDep, env: EnvDep) -> dict[
     return {"concurrencyLimit": limit, "running": running}
 
 
+class RetentionBody(BaseModel):
+    #: days finished runs are kept, 1 to 36,500; null: the server's default
+    days: int | None = Field(default=None, ge=1, le=36_500)
+
+
+@router.get("/api/v1/environment/retention")
+async def environment_retention(engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """Days finished runs (with their logs, journal and events) are kept (Triggerfish)."""
+    days, own = await engine.maintenance.retention(env.id)
+    return {"days": days, "default": not own}
+
+
+@router.put("/api/v1/environment/retention")
+async def set_environment_retention(
+    body: RetentionBody, engine: EngineDep, env: EnvDep
+) -> dict[str, Any]:
+    """Keep this environment's finished runs ``days`` days; null: the server's default."""
+    await engine.maintenance.set_retention(env.id, body.days)
+    days, own = await engine.maintenance.retention(env.id)
+    return {"days": days, "default": not own}
+
+
 @router.get("/api/v1/doctor")
 async def doctor(engine: EngineDep, env: EnvDep) -> dict[str, Any]:
     """What could hold runs back: limits, paused queues, workers online, oldest queued run."""

@@ -22,11 +22,14 @@ from triggerfish.errors import StaleTransition, StoreUnavailable
 from triggerfish.store import changes as change_store
 from triggerfish.store import events as event_store
 from triggerfish.store import queues as queue_store
+from triggerfish.store import retention as retention_store
 from triggerfish.store import runs as run_store
 
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
+#: runs deleted per environment and sweep (each with its logs, journal, attempts)
+RETENTION_BATCH = 100
 
 
 class Maintenance:
@@ -56,6 +59,7 @@ class Maintenance:
             "claims_forgotten": await self.forget_old_claims(),
             "kv_purged": await self.purge_expired_kv(),
             "changes_forgotten": await self.forget_old_changes(),
+            "runs_purged": await self.purge_retention(),
         }
 
     async def forget_old_changes(self) -> int:
@@ -63,6 +67,31 @@ class Maintenance:
         before = self.res.clock.now() - self.res.settings.changes_retention
         async with self.res.db.write() as conn:
             return await change_store.delete_before(conn, before, SWEEP_BATCH)
+
+    async def retention(self, env_id: str) -> tuple[int, bool]:
+        """Days ``env_id`` keeps finished runs, and whether it is the environment's own."""
+        async with self.res.db.read() as conn:
+            days = dict(await retention_store.retention_days(conn)).get(env_id)
+        return (days, True) if days else (self.res.settings.retention_days, False)
+
+    async def set_retention(self, env_id: str, days: int | None) -> None:
+        """Keep ``env_id``'s finished runs ``days`` days (None: the server's default)."""
+        async with self.res.db.write() as conn:
+            await retention_store.set_retention_days(conn, env_id, days)
+
+    async def purge_retention(self) -> int:
+        """Delete a bounded batch of each environment's runs (and all that hangs off
+        them) and events older than its retention (``store/retention.py``)."""
+        now = self.res.clock.now()
+        purged = 0
+        async with self.res.db.read() as conn:
+            envs = await retention_store.retention_days(conn)
+        for env_id, days in envs:
+            before = to_datetime(now - (days or self.res.settings.retention_days) * 86400)
+            async with self.res.db.write() as conn:
+                purged += await retention_store.purge_runs(conn, env_id, before, RETENTION_BATCH)
+                await retention_store.purge_events(conn, env_id, before, SWEEP_BATCH)
+        return purged
 
     async def purge_expired_kv(self) -> int:
         """Delete a bounded batch of expired KV entries (reads already hide them)."""
