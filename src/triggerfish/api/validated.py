@@ -99,6 +99,10 @@ Id = Annotated[str, StringConstraints(min_length=1, max_length=128), AfterValida
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 NonNegativeInt64 = Annotated[int, Field(ge=0, le=INT64_MAX)]
 PositiveInt64 = Annotated[int, Field(ge=1, le=INT64_MAX)]
+#: a position that fits a 32-bit column (a journal step's ``seq``, a count of tries)
+Index32 = Annotated[int, Field(ge=0, le=2**31 - 1)]
+#: a time as epoch seconds, from 1970 to the end of year 9999
+Epoch = Annotated[float, Field(ge=0, le=253_402_300_799, allow_inf_nan=False)]
 #: seconds, a finite number from 0 to :data:`MAX_SECONDS`
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 #: a duration as Trigger.dev writes it (``"1h30m"``) or a number of seconds, 0 to 100 years

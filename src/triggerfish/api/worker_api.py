@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import JournalStatus
@@ -21,8 +21,10 @@ from triggerfish.api.validated import (
     MAX_SECONDS,
     BadInput,
     Duration,
+    Epoch,
     EventName,
     Id,
+    Index32,
     Key,
     Name,
     Seconds,
@@ -68,9 +70,19 @@ class RegisterBody(BaseModel):
     version: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     concurrency: int = Field(ge=1, le=1000)
-    tasks: list[TaskManifest]
+    tasks: list[TaskManifest] = Field(max_length=10_000)
     #: sent by workers that read a project configuration (absent: leave it as it is)
     environment: EnvironmentDefaults | None = None
+
+    @field_validator("tasks")
+    @classmethod
+    def _each_task_once(cls, tasks: list[TaskManifest]) -> list[TaskManifest]:
+        seen: set[str] = set()
+        for task in tasks:
+            if task.id in seen:
+                raise ValueError(f"task {task.id!r} is declared twice")
+            seen.add(task.id)
+        return tasks
 
 
 class DequeueBody(BaseModel):
@@ -335,8 +347,8 @@ class StepTry(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    number: int = Field(ge=1)
-    at: float
+    number: Annotated[Index32, Field(ge=1)]
+    at: Epoch
     error: dict[str, Any]
 
 
@@ -355,14 +367,14 @@ async def _attempt_of_env(engine: Engine, env: Environment, attempt_id: str, run
 
 class JournalBody(BaseModel):
     run_id: Id
-    seq: int = Field(ge=0)
+    seq: Index32
     kind: str = Field(min_length=1, max_length=24)
     name: str = Field(max_length=256)
     status: Literal["OK", "ERROR", "RETRYING"]
     result: Any = None
     error: dict[str, Any] | None = None
-    failures: int = Field(default=0, ge=0)
-    started_at: float | None = None
+    failures: Index32 = 0
+    started_at: Epoch | None = None
     display: StepDisplay | None = None
     tries: list[StepTry] | None = Field(default=None, max_length=1000)
 
@@ -391,7 +403,7 @@ async def journal(
 
 class BlobBody(BaseModel):
     run_id: Id
-    seq: int = Field(ge=0)
+    seq: Index32
 
 
 @router.post("/attempts/{attempt_id}/blob")
@@ -405,7 +417,7 @@ async def blob(
 
 class WaitBody(BaseModel):
     run_id: Id
-    seq: int = Field(ge=0)
+    seq: Index32
     kind: str = Field(min_length=1, max_length=24)
     name: str = Field(max_length=256)
     wait: dict[str, Any]
@@ -499,7 +511,7 @@ async def wait(
 
 class CreateTokenBody(BaseModel):
     run_id: Id
-    seq: int = Field(ge=0)
+    seq: Index32
     name: str = Field(max_length=256)
     timeout: Seconds | Annotated[str, Field(max_length=64)] | None = None
     tags: list[Name] = Field(default_factory=list)
