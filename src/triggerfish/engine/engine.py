@@ -73,6 +73,10 @@ class Engine:
         self.environments.on_revoke.append(self.public_tokens.forget_keys)
         self._background: list[asyncio.Task[Any]] = []
 
+    async def ping_store(self) -> None:
+        """One round trip to the store; ``StoreUnavailable`` while it is away."""
+        await self.res.db.ping()
+
     def report_linger(self) -> float:
         """Seconds a busy worker holds a report batch back (``ServerSettings.report_linger``)."""
         configured = self.res.settings.report_linger
