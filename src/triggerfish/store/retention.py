@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from triggerfish._domain.states import FINAL, WaitpointStatus
 from triggerfish.store.tables import (
     attempts,
+    changes,
     environments,
     events,
     run_events,
@@ -45,6 +46,7 @@ RUN_TABLES: list[tuple[Table, str]] = [
     (run_journal_blobs, "run_id"),
     (run_journal, "run_id"),
     (waitpoint_waiters, "run_id"),
+    (changes, "run_id"),
 ]
 
 _FINAL = sorted(s.value for s in FINAL)

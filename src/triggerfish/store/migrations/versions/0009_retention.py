@@ -1,14 +1,14 @@
 """retention: per-environment days, and the indexes the maintenance loop's purge walks
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
