@@ -7,9 +7,13 @@ import json
 from typing import Any
 
 import pytest
+from fastapi.routing import APIRoute
 from websockets.asyncio.client import connect
 
 from tests.api.conftest import Served
+from triggerfish.api.app import create_app
+from triggerfish.api.validated import StrictJsonRoute
+from triggerfish.engine import Engine
 
 TRIGGER = "/api/v1/tasks/job/trigger"
 JSON = {"content-type": "application/json"}
@@ -149,3 +153,16 @@ async def test_a_bad_frame_gets_an_error_frame_and_the_socket_stays_open(
         await ws.send('{"id": 3, "op": "nope"}')
         answer = json.loads(await ws.recv())
         assert answer["id"] == 3 and answer["status"] == 400, answer
+
+
+def test_every_documented_route_reads_its_input_strictly(engine: Engine) -> None:
+    app = create_app(engine, manage_engine=False)
+    loose = [
+        r.path
+        for r in app.routes
+        if isinstance(r, APIRoute)
+        and r.include_in_schema
+        and not isinstance(r, StrictJsonRoute)
+        and r.path not in ("/healthz", "/readyz")
+    ]
+    assert loose == []
