@@ -1,14 +1,14 @@
 """retention: per-environment days, and the indexes the maintenance loop's purge walks
 
 Revision ID: 0009
-Revises: 0013
+Revises: 0016
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0013"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
