@@ -114,6 +114,8 @@ def test_replay_returns_a_run_handle_like_a_trigger() -> None:
     assert handle == RunHandle(id="run_2")
     assert recorder.calls[0].path == "/api/v1/runs/run_1/replay"
     assert recorder.calls[0].json == {"fromStep": 3}
+    Runs(recorder).replay("run_1", from_step=3, reuse_tokens=True)
+    assert recorder.calls[1].json == {"fromStep": 3, "reuseCompletedTokens": True}
 
 
 def test_a_misspelt_trigger_option_names_it_and_lists_the_valid_ones() -> None:

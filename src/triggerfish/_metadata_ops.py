@@ -4,6 +4,7 @@ result) and the task process (which keeps a local copy). No server code here."""
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from triggerfish.errors import UserError
@@ -57,5 +58,10 @@ def apply_operations(
             current = out.get(key, 0)
             if isinstance(current, bool) or not isinstance(current, int | float):
                 raise UserError(f"{where}: {key!r} holds a {type(current).__name__}, not a number")
-            out[key] = current + value
+            total = current + value
+            if isinstance(total, float) and not math.isfinite(total):
+                raise UserError(f"{where}.value: {key!r} would overflow a 64-bit float")
+            if isinstance(total, int) and not -(2**63) <= total < 2**63:
+                raise UserError(f"{where}.value: {key!r} would not fit in 64 bits")
+            out[key] = total
     return out

@@ -39,6 +39,9 @@ class ServerSettings(BaseSettings):
     #: seconds the change feed keeps a change (realtime subscribers resume within
     #: it); the maintenance loop deletes older ones in bounded batches
     changes_retention: float = 7 * 24 * 3600.0
+    #: days a finished run (with its logs, journal, events) is kept, unless its
+    #: environment sets its own (``store/retention.py``)
+    retention_days: int = Field(default=30, ge=1, le=36_500)
     #: the longest a worker's dequeue call is held open when there is no work
     dequeue_wait: float = 20.0
     #: seconds a busy worker holds a report batch back so more finished attempts

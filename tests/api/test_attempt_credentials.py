@@ -162,3 +162,41 @@ async def test_a_task_process_keeps_its_socket_for_its_next_attempt(served: Serv
             frame = {"id": call_id, "op": "journal", "attempt_id": job.attempt_id}
             await ws.send(json.dumps({**frame, "credential": job.credential, "body": body}))
             assert json.loads(await ws.recv())["status"] == expected
+
+
+async def _prod_client(served: Served, engine: Engine) -> httpx.AsyncClient:
+    prod_key, _ = await engine.environments.create_key("prod", "prod")
+    return _as(served, prod_key)
+
+
+async def test_another_environments_key_cannot_write_into_a_run(
+    served: Served, engine: Engine
+) -> None:
+    job = await _claim_one(served)
+    line = {"message": "from prod", "level": "INFO", "ts": 1.0}
+    async with await _prod_client(served, engine) as prod:
+        r = await prod.post("/worker/v1/logs", json={"attempt_id": job.attempt_id, "lines": [line]})
+        assert r.status_code == 409, r.text
+        calls: list[tuple[str, dict[str, Any]]] = [
+            ("kv_set", {"key": "k", "value": 1}),
+            ("send_event", {"name": "e"}),
+            ("complete_token", {"id": "waitpoint_x"}),
+            ("blob", {"seq": 0}),
+        ]
+        for op, body in calls:
+            r = await prod.post(
+                f"/worker/v1/attempts/{job.attempt_id}/{op}", json={"run_id": job.run_id, **body}
+            )
+            assert r.status_code == 409, (op, r.text)
+    logs = await served.http.get(f"/api/v1/runs/{job.run_id}/logs")
+    assert logs.json()["data"] == []
+
+
+async def test_a_worker_call_for_another_runs_attempt_is_refused(served: Served) -> None:
+    first = await _claim_one(served)
+    second = await _claim_one(served)
+    r = await served.http.post(
+        f"/worker/v1/attempts/{first.attempt_id}/kv_set",
+        json={"run_id": second.run_id, "key": "k", "value": 1},
+    )
+    assert r.status_code == 409, r.text

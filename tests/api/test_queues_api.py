@@ -76,7 +76,7 @@ async def test_rate_and_key_limits_are_own_extensions(api: dict[str, Any]) -> No
     r = await c.post(
         "/api/v1/queues/task%2Fhello/rate-limit", headers=auth(key), json={"period": "soon"}
     )
-    assert r.status_code == 400 and "period" in r.json()["error"]
+    assert r.status_code == 422 and r.json()["error"].startswith("period"), r.text
     r = await c.post(
         "/api/v1/queues/task%2Fhello/concurrency/key-limit",
         headers=auth(key),
@@ -116,3 +116,15 @@ async def test_environment_limit_and_doctor(api: dict[str, Any]) -> None:  # noq
     assert report["waiting"] == {"QUEUED": 1}
     assert [w["version"] for w in report["workers"]] == ["v1"]
     assert report["oldestQueuedRun"]["reason"]["code"] == "WAITING_FOR_SLOT"
+
+
+async def test_an_environment_sets_its_retention(api: dict[str, Any]) -> None:  # noqa: F811
+    c, key = api["client"], api["dev"]
+    r = await c.get("/api/v1/environment/retention", headers=auth(key))
+    assert r.json() == {"days": 30, "default": True}
+    r = await c.put("/api/v1/environment/retention", headers=auth(key), json={"days": 7})
+    assert r.json() == {"days": 7, "default": False}
+    r = await c.put("/api/v1/environment/retention", headers=auth(key), json={"days": 0})
+    assert r.status_code == 422 and r.json()["error"].startswith("days"), r.text
+    r = await c.get("/api/v1/environment/retention", headers=auth(api["prod"]))
+    assert r.json() == {"days": 30, "default": True}

@@ -34,7 +34,7 @@ async def test_a_runs_life_is_in_the_feed_in_order(engine: Engine) -> None:
     await engine.attempts.start(run.id, attempt)
     await engine.metadata.update(env_id, run.id, replace={"progress": 0.5})
     await engine.runs.add_tags(env_id, run.id, ["b"])
-    await engine.runs.append_logs(attempt, [{"message": "hello"}])
+    await engine.runs.append_logs(env_id, attempt, [{"message": "hello"}])
     await engine.attempts.succeed(run.id, attempt, {"ok": 1})
     got = await engine.changes.read(env_id, start, run_id=run.id)
     assert kinds(got) == [

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -190,3 +192,27 @@ async def test_executor_gives_the_error_hook_a_context(pool: ExecutorPool) -> No
 async def test_executor_rejects_output_that_is_not_json(pool: ExecutorPool) -> None:
     outcome = await pool.run(job("not-a-number"))
     assert error_of(outcome).name == "OutputNotSerializable"
+
+
+async def test_a_killed_idle_process_is_replaced_and_the_next_attempt_runs(
+    pool: ExecutorPool,
+) -> None:
+    [idle] = pool.child_pids
+    os.kill(idle, signal.SIGKILL)
+    # handed out at once: the dead process is skipped, the attempt waits for its replacement
+    outcome = await asyncio.wait_for(pool.run(job("pid")), 30)
+    assert output_of(outcome) != idle
+
+
+async def test_a_dead_idle_process_is_replaced_before_any_work_arrives(
+    pool: ExecutorPool,
+) -> None:
+    [idle] = pool.child_pids
+    os.kill(idle, signal.SIGKILL)
+    deadline = asyncio.get_running_loop().time() + 30
+    while pool.child_pids in ([idle], []):
+        assert asyncio.get_running_loop().time() < deadline, "no replacement process"
+        await asyncio.sleep(0.05)
+    [fresh] = pool.child_pids
+    assert fresh != idle
+    assert output_of(await asyncio.wait_for(pool.run(job("pid")), 30)) == fresh

@@ -46,6 +46,7 @@ from pydantic import ValidationError
 
 from triggerfish._channel import MAX_FRAME_HEADER
 from triggerfish.api.errors import describe_error, describe_validation
+from triggerfish.api.validated import BadInput, loads
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import AttemptScope, Environment
 from triggerfish.errors import AuthenticationError, PermissionDenied, TriggerfishError, UserError
@@ -124,9 +125,13 @@ class SocketConnection:
 
     def _start(self, frame: str) -> None:
         try:
-            call = json.loads(frame)
+            call = loads(frame, where="frame")
             if not isinstance(call, dict):
                 raise UserError("a call is a JSON object with id, op and body")
+            call_id = call.get("id")
+            if not (call_id is None or isinstance(call_id, str | int)) or isinstance(call_id, bool):
+                # answered under no id: the peer cannot match an object anyway
+                raise BadInput("id: a call's id is a string or an integer")
         except (ValueError, UserError) as exc:
             self._spawn(None, self._refuse(None, exc))
             return

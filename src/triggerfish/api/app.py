@@ -87,6 +87,18 @@ def create_app(
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
     dashboard.install(app, dev_sign_in=dashboard_dev)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, bool]:
+        """The server process answers (for a load balancer's liveness check)."""
+        return {"ok": True}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "store unreachable"}})
+    async def readyz() -> dict[str, bool]:
+        """The server can reach its store (for a load balancer's readiness check); 503 if not."""
+        await engine.ping_store()
+        return {"ok": True}
+
     return app
 
 

@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from triggerfish._durations import parse_duration
 from triggerfish.api.deps import EngineDep, EnvDep, bearer
+from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.errors import PermissionDenied, UserError
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 #: a token's life when the request names none, in seconds (the SDK's default)
 DEFAULT_LIFETIME = 15 * 60

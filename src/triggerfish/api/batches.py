@@ -4,7 +4,7 @@ two-phase ``/api/v3/batches`` + NDJSON items) and batch retrieve (WIRE.md §4)."
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
+from triggerfish.api.validated import Key, StrictJsonRoute
 from triggerfish.engine.enqueue import MAX_BATCH_ITEMS, BatchEntry, ItemRefusal
 from triggerfish.errors import UserError
 
-router = APIRouter(tags=["batches"])
+router = APIRouter(tags=["batches"], route_class=StrictJsonRoute)
 
 
 class BatchItem(BaseModel):
@@ -37,7 +38,7 @@ class CreateBatchBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     runCount: int = Field(gt=0, le=MAX_BATCH_ITEMS)
-    idempotencyKey: str | None = Field(default=None, max_length=128)
+    idempotencyKey: Annotated[Key, Field(max_length=128)] | None = None
 
 
 def _request(index: int, item: BatchItem, now: float) -> BatchEntry:

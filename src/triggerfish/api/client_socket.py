@@ -22,10 +22,11 @@ from fastapi import APIRouter, WebSocket
 
 from triggerfish.api._sockets import Op, SocketConnection, serve_socket
 from triggerfish.api.trigger_wire import TriggerBody, trigger_answer, trigger_request
+from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine.environments import Environment
 from triggerfish.errors import UserError
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", route_class=StrictJsonRoute)
 
 
 async def _trigger(conn: SocketConnection, env: Environment, call: dict[str, Any]) -> Any:

@@ -15,11 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.api.serialize import iso
+from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.envvars import EnvVar
 from triggerfish.errors import UserError
 
-router = APIRouter(tags=["environment variables"])
+router = APIRouter(tags=["environment variables"], route_class=StrictJsonRoute)
 
 #: what list and retrieve show instead of a secret's value (Trigger.dev's word)
 REDACTED = "<redacted>"

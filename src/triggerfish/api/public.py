@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from triggerfish._domain.filters import RunFilter
 from triggerfish._domain.states import RunStatus
@@ -17,9 +17,18 @@ from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep, TriggerEnvDep, bearer, engine_of
 from triggerfish.api.schedules import run_schedule_field
 from triggerfish.api.trigger_wire import TriggerBody, trigger_answer, trigger_request
+from triggerfish.api.validated import (
+    MAX_SECONDS,
+    Duration,
+    EventName,
+    Id,
+    Key,
+    NonNegativeInt64,
+    StrictJsonRoute,
+)
 from triggerfish.errors import UserError
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 
 @router.post("/api/v1/tasks/{task_id:path}/trigger", tags=["tasks"])
@@ -81,7 +90,7 @@ def _epoch_ms(field: str, value: str | None) -> datetime | None:
         return None
     try:
         return datetime.fromtimestamp(int(value) / 1000, UTC).replace(tzinfo=None)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         raise UserError(f"{field}: expected epoch milliseconds, got {value!r}") from None
 
 
@@ -107,6 +116,8 @@ async def list_runs(
             seconds = parse_duration(period)
         except ValueError as exc:
             raise UserError(f"filter[createdAt][period]: {exc}") from None
+        # a period reaching before year 1 means "all of them"
+        seconds = min(seconds, engine.res.clock.now() + MAX_SECONDS)
         created_from = to_datetime(engine.res.clock.now()) - timedelta(seconds=seconds)
     is_test = q.get("filter[isTest]")
     flt = RunFilter(
@@ -150,7 +161,7 @@ async def run_logs(
     run_id: str,
     engine: EngineDep,
     env: EnvDep,
-    after: Annotated[int, Query(ge=0, description="return lines after this log id")] = 0,
+    after: Annotated[NonNegativeInt64, Query(description="return lines after this log id")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> dict[str, Any]:
     """Log lines of a run (Triggerfish extension), oldest first; poll with ``after``."""
@@ -190,9 +201,9 @@ async def whoami(env: EnvDep) -> dict[str, Any]:
 class EventBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    name: str = Field(min_length=1, max_length=256)
+    name: EventName
     payload: Any = None
-    id: str | None = Field(default=None, min_length=1, max_length=128)
+    id: Id | None = None
 
 
 @router.post("/api/v1/events", tags=["events"])
@@ -211,7 +222,7 @@ async def send_event(body: EventBody, engine: EngineDep, env: EnvDep) -> dict[st
 async def list_events(
     engine: EngineDep,
     env: EnvDep,
-    name: str | None = None,
+    name: EventName | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     rows = await engine.events.recent(env.id, name, limit)
@@ -232,17 +243,17 @@ async def list_events(
 
 class KvPutBody(BaseModel):
     value: Any = None
-    ttl: str | float | None = None
+    ttl: Duration | None = None
 
 
 @router.get("/api/v1/kv/{key:path}", tags=["kv"])
-async def kv_get(key: str, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def kv_get(key: Key, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
     found, value = await engine.events.kv_get(env.id, key)
     return {"key": key, "found": found, "value": value}
 
 
 @router.put("/api/v1/kv/{key:path}", tags=["kv"])
-async def kv_put(key: str, body: KvPutBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def kv_put(key: Key, body: KvPutBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
     try:
         ttl = parse_duration(body.ttl) if body.ttl is not None else None
     except ValueError as exc:
@@ -252,5 +263,5 @@ async def kv_put(key: str, body: KvPutBody, engine: EngineDep, env: EnvDep) -> d
 
 
 @router.delete("/api/v1/kv/{key:path}", tags=["kv"])
-async def kv_delete(key: str, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def kv_delete(key: Key, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
     return {"key": key, "deleted": await engine.events.kv_delete(env.id, key)}

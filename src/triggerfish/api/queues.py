@@ -13,12 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from triggerfish._durations import parse_duration
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.api.serialize import iso
+from triggerfish.api.validated import BadInput, Duration, StrictJsonRoute, text_problem
 from triggerfish.engine.queues import QueueInfo, QueueRef
 from triggerfish.errors import UserError
 
-router = APIRouter(tags=["queues"])
+router = APIRouter(tags=["queues"], route_class=StrictJsonRoute)
 
 QueueTypeName = Literal["id", "task", "custom"]
+#: the longest rate-limit period: a week
+MAX_RATE_PERIOD = 7 * 24 * 3600
 
 
 def queue_object(info: QueueInfo) -> dict[str, Any]:
@@ -51,6 +54,9 @@ def queue_object(info: QueueInfo) -> dict[str, Any]:
 
 def _ref(value: str, type_: str | None) -> QueueRef:
     value = unquote(value)  # the SDK sends "/" as %252F
+    problem = text_problem(value)
+    if problem is not None or len(value) > 256:
+        raise BadInput(f"queue: {problem or 'at most 256 characters'}")
     if type_ is None:
         type_ = "id" if value.startswith("queue_") else "custom"
     if type_ not in ("id", "task", "custom"):
@@ -78,8 +84,12 @@ class KeyLimitBody(TypeBody):
 
 
 class RateLimitBody(TypeBody):
-    limit: int | None = Field(default=None, ge=1)
-    period: str | float | None = None
+    """``limit`` starts per ``period``; both null removes the rate limit."""
+
+    #: starts per period, 1 to 1,000,000
+    limit: int | None = Field(default=None, ge=1, le=1_000_000)
+    #: seconds (or "1m"), more than 0 and at most a week
+    period: Duration | None = None
 
 
 class EnvLimitBody(BaseModel):
@@ -90,7 +100,7 @@ class EnvLimitBody(BaseModel):
 async def list_queues(
     engine: EngineDep,
     env: EnvDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Query(alias="perPage", ge=1, le=100)] = 25,
 ) -> dict[str, Any]:
     """Queues of the environment, by name, with running/queued counts (offset pages)."""
@@ -157,6 +167,8 @@ async def set_rate_limit(
             period = parse_duration(body.period)
         except ValueError as exc:
             raise UserError(f"period: {exc}") from None
+        if not 0 < period <= MAX_RATE_PERIOD:
+            raise BadInput(f"period: must be more than 0 and at most {MAX_RATE_PERIOD} seconds")
     info = await engine.queues.set_rate_limit(env.id, _ref(value, body.type), body.limit, period)
     return queue_object(info)
 
@@ -194,6 +206,28 @@ async def reset_environment_concurrency(engine: EngineDep, env: EnvDep) -> dict[
     await engine.queues.reset_environment_limit(env.id)
     limit, running = await engine.queues.environment_limit(env.id)
     return {"concurrencyLimit": limit, "running": running}
+
+
+class RetentionBody(BaseModel):
+    #: days finished runs are kept, 1 to 36,500; null: the server's default
+    days: int | None = Field(default=None, ge=1, le=36_500)
+
+
+@router.get("/api/v1/environment/retention")
+async def environment_retention(engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+    """Days finished runs (with their logs, journal and events) are kept (Triggerfish)."""
+    days, own = await engine.maintenance.retention(env.id)
+    return {"days": days, "default": not own}
+
+
+@router.put("/api/v1/environment/retention")
+async def set_environment_retention(
+    body: RetentionBody, engine: EngineDep, env: EnvDep
+) -> dict[str, Any]:
+    """Keep this environment's finished runs ``days`` days; null: the server's default."""
+    await engine.maintenance.set_retention(env.id, body.days)
+    days, own = await engine.maintenance.retention(env.id)
+    return {"days": days, "default": not own}
 
 
 @router.get("/api/v1/doctor")

@@ -41,12 +41,13 @@ from triggerfish._domain.records import ChangeRecord
 from triggerfish._domain.states import RunStatus, is_final
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep, ReaderDep
+from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.public_tokens import require
 from triggerfish.errors import PermissionDenied, UserError
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 _TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"]*")
 

@@ -3,9 +3,7 @@ metadata and tags (WIRE.md §5 and §12 paths)."""
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -13,13 +11,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
 from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, delay_until, trigger_request
+from triggerfish.api.validated import (
+    Duration,
+    Key,
+    Name,
+    PositiveInt64,
+    Priority,
+    Seconds,
+    StrictJsonRoute,
+    Text,
+    loads,
+)
 from triggerfish.errors import InvalidTaskOptions, UserError
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], route_class=StrictJsonRoute)
 
 
 class RescheduleBody(BaseModel):
-    delay: str | datetime
+    #: seconds from now, a duration like "1h", or an ISO date
+    delay: Seconds | Annotated[str, Field(max_length=64)]
 
 
 class ReplayBody(BaseModel):
@@ -28,23 +38,26 @@ class ReplayBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     payload: Any = None
-    payloadType: str | None = None
+    payloadType: Text | None = None
     metadata: dict[str, Any] | None = None
-    tags: str | list[str] | None = None
-    queue: str | None = None
-    concurrencyKey: str | None = None
-    machine: str | None = None
-    version: str | None = None
-    region: str | None = None
-    delay: str | datetime | None = None
-    ttl: str | int | None = None
-    idempotencyKey: str | None = None
-    idempotencyKeyTTL: str | None = None
-    maxAttempts: int | None = None
-    maxDuration: float | None = None
-    priority: float | None = None
+    tags: Name | list[Name] | None = None
+    queue: Name | None = None
+    concurrencyKey: Key | None = None
+    machine: Text | None = None
+    version: Text | None = None
+    region: Text | None = None
+    delay: Seconds | Annotated[str, Field(max_length=64)] | None = None
+    ttl: Duration | None = None
+    idempotencyKey: Annotated[Key, Field(max_length=128)] | None = None
+    idempotencyKeyTTL: Duration | None = None
+    maxAttempts: int | None = Field(default=None, ge=1, le=100)
+    maxDuration: Annotated[Seconds, Field(gt=0)] | None = None
+    priority: Priority | None = None
     #: Triggerfish: reuse the original's journal before this step (1-based)
-    fromStep: int | None = Field(default=None, ge=1)
+    fromStep: PositiveInt64 | None = None
+    #: Triggerfish: with ``fromStep``, reuse tokens completed before that step
+    #: (by default they become new pending tokens)
+    reuseCompletedTokens: bool = False
 
 
 class MetadataBody(BaseModel):
@@ -55,7 +68,7 @@ class MetadataBody(BaseModel):
 
 
 class TagsBody(BaseModel):
-    tags: str | list[str]
+    tags: Name | list[Name]
 
 
 @router.post("/api/v1/runs/{run_id}/reschedule")
@@ -84,9 +97,10 @@ async def replay_run(
     raw = await request.body()
     overrides: dict[str, Any] = {}
     from_step: int | None = None
+    reuse_tokens = False
     if raw.strip():
         try:
-            body = ReplayBody.model_validate(json.loads(raw))
+            body = ReplayBody.model_validate(loads(raw))
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"
@@ -95,7 +109,10 @@ async def replay_run(
             raise UserError(f"malformed JSON body: {exc}") from None
         overrides = _replay_overrides(body, engine.res.clock.now())
         from_step = body.fromStep
-    new_id = await engine.replays.replay(env.id, run_id, from_step, overrides)
+        reuse_tokens = body.reuseCompletedTokens
+    new_id = await engine.replays.replay(
+        env.id, run_id, from_step, overrides, reuse_tokens=reuse_tokens
+    )
     return {"id": new_id}
 
 
@@ -105,7 +122,7 @@ def _replay_overrides(body: ReplayBody, now: float) -> dict[str, Any]:
         {
             k: ({"name": v} if k == "queue" else v)
             for k, v in given.items()
-            if k not in ("payload", "version", "region", "fromStep")
+            if k not in ("payload", "version", "region", "fromStep", "reuseCompletedTokens")
         }
     )
     req = trigger_request("-", TriggerBody(payload=body.payload, options=options), now)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from triggerfish._domain.times import iso_from_epoch
 from triggerfish.api.deps import EngineDep, EnvDep
+from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.schedules import (
@@ -24,7 +25,7 @@ from triggerfish.engine.schedules import (
 )
 from triggerfish.errors import ScheduleNotFound
 
-router = APIRouter(tags=["schedules"])
+router = APIRouter(tags=["schedules"], route_class=StrictJsonRoute)
 
 _ENV_TYPES = {"dev": "DEVELOPMENT", "prod": "PRODUCTION", "staging": "STAGING"}
 
@@ -112,7 +113,7 @@ async def create_schedule(
 async def list_schedules(
     engine: EngineDep,
     env: EnvDep,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     per_page: Annotated[int, Query(alias="perPage", ge=1, le=100)] = 20,
     task: Annotated[str | None, Query(description="only this task's schedules")] = None,
 ) -> dict[str, Any]:

@@ -33,12 +33,13 @@ from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish.api.deps import EngineDep, ReaderDep
 from triggerfish.api.realtime import require_run, require_tags
+from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.public_tokens import require
 from triggerfish.errors import UserError
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 #: seconds a live request is held open without changes
 LIVE_TIMEOUT = 20.0

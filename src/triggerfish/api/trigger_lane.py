@@ -14,7 +14,6 @@ fallback.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -24,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triggerfish.api.errors import describe_error, error_response
 from triggerfish.api.trigger_wire import TriggerBody, trigger_answer, trigger_request
+from triggerfish.api.validated import loads
 from triggerfish.engine import Engine
 from triggerfish.errors import (
     AuthenticationError,
@@ -74,7 +74,7 @@ class TriggerLane:
             return None
         try:
             env = await self.engine.environments.authenticate(key.strip())
-            parsed = TriggerBody.model_validate(json.loads(body))
+            parsed = TriggerBody.model_validate(loads(body))
             request = trigger_request(task_id, parsed, self.engine.res.clock.now())
         except StoreUnavailable as exc:
             return error_response(*describe_error(exc))

@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from triggerfish._domain.machines import MACHINE_MEMORY_MB
 from triggerfish._durations import parse_duration
+from triggerfish.api.validated import Duration, Int64, Key, Name, Priority, Seconds, Text
 from triggerfish.engine.enqueue import MAX_TAGS, Debounce, TriggerRequest, TriggerResult
 from triggerfish.errors import InvalidTaskOptions, UserError
 
 
 class QueueOption(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
+    name: Name
 
 
 class DebounceOption(BaseModel):
@@ -35,10 +36,10 @@ class DebounceOption(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    key: str = Field(min_length=1, max_length=512)
-    delay: str | int
+    key: Key
+    delay: Duration
     mode: Literal["leading", "trailing"] = "trailing"
-    maxDelay: str | int | None = None
+    maxDelay: Duration | None = None
 
 
 class TriggerOptions(BaseModel):
@@ -47,19 +48,20 @@ class TriggerOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     queue: QueueOption | None = None
-    concurrencyKey: str | int | None = None
-    payloadType: str | None = None
-    idempotencyKey: str | None = Field(default=None, max_length=128)
-    idempotencyKeyTTL: str | None = None
+    concurrencyKey: Key | Int64 | None = None
+    payloadType: Text | None = None
+    idempotencyKey: Annotated[Key, Field(max_length=128)] | None = None
+    idempotencyKeyTTL: Duration | None = None
     idempotencyKeyOptions: dict[str, Any] | None = None
-    delay: str | datetime | None = None
-    ttl: str | int | None = None
-    tags: str | list[str] | None = None
+    #: seconds from now (a number, never a Unix timestamp), a duration like "1h", or a date
+    delay: Seconds | Annotated[str, Field(max_length=64)] | None = None
+    ttl: Duration | None = None
+    tags: Name | list[Name] | None = None
     maxAttempts: int | None = Field(default=None, ge=1, le=100)
-    maxDuration: float | None = Field(default=None, gt=0)
+    maxDuration: Annotated[Seconds, Field(gt=0)] | None = None
     metadata: dict[str, Any] | None = None
     machine: str | None = None
-    priority: float | None = Field(default=None, ge=0)
+    priority: Priority | None = None
     test: bool | None = None
     debounce: DebounceOption | None = None
 
@@ -153,7 +155,7 @@ def _debounce(option: DebounceOption | None) -> Debounce | None:
 MAX_OPTION_SECONDS = 100 * 365 * 24 * 3600
 
 
-def _seconds(field: str, value: str | int | None) -> float | None:
+def _seconds(field: str, value: str | float | None) -> float | None:
     if value is None:
         return None
     try:
@@ -169,9 +171,14 @@ def _bounded(field: str, value: object, seconds: float) -> float:
     return seconds
 
 
-def delay_until(value: str | datetime | None, now: float) -> float | None:
+def delay_until(value: str | float | datetime | None, now: float) -> float | None:
+    """When a delayed run starts: ``value`` is seconds from ``now``, a duration, or a date."""
     if value is None:
         return None
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("options.delay: a delay cannot be negative")
+        return now + _bounded("delay", value, float(value))
     if isinstance(value, datetime):
         at = (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
         _bounded("delay", value.isoformat(), at - now)

@@ -18,12 +18,22 @@ from triggerfish._domain.times import to_datetime
 from triggerfish._durations import parse_duration
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
+from triggerfish.api.validated import (
+    MAX_SECONDS,
+    BadInput,
+    Duration,
+    Key,
+    Name,
+    Seconds,
+    StrictJsonRoute,
+    loads,
+)
 from triggerfish.engine import Engine
 from triggerfish.engine.enqueue import checked_schema
 from triggerfish.engine.waitpoints import TokenRequest
 from triggerfish.errors import UserError
 
-router = APIRouter(tags=["waitpoints"])
+router = APIRouter(tags=["waitpoints"], route_class=StrictJsonRoute)
 
 MAX_TOKEN_TAGS = 10
 
@@ -41,16 +51,23 @@ def timeout_at(value: str | float | None, now: float, field: str = "timeout") ->
     if value is None:
         return None
     try:
-        return now + parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError:
         pass
+    else:
+        if not seconds <= MAX_SECONDS:  # also NaN
+            raise BadInput(f"{field}: {value!r} is more than 100 years")
+        return now + seconds
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         raise UserError(
             f"{field}: {value!r} is neither a duration like '1h30m' nor an ISO date"
         ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    at = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    if at - now > MAX_SECONDS:
+        raise BadInput(f"{field}: {value!r} is more than 100 years away")
+    return at
 
 
 def token_request(
@@ -109,10 +126,11 @@ def token_item(row: WaitpointRecord, base: str, *, with_output: bool = False) ->
 class CreateTokenBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    idempotencyKey: str | None = Field(default=None, max_length=512)
-    idempotencyKeyTTL: str | int | None = None
-    timeout: str | float | None = None
-    tags: str | list[str] | None = None
+    idempotencyKey: Key | None = None
+    idempotencyKeyTTL: Duration | None = None
+    #: a duration ("1h", or seconds, 0 to 100 years) or an ISO date
+    timeout: Seconds | Annotated[str, Field(max_length=64)] | None = None
+    tags: Name | list[Name] | None = None
     #: ours: a JSON Schema the completion's data must satisfy (422 otherwise)
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
@@ -201,7 +219,7 @@ async def token_callback(
     """Complete a token from an outside system: the JSON body becomes its output."""
     raw = await request.body()
     try:
-        data = json.loads(raw) if raw.strip() else None
+        data = loads(raw) if raw.strip() else None
     except ValueError:
         raise UserError("body: not valid JSON") from None
     await engine.waitpoints.complete_token("", token_id, data, secret=secret, root="body")

@@ -10,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from triggerfish._domain.records import WebhookDeliveryRecord, WebhookEndpointRecord
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep, engine_of
+from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.errors import PayloadTooLarge
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJsonRoute)
 
 
 def public_url(request: Request, endpoint_id: str) -> str:

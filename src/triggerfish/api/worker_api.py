@@ -8,15 +8,28 @@ gets 409 and the worker drops it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import JournalStatus
 from triggerfish.api.deps import EngineDep, WorkerEnvDep
 from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
+from triggerfish.api.validated import (
+    MAX_SECONDS,
+    BadInput,
+    Duration,
+    Epoch,
+    EventName,
+    Id,
+    Index32,
+    Key,
+    Name,
+    Seconds,
+    StrictJsonRoute,
+)
 from triggerfish.api.waitpoints import base_url, token_request, token_url
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure, Outcome, Report, Start
@@ -25,9 +38,9 @@ from triggerfish.engine.enqueue import checked_schema
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.journal import JournalEntry
 from triggerfish.engine.waitpoints import WaitSpec
-from triggerfish.errors import StaleTransition, UserError
+from triggerfish.errors import PermissionDenied, StaleTransition, UserError
 
-router = APIRouter(prefix="/worker/v1", tags=["worker"])
+router = APIRouter(prefix="/worker/v1", tags=["worker"], route_class=StrictJsonRoute)
 
 
 class QueueManifest(BaseModel):
@@ -57,13 +70,23 @@ class RegisterBody(BaseModel):
     version: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     concurrency: int = Field(ge=1, le=1000)
-    tasks: list[TaskManifest]
+    tasks: list[TaskManifest] = Field(max_length=10_000)
     #: sent by workers that read a project configuration (absent: leave it as it is)
     environment: EnvironmentDefaults | None = None
 
+    @field_validator("tasks")
+    @classmethod
+    def _each_task_once(cls, tasks: list[TaskManifest]) -> list[TaskManifest]:
+        seen: set[str] = set()
+        for task in tasks:
+            if task.id in seen:
+                raise ValueError(f"task {task.id!r} is declared twice")
+            seen.add(task.id)
+        return tasks
+
 
 class DequeueBody(BaseModel):
-    worker_id: str
+    worker_id: Id
     max: int = Field(ge=1, le=100)
     wait: float = Field(default=20.0, ge=0, le=60)
     #: how many of the claimed runs the worker starts at once (free slots): they
@@ -72,7 +95,7 @@ class DequeueBody(BaseModel):
 
 
 class CompleteBody(BaseModel):
-    run_id: str
+    run_id: Id
     ok: bool
     output: Any = None
     error: dict[str, Any] | None = None
@@ -81,27 +104,27 @@ class CompleteBody(BaseModel):
 
 
 class HeartbeatBody(BaseModel):
-    worker_id: str
-    attempt_ids: list[str]
+    worker_id: Id
+    attempt_ids: list[Id]
 
 
 class LogsBody(BaseModel):
-    attempt_id: str
+    attempt_id: Id
     lines: list[dict[str, Any]] = Field(max_length=5000)
 
 
 class MetadataOpsBody(BaseModel):
-    attempt_id: str
+    attempt_id: Id
     operations: list[dict[str, Any]] = Field(max_length=5000)
 
 
 class ReleaseBody(BaseModel):
-    worker_id: str
-    attempt_ids: list[str]
+    worker_id: Id
+    attempt_ids: list[Id]
 
 
 class WorkerIdBody(BaseModel):
-    worker_id: str
+    worker_id: Id
 
 
 @router.post("/register")
@@ -176,21 +199,21 @@ def _claimed_attempt(run: RunRecord) -> str:
 
 
 class StartBody(BaseModel):
-    run_id: str
+    run_id: Id
 
 
 class CompletionItem(CompleteBody):
-    attempt_id: str
+    attempt_id: Id
 
 
 class StartItem(StartBody):
-    attempt_id: str
+    attempt_id: Id
 
 
 class ClaimBody(BaseModel):
     """Runs to claim along with the reports (never waits: an idle worker long-polls)."""
 
-    worker_id: str
+    worker_id: Id
     max: int = Field(ge=1, le=100)
     start: int = Field(default=0, ge=0, le=100)
 
@@ -280,12 +303,14 @@ async def heartbeat(body: HeartbeatBody, engine: EngineDep, env: WorkerEnvDep) -
 
 @router.post("/logs")
 async def logs(body: LogsBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, int]:
-    return {"accepted": await engine.runs.append_logs(body.attempt_id, body.lines)}
+    _own_attempt(env, body.attempt_id)
+    return {"accepted": await engine.runs.append_logs(env.id, body.attempt_id, body.lines)}
 
 
 @router.post("/metadata")
 async def metadata(body: MetadataOpsBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, Any]:
     """Metadata operations from inside a running attempt, batched by the worker."""
+    _own_attempt(env, body.attempt_id)
     doc = await engine.metadata.update_from_attempt(env.id, body.attempt_id, body.operations)
     return {"metadata": doc}
 
@@ -325,21 +350,34 @@ class StepTry(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    number: int = Field(ge=1)
-    at: float
+    number: Annotated[Index32, Field(ge=1)]
+    at: Epoch
     error: dict[str, Any]
 
 
+def _own_attempt(env: Environment, attempt_id: str) -> None:
+    """Refuse (403) a task process acting for an attempt other than its own."""
+    if env.attempt is not None and env.attempt.attempt_id != attempt_id:
+        raise PermissionDenied("attempt_id: an attempt credential acts for its own attempt only")
+
+
+async def _attempt_of_env(engine: Engine, env: Environment, attempt_id: str, run_id: str) -> None:
+    """Refuse a call for an attempt of another run or environment, for the routes whose
+    engine call is scoped by environment but not by attempt."""
+    _own_attempt(env, attempt_id)
+    await engine.attempts.require_owner(env.id, run_id, attempt_id)
+
+
 class JournalBody(BaseModel):
-    run_id: str
-    seq: int = Field(ge=0)
+    run_id: Id
+    seq: Index32
     kind: str = Field(min_length=1, max_length=24)
     name: str = Field(max_length=256)
     status: Literal["OK", "ERROR", "RETRYING"]
     result: Any = None
     error: dict[str, Any] | None = None
-    failures: int = Field(default=0, ge=0)
-    started_at: float | None = None
+    failures: Index32 = 0
+    started_at: Epoch | None = None
     display: StepDisplay | None = None
     tries: list[StepTry] | None = Field(default=None, max_length=1000)
 
@@ -349,6 +387,7 @@ async def journal(
     attempt_id: str, body: JournalBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, bool]:
     """Record a durable call's outcome; 409 once the attempt is no longer current."""
+    _own_attempt(env, attempt_id)
     entry = JournalEntry(
         seq=body.seq,
         kind=body.kind,
@@ -366,8 +405,8 @@ async def journal(
 
 
 class BlobBody(BaseModel):
-    run_id: str
-    seq: int = Field(ge=0)
+    run_id: Id
+    seq: Index32
 
 
 @router.post("/attempts/{attempt_id}/blob")
@@ -375,12 +414,13 @@ async def blob(
     attempt_id: str, body: BlobBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
     """A journal result stored out of line, for a replaying task."""
+    await _attempt_of_env(engine, env, attempt_id, body.run_id)
     return {"result": await engine.journal.blob(env.id, body.run_id, body.seq)}
 
 
 class WaitBody(BaseModel):
-    run_id: str
-    seq: int = Field(ge=0)
+    run_id: Id
+    seq: Index32
     kind: str = Field(min_length=1, max_length=24)
     name: str = Field(max_length=256)
     wait: dict[str, Any]
@@ -390,17 +430,17 @@ def wait_spec(wait: dict[str, Any], now: float) -> WaitSpec:
     """The wait a task asked for, in engine terms; 4xx naming the bad field."""
     kind = wait.get("type")
     if kind == "duration":
-        seconds = float(wait.get("seconds") or 0)
+        seconds = _number(wait, "seconds", 0.0)
         return WaitSpec("duration", due_at=now + max(0.0, seconds))
     if kind == "until":
-        return WaitSpec("duration", due_at=float(wait["at"]))
+        return WaitSpec("duration", due_at=min(_number(wait, "at", now), now + MAX_SECONDS))
     if kind == "token":
         return WaitSpec("token", token_id=str(wait.get("id") or ""), schema=_wait_schema(wait))
     if kind == "event":
         name = str(wait.get("name") or "")
         if not name:
             raise UserError("wait.name: an event name is required")
-        timeout = wait.get("timeout")
+        timeout = _number(wait, "timeout", None) if wait.get("timeout") is not None else None
         match = wait.get("match") or {}
         if not isinstance(match, dict):
             raise UserError("wait.match: must be an object of payload fields")
@@ -430,7 +470,7 @@ def wait_spec(wait: dict[str, Any], now: float) -> WaitSpec:
             )
             for item in items
         ]
-        timeout = wait.get("timeout")
+        timeout = _number(wait, "timeout", None) if wait.get("timeout") is not None else None
         return WaitSpec(
             "runs",
             children=children,
@@ -448,11 +488,24 @@ def _wait_schema(wait: dict[str, Any]) -> dict[str, Any] | None:
     return checked_schema(schema, "wait.schema")
 
 
+def _number(wait: dict[str, Any], field: str, default: Any) -> Any:
+    """``wait[field]`` as a finite number of seconds (or an epoch) up to 100 years."""
+    value = wait.get(field)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadInput(f"wait.{field}: a number of seconds is required")
+    if field != "at" and not 0 <= value <= MAX_SECONDS:
+        raise BadInput(f"wait.{field}: must be from 0 to {MAX_SECONDS} seconds")
+    return float(value)
+
+
 @router.post("/attempts/{attempt_id}/wait")
 async def wait(
     attempt_id: str, body: WaitBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
     """Suspend the run on a waitpoint (``suspended``), or answer at once (``resolved``)."""
+    _own_attempt(env, attempt_id)
     spec = wait_spec(body.wait, engine.res.clock.now())
     return await engine.waitpoints.wait_from_task(
         env.id, body.run_id, attempt_id, seq=body.seq, kind=body.kind, name=body.name, spec=spec
@@ -460,13 +513,13 @@ async def wait(
 
 
 class CreateTokenBody(BaseModel):
-    run_id: str
-    seq: int = Field(ge=0)
+    run_id: Id
+    seq: Index32
     name: str = Field(max_length=256)
-    timeout: str | float | None = None
-    tags: list[str] = Field(default_factory=list)
-    idempotency_key: str | None = Field(default=None, max_length=512)
-    idempotency_key_ttl: str | float | None = None
+    timeout: Seconds | Annotated[str, Field(max_length=64)] | None = None
+    tags: list[Name] = Field(default_factory=list)
+    idempotency_key: Key | None = None
+    idempotency_key_ttl: Duration | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
 
 
@@ -474,6 +527,7 @@ class CreateTokenBody(BaseModel):
 async def create_token(
     attempt_id: str, body: CreateTokenBody, request: Request, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
+    _own_attempt(env, attempt_id)
     req = token_request(
         timeout=body.timeout,
         tags=body.tags,
@@ -496,7 +550,7 @@ async def create_token(
 
 
 class CompleteTokenBody(BaseModel):
-    run_id: str
+    run_id: Id
     id: str
     data: Any = None
 
@@ -505,21 +559,23 @@ class CompleteTokenBody(BaseModel):
 async def complete_token(
     attempt_id: str, body: CompleteTokenBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, bool]:
+    await _attempt_of_env(engine, env, attempt_id, body.run_id)
     await engine.waitpoints.complete_token(env.id, body.id, body.data)
     return {"success": True}
 
 
 class SendEventBody(BaseModel):
-    run_id: str
-    name: str = Field(min_length=1, max_length=256)
+    run_id: Id
+    name: EventName
     payload: Any = None
-    id: str | None = Field(default=None, max_length=128)
+    id: Id | None = None
 
 
 @router.post("/attempts/{attempt_id}/send_event")
 async def send_event(
     attempt_id: str, body: SendEventBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
+    await _attempt_of_env(engine, env, attempt_id, body.run_id)
     sent = await engine.events.send(env.id, body.name, body.payload, body.id)
     return {
         "id": sent.id,
@@ -530,16 +586,17 @@ async def send_event(
 
 
 class KvBody(BaseModel):
-    run_id: str
-    key: str
+    run_id: Id
+    key: Key
     value: Any = None
-    ttl: float | None = None
+    ttl: Seconds | None = None
 
 
 @router.post("/attempts/{attempt_id}/kv_get")
 async def kv_get(
     attempt_id: str, body: KvBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, Any]:
+    await _attempt_of_env(engine, env, attempt_id, body.run_id)
     found, value = await engine.events.kv_get(env.id, body.key)
     return {"found": found, "value": value}
 
@@ -548,6 +605,7 @@ async def kv_get(
 async def kv_set(
     attempt_id: str, body: KvBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, bool]:
+    await _attempt_of_env(engine, env, attempt_id, body.run_id)
     await engine.events.kv_set(env.id, body.key, body.value, body.ttl)
     return {"ok": True}
 
@@ -556,4 +614,5 @@ async def kv_set(
 async def kv_delete(
     attempt_id: str, body: KvBody, engine: EngineDep, env: WorkerEnvDep
 ) -> dict[str, bool]:
+    await _attempt_of_env(engine, env, attempt_id, body.run_id)
     return {"deleted": await engine.events.kv_delete(env.id, body.key)}

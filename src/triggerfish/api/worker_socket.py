@@ -25,11 +25,12 @@ from pydantic import BaseModel
 
 from triggerfish.api import worker_api as http
 from triggerfish.api._sockets import Op, SocketConnection, serve_socket
+from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
 from triggerfish.errors import UserError
 
-router = APIRouter(prefix="/worker/v1")
+router = APIRouter(prefix="/worker/v1", route_class=StrictJsonRoute)
 
 
 def _worker_call(

@@ -131,11 +131,23 @@ def replay(
     from_step: Annotated[
         int | None, typer.Option(min=1, help="reuse the journal before this step (1-based)")
     ] = None,
+    reuse_tokens: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-tokens",
+            help="with --from-step: reuse tokens completed before that step instead of "
+            "waiting for them again",
+        ),
+    ] = False,
     api_url: Annotated[str | None, ApiUrlOpt] = None,
     secret_key: Annotated[str | None, KeyOpt] = None,
 ) -> None:
     """Start a new run like RUN_ID; with --from-step N, steps before N are not re-run."""
-    handle = call_api(lambda c: c.runs.replay(run_id, from_step=from_step), api_url, secret_key)
+    handle = call_api(
+        lambda c: c.runs.replay(run_id, from_step=from_step, reuse_tokens=reuse_tokens),
+        api_url,
+        secret_key,
+    )
     console.print(handle.id)
 
 

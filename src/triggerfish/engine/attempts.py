@@ -299,11 +299,21 @@ class Attempts:
                 await self.res.notifier.notify(env_id)
 
     async def fail(
-        self, run_id: str, attempt_id: str, failure: Failure, env_id: str | None = None
+        self,
+        run_id: str,
+        attempt_id: str,
+        failure: Failure,
+        env_id: str | None = None,
+        *,
+        lease_before: float | None = None,
     ) -> Outcome:
+        """Record a failed attempt: retry or finish. ``lease_before``: a reclaim,
+        refused unless the lease ran out before that time."""
         woken: set[str] = set()
         async with self.res.db.write() as conn:
-            outcome = await self.fail_in(conn, run_id, attempt_id, failure, env_id, woken)
+            outcome = await self.fail_in(
+                conn, run_id, attempt_id, failure, env_id, woken, lease_before=lease_before
+            )
         await self.waitpoints.wake(woken)
         if outcome.status is RunStatus.QUEUED:
             env_id = await self._env_of(run_id)
@@ -322,6 +332,8 @@ class Attempts:
         failure: Failure,
         env_id: str | None = None,
         woken: set[str] | None = None,
+        *,
+        lease_before: float | None = None,
     ) -> Outcome:
         """Record a failed attempt inside the caller's transaction: retry or finish.
 
@@ -358,7 +370,14 @@ class Attempts:
             }
             reason = f"attempt {run.attempt_count} failed ({failure.kind}); no retry"
         row = await run_store.transition(
-            conn, run_id, to=to, now=now, attempt_id=attempt_id, values=values, reason=reason
+            conn,
+            run_id,
+            to=to,
+            now=now,
+            attempt_id=attempt_id,
+            values=values,
+            reason=reason,
+            lease_before=lease_before,
         )
         if row is None:
             raise StaleTransition(run_id, to, attempt_id)
@@ -393,9 +412,17 @@ class Attempts:
         return now + max(0.0, float(delay))
 
     async def release(
-        self, attempt_ids: list[str], reason: str, env_id: str | None = None
+        self,
+        attempt_ids: list[str],
+        reason: str,
+        env_id: str | None = None,
+        *,
+        lease_before: float | None = None,
     ) -> list[str]:
-        """Put runs back in the queue without using up retries (graceful shutdown)."""
+        """Put runs back in the queue without using up retries (graceful shutdown).
+
+        ``lease_before``: a reclaim, which leaves a run whose lease has not run
+        out before that time."""
         released: list[str] = []
         now = to_datetime(self.res.clock.now())
         envs: set[str] = set()
@@ -417,6 +444,7 @@ class Attempts:
                         "available_at": self.res.clock.now(),
                     },
                     reason=reason,
+                    lease_before=lease_before,
                 )
                 if row is not None:
                     released.append(run_id)
@@ -437,6 +465,13 @@ class Attempts:
             )
             await worker_store.touch_worker(conn, worker_id, now)
         return [a for a in attempt_ids if a not in alive]
+
+    async def require_owner(self, env_id: str, run_id: str, attempt_id: str) -> None:
+        """Refuse (409) a call for an attempt that is not ``run_id``'s in ``env_id``."""
+        async with self.res.db.read() as conn:
+            attempt = await run_store.attempt_in_environment(conn, env_id, attempt_id)
+        if attempt is None or attempt.run_id != run_id:
+            raise StaleTransition(run_id, "act", attempt_id)
 
     async def _env_of(self, run_id: str) -> str:
         async with self.res.db.read() as conn:

@@ -65,7 +65,7 @@ class Engine:
         self.workers = Workers(res, self.attempts, self.schedules, manifests)
         self.maintenance = Maintenance(res, self.attempts, self.schedules, self.waitpoints)
         self.events = Events(res, self.enqueue, self.waitpoints)
-        self.replays = Replays(res, self.enqueue)
+        self.replays = Replays(res, self.enqueue, self.waitpoints)
         self.webhooks = Webhooks(res, self.events)
         load_verifier_modules(res.settings.webhook_verifiers)
         self.users = Users(res)
@@ -74,6 +74,10 @@ class Engine:
         self.public_tokens = PublicTokens(res, self.environments)
         self.environments.on_revoke.append(self.public_tokens.forget_keys)
         self._background: list[asyncio.Task[Any]] = []
+
+    async def ping_store(self) -> None:
+        """One round trip to the store; ``StoreUnavailable`` while it is away."""
+        await self.res.db.ping()
 
     def report_linger(self) -> float:
         """Seconds a busy worker holds a report batch back (``ServerSettings.report_linger``)."""

@@ -164,31 +164,47 @@ class Enqueue:
         if alone is not None:
             return alone
         async with self.res.db.write() as conn:
-            manifest = await self._manifest(conn, env_id, req.task_id)
-            _validate(manifest.get("payload_schema"), req.payload)
-            if req.idempotency_key:
-                cached = await self._cached_run(conn, env_id, req, now)
-                if cached is not None:
-                    return TriggerResult(cached, True)
-            if req.debounce is not None:
-                joined = await self._join_debounced(conn, env_id, req, now)
-                if joined is not None:
-                    return TriggerResult(joined, False, debounced=True)
-            new = self._new_run(env_id, req, manifest, now)
-            queue_key = (env_id, new.queue_name)
-            if queue_key not in self._known_queues:
-                await worker_store.ensure_queues(
-                    conn,
-                    env_id,
-                    [{"name": new.queue_name}],
-                    to_datetime(now),
-                    update_limits=False,
-                )
-            await self._insert(conn, new)  # the transaction's last statement
-        self._known_queues.add(queue_key)  # committed
+            result, new = await self.trigger_in(conn, env_id, req, now)
+        if new is not None:
+            await self.committed(new)
+        return result
+
+    async def trigger_in(
+        self, conn: Any, env_id: str, req: TriggerRequest, now: float
+    ) -> tuple[TriggerResult, NewRun | None]:
+        """The trigger inside the caller's transaction; the new run, if one was
+        inserted, for :meth:`committed` once the transaction has committed.
+
+        On PostgreSQL the insert must be the transaction's last statement unless
+        the caller's transaction has already sent a statement of its own (see
+        ``db.fetch_on_driver``)."""
+        manifest = await self._manifest(conn, env_id, req.task_id)
+        _validate(manifest.get("payload_schema"), req.payload)
+        if req.idempotency_key:
+            cached = await self._cached_run(conn, env_id, req, now)
+            if cached is not None:
+                return TriggerResult(cached, True), None
+        if req.debounce is not None:
+            joined = await self._join_debounced(conn, env_id, req, now)
+            if joined is not None:
+                return TriggerResult(joined, False, debounced=True), None
+        new = self._new_run(env_id, req, manifest, now)
+        if (env_id, new.queue_name) not in self._known_queues:
+            await worker_store.ensure_queues(
+                conn,
+                env_id,
+                [{"name": new.queue_name}],
+                to_datetime(now),
+                update_limits=False,
+            )
+        await self._insert(conn, new)
+        return TriggerResult(new.id, False), new
+
+    async def committed(self, new: NewRun) -> None:
+        """After the commit of :meth:`trigger_in`: remember its queue, wake claimers."""
+        self._known_queues.add((new.environment_id, new.queue_name))
         if new.status == RunStatus.QUEUED:
-            await self.res.notifier.notify(env_id)
-        return TriggerResult(new.id, False)
+            await self.res.notifier.notify(new.environment_id)
 
     async def _trigger_alone(
         self, env_id: str, req: TriggerRequest, now: float

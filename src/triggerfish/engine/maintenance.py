@@ -18,15 +18,18 @@ from triggerfish.engine.enqueue import fair_tag
 from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.waitpoints import Waitpoints
-from triggerfish.errors import StaleTransition
+from triggerfish.errors import StaleTransition, StoreUnavailable
 from triggerfish.store import changes as change_store
 from triggerfish.store import events as event_store
 from triggerfish.store import queues as queue_store
+from triggerfish.store import retention as retention_store
 from triggerfish.store import runs as run_store
 
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 500
+#: runs deleted per environment and sweep (each with its logs, journal, attempts)
+RETENTION_BATCH = 100
 
 
 class Maintenance:
@@ -44,6 +47,9 @@ class Maintenance:
 
     async def sweep(self) -> dict[str, int]:
         """One pass of every sweep; returns how many runs each one moved."""
+        if self.res.health.is_down:
+            await self.res.db.ping()  # raises while the store is still away
+            self.res.health.came_back(self.res.clock.now(), self.res.settings.heartbeat_timeout)
         return {
             "reclaimed": await self.reclaim_expired_leases(),
             "promoted": await self.promote_delayed(),
@@ -53,6 +59,7 @@ class Maintenance:
             "claims_forgotten": await self.forget_old_claims(),
             "kv_purged": await self.purge_expired_kv(),
             "changes_forgotten": await self.forget_old_changes(),
+            "runs_purged": await self.purge_retention(),
         }
 
     async def forget_old_changes(self) -> int:
@@ -61,6 +68,31 @@ class Maintenance:
         async with self.res.db.write() as conn:
             return await change_store.delete_before(conn, before, SWEEP_BATCH)
 
+    async def retention(self, env_id: str) -> tuple[int, bool]:
+        """Days ``env_id`` keeps finished runs, and whether it is the environment's own."""
+        async with self.res.db.read() as conn:
+            days = dict(await retention_store.retention_days(conn)).get(env_id)
+        return (days, True) if days else (self.res.settings.retention_days, False)
+
+    async def set_retention(self, env_id: str, days: int | None) -> None:
+        """Keep ``env_id``'s finished runs ``days`` days (None: the server's default)."""
+        async with self.res.db.write() as conn:
+            await retention_store.set_retention_days(conn, env_id, days)
+
+    async def purge_retention(self) -> int:
+        """Delete a bounded batch of each environment's runs (and all that hangs off
+        them) and events older than its retention (``store/retention.py``)."""
+        now = self.res.clock.now()
+        purged = 0
+        async with self.res.db.read() as conn:
+            envs = await retention_store.retention_days(conn)
+        for env_id, days in envs:
+            before = to_datetime(now - (days or self.res.settings.retention_days) * 86400)
+            async with self.res.db.write() as conn:
+                purged += await retention_store.purge_runs(conn, env_id, before, RETENTION_BATCH)
+                await retention_store.purge_events(conn, env_id, before, SWEEP_BATCH)
+        return purged
+
     async def purge_expired_kv(self) -> int:
         """Delete a bounded batch of expired KV entries (reads already hide them)."""
         async with self.res.db.write() as conn:
@@ -68,14 +100,21 @@ class Maintenance:
 
     async def reclaim_expired_leases(self) -> int:
         """Runs whose worker stopped heartbeating: retry as a new attempt, or CRASHED."""
+        # after a database outage, leases that ran out meanwhile get a grace
+        # (engine/health.py); the transitions below check the same cutoff
+        cutoff = self.res.health.lease_cutoff(
+            self.res.clock.now(), self.res.settings.heartbeat_timeout
+        )
         async with self.res.db.read() as conn:
-            stale = await run_store.expired_leases(conn, self.res.clock.now(), SWEEP_BATCH)
+            stale = await run_store.expired_leases(conn, cutoff, SWEEP_BATCH)
         moved = 0
         never_started = [r.current_attempt_id for r in stale if r.status == RunStatus.DEQUEUED]
         if never_started:
             # claimed but never started: no user code ran, so no retry is spent
             moved += len(
-                await self.attempts.release(never_started, "claimed, never started; worker lost")
+                await self.attempts.release(
+                    never_started, "claimed, never started; worker lost", lease_before=cutoff
+                )
             )
         for row in stale:
             if row.status == RunStatus.DEQUEUED:
@@ -93,7 +132,9 @@ class Maintenance:
                 },
             )
             try:
-                await self.attempts.fail(row.id, row.current_attempt_id, failure)
+                await self.attempts.fail(
+                    row.id, row.current_attempt_id, failure, lease_before=cutoff
+                )
                 moved += 1
             except StaleTransition:
                 pass  # the worker reported, or another replica reclaimed it, first
@@ -165,12 +206,18 @@ class Maintenance:
                     await self.waitpoints.on_run_finished(conn, moved, woken)
         return envs
 
+    async def tick(self) -> dict[str, int] | None:
+        """One sweep as the loop runs it: a store outage is noted (one log line
+        per outage, engine/health.py), any other failure logged; None if it failed."""
+        try:
+            return await self.sweep()
+        except StoreUnavailable as exc:
+            self.res.health.went_down(self.res.clock.now(), str(exc))
+        except Exception:
+            log.exception("maintenance sweep failed; trying again")
+        return None
+
     async def run_forever(self) -> None:
         while True:
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("maintenance sweep failed; trying again")
+            await self.tick()
             await asyncio.sleep(self.res.settings.maintenance_interval)

@@ -2,33 +2,42 @@
 
 ``from_step=N`` copies the original run's finished journal entries before step
 N (1-based) into the new run, so its first attempt returns their recorded
-results and executes step N onward for real. The new run is created delayed,
-gets its journal, and is queued in one transaction, so no worker can claim it
-before the journal is there.
+results and executes step N onward for real. Reading the original, inserting
+the new run, copying its journal and minting its tokens is one transaction: a
+failure anywhere leaves nothing behind, and no worker can claim the run before
+its journal is there.
+
+Tokens (DECISIONS.md, "Replay from a step"): a token the original created
+before step N and that was completed (or timed out) since becomes a new
+pending token, its id mapped into the copied journal, and the copy stops at
+the first wait for a token after it, so the replay asks again instead of
+applying an old approval. ``reuse_tokens=True`` copies them as they are.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from triggerfish._domain.records import RunRecord
-from triggerfish._domain.states import RunStatus
+from triggerfish._domain.records import JournalRecord, RunRecord, WaitpointRecord
+from triggerfish._domain.states import JournalStatus, WaitpointStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish._durations import parse_duration
 from triggerfish.engine.enqueue import Enqueue, TriggerRequest
 from triggerfish.engine.resources import EngineResources
+from triggerfish.engine.waitpoints import TokenRequest, Waitpoints
 from triggerfish.errors import RunNotFound, UserError
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
+from triggerfish.store import waitpoints as wp_store
 
-#: far enough ahead that the maintenance loop cannot promote the run first
-_HOLD = 3600.0
+_FINISHED = (JournalStatus.OK.value, JournalStatus.ERROR.value)
 
 
 class Replays:
-    def __init__(self, res: EngineResources, enqueue: Enqueue) -> None:
+    def __init__(self, res: EngineResources, enqueue: Enqueue, waitpoints: Waitpoints) -> None:
         self.res = res
         self.enqueue = enqueue
+        self.waitpoints = waitpoints
 
     async def replay(
         self,
@@ -36,6 +45,8 @@ class Replays:
         run_id: str,
         from_step: int | None = None,
         overrides: dict[str, Any] | None = None,
+        *,
+        reuse_tokens: bool = False,
     ) -> str:
         """Start a new run like ``run_id`` (same payload and options, linked to it by
         ``replay_of``); ``overrides`` (``TriggerRequest`` field names) replace any
@@ -47,37 +58,78 @@ class Replays:
         """
         if from_step is not None and from_step < 1:
             raise UserError("fromStep: steps are numbered from 1")
-        async with self.res.db.read() as conn:
+        now = self.res.clock.now()
+        async with self.res.db.write() as conn:
             original = await run_store.get(conn, env_id, run_id)
             if original is None:
                 raise RunNotFound(run_id)
             tags = (await run_store.tags_of(conn, [run_id]))[run_id]
-        now = self.res.clock.now()
-        req = request_from_run(original, tags)
-        for name, value in (overrides or {}).items():
-            if not hasattr(req, name) or name in ("task_id", "replay_of", "trigger_function"):
-                raise UserError(f"replay: unknown option {name!r}")
-            setattr(req, name, value)
-        if from_step:
-            req.delay_until = now + _HOLD
-        created = await self.enqueue.trigger(env_id, req)
-        if not from_step:
-            return created.id
-        async with self.res.db.write() as conn:
-            await journal_store.copy_prefix(
-                conn, run_id, created.id, from_step - 1, to_datetime(now)
-            )
-            moved = await run_store.transition(
-                conn,
-                created.id,
-                to=RunStatus.QUEUED,
-                now=to_datetime(now),
-                reason=f"replay of {run_id} from step {from_step}",
-                values={"available_at": now, "order_key": now, "delayed_until": None},
-            )
-            assert moved is not None
-        await self.res.notifier.notify(env_id)
+            entries = await journal_store.list_entries(conn, run_id) if from_step else []
+            if from_step and from_step > len(entries) + 1:
+                raise UserError(
+                    f"fromStep: run {run_id} has {len(entries)} durable step(s); "
+                    f"replay from 1 to {len(entries) + 1}"
+                )
+            req = request_from_run(original, tags)
+            for name, value in (overrides or {}).items():
+                if not hasattr(req, name) or name in ("task_id", "replay_of", "trigger_function"):
+                    raise UserError(f"replay: unknown option {name!r}")
+                setattr(req, name, value)
+            created, new = await self.enqueue.trigger_in(conn, env_id, req, now)
+            if from_step and new is not None:
+                below, results = from_step - 1, dict[int, Any]()
+                if not reuse_tokens:
+                    below, results = await self._fresh_tokens(conn, env_id, new.id, entries, below)
+                await journal_store.copy_prefix(
+                    conn, run_id, new.id, below, to_datetime(now), results=results
+                )
+        if new is not None:
+            await self.enqueue.committed(new)
         return created.id
+
+    async def _fresh_tokens(
+        self,
+        conn: Any,
+        env_id: str,
+        new_run: str,
+        entries: list[JournalRecord],
+        below: int,
+    ) -> tuple[int, dict[int, Any]]:
+        """New pending tokens for the finished tokens the original created before
+        ``below``: the results to write in their entries instead, and where the
+        copy stops (the first token wait after a renewed token)."""
+        results: dict[int, Any] = {}
+        renewed_at: int | None = None
+        for entry in entries:
+            if entry.seq >= below:
+                break
+            if renewed_at is not None and entry.kind == "token.wait":
+                return entry.seq, results
+            if entry.kind != "token.create" or entry.status not in _FINISHED:
+                continue
+            old_id = (entry.result or {}).get("id") if isinstance(entry.result, dict) else None
+            old = await wp_store.get(conn, str(old_id)) if old_id else None
+            if old is None or old.status == WaitpointStatus.PENDING:
+                continue
+            timeout = old.due_at - old.created_at.timestamp() if old.due_at is not None else None
+            now = self.res.clock.now()
+            fresh, _ = await self.waitpoints.create_token_in(
+                conn,
+                env_id,
+                TokenRequest(timeout_at=now + timeout if timeout else None, tags=list(old.tags)),
+                new_run,
+            )
+            results[entry.seq] = {**entry.result, "id": fresh.id, "url": _url(entry, fresh)}
+            if renewed_at is None:
+                renewed_at = entry.seq
+        return below, results
+
+
+def _url(entry: JournalRecord, fresh: WaitpointRecord) -> str:
+    """The token URL of ``entry`` for the fresh token: the same base, its id and secret."""
+    url = str(entry.result.get("url") or "")
+    base = url.split("/api/v1/waitpoints/tokens/")[0]
+    return f"{base}/api/v1/waitpoints/tokens/{fresh.id}/callback/{fresh.callback_secret}"
 
 
 def request_from_run(run: RunRecord, tags: list[str]) -> TriggerRequest:

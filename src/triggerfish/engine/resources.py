@@ -8,6 +8,7 @@ from datetime import datetime
 
 from triggerfish._domain.times import to_datetime
 from triggerfish.config import ServerSettings
+from triggerfish.engine.health import StoreHealth
 from triggerfish.engine.keyring import Keyring
 from triggerfish.store.db import Database
 from triggerfish.store.notify import Notifier
@@ -41,3 +42,5 @@ class EngineResources:
     notifier: Notifier
     settings: ServerSettings
     keyring: Keyring = field(default_factory=Keyring.ephemeral)
+    #: the store's reachability and the lease grace after an outage (engine/health.py)
+    health: StoreHealth = field(default_factory=StoreHealth)

@@ -159,9 +159,10 @@ class Runs:
                 raise RunNotFound(run_id)
             return await run_store.list_events(conn, run_id)
 
-    async def append_logs(self, attempt_id: str, lines: list[dict[str, Any]]) -> int:
+    async def append_logs(self, env_id: str, attempt_id: str, lines: list[dict[str, Any]]) -> int:
+        """Log lines of an attempt of environment ``env_id`` (409 for any other attempt)."""
         async with self.res.db.write() as conn:
-            attempt = await run_store.attempt_by_id(conn, attempt_id)
+            attempt = await run_store.attempt_in_environment(conn, env_id, attempt_id)
             if attempt is None:
                 raise StaleTransition("?", "log", attempt_id)
             rows = [

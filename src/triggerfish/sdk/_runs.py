@@ -67,19 +67,26 @@ def _cancel(run_id: str) -> Call[str]:
     return Call("POST", f"/api/v2/runs/{run_id}/cancel", lambda b: str(b["id"]))
 
 
-def _replay(run_id: str, *, from_step: int | None = None) -> Call[RunHandle]:
+def _replay(
+    run_id: str, *, from_step: int | None = None, reuse_tokens: bool = False
+) -> Call[RunHandle]:
     """Start a new run like ``run_id``; its handle, as a trigger returns.
 
     With ``from_step=N`` the new run reuses the original's journal before
     step N (1-based): those steps return their recorded results and step N
-    onward runs for real.
+    onward runs for real. A token the original created before step N and
+    that was completed since is created again, pending, so the replay waits
+    for a new completion (an old approval is not applied again); with
+    ``reuse_tokens=True`` the recorded completions are reused.
 
     Example::
 
         handle = client.runs.replay("run_…", from_step=4)
         client.runs.poll(handle.id)
     """
-    body = {"fromStep": from_step} if from_step else {}
+    body: dict[str, Any] = {"fromStep": from_step} if from_step else {}
+    if reuse_tokens:
+        body["reuseCompletedTokens"] = True
     return Call(
         "POST", f"/api/v1/runs/{run_id}/replay", lambda b: RunHandle(id=str(b["id"])), json=body
     )

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -89,6 +89,11 @@ class Database:
         with _store_errors():
             async with self.engine.connect() as conn, conn.begin():
                 yield conn
+
+    async def ping(self) -> None:
+        """One round trip; raises ``StoreUnavailable`` while the database is away."""
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def check_migrated(self) -> None:
         """Raise ``SchemaNotMigrated`` unless the schema is at the newest revision."""

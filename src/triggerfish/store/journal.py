@@ -277,9 +277,16 @@ async def get_blob(conn: AsyncConnection, run_id: str, seq: int) -> str | None:
 
 
 async def copy_prefix(
-    conn: AsyncConnection, source_run: str, target_run: str, below_seq: int, now: datetime
+    conn: AsyncConnection,
+    source_run: str,
+    target_run: str,
+    below_seq: int,
+    now: datetime,
+    *,
+    results: dict[int, Any] | None = None,
 ) -> int:
-    """Copy the finished entries of ``source_run`` with ``seq < below_seq`` to ``target_run``."""
+    """Copy the finished entries of ``source_run`` with ``seq < below_seq`` to
+    ``target_run``; ``results`` replaces the result of the entries it names."""
     rows = (
         await conn.execute(
             select(run_journal).where(
@@ -292,6 +299,10 @@ async def copy_prefix(
     for row in rows:
         values = dict(row._mapping)
         values.update(run_id=target_run, started_at=now, finished_at=now)
+        if results and row.seq in results:
+            values.update(result=results[row.seq], result_blob=False)
+            await upsert(conn, values)
+            continue
         await upsert(conn, values)
         if row.result_blob:
             data = await get_blob(conn, source_run, row.seq)

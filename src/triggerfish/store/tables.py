@@ -57,6 +57,8 @@ environments = Table(
     # a limit set at run time wins over it until reset
     Column("concurrency_limit_default", Integer),
     Column("concurrency_limit_overridden", Boolean, nullable=False, server_default=text("false")),
+    # days a finished run is kept (store/retention.py); None: the server's default
+    Column("retention_days", Integer),
     UniqueConstraint("project_id", "slug"),
 )
 
@@ -301,6 +303,8 @@ runs = Table(
     Index("ix_runs_env_id", "environment_id", "id"),
     Index("ix_runs_env_task_id", "environment_id", "task_identifier", "id"),
     Index("ix_runs_env_status_id", "environment_id", "status", "id"),
+    # retention: an environment's runs finished before a cutoff (store/retention.py)
+    Index("ix_runs_retention", "environment_id", "finished_at"),
     Index(
         "ix_runs_idempotency",
         "environment_id",
@@ -533,6 +537,8 @@ events = Table(
     Column("errors", JSON, nullable=False),
     Column("created_at", DateTime, nullable=False),
     Index("ix_events_env_name", "environment_id", "name", "created_at"),
+    # retention: an environment's events sent before a cutoff
+    Index("ix_events_retention", "environment_id", "created_at"),
 )
 
 # A small durable key-value store per environment.

@@ -10,6 +10,8 @@ what it is given. Messages to the worker over the pipe:
   ``("reply", answer)`` and the task process blocks until then
 - ``("metadata", operation)`` for every ``metadata.*`` call, fire-and-forget
   (the worker sends them to the server in batches)
+- ``("started", None)`` when it has the job, before user code runs (a process
+  that dies before sending it is replaced and the job handed to the next one)
 - ``("done", outcome)`` when the attempt ends (an ``AttemptOutcome``, see
   ``sdk/_runtime.py``)
 
@@ -145,6 +147,8 @@ def main(conn: Connection, root: str, dirs: list[str], skip_broken: bool = False
             return
         if message[0] != "run":
             return
+        # before any user code: a process that dies before this costs the attempt nothing
+        send(conn, ("started", None))
         outcome = attempts.run(unpack_job(message[1]))
         send(conn, ("done", pack_outcome(outcome)))
 

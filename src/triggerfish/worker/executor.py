@@ -39,6 +39,10 @@ START_TIMEOUT = 60.0
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+#: processes one attempt is handed to at most when each dies before starting it
+MAX_HANDOFFS = 3
+
+
 class ChildStartError(RuntimeError):
     pass
 
@@ -60,6 +64,8 @@ class _Slot:
     #: a readiness check of ``conn`` in one system call (``Connection.poll``
     #: builds a selector for every call)
     readable: Any = field(default_factory=select.poll)
+    #: a new process was asked for in its place (it died, or was stopped)
+    replaced: bool = False
 
     def __post_init__(self) -> None:
         self.readable.register(self.conn.fileno(), select.POLLIN)
@@ -145,6 +151,9 @@ class ExecutorPool:
         except (EOFError, OSError):
             asyncio.get_running_loop().remove_reader(slot.conn.fileno())
             slot.inbox.put_nowait(("dead", None))
+            if slot.job is None and not self._closed:
+                # died idle (killed, OOM-killed): replace it before it is given work
+                self._replace(slot)
 
     def _pass_on_strays(self, slot: _Slot, job: Job) -> None:
         """Lines a task's thread wrote between attempts go to the next attempt, first."""
@@ -168,38 +177,68 @@ class ExecutorPool:
         return True
 
     async def run(self, job: Job) -> AttemptOutcome:
-        """Run one attempt on a warm process and return how it ended (never raises)."""
-        slot = await self._free.get()
-        slot.job, slot.stop_reason = job, None
-        if not slot.inbox.empty():
-            self._pass_on_strays(slot, job)
-        try:
-            _child.send(slot.conn, ("run", pack_job(job)))
-        except OSError:
-            slot.inbox.put_nowait(("dead", None))
-        deadline = self._arm_deadline(slot, job)
-        self._watch_memory()
-        try:
-            outcome = await self._await_outcome(slot, job)
-        finally:
-            if deadline is not None:
-                deadline.cancel()
-            slot.job = None
-        if outcome is None:  # the process died
-            self._replace(slot)
-            return slot.stop_reason or self._death_report(slot)
-        if slot.stop_reason is not None:
-            # stopped just as its outcome arrived: the outcome stands, the process goes
-            self._replace(slot)
-            return outcome
-        self._free.put_nowait(slot)
-        return outcome
+        """Run one attempt on a warm process and return how it ended (never raises).
 
-    async def _await_outcome(self, slot: _Slot, job: Job) -> AttemptOutcome | None:
-        """The attempt's outcome, relaying its calls meanwhile; None if the process died."""
+        A process found dead when the attempt is handed to it, or that dies
+        before it says the attempt started (before any user code ran), is
+        replaced and the attempt handed to the next one: that costs the
+        attempt nothing.
+        """
+        handoffs = 0
+        while True:
+            handoffs += 1
+            slot = await self._hand_off(job)
+            deadline = self._arm_deadline(slot, job)
+            self._watch_memory()
+            started: list[bool] = []
+            try:
+                outcome = await self._await_outcome(slot, job, started)
+            finally:
+                if deadline is not None:
+                    deadline.cancel()
+                slot.job = None
+            if outcome is None:  # the process died
+                self._replace(slot)
+                if not started and slot.stop_reason is None and handoffs < MAX_HANDOFFS:
+                    continue
+                return slot.stop_reason or self._death_report(slot)
+            if slot.stop_reason is not None:
+                # stopped just as its outcome arrived: the outcome stands, the process goes
+                self._replace(slot)
+                return outcome
+            self._free.put_nowait(slot)
+            return outcome
+
+    async def _hand_off(self, job: Job) -> _Slot:
+        """A live process that has been sent ``job``."""
+        while True:
+            slot = await self._free.get()
+            if slot.replaced:
+                continue  # died idle: its replacement is (or will be) in the queue
+            if not slot.process.is_alive():
+                self._replace(slot)
+                continue
+            slot.job, slot.stop_reason = job, None
+            if not slot.inbox.empty():
+                self._pass_on_strays(slot, job)
+            try:
+                _child.send(slot.conn, ("run", pack_job(job)))
+            except OSError:  # it died as the job was sent: no user code ran
+                slot.job = None
+                self._replace(slot)
+                continue
+            return slot
+
+    async def _await_outcome(
+        self, slot: _Slot, job: Job, started: list[bool]
+    ) -> AttemptOutcome | None:
+        """The attempt's outcome, relaying its calls meanwhile; None if the process
+        died. ``started`` gets an item once the process says user code starts."""
         while True:
             kind, value = await slot.inbox.get()
-            if kind == "log":
+            if kind == "started":
+                started.append(True)
+            elif kind == "log":
                 self.on_log(job.attempt_id, value)
             elif kind == "metadata":
                 if self.on_metadata is not None:
@@ -294,6 +333,10 @@ class ExecutorPool:
         )
 
     def _replace(self, slot: _Slot) -> None:
+        if slot.replaced:
+            return
+        slot.replaced = True
+
         async def respawn() -> None:
             await self._discard(slot)
             if self._closed:
@@ -304,6 +347,7 @@ class ExecutorPool:
                 # task files broke since start: keep the slot count, retry later
                 await asyncio.sleep(1)
                 if not self._closed:
+                    slot.replaced = False
                     self._replace(slot)
 
         task = asyncio.create_task(respawn())

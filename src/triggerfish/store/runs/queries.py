@@ -86,6 +86,21 @@ async def attempt_by_id(conn: AsyncConnection, attempt_id: str) -> AttemptRecord
     return None if row is None else attempt_from_row(row)
 
 
+async def attempt_in_environment(
+    conn: AsyncConnection, env_id: str, attempt_id: str
+) -> AttemptRecord | None:
+    """The attempt ``attempt_id`` if its run is in environment ``env_id``, else None."""
+    row = (await conn.execute(_ATTEMPT_IN_ENV, {"attempt": attempt_id, "env": env_id})).first()
+    return None if row is None else attempt_from_row(row)
+
+
+_ATTEMPT_IN_ENV = (
+    select(attempts)
+    .select_from(attempts.join(runs, runs.c.id == attempts.c.run_id))
+    .where(attempts.c.id == bindparam("attempt"), runs.c.environment_id == bindparam("env"))
+)
+
+
 async def list_attempts(conn: AsyncConnection, run_id: str) -> list[AttemptRecord]:
     rows = (await conn.execute(_ATTEMPTS_OF, {"run": run_id})).all()
     return [attempt_from_row(r) for r in rows]

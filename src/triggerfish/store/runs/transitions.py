@@ -57,18 +57,26 @@ async def transition(
     env_id: str | None = None,
     reason: str | None = None,
     values: dict[str, Any] | None = None,
+    lease_before: float | None = None,
 ) -> RunRecord | None:
     """Move a run to ``to`` if its current status allows it; ``None`` if it did not.
 
     With ``attempt_id`` the move also requires that attempt to still be the run's
-    current one, so a reclaimed attempt's late report changes nothing.
+    current one, so a reclaimed attempt's late report changes nothing. With
+    ``lease_before`` (a reclaim) it requires the run's lease to have run out
+    before that time: a lease renewed meanwhile, or one in its grace after a
+    database outage (``engine/health.py``), is not taken.
     """
     values = values or {}
     stmt = _transition_statement(
-        to, attempt_id is not None, env_id is not None, tuple(sorted(values))
+        to,
+        attempt_id is not None,
+        env_id is not None,
+        tuple(sorted(values)),
+        lease_before is not None,
     )
     params = {f"v_{k}": v for k, v in values.items()}
-    params.update(t_run=run_id, t_now=now, t_attempt=attempt_id, t_env=env_id)
+    params.update(t_run=run_id, t_now=now, t_attempt=attempt_id, t_env=env_id, t_lease=lease_before)
     row = (await conn.execute(stmt, params)).first()
     if row is not None:
         event = history.row(
@@ -91,7 +99,11 @@ def _new_value(column: str) -> Any:
 
 @functools.lru_cache(maxsize=256)
 def _transition_statement(
-    to: RunStatus, by_attempt: bool, by_env: bool, value_keys: tuple[str, ...]
+    to: RunStatus,
+    by_attempt: bool,
+    by_env: bool,
+    value_keys: tuple[str, ...],
+    by_lease: bool = False,
 ) -> Any:
     """The guarded UPDATE of one transition shape, with every value a bound parameter."""
     stmt = (
@@ -112,6 +124,8 @@ def _transition_statement(
         stmt = stmt.where(runs.c.current_attempt_id == bindparam("t_attempt"))
     if by_env:
         stmt = stmt.where(runs.c.environment_id == bindparam("t_env"))
+    if by_lease:
+        stmt = stmt.where(runs.c.lease_expires_at < bindparam("t_lease"))
     return stmt
 
 

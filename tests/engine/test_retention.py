@@ -1,0 +1,107 @@
+"""Retention (issue 17, defect 11): finished runs and all that hangs off them are
+deleted in bounded batches once their environment's retention has passed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.support.in_process import in_process_worker, run_record
+from triggerfish import retry, step, task, wait
+from triggerfish.engine import Engine, maintenance
+from triggerfish.engine.enqueue import TriggerRequest
+from triggerfish.engine.resources import ManualClock
+from triggerfish.sdk._registry import TaskRegistry, collecting_into
+from triggerfish.store.retention import RUN_TABLES
+from triggerfish.store.tables import events, runs, waitpoints
+
+FAST = retry(max_attempts=1, min_delay=0, max_delay=0, jitter=0)
+DAY = 86400.0
+
+
+def _registry() -> TaskRegistry:
+    registry = TaskRegistry()
+    with collecting_into(registry):
+
+        @task(id="work", retry=FAST)
+        def work(payload: Any) -> Any:
+            token = wait.create_token()
+            wait.complete_token(token, {"ok": 1})
+            return step.run("s", lambda: payload)
+
+        @task(id="waits", retry=FAST)
+        def waits(payload: Any) -> Any:
+            return wait.for_token(wait.create_token()).output
+
+    return registry
+
+
+async def _rows_of(engine: Engine, run_id: str) -> dict[str, int]:
+    async with engine.res.db.read() as conn:
+        counts = {}
+        for table, column in [*RUN_TABLES, (runs, "id"), (waitpoints, "owner_run_id")]:
+            stmt = select(func.count()).select_from(table).where(table.c[column] == run_id)
+            counts[table.name] = int((await conn.execute(stmt)).scalar() or 0)
+    return counts
+
+
+async def _trigger(engine: Engine, env_id: str, task_id: str, tags: list[str]) -> str:
+    return (await engine.enqueue.trigger(env_id, TriggerRequest(task_id, 1, tags=tags))).id
+
+
+async def test_finished_runs_past_retention_go_with_everything_hanging_off_them(
+    engine: Engine, clock: ManualClock
+) -> None:
+    env_id, worker = await in_process_worker(engine, _registry())
+    old = await _trigger(engine, env_id, "work", ["t"])
+    waiting = await _trigger(engine, env_id, "waits", [])
+    await worker.run_until_idle()
+    await engine.runs.append_logs(
+        env_id, (await run_record(engine, env_id, old)).current_attempt_id, [{"message": "hi"}]
+    )
+    await engine.events.send(env_id, "e", {}, "event-1")
+    rows = await _rows_of(engine, old)
+    assert all(rows[t] > 0 for t in ("runs", "attempts", "run_logs", "run_journal", "run_tags"))
+    clock.advance(29 * DAY)
+    await engine.maintenance.sweep()
+    assert (await _rows_of(engine, old))["runs"] == 1  # not yet
+    clock.advance(2 * DAY)
+    recent = await _trigger(engine, env_id, "work", [])
+    await worker.run_until_idle()
+    swept = await engine.maintenance.sweep()
+    assert swept["runs_purged"] == 1
+    assert set((await _rows_of(engine, old)).values()) == {0}
+    assert (await run_record(engine, env_id, waiting)).status == "WAITING"  # not finished
+    assert (await run_record(engine, env_id, recent)).status == "COMPLETED"
+    async with engine.res.db.read() as conn:
+        assert (await conn.execute(select(func.count()).select_from(events))).scalar() == 0
+
+
+async def test_an_environment_keeps_runs_as_long_as_it_says(
+    engine: Engine, clock: ManualClock
+) -> None:
+    env_id, worker = await in_process_worker(engine, _registry())
+    run_id = await _trigger(engine, env_id, "work", [])
+    await worker.run_until_idle()
+    await engine.maintenance.set_retention(env_id, 60)
+    assert await engine.maintenance.retention(env_id) == (60, True)
+    clock.advance(31 * DAY)
+    await engine.maintenance.sweep()
+    assert (await _rows_of(engine, run_id))["runs"] == 1
+    clock.advance(30 * DAY)
+    await engine.maintenance.sweep()
+    assert (await _rows_of(engine, run_id))["runs"] == 0
+
+
+async def test_the_purge_goes_in_bounded_batches(
+    engine: Engine, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(maintenance, "RETENTION_BATCH", 2)
+    env_id, worker = await in_process_worker(engine, _registry())
+    for _ in range(5):
+        await _trigger(engine, env_id, "work", [])
+    await worker.run_until_idle()
+    clock.advance(31 * DAY)
+    assert [(await engine.maintenance.sweep())["runs_purged"] for _ in range(4)] == [2, 2, 1, 0]
