@@ -51,7 +51,7 @@ async def _parent_waiting_on_child(engine: Engine) -> tuple[Any, InProcessWorker
 
     env = await engine.environments.by_slug("dev")
     worker = await InProcessWorker(engine, registry, env.id).register()
-    parent_id = (await engine.enqueue.trigger(env.id, TriggerRequest("parent"))).id
+    parent_id = (await engine.enqueue.trigger(env.id, TriggerRequest("parent", {}))).id
     await worker.run_one()  # the parent suspends on its child
     return env, worker, parent_id
 

@@ -72,8 +72,10 @@ async def in_process_worker(
 
 
 async def trigger_run(engine: Engine, env_id: str, task_id: str, payload: Any = None) -> str:
-    """Trigger ``task_id``; the new run's id."""
-    return (await engine.enqueue.trigger(env_id, TriggerRequest(task_id, payload))).id
+    """Trigger ``task_id``; the new run's id. No payload is an empty object, which
+    a task typed ``payload: dict`` accepts (``None`` it refuses at the door)."""
+    given = {} if payload is None else payload
+    return (await engine.enqueue.trigger(env_id, TriggerRequest(task_id, given))).id
 
 
 async def run_record(engine: Engine, env_id: str, run_id: str) -> Any:
