@@ -100,7 +100,7 @@ async def test_a_step_that_uses_up_its_tries_keeps_each_of_them(engine: Engine) 
             step.run("boom", boom, retry=FAST)
 
     env_id, worker = await in_process_worker(engine, registry)
-    run_id = await trigger_run(engine, env_id, "always-fails")
+    run_id = await trigger_run(engine, env_id, "always-fails", None)
     await worker.run_until_idle()
     assert (await run_record(engine, env_id, run_id)).status == "FAILED"
     [entry] = await _journal(engine, run_id)
@@ -123,7 +123,7 @@ async def test_runs_list_rows_carry_the_attempt_count(engine: Engine) -> None:
             return ctx.attempt.number
 
     env_id, worker = await in_process_worker(engine, registry)
-    run_id = await trigger_run(engine, env_id, "fails-once")
+    run_id = await trigger_run(engine, env_id, "fails-once", None)
     await worker.run_until_idle()
     key, _ = await engine.environments.create_key("dev", "test")
     app = create_app(engine, manage_engine=False)

@@ -71,10 +71,10 @@ async def in_process_worker(
     return env.id, await InProcessWorker(engine, registry, env.id, version).register()
 
 
-async def trigger_run(engine: Engine, env_id: str, task_id: str, payload: Any = None) -> str:
-    """Trigger ``task_id``; the new run's id. No payload is an empty object, which
-    a task typed ``payload: dict`` accepts (``None`` it refuses at the door)."""
-    given = {} if payload is None else payload
+async def trigger_run(engine: Engine, env_id: str, task_id: str, payload: Any = ...) -> str:
+    """Trigger ``task_id``; the new run's id. Without a payload, an empty object,
+    which a task typed ``payload: dict`` accepts (it refuses ``None`` at the door)."""
+    given = {} if payload is ... else payload
     return (await engine.enqueue.trigger(env_id, TriggerRequest(task_id, given))).id
 
 
