@@ -21,6 +21,7 @@ from triggerfish.api import (
     run_management,
     schedules,
     shapes,
+    traces,
     waitpoints,
     webhooks,
     worker_api,
@@ -84,6 +85,7 @@ def create_app(
     realtime.redact_access_logs()
     app.include_router(shapes.router)
     app.include_router(auth.router)
+    app.include_router(traces.router)
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
     dashboard.install(app, dev_sign_in=dashboard_dev)

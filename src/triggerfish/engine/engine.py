@@ -29,6 +29,7 @@ from triggerfish.engine.runs import Runs
 from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.streams import Streams
 from triggerfish.engine.users import Users
+from triggerfish.engine.traces import Traces
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.engine.webhooks import Webhooks, load_verifier_modules
 from triggerfish.engine.workers import Workers
@@ -73,6 +74,7 @@ class Engine:
         self.streams = Streams(res)
         self.public_tokens = PublicTokens(res, self.environments)
         self.environments.on_revoke.append(self.public_tokens.forget_keys)
+        self.traces = Traces(res)
         self._background: list[asyncio.Task[Any]] = []
 
     def report_linger(self) -> float:

@@ -229,6 +229,8 @@ runs = Table(
     Column("finished_at", DateTime),
     Column("delayed_until", DateTime),
     Column("expired_at", DateTime),
+    # the W3C traceparent the caller sent with the trigger (None: a trace of its own)
+    Column("trace_context", String(64)),
     # the claim path: only queued runs, in dequeue order
     Index(
         "ix_runs_queued",
@@ -296,6 +298,13 @@ runs = Table(
         "id",
         postgresql_where=text("schedule_id IS NOT NULL"),
         sqlite_where=text("schedule_id IS NOT NULL"),
+    ),
+    # a run's children, for its trace
+    Index(
+        "ix_runs_parent",
+        "parent_run_id",
+        postgresql_where=text("parent_run_id IS NOT NULL"),
+        sqlite_where=text("parent_run_id IS NOT NULL"),
     ),
     # runs.list newest first; ids sort by creation time
     Index("ix_runs_env_id", "environment_id", "id"),
@@ -674,4 +683,30 @@ env_vars = Table(
     Column("is_secret", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+)
+
+# -- traces -------------------------------------------------------------------------
+
+# Spans only the task process knows of (spans task code opens with the
+# OpenTelemetry API, integration calls). The run's other spans (attempts,
+# steps, waits, child runs, batches) are derived from the records above when a
+# trace is read, so the hot paths write nothing more; ``engine/traces.py``
+# merges both. Rows hang off their run and go with it (retention).
+run_spans = Table(
+    "run_spans",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("span_id", String(16), primary_key=True),
+    Column("trace_id", String(32), nullable=False),
+    Column("parent_span_id", String(16)),
+    Column("name", String(256), nullable=False),
+    # "user" (task code) | "integration"
+    Column("kind", String(16), nullable=False),
+    Column("attempt_number", Integer),
+    Column("start_time", Float, nullable=False),
+    Column("end_time", Float),
+    Column("status", String(8), nullable=False),  # UNSET | OK | ERROR
+    Column("attributes", JSON, nullable=False),
+    Column("events", JSON, nullable=False),
+    Index("ix_run_spans_run_start", "run_id", "start_time"),
 )
