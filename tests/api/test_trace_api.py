@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
 from tests.api.conftest import Served
+from triggerfish import Triggerfish
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -39,3 +43,20 @@ async def test_the_trace_shape_is_in_the_openapi_document(served: Served) -> Non
     assert {"spanId", "parentSpanId", "kind", "events", "links", "attributes"} <= set(
         span["properties"]
     )
+
+
+@pytest.mark.parametrize("socket", [True, False], ids=["socket", "http"])
+async def test_the_sdk_sends_the_callers_context_with_a_trigger(
+    served: Served, socket: bool
+) -> None:
+    app = TracerProvider().get_tracer("app")
+    client = Triggerfish(api_url=served.url, secret_key=served.key, socket=socket)
+    try:
+        with app.start_as_current_span("request") as request:
+            handle = await client.tasks.trigger_async("job", {"n": 1})
+    finally:
+        await client.aclose()
+    body = (await served.http.get(f"/api/v1/runs/{handle.id}/trace")).json()
+    caller = request.get_span_context()
+    assert body["traceId"] == format(caller.trace_id, "032x")
+    assert body["callerSpanId"] == format(caller.span_id, "016x")

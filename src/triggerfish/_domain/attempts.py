@@ -59,6 +59,8 @@ class Job:
     #: the environment's variables (``triggerfish envvars``) as the claim read them:
     #: set in the task process for this attempt only
     env_vars: tuple[tuple[str, str], ...] = ()
+    #: the run's trace (32 hex digits; ``_domain/traces.py``); "" when unknown
+    trace_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -63,6 +65,7 @@ def create_app(
         # /docs is served by the dashboard with swagger-ui from the package (no CDN)
         docs_url=None,
         redoc_url=None,
+        **_telemetry_options(),
     )
     app.state.engine = engine
     errors.install(app)
@@ -117,3 +120,16 @@ class BodyLimit:
                         return
                     break
         await self.app(scope, receive, send)
+
+
+def _telemetry_options() -> dict[str, Any]:
+    """FastAPI's own request spans (versions that have them), without the worker's
+    routes: claims, reports and heartbeats would each be a trace of their own and
+    cost the hot path; a run's trace gets its spans from ``engine/traces.py``."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"operation_spans": False, "exclude": _worker_route}}
+
+
+def _worker_route(scope: Any) -> bool:
+    return str(scope.get("path", "")).startswith("/worker/")

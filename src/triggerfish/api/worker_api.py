@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import JournalStatus
+from triggerfish._domain.traces import trace_of
 from triggerfish.api.deps import EngineDep, WorkerEnvDep
 from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
 from triggerfish.api.waitpoints import base_url, token_request, token_url
@@ -163,6 +164,8 @@ async def jobs(engine: Engine, env: Environment, rows: Sequence[RunRecord]) -> l
             # what the task process acts with: dies with the attempt (engine/environments.py)
             "credential": engine.environments.attempt_credential(_claimed_attempt(r)),
             "env_vars": env_vars,
+            # the run's trace, which the task process's spans join (_domain/traces.py)
+            "trace_id": trace_of(r.id, r.root_run_id, r.trace_context)[0],
         }
         for r in rows
     ]
@@ -427,6 +430,7 @@ def wait_spec(wait: dict[str, Any], now: float) -> WaitSpec:
                     options=TriggerOptions.model_validate(item.get("options") or {}),
                 ),
                 now,
+                wait.get("traceparent"),
             )
             for item in items
         ]

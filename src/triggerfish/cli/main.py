@@ -86,6 +86,9 @@ def dev(
         raise fail(str(exc)) from None
     if not port_is_free(host, port):
         raise fail(f"port {port} on {host} is taken; choose another with --port")
+    from triggerfish import _otel
+
+    _otel.configure("triggerfish-dev")
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(run_dev(config, host, port, concurrency))
 

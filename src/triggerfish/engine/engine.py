@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from typing import Any
 
+from triggerfish import _otel
 from triggerfish.config import ServerSettings
 from triggerfish.engine.attempts import Attempts
 from triggerfish.engine.batches import Batches
@@ -98,6 +99,9 @@ class Engine:
         await self.res.notifier.start()
         if background:
             self._background.append(asyncio.create_task(self.maintenance.run_forever()))
+            if _otel.configured():  # the server's share of finished runs' traces
+                export = self.traces.export_forever(_otel.emit_spans)
+                self._background.append(asyncio.create_task(export))
 
     async def close(self) -> None:
         for task in self._background:

@@ -20,8 +20,10 @@ Shape of a trace (``GET /api/v1/runs/{id}/trace``, ``api/traces.py``)::
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +44,13 @@ from triggerfish.errors import RunNotFound
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import spans as span_store
+
+log = logging.getLogger("triggerfish.traces")
+
+#: the spans the server exports; task processes export the others
+SERVER_KINDS = frozenset({"run", "wait", "child", "batch"})
+#: finished runs exported per pass
+EXPORT_BATCH = 200
 
 #: child runs a trace shows (a run that fanned out to more links the first ones)
 MAX_CHILDREN = 500
@@ -82,6 +91,8 @@ class Trace:
 class Traces:
     def __init__(self, res: EngineResources) -> None:
         self.res = res
+        #: the history row the exporter has looked at last (None: not started)
+        self._watermark: int | None = None
 
     async def trace(self, env_id: str, run_id: str) -> Trace:
         """The trace of a run of ``env_id``; ``RunNotFound`` otherwise."""
@@ -100,6 +111,48 @@ class Traces:
                     run.root_run_id
                 )
         return build_trace(run, context, attempts, entries, waits, children, stored)
+
+    async def export_finished(self, emit: Callable[[Sequence[Span]], None]) -> int:
+        """Hand the server's share of each newly finished run's trace to ``emit``: the
+        run's span, its waits, child runs and batches (the task processes export
+        its attempts and steps, with the same ids). Returns how many runs.
+
+        Finished runs are found by walking the history's primary key from where
+        the last call stopped (the newest row when this server started), so it
+        costs the hot paths nothing. Runs that finish while no server exports are
+        not exported later; several servers export the same spans (same ids).
+        """
+        async with self.res.db.read() as conn:
+            if self._watermark is None:
+                self._watermark = await span_store.last_event_id(conn)
+                return 0
+            finished = await span_store.finished_since(conn, self._watermark, EXPORT_BATCH)
+        for event_id, run_id in finished:
+            self._watermark = event_id
+            try:
+                trace = await self._trace_by_id(run_id)
+            except RunNotFound:
+                continue
+            emit([s for s in trace.spans if s.kind in SERVER_KINDS])
+        return len(finished)
+
+    async def export_forever(self, emit: Callable[[Sequence[Span]], None]) -> None:
+        while True:
+            try:
+                if await self.export_finished(emit) >= EXPORT_BATCH:
+                    continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("exporting finished runs' spans failed; trying again")
+            await asyncio.sleep(self.res.settings.maintenance_interval)
+
+    async def _trace_by_id(self, run_id: str) -> Trace:
+        async with self.res.db.read() as conn:
+            run = await run_store.get_by_id(conn, run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return await self.trace(run.environment_id, run_id)
 
     async def record(self, env_id: str, run_id: str, spans: Sequence[Span]) -> int:
         """Keep spans a task process sent for its run (user and integration spans);

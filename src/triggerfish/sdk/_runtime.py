@@ -32,7 +32,7 @@ from triggerfish._domain.attempts import (
 from triggerfish._domain.machines import MACHINE_MEMORY_MB
 from triggerfish._domain.states import FailureKind
 from triggerfish.errors import AbortTaskRunError, NonDeterminismError, RunSuspended, StepFailedError
-from triggerfish.sdk import _durable
+from triggerfish.sdk import _durable, _tracing
 from triggerfish.sdk._context import (
     AttemptInfo,
     Context,
@@ -81,6 +81,20 @@ def run_attempt(
     transport: Transport | None = None,
 ) -> AttemptOutcome:
     """Run one attempt of ``job`` and return how it ended; never raises."""
+    if not _tracing.enabled(job):
+        return _run_attempt(registry, job, loop, transport)
+    with _tracing.attempt_span(job, job.task_id) as span:
+        outcome = _run_attempt(registry, job, loop, transport)
+        _tracing.end_attempt(span, outcome)
+    return outcome
+
+
+def _run_attempt(
+    registry: TaskRegistry,
+    job: Job,
+    loop: asyncio.AbstractEventLoop,
+    transport: Transport | None,
+) -> AttemptOutcome:
     task = registry.get(job.task_id)
     # most tasks take no ctx and have no hook: skip building its six objects
     ctx = build_context(job) if task.takes_ctx or task.catch_error is not None else None
@@ -95,6 +109,8 @@ def run_attempt(
         loop=loop,
         journal={int(e["seq"]): dict(e) for e in job.journal},
         suspend_threshold=float(os.environ.get(SUSPEND_THRESHOLD_ENV, "5")),
+        trace_id=job.trace_id,
+        traced=_tracing.enabled(job),
     )
     token = _durable.activate(durable)
     try:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.records import RunRecord, WaitpointRecord
+from triggerfish._domain.states import FINAL
 from triggerfish._domain.traces import Span, SpanEvent
 from triggerfish.store.runs.queries import run_from_row
-from triggerfish.store.tables import run_spans, runs, waitpoint_waiters, waitpoints
+from triggerfish.store.tables import run_events, run_spans, runs, waitpoint_waiters, waitpoints
 from triggerfish.store.waitpoints import waitpoint_from_row
 
 #: stored spans one run keeps at most (task code opening spans in a loop)
@@ -128,3 +129,23 @@ async def trace_contexts(conn: AsyncConnection, run_ids: Sequence[str]) -> dict[
         return {}
     stmt = select(runs.c.id, runs.c.trace_context).where(runs.c.id.in_(list(run_ids)))
     return {r.id: r.trace_context for r in (await conn.execute(stmt)).all()}
+
+
+_FINAL_NAMES = sorted(s.value for s in FINAL)
+
+
+async def last_event_id(conn: AsyncConnection) -> int:
+    """The newest history row's id (where an exporter starts watching)."""
+    return int((await conn.execute(select(func.max(run_events.c.id)))).scalar() or 0)
+
+
+async def finished_since(conn: AsyncConnection, after_id: int, limit: int) -> list[tuple[int, str]]:
+    """(history id, run id) of runs that reached a final status after history row
+    ``after_id``, oldest first: a walk of the history's primary key."""
+    stmt = (
+        select(run_events.c.id, run_events.c.run_id)
+        .where(run_events.c.id > after_id, run_events.c.to_status.in_(_FINAL_NAMES))
+        .order_by(run_events.c.id)
+        .limit(limit)
+    )
+    return [(int(r.id), str(r.run_id)) for r in (await conn.execute(stmt)).all()]

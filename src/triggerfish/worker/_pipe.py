@@ -48,6 +48,7 @@ def pack_job(job: Job) -> tuple[Any, ...]:
         job.credential,
         job.api_url,
         job.env_vars,
+        job.trace_id,
     )
 
 
@@ -69,6 +70,7 @@ def unpack_job(packed: tuple[Any, ...]) -> Job:
         credential,
         api_url,
         env_vars,
+        trace_id,
     ) = packed
     return Job(
         run_id,
@@ -86,6 +88,7 @@ def unpack_job(packed: tuple[Any, ...]) -> Job:
         credential,
         api_url,
         env_vars,
+        trace_id,
     )
 
 
