@@ -17,6 +17,7 @@ from triggerfish.api import (
     client_socket,
     envvars,
     errors,
+    metrics,
     public,
     queues,
     realtime,
@@ -30,6 +31,7 @@ from triggerfish.api import (
     worker_socket,
 )
 from triggerfish.api.errors import error_response
+from triggerfish.api.metrics import HttpMetrics
 from triggerfish.api.trigger_lane import TriggerLane
 from triggerfish.dashboard import routes as dashboard
 from triggerfish.engine import Engine
@@ -74,6 +76,7 @@ def create_app(
     # the trigger route's fast path, behind the body limit (added first: inner)
     app.add_middleware(TriggerLane, engine=engine)
     app.add_middleware(BodyLimit, limit=limit)
+    app.add_middleware(HttpMetrics, metrics=engine.metrics)  # outermost: sees every answer
 
     app.include_router(public.router)
     app.include_router(client_socket.router)
@@ -89,6 +92,7 @@ def create_app(
     app.include_router(shapes.router)
     app.include_router(auth.router)
     app.include_router(traces.router)
+    app.include_router(metrics.router)
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
     dashboard.install(app, dev_sign_in=dashboard_dev)

@@ -98,6 +98,13 @@ def worker(
             help="talk to the server over one WebSocket (--no-socket: HTTP requests only)",
         ),
     ] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="TRIGGERFISH_WORKER_METRICS_PORT",
+            help="serve the worker's Prometheus /metrics on this port",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker: it needs only the server URL and TRIGGERFISH_SECRET_KEY, no database."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -122,6 +129,7 @@ def worker(
         version=version,
         grace_period=grace_period,
         socket=socket,
+        metrics_port=metrics_port,
     )
 
     async def go() -> None:

@@ -23,6 +23,7 @@ from triggerfish.engine.maintenance import Maintenance
 from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.metadata import Metadata
 from triggerfish.engine.public_tokens import PublicTokens
+from triggerfish.engine.metrics import Metrics
 from triggerfish.engine.queues import Queues
 from triggerfish.engine.replay import Replays
 from triggerfish.engine.resources import Clock, EngineResources
@@ -76,6 +77,7 @@ class Engine:
         self.public_tokens = PublicTokens(res, self.environments)
         self.environments.on_revoke.append(self.public_tokens.forget_keys)
         self.traces = Traces(res)
+        self.metrics = Metrics(res, lambda: self.maintenance.lost_leases)
         self._background: list[asyncio.Task[Any]] = []
 
     def report_linger(self) -> float:
@@ -96,6 +98,8 @@ class Engine:
     async def start(self, *, background: bool = True) -> None:
         """Check the schema, connect the notifier, start the maintenance loop."""
         await self.res.db.check_migrated()
+        self.metrics.time_statements()
+        await self.metrics.walk_history()  # counts start from here
         await self.res.notifier.start()
         if background:
             self._background.append(asyncio.create_task(self.maintenance.run_forever()))
