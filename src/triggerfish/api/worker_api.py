@@ -166,6 +166,7 @@ async def jobs(engine: Engine, env: Environment, rows: Sequence[RunRecord]) -> l
             "env_vars": env_vars,
             # the run's trace, which the task process's spans join (_domain/traces.py)
             "trace_id": trace_of(r.id, r.root_run_id, r.trace_context)[0],
+            "max_attempts": r.max_attempts,
         }
         for r in rows
     ]

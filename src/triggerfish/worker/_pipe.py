@@ -49,6 +49,7 @@ def pack_job(job: Job) -> tuple[Any, ...]:
         job.api_url,
         job.env_vars,
         job.trace_id,
+        job.max_attempts,
     )
 
 
@@ -71,6 +72,7 @@ def unpack_job(packed: tuple[Any, ...]) -> Job:
         api_url,
         env_vars,
         trace_id,
+        max_attempts,
     ) = packed
     return Job(
         run_id,
@@ -89,6 +91,7 @@ def unpack_job(packed: tuple[Any, ...]) -> Job:
         api_url,
         env_vars,
         trace_id,
+        max_attempts,
     )
 
 
