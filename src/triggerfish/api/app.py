@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from triggerfish._version import __version__
 from triggerfish.api import (
+    alerts,
     auth,
     batches,
     client_socket,
@@ -70,6 +71,8 @@ def create_app(
         **_telemetry_options(),
     )
     app.state.engine = engine
+    if engine.alerts.send is None:
+        engine.alerts.send = alerts.Channels().send
     errors.install(app)
     limit = engine.res.settings.max_body_bytes
 
@@ -93,6 +96,7 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(traces.router)
     app.include_router(metrics.router)
+    app.include_router(alerts.router)
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
     dashboard.install(app, dev_sign_in=dashboard_dev)

@@ -8,6 +8,7 @@ from typing import Any
 
 from triggerfish import _otel
 from triggerfish.config import ServerSettings
+from triggerfish.engine.alerts import Alerts
 from triggerfish.engine.attempts import Attempts
 from triggerfish.engine.batches import Batches
 from triggerfish.engine.changes import ChangeFeed
@@ -78,6 +79,7 @@ class Engine:
         self.environments.on_revoke.append(self.public_tokens.forget_keys)
         self.traces = Traces(res)
         self.metrics = Metrics(res, lambda: self.maintenance.lost_leases)
+        self.alerts = Alerts(res)
         self._background: list[asyncio.Task[Any]] = []
 
     def report_linger(self) -> float:
@@ -103,6 +105,7 @@ class Engine:
         await self.res.notifier.start()
         if background:
             self._background.append(asyncio.create_task(self.maintenance.run_forever()))
+            self._background.append(asyncio.create_task(self.alerts.run_forever()))
             if _otel.configured():  # the server's share of finished runs' traces
                 export = self.traces.export_forever(_otel.emit_spans)
                 self._background.append(asyncio.create_task(export))

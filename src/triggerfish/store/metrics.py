@@ -37,6 +37,7 @@ class HistoryRow:
     attempt_number: int | None
     attempt_started_at: datetime | None
     attempt_finished_at: datetime | None
+    env_id: str
 
 
 async def last_event_id(conn: AsyncConnection) -> int:
@@ -59,6 +60,7 @@ async def history_since(conn: AsyncConnection, after_id: int, limit: int) -> lis
             attempts.c.number,
             attempts.c.started_at,
             attempts.c.finished_at,
+            runs.c.environment_id,
         )
         .select_from(run_events)
         .join(runs, runs.c.id == run_events.c.run_id)

@@ -710,3 +710,53 @@ run_spans = Table(
     Column("events", JSON, nullable=False),
     Index("ix_run_spans_run_start", "run_id", "start_time"),
 )
+
+
+# -- alerts ---------------------------------------------------------------------------
+
+# What to watch in an environment and whom to tell (engine/alerts.py).
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    # RUN_FAILED | FAILURE_RATE | QUEUE_AGE | NO_WORKER | WORKER_LOST
+    Column("kind", String(16), nullable=False),
+    # tasks (a list; empty: all), threshold, window (s), queue, max_age (s)
+    Column("config", JSON, nullable=False),
+    Column("channel", String(8), nullable=False),  # WEBHOOK | SLACK | EMAIL
+    Column("target", String(512), nullable=False),  # a URL or an email address
+    # a webhook's signing secret, sealed by the keyring
+    Column("secret_sealed", Text),
+    # one alert per rule per window (seconds); later ones add to its count
+    Column("throttle", Float, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_alert_rules_env", "environment_id", "id"),
+)
+
+# Alerts to send and how sending went: retried with backoff until sent or given up.
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), nullable=False),
+    Column("rule_id", String(40), nullable=False),
+    # the rule and its throttle window: one delivery per key
+    Column("dedup_key", String(128), nullable=False, unique=True),
+    Column("status", String(8), nullable=False),  # PENDING | SENT | FAILED
+    Column("payload", JSON, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float),
+    Column("last_error", Text),
+    Column("created_at", DateTime, nullable=False),
+    Column("sent_at", DateTime),
+    Index(
+        "ix_alert_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=text("status = 'PENDING'"),
+        sqlite_where=text("status = 'PENDING'"),
+    ),
+    Index("ix_alert_deliveries_env", "environment_id", "id"),
+)

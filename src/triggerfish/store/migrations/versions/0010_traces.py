@@ -1,4 +1,5 @@
-"""traces: the span store, the caller's trace context on runs, an index on a run's children
+"""observability: the span store, the caller's trace context on runs, an index on a
+run's children, alert rules and their deliveries
 
 Revision ID: 0010
 Revises: 0011
@@ -42,9 +43,51 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("run_id", "span_id", name=op.f("pk_run_spans")),
     )
     op.create_index("ix_run_spans_run_start", "run_spans", ["run_id", "start_time"])
+    op.create_table(
+        "alert_rules",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("environment_id", sa.String(length=40), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("config", sa.JSON(), nullable=False),
+        sa.Column("channel", sa.String(length=8), nullable=False),
+        sa.Column("target", sa.String(length=512), nullable=False),
+        sa.Column("secret_sealed", sa.Text(), nullable=True),
+        sa.Column("throttle", sa.Float(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_rules")),
+    )
+    op.create_index("ix_alert_rules_env", "alert_rules", ["environment_id", "id"])
+    op.create_table(
+        "alert_deliveries",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("environment_id", sa.String(length=40), nullable=False),
+        sa.Column("rule_id", sa.String(length=40), nullable=False),
+        sa.Column("dedup_key", sa.String(length=128), nullable=False),
+        sa.Column("status", sa.String(length=8), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.Float(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("sent_at", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_deliveries")),
+        sa.UniqueConstraint("dedup_key", name=op.f("uq_alert_deliveries_dedup_key")),
+    )
+    op.create_index(
+        "ix_alert_deliveries_due",
+        "alert_deliveries",
+        ["next_attempt_at"],
+        postgresql_where=sa.text("status = 'PENDING'"),
+        sqlite_where=sa.text("status = 'PENDING'"),
+    )
+    op.create_index("ix_alert_deliveries_env", "alert_deliveries", ["environment_id", "id"])
 
 
 def downgrade() -> None:
+    op.drop_table("alert_deliveries")
+    op.drop_table("alert_rules")
     op.drop_index("ix_run_spans_run_start", table_name="run_spans")
     op.drop_table("run_spans")
     op.drop_index("ix_runs_parent", table_name="runs")
