@@ -45,7 +45,7 @@ def _registry(calls: Counter[str]) -> TaskRegistry:
                     raise ValueError("first try fails")
                 return "ok"
 
-            step.run("flaky", flaky)
+            step.run("flaky", flaky, name="Fetch the page", icon="globe", properties={"n": 1})
             wait.for_(minutes=5)
             return kid.trigger_and_wait({"n": 4}).unwrap()
 
@@ -93,8 +93,11 @@ async def test_a_run_with_a_retried_step_a_wait_and_a_child(
     assert flaky.attributes["triggerfish.step.key"] == "flaky"
     assert flaky.attributes["triggerfish.step.tries"] == 2
     assert [e.name for e in flaky.events] == ["STEP_RETRIED"]
-    # (each try's own error comes with the journal's retry history, seed-parity issue)
     assert flaky.events[0].attributes["triggerfish.step.try"] == 1
+    assert flaky.events[0].attributes["exception.message"] == "first try fails"
+    assert flaky.name == "Fetch the page"
+    assert flaky.attributes["triggerfish.step.icon"] == "globe"
+    assert flaky.attributes["triggerfish.step.properties.n"] == 1
 
     (waited,) = _by_kind(t, "wait")
     assert waited.attributes["triggerfish.wait.type"] == "DURATION"

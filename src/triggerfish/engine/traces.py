@@ -303,20 +303,15 @@ def _attempt_span(a: AttemptRecord, trace_id: str, parent: str) -> Span:
 
 
 def display_fields(entry: JournalRecord) -> dict[str, Any]:
-    """A step's display fields (``step.run(key, fn, name=, icon=, properties=)``) as
-    span attributes.
-
-    The seam with the seed-parity issue, which stores them on the journal entry:
-    read here as optional attributes of the record until it has those fields.
-    """
+    """A step's display fields (``step.run(key, fn, name=, icon=, properties=)``, kept
+    on its journal entry) as span attributes."""
+    display = entry.display or {}
     attrs: dict[str, Any] = {}
-    name = getattr(entry, "display_name", None)
-    icon = getattr(entry, "icon", None)
-    properties = getattr(entry, "properties", None)
-    if name:
-        attrs["triggerfish.step.name"] = str(name)
-    if icon:
-        attrs["triggerfish.step.icon"] = str(icon)
+    if display.get("name"):
+        attrs["triggerfish.step.name"] = str(display["name"])
+    if display.get("icon"):
+        attrs["triggerfish.step.icon"] = str(display["icon"])
+    properties = display.get("properties")
     if isinstance(properties, dict):
         for key, value in properties.items():
             attrs[f"triggerfish.step.properties.{key}"] = (
@@ -326,21 +321,16 @@ def display_fields(entry: JournalRecord) -> dict[str, Any]:
 
 
 def _tries(entry: JournalRecord, end: float) -> list[SpanEvent]:
-    """``STEP_RETRIED`` events: one per failed try followed by another.
-
-    With the retry history of the seed-parity issue (``entry.tries``: each failed
-    try's error and time) every event carries its own error; without it, the
-    count of failed tries is known and only the latest error.
-    """
-    history = getattr(entry, "tries", None)
+    """``STEP_RETRIED`` events: one per failed try followed by another, each with its
+    error and time from the entry's retry history (``entry.tries``); an entry
+    written before that history existed gives the count and the latest error."""
     events: list[SpanEvent] = []
-    failures = entry.failures
-    retried = failures - 1 if entry.status == "ERROR" else failures
-    if isinstance(history, list) and history:
+    retried = entry.failures - 1 if entry.status == "ERROR" else entry.failures
+    history = entry.tries or []
+    if history:
         for i, t in enumerate(history[:retried], start=1):
-            error = t.get("error") if isinstance(t, dict) else None
-            at = float(t.get("at") or end) if isinstance(t, dict) else end
-            events.append(_retried(i, error, at))
+            number = int(t.get("number") or i)
+            events.append(_retried(number, t.get("error"), float(t.get("at") or end)))
         return events
     for i in range(1, retried + 1):
         events.append(_retried(i, entry.error if i == retried else None, end))
@@ -392,6 +382,8 @@ def _entry_span(
     )
     if kind == "step":
         attrs.update(display_fields(entry))
+        if "triggerfish.step.properties.integration" in attrs:
+            span.kind = "integration"  # an integration's action, a journaled step
         attrs["triggerfish.step.tries"] = entry.failures + (1 if entry.status == "OK" else 0)
         span.events += _tries(entry, end or start)
         if entry.status == "ERROR":
