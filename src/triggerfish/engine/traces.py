@@ -127,12 +127,23 @@ class Traces:
                 self._watermark = await span_store.last_event_id(conn)
                 return 0
             finished = await span_store.finished_since(conn, self._watermark, EXPORT_BATCH)
+            ids = [run_id for _, run_id in finished]
+            rows = {r.id: r for r in await span_store.runs_by_ids(conn, ids)}
+            durable = await span_store.with_journal(conn, ids)
+            roots = [
+                r.root_run_id for r in rows.values() if r.trace_context is None and r.root_run_id
+            ]
+            contexts = await span_store.trace_contexts(conn, roots)
         for event_id, run_id in finished:
             self._watermark = event_id
-            try:
-                trace = await self._trace_by_id(run_id)
-            except RunNotFound:
+            run = rows.get(run_id)
+            if run is None:
                 continue
+            if run_id in durable:  # waits, children: the whole trace
+                trace = await self.trace(run.environment_id, run_id)
+            else:  # the server's share is the run's span alone: no more reads
+                root = contexts.get(run.root_run_id) if run.root_run_id else None
+                trace = build_trace(run, root, [], [], [], [], [])
             emit([s for s in trace.spans if s.kind in SERVER_KINDS])
         return len(finished)
 
@@ -146,13 +157,6 @@ class Traces:
             except Exception:
                 log.exception("exporting finished runs' spans failed; trying again")
             await asyncio.sleep(self.res.settings.maintenance_interval)
-
-    async def _trace_by_id(self, run_id: str) -> Trace:
-        async with self.res.db.read() as conn:
-            run = await run_store.get_by_id(conn, run_id)
-        if run is None:
-            raise RunNotFound(run_id)
-        return await self.trace(run.environment_id, run_id)
 
     async def record(self, env_id: str, run_id: str, spans: Sequence[Span]) -> int:
         """Keep spans a task process sent for its run (user and integration spans);

@@ -12,7 +12,14 @@ from triggerfish._domain.records import RunRecord, WaitpointRecord
 from triggerfish._domain.states import FINAL
 from triggerfish._domain.traces import Span, SpanEvent
 from triggerfish.store.runs.queries import run_from_row
-from triggerfish.store.tables import run_events, run_spans, runs, waitpoint_waiters, waitpoints
+from triggerfish.store.tables import (
+    run_events,
+    run_journal,
+    run_spans,
+    runs,
+    waitpoint_waiters,
+    waitpoints,
+)
 from triggerfish.store.waitpoints import waitpoint_from_row
 
 #: stored spans one run keeps at most (task code opening spans in a loop)
@@ -149,3 +156,20 @@ async def finished_since(conn: AsyncConnection, after_id: int, limit: int) -> li
         .limit(limit)
     )
     return [(int(r.id), str(r.run_id)) for r in (await conn.execute(stmt)).all()]
+
+
+async def runs_by_ids(conn: AsyncConnection, run_ids: Sequence[str]) -> list[RunRecord]:
+    if not run_ids:
+        return []
+    stmt = select(runs).where(runs.c.id.in_(list(run_ids)))
+    return [run_from_row(r) for r in (await conn.execute(stmt)).all()]
+
+
+async def with_journal(conn: AsyncConnection, run_ids: Sequence[str]) -> set[str]:
+    """Which of these runs have journal entries (steps, waits, children)."""
+    if not run_ids:
+        return set()
+    stmt = select(run_journal.c.run_id).where(
+        run_journal.c.run_id.in_(list(run_ids)), run_journal.c.seq == 0
+    )
+    return {r[0] for r in (await conn.execute(stmt)).all()}
