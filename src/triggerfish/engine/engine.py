@@ -23,16 +23,16 @@ from triggerfish.engine.keyring import Keyring
 from triggerfish.engine.maintenance import Maintenance
 from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.metadata import Metadata
-from triggerfish.engine.public_tokens import PublicTokens
 from triggerfish.engine.metrics import Metrics
+from triggerfish.engine.public_tokens import PublicTokens
 from triggerfish.engine.queues import Queues
 from triggerfish.engine.replay import Replays
 from triggerfish.engine.resources import Clock, EngineResources
 from triggerfish.engine.runs import Runs
 from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.streams import Streams
-from triggerfish.engine.users import Users
 from triggerfish.engine.traces import Traces
+from triggerfish.engine.users import Users
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.engine.webhooks import Webhooks, load_verifier_modules
 from triggerfish.engine.workers import Workers
