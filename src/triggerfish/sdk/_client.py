@@ -17,6 +17,7 @@ from typing import Any
 
 from triggerfish.errors import ApiError, WrongEnvironment, key_environment
 from triggerfish.sdk._alerts import Alerts
+from triggerfish.sdk._auth import Auth
 from triggerfish.sdk._envvars import EnvVars
 from triggerfish.sdk._events import Events
 from triggerfish.sdk._kv import Kv
