@@ -39,6 +39,7 @@ from triggerfish.sdk._client import Run, RunPage, Triggerfish, _DefaultNamespace
 from triggerfish.sdk._context import Context, StepInfo
 from triggerfish.sdk._envvars import envvars
 from triggerfish.sdk._events import events, kv
+from triggerfish.sdk._hooks import hooks
 from triggerfish.sdk._idempotency import idempotency_keys
 from triggerfish.sdk._logger import logger
 from triggerfish.sdk._metadata import metadata
@@ -100,6 +101,7 @@ __all__ = [
     "batches",
     "envvars",
     "events",
+    "hooks",
     "idempotency_keys",
     "kv",
     "logger",

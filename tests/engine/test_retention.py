@@ -105,3 +105,14 @@ async def test_the_purge_goes_in_bounded_batches(
     await worker.run_until_idle()
     clock.advance(31 * DAY)
     assert [(await engine.maintenance.sweep())["runs_purged"] for _ in range(4)] == [2, 2, 1, 0]
+
+
+def test_every_table_keyed_by_a_run_is_purged_with_it() -> None:
+    """A new table with a ``run_id`` column must join ``RUN_TABLES``, or its rows
+    outlive their run forever."""
+    from triggerfish.store import tables
+    from triggerfish.store.retention import RUN_TABLES
+
+    listed = {table.name for table, _ in RUN_TABLES}
+    keyed = {t.name for t in tables.metadata.sorted_tables if "run_id" in t.c} - {"runs"}
+    assert keyed <= listed, f"not purged with their runs: {sorted(keyed - listed)}"

@@ -121,6 +121,7 @@ class InProcessWorker:
             machine=row.machine,
             max_duration=None,
             journal=journal,
+            max_attempts=row.max_attempts,
         )
         main = asyncio.get_running_loop()
 

@@ -59,6 +59,11 @@ class Job:
     #: the environment's variables (``triggerfish envvars``) as the claim read them:
     #: set in the task process for this attempt only
     env_vars: tuple[tuple[str, str], ...] = ()
+    #: the run's trace (32 hex digits; ``_domain/traces.py``); "" when unknown
+    trace_id: str = ""
+    #: the run's own attempt limit; None: the task's retry policy (hooks ask
+    #: whether a failure is the last one)
+    max_attempts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

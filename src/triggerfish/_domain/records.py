@@ -92,6 +92,8 @@ class RunRecord:
     finished_at: datetime | None
     delayed_until: datetime | None
     expired_at: datetime | None
+    #: the W3C ``traceparent`` its caller sent (None: the run starts a trace)
+    trace_context: str | None
 
     @property
     def claimed_attempt_id(self) -> str:
@@ -277,6 +279,7 @@ class NewRun:
     batch_id: str | None = None
     batch_index: int | None = None
     order_key: float = 0.0
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

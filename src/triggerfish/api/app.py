@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from triggerfish._version import __version__
 from triggerfish.api import (
+    alerts,
     auth,
     batches,
     client_socket,
     envvars,
     errors,
+    metrics,
     public,
     queues,
     realtime,
     run_management,
     schedules,
     shapes,
+    traces,
     waitpoints,
     webhooks,
     worker_api,
     worker_socket,
 )
 from triggerfish.api.errors import error_response
+from triggerfish.api.metrics import HttpMetrics
 from triggerfish.api.trigger_lane import TriggerLane
 from triggerfish.dashboard import routes as dashboard
 from triggerfish.engine import Engine
@@ -62,14 +68,18 @@ def create_app(
         # /docs is served by the dashboard with swagger-ui from the package (no CDN)
         docs_url=None,
         redoc_url=None,
+        **_telemetry_options(),
     )
     app.state.engine = engine
+    if engine.alerts.send is None:
+        engine.alerts.send = alerts.Channels().send
     errors.install(app)
     limit = engine.res.settings.max_body_bytes
 
     # the trigger route's fast path, behind the body limit (added first: inner)
     app.add_middleware(TriggerLane, engine=engine)
     app.add_middleware(BodyLimit, limit=limit)
+    app.add_middleware(HttpMetrics, metrics=engine.metrics)  # outermost: sees every answer
 
     app.include_router(public.router)
     app.include_router(client_socket.router)
@@ -84,6 +94,9 @@ def create_app(
     realtime.redact_access_logs()
     app.include_router(shapes.router)
     app.include_router(auth.router)
+    app.include_router(traces.router)
+    app.include_router(metrics.router)
+    app.include_router(alerts.router)
     app.include_router(worker_api.router)
     app.include_router(worker_socket.router)
     dashboard.install(app, dev_sign_in=dashboard_dev)
@@ -127,3 +140,16 @@ class BodyLimit:
                         return
                     break
         await self.app(scope, receive, send)
+
+
+def _telemetry_options() -> dict[str, Any]:
+    """FastAPI's own request spans (versions that have them), without the worker's
+    routes: claims, reports and heartbeats would each be a trace of their own and
+    cost the hot path; a run's trace gets its spans from ``engine/traces.py``."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"operation_spans": False, "exclude": _worker_route}}
+
+
+def _worker_route(scope: Any) -> bool:
+    return str(scope.get("path", "")).startswith("/worker/")

@@ -35,7 +35,13 @@ async def _trigger(conn: SocketConnection, env: Environment, call: dict[str, Any
     if not isinstance(task_id, str) or not task_id:
         raise UserError("task: the identifier of the task to trigger (a non-empty string)")
     engine = conn.engine
-    request = trigger_request(task_id, TriggerBody.model_validate(body), engine.res.clock.now())
+    traceparent = body.get("traceparent") if isinstance(body, dict) else None
+    request = trigger_request(
+        task_id,
+        TriggerBody.model_validate(body),
+        engine.res.clock.now(),
+        traceparent if isinstance(traceparent, str) else None,
+    )
     return trigger_answer(await engine.enqueue.trigger(env.id, request))
 
 

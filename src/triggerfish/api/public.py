@@ -41,7 +41,9 @@ async def trigger_task(
     # (api/trigger_lane.py answers well-formed triggers before they reach this
     # route; what it leaves to the app, this answers)
     engine = engine_of(request)
-    trigger = trigger_request(task_id, body, engine.res.clock.now())
+    trigger = trigger_request(
+        task_id, body, engine.res.clock.now(), request.headers.get("traceparent")
+    )
     result = await engine.enqueue.trigger(env.id, trigger)
     return JSONResponse(
         trigger_answer(result), headers=run_token_header(engine, env, request, result.id)

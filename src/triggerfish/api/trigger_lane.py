@@ -58,7 +58,11 @@ class TriggerLane:
         if body is None:  # the client went away
             return
         answer = await self._trigger(
-            match, headers.get(b"authorization", b""), body, b"trigger-version" in headers
+            match,
+            headers.get(b"authorization", b""),
+            body,
+            b"trigger-version" in headers,
+            headers.get(b"traceparent"),
         )
         if answer is None:
             await self.app(scope, _replay(body, receive), send)
@@ -66,7 +70,12 @@ class TriggerLane:
         await answer(scope, receive, send)
 
     async def _trigger(
-        self, task_id: str, authorization: bytes, body: bytes, official_sdk: bool
+        self,
+        task_id: str,
+        authorization: bytes,
+        body: bytes,
+        official_sdk: bool,
+        traceparent: bytes | None = None,
     ) -> Any:
         """The answer, or None to leave the request to the app (it will refuse it)."""
         scheme, _, key = authorization.decode("latin-1").partition(" ")
@@ -75,7 +84,8 @@ class TriggerLane:
         try:
             env = await self.engine.environments.authenticate(key.strip())
             parsed = TriggerBody.model_validate(loads(body))
-            request = trigger_request(task_id, parsed, self.engine.res.clock.now())
+            context = traceparent.decode("latin-1") if traceparent else None
+            request = trigger_request(task_id, parsed, self.engine.res.clock.now(), context)
         except StoreUnavailable as exc:
             return error_response(*describe_error(exc))
         except (AuthenticationError, ValidationError, ValueError, UserError):

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from triggerfish._domain.machines import MACHINE_MEMORY_MB
+from triggerfish._domain.traces import parse_traceparent
 from triggerfish._durations import parse_duration
 from triggerfish.api.validated import Duration, Int64, Key, Name, Priority, Seconds, Text
 from triggerfish.engine.enqueue import MAX_TAGS, Debounce, TriggerRequest, TriggerResult
@@ -110,8 +111,13 @@ def decode_payload(payload: Any, payload_type: str | None) -> Any:
     return payload
 
 
-def trigger_request(task_id: str, body: TriggerBody, now: float) -> TriggerRequest:
+def trigger_request(
+    task_id: str, body: TriggerBody, now: float, traceparent: str | None = None
+) -> TriggerRequest:
+    """The engine's request for a trigger body; ``traceparent`` is the caller's W3C
+    trace context (a malformed one is dropped: the run starts a trace of its own)."""
     opts = body.options
+    context = parse_traceparent(traceparent) if traceparent else None
     try:
         return TriggerRequest(
             task_id=task_id,
@@ -133,6 +139,7 @@ def trigger_request(task_id: str, body: TriggerBody, now: float) -> TriggerReque
             priority=opts.priority or 0.0,
             is_test=bool(opts.test),
             debounce=_debounce(opts.debounce),
+            trace_context=context.traceparent if context else None,
         )
     except ValueError as exc:
         raise InvalidTaskOptions(str(exc)) from None

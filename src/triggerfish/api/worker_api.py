@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import JournalStatus
+from triggerfish._domain.traces import trace_of
 from triggerfish.api.deps import EngineDep, WorkerEnvDep
 from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
 from triggerfish.api.validated import (
@@ -186,6 +187,9 @@ async def jobs(engine: Engine, env: Environment, rows: Sequence[RunRecord]) -> l
             # what the task process acts with: dies with the attempt (engine/environments.py)
             "credential": engine.environments.attempt_credential(_claimed_attempt(r)),
             "env_vars": env_vars,
+            # the run's trace, which the task process's spans join (_domain/traces.py)
+            "trace_id": trace_of(r.id, r.root_run_id, r.trace_context)[0],
+            "max_attempts": r.max_attempts,
         }
         for r in rows
     ]
@@ -467,6 +471,7 @@ def wait_spec(wait: dict[str, Any], now: float) -> WaitSpec:
                     options=TriggerOptions.model_validate(item.get("options") or {}),
                 ),
                 now,
+                wait.get("traceparent"),
             )
             for item in items
         ]

@@ -10,6 +10,7 @@ import typer
 from triggerfish.cli import (
     _shared,
     admin,
+    alerts,
     envvars,
     processes,
     queues,
@@ -37,6 +38,7 @@ app.add_typer(tokens.app, name="tokens")
 app.add_typer(queues.app, name="queues")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(users.app, name="users")
+app.add_typer(alerts.app, name="alerts")
 app.add_typer(envvars.app, name="envvars")
 app.add_typer(admin.db_app, name="db")
 app.add_typer(admin.keys_app, name="keys")
@@ -86,6 +88,9 @@ def dev(
         raise fail(str(exc)) from None
     if not port_is_free(host, port):
         raise fail(f"port {port} on {host} is taken; choose another with --port")
+    from triggerfish import _otel
+
+    _otel.configure("triggerfish-dev")
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(run_dev(config, host, port, concurrency))
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from triggerfish import _otel
 from triggerfish.cli._common import console, fail, port_is_free, run_async
 from triggerfish.sdk._client import DEFAULT_API_URL, env_setting
 from triggerfish.worker.discovery import DiscoveryError, ProjectConfig
@@ -36,6 +37,7 @@ def server(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if not port_is_free(host, port):
         raise fail(f"port {port} on {host} is taken; choose another with --port")
+    _otel.configure("triggerfish-server")  # OTEL_EXPORTER_OTLP_* (the otel extra)
     settings = ServerSettings()
     if settings.server_secret is None:
         raise fail(
@@ -96,6 +98,13 @@ def worker(
             help="talk to the server over one WebSocket (--no-socket: HTTP requests only)",
         ),
     ] = True,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="TRIGGERFISH_WORKER_METRICS_PORT",
+            help="serve the worker's Prometheus /metrics on this port",
+        ),
+    ] = None,
 ) -> None:
     """Run a worker: it needs only the server URL and TRIGGERFISH_SECRET_KEY, no database."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -106,6 +115,7 @@ def worker(
         raise fail(
             "set TRIGGERFISH_SECRET_KEY (or TRIGGER_SECRET_KEY) to the environment's secret key"
         )
+    _otel.configure("triggerfish-worker")
     try:
         config = ProjectConfig.load(project, dirs)
     except DiscoveryError as exc:
@@ -119,6 +129,7 @@ def worker(
         version=version,
         grace_period=grace_period,
         socket=socket,
+        metrics_port=metrics_port,
     )
 
     async def go() -> None:

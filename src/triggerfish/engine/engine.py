@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 from typing import Any
 
+from triggerfish import _otel
 from triggerfish.config import ServerSettings
+from triggerfish.engine.alerts import Alerts
 from triggerfish.engine.attempts import Attempts
 from triggerfish.engine.batches import Batches
 from triggerfish.engine.changes import ChangeFeed
@@ -21,6 +23,7 @@ from triggerfish.engine.keyring import Keyring
 from triggerfish.engine.maintenance import Maintenance
 from triggerfish.engine.manifests import ManifestCache
 from triggerfish.engine.metadata import Metadata
+from triggerfish.engine.metrics import Metrics
 from triggerfish.engine.public_tokens import PublicTokens
 from triggerfish.engine.queues import Queues
 from triggerfish.engine.replay import Replays
@@ -28,6 +31,7 @@ from triggerfish.engine.resources import Clock, EngineResources
 from triggerfish.engine.runs import Runs
 from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.streams import Streams
+from triggerfish.engine.traces import Traces
 from triggerfish.engine.users import Users
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.engine.webhooks import Webhooks, load_verifier_modules
@@ -73,6 +77,9 @@ class Engine:
         self.streams = Streams(res)
         self.public_tokens = PublicTokens(res, self.environments)
         self.environments.on_revoke.append(self.public_tokens.forget_keys)
+        self.traces = Traces(res)
+        self.metrics = Metrics(res, lambda: self.maintenance.lost_leases)
+        self.alerts = Alerts(res)
         self._background: list[asyncio.Task[Any]] = []
 
     async def ping_store(self) -> None:
@@ -97,9 +104,15 @@ class Engine:
     async def start(self, *, background: bool = True) -> None:
         """Check the schema, connect the notifier, start the maintenance loop."""
         await self.res.db.check_migrated()
+        self.metrics.time_statements()
+        await self.metrics.walk_history()  # counts start from here
         await self.res.notifier.start()
         if background:
             self._background.append(asyncio.create_task(self.maintenance.run_forever()))
+            self._background.append(asyncio.create_task(self.alerts.run_forever()))
+            if _otel.configured():  # the server's share of finished runs' traces
+                export = self.traces.export_forever(_otel.emit_spans)
+                self._background.append(asyncio.create_task(export))
 
     async def close(self) -> None:
         for task in self._background:

@@ -77,6 +77,8 @@ class TriggerRequest:
     debounce: Debounce | None = None
     replay_of: str | None = None
     schedule_id: str | None = None
+    #: the caller's W3C ``traceparent``: the run's trace continues the caller's
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)
@@ -609,6 +611,7 @@ class Enqueue:
             delayed_until=to_datetime(start_at) if delayed else None,
             batch_id=batch_id,
             batch_index=batch_index,
+            trace_context=req.trace_context,
         )
 
 

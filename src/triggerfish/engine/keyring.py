@@ -126,6 +126,12 @@ class Keyring:
             return False
         return any(hmac.compare_digest(k.mac(purpose, message), given) for k in self._keys)
 
+    def sign_for_receiver(self, purpose: str, sealed_secret: str, message: str) -> str:
+        """HMAC-SHA256 (hex) of ``message`` with a secret the receiver shares, kept
+        sealed (:meth:`encrypt`) under ``purpose``: alert webhooks are signed so."""
+        secret = self.decrypt(purpose, sealed_secret)
+        return hmac.new(secret, message.encode(), hashlib.sha256).hexdigest()
+
     def encrypt(self, purpose: str, plaintext: bytes) -> str:
         """``plaintext`` sealed (AES-256-GCM) as text; only :meth:`decrypt` opens it."""
         key = self._keys[0]

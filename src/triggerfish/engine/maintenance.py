@@ -41,6 +41,8 @@ class Maintenance:
         waitpoints: Waitpoints,
     ) -> None:
         self.res = res
+        #: attempts reclaimed from lost workers since this server started (metrics)
+        self.lost_leases = 0
         self.attempts = attempts
         self.schedules = schedules
         self.waitpoints = waitpoints
@@ -139,6 +141,7 @@ class Maintenance:
             except StaleTransition:
                 pass  # the worker reported, or another replica reclaimed it, first
         if moved:
+            self.lost_leases += moved
             log.warning("reclaimed %d run(s) from lost workers", moved)
         return moved
 

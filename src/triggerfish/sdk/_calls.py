@@ -46,6 +46,10 @@ class Call(Generic[T]):
     over_socket: tuple[str, dict[str, Any]] | None = None
     #: the same call as (op, body) for the worker, when made inside a task
     in_task: tuple[str, dict[str, Any]] | None = None
+    #: a trigger: the name of the caller's span around it, whose W3C
+    #: ``traceparent`` goes with the request (a header, or a field of the frame)
+    traced: str | None = None
+    headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import os
 from typing import Any
 
 from triggerfish.errors import ApiError, WrongEnvironment, key_environment
+from triggerfish.sdk._alerts import Alerts
 from triggerfish.sdk._auth import Auth
 from triggerfish.sdk._envvars import EnvVars
 from triggerfish.sdk._events import Events
@@ -148,6 +149,7 @@ class Triggerfish:
         self.tasks = Tasks(self._transport)
         self.runs = Runs(self._transport)
         self.queues = Queues(self._transport)
+        self.alerts = Alerts(self._transport)
         self.environment = Environment(self._transport)
         self.batches = Batches(self._transport)
         #: create, list, change and remove cron schedules

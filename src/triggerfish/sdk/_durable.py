@@ -26,6 +26,7 @@ from typing import Any
 from triggerfish._domain.retry import RetryPolicy
 from triggerfish.errors import ApiError, NonDeterminismError, RunSuspended, StepFailedError
 from triggerfish.sdk._context import StepInfo, current_step
+from triggerfish.sdk._tracing import StepSpan
 from triggerfish.sdk._values import describe_error, to_json_value
 
 #: sends ``(op, body)`` to the worker and returns its answer
@@ -51,6 +52,9 @@ class DurableRun:
     #: waits up to this many seconds sleep in place instead of suspending
     suspend_threshold: float = 5.0
     seq: int = 0
+    #: the run's trace (hex), and whether this process exports spans (``_tracing``)
+    trace_id: str = ""
+    traced: bool = False
     #: one call at a time on the transport: an async call waits for it on a thread
     _calling: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -137,6 +141,21 @@ def current(what: str) -> DurableRun:
 # -- step.run -------------------------------------------------------------------
 
 
+def _display_attributes(display: dict[str, Any] | None) -> dict[str, Any]:
+    """A step's display fields as span attributes (as ``engine/traces.py`` names them)."""
+    if not display:
+        return {}
+    attrs: dict[str, Any] = {}
+    if display.get("name"):
+        attrs["triggerfish.step.name"] = str(display["name"])
+    if display.get("icon"):
+        attrs["triggerfish.step.icon"] = str(display["icon"])
+    for key, value in (display.get("properties") or {}).items():
+        plain = isinstance(value, str | int | float | bool)
+        attrs[f"triggerfish.step.properties.{key}"] = value if plain else str(value)
+    return attrs
+
+
 #: the stack trace kept for each failed try in a step's history (the last
 #: failure keeps its whole trace in the entry's ``error``)
 TRY_TRACE_CHARS = 4000
@@ -161,7 +180,9 @@ class _Step:
         self.done = False
         self.value: Any = None
         self.started = time.time()
+        self.span: StepSpan | None = None
         if entry is None:
+            self._traced()
             return
         if entry["status"] == "OK":
             self.done, self.value = True, run.result_of(self.seq, entry)
@@ -170,6 +191,13 @@ class _Step:
         else:  # RETRYING: tries failed before a crash or suspension still count
             self.failures = int(entry.get("failures") or 0)
             self.tries = list(entry.get("tries") or [])
+            self._traced()
+
+    def _traced(self) -> None:
+        if self.run.traced:
+            self.span = StepSpan(
+                self.run.run_id, self.seq, self.name, _display_attributes(self.display)
+            )
 
     def info(self) -> StepInfo:
         """What ``ctx.step`` says while this try runs."""
@@ -195,6 +223,8 @@ class _Step:
             self._record("OK", result=data, failures=self.failures)
         else:
             self._record("OK", result=data)
+        if self.span is not None:
+            self.span.end(self.failures + 1)
         return data
 
     def failed(self, exc: Exception) -> float:
@@ -205,8 +235,12 @@ class _Step:
         kept = dict(error, stack_trace=str(error.get("stack_trace", ""))[-TRY_TRACE_CHARS:])
         self.tries.append({"number": self.failures, "at": time.time(), "error": kept})
         if self.failures >= self.policy.max_attempts:
+            if self.span is not None:
+                self.span.end(self.failures, exc)
             self._record("ERROR", error=error, failures=self.failures)
             raise StepFailedError(self.name, error, self.failures) from exc
+        if self.span is not None:
+            self.span.retried(self.failures, exc)
         self._record("RETRYING", error=error, failures=self.failures)
         return self.policy.delay_after(self.failures)
 

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from triggerfish import _otel
+
 LogSink = Callable[[dict[str, Any]], None]
 
 _sink: LogSink | None = None
@@ -63,6 +65,9 @@ class Logger:
         if _LEVELS[level] < _min_level:
             return
         safe_fields = json.loads(json.dumps(fields, default=repr)) if fields else {}
+        ids = _otel.current_ids() if _otel.configured() else None
+        if ids is not None:  # the line joins its span in the trace's backend
+            safe_fields["trace_id"], safe_fields["span_id"] = ids
         if _sink is not None:
             _sink(
                 {

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import inspect
 import os
 import traceback
+from collections.abc import Callable
 from typing import Any, assert_never
 
 from triggerfish._domain.attempts import (
@@ -32,7 +35,7 @@ from triggerfish._domain.attempts import (
 from triggerfish._domain.machines import MACHINE_MEMORY_MB
 from triggerfish._domain.states import FailureKind
 from triggerfish.errors import AbortTaskRunError, NonDeterminismError, RunSuspended, StepFailedError
-from triggerfish.sdk import _durable
+from triggerfish.sdk import _durable, _logger, _tracing
 from triggerfish.sdk._context import (
     AttemptInfo,
     Context,
@@ -42,6 +45,7 @@ from triggerfish.sdk._context import (
     TaskInfo,
 )
 from triggerfish.sdk._durable import AttemptAbandoned, DurableRun, Transport
+from triggerfish.sdk._hooks import Hooks, Outcome, global_hooks
 from triggerfish.sdk._registry import TaskRegistry
 from triggerfish.sdk._task import ErrorDecision, Task
 from triggerfish.sdk._values import OutputNotSerializable
@@ -81,9 +85,26 @@ def run_attempt(
     transport: Transport | None = None,
 ) -> AttemptOutcome:
     """Run one attempt of ``job`` and return how it ended; never raises."""
+    if not _tracing.enabled(job):
+        return _run_attempt(registry, job, loop, transport)
+    with _tracing.attempt_span(job, job.task_id) as span:
+        outcome = _run_attempt(registry, job, loop, transport)
+        _tracing.end_attempt(span, outcome)
+    return outcome
+
+
+def _run_attempt(
+    registry: TaskRegistry,
+    job: Job,
+    loop: asyncio.AbstractEventLoop,
+    transport: Transport | None,
+) -> AttemptOutcome:
     task = registry.get(job.task_id)
+    shared = global_hooks()
+    hooks = None if task.hooks.empty() and shared.empty() else shared.then(task.hooks)
     # most tasks take no ctx and have no hook: skip building its six objects
-    ctx = build_context(job) if task.takes_ctx or task.catch_error is not None else None
+    wants_ctx = task.takes_ctx or task.catch_error is not None or hooks is not None
+    ctx = build_context(job) if wants_ctx else None
     payload: Any = job.payload
     durable = DurableRun(
         run_id=job.run_id,
@@ -95,12 +116,17 @@ def run_attempt(
         loop=loop,
         journal={int(e["seq"]): dict(e) for e in job.journal},
         suspend_threshold=float(os.environ.get(SUSPEND_THRESHOLD_ENV, "5")),
+        trace_id=job.trace_id,
+        traced=_tracing.enabled(job),
     )
     token = _durable.activate(durable)
     try:
         payload = task.validate_payload(payload)
         args = (payload, ctx) if task.takes_ctx else (payload,)
-        result = loop.run_until_complete(task.fn(*args)) if task.is_async else task.fn(*args)
+        if hooks is None:
+            result = loop.run_until_complete(task.fn(*args)) if task.is_async else task.fn(*args)
+        else:
+            result = _with_hooks(hooks, task, job, payload, ctx or build_context(job), loop, args)
         return Succeeded(to_json_value(result, task.id))
     except RunSuspended:
         return Suspended()
@@ -120,6 +146,81 @@ def run_attempt(
         return _failure(task, payload, exc, ctx, error_info(exc, "USER"))
     finally:
         _durable.deactivate(token)
+
+
+#: journal kinds of the durable waits an attempt may resume after
+_WAITS = frozenset({"wait", "token.wait", "event.wait", "child", "batch"})
+#: errors no retry can fix (run_attempt answers them with ABORT)
+_FINAL_ERRORS = (AbortTaskRunError, NonDeterminismError, StepFailedError)
+
+
+def _with_hooks(
+    hooks: Hooks,
+    task: Task[Any, Any],
+    job: Job,
+    payload: Any,
+    ctx: Context,
+    loop: asyncio.AbstractEventLoop,
+    args: tuple[Any, ...],
+) -> Any:
+    """The task's body inside its lifecycle hooks and middleware (``sdk/_hooks.py``)."""
+
+    def call(fn: Any, *more: Any) -> Any:
+        value = fn(payload, *more, ctx)
+        return loop.run_until_complete(value) if inspect.isawaitable(value) else value
+
+    def quietly(name: str, fns: list[Any], *more: Any) -> None:
+        for fn in fns:
+            try:
+                call(fn, *more)
+            except Exception as exc:
+                _logger.logger.error(f"{name} hook {_name(fn)} raised {exc!r}; ignored")
+
+    last = job.journal[-1] if job.journal else None
+    resumed = last is not None and last.get("kind") in _WAITS and last.get("status") == "OK"
+
+    def attempt() -> Any:
+        try:
+            for fn in hooks.init:
+                call(fn)
+            if job.attempt_number == 1:
+                for fn in hooks.on_start:
+                    call(fn)
+            if resumed:
+                for fn in hooks.on_resume:
+                    call(fn)
+            try:
+                body = task.fn(*args)
+                result = loop.run_until_complete(body) if task.is_async else body
+            except RunSuspended:
+                quietly("on_wait", hooks.on_wait)
+                raise
+            except Exception as exc:
+                if _is_last_failure(task, job, exc):
+                    quietly("on_failure", hooks.on_failure, exc)
+                    quietly("on_complete", hooks.on_complete, Outcome(False, error=exc))
+                raise
+            quietly("on_success", hooks.on_success, result)
+            quietly("on_complete", hooks.on_complete, Outcome(True, output=result))
+            return result
+        finally:
+            quietly("cleanup", hooks.cleanup)
+
+    chain: Callable[[], Any] = attempt
+    for mw in reversed(hooks.middleware):
+        chain = functools.partial(mw, payload, ctx, chain)
+    return chain()
+
+
+def _is_last_failure(task: Task[Any, Any], job: Job, exc: Exception) -> bool:
+    if isinstance(exc, _FINAL_ERRORS):
+        return True
+    limit = job.max_attempts if job.max_attempts is not None else task.retry.max_attempts
+    return job.attempt_number >= limit
+
+
+def _name(fn: Any) -> str:
+    return str(getattr(fn, "__qualname__", None) or repr(fn))
 
 
 def _no_transport(op: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
@@ -22,6 +22,7 @@ import pydantic
 from triggerfish._domain.machines import DEFAULT_MACHINE, check_machine
 from triggerfish._domain.retry import RetryPolicy
 from triggerfish.errors import InvalidTaskOptions, PayloadValidationError
+from triggerfish.sdk._hooks import Hook, Hooks, Middleware, hooks_of
 from triggerfish.sdk._queue import Queue
 from triggerfish.sdk._registry import current_registry
 
@@ -111,10 +112,13 @@ class Task(Generic[P, R]):
         catch_error: CatchError | None,
         on_event: str | None,
         explicit: frozenset[str] = frozenset({"retry", "max_duration", "machine"}),
+        hooks: Hooks | None = None,
     ) -> None:
         self.fn = fn
         #: the settings the decorator gave (the project configuration fills the others)
         self.explicit = explicit
+        #: lifecycle hooks and middleware of this task (``sdk/_hooks.py``)
+        self.hooks = hooks or Hooks()
         self.id = id
         self.retry = retry
         self.max_duration = max_duration
@@ -314,6 +318,15 @@ def task(
     queue: Queue | None = None,
     catch_error: CatchError | None = None,
     on_event: str | None = None,
+    init: Hook | Sequence[Hook] | None = None,
+    cleanup: Hook | Sequence[Hook] | None = None,
+    on_start: Hook | Sequence[Hook] | None = None,
+    on_success: Hook | Sequence[Hook] | None = None,
+    on_failure: Hook | Sequence[Hook] | None = None,
+    on_complete: Hook | Sequence[Hook] | None = None,
+    on_wait: Hook | Sequence[Hook] | None = None,
+    on_resume: Hook | Sequence[Hook] | None = None,
+    middleware: Middleware | Sequence[Middleware] | None = None,
 ) -> TaskDecorator:
     """Declare a task.
 
@@ -330,6 +343,11 @@ def task(
     ``retry``, ``max_duration`` and ``machine`` left out take the project
     configuration's defaults (``[tool.triggerfish]``), else the built-in ones.
 
+    ``init``, ``cleanup``, ``on_start``, ``on_success``, ``on_failure``,
+    ``on_complete``, ``on_wait``, ``on_resume`` and ``middleware`` take a function
+    or a list of them; their order and what happens when one raises are in
+    ``sdk/_hooks.py``.
+
     Example::
 
         from triggerfish import task, retry, logger
@@ -340,6 +358,22 @@ def task(
             return {"message": f"Hello {payload.get('who', 'Stranger')}"}
     """
     _check_task_id(id)
+    try:
+        task_hooks = hooks_of(
+            {
+                "init": init,
+                "cleanup": cleanup,
+                "on_start": on_start,
+                "on_success": on_success,
+                "on_failure": on_failure,
+                "on_complete": on_complete,
+                "on_wait": on_wait,
+                "on_resume": on_resume,
+                "middleware": middleware,
+            }
+        )
+    except TypeError as exc:
+        raise InvalidTaskOptions(f"task {id!r}: {exc}") from None
     if max_duration is not None and max_duration <= 0:
         raise InvalidTaskOptions(f"task {id!r}: max_duration must be a positive number of seconds")
     try:
@@ -363,6 +397,7 @@ def task(
             catch_error=catch_error,
             on_event=on_event,
             explicit=explicit,
+            hooks=task_hooks,
         )
         current_registry().add(made)
         return made

@@ -26,6 +26,7 @@ def _trigger(
         _run_handle,
         json=body,
         over_socket=("trigger", {"task": task_id, **body}),
+        traced=f"trigger {task_id}",
     )
 
 

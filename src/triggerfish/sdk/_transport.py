@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from triggerfish import _otel
 from triggerfish.errors import ApiError, ConnectionLost, KeyRejected, ServerUnreachable
 from triggerfish.sdk._calls import Call, Subscription
 from triggerfish.sdk._socket import NOT_SENT, AsyncSocket, SyncSocket
@@ -74,6 +76,18 @@ class _Transport:
         return url
 
     def send(self, call: Call[T]) -> T:
+        if call.traced is not None and _otel.active():
+            with _otel.producer_span(call.traced, _TRIGGER_ATTRS) as traceparent:
+                return self._send(_with_context(call, traceparent))
+        return self._send(call)
+
+    async def send_async(self, call: Call[T]) -> T:
+        if call.traced is not None and _otel.active():
+            with _otel.producer_span(call.traced, _TRIGGER_ATTRS) as traceparent:
+                return await self._send_async(_with_context(call, traceparent))
+        return await self._send_async(call)
+
+    def _send(self, call: Call[T]) -> T:
         if call.over_socket is not None and self._sync_socket is not None:
             answer = self._sync_socket.call(*call.over_socket)
             if answer is not NOT_SENT:
@@ -90,6 +104,7 @@ class _Transport:
                 call.method,
                 self._url(self._sync, call.path),
                 json=call.json,
+                headers=call.headers,
                 params=call.params or None,  # an empty mapping still costs a URL rebuild
             )
         except httpx.TransportError as exc:
@@ -98,7 +113,7 @@ class _Transport:
         self.last_json = response.json()
         return call.parse(self.last_json)
 
-    async def send_async(self, call: Call[T]) -> T:
+    async def _send_async(self, call: Call[T]) -> T:
         if call.over_socket is not None and self._async_socket is not None:
             answer = await self._async_socket.call(*call.over_socket)
             if answer is not NOT_SENT:
@@ -115,6 +130,7 @@ class _Transport:
                 call.method,
                 self._url(self._async, call.path),
                 json=call.json,
+                headers=call.headers,
                 params=call.params or None,
             )
         except httpx.TransportError as exc:
@@ -170,3 +186,17 @@ class _Transport:
         if self._async is not None:
             await self._async.aclose()
             self._async = None
+
+
+_TRIGGER_ATTRS = {"messaging.system": "triggerfish", "messaging.operation.type": "send"}
+
+
+def _with_context(call: Call[T], traceparent: str | None) -> Call[T]:
+    """``call`` carrying the caller's trace context: a header over HTTP, a field of
+    the frame over the client socket."""
+    if traceparent is None:
+        return call
+    socket = call.over_socket
+    if socket is not None:
+        socket = (socket[0], {**socket[1], "traceparent": traceparent})
+    return dataclasses.replace(call, headers={"traceparent": traceparent}, over_socket=socket)

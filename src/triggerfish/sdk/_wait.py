@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from triggerfish._durations import parse_duration
 from triggerfish.errors import TriggerfishError
 from triggerfish.sdk._durable import DurableRun, _current, current
+from triggerfish.sdk._tracing import child_traceparent
 
 if TYPE_CHECKING:
     from triggerfish.sdk._task import Task
@@ -435,6 +436,8 @@ def _wait_for_runs(
             }
         )
     spec: dict[str, Any] = {"type": "runs", "items": wire, "cancel_children": cancel}
+    if run.trace_id:  # the children's runs hang off this entry's span
+        spec["traceparent"] = child_traceparent(run.trace_id, run.run_id, seq)
     if timeout is not None:
         spec["timeout"] = parse_duration(timeout)
     return run.suspend(seq, kind, task.id, spec)

@@ -31,6 +31,8 @@ from triggerfish.store.tables import (
     run_journal,
     run_journal_blobs,
     run_logs,
+    run_spans,
+    run_stream_chunks,
     run_tags,
     runs,
     waitpoint_waiters,
@@ -47,6 +49,8 @@ RUN_TABLES: list[tuple[Table, str]] = [
     (run_journal, "run_id"),
     (waitpoint_waiters, "run_id"),
     (changes, "run_id"),
+    (run_stream_chunks, "run_id"),
+    (run_spans, "run_id"),
 ]
 
 _FINAL = sorted(s.value for s in FINAL)

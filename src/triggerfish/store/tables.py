@@ -231,6 +231,8 @@ runs = Table(
     Column("finished_at", DateTime),
     Column("delayed_until", DateTime),
     Column("expired_at", DateTime),
+    # the W3C traceparent the caller sent with the trigger (None: a trace of its own)
+    Column("trace_context", String(64)),
     # the claim path: only queued runs, in dequeue order
     Index(
         "ix_runs_queued",
@@ -298,6 +300,13 @@ runs = Table(
         "id",
         postgresql_where=text("schedule_id IS NOT NULL"),
         sqlite_where=text("schedule_id IS NOT NULL"),
+    ),
+    # a run's children, for its trace
+    Index(
+        "ix_runs_parent",
+        "parent_run_id",
+        postgresql_where=text("parent_run_id IS NOT NULL"),
+        sqlite_where=text("parent_run_id IS NOT NULL"),
     ),
     # runs.list newest first; ids sort by creation time
     Index("ix_runs_env_id", "environment_id", "id"),
@@ -680,4 +689,80 @@ env_vars = Table(
     Column("is_secret", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+)
+
+# -- traces -------------------------------------------------------------------------
+
+# Spans only the task process knows of (spans task code opens with the
+# OpenTelemetry API, integration calls). The run's other spans (attempts,
+# steps, waits, child runs, batches) are derived from the records above when a
+# trace is read, so the hot paths write nothing more; ``engine/traces.py``
+# merges both. Rows hang off their run and go with it (retention).
+run_spans = Table(
+    "run_spans",
+    metadata,
+    Column("run_id", String(40), primary_key=True),
+    Column("span_id", String(16), primary_key=True),
+    Column("trace_id", String(32), nullable=False),
+    Column("parent_span_id", String(16)),
+    Column("name", String(256), nullable=False),
+    # "user" (task code) | "integration"
+    Column("kind", String(16), nullable=False),
+    Column("attempt_number", Integer),
+    Column("start_time", Float, nullable=False),
+    Column("end_time", Float),
+    Column("status", String(8), nullable=False),  # UNSET | OK | ERROR
+    Column("attributes", JSON, nullable=False),
+    Column("events", JSON, nullable=False),
+    Index("ix_run_spans_run_start", "run_id", "start_time"),
+)
+
+
+# -- alerts ---------------------------------------------------------------------------
+
+# What to watch in an environment and whom to tell (engine/alerts.py).
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    # RUN_FAILED | FAILURE_RATE | QUEUE_AGE | NO_WORKER | WORKER_LOST
+    Column("kind", String(16), nullable=False),
+    # tasks (a list; empty: all), threshold, window (s), queue, max_age (s)
+    Column("config", JSON, nullable=False),
+    Column("channel", String(8), nullable=False),  # WEBHOOK | SLACK | EMAIL
+    Column("target", String(512), nullable=False),  # a URL or an email address
+    # a webhook's signing secret, sealed by the keyring
+    Column("secret_sealed", Text),
+    # one alert per rule per window (seconds); later ones add to its count
+    Column("throttle", Float, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_alert_rules_env", "environment_id", "id"),
+)
+
+# Alerts to send and how sending went: retried with backoff until sent or given up.
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("environment_id", String(40), nullable=False),
+    Column("rule_id", String(40), nullable=False),
+    # the rule and its throttle window: one delivery per key
+    Column("dedup_key", String(128), nullable=False, unique=True),
+    Column("status", String(8), nullable=False),  # PENDING | SENT | FAILED
+    Column("payload", JSON, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float),
+    Column("last_error", Text),
+    Column("created_at", DateTime, nullable=False),
+    Column("sent_at", DateTime),
+    Index(
+        "ix_alert_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=text("status = 'PENDING'"),
+        sqlite_where=text("status = 'PENDING'"),
+    ),
+    Index("ix_alert_deliveries_env", "environment_id", "id"),
 )

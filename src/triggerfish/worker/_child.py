@@ -127,7 +127,11 @@ def main(conn: Connection, root: str, dirs: list[str], skip_broken: bool = False
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when we stop
     _skip_httpx_cli()
+    from triggerfish import _otel
     from triggerfish.sdk import _logger
+
+    # the task's spans: OTEL_EXPORTER_OTLP_* reach the task process (the otel extra)
+    _otel.configure(os.environ.get("OTEL_SERVICE_NAME") or "triggerfish-task")
     from triggerfish.worker.discovery import ProjectConfig, load_registry
 
     try:

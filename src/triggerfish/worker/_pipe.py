@@ -48,6 +48,8 @@ def pack_job(job: Job) -> tuple[Any, ...]:
         job.credential,
         job.api_url,
         job.env_vars,
+        job.trace_id,
+        job.max_attempts,
     )
 
 
@@ -69,6 +71,8 @@ def unpack_job(packed: tuple[Any, ...]) -> Job:
         credential,
         api_url,
         env_vars,
+        trace_id,
+        max_attempts,
     ) = packed
     return Job(
         run_id,
@@ -86,6 +90,8 @@ def unpack_job(packed: tuple[Any, ...]) -> Job:
         credential,
         api_url,
         env_vars,
+        trace_id,
+        max_attempts,
     )
 
 

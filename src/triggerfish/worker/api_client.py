@@ -316,6 +316,8 @@ def _claimed_run(run: Mapping[str, Any], direct: DirectLink | None, api_url: str
         api_url=api_url,
         # the strip list applies to them as to the worker's own environment
         env_vars=tuple(task_environment(dict(run.get("env_vars") or {})).items()),
+        trace_id=str(run.get("trace_id") or ""),
+        max_attempts=run.get("max_attempts"),
     )
     return ClaimedRun(job, started=bool(run.get("started")))
 

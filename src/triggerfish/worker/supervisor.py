@@ -54,6 +54,7 @@ from triggerfish.worker.discovery import (
     load_tasks,
 )
 from triggerfish.worker.executor import ExecutorPool
+from triggerfish.worker.metrics import WorkerMetrics
 from triggerfish.worker.reports import Reporter
 
 log = logging.getLogger("triggerfish.worker")
@@ -88,6 +89,9 @@ class WorkerOptions:
     #: claims, reports and durable calls over one WebSocket (HTTP if False, or
     #: when the server offers none)
     socket: bool = True
+    #: serve the worker's own /metrics on this port (None: no metrics)
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"
 
 
 class Worker:
@@ -97,6 +101,7 @@ class Worker:
         self.api = WorkerApi(options.api_url, options.secret_key, socket=options.socket)
         self.pool: ExecutorPool | None = None
         self.worker_id = ""
+        self.metrics: WorkerMetrics | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
         self._abandoned: set[str] = set()  # attempts stopped on the server's request
         self._suspended: set[str] = set()  # attempts whose run now waits durably
@@ -144,6 +149,9 @@ class Worker:
             }
         )
         self.worker_id = registered["worker_id"]
+        if self.options.metrics_port is not None:
+            self.metrics = WorkerMetrics(lambda: len(self._executing), self.options.concurrency)
+            self.metrics.serve(self.options.metrics_port, self.options.metrics_host)
         self.api.limit_frames(registered.get("socket_max_bytes"))
         self._reports.linger = float(registered.get("report_linger") or 0.0)
         self._heartbeat_interval = max(0.2, min(5.0, registered["heartbeat_timeout"] / 3))
@@ -328,11 +336,15 @@ class Worker:
                 self._waiting.discard(attempt_id)
                 self._executing.add(attempt_id)
                 began = time.monotonic()
+                outcome = None
                 try:
                     outcome = await self._run_in_slot(run)
                 finally:
                     self._executing.discard(attempt_id)
-                    self._ran_for(time.monotonic() - began)
+                    took = time.monotonic() - began
+                    self._ran_for(took)
+                    if self.metrics is not None:
+                        self.metrics.attempt_done(run.job.task_id, outcome, took)
             if outcome is None:
                 return  # handed back unstarted
             # the task process takes its next run while this one is reported
