@@ -15,12 +15,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from fastapi import Depends, FastAPI, HTTPException
 
 from everworks.generation import AddItem, Commands, SetStatus, generate
 from triggerfish import Triggerfish, callbacks
-from triggerfish.errors import ApiError, ConnectionLost
+from triggerfish.errors import ApiError, ConnectionLost, ServerUnreachable
 
 log = logging.getLogger("everworks")
 
@@ -75,7 +74,7 @@ def dispatch_generation(
     if enabled and client is not None:
         try:
             handle = client.tasks.trigger("directory-generation", {"directoryId": directory_id})
-        except (ConnectionLost, httpx.TransportError) as exc:
+        except (ServerUnreachable, ConnectionLost) as exc:
             log.warning("Triggerfish unreachable (%s); generating %s in-process", exc, directory_id)
         except ApiError as exc:
             if exc.status < 500:
