@@ -1,7 +1,7 @@
 """The dashboard, mounted on the server's app at ``/`` (same port as the API).
 
 One module per page group (``home``, ``runs``, ``tasks``, ``schedules``,
-``queues``, ``tokens``, ``events``, ``workers``, ``keys``), sign-in in
+``queues``, ``tokens``, ``events``, ``webhooks``, ``workers``, ``keys``), sign-in in
 ``auth``, what they share in ``web``. Other issues add their pages the same
 way: a module with a ``router``, listed in ``PAGES``, and a link in
 ``templates/base.html``.
@@ -25,11 +25,12 @@ from triggerfish.dashboard import (
     schedules,
     tasks,
     tokens,
+    webhooks,
     workers,
 )
 from triggerfish.dashboard.web import SignInRequired
 
-PAGES = (home, runs, tasks, schedules, queues, tokens, events, workers, keys, live)
+PAGES = (home, runs, tasks, schedules, queues, tokens, events, webhooks, workers, keys, live)
 
 
 async def _sign_in(request: Request, exc: Exception) -> Response:
