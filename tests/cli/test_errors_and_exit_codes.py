@@ -195,3 +195,11 @@ async def test_a_key_of_another_environment_or_server_is_named(live: Live) -> No
     result = await invoke_async("runs", "list", "--env", "staging", env=live.env)
     assert result.exit_code == 2
     assert "staging" in result.stderr and "'dev'" in result.stderr
+
+
+def test_dev_banners_try_line_prefers_the_example_greeting(tmp_path: Path) -> None:
+    """The example project's first task refuses an empty payload; the Try line
+    must name one that completes with it."""
+    session = DevSession(ProjectConfig(tmp_path), "127.0.0.1", 3199, 1)
+    assert " trigger hello-world " in session.try_line("k", ["charge-card", "hello-world"])
+    assert " trigger charge-card " in session.try_line("k", ["charge-card", "flaky-sync"])

@@ -43,6 +43,12 @@ DRAIN_GRACE = 24 * 3600.0
 WORKER_READY = 30.0
 
 
+#: what the banner's Try line triggers when the project has it: the example
+#: project's greeting, which an empty payload completes (its first task in
+#: alphabetical order, charge-card, refuses one)
+TRY_TASK = "hello-world"
+
+
 class DevSession:
     def __init__(self, config: ProjectConfig, host: str, port: int, concurrency: int) -> None:
         self.config = config
@@ -257,7 +263,7 @@ class DevSession:
 
     def try_line(self, key: str, tasks: list[str] | None) -> str:
         """A command that triggers a task of this server, to paste in another shell."""
-        task = tasks[0] if tasks else "TASK_ID"
+        task = (TRY_TASK if TRY_TASK in tasks else tasks[0]) if tasks else "TASK_ID"
         return (
             f"TRIGGERFISH_API_URL={self.api_url} TRIGGERFISH_SECRET_KEY={key} "
             f"{cli_command()} trigger {task} --payload '{{}}' --wait"
