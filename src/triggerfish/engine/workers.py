@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from triggerfish._cron import CronSpec
+from triggerfish._domain.records import WorkerRecord
 from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.attempts import Attempts
@@ -222,7 +223,7 @@ class Workers:
         newest = max(online, key=lambda w: (w.started_at, w.id))
         return list(self._import_errors.get(newest.id, (env_id, ()))[1])
 
-    async def online_rows(self, env_id: str) -> list[Any]:
+    async def online_rows(self, env_id: str) -> list[WorkerRecord]:
         """The stored rows of the workers seen within a heartbeat timeout."""
         since = self.res.clock.now() - self.res.settings.heartbeat_timeout
         async with self.res.db.read() as conn:
