@@ -13,7 +13,7 @@ import pytest
 import triggerfish
 from triggerfish import envvars, events, kv, schedules
 from triggerfish._domain.retry import RetryPolicy
-from triggerfish.sdk._calls import Call, Namespace, Subscription
+from triggerfish.sdk._calls import Call, Namespace, Subscription, declared_face
 from triggerfish.sdk._client import Triggerfish
 from triggerfish.sdk._durable import DurableRun, activate, deactivate
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
@@ -73,6 +73,39 @@ def test_every_client_call_has_a_sync_and_an_async_face() -> None:
         assert names, module
         for name in names:
             assert callable(getattr(module, name[: -len("_async")]))
+
+
+def test_a_declared_module_level_face_must_match_its_definition() -> None:
+    """``schedules.create(..., client=)`` is typed by a declaration that cannot drift."""
+
+    def _get(schedule_id: str, *, full: bool = False) -> Call[int]:
+        return Call("GET", f"/x/{schedule_id}", int)
+
+    def good(schedule_id: str, *, full: bool = False, client: Triggerfish | None = None) -> int:
+        raise NotImplementedError
+
+    def renamed(sid: str, *, full: bool = False, client: Triggerfish | None = None) -> int:
+        raise NotImplementedError
+
+    def no_client(schedule_id: str, *, full: bool = False) -> int:
+        raise NotImplementedError
+
+    def other_answer(schedule_id: str, *, full: bool = False, client: None = None) -> str:
+        raise NotImplementedError
+
+    face = declared_face(_get)(good)
+    assert face.__name__ == "get" and face is not good
+    for wrong in (renamed, no_client, other_answer):
+        with pytest.raises(TypeError, match=wrong.__name__):
+            declared_face(_get)(wrong)
+    with pytest.raises(TypeError, match="async def"):
+        declared_face(_get, is_async=True)(good)
+    recorder = Recorder({"timezones": ["UTC"]})
+    client = Triggerfish(secret_key="tr_dev_x", socket=False)
+    client._transport = recorder  # type: ignore[assignment]
+    assert schedules.timezones(client=client) == ["UTC"]
+    assert asyncio.run(schedules.timezones_async(exclude_utc=True, client=client)) == ["UTC"]
+    assert [c.params for c in recorder.calls] == [{}, {"excludeUtc": "true"}]
 
 
 def test_both_faces_send_the_same_call() -> None:

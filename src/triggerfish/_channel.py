@@ -61,10 +61,16 @@ class StaleReport(ApiError):
 class Channel:
     """Example: ``await Channel(url, key).call("heartbeat", {...})``."""
 
-    def __init__(self, api_url: str, secret_key: str, path: str = "/worker/v1/socket") -> None:
+    def __init__(
+        self,
+        api_url: str,
+        secret_key: str,
+        path: str = "/worker/v1/socket",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         base = api_url.rstrip("/")
         self.url = "ws" + base.removeprefix("http") + path
-        self._headers = {"Authorization": f"Bearer {secret_key}"}
+        self._headers = {"Authorization": f"Bearer {secret_key}", **(headers or {})}
         #: the largest frame the server takes (it closes the connection on a larger
         #: one): the server names it when it accepts the connection
         self.max_frame = 1024 * 1024

@@ -337,6 +337,24 @@ class WrongEnvironment(TriggerfishError):
         )
 
 
+#: the environment a client was asked for (``env=``, ``--env``), sent on every
+#: request so the server checks it against the key's own environment
+ENVIRONMENT_HEADER = "x-triggerfish-environment"
+
+
+class EnvironmentMismatch(PermissionDenied):
+    """The server's answer (403) to a request for one environment made with a key
+    of another (the ``x-triggerfish-environment`` header)."""
+
+    def __init__(self, wanted: str, have: str) -> None:
+        self.wanted, self.have = wanted, have
+        super().__init__(
+            f"{ENVIRONMENT_HEADER}: the request is for environment {wanted!r}, but the key "
+            f"is a key of environment {have!r}; pass a key of {wanted!r} "
+            f"(`triggerfish keys create --env {wanted}`)"
+        )
+
+
 def key_environment(key: str) -> str | None:
     """The environment slug a secret key was made for (``tr_<slug>_<random>``), if it says."""
     parts = key.split("_")

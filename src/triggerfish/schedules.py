@@ -17,15 +17,23 @@ Import it as ``from triggerfish import schedules``::
 Each call has an ``…_async`` twin, made from the same definition as the
 client's (``client.schedules.create``). Each takes ``client=`` to use another
 :class:`~triggerfish.Triggerfish` than the one made from ``TRIGGERFISH_API_URL``
-/ ``TRIGGERFISH_SECRET_KEY`` (``client.schedules.create(...)`` is the same call,
-and the one type checkers know).
+/ ``TRIGGERFISH_SECRET_KEY`` (``client.schedules.create(...)`` is the same call).
+Each face's signature is declared below for type checkers (a ``ParamSpec``
+cannot add the ``client`` keyword); the declarations are checked against the
+definitions when this module is imported.
 """
 
 from __future__ import annotations
 
+import builtins
+from typing import TYPE_CHECKING
+
 from triggerfish.sdk import _schedules as _calls
-from triggerfish.sdk._calls import default_faces
+from triggerfish.sdk._calls import declared_face
 from triggerfish.sdk._schedules import Schedule, ScheduledPayload, SchedulePage, Schedules, task
+
+if TYPE_CHECKING:
+    from triggerfish.sdk._client import Triggerfish
 
 __all__ = [
     "Schedule",
@@ -51,11 +59,132 @@ __all__ = [
     "update_async",
 ]
 
-create, create_async = default_faces(_calls._create)
-retrieve, retrieve_async = default_faces(_calls._retrieve)
-list, list_async = default_faces(_calls._list)
-update, update_async = default_faces(_calls._update)
-delete, delete_async = default_faces(_calls._delete)
-activate, activate_async = default_faces(_calls._activate)
-deactivate, deactivate_async = default_faces(_calls._deactivate)
-timezones, timezones_async = default_faces(_calls._timezones)
+# -- the faces: each a declared signature, checked against its definition
+
+
+@declared_face(_calls._create)
+def create(
+    *,
+    task: str,
+    cron: str,
+    timezone: str | None = None,
+    external_id: str | None = None,
+    deduplication_key: str | None = None,
+    client: Triggerfish | None = None,
+) -> Schedule:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._create, is_async=True)
+async def create_async(
+    *,
+    task: str,
+    cron: str,
+    timezone: str | None = None,
+    external_id: str | None = None,
+    deduplication_key: str | None = None,
+    client: Triggerfish | None = None,
+) -> Schedule:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._retrieve)
+def retrieve(schedule_id: str, *, client: Triggerfish | None = None) -> Schedule:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._retrieve, is_async=True)
+async def retrieve_async(schedule_id: str, *, client: Triggerfish | None = None) -> Schedule:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._list)
+def list(
+    *,
+    page: int = 1,
+    per_page: int = 20,
+    task: str | None = None,
+    client: Triggerfish | None = None,
+) -> SchedulePage:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._list, is_async=True)
+async def list_async(
+    *,
+    page: int = 1,
+    per_page: int = 20,
+    task: str | None = None,
+    client: Triggerfish | None = None,
+) -> SchedulePage:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._update)
+def update(
+    schedule_id: str,
+    *,
+    task: str | None = None,
+    cron: str | None = None,
+    timezone: str | None = None,
+    external_id: str | None = None,
+    client: Triggerfish | None = None,
+) -> Schedule:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._update, is_async=True)
+async def update_async(
+    schedule_id: str,
+    *,
+    task: str | None = None,
+    cron: str | None = None,
+    timezone: str | None = None,
+    external_id: str | None = None,
+    client: Triggerfish | None = None,
+) -> Schedule:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._delete)
+def delete(schedule_id: str, *, client: Triggerfish | None = None) -> str:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._delete, is_async=True)
+async def delete_async(schedule_id: str, *, client: Triggerfish | None = None) -> str:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._activate)
+def activate(schedule_id: str, *, client: Triggerfish | None = None) -> Schedule:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._activate, is_async=True)
+async def activate_async(schedule_id: str, *, client: Triggerfish | None = None) -> Schedule:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._deactivate)
+def deactivate(schedule_id: str, *, client: Triggerfish | None = None) -> Schedule:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._deactivate, is_async=True)
+async def deactivate_async(schedule_id: str, *, client: Triggerfish | None = None) -> Schedule:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._timezones)
+def timezones(
+    *, exclude_utc: bool = False, client: Triggerfish | None = None
+) -> builtins.list[str]:
+    raise NotImplementedError  # replaced by the face
+
+
+@declared_face(_calls._timezones, is_async=True)
+async def timezones_async(
+    *, exclude_utc: bool = False, client: Triggerfish | None = None
+) -> builtins.list[str]:
+    raise NotImplementedError  # replaced by the face

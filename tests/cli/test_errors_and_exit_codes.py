@@ -197,6 +197,53 @@ async def test_a_key_of_another_environment_or_server_is_named(live: Live) -> No
     assert "staging" in result.stderr and "'dev'" in result.stderr
 
 
+async def test_the_server_refuses_a_request_for_another_environment_than_the_keys(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--env is checked by the server too: a key whose shape does not say its
+    environment, or a client that is not ours, still gets a refusal naming both."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    from triggerfish.errors import ENVIRONMENT_HEADER
+    from triggerfish.sdk._socket import PATH
+
+    await live.register()
+    auth = {"Authorization": f"Bearer {live.key}"}
+    asks_prod = {**auth, ENVIRONMENT_HEADER: "prod"}
+    calls: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("GET", "/api/v1/runs", None),
+        ("POST", "/api/v1/tasks/job/trigger", {"payload": {}}),  # the trigger's fast lane
+    ]
+    for method, path, body in calls:
+        answer = await live.http.request(method, live.url + path, json=body, headers=asks_prod)
+        assert answer.status_code == 403, (path, answer.text)
+        assert "'prod'" in answer.text and "'dev'" in answer.text, answer.text
+        assert ENVIRONMENT_HEADER in answer.text
+    same = await live.http.get(
+        f"{live.url}/api/v1/runs", headers={**auth, ENVIRONMENT_HEADER: "dev"}
+    )
+    assert same.status_code == 200, same.text
+    with pytest.raises(InvalidStatus):  # the client socket's handshake is refused too
+        async with connect(
+            "ws" + live.url.removeprefix("http") + PATH, additional_headers=asks_prod
+        ):
+            pass
+
+    # the SDK sends the environment it was given, over the socket and HTTP alike
+    monkeypatch.setattr("triggerfish.sdk._client.key_environment", lambda key: None)
+    for socket in (True, False):
+        client = Triggerfish(api_url=live.url, secret_key=live.key, env="prod", socket=socket)
+        with pytest.raises(TriggerfishError) as caught:
+            await asyncio.to_thread(client.tasks.trigger, "job", {})
+        assert "403" in str(caught.value) and "'dev'" in str(caught.value), caught.value
+        client.close()
+        client = Triggerfish(api_url=live.url, secret_key=live.key, env="dev", socket=socket)
+        handle = await asyncio.to_thread(client.tasks.trigger, "job", {})
+        assert (await asyncio.to_thread(client.runs.retrieve, handle.id)).id == handle.id
+        client.close()
+
+
 def test_dev_banners_try_line_prefers_the_example_greeting(tmp_path: Path) -> None:
     """The example project's first task refuses an empty payload; the Try line
     must name one that completes with it."""

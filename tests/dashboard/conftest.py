@@ -2,8 +2,11 @@
 
 The browser is Debian's ``chromium`` (``/usr/bin/chromium``) driven by
 Playwright for Python. Outside CI a missing browser skips these tests; in CI
-(``CI=true``) it fails them. Every page a test opens is watched: a console
-error, a page error, or a request to any host but 127.0.0.1 fails the test.
+(``CI=true``) it fails them. axe-core, for the accessibility scan, comes from npm
+with the interop test's packages (``tests/interop/ts``, pinned by its lockfile;
+``./scripts/test`` runs ``npm ci`` there): missing, it skips or fails the same way.
+Every page a test opens is watched: a console error, a page error, or a request
+to any host but 127.0.0.1 fails the test.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ SCREENSHOTS = Path(__file__).parent / "screenshots"
 USER, PASSWORD = "ada", "correct horse battery"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
+#: axe-core's browser build, from ``npm ci`` in tests/interop/ts
+AXE = Path(__file__).parent.parent / "interop" / "ts" / "node_modules" / "axe-core" / "axe.min.js"
 
 
 def chromium_path() -> str | None:
@@ -35,6 +40,19 @@ def chromium_path() -> str | None:
         if candidate and Path(candidate).is_file():
             return candidate
     return None
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what}: browser tests may not skip in CI")
+    pytest.skip(what)
+
+
+def require_axe() -> Path:
+    """axe-core's script, or a skip (outside CI) / a failure (in CI) when npm ci has not run."""
+    if not AXE.is_file():
+        _missing(f"{AXE} is missing (npm ci --prefix tests/interop/ts)")
+    return AXE
 
 
 def _require_browser() -> str:
@@ -48,9 +66,7 @@ def _require_browser() -> str:
         except ImportError:
             missing = "playwright is not installed (pip install -e '.[test]')"
     if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{missing}: browser tests may not skip in CI")
-        pytest.skip(missing)
+        _missing(missing)
     assert path is not None
     return path
 

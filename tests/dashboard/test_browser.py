@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import support
-from tests.dashboard.conftest import DESKTOP, Dashboard, Watch, screenshot, sign_in, watch
+from tests.dashboard.conftest import (
+    DESKTOP,
+    Dashboard,
+    Watch,
+    require_axe,
+    screenshot,
+    sign_in,
+    watch,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
@@ -214,7 +221,6 @@ def test_other_pages_the_dark_theme_and_the_environment_switcher(
     assert page.locator("tbody tr", has_text="order.paid").count() == 1
 
 
-AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 #: every page the dashboard has, scanned by axe-core
 PAGES = ["/", "/runs", "/tasks", "/tasks/greet/test", "/schedules", "/queues", "/tokens"]
 PAGES += ["/events", "/webhook-endpoints", "/workers", "/keys"]
@@ -224,10 +230,11 @@ def test_axe_finds_no_serious_accessibility_problem(page: Any, dashboard: Dashbo
     """Each page in the light theme and then the dark one (the theme is an attribute)."""
     run_id = _trigger(dashboard, "greet", {})
     support.wait_for(lambda: _run_status(dashboard, run_id) == "COMPLETED", 30, what="the run")
+    axe = require_axe()
     problems = []
     for path in [*PAGES, f"/runs/{run_id}"]:
         page.goto(path)
-        page.add_script_tag(path=str(AXE))
+        page.add_script_tag(path=str(axe))
         for theme in ("light", "dark"):
             page.evaluate(f"document.documentElement.dataset.theme = '{theme}'")
             result = page.evaluate(

@@ -91,6 +91,17 @@ def test_dev_serves_reloads_reports_broken_task_files_and_stops_cleanly(tmp_path
             timeout=60,
             what="dev to report the worker's import error",
         )
+
+        def home() -> str:
+            return httpx.get(f"http://127.0.0.1:{port}/", follow_redirects=True, timeout=10).text
+
+        # the dashboard names the file and shows the error's last lines
+        support.wait_for(
+            lambda: "<code>jobs/greet.py</code>" in home(),
+            timeout=30,
+            what="the dashboard to show the import error",
+        )
+        assert "No module named &#39;no_such_module_here&#39;" in home()
         task_file.write_text(TASK_V1.replace("hello v1", "hello v2"))
         support.wait_for(
             lambda: result() == "hello v2",
@@ -98,6 +109,7 @@ def test_dev_serves_reloads_reports_broken_task_files_and_stops_cleanly(tmp_path
             interval=0.2,
             what="the reloaded task to answer",
         )
+        assert "failed to import" not in home()  # the fixed file cleared it
         processes = _descendants(proc.pid)
         assert len(processes) >= 3  # worker + its task processes
         proc.send_signal(signal.SIGINT)

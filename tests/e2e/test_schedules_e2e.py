@@ -26,9 +26,9 @@ async def async_calls(url: str, key: str) -> tuple[str, bool, bool]:
     """The async twins, on a client of their own (its pool belongs to this loop)."""
     c = Triggerfish(api_url=url, secret_key=key)
     try:
-        got = await schedules.retrieve_async("customer_42-tick", client=c)  # type: ignore[call-arg]
+        got = await schedules.retrieve_async("customer_42-tick", client=c)
         page = await c.schedules.list_async(per_page=1)
-        zones = await schedules.timezones_async(client=c)  # type: ignore[call-arg]
+        zones = await schedules.timezones_async(client=c)
         return got.id, got.active, page.total_pages == 2 and "Asia/Tokyo" in zones
     finally:
         await c.aclose()
@@ -48,7 +48,7 @@ def test_every_second_schedule_runs_end_to_end_through_sdk_and_cli(tmp_path: Pat
     try:
         with support.processes_stopped(worker, server):
             # the worker's registration created the declarative schedule
-            [declared] = schedules.list(client=client).data  # type: ignore[call-arg]
+            [declared] = schedules.list(client=client).data
             assert (declared.type, declared.task, declared.cron) == (
                 "DECLARATIVE",
                 "daily-report",
@@ -57,7 +57,7 @@ def test_every_second_schedule_runs_end_to_end_through_sdk_and_cli(tmp_path: Pat
             assert declared.timezone == "America/New_York" and declared.next_run is not None
 
             with pytest.raises(ApiError) as refused:
-                schedules.create(task="plain", cron="* * * * *", client=client)  # type: ignore[call-arg]
+                schedules.create(task="plain", cron="* * * * *", client=client)
             assert refused.value.status == 422 and "'plain' is not a scheduled task" in str(
                 refused.value
             )
@@ -67,7 +67,7 @@ def test_every_second_schedule_runs_end_to_end_through_sdk_and_cli(tmp_path: Pat
                 cron="* * * * * *",
                 external_id="customer_42",
                 deduplication_key="customer_42-tick",
-                client=client,  # type: ignore[call-arg]
+                client=client,
             )
             done = support.wait_for(
                 lambda: [r for r in runs_of(client, "tick") if r.status == "COMPLETED"][3:],

@@ -29,6 +29,7 @@ from triggerfish.store import runs as run_store
 from triggerfish.store import schedules as schedule_store
 from triggerfish.store import tables
 from triggerfish.store import waitpoints as wp_store
+from triggerfish.store import workers as worker_store
 from triggerfish.store.runs.insert import NEW_RUN_COLUMNS
 
 RECORD_OF_TABLE: list[tuple[type[Any], Table]] = [
@@ -39,6 +40,18 @@ RECORD_OF_TABLE: list[tuple[type[Any], Table]] = [
     (records.ScheduleRecord, tables.schedules),
     (records.RunEventRecord, tables.run_events),
     (records.LogRecord, tables.run_logs),
+    (records.WorkerRecord, tables.workers),
+]
+#: records of the few columns a query reads, and the table they come from
+PARTIAL_RECORDS: list[tuple[type[Any], Table]] = [
+    (records.ClaimCandidate, tables.runs),
+    (records.DueDelayedRun, tables.runs),
+    (records.ExpiredLease, tables.runs),
+    (records.GuardedRun, tables.runs),
+    (records.LockedRun, tables.runs),
+    (records.WaiterRef, tables.waitpoint_waiters),
+    (records.DueWaitpoint, tables.waitpoints),
+    (records.TaskVersionRecord, tables.task_versions),
 ]
 
 
@@ -50,7 +63,17 @@ def test_a_records_fields_are_its_tables_columns_in_order(record: type[Any], tab
     assert fields == [c.name for c in table.c]
 
 
-@pytest.mark.parametrize("record", [r for r, _ in RECORD_OF_TABLE] + [records.NewRun])
+@pytest.mark.parametrize(
+    ("record", "table"), PARTIAL_RECORDS, ids=[r.__name__ for r, _ in PARTIAL_RECORDS]
+)
+def test_a_partial_records_fields_are_columns_of_its_table(record: type[Any], table: Any) -> None:
+    columns = {c.name for c in table.c}
+    assert {f.name for f in dataclasses.fields(record)} <= columns
+
+
+@pytest.mark.parametrize(
+    "record", [r for r, _ in RECORD_OF_TABLE + PARTIAL_RECORDS] + [records.NewRun]
+)
 def test_records_are_frozen_and_slotted(record: type[Any]) -> None:
     assert record.__dataclass_params__.frozen
     assert "__slots__" in record.__dict__
@@ -120,6 +143,57 @@ async def test_the_store_returns_waitpoint_and_schedule_records(engine: Engine) 
     assert stored_token.output_is_error is False
     assert isinstance(schedule, records.ScheduleRecord)
     assert schedule.active is True and schedule.cron == "0 * * * *"
+
+
+async def test_partial_reads_return_typed_records(engine: Engine) -> None:
+    """What the claim, the maintenance sweeps, the journal guard and the worker
+    pages read, each a record rather than a database row."""
+    env_id, worker = await setup(engine, manifest("t"))
+    now = engine.res.clock.now()
+    later = now + 10 * 24 * 3600
+    queued = await engine.enqueue.trigger(env_id, TriggerRequest("t", {}, ttl=60.0))
+    delayed = await engine.enqueue.trigger(env_id, TriggerRequest("t", {}, delay_until=now + 60))
+    token, _ = await engine.waitpoints.create_token(env_id, TokenRequest(timeout_at=now + 60))
+    async with engine.res.db.read() as conn:
+        candidates = await run_store.queued_candidates(
+            conn,
+            env_id=env_id,
+            task_ids=["t"],
+            version="v1",
+            now=now,
+            limit=10,
+            skip_locked=False,
+        )
+        due = await run_store.due_delayed(conn, later, 10)
+        expired = await run_store.past_ttl(conn, later, 10)
+        waits = await wp_store.due(conn, later, 10)
+        workers = await worker_store.online_workers(conn, env_id, now - 60)
+        one = await worker_store.get_worker(conn, worker.id)
+        versions = await worker_store.task_versions_of(conn, env_id)
+    assert candidates == [
+        records.ClaimCandidate(queued.id, "task/t", None, candidates[0].order_key)
+    ]
+    assert due == [records.DueDelayedRun(delayed.id, env_id, "task/t", None, 0.0)]
+    assert expired == [queued.id]
+    assert waits == [records.DueWaitpoint(token.id, "TOKEN", now + 60)]
+    assert [type(w) for w in workers] == [records.WorkerRecord] and workers[0] == one
+    assert one is not None and (one.id, one.version, one.tasks) == (worker.id, "v1", ["t"])
+    assert [(v.task_identifier, v.version) for v in versions] == [("t", "v1")]
+    assert isinstance(versions[0], records.TaskVersionRecord)
+
+    [claimed] = await engine.dequeue.claim(worker, 1, start=1)
+    attempt_id = claimed.current_attempt_id
+    assert attempt_id is not None
+    async with engine.res.db.read() as conn:
+        leases = await run_store.expired_leases(conn, later, 10)
+    assert leases == [records.ExpiredLease(claimed.id, attempt_id, RunStatus.EXECUTING)]
+    async with engine.res.db.write() as conn:
+        guarded = await journal_store.guard_executing(
+            conn, claimed.id, attempt_id, claimed.created_at, lock_version=False
+        )
+        locked = await wp_store.lock_run(conn, claimed.id)
+    assert guarded == records.GuardedRun(claimed.id, env_id, "t")
+    assert locked == records.LockedRun(claimed.id, RunStatus.EXECUTING, env_id)
 
 
 def test_a_replay_is_triggered_from_the_runs_record() -> None:

@@ -161,3 +161,22 @@ async def schedule_calls() -> None:
     assert_type(schedules.list(page=2).data, list[schedules.Schedule])
     assert_type(await schedules.timezones_async(), list[str])
     assert_type(await schedules.retrieve_async("s"), schedules.Schedule)
+
+
+async def schedule_calls_with_a_client(c: Triggerfish) -> None:
+    """``client=`` is part of every module-level schedule call's type."""
+    assert_type(schedules.create(task="sync", cron="0 * * * *", client=c), schedules.Schedule)
+    assert_type(schedules.retrieve("s", client=c), schedules.Schedule)
+    assert_type(schedules.list(page=2, client=c), schedules.SchedulePage)
+    assert_type(schedules.update("s", cron="0 9 * * *", client=c), schedules.Schedule)
+    assert_type(schedules.delete("s", client=None), str)
+    assert_type(schedules.activate("s", client=c), schedules.Schedule)
+    assert_type(schedules.deactivate("s", client=c), schedules.Schedule)
+    assert_type(schedules.timezones(exclude_utc=True, client=c), list[str])
+    assert_type(
+        await schedules.create_async(task="t", cron="* * * * *", client=c), schedules.Schedule
+    )
+    assert_type(await schedules.timezones_async(client=c), list[str])
+    schedules.retrieve("s", client="not a client")  # type: ignore[arg-type]
+    schedules.retrieve("s", clinet=c)  # type: ignore[call-arg]
+    schedules.retrieve("s", c)  # type: ignore[misc]  # keyword-only

@@ -115,6 +115,100 @@ class MovedRun:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    """A registered worker, as ``workers`` stores it."""
+
+    id: str
+    environment_id: str
+    version: str
+    name: str
+    concurrency: int
+    #: the ids of the tasks it serves
+    tasks: list[str]
+    started_at: datetime
+    last_seen_at: float
+    stopped_at: datetime | None
+
+
+# -- partial reads: the few columns a hot or sweeping query needs -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimCandidate:
+    """A queued run a worker could claim, as the claim's scan reads it."""
+
+    id: str
+    queue_name: str
+    concurrency_key: str | None
+    order_key: float
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelayedRun:
+    """A DELAYED run whose start has come (what queueing it needs)."""
+
+    id: str
+    environment_id: str
+    queue_name: str
+    concurrency_key: str | None
+    priority: float
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredLease:
+    """A claimed or executing run whose worker stopped heartbeating."""
+
+    id: str
+    current_attempt_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class GuardedRun:
+    """The run a journal write's guard locked: its attempt is current and executing."""
+
+    id: str
+    environment_id: str
+    task_identifier: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockedRun:
+    """A run row locked while its waits resolve."""
+
+    id: str
+    status: str
+    environment_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WaiterRef:
+    """A run waiting on a waitpoint, at its journal position ``seq``."""
+
+    run_id: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskVersionRecord:
+    """One version of a task as a worker registered it (``task_versions``)."""
+
+    task_identifier: str
+    version: str
+    manifest: dict[str, Any]
+    registered_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DueWaitpoint:
+    """A pending waitpoint whose time has come (a duration ended, a timeout passed)."""
+
+    id: str
+    kind: str
+    due_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class AttemptRecord:
     """One attempt of a run, as ``attempts`` stores it."""
 

@@ -49,7 +49,13 @@ from triggerfish.api.errors import describe_error, describe_validation
 from triggerfish.api.validated import BadInput, loads
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import AttemptScope, Environment
-from triggerfish.errors import AuthenticationError, PermissionDenied, TriggerfishError, UserError
+from triggerfish.errors import (
+    ENVIRONMENT_HEADER,
+    AuthenticationError,
+    PermissionDenied,
+    TriggerfishError,
+    UserError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +77,11 @@ async def serve_socket(
         if scheme.lower() != "bearer" or not key.strip():
             raise AuthenticationError("send `Authorization: Bearer <secret key>`")
         env = await engine.environments.authenticate(key.strip())
-    except AuthenticationError:
+        asked = websocket.headers.get(ENVIRONMENT_HEADER)
+        if asked is not None and asked != env.slug:
+            # the client falls back to HTTP, whose answer names both environments
+            raise PermissionDenied(f"{ENVIRONMENT_HEADER}: not the key's environment")
+    except (AuthenticationError, PermissionDenied):
         await websocket.close(code=1008)  # before accept: the handshake is refused (403)
         return
     # the largest frame it takes (uvicorn closes the connection on a larger one)

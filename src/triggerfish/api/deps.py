@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
-from triggerfish.errors import AuthenticationError
+from triggerfish.errors import ENVIRONMENT_HEADER, AuthenticationError, EnvironmentMismatch
 
 
 def engine_of(request: Request) -> Engine:
@@ -32,7 +32,16 @@ async def current_environment(request: Request) -> Environment:
         raise AuthenticationError(
             "Invalid API Key: send `Authorization: Bearer <secret key>` (TRIGGERFISH_SECRET_KEY)"
         )
-    return await engine_of(request).environments.authenticate(key.strip())
+    env = await engine_of(request).environments.authenticate(key.strip())
+    check_asked_environment(request.headers.get(ENVIRONMENT_HEADER), env)
+    return env
+
+
+def check_asked_environment(asked: str | None, env: Environment) -> None:
+    """A request that names its environment (``--env``, ``env=``) is refused (403)
+    when the key is of another one."""
+    if asked is not None and asked != env.slug:
+        raise EnvironmentMismatch(asked, env.slug)
 
 
 async def worker_environment(request: Request) -> Environment:
@@ -66,7 +75,9 @@ async def reader_environment(request: Request) -> Environment:
                 )
             token = query_token
     if token is not None and looks_like_jwt(token):
-        return await engine.public_tokens.verify(token)
+        env = await engine.public_tokens.verify(token)
+        check_asked_environment(request.headers.get(ENVIRONMENT_HEADER), env)
+        return env
     return await current_environment(request)
 
 
@@ -80,6 +91,7 @@ async def trigger_environment(request: Request) -> Environment:
         env = await engine_of(request).public_tokens.verify(token)
         task_id = request.path_params.get("task_id", "")
         require(env, f"trigger:tasks:{task_id}", "trigger:tasks")
+        check_asked_environment(request.headers.get(ENVIRONMENT_HEADER), env)
         return env
     return await current_environment(request)
 

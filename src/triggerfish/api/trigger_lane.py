@@ -26,12 +26,14 @@ from triggerfish.api.trigger_wire import TriggerBody, trigger_answer, trigger_re
 from triggerfish.api.validated import loads
 from triggerfish.engine import Engine
 from triggerfish.errors import (
+    ENVIRONMENT_HEADER,
     AuthenticationError,
     StoreUnavailable,
     TriggerfishError,
     UserError,
 )
 
+_ENVIRONMENT = ENVIRONMENT_HEADER.encode()
 _PATH = re.compile(r"/api/v1/tasks/(.+)/trigger")
 
 
@@ -63,6 +65,7 @@ class TriggerLane:
             body,
             b"trigger-version" in headers,
             headers.get(b"traceparent"),
+            headers.get(_ENVIRONMENT),
         )
         if answer is None:
             await self.app(scope, _replay(body, receive), send)
@@ -76,6 +79,7 @@ class TriggerLane:
         body: bytes,
         official_sdk: bool,
         traceparent: bytes | None = None,
+        asked: bytes | None = None,
     ) -> Any:
         """The answer, or None to leave the request to the app (it will refuse it)."""
         scheme, _, key = authorization.decode("latin-1").partition(" ")
@@ -83,6 +87,8 @@ class TriggerLane:
             return None
         try:
             env = await self.engine.environments.authenticate(key.strip())
+            if asked is not None and asked.decode("latin-1") != env.slug:
+                return None  # the app's dependency refuses it, naming both environments
             parsed = TriggerBody.model_validate(loads(body))
             context = traceparent.decode("latin-1") if traceparent else None
             request = trigger_request(task_id, parsed, self.engine.res.clock.now(), context)

@@ -39,6 +39,7 @@ from triggerfish.engine.enqueue import checked_schema
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.journal import JournalEntry
 from triggerfish.engine.waitpoints import WaitSpec
+from triggerfish.engine.workers import ImportProblem
 from triggerfish.errors import PermissionDenied, StaleTransition, UserError
 
 router = APIRouter(prefix="/worker/v1", tags=["worker"], route_class=StrictJsonRoute)
@@ -67,6 +68,17 @@ class EnvironmentDefaults(BaseModel):
     concurrency_limit: int | None = Field(default=None, ge=0)
 
 
+class ImportErrorBody(BaseModel):
+    """A task file the worker could not import (its tasks are not served)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    file: str = Field(min_length=1, max_length=1000)
+    error: str = Field(max_length=10_000)
+    #: the last lines of the error's traceback
+    lines: list[str] = Field(default_factory=list, max_length=50)
+
+
 class RegisterBody(BaseModel):
     version: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
@@ -74,6 +86,8 @@ class RegisterBody(BaseModel):
     tasks: list[TaskManifest] = Field(max_length=10_000)
     #: sent by workers that read a project configuration (absent: leave it as it is)
     environment: EnvironmentDefaults | None = None
+    #: task files that failed to import (the dashboard shows them)
+    import_errors: list[ImportErrorBody] = Field(default_factory=list, max_length=1000)
 
     @field_validator("tasks")
     @classmethod
@@ -137,6 +151,10 @@ async def register(body: RegisterBody, engine: EngineDep, env: WorkerEnvDep) -> 
         concurrency=body.concurrency,
         tasks=[t.model_dump() for t in body.tasks],
         environment=body.environment.model_dump() if body.environment else None,
+        import_errors=[
+            ImportProblem(e.file, e.error, tuple(line[:2000] for line in e.lines))
+            for e in body.import_errors
+        ],
     )
     return {
         "worker_id": worker.id,

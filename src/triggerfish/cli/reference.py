@@ -34,7 +34,8 @@ step. `triggerfish COMMAND --help` prints the same in the terminal.
 Commands that ask a server take `--api-url` (else `TRIGGERFISH_API_URL`, else
 `http://127.0.0.1:3030`), `--secret-key` (else `TRIGGERFISH_SECRET_KEY`, else
 the dev server's key in `.triggerfish/`), `--env` (the environment the key must
-belong to: a `tr_staging_…` key is refused with `--env prod`) and `--json` (the
+belong to: a `tr_staging_…` key is refused with `--env prod`, by the CLI and by
+the server, which answers 403 naming both environments) and `--json` (the
 API's own JSON on stdout instead of tables; `runs logs --follow --json` prints
 one object a line). Every command takes `--debug`: without it an error is one
 line and a hint on stderr, with it the traceback too.

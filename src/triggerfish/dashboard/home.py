@@ -24,4 +24,7 @@ async def home(page: Annotated[Page, Depends(current_page)]) -> HTMLResponse:
     oldest = doctor["oldestQueuedRun"]
     if oldest and oldest["reason"]:
         findings.append(f"The oldest queued run waits because: {oldest['reason']['message']}")
-    return page.render("home.html", doctor=doctor, findings=findings)
+    import_errors = await page.engine.workers.import_errors(page.env.id)
+    for problem in import_errors:
+        findings.append(f"Task file {problem.file} failed to import: its tasks are not served.")
+    return page.render("home.html", doctor=doctor, findings=findings, import_errors=import_errors)

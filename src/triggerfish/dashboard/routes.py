@@ -55,5 +55,8 @@ def install(app: FastAPI, *, dev_sign_in: bool = False) -> None:
     app.include_router(auth.router)
     for module in PAGES:
         app.include_router(module.router)
+    # the more specific mount first: /static would answer swagger-ui's paths with 404
+    swagger: ASGIApp = assets.swagger_files()
+    app.mount(assets.SWAGGER_PREFIX, swagger, name="swagger-ui")
     static: ASGIApp = assets.static_files()
     app.mount(assets.STATIC_PREFIX, static, name="static")

@@ -81,7 +81,10 @@ async def tasks_page(page: Annotated[Page, Depends(current_page)]) -> HTMLRespon
         t: [w.version for w in online if t in (w.tasks or [])] for t in (x.id for x in tasks)
     }
     recent = {t.id: await _recent(page, t.id) for t in tasks}
-    return page.render("tasks.html", tasks=tasks, serving=serving, recent=recent)
+    import_errors = await page.engine.workers.import_errors(page.env.id)
+    return page.render(
+        "tasks.html", tasks=tasks, serving=serving, recent=recent, import_errors=import_errors
+    )
 
 
 @router.get("/tasks/{task_id:path}/test", response_class=HTMLResponse, response_model=None)

@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish._domain.records import RunRecord
+from triggerfish._domain.records import ClaimCandidate, RunRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id, new_ids
@@ -262,7 +262,7 @@ class Dequeue:
         skip_locked: bool,
         only_queues: list[str] | None = None,
         exclude_queues: list[str] | None = None,
-    ) -> list[Any]:
+    ) -> list[ClaimCandidate]:
         return await run_store.queued_candidates(
             conn,
             env_id=worker.environment_id,
@@ -278,7 +278,7 @@ class Dequeue:
 
     async def _pg_candidates(
         self, conn: AsyncConnection, worker: WorkerIdentity, limits: Limits, now: float, scan: int
-    ) -> tuple[Limits, list[Any]]:
+    ) -> tuple[Limits, list[ClaimCandidate]]:
         """Candidates on PostgreSQL, fairly even with many claimers at once.
 
         Runs of unconstrained queues are taken with ``SKIP LOCKED``. Runs of
@@ -396,9 +396,9 @@ class Dequeue:
         await self.attempts.release([r.current_attempt_id for r in rows], reason)
 
 
-def _admit(candidates: list[Any], limits: Limits, limit: int) -> list[Any]:
+def _admit(candidates: list[ClaimCandidate], limits: Limits, limit: int) -> list[ClaimCandidate]:
     """The first ``limit`` candidates the limits admit, each booking its slot."""
-    chosen: list[Any] = []
+    chosen: list[ClaimCandidate] = []
     for cand in candidates:
         if len(chosen) == limit:
             break

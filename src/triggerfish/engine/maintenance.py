@@ -214,7 +214,7 @@ class Maintenance:
     async def _move_all(
         self,
         conn: Any,
-        rows: list[Any],
+        run_ids: list[str],
         to: RunStatus,
         reason: str,
         values: dict[str, Any],
@@ -223,9 +223,9 @@ class Maintenance:
     ) -> dict[str, int]:
         now = to_datetime(self.res.clock.now())
         envs: dict[str, int] = {}
-        for row in rows:
+        for run_id in run_ids:
             moved = await run_store.transition(
-                conn, row.id, to=to, now=now, reason=reason, values=values
+                conn, run_id, to=to, now=now, reason=reason, values=values
             )
             if moved is not None:
                 envs[moved.environment_id] = envs.get(moved.environment_id, 0) + 1

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Row
 
-from triggerfish._domain.records import RunRecord
+from triggerfish._domain.records import RunRecord, WorkerRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import iso_millis, to_datetime
 from triggerfish.engine.dequeue import load_limits
@@ -184,7 +184,7 @@ class Queues:
         return {r.id: self._reason(r, limits, workers, now) for r in waiting}
 
     def _reason(
-        self, run: RunRecord, limits: Limits, workers: list[Row[Any]], now: float
+        self, run: RunRecord, limits: Limits, workers: list[WorkerRecord], now: float
     ) -> WaitReason:
         if run.status == RunStatus.DELAYED.value:
             if run.debounce_key:

@@ -351,10 +351,10 @@ class Waitpoints:
         if row.parent_run_id is None:
             return
         output, is_error = _run_outcome(row)
-        for wp in await wp_store.pending_for_child(conn, row.id):
+        for waitpoint_id in await wp_store.pending_for_child(conn, row.id):
             await self.resolve_in(
                 conn,
-                wp.id,
+                waitpoint_id,
                 status=WaitpointStatus.COMPLETED,
                 output=output,
                 is_error=is_error,

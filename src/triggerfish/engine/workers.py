@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from triggerfish._cron import CronSpec
+from triggerfish._domain.records import WorkerRecord
 from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.attempts import Attempts
@@ -48,6 +50,17 @@ class RegisteredTask:
     workers_online: int
 
 
+@dataclass(frozen=True, slots=True)
+class ImportProblem:
+    """A task file a worker could not import: its tasks are not served."""
+
+    #: the file's path from the project's root
+    file: str
+    error: str
+    #: the last lines of the error's traceback
+    lines: tuple[str, ...] = ()
+
+
 class Workers:
     def __init__(
         self,
@@ -61,6 +74,9 @@ class Workers:
         self.attempts = attempts
         self.schedules = schedules
         self._identities: dict[str, WorkerIdentity] = {}
+        #: worker id -> (environment id, the task files it could not import); kept
+        #: in this server's memory: a worker sends them once, when it registers
+        self._import_errors: dict[str, tuple[str, tuple[ImportProblem, ...]]] = {}
 
     async def register(
         self,
@@ -71,10 +87,12 @@ class Workers:
         concurrency: int,
         tasks: list[dict[str, Any]],
         environment: dict[str, Any] | None = None,
+        import_errors: Sequence[ImportProblem] = (),
     ) -> WorkerIdentity:
         """Record a worker and its tasks. ``environment`` is what the project's
         configuration declares for its environment (``{"concurrency_limit": n | None}``):
-        the default limit, which a limit set at run time overrides until reset."""
+        the default limit, which a limit set at run time overrides until reset.
+        ``import_errors``: the task files it could not import (see :meth:`import_errors`)."""
         now = self.res.clock.now()
         worker_id = new_id("worker", now)
         declared = self.schedules.declared(tasks)  # a bad cron refuses the worker (422)
@@ -90,6 +108,8 @@ class Workers:
                 if not tries_left:
                     raise
         self.manifests.forget(env_id)
+        if import_errors:
+            self._import_errors[worker_id] = (env_id, tuple(import_errors))
         identity = WorkerIdentity(worker_id, env_id, version, tuple(t["id"] for t in tasks))
         self._identities[worker_id] = identity
         await self.res.notifier.notify(env_id)
@@ -186,7 +206,24 @@ class Workers:
                 info.versions.append(r.version)
         return sorted(by_task.values(), key=lambda t: t.id)
 
-    async def online_rows(self, env_id: str) -> list[Any]:
+    async def import_errors(self, env_id: str) -> list[ImportProblem]:
+        """The task files that the newest online worker of ``env_id`` could not import.
+
+        The newest worker runs the newest code (``triggerfish dev`` starts one on
+        each save): once it imports a fixed file, the error is gone, even while an
+        older worker still finishes its runs. Nothing when no worker is online.
+        """
+        online = await self.online_rows(env_id)
+        live = {w.id for w in online}
+        for worker_id, (env, _) in list(self._import_errors.items()):
+            if env == env_id and worker_id not in live:
+                del self._import_errors[worker_id]  # stopped or gone silent
+        if not online:
+            return []
+        newest = max(online, key=lambda w: (w.started_at, w.id))
+        return list(self._import_errors.get(newest.id, (env_id, ()))[1])
+
+    async def online_rows(self, env_id: str) -> list[WorkerRecord]:
         """The stored rows of the workers seen within a heartbeat timeout."""
         since = self.res.clock.now() - self.res.settings.heartbeat_timeout
         async with self.res.db.read() as conn:
@@ -204,5 +241,6 @@ class Workers:
             await worker_store.stop_worker(conn, worker_id, to_datetime(self.res.clock.now()))
             held = await run_store.held_by_worker(conn, worker_id)
         self._identities.pop(worker_id, None)
+        self._import_errors.pop(worker_id, None)
         if held:
             await self.attempts.release(held, "held by a worker that stopped")

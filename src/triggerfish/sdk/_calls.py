@@ -22,15 +22,18 @@ face then waits for the worker on a thread, so the task's event loop runs on.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, cast
 
 if TYPE_CHECKING:
     from triggerfish.sdk._client import Triggerfish
 
 T = TypeVar("T")
 P = ParamSpec("P")
+#: a declared signature (see :func:`declared_face`)
+S = TypeVar("S", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,51 @@ def default_faces(
     _name(sync, build, "")
     _name(async_, build, "_async")
     return sync, async_
+
+
+def declared_face(build: Callable[P, Call[T]], *, is_async: bool = False) -> Callable[[S], S]:
+    """A module-level face of ``build`` (see :func:`default_faces`) whose type is the
+    function it decorates: ``build``'s parameters, then ``client: Triggerfish | None
+    = None``, keyword-only, which a ``ParamSpec`` cannot add.
+
+    The declaration is only a signature (its body never runs): it is checked
+    against ``build`` when the module is imported (the same parameters, kinds,
+    defaults and annotations, and the answer ``build``'s ``Call`` reads), so the
+    two cannot drift apart.
+
+    Example::
+
+        @declared_face(_calls._retrieve)
+        def retrieve(schedule_id: str, *, client: Triggerfish | None = None) -> Schedule:
+            raise NotImplementedError
+    """
+    sync, async_ = default_faces(build)
+
+    def replace(declared: S) -> S:
+        _check_declared(declared, build, is_async)
+        return cast(S, async_ if is_async else sync)
+
+    return replace
+
+
+def _check_declared(
+    declared: Callable[..., Any], build: Callable[..., Any], is_async: bool
+) -> None:
+    where = f"{declared.__module__}.{declared.__name__}"
+    if inspect.iscoroutinefunction(declared) != is_async:
+        raise TypeError(f"{where}: declare it {'async ' if is_async else ''}def")
+    *own, client = inspect.signature(declared).parameters.values()
+    if (client.name, client.kind, client.default) != ("client", client.KEYWORD_ONLY, None):
+        raise TypeError(f"{where}: its last parameter must be `*, client: ... = None`")
+
+    def shape(params: Any) -> list[tuple[Any, ...]]:
+        return [(p.name, p.kind, p.default, p.annotation) for p in params]
+
+    if shape(own) != shape(inspect.signature(build).parameters.values()):
+        raise TypeError(f"{where}: its parameters are not those of {build.__name__}")
+    answer = inspect.signature(declared).return_annotation
+    if f"Call[{answer}]" != inspect.signature(build).return_annotation:
+        raise TypeError(f"{where}: it answers {answer}, {build.__name__} reads another type")
 
 
 def default_methods(

@@ -142,7 +142,7 @@ class Triggerfish:
         self.project_ref = project_ref or env_setting("PROJECT_REF")
         if env is not None and key_environment(key) not in (None, env):
             raise WrongEnvironment(env, key)
-        self._transport = _Transport(url, key, timeout, socket)
+        self._transport = _Transport(url, key, timeout, socket, env)
         self.api_url = self._transport.api_url
         #: the key this client sends, shortened for display (``triggerfish whoami``)
         self.key_prefix = key_prefix(key)

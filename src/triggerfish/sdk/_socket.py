@@ -57,9 +57,12 @@ NOT_SENT = _NotSent()
 class SyncSocket:
     """One connection for a sync client; :meth:`call` answers or returns ``NOT_SENT``."""
 
-    def __init__(self, api_url: str, secret_key: str, timeout: float) -> None:
+    def __init__(
+        self, api_url: str, secret_key: str, timeout: float, headers: dict[str, str] | None = None
+    ) -> None:
         self.url = "ws" + api_url.rstrip("/").removeprefix("http") + PATH
         self._secret_key = secret_key
+        self._extra_headers = headers or {}
         self._timeout = timeout
         self._lock = threading.Lock()
         self._conn: Any = None
@@ -125,7 +128,10 @@ class SyncSocket:
 
         try:
             opened, self._conn = open_sync_socket(
-                self.url, self._secret_key, open_timeout=min(self._timeout, 10.0)
+                self.url,
+                self._secret_key,
+                open_timeout=min(self._timeout, 10.0),
+                headers=self._extra_headers,
             )
         except (OSError, InvalidHandshake, TimeoutError):
             self._off_until = time.monotonic() + RETRY_AFTER
@@ -147,8 +153,11 @@ class SyncSocket:
 class AsyncSocket:
     """The same for an async client: calls multiplexed on one connection per event loop."""
 
-    def __init__(self, api_url: str, secret_key: str, timeout: float) -> None:
+    def __init__(
+        self, api_url: str, secret_key: str, timeout: float, headers: dict[str, str] | None = None
+    ) -> None:
         self._args = (api_url, secret_key)
+        self._extra_headers = headers or {}
         self._timeout = timeout
         self._channel: Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -192,14 +201,14 @@ class AsyncSocket:
         loop = asyncio.get_running_loop()
         if self._channel is None or self._loop is not loop:
             # a connection belongs to the loop that opened it
-            self._channel = Channel(*self._args, path=PATH)
+            self._channel = Channel(*self._args, path=PATH, headers=self._extra_headers)
             self._channel.max_frame = DEFAULT_MAX_FRAME
             self._loop = loop
         return self._channel
 
 
 def open_sync_socket(
-    url: str, secret_key: str, *, open_timeout: float
+    url: str, secret_key: str, *, open_timeout: float, headers: dict[str, str] | None = None
 ) -> tuple[contextlib.ExitStack, Any]:
     """A blocking connection to a server socket, and what closes it."""
     from websockets.sync.client import connect
@@ -208,7 +217,7 @@ def open_sync_socket(
     conn = opened.enter_context(
         connect(
             url,
-            additional_headers={"Authorization": f"Bearer {secret_key}"},
+            additional_headers={"Authorization": f"Bearer {secret_key}", **(headers or {})},
             compression=None,  # small frames: compressing costs more than it saves
             max_size=None,
             open_timeout=open_timeout,

@@ -7,7 +7,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from triggerfish import _otel
-from triggerfish.errors import ApiError, ConnectionLost, KeyRejected, ServerUnreachable
+from triggerfish.errors import (
+    ENVIRONMENT_HEADER,
+    ApiError,
+    ConnectionLost,
+    KeyRejected,
+    ServerUnreachable,
+)
 from triggerfish.sdk._calls import Call, Subscription
 from triggerfish.sdk._socket import NOT_SENT, AsyncSocket, SyncSocket
 
@@ -51,18 +57,23 @@ class _Transport:
     #: paths whose full URL is kept (a trigger's path repeats; a run's does not)
     URL_CACHE_SIZE = 256
 
-    def __init__(self, api_url: str, secret_key: str, timeout: float, socket: bool) -> None:
+    def __init__(
+        self, api_url: str, secret_key: str, timeout: float, socket: bool, env: str | None = None
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self._key = secret_key
         #: the body of the last answer, as the server sent it (the CLI's ``--json``)
         self.last_json: Any = None
         self._headers = {"Authorization": f"Bearer {secret_key}"}
+        # the environment asked for (``env=``): the server refuses a key of another one
+        asked = {ENVIRONMENT_HEADER: env} if env is not None else {}
+        self._headers.update(asked)
         self._timeout = timeout
         self._sync: httpx.Client | None = None
         self._async: httpx.AsyncClient | None = None
         self._urls: dict[str, httpx.URL] = {}
-        self._sync_socket = SyncSocket(api_url, secret_key, timeout) if socket else None
-        self._async_socket = AsyncSocket(api_url, secret_key, timeout) if socket else None
+        self._sync_socket = SyncSocket(api_url, secret_key, timeout, asked) if socket else None
+        self._async_socket = AsyncSocket(api_url, secret_key, timeout, asked) if socket else None
 
     def _url(self, client: httpx.Client | httpx.AsyncClient, path: str) -> httpx.URL:
         # httpx parses a relative URL and merges it with the base URL on every

@@ -9,6 +9,7 @@ from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import WorkerRecord
 from triggerfish.store.tables import alert_deliveries, alert_rules, runs, workers
 
 _FAILED = frozenset({"FAILED", "CRASHED", "TIMED_OUT", "SYSTEM_FAILURE"})
@@ -144,18 +145,19 @@ async def oldest_queued(conn: AsyncConnection, env_id: str, queue: str | None) -
     return value if isinstance(value, datetime) else None
 
 
-async def live_workers(conn: AsyncConnection, env_id: str, seen_after: float) -> list[Row[Any]]:
-    stmt = select(workers.c.id, workers.c.name, workers.c.tasks, workers.c.last_seen_at).where(
-        workers.c.environment_id == env_id, workers.c.stopped_at.is_(None)
-    )
-    return [r for r in (await conn.execute(stmt)).all() if r.last_seen_at >= seen_after]
+async def live_workers(conn: AsyncConnection, env_id: str, seen_after: float) -> list[WorkerRecord]:
+    stmt = select(workers).where(workers.c.environment_id == env_id, workers.c.stopped_at.is_(None))
+    found = [WorkerRecord(*r) for r in (await conn.execute(stmt)).all()]
+    return [w for w in found if w.last_seen_at >= seen_after]
 
 
-async def lost_workers(conn: AsyncConnection, env_id: str, seen_before: float) -> list[Row[Any]]:
+async def lost_workers(
+    conn: AsyncConnection, env_id: str, seen_before: float
+) -> list[WorkerRecord]:
     """Workers not stopped that have not been heard from since ``seen_before``."""
-    stmt = select(workers.c.id, workers.c.name, workers.c.last_seen_at).where(
+    stmt = select(workers).where(
         workers.c.environment_id == env_id,
         workers.c.stopped_at.is_(None),
         workers.c.last_seen_at < seen_before,
     )
-    return list((await conn.execute(stmt)).all())
+    return [WorkerRecord(*r) for r in (await conn.execute(stmt)).all()]

@@ -12,7 +12,7 @@ from sqlalchemy import Row, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish._domain.records import JournalRecord
+from triggerfish._domain.records import GuardedRun, JournalRecord
 from triggerfish._domain.states import JournalStatus, RunStatus
 from triggerfish.store.db import Database, stored_row
 from triggerfish.store.tables import attempts, run_journal, run_journal_blobs, runs
@@ -34,7 +34,7 @@ _WIRE = (
 
 async def guard_executing(
     conn: AsyncConnection, run_id: str, attempt_id: str, now: datetime, *, lock_version: bool
-) -> Row[Any] | None:
+) -> GuardedRun | None:
     """Lock the run if ``attempt_id`` is its current, executing attempt; else ``None``.
 
     The update is the guard (and the row lock on PostgreSQL): a journal write
@@ -43,7 +43,8 @@ async def guard_executing(
     journal entry on, a run only replays on code of that version.
     """
     params = {"run_id": run_id, "attempt_id": attempt_id, "now": now}
-    return (await conn.execute(_guard(lock_version), params)).first()
+    row = (await conn.execute(_guard(lock_version), params)).first()
+    return None if row is None else GuardedRun(*row)
 
 
 @functools.lru_cache(maxsize=2)

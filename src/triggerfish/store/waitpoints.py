@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Row, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish._domain.records import WaitpointRecord
+from triggerfish._domain.records import DueWaitpoint, LockedRun, WaiterRef, WaitpointRecord
 from triggerfish._domain.states import WaitpointStatus
 from triggerfish.store.tables import run_journal, runs, waitpoint_waiters, waitpoints
 
@@ -135,7 +135,7 @@ async def set_schema(conn: AsyncConnection, waitpoint_id: str, schema: dict[str,
     )
 
 
-async def lock_waiters(conn: AsyncConnection, waitpoint_id: str) -> list[Row[Any]]:
+async def lock_waiters(conn: AsyncConnection, waitpoint_id: str) -> list[WaiterRef]:
     """The runs waiting on a waitpoint (run id, journal position), their rows locked.
 
     Call it holding the waitpoint (resolved in this transaction): no waiter
@@ -143,7 +143,7 @@ async def lock_waiters(conn: AsyncConnection, waitpoint_id: str) -> list[Row[Any
     id order, the order every resolver uses.
     """
     stmt = _LOCK_WAITERS_PG if conn.dialect.name == "postgresql" else _LOCK_WAITERS
-    return list((await conn.execute(stmt, {"id": waitpoint_id})).all())
+    return [WaiterRef(*r) for r in (await conn.execute(stmt, {"id": waitpoint_id})).all()]
 
 
 _LOCK_WAITERS = (
@@ -212,15 +212,16 @@ async def pending_of_runs(
     return [(r.waiter_run_id, waitpoint_from_row(r)) for r in (await conn.execute(stmt)).all()]
 
 
-async def lock_run(conn: AsyncConnection, run_id: str) -> Row[Any] | None:
+async def lock_run(conn: AsyncConnection, run_id: str) -> LockedRun | None:
     """Lock a waiting run's row (PostgreSQL) so its waits resolve one at a time."""
     stmt = select(runs.c.id, runs.c.status, runs.c.environment_id).where(runs.c.id == run_id)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-    return (await conn.execute(stmt)).first()
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else LockedRun(*row)
 
 
-async def due(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+async def due(conn: AsyncConnection, now: float, limit: int) -> list[DueWaitpoint]:
     """Pending waitpoints whose time has come (``ix_waitpoints_due``)."""
     stmt = (
         select(waitpoints.c.id, waitpoints.c.kind, waitpoints.c.due_at)
@@ -232,14 +233,15 @@ async def due(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
         .order_by(waitpoints.c.due_at)
         .limit(limit)
     )
-    return list((await conn.execute(stmt)).all())
+    return [DueWaitpoint(*r) for r in (await conn.execute(stmt)).all()]
 
 
-async def pending_for_child(conn: AsyncConnection, child_run_id: str) -> list[Row[Any]]:
+async def pending_for_child(conn: AsyncConnection, child_run_id: str) -> list[str]:
+    """Ids of the pending waitpoints that wait for a child run."""
     stmt = select(waitpoints.c.id).where(
         waitpoints.c.child_run_id == child_run_id, waitpoints.c.status == PENDING
     )
-    return list((await conn.execute(stmt)).all())
+    return [r[0] for r in (await conn.execute(stmt)).all()]
 
 
 async def pending_children_of(conn: AsyncConnection, run_id: str) -> list[str]:

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import TaskVersionRecord, WorkerRecord
 from triggerfish._ids import new_id
 from triggerfish.store.tables import queues, task_versions, workers
 
@@ -27,17 +28,20 @@ async def stop_worker(conn: AsyncConnection, worker_id: str, now: datetime) -> N
     await conn.execute(update(workers).where(workers.c.id == worker_id).values(stopped_at=now))
 
 
-async def get_worker(conn: AsyncConnection, worker_id: str) -> Row[Any] | None:
-    return (await conn.execute(select(workers).where(workers.c.id == worker_id))).first()
+async def get_worker(conn: AsyncConnection, worker_id: str) -> WorkerRecord | None:
+    row = (await conn.execute(select(workers).where(workers.c.id == worker_id))).first()
+    return None if row is None else WorkerRecord(*row)
 
 
-async def online_workers(conn: AsyncConnection, env_id: str, seen_after: float) -> list[Row[Any]]:
+async def online_workers(
+    conn: AsyncConnection, env_id: str, seen_after: float
+) -> list[WorkerRecord]:
     stmt = select(workers).where(
         workers.c.environment_id == env_id,
         workers.c.stopped_at.is_(None),
         workers.c.last_seen_at >= seen_after,
     )
-    return list((await conn.execute(stmt)).all())
+    return [WorkerRecord(*r) for r in (await conn.execute(stmt)).all()]
 
 
 async def upsert_task_versions(
@@ -170,7 +174,7 @@ async def ensure_queues(
             )
 
 
-async def task_versions_of(conn: AsyncConnection, env_id: str) -> list[Row[Any]]:
+async def task_versions_of(conn: AsyncConnection, env_id: str) -> list[TaskVersionRecord]:
     """Every (task, version, manifest, registered at) of an environment, newest first."""
     stmt = (
         select(
@@ -182,4 +186,4 @@ async def task_versions_of(conn: AsyncConnection, env_id: str) -> list[Row[Any]]
         .where(task_versions.c.environment_id == env_id)
         .order_by(task_versions.c.registered_at.desc())
     )
-    return list((await conn.execute(stmt)).all())
+    return [TaskVersionRecord(*r) for r in (await conn.execute(stmt)).all()]

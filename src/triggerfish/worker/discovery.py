@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import sys
 import tomllib
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,15 +179,34 @@ def module_name(root: Path, path: Path) -> str:
     return ".".join(parts)
 
 
+#: lines of a failed import's traceback kept for the dashboard (the last ones)
+ERROR_LINES = 12
+
+
 @dataclass(frozen=True)
 class BrokenFile:
     """A task file that failed to import: its tasks are not served."""
 
     path: Path
     error: str
+    #: the last lines of the error's traceback (where it failed, and why)
+    lines: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         return f"importing {self.path} failed: {self.error}"
+
+    def relative_path(self, root: Path) -> str:
+        """The file's path from the project's root (absolute when outside it)."""
+        try:
+            return str(self.path.relative_to(root))
+        except ValueError:
+            return str(self.path)
+
+
+def _last_lines(exc: BaseException) -> tuple[str, ...]:
+    text = "".join(traceback.format_exception(exc))
+    lines = [line for line in text.splitlines() if line.strip()]
+    return tuple(lines[-ERROR_LINES:])
 
 
 def load_registry(config: ProjectConfig) -> TaskRegistry:
@@ -223,13 +243,13 @@ def load_tasks(config: ProjectConfig) -> tuple[TaskRegistry, list[BrokenFile]]:
                     importlib.import_module(name)
         except Exception as exc:
             sys.modules.pop(name, None)
-            broken.append(BrokenFile(path, repr(exc)))
+            broken.append(BrokenFile(path, repr(exc), _last_lines(exc)))
             continue
         try:
             for declared in found:
                 registry.add(declared)
         except InvalidTaskOptions as exc:  # an id declared by two files
-            broken.append(BrokenFile(path, str(exc)))
+            broken.append(BrokenFile(path, str(exc), (f"{type(exc).__name__}: {exc}",)))
     for task in registry:
         task.apply_defaults(
             retry=config.retry, max_duration=config.max_duration, machine=config.machine

@@ -147,6 +147,15 @@ class Worker:
                 "concurrency": self.options.concurrency,
                 "tasks": [t.manifest() for t in registry],
                 "environment": {"concurrency_limit": self.config.environment_concurrency},
+                # shown by the dashboard (home and Tasks pages) while this worker is the newest
+                "import_errors": [
+                    {
+                        "file": failed.relative_path(self.config.root),
+                        "error": redact(failed.error),
+                        "lines": [redact(line) for line in failed.lines],
+                    }
+                    for failed in broken
+                ],
             }
         )
         self.worker_id = registered["worker_id"]

@@ -6,13 +6,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Row,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish._domain.records import RunRecord
+from triggerfish._domain.records import DueDelayedRun, RunRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish.store.runs import history
 from triggerfish.store.runs.leases import status_in
@@ -20,7 +19,7 @@ from triggerfish.store.runs.queries import maybe_run
 from triggerfish.store.tables import runs
 
 
-async def due_delayed(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+async def due_delayed(conn: AsyncConnection, now: float, limit: int) -> list[DueDelayedRun]:
     stmt = (
         select(
             runs.c.id,
@@ -32,10 +31,11 @@ async def due_delayed(conn: AsyncConnection, now: float, limit: int) -> list[Row
         .where(runs.c.status == RunStatus.DELAYED.value, runs.c.available_at <= now)
         .limit(limit)
     )
-    return list((await conn.execute(stmt)).all())
+    return [DueDelayedRun(*r) for r in (await conn.execute(stmt)).all()]
 
 
-async def past_ttl(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+async def past_ttl(conn: AsyncConnection, now: float, limit: int) -> list[str]:
+    """Ids of QUEUED or DELAYED runs whose TTL passed."""
     stmt = (
         select(runs.c.id)
         .where(
@@ -45,7 +45,7 @@ async def past_ttl(conn: AsyncConnection, now: float, limit: int) -> list[Row[An
         )
         .limit(limit)
     )
-    return list((await conn.execute(stmt)).all())
+    return [r[0] for r in (await conn.execute(stmt)).all()]
 
 
 async def reschedule_delayed(

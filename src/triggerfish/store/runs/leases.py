@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Integer,
-    Row,
     bindparam,
     func,
     not_,
@@ -19,8 +18,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import ClaimCandidate, ExpiredLease, positional
 from triggerfish._domain.states import RunStatus
 from triggerfish.store.tables import runs
+
+_candidate = positional(ClaimCandidate)
 
 # -- claiming -------------------------------------------------------------------
 
@@ -37,7 +39,7 @@ async def queued_candidates(
     exclude_queues: Sequence[str] = (),
     exclude_keys: Sequence[tuple[str, str]] = (),
     only_queues: Sequence[str] | None = None,
-) -> list[Row[Any]]:
+) -> list[ClaimCandidate]:
     """Queued runs this worker could take, lowest ``order_key`` first.
 
     Walks the partial index ``ix_runs_queued``, stepping over queues and
@@ -57,7 +59,7 @@ async def queued_candidates(
         "exq": sorted(exclude_queues),
         "exkeys": sorted(exclude_keys),
     }
-    return list((await conn.execute(_candidates(*shape), params)).all())
+    return [_candidate(r) for r in (await conn.execute(_candidates(*shape), params)).all()]
 
 
 @functools.lru_cache(maxsize=16)
@@ -172,13 +174,13 @@ async def held_by_worker(conn: AsyncConnection, worker_id: str) -> list[str]:
     return [r[0] for r in (await conn.execute(stmt)).all()]
 
 
-async def expired_leases(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+async def expired_leases(conn: AsyncConnection, now: float, limit: int) -> list[ExpiredLease]:
     stmt = (
         select(runs.c.id, runs.c.current_attempt_id, runs.c.status)
         .where(status_in(*ACTIVE), runs.c.lease_expires_at < now)
         .limit(limit)
     )
-    return list((await conn.execute(stmt)).all())
+    return [ExpiredLease(*r) for r in (await conn.execute(stmt)).all()]
 
 
 async def next_available_at(conn: AsyncConnection, env_id: str) -> float | None:
