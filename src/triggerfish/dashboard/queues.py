@@ -7,11 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from triggerfish.dashboard.web import Page, action_page, back, current_page, form_text
+from triggerfish._validated import BadInput, Name
+from triggerfish.dashboard.web import (
+    DashboardRoute,
+    Page,
+    action_page,
+    back,
+    current_page,
+    form_text,
+)
 from triggerfish.engine.queues import QueueRef
 from triggerfish.errors import TriggerfishError, UserError
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
 
 def _int_or_none(field: str, text: str) -> int | None:
@@ -45,13 +53,13 @@ async def edit_queue(
         elif action == "resume":
             await queues.resume(env_id, ref)
         elif action == "limits":
-            limit = _int_or_none("limit", await form_text(request, "limit"))
+            limit = _int_or_none("limit", await form_text(request, "limit", kind=Name))
             if limit is None:
                 await queues.reset_limit(env_id, ref)
             else:
                 await queues.override_limit(env_id, ref, limit)
-            count = _int_or_none("rate_count", await form_text(request, "rate_count"))
-            period_text = await form_text(request, "rate_period")
+            count = _int_or_none("rate_count", await form_text(request, "rate_count", kind=Name))
+            period_text = await form_text(request, "rate_period", kind=Name)
             try:
                 period = float(period_text) if period_text else None
             except ValueError:
@@ -59,6 +67,8 @@ async def edit_queue(
             await queues.set_rate_limit(env_id, ref, count, period)
         else:
             raise UserError(f"action: unknown action {action!r}")
+    except BadInput:
+        raise  # a 422 naming the field (DashboardRoute), not a notice
     except TriggerfishError as exc:
         return back("/queues", error=str(exc))
     return back("/queues", notice=f"queue {name}: {action} done")
@@ -69,8 +79,10 @@ async def environment_limit(
     request: Request, page: Annotated[Page, Depends(action_page)]
 ) -> RedirectResponse:
     try:
-        limit = _int_or_none("limit", await form_text(request, "limit"))
+        limit = _int_or_none("limit", await form_text(request, "limit", kind=Name))
         await page.engine.queues.set_environment_limit(page.env.id, limit)
+    except BadInput:
+        raise  # a 422 naming the field (DashboardRoute), not a notice
     except TriggerfishError as exc:
         return back("/queues", error=str(exc))
     return back("/queues", notice="environment limit saved")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,11 +10,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from triggerfish._domain.filters import RunFilter
 from triggerfish._domain.states import FINAL, RunStatus
+from triggerfish._validated import Id, Key, Name
 from triggerfish.dashboard.trace import waterfall
-from triggerfish.dashboard.web import Page, action_page, back, current_page, form_text
+from triggerfish.dashboard.web import (
+    DashboardRoute,
+    Page,
+    action_page,
+    back,
+    checked,
+    current_page,
+    form_json,
+    form_text,
+)
 from triggerfish.errors import TriggerfishError, UserError
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 PAGE_SIZE = 25
 STATUSES = [s.value for s in RunStatus]
 #: the query parameters of the list's filters, as the form names them
@@ -32,19 +41,27 @@ def _when(field: str, value: str | None) -> datetime | None:
 
 
 def run_filter(request: Request) -> RunFilter:
+    """The list's filters from the query string, each checked like the API's (the
+    error names the field)."""
     q = request.query_params
+
+    def one(name: str, kind: Any) -> str | None:
+        value = q.get(name) or ""
+        return checked(name, value, kind) if value else None
+
     status = q.get("status") or ""
     if status and status not in STATUSES:
         raise UserError(f"status: unknown status {status!r}")
+    task, tag, queue = one("task", Name), one("tag", Name), one("queue", Name)
     return RunFilter(
         statuses=[status] if status else [],
-        task_ids=[q["task"]] if q.get("task") else [],
-        tags=[q["tag"]] if q.get("tag") else [],
-        queues=[q["queue"]] if q.get("queue") else [],
-        schedule_id=q.get("schedule") or None,
-        batch_id=q.get("batch") or None,
-        created_from=_when("from", q.get("from")),
-        created_to=_when("to", q.get("to")),
+        task_ids=[task] if task else [],
+        tags=[tag] if tag else [],
+        queues=[queue] if queue else [],
+        schedule_id=one("schedule", Id),
+        batch_id=one("batch", Id),
+        created_from=_when("from", one("from", Name)),
+        created_to=_when("to", one("to", Name)),
     )
 
 
@@ -52,8 +69,8 @@ async def _rows(page: Page) -> dict[str, Any]:
     q = page.request.query_params
     engine, env = page.engine, page.env
     after, before = q.get("after") or None, q.get("before") or None
-    search = (q.get("q") or "").strip()
     try:
+        search = checked("q", (q.get("q") or "").strip(), Key) if q.get("q", "").strip() else ""
         flt = run_filter(page.request)
     except UserError as exc:
         return {"runs": [], "tags": {}, "reasons": {}, "next": None, "prev": None, "bad": str(exc)}
@@ -118,9 +135,11 @@ async def _detail(page: Page, run_id: str) -> dict[str, Any]:
     )
     logs = await engine.runs.logs(env.id, run_id, limit=1000)
     history = await engine.runs.events(env.id, run_id)
+    # the trace the API serves (GET /api/v1/runs/{id}/trace), drawn as bars
+    trace = await engine.traces.trace(env.id, run_id)
     return {
         "d": detail,
-        "bars": waterfall(detail),
+        "bars": waterfall(trace, engine.res.clock.now()),
         "run": detail.run,
         "reason": reasons.get(run_id),
         "waiting": waiting,
@@ -159,7 +178,7 @@ async def cancel(run_id: str, page: Annotated[Page, Depends(action_page)]) -> Re
 async def replay(
     run_id: str, request: Request, page: Annotated[Page, Depends(action_page)]
 ) -> RedirectResponse:
-    step_text = await form_text(request, "from_step")
+    step_text = await form_text(request, "from_step", kind=Name)
     payload_text = await form_text(request, "payload")
     try:
         from_step = int(step_text) if step_text else None
@@ -168,7 +187,7 @@ async def replay(
     overrides: dict[str, Any] = {}
     if payload_text:
         try:
-            overrides["payload"] = json.loads(payload_text)
+            overrides["payload"] = form_json("payload", payload_text)
         except ValueError as exc:
             return back(f"/runs/{run_id}", error=f"payload: not JSON ({exc})")
     try:
