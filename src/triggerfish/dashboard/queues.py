@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import hashlib
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -31,13 +32,35 @@ def _int_or_none(field: str, text: str) -> int | None:
         raise UserError(f"{field}: expected a whole number, got {text!r}") from None
 
 
-@router.get("/queues", response_class=HTMLResponse)
-async def queues_page(page: Annotated[Page, Depends(current_page)]) -> HTMLResponse:
+def dom_id(name: str) -> str:
+    """An HTML id for a queue's cells (queue names hold ``/`` and more)."""
+    return "q-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+
+
+async def _values(page: Page) -> dict[str, Any]:
     queues, total = await page.engine.queues.page(page.env.id, page=1, per_page=500)
     env_limit, running = await page.engine.queues.environment_limit(page.env.id)
-    return page.render(
-        "queues.html", queues=queues, total=total, env_limit=env_limit, running=running
-    )
+    return {
+        "queues": queues,
+        "total": total,
+        "env_limit": env_limit,
+        "running": running,
+        "dom_id": dom_id,
+    }
+
+
+@router.get("/queues", response_class=HTMLResponse)
+async def queues_page(page: Annotated[Page, Depends(current_page)]) -> HTMLResponse:
+    live_after = await page.engine.changes.position()  # before reading: nothing slips between
+    return page.render("queues.html", **await _values(page), live_after=live_after)
+
+
+@router.get("/queues/counts", response_class=HTMLResponse)
+async def queue_counts(page: Annotated[Page, Depends(current_page)]) -> HTMLResponse:
+    """Each queue's running and queued counts and state, as out-of-band swaps
+    (``hx-swap-oob``): the change feed updates those cells in place, never the forms
+    (a limit being typed stays as it is)."""
+    return page.render("_queue_counts.html", **await _values(page))
 
 
 @router.post("/queues/{name:path}/edit")

@@ -85,7 +85,13 @@ def _wait_detail(a: dict[str, Any]) -> str:
         text = f"waits for {what}" + (f", {word} {until}" if until else "")
         status = a.get(f"{prefix}.status")
         parts.append(text + (f" ({str(status).lower()})" if status else ""))
+    if not parts:  # a short wait the task slept through: no waitpoint, its kind says
+        what = _WAIT_WORDS.get(_text(a.get("triggerfish.journal.kind")))
+        parts += [f"waits for {what}"] if what else []
     return "; ".join(parts)
+
+
+_WAIT_WORDS = {"wait": "a duration", "token.wait": "a token", "event.wait": "an event"}
 
 
 def _link(span: Span) -> tuple[str | None, str]:
