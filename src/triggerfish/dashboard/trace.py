@@ -86,8 +86,8 @@ def _wait_detail(a: dict[str, Any]) -> str:
         status = a.get(f"{prefix}.status")
         parts.append(text + (f" ({str(status).lower()})" if status else ""))
     if not parts:  # a short wait the task slept through: no waitpoint, its kind says
-        what = _WAIT_WORDS.get(_text(a.get("triggerfish.journal.kind")))
-        parts += [f"waits for {what}"] if what else []
+        slept = _WAIT_WORDS.get(_text(a.get("triggerfish.journal.kind")))
+        parts += [f"waits for {slept}"] if slept else []
     return "; ".join(parts)
 
 
