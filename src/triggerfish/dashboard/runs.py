@@ -245,7 +245,7 @@ async def _confirm_page(
     *,
     after: str | None = None,
     done: int = 0,
-    status_code: int = 200,
+    errors: list[str] | None = None,
 ) -> HTMLResponse:
     """How many runs the filter matches (counted by the server) and a form to act on
     them: those matching now, up to the newest (``through``); a run created after
@@ -262,7 +262,6 @@ async def _confirm_page(
         through = newest[0].id if newest else None
     return page.render(
         "runs_bulk.html",
-        status_code=status_code,
         action=action,
         verb=BULK_ACTIONS[action],
         filters=filters,
@@ -274,6 +273,7 @@ async def _confirm_page(
         through=through,
         after=after,
         done=done,
+        errors=errors or [],
     )
 
 
@@ -350,7 +350,7 @@ async def _bulk_filtered(
         if not more:
             cursor = None
     if cursor is not None:  # more match: the confirmation for the rest
-        return await _confirm_page(page, action, filters, after=cursor, done=done)
+        return await _confirm_page(page, action, filters, after=cursor, done=done, errors=errors)
     query = urlencode(filters)
     target = "/runs" + (f"?{query}" if query else "")
     if errors:
