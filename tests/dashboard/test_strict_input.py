@@ -4,6 +4,7 @@ field (NUL characters, lone surrogates, overlong text), like the API's routes.""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -79,3 +80,27 @@ async def test_sign_in_refuses_a_nul_in_the_user_name(engine: Engine) -> None:
         )
         assert answer.status_code == 422
         assert "username: contains a NUL character" in answer.text
+
+
+async def test_every_dashboard_route_checks_its_input(engine: Engine) -> None:
+    """A page added later (a module in ``PAGES``) must use ``DashboardRoute`` too."""
+    from fastapi.routing import APIRoute
+
+    from triggerfish.dashboard.web import DashboardRoute
+
+    def walk(routes: list[Any]) -> list[Any]:
+        found = []
+        for r in routes:
+            # FastAPI keeps an included router whole (``original_router``)
+            inner = getattr(r, "original_router", None)
+            found += walk(inner.routes) if inner is not None else [r]
+        return found
+
+    app = create_app(engine, manage_engine=False)
+    pages = [
+        r
+        for r in walk(app.routes)
+        if isinstance(r, APIRoute) and r.endpoint.__module__.startswith("triggerfish.dashboard")
+    ]
+    assert len(pages) > 20
+    assert [r.path for r in pages if not isinstance(r, DashboardRoute)] == []
