@@ -1,10 +1,11 @@
 """The dashboard, mounted on the server's app at ``/`` (same port as the API).
 
 One module per page group (``home``, ``runs``, ``tasks``, ``schedules``,
-``queues``, ``tokens``, ``events``, ``webhooks``, ``envvars``, ``workers``, ``keys``), sign-in in
-``auth``, what they share in ``web``. Other issues add their pages the same
-way: a module with a ``router``, listed in ``PAGES``, and a link in
-``templates/base.html``.
+``queues``, ``tokens``, ``events``, ``webhooks``, ``envvars``, ``workers``,
+``keys``), sign-in in ``auth``, what they share in ``web``. Other issues add
+their pages the same way: a module with a ``router`` (made with
+``route_class=DashboardRoute``, which refuses hostile input; a test checks),
+listed in ``PAGES``, and a link in ``templates/base.html``.
 """
 
 from __future__ import annotations
