@@ -95,7 +95,14 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         server = support.start_server(url, folder)
         running.enter_context(support.processes_stopped(server))
         worker = support.start_worker(
-            server, key, folder, project=PROJECT, concurrency=3, wait=False
+            server,
+            key,
+            folder,
+            project=PROJECT,
+            concurrency=3,
+            wait=False,
+            # a wait of a second suspends the run: the trace shows a durable wait
+            extra_env={"TRIGGERFISH_SUSPEND_THRESHOLD": "0.25"},
         )
         running.enter_context(support.processes_stopped(worker))
         # the user is made with the CLI while the worker starts

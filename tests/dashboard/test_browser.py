@@ -111,6 +111,113 @@ def test_replay_a_failed_run_from_a_step(page: Any, dashboard: Dashboard) -> Non
     screenshot(page, "run-steps")
 
 
+def _percent(style: str, prop: str) -> float:
+    found = re.search(rf"{prop}:\s*([\d.]+)%", style)
+    assert found is not None, style
+    return float(found.group(1))
+
+
+def test_the_trace_draws_attempts_steps_with_tries_waits_and_a_linked_child(
+    page: Any, dashboard: Dashboard
+) -> None:
+    """The waterfall reads the run's trace (the one GET /api/v1/runs/{id}/trace serves)."""
+    run_id = _trigger(dashboard, "traced", {"wait": 1})
+    support.wait_for(lambda: _run_status(dashboard, run_id) == "COMPLETED", 60, what="the run")
+    spans = dashboard.api("GET", f"/api/v1/runs/{run_id}/trace").json()["spans"]
+    page.goto(f"/runs/{run_id}")
+    rows = page.locator(".trace-row")
+    # one row per span of the API's trace, in the same tree
+    assert rows.count() == len(spans), [s["name"] for s in spans]
+    assert page.locator(".trace-row[data-kind=run][data-depth='0']").count() == 1
+    # the durable wait ends the first attempt; the run goes on in another
+    attempts = page.locator(".trace-row[data-kind=attempt][data-depth='1']")
+    assert attempts.count() >= 1
+    attempt = attempts.first
+    assert page.locator(".trace-row[data-kind=step][data-depth='2']").count() == 1
+    step = page.locator(".trace-row[data-kind=step]", has_text="1. flaky")
+    assert step.get_attribute("data-tries") == "2"
+    assert "(2 tries)" in step.inner_text()
+    waited = page.locator(".trace-row[data-kind=wait]")
+    assert "waits for a duration, until 20" in waited.inner_text()  # and when it ends
+    child = page.locator(".trace-row[data-kind=child]")
+    child_link = child.locator("a[href^='/runs/run_']")
+    assert child_link.count() == 1
+    assert "completed" in child.inner_text()
+    # positioned bars: each starts where the run's time says, in order, with a width
+    lefts = []
+    for row in (attempt, step, waited, child):
+        bar = row.locator(".trace-bar")
+        style = bar.get_attribute("style") or ""
+        lefts.append(_percent(style, "margin-left"))
+        assert _percent(style, "width") > 0
+        box = bar.bounding_box()
+        assert box is not None and box["width"] > 0
+    assert lefts[0] <= lefts[1] < lefts[2] < lefts[3], lefts
+    wait_bar = _percent(waited.locator(".trace-bar").get_attribute("style") or "", "width")
+    assert wait_bar > 5  # a second of the run's few seconds
+    screenshot(page, "run-trace")
+    child_link.click()
+    page.wait_for_url(re.compile(r"/runs/run_"))
+    assert page.locator(".run-head .badge-completed").count() == 1
+    assert page.locator(".run-head .task").inner_text() == "greet"
+
+
+def _wait_for_text(page: Any, selector: str, value: int) -> None:
+    """Until the element ``selector`` finds (a live swap replaces it) reads ``value``."""
+    page.wait_for_function(
+        "([sel, n]) => { const el = document.querySelector(sel);"
+        " return el !== null && el.textContent.trim() === String(n); }",
+        arg=[selector, value],
+    )
+
+
+@pytest.mark.timeout(180)
+def test_queue_counts_update_live_without_reload_or_layout_shift(
+    page: Any, dashboard: Dashboard
+) -> None:
+    paused = dashboard.api("POST", "/api/v1/queues/task/ticker/pause", json={"action": "pause"})
+    assert paused.status_code == 200, paused.text
+    try:
+        page.goto("/queues")
+        queued = page.locator("tr[data-queue='task/ticker'] [data-count=queued]")
+        before = int(queued.inner_text())
+        page.evaluate(
+            """() => {
+              window.__noReload = true; window.__cls = 0;
+              new PerformanceObserver(list => {
+                for (const e of list.getEntries()) if (!e.hadRecentInput) window.__cls += e.value;
+              }).observe({type: "layout-shift", buffered: true});
+            }"""
+        )
+        page.fill("tr[data-queue='task/ticker'] input[name=limit]", "7")  # being typed
+        for n in range(1, 3):
+            _trigger(dashboard, "ticker", {"lines": 1, "every": 0})
+            _wait_for_text(page, "tr[data-queue='task/ticker'] [data-count=queued]", before + n)
+        assert page.evaluate("window.__noReload") is True  # updated in place
+        assert page.input_value("tr[data-queue='task/ticker'] input[name=limit]") == "7"
+        shift = page.evaluate("window.__cls")
+        assert shift < 0.1, shift
+
+        page.goto("/")  # the home page follows the same feed
+        waiting = page.locator("#home-live [data-count=waiting]")
+        at_first = int(waiting.inner_text())
+        page.evaluate("window.__noReload = true")
+        _trigger(dashboard, "ticker", {"lines": 1, "every": 0})
+        _wait_for_text(
+            page, "#home-live tr[data-queue='task/ticker'] [data-count=queued]", before + 3
+        )
+        assert int(waiting.inner_text()) == at_first + 1
+        assert page.evaluate("window.__noReload") is True
+        screenshot(page, "home-live")
+    finally:
+        dashboard.api("POST", "/api/v1/queues/task/ticker/pause", json={"action": "resume"})
+    support.wait_for(  # the runs it queued are done before the next test
+        lambda: dashboard.api("GET", "/api/v1/queues/task/ticker").json()["queued"] == 0,
+        30,
+        what="the ticker queue to drain",
+    )
+
+
 def test_cancel_a_delayed_run(page: Any, dashboard: Dashboard) -> None:
     run_id = _trigger(dashboard, "greet", {}, delay="1h")
     page.goto(f"/runs/{run_id}")
@@ -195,7 +302,11 @@ def test_create_a_key_then_revoke_it_and_the_api_refuses_it(
 def test_other_pages_the_dark_theme_and_the_environment_switcher(
     page: Any, dashboard: Dashboard
 ) -> None:
-    for path, name in (("/workers", "workers"), ("/events", "events")):
+    dashboard.api("PUT", "/api/v1/envvars/API_URL", json={"value": "https://api.example.com"})
+    dashboard.api("PUT", "/api/v1/envvars/CALLBACK_SECRET", json={"value": "s", "isSecret": True})
+    pages = [("/workers", "workers"), ("/events", "events"), ("/envvars", "envvars")]
+    pages += [("/runs-bulk?action=cancel", "runs-bulk")]
+    for path, name in pages:
         page.goto(path)
         assert page.locator("h1").count() == 1
         screenshot(page, name)
@@ -223,9 +334,11 @@ def test_other_pages_the_dark_theme_and_the_environment_switcher(
 
 #: every page the dashboard has, scanned by axe-core
 PAGES = ["/", "/runs", "/tasks", "/tasks/greet/test", "/schedules", "/queues", "/tokens"]
-PAGES += ["/events", "/webhook-endpoints", "/workers", "/keys"]
+PAGES += ["/events", "/webhook-endpoints", "/envvars", "/workers", "/keys"]
+PAGES += ["/runs-bulk?action=cancel&status=QUEUED"]
 
 
+@pytest.mark.timeout(180)  # fourteen pages, each scanned twice
 def test_axe_finds_no_serious_accessibility_problem(page: Any, dashboard: Dashboard) -> None:
     """Each page in the light theme and then the dark one (the theme is an attribute)."""
     run_id = _trigger(dashboard, "greet", {})

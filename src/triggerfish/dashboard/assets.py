@@ -16,13 +16,15 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from triggerfish.dashboard.web import DashboardRoute
+
 STATIC_DIR = Path(__file__).parent / "static"
 #: where the files are served
 STATIC_PREFIX = "/static"
 #: where swagger-ui's files are served (mounted before ``STATIC_PREFIX``)
 SWAGGER_PREFIX = "/static/swagger-ui"
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
 
 def static_files() -> StaticFiles:

@@ -16,9 +16,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from triggerfish._validated import Name
 from triggerfish.dashboard.web import (
     ENV_COOKIE,
     SESSION_COOKIE,
+    DashboardRoute,
     Page,
     action_page,
     engine_of,
@@ -29,7 +31,7 @@ from triggerfish.dashboard.web import (
 from triggerfish.engine.users import DEV_USER_ID, SESSION_SECONDS, TooManyAttempts, User
 from triggerfish.errors import UserError
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 #: a random value per sign-in form, so its CSRF token is bound to this browser
 LOGIN_COOKIE = "tf_login"
 
@@ -81,7 +83,7 @@ async def login(request: Request) -> Response:
     nonce = request.cookies.get(LOGIN_COOKIE, "")
     if not nonce or not engine.users.csrf_ok(f"login:{nonce}", await form_text(request, "csrf")):
         return _login_form(request, target, "The form expired: sign in again.", 403)
-    username = await form_text(request, "username")
+    username = await form_text(request, "username", kind=Name)
     password_value = (await request.form()).get("password")
     password = password_value if isinstance(password_value, str) else ""
     client = request.client.host if request.client else "?"
@@ -111,7 +113,7 @@ async def logout(page: Annotated[Page, Depends(action_page)]) -> RedirectRespons
 async def switch_environment(
     request: Request, page: Annotated[Page, Depends(action_page)]
 ) -> RedirectResponse:
-    slug = await form_text(request, "env")
+    slug = await form_text(request, "env", kind=Name)
     try:
         await page.engine.environments.by_slug(slug)
     except UserError:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from triggerfish.dashboard.web import Page, action_page, back, current_page, form_text
+from triggerfish._validated import EventName, Key
+from triggerfish.dashboard.web import (
+    DashboardRoute,
+    Page,
+    action_page,
+    back,
+    current_page,
+    form_json,
+    form_text,
+)
 from triggerfish.errors import TriggerfishError
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
 
 @router.get("/events", response_class=HTMLResponse)
@@ -23,14 +31,14 @@ async def events_page(page: Annotated[Page, Depends(current_page)]) -> HTMLRespo
 
 @router.post("/events")
 async def send(request: Request, page: Annotated[Page, Depends(action_page)]) -> RedirectResponse:
-    name = await form_text(request, "name")
+    name = await form_text(request, "name", kind=EventName)
     if not name:
         return back("/events", error="name: required")
     try:
-        payload = json.loads(await form_text(request, "payload") or "null")
+        payload = form_json("payload", await form_text(request, "payload") or "null")
     except ValueError as exc:
         return back("/events", error=f"payload: not JSON ({exc})")
-    event_id = await form_text(request, "id") or None
+    event_id = await form_text(request, "id", kind=Key) or None
     try:
         sent = await page.engine.events.send(page.env.id, name, payload, event_id)
     except TriggerfishError as exc:

@@ -7,10 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
-from triggerfish.dashboard.web import Page, action_page, back, current_page, form_text
+from triggerfish._validated import Name
+from triggerfish.dashboard.web import (
+    DashboardRoute,
+    Page,
+    action_page,
+    back,
+    current_page,
+    form_text,
+)
 from triggerfish.errors import TriggerfishError
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
 
 @router.get("/keys", response_class=HTMLResponse)
@@ -23,8 +31,8 @@ async def keys_page(page: Annotated[Page, Depends(current_page)]) -> HTMLRespons
 async def create(
     request: Request, page: Annotated[Page, Depends(action_page)]
 ) -> HTMLResponse | object:
-    name = await form_text(request, "name") or "dashboard"
-    slug = await form_text(request, "env") or page.env.slug
+    name = await form_text(request, "name", kind=Name) or "dashboard"
+    slug = await form_text(request, "env", kind=Name) or page.env.slug
     try:
         key, _row = await page.engine.environments.create_key(slug, name)
     except TriggerfishError as exc:

@@ -19,9 +19,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from triggerfish.dashboard.web import Page, current_page
+from triggerfish.dashboard.web import DashboardRoute, Page, current_page
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 #: seconds between keep-alive comments while nothing changes (proxies drop idle streams)
 KEEPALIVE = 15.0
 #: a connection is closed after this long and the browser reconnects (from its last id):

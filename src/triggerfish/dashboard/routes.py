@@ -1,10 +1,11 @@
 """The dashboard, mounted on the server's app at ``/`` (same port as the API).
 
 One module per page group (``home``, ``runs``, ``tasks``, ``schedules``,
-``queues``, ``tokens``, ``events``, ``webhooks``, ``workers``, ``keys``), sign-in in
-``auth``, what they share in ``web``. Other issues add their pages the same
-way: a module with a ``router``, listed in ``PAGES``, and a link in
-``templates/base.html``.
+``queues``, ``tokens``, ``events``, ``webhooks``, ``envvars``, ``workers``,
+``keys``), sign-in in ``auth``, what they share in ``web``. Other issues add
+their pages the same way: a module with a ``router`` (made with
+``route_class=DashboardRoute``, which refuses hostile input; a test checks),
+listed in ``PAGES``, and a link in ``templates/base.html``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp
 from triggerfish.dashboard import (
     assets,
     auth,
+    envvars,
     events,
     home,
     keys,
@@ -30,7 +32,8 @@ from triggerfish.dashboard import (
 )
 from triggerfish.dashboard.web import SignInRequired
 
-PAGES = (home, runs, tasks, schedules, queues, tokens, events, webhooks, workers, keys, live)
+PAGES = [home, runs, tasks, schedules, queues, tokens, events, webhooks, workers, keys, live]
+PAGES.append(envvars)
 
 
 async def _sign_in(request: Request, exc: Exception) -> Response:

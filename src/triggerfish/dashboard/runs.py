@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from triggerfish._domain.filters import RunFilter
 from triggerfish._domain.states import FINAL, RunStatus
+from triggerfish._validated import BadInput, Id, Key, Name
 from triggerfish.dashboard.trace import waterfall
-from triggerfish.dashboard.web import Page, action_page, back, current_page, form_text
+from triggerfish.dashboard.web import (
+    DashboardRoute,
+    Page,
+    action_page,
+    back,
+    checked,
+    current_page,
+    form_json,
+    form_text,
+)
 from triggerfish.errors import TriggerfishError, UserError
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 PAGE_SIZE = 25
 STATUSES = [s.value for s in RunStatus]
 #: the query parameters of the list's filters, as the form names them
@@ -31,20 +42,27 @@ def _when(field: str, value: str | None) -> datetime | None:
         raise UserError(f"{field}: expected a date and time, got {value!r}") from None
 
 
-def run_filter(request: Request) -> RunFilter:
-    q = request.query_params
+def run_filter(q: Mapping[str, str]) -> RunFilter:
+    """The list's filters (from the query string, or the bulk form), each checked
+    like the API's (the error names the field)."""
+
+    def one(name: str, kind: Any) -> str | None:
+        value = q.get(name) or ""
+        return checked(name, value, kind) if value else None
+
     status = q.get("status") or ""
     if status and status not in STATUSES:
         raise UserError(f"status: unknown status {status!r}")
+    task, tag, queue = one("task", Name), one("tag", Name), one("queue", Name)
     return RunFilter(
         statuses=[status] if status else [],
-        task_ids=[q["task"]] if q.get("task") else [],
-        tags=[q["tag"]] if q.get("tag") else [],
-        queues=[q["queue"]] if q.get("queue") else [],
-        schedule_id=q.get("schedule") or None,
-        batch_id=q.get("batch") or None,
-        created_from=_when("from", q.get("from")),
-        created_to=_when("to", q.get("to")),
+        task_ids=[task] if task else [],
+        tags=[tag] if tag else [],
+        queues=[queue] if queue else [],
+        schedule_id=one("schedule", Id),
+        batch_id=one("batch", Id),
+        created_from=_when("from", one("from", Name)),
+        created_to=_when("to", one("to", Name)),
     )
 
 
@@ -52,9 +70,9 @@ async def _rows(page: Page) -> dict[str, Any]:
     q = page.request.query_params
     engine, env = page.engine, page.env
     after, before = q.get("after") or None, q.get("before") or None
-    search = (q.get("q") or "").strip()
     try:
-        flt = run_filter(page.request)
+        search = checked("q", (q.get("q") or "").strip(), Key) if q.get("q", "").strip() else ""
+        flt = run_filter(q)
     except UserError as exc:
         return {"runs": [], "tags": {}, "reasons": {}, "next": None, "prev": None, "bad": str(exc)}
     if search:
@@ -118,9 +136,11 @@ async def _detail(page: Page, run_id: str) -> dict[str, Any]:
     )
     logs = await engine.runs.logs(env.id, run_id, limit=1000)
     history = await engine.runs.events(env.id, run_id)
+    # the trace the API serves (GET /api/v1/runs/{id}/trace), drawn as bars
+    trace = await engine.traces.trace(env.id, run_id)
     return {
         "d": detail,
-        "bars": waterfall(detail),
+        "bars": waterfall(trace, engine.res.clock.now()),
         "run": detail.run,
         "reason": reasons.get(run_id),
         "waiting": waiting,
@@ -159,7 +179,7 @@ async def cancel(run_id: str, page: Annotated[Page, Depends(action_page)]) -> Re
 async def replay(
     run_id: str, request: Request, page: Annotated[Page, Depends(action_page)]
 ) -> RedirectResponse:
-    step_text = await form_text(request, "from_step")
+    step_text = await form_text(request, "from_step", kind=Name)
     payload_text = await form_text(request, "payload")
     try:
         from_step = int(step_text) if step_text else None
@@ -168,7 +188,7 @@ async def replay(
     overrides: dict[str, Any] = {}
     if payload_text:
         try:
-            overrides["payload"] = json.loads(payload_text)
+            overrides["payload"] = form_json("payload", payload_text)
         except ValueError as exc:
             return back(f"/runs/{run_id}", error=f"payload: not JSON ({exc})")
     try:
@@ -178,25 +198,161 @@ async def replay(
     return back(f"/runs/{new_id}", notice=f"replay of {run_id}")
 
 
-@router.post("/runs-bulk")
-async def bulk(request: Request, page: Annotated[Page, Depends(action_page)]) -> RedirectResponse:
-    """Cancel or replay the runs ticked in the list."""
-    form = await request.form()
-    ids = [v for v in form.getlist("run") if isinstance(v, str)]
-    action = await form_text(request, "action")
+# -- bulk actions -----------------------------------------------------------------------
+
+BULK_ACTIONS = {"cancel": "Cancel", "replay": "Replay"}
+#: runs acted on per transaction (cancel) or per page read (replay)
+BULK_BATCH = 100
+#: runs one request acts on; past it the answer offers to go on with the rest
+BULK_PER_REQUEST = 1000
+#: a count past this says "more than"
+BULK_COUNT_CAP = 100_000
+#: runs one request may tick
+MAX_SELECTED = 1000
+
+
+def _action(value: str) -> str:
+    if value not in BULK_ACTIONS:
+        raise BadInput(f"action: unknown action {value!r} (cancel or replay)")
+    return value
+
+
+async def _act(page: Page, action: str, ids: list[str], errors: list[str]) -> int:
+    """Cancel (one transaction per batch) or replay ``ids``; how many it did."""
+    engine, env_id = page.engine, page.env.id
+    if action == "cancel":
+        return await engine.runs.cancel_many(env_id, ids)
     done = 0
-    errors: list[str] = []
     for run_id in ids:
         try:
-            if action == "cancel":
-                await page.engine.runs.cancel(page.env.id, run_id)
-            elif action == "replay":
-                await page.engine.replays.replay(page.env.id, run_id)
-            else:
-                return back("/runs", error=f"action: unknown action {action!r}")
+            await engine.replays.replay(env_id, run_id)
             done += 1
         except TriggerfishError as exc:
             errors.append(f"{run_id}: {exc}")
+    return done
+
+
+def _described(filters: Mapping[str, str]) -> str:
+    words = {"q": "search", "from": "created from", "to": "created to"}
+    shown = [f"{words.get(k, k)} {v.lower() if k == 'status' else v}" for k, v in filters.items()]
+    return ", ".join(shown) if shown else "no filter: every run of the environment"
+
+
+async def _confirm_page(
+    page: Page,
+    action: str,
+    filters: dict[str, str],
+    *,
+    after: str | None = None,
+    done: int = 0,
+    errors: list[str] | None = None,
+) -> HTMLResponse:
+    """How many runs the filter matches (counted by the server) and a form to act on
+    them: those matching now, up to the newest (``through``); a run created after
+    this page is not touched."""
+    engine, env_id = page.engine, page.env.id
+    search = filters.get("q", "")
+    if search:
+        rows = await engine.runs.search(env_id, search)
+        count, through = len(rows), (rows[0].id if rows else None)
+    else:
+        flt = run_filter(filters)
+        count = await engine.runs.count(env_id, flt, cap=BULK_COUNT_CAP, below=after)
+        newest, _tags, _more = await engine.runs.page(env_id, flt, size=1, after=after, before=None)
+        through = newest[0].id if newest else None
+    return page.render(
+        "runs_bulk.html",
+        action=action,
+        verb=BULK_ACTIONS[action],
+        filters=filters,
+        described=_described(filters),
+        count=count,
+        more=count > BULK_COUNT_CAP,
+        cap=BULK_COUNT_CAP,
+        per_request=BULK_PER_REQUEST,
+        through=through,
+        after=after,
+        done=done,
+        errors=errors or [],
+    )
+
+
+def _kept(values: Mapping[str, str]) -> dict[str, str]:
+    return {k: checked(k, v.strip()) for k, v in values.items() if k in FILTERS and v.strip()}
+
+
+@router.get("/runs-bulk", response_class=HTMLResponse)
+async def bulk_confirm(page: Annotated[Page, Depends(current_page)]) -> HTMLResponse:
+    """The confirmation of a bulk action on every run matching the list's filters."""
+    q = page.request.query_params
+    return await _confirm_page(page, _action(q.get("action", "")), _kept(q))
+
+
+@router.post("/runs-bulk", response_model=None)
+async def bulk(
+    request: Request, page: Annotated[Page, Depends(action_page)]
+) -> RedirectResponse | HTMLResponse:
+    """Cancel or replay the runs ticked in the list (``run`` fields), or every run
+    matching the filters (``scope=filter``, after the confirmation page)."""
+    form = await request.form()
+    action = _action(await form_text(request, "action", kind=Name))
+    if await form_text(request, "scope") == "filter":
+        return await _bulk_filtered(request, page, action)
+    ids = [checked("run", v, Id) for v in form.getlist("run") if isinstance(v, str)]
+    if len(ids) > MAX_SELECTED:
+        raise BadInput(f"run: at most {MAX_SELECTED} runs at once")
+    errors: list[str] = []
+    done = 0
+    for start in range(0, len(ids), BULK_BATCH):
+        done += await _act(page, action, ids[start : start + BULK_BATCH], errors)
     if errors:
         return back("/runs", error=f"{action}: {done} done; " + "; ".join(errors[:3]))
     return back("/runs", notice=f"{action}: {done} runs")
+
+
+async def _bulk_filtered(
+    request: Request, page: Page, action: str
+) -> RedirectResponse | HTMLResponse:
+    """Act on the runs the confirmation counted, newest first, in batches of
+    :data:`BULK_BATCH`, at most :data:`BULK_PER_REQUEST` per request: past that the
+    answer is the confirmation again for the rest."""
+    form = await request.form()
+    filters = _kept({k: v for k, v in form.items() if isinstance(v, str)})
+    through = await form_text(request, "through", kind=Id) or None
+    cursor = await form_text(request, "after", kind=Id) or None
+    engine, env_id = page.engine, page.env.id
+    errors: list[str] = []
+    done = looked = 0
+    if filters.get("q"):  # a search matches a handful of runs: no pages
+        ids = [r.id for r in await engine.runs.search(env_id, filters["q"])]
+        done = await _act(page, action, ids[:BULK_PER_REQUEST], errors)
+        cursor = None
+    else:
+        flt = run_filter(filters)
+        if cursor is None:
+            if through is None:
+                raise BadInput("through: missing: open the confirmation from the runs list")
+            # the newest run the confirmation counted, then the older ones
+            done += await _act(page, action, [through], errors)
+            looked, cursor = 1, through
+        more = True
+        while more and looked < BULK_PER_REQUEST:
+            size = min(BULK_BATCH, BULK_PER_REQUEST - looked)
+            rows, _tags, more = await engine.runs.page(
+                env_id, flt, size=size, after=cursor, before=None
+            )
+            if not rows:
+                more = False
+                break
+            done += await _act(page, action, [r.id for r in rows], errors)
+            looked += len(rows)
+            cursor = rows[-1].id
+        if not more:
+            cursor = None
+    if cursor is not None:  # more match: the confirmation for the rest
+        return await _confirm_page(page, action, filters, after=cursor, done=done, errors=errors)
+    query = urlencode(filters)
+    target = "/runs" + (f"?{query}" if query else "")
+    if errors:
+        return back(target, error=f"{action}: {done} done; " + "; ".join(errors[:3]))
+    return back(target, notice=f"{action}: {done} runs")

@@ -10,11 +10,19 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from triggerfish.dashboard.web import Page, action_page, back, current_page, form_text
+from triggerfish._validated import BadInput, Key, Name
+from triggerfish.dashboard.web import (
+    DashboardRoute,
+    Page,
+    action_page,
+    back,
+    current_page,
+    form_text,
+)
 from triggerfish.engine.schedules import ScheduleChanges, ScheduleInfo, ScheduleInput
 from triggerfish.errors import TriggerfishError, UserError
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 #: slots shown per schedule
 UPCOMING = 5
 
@@ -51,8 +59,8 @@ async def schedules_page(page: Annotated[Page, Depends(current_page)]) -> HTMLRe
 
 
 async def _input(request: Request) -> ScheduleInput:
-    task = await form_text(request, "task")
-    cron = await form_text(request, "cron")
+    task = await form_text(request, "task", kind=Name)
+    cron = await form_text(request, "cron", kind=Name)
     if not task:
         raise UserError("task: pick a scheduled task")
     if not cron:
@@ -60,9 +68,9 @@ async def _input(request: Request) -> ScheduleInput:
     return ScheduleInput(
         task_id=task,
         cron=cron,
-        timezone=(await form_text(request, "timezone")) or "UTC",
-        external_id=(await form_text(request, "external_id")) or None,
-        deduplication_key=(await form_text(request, "deduplication_key")) or None,
+        timezone=(await form_text(request, "timezone", kind=Name)) or "UTC",
+        external_id=(await form_text(request, "external_id", kind=Key)) or None,
+        deduplication_key=(await form_text(request, "deduplication_key", kind=Key)) or None,
     )
 
 
@@ -70,6 +78,8 @@ async def _input(request: Request) -> ScheduleInput:
 async def create(request: Request, page: Annotated[Page, Depends(action_page)]) -> RedirectResponse:
     try:
         info = await page.engine.schedules.create(page.env.id, await _input(request))
+    except BadInput:
+        raise  # a 422 naming the field (DashboardRoute), not a notice
     except TriggerfishError as exc:
         return back("/schedules", error=str(exc))
     return back("/schedules", notice=f"created {info.id}")
@@ -91,6 +101,8 @@ async def change(
             await schedules.update(env_id, ref, ScheduleChanges.replacing(await _input(request)))
         else:
             raise UserError(f"action: unknown action {action!r}")
+    except BadInput:
+        raise  # a 422 naming the field (DashboardRoute), not a notice
     except TriggerfishError as exc:
         return back("/schedules", error=str(exc))
     return back("/schedules", notice=f"{ref}: {action}d" if action != "edit" else f"{ref}: saved")

@@ -10,11 +10,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from triggerfish._domain.filters import RunFilter
 from triggerfish._domain.states import FINAL, RunStatus
-from triggerfish.dashboard.web import Page, action_page, back, current_page, form_text
+from triggerfish._validated import Name
+from triggerfish.dashboard.web import (
+    DashboardRoute,
+    Page,
+    action_page,
+    back,
+    checked,
+    current_page,
+    form_json,
+    form_text,
+)
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.errors import TriggerfishError
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 #: runs looked at for a task's recent counts and failure rate
 RECENT = 50
 _FAILED = {RunStatus.FAILED, RunStatus.CRASHED, RunStatus.TIMED_OUT, RunStatus.SYSTEM_FAILURE}
@@ -110,10 +120,14 @@ async def test_run(
     text = await form_text(request, "payload")
     form = f"/tasks/{task_id}/test"
     try:
-        payload = json.loads(text or "null")
+        payload = form_json("payload", text or "null")
     except ValueError as exc:
         return back(form, error=f"payload: not JSON ({exc})")
-    tags = [t.strip() for t in (await form_text(request, "tags")).split(",") if t.strip()]
+    tags = [
+        checked("tags", t.strip(), Name)
+        for t in (await form_text(request, "tags")).split(",")
+        if t.strip()
+    ]
     try:
         result = await page.engine.enqueue.trigger(
             page.env.id, TriggerRequest(task_id, payload, tags=tags, is_test=True)

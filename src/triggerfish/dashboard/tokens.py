@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from triggerfish.dashboard.web import Page, action_page, back, current_page, form_text
+from triggerfish.dashboard.web import (
+    DashboardRoute,
+    Page,
+    action_page,
+    back,
+    current_page,
+    form_json,
+    form_text,
+)
 from triggerfish.errors import TriggerfishError
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
 
 @router.get("/tokens", response_class=HTMLResponse)
@@ -37,7 +44,7 @@ async def complete(
         target = "/tokens"
     text = await form_text(request, "data")
     try:
-        data = json.loads(text or "null")
+        data = form_json("data", text or "null")
     except ValueError as exc:
         return back(target, error=f"data: not JSON ({exc})")
     try:

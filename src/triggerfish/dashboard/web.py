@@ -5,22 +5,33 @@ directly (never the HTTP API). Cookies authenticate these routes only: the
 session cookie (``tf_session``, signed by the keyring, see ``engine/users.py``)
 and, on every POST, a CSRF token from the page (form field ``csrf`` or header
 ``X-CSRF-Token``, which htmx requests send).
+
+Every dashboard router uses :class:`DashboardRoute`, the forms' counterpart of
+the API's ``StrictJsonRoute``: a path, query or form field carrying a NUL
+character, a lone surrogate or more than 64 KiB of text is refused with a 422
+page naming the field, before the page's code runs; :func:`form_text` checks a
+field against one of the API's validated types (``Name``, ``Key``, ...), and
+:func:`form_json` reads JSON typed into a form as strictly as an API body.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
+from pydantic import TypeAdapter, ValidationError
 
+from triggerfish._validated import BadInput, Text, loads, text_problem, url_problem
 from triggerfish._version import __version__
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment as Env
@@ -119,9 +130,95 @@ def back(url: str, *, notice: str | None = None, error: str | None = None) -> Re
     return RedirectResponse(url + (sep + urlencode(query) if query else ""), status_code=303)
 
 
-async def form_text(request: Request, name: str, default: str = "") -> str:
+#: the most characters any one path, query or form field may carry (``Text``'s bound)
+MAX_FIELD = 65_536
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def checked(name: str, value: str, kind: Any = Text) -> str:
+    """``value`` if it is a valid ``kind`` (one of ``_validated``'s types), else a
+    :class:`~triggerfish._validated.BadInput` (422) naming the field ``name``."""
+    adapter = _ADAPTERS.get(kind)
+    if adapter is None:
+        adapter = _ADAPTERS.setdefault(kind, TypeAdapter(kind))
+    try:
+        return str(adapter.validate_python(value))
+    except ValidationError as exc:
+        raise BadInput(f"{name}: {exc.errors()[0]['msg']}") from None
+
+
+async def form_text(request: Request, name: str, default: str = "", kind: Any = Text) -> str:
+    """The form field ``name``, stripped, checked as ``kind``; ``default`` when empty."""
     value = (await request.form()).get(name)
-    return value.strip() if isinstance(value, str) else default
+    text = value.strip() if isinstance(value, str) else ""
+    return checked(name, text, kind) if text else default
+
+
+def form_json(name: str, text: str) -> Any:
+    """JSON typed into the field ``name``, read like an API body (no NUL, no lone
+    surrogate, no NaN, bounded depth: a 422 naming the part); ``ValueError`` when
+    it is not JSON."""
+    return loads(text, where=name)
+
+
+class DashboardRoute(APIRoute):
+    """The route class of every dashboard router: hostile input is refused at the door.
+
+    A NUL character or a lone surrogate anywhere in the path, the query string
+    or a submitted form, or a field over :data:`MAX_FIELD` characters, answers
+    422 with a page naming the field; so does a :class:`BadInput` raised by the
+    page's own checks (:func:`form_text`, :func:`form_json`).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            request = _StrictRequest(request.scope, request.receive)
+            try:
+                refused = url_problem(request.scope["path"], request.scope["query_string"])
+                if refused is not None:
+                    raise BadInput(refused)
+                for name, value in request.query_params.multi_items():
+                    _check_field(name, value)
+                if request.method == "POST" and _is_form(request):
+                    for name, item in (await request.form()).multi_items():
+                        if isinstance(item, str):
+                            _check_field(name, item)
+                return await handler(request)
+            except BadInput as exc:
+                return refused_page(str(exc), exc.status_code)
+
+        return strict
+
+
+class _StrictRequest(Request):
+    """A request whose ``json()`` is the API's strict reader."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = loads(await self.body())
+        return self._json
+
+
+def _is_form(request: Request) -> bool:
+    kind = request.headers.get("content-type", "")
+    return kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
+
+
+def _check_field(name: str, value: str) -> None:
+    label = name if text_problem(name) is None and len(name) <= 64 else "<field name>"
+    problem = text_problem(name) or text_problem(value)
+    if problem is not None:
+        raise BadInput(f"{label}: {problem}")
+    if len(value) > MAX_FIELD:
+        raise BadInput(f"{label}: longer than {MAX_FIELD} characters")
+
+
+def refused_page(message: str, status_code: int = 422) -> HTMLResponse:
+    """What a browser sees for input refused at the door (no session needed)."""
+    html = templates.get_template("refused.html").render(message=message)
+    return HTMLResponse(html, status_code=status_code)
 
 
 # -- template filters ---------------------------------------------------------------------

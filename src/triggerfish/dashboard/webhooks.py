@@ -13,10 +13,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
-from triggerfish.dashboard.web import Page, current_page
+from triggerfish.dashboard.web import DashboardRoute, Page, current_page
 from triggerfish.errors import TriggerfishError
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
 
 @router.get("/webhook-endpoints", response_class=HTMLResponse)

@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 
-from triggerfish.dashboard.web import Page, current_page
+from triggerfish.dashboard.web import DashboardRoute, Page, current_page
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
 
 @router.get("/workers", response_class=HTMLResponse)

@@ -68,6 +68,13 @@ class Runs:
             tags = await run_store.tags_of(conn, [r.id for r in rows])
         return rows, tags, more
 
+    async def count(
+        self, env_id: str, flt: RunFilter, *, cap: int, below: str | None = None
+    ) -> int:
+        """How many runs match ``flt`` (with ids before ``below``), up to ``cap + 1``."""
+        async with self.res.db.read() as conn:
+            return await run_store.count_matching(conn, env_id, flt, cap=cap, below=below)
+
     async def search(self, env_id: str, text: str) -> list[RunRecord]:
         """Runs whose id or idempotency key is ``text`` (an index probe each, no scan)."""
         text = text.strip()
@@ -96,6 +103,22 @@ class Runs:
             moved = await self.cancel_in(conn, row, woken)
         await self.waitpoints.wake(woken)
         return moved
+
+    async def cancel_many(self, env_id: str, run_ids: list[str]) -> int:
+        """Cancel a batch of runs of ``env_id`` in one transaction, like :meth:`cancel`
+        each; returns how many were canceled (unknown or finished ones are skipped).
+        Callers keep batches bounded (the dashboard's bulk cancel sends 100 at most)."""
+        woken: set[str] = set()
+        canceled = 0
+        async with self.res.db.write() as conn:
+            for run_id in run_ids:
+                row = await run_store.get(conn, env_id, run_id)
+                if row is None or RunStatus(row.status) not in CANCELABLE:
+                    continue
+                moved = await self.cancel_in(conn, row, woken)
+                canceled += moved.status == RunStatus.CANCELED
+        await self.waitpoints.wake(woken)
+        return canceled
 
     async def cancel_in(self, conn: Any, row: RunRecord, woken: set[str]) -> RunRecord:
         now = to_datetime(self.res.clock.now())

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from triggerfish import logger, retry, schedules, step, task, wait
+from triggerfish import Context, logger, retry, schedules, step, task, wait
 
 
 class Greeting(BaseModel):
@@ -58,3 +58,18 @@ def ticker(payload: dict[str, Any]) -> int:
         logger.info("tick", i=i)
         time.sleep(float(payload.get("every", 0.1)))
     return int(payload.get("lines", 20))
+
+
+def _flaky(ctx: Context) -> str:
+    if ctx.step.attempt < 2:
+        raise RuntimeError("the first try fails on purpose")
+    return "ok"
+
+
+@task(id="traced", retry=retry(max_attempts=1))
+def traced(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """A step tried twice, a wait and a child run: each kind of bar the trace draws."""
+    step.run("flaky", _flaky, ctx, retry=retry(max_attempts=3, min_delay=0, jitter=0))
+    wait.for_(seconds=float(payload.get("wait", 0.5)))
+    child = greet.trigger_and_wait(Greeting(name="child"))
+    return {"child": child.id}

@@ -72,12 +72,16 @@
     // coalesce a burst of changes into one request
     pending.set(el, setTimeout(function () {
       pending.delete(el);
-      if (el.contains(document.activeElement) && document.activeElement.matches("input, textarea, select")) {
+      var swap = el.dataset.liveSwap || "innerHTML";
+      if (swap !== "none" && el.contains(document.activeElement) &&
+          document.activeElement.matches("input, textarea, select")) {
         return; // never swap a form the person is typing in
       }
       var ticked = Array.prototype.map.call(
         el.querySelectorAll('input[name="run"]:checked'), function (c) { return c.value; });
-      window.htmx.ajax("GET", el.dataset.liveSrc, { target: el, swap: "innerHTML" }).then(function () {
+      // swap "none": the answer carries out-of-band parts (hx-swap-oob) that replace
+      // the elements with their ids, e.g. a queue's counts but not the forms beside them
+      window.htmx.ajax("GET", el.dataset.liveSrc, { target: el, swap: swap }).then(function () {
         ticked.forEach(function (id) {
           var box = el.querySelector('input[name="run"][value="' + id + '"]');
           if (box) box.checked = true;
@@ -97,11 +101,18 @@
       var change;
       try { change = JSON.parse(message.data); } catch (e) { return; }
       regions.forEach(function (el) {
-        if (el.dataset.live === "runs") refresh(el);
+        // "runs": the runs list; "list": a page of counts (home, queues)
+        if (el.dataset.live === "runs" || el.dataset.live === "list") refresh(el);
         else if (el.dataset.live === "run" && change.runId === el.dataset.run) refresh(el);
       });
     });
     window.addEventListener("pagehide", function () { source.close(); });
+    // what the change feed does not carry (workers' heartbeats, how long the oldest
+    // run has waited) is read again every data-live-every seconds
+    regions.forEach(function (el) {
+      var every = parseFloat(el.dataset.liveEvery || "");
+      if (every > 0) setInterval(function () { refresh(el); }, every * 1000);
+    });
   }
 
   document.addEventListener("DOMContentLoaded", function () {

@@ -145,6 +145,22 @@ async def page(
     index range scan on ``(environment_id, id)``, or on ``(environment_id,
     status, id)`` per status when filtered by status.
     """
+    conds = _conditions(env_id, flt)
+    if before is not None:
+        conds.append(runs.c.id > before)
+        stmt = _ordered(conds, flt.statuses, ascending=True, limit=size + 1)
+        rows = [run_from_row(r) for r in (await conn.execute(stmt)).all()]
+        more = len(rows) > size
+        return list(reversed(rows[:size])), more
+    if after is not None:
+        conds.append(runs.c.id < after)
+    stmt = _ordered(conds, flt.statuses, ascending=False, limit=size + 1)
+    rows = [run_from_row(r) for r in (await conn.execute(stmt)).all()]
+    return rows[:size], len(rows) > size
+
+
+def _conditions(env_id: str, flt: RunFilter) -> list[ColumnElement[bool]]:
+    """The WHERE terms of ``flt`` but its statuses (``_ordered`` reads those)."""
     conds = [runs.c.environment_id == env_id]
     if flt.task_ids:
         conds.append(runs.c.task_identifier.in_(list(flt.task_ids)))
@@ -171,17 +187,21 @@ async def page(
             run_tags.c.environment_id == env_id, run_tags.c.tag.in_(list(flt.tags))
         )
         conds.append(runs.c.id.in_(tagged))
-    if before is not None:
-        conds.append(runs.c.id > before)
-        stmt = _ordered(conds, flt.statuses, ascending=True, limit=size + 1)
-        rows = [run_from_row(r) for r in (await conn.execute(stmt)).all()]
-        more = len(rows) > size
-        return list(reversed(rows[:size])), more
-    if after is not None:
-        conds.append(runs.c.id < after)
-    stmt = _ordered(conds, flt.statuses, ascending=False, limit=size + 1)
-    rows = [run_from_row(r) for r in (await conn.execute(stmt)).all()]
-    return rows[:size], len(rows) > size
+    return conds
+
+
+async def count_matching(
+    conn: AsyncConnection, env_id: str, flt: RunFilter, *, cap: int, below: str | None = None
+) -> int:
+    """How many runs match ``flt`` (and sort before the run id ``below``), counted up
+    to ``cap`` (``cap + 1`` means more): the index ranges of :func:`page`, read at
+    most ``cap + 1`` rows deep."""
+    conds = _conditions(env_id, flt)
+    if below is not None:
+        conds.append(runs.c.id < below)
+    matching = _ordered(conds, flt.statuses, ascending=False, limit=cap + 1)
+    stmt = select(func.count()).select_from(matching.subquery())
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 def _ordered(
