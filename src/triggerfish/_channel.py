@@ -61,8 +61,16 @@ class StaleReport(ApiError):
 class Channel:
     """Example: ``await Channel(url, key).call("heartbeat", {...})``."""
 
-    def __init__(self, api_url: str, secret_key: str, path: str = "/worker/v1/socket") -> None:
+    def __init__(
+        self,
+        api_url: str,
+        secret_key: str,
+        path: str = "/worker/v1/socket",
+        *,
+        open_timeout: float = 10.0,
+    ) -> None:
         base = api_url.rstrip("/")
+        self._open_timeout = open_timeout
         self.url = "ws" + base.removeprefix("http") + path
         self._headers = {"Authorization": f"Bearer {secret_key}"}
         #: the largest frame the server takes (it closes the connection on a larger
@@ -154,7 +162,7 @@ class Channel:
                     additional_headers=self._headers,
                     compression=None,  # small frames: compressing costs more than it saves
                     max_size=None,  # answers (claimed runs with their payloads) are not capped
-                    open_timeout=10,
+                    open_timeout=self._open_timeout,
                 )
             except InvalidStatus as exc:
                 raise ChannelUnavailable(

@@ -280,6 +280,8 @@ class NewRun:
     batch_index: int | None = None
     order_key: float = 0.0
     trace_context: str | None = None
+    #: the trigger call's request key: a retry of the call finds this run
+    request_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

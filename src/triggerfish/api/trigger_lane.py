@@ -22,7 +22,13 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triggerfish.api.errors import describe_error, error_response
-from triggerfish.api.trigger_wire import TriggerBody, trigger_answer, trigger_request
+from triggerfish.api.trigger_wire import (
+    REQUEST_KEY_HEADER,
+    TriggerBody,
+    request_key,
+    trigger_answer,
+    trigger_request,
+)
 from triggerfish.api.validated import loads
 from triggerfish.engine import Engine
 from triggerfish.errors import (
@@ -33,6 +39,7 @@ from triggerfish.errors import (
 )
 
 _PATH = re.compile(r"/api/v1/tasks/(.+)/trigger")
+_REQUEST_KEY = REQUEST_KEY_HEADER.encode()
 
 
 class TriggerLane:
@@ -63,6 +70,7 @@ class TriggerLane:
             body,
             b"trigger-version" in headers,
             headers.get(b"traceparent"),
+            headers.get(_REQUEST_KEY),
         )
         if answer is None:
             await self.app(scope, _replay(body, receive), send)
@@ -76,6 +84,7 @@ class TriggerLane:
         body: bytes,
         official_sdk: bool,
         traceparent: bytes | None = None,
+        request_key_header: bytes | None = None,
     ) -> Any:
         """The answer, or None to leave the request to the app (it will refuse it)."""
         scheme, _, key = authorization.decode("latin-1").partition(" ")
@@ -85,7 +94,13 @@ class TriggerLane:
             env = await self.engine.environments.authenticate(key.strip())
             parsed = TriggerBody.model_validate(loads(body))
             context = traceparent.decode("latin-1") if traceparent else None
-            request = trigger_request(task_id, parsed, self.engine.res.clock.now(), context)
+            request = trigger_request(
+                task_id,
+                parsed,
+                self.engine.res.clock.now(),
+                context,
+                request_key(request_key_header),
+            )
         except StoreUnavailable as exc:
             return error_response(*describe_error(exc))
         except (AuthenticationError, ValidationError, ValueError, UserError):

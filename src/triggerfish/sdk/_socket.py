@@ -57,10 +57,13 @@ NOT_SENT = _NotSent()
 class SyncSocket:
     """One connection for a sync client; :meth:`call` answers or returns ``NOT_SENT``."""
 
-    def __init__(self, api_url: str, secret_key: str, timeout: float) -> None:
+    def __init__(
+        self, api_url: str, secret_key: str, timeout: float, open_timeout: float = 10.0
+    ) -> None:
         self.url = "ws" + api_url.rstrip("/").removeprefix("http") + PATH
         self._secret_key = secret_key
         self._timeout = timeout
+        self._open_timeout = min(timeout, open_timeout)
         self._lock = threading.Lock()
         self._conn: Any = None
         self._opened: contextlib.ExitStack | None = None
@@ -125,7 +128,7 @@ class SyncSocket:
 
         try:
             opened, self._conn = open_sync_socket(
-                self.url, self._secret_key, open_timeout=min(self._timeout, 10.0)
+                self.url, self._secret_key, open_timeout=self._open_timeout
             )
         except (OSError, InvalidHandshake, TimeoutError):
             self._off_until = time.monotonic() + RETRY_AFTER
@@ -147,9 +150,12 @@ class SyncSocket:
 class AsyncSocket:
     """The same for an async client: calls multiplexed on one connection per event loop."""
 
-    def __init__(self, api_url: str, secret_key: str, timeout: float) -> None:
+    def __init__(
+        self, api_url: str, secret_key: str, timeout: float, open_timeout: float = 10.0
+    ) -> None:
         self._args = (api_url, secret_key)
         self._timeout = timeout
+        self._open_timeout = min(timeout, open_timeout)
         self._channel: Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._off_until = 0.0
@@ -192,7 +198,7 @@ class AsyncSocket:
         loop = asyncio.get_running_loop()
         if self._channel is None or self._loop is not loop:
             # a connection belongs to the loop that opened it
-            self._channel = Channel(*self._args, path=PATH)
+            self._channel = Channel(*self._args, path=PATH, open_timeout=self._open_timeout)
             self._channel.max_frame = DEFAULT_MAX_FRAME
             self._loop = loop
         return self._channel
