@@ -83,7 +83,8 @@ class Maintenance:
 
     async def purge_retention(self) -> int:
         """Delete a bounded batch of each environment's runs (and all that hangs off
-        them) and events older than its retention (``store/retention.py``)."""
+        them), events, webhook deliveries and alert deliveries older than its
+        retention (``store/retention.py``)."""
         now = self.res.clock.now()
         purged = 0
         async with self.res.db.read() as conn:
@@ -93,6 +94,8 @@ class Maintenance:
             async with self.res.db.write() as conn:
                 purged += await retention_store.purge_runs(conn, env_id, before, RETENTION_BATCH)
                 await retention_store.purge_events(conn, env_id, before, SWEEP_BATCH)
+                for table in retention_store.AGED_TABLES:
+                    await retention_store.purge_aged(conn, table, env_id, before, SWEEP_BATCH)
         return purged
 
     async def purge_expired_kv(self) -> int:
