@@ -18,8 +18,12 @@ import httpx
 import pytest
 
 from tests import support
-from tests.api.conftest import Served
+from tests.api.conftest import MANIFEST, Served
 from triggerfish import ConnectionLost, ServerUnreachable, Triggerfish
+from triggerfish._domain.attempts import Succeeded
+from triggerfish.cli._serve import make_server
+from triggerfish.engine import Engine
+from triggerfish.worker.api_client import ClaimRequest, CompletionReport, WorkerApi
 
 HEADER = "x-trigger-request-idempotency-key"
 
@@ -304,3 +308,41 @@ async def test_the_sdk_makes_one_run_of_a_trigger_whose_answer_was_lost(
         front.close()
     runs = (await served.http.get("/api/v1/runs")).json()["data"]
     assert [r["id"] for r in runs] == [handle.id]
+
+
+async def test_the_worker_moves_to_the_next_server_when_its_server_stops(engine: Engine) -> None:
+    """Two servers on one database; the worker's first one stops mid-attempt: its
+    heartbeats, reports and claims go on at the second at once."""
+    key, _ = await engine.environments.create_key("dev", "test")
+    ports = [support.free_port(), support.free_port()]
+    servers = [make_server(engine, "127.0.0.1", port) for port in ports]
+    serving = [await support.serve_in_loop(server) for server in servers]
+    first, second = (f"http://127.0.0.1:{port}" for port in ports)
+    api = WorkerApi(f"{first},{second}", key)
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        async with httpx.AsyncClient(base_url=second, headers=headers) as http:
+            body = {"version": "v1", "name": "w", "concurrency": 2, "tasks": [MANIFEST]}
+            worker_id = (await api.register(body))["worker_id"]
+            run_ids = [
+                (await http.post("/api/v1/tasks/job/trigger", json={"payload": {}})).json()["id"]
+                for _ in range(2)
+            ]
+            (claimed,) = await api.dequeue(worker_id, 1, wait=5, start=1)
+            assert api.api_url == first
+            await support.stop_serving(servers[0], serving[0])
+            held = [claimed.job.attempt_id]
+            assert await api.heartbeat(worker_id, held) == []  # still its attempt
+            assert api.api_url == second
+            report = CompletionReport(claimed.job.run_id, held[0], Succeeded("done"))
+            claim = ClaimRequest(worker_id, max=1, start=1)
+            answer = await api.reports([], [report], claim, give_up_after=5)
+            assert answer.completions[0].status == "COMPLETED"
+            assert [r.job.run_id for r in answer.runs] == [
+                r for r in run_ids if r != claimed.job.run_id
+            ]
+            # task processes get every server, the one in use first
+            assert answer.runs[0].job.api_url == f"{second},{first}"
+    finally:
+        await api.close()
+        await support.stop_serving(servers[1], serving[1])
