@@ -39,6 +39,9 @@ class ServerSettings(BaseSettings):
     #: seconds the change feed keeps a change (realtime subscribers resume within
     #: it); the maintenance loop deletes older ones in bounded batches
     changes_retention: float = 7 * 24 * 3600.0
+    #: how often the purges (old changes, expired KV entries, runs past their
+    #: retention) run; sooner while a pass found a full batch to delete
+    purge_interval: float = Field(default=60.0, gt=0)
     #: days a finished run (with its logs, journal, events) is kept, unless its
     #: environment sets its own (``store/retention.py``)
     retention_days: int = Field(default=30, ge=1, le=36_500)

@@ -176,3 +176,19 @@ async def test_the_maintenance_loop_purges_expired_kv_entries(
     async with engine.res.db.read() as conn:
         keys = {r.key for r in await conn.execute(select(kv_entries.c.key))}
     assert keys == {"long", "forever"}  # the expired row is gone, not only hidden
+
+
+async def test_the_purges_run_every_purge_interval_not_every_sweep(
+    engine: Engine, clock: ManualClock
+) -> None:
+    """A busy store is not scanned for expired rows every second: after a pass,
+    the purges wait ``purge_interval`` (a full batch would bring them back sooner)."""
+    dev = await engine.environments.by_slug("dev")
+    await engine.events.kv_set(dev.id, "first", 1, ttl=1)
+    clock.advance(seconds=2)
+    assert (await engine.maintenance.sweep())["kv_purged"] == 1
+    await engine.events.kv_set(dev.id, "second", 2, ttl=1)
+    clock.advance(seconds=2)
+    assert (await engine.maintenance.sweep())["kv_purged"] == 0  # not due yet
+    clock.advance(seconds=engine.res.settings.purge_interval)
+    assert (await engine.maintenance.sweep())["kv_purged"] == 1

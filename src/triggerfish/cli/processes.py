@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from triggerfish import _otel
+from triggerfish._heap import settle_after_startup
 from triggerfish.cli._common import console, fail, port_is_free, run_async
 from triggerfish.sdk._client import DEFAULT_API_URL, env_setting
 from triggerfish.worker.discovery import DiscoveryError, ProjectConfig
@@ -49,6 +50,7 @@ def server(
         engine = Engine.create(settings)
         await engine.start()  # refuses an unmigrated database, naming the fix
         srv = make_server(engine, host, port, log_level="info")
+        settle_after_startup()
         stop = asyncio.Event()
         _stop_on_signals(stop)
         serving = asyncio.create_task(srv.serve())

@@ -2,14 +2,23 @@
 
 A value is sealed by the keyring (purpose ``envvar``, bound to its environment
 and name) before it reaches the store, and opened only to answer the API and
-to hand an attempt its environment (:meth:`EnvVars.for_attempts`). A claim
-reads the variables afresh, so a change applies to the next attempt, never to
-a running one.
+to hand an attempt its environment (:meth:`EnvVars.for_attempts`). A change
+applies to attempts that start after it, never to a running one.
+
+A server that is alone on its PostgreSQL store (``Notifier.alone``: no
+other server listens) hands claims the variables from a cache, since a read
+per claim is a round trip on the path from trigger to start: every write goes
+through this server, and empties the cache before it returns. With several
+servers (or on SQLite, where a read is no round trip) every claim reads
+afresh. A server that starts while another caches is counted within a second
+(``PRESENCE_TTL``); meanwhile its writes reach the other through ``NOTIFY``,
+and no entry is used after :data:`CACHE_SECONDS` anyway.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +35,10 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
 MAX_VALUE_BYTES = 64 * 1024
 #: names Triggerfish sets itself in a task process
 _RESERVED_PREFIX = "TRIGGERFISH_"
+#: the notifier key that tells every server "some environment's variables changed"
+CHANGED_KEY = "envvars"
+#: the longest a claim uses variables read earlier (a lost wake-up's bound)
+CACHE_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +87,20 @@ class EnvVars:
         self.res = res
         #: sealed value -> plaintext: opening a box costs a decryption, claims repeat it
         self._opened: dict[str, str] = {}
+        #: env id -> (monotonic time read, variables in the clear)
+        self._cached: dict[str, tuple[float, dict[str, str]]] = {}
+        #: bumped on every change: a read that raced a write is not cached
+        self._generation = 0
+        self._changes = res.notifier.listener(CHANGED_KEY)
+
+    def _changed(self) -> None:
+        """After a write committed: forget what claims read, here and on other servers."""
+        self._forget()
+        self.res.notifier.notify_nowait(CHANGED_KEY)
+
+    def _forget(self) -> None:
+        self._generation += 1
+        self._cached.clear()
 
     def _seal(self, env_id: str, name: str, value: str) -> str:
         # the environment and name travel inside the box, so a sealed value
@@ -131,6 +158,7 @@ class EnvVars:
         box = self._seal(env_id, name, value)
         async with self.res.db.write() as conn:
             written = await store.insert_var(conn, env_id, name, box, secret, now, replace=replace)
+        self._changed()
         if not written:
             raise UserError(
                 f"name: environment variable {name!r} already exists; update it instead"
@@ -142,12 +170,14 @@ class EnvVars:
         box = self._seal(env_id, name, value)
         async with self.res.db.write() as conn:
             found = await store.update_value(conn, env_id, name, box, self.res.clock.utcnow())
+        self._changed()
         if not found:
             raise EnvVarNotFound(name, env_slug)
 
     async def delete(self, env_id: str, env_slug: str, name: str) -> None:
         async with self.res.db.write() as conn:
             found = await store.delete_var(conn, env_id, name)
+        self._changed()
         if not found:
             raise EnvVarNotFound(name, env_slug)
 
@@ -177,13 +207,26 @@ class EnvVars:
                     written.append(name)
                 else:
                     kept.append(name)
+        self._changed()
         return written, kept
 
     async def for_attempts(self, env_id: str) -> dict[str, str]:
         """The variables an attempt starting now gets, in the clear."""
+        if self._changes.is_set():  # another server changed some: take the next wake-up first
+            self._changes = self.res.notifier.listener(CHANGED_KEY)
+            self._forget()
+        alone = self.res.notifier.alone()
+        hit = self._cached.get(env_id) if alone else None
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < CACHE_SECONDS:
+            return dict(hit[1])
+        generation = self._generation
         async with self.res.db.read() as conn:
             rows = await store.sealed_values(conn, env_id)
-        return self.opened(env_id, rows)
+        values = self.opened(env_id, rows)
+        if alone and generation == self._generation:
+            self._cached[env_id] = (now, values)
+        return dict(values)
 
     def opened(self, env_id: str, rows: Iterable[tuple[str, str]]) -> dict[str, str]:
         return {name: self._open(env_id, name, box) for name, box in rows}

@@ -46,6 +46,10 @@ class Maintenance:
         self.attempts = attempts
         self.schedules = schedules
         self.waitpoints = waitpoints
+        # the purges run every ``purge_interval``, not every sweep: on a busy
+        # store they are a scan and a transaction each that find nothing most times
+        self._next_purge = float("-inf")
+        self._filled_a_batch = False
 
     async def sweep(self) -> dict[str, int]:
         """One pass of every sweep; returns how many runs each one moved."""
@@ -59,10 +63,27 @@ class Maintenance:
             "scheduled": await self.schedules.fire_due(),
             "waits_resolved": await self.waitpoints.resolve_due(),
             "claims_forgotten": await self.forget_old_claims(),
+            **await self.purges(),
+        }
+
+    async def purges(self) -> dict[str, int]:
+        """The purges, when due: every ``purge_interval``, or at once again while
+        the last pass filled a batch (there is more to delete)."""
+        now = self.res.clock.now()
+        if now < self._next_purge:
+            return {"kv_purged": 0, "changes_forgotten": 0, "runs_purged": 0}
+        done = {
             "kv_purged": await self.purge_expired_kv(),
             "changes_forgotten": await self.forget_old_changes(),
             "runs_purged": await self.purge_retention(),
         }
+        full = (
+            done["kv_purged"] >= SWEEP_BATCH
+            or done["changes_forgotten"] >= SWEEP_BATCH
+            or self._filled_a_batch
+        )
+        self._next_purge = now if full else now + self.res.settings.purge_interval
+        return done
 
     async def forget_old_changes(self) -> int:
         """Delete a bounded batch of changes older than ``changes_retention``."""
@@ -87,15 +108,20 @@ class Maintenance:
         retention (``store/retention.py``)."""
         now = self.res.clock.now()
         purged = 0
+        self._filled_a_batch = False
         async with self.res.db.read() as conn:
             envs = await retention_store.retention_days(conn)
         for env_id, days in envs:
             before = to_datetime(now - (days or self.res.settings.retention_days) * 86400)
             async with self.res.db.write() as conn:
-                purged += await retention_store.purge_runs(conn, env_id, before, RETENTION_BATCH)
-                await retention_store.purge_events(conn, env_id, before, SWEEP_BATCH)
-                for table in retention_store.AGED_TABLES:
+                runs = await retention_store.purge_runs(conn, env_id, before, RETENTION_BATCH)
+                events = await retention_store.purge_events(conn, env_id, before, SWEEP_BATCH)
+                aged = [
                     await retention_store.purge_aged(conn, table, env_id, before, SWEEP_BATCH)
+                    for table in retention_store.AGED_TABLES
+                ]
+            purged += runs
+            self._filled_a_batch |= runs >= RETENTION_BATCH or max([events, *aged]) >= SWEEP_BATCH
         return purged
 
     async def purge_expired_kv(self) -> int:

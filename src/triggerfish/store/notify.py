@@ -43,6 +43,13 @@ class Notifier:
         except TimeoutError:
             return False
 
+    def alone(self) -> bool:
+        """Whether this server is known to be the only one on its store now.
+
+        A plain notifier cannot tell (several processes may share a SQLite
+        file), so it says no; the PostgreSQL one counts the listening servers."""
+        return False
+
     def wake_local(self, env_id: str) -> None:
         event = self._events.pop(env_id, None)
         if event is not None:

@@ -143,6 +143,9 @@ def main(conn: Connection, root: str, dirs: list[str], skip_broken: bool = False
     _logger.set_sink(lambda record: send(conn, ("log", record)))
     _logger.set_level(config.log_level)
     attempts = _Attempts(conn, registry)
+    from triggerfish._heap import settle_after_startup
+
+    settle_after_startup()
     send(conn, ("ready", os.getpid()))
     while True:
         try:

@@ -37,6 +37,7 @@ from triggerfish._domain.attempts import (
     Succeeded,
     Suspended,
 )
+from triggerfish._heap import settle_after_startup
 from triggerfish._redact import redact, task_environment
 from triggerfish.errors import ApiError
 from triggerfish.worker.api_client import (
@@ -165,6 +166,7 @@ class Worker:
             max_durations={t.id: t.max_duration for t in registry},
         )
         await self.pool.start()
+        settle_after_startup()
         log.info(
             "worker %s (version %s) serving %d task(s) with %d slot(s)",
             self.worker_id,

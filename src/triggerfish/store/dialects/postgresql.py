@@ -210,6 +210,7 @@ class PostgresNotifier(Notifier):
         # whether another server listens, and until when (loop time) that is known
         self._others = True
         self._others_until = 0.0
+        self._counting = False
         self._lost = asyncio.Event()  # a connection was lost: reconnect
         self._keeper: asyncio.Task[None] | None = None
 
@@ -255,6 +256,30 @@ class PostgresNotifier(Notifier):
         """Wake this process's pollers now; other servers' through ``NOTIFY``, sent in
         the background so the caller (a trigger, a completion) does not wait for it."""
         self.notify_nowait(env_id)
+
+    def alone(self) -> bool:
+        """No other server held the presence lock at the last count, which is
+        less than ``PRESENCE_TTL`` old (a stale count says no, and is redone in
+        the background)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._others_until:
+            return not self._others
+        if self._send_conn is not None and not self._counting:
+            self._counting = True
+            task = loop.create_task(self._count_others())
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        return False
+
+    async def _count_others(self) -> None:
+        try:
+            async with self._send_lock:
+                if self._send_conn is not None:
+                    await self._others_listen(self._send_conn)
+        except Exception:  # the keeper reconnects; until then, not alone
+            self._lost.set()
+        finally:
+            self._counting = False
 
     def notify_nowait(self, env_id: str) -> None:
         self.wake_local(env_id)
