@@ -67,8 +67,11 @@ class Channel:
         secret_key: str,
         path: str = "/worker/v1/socket",
         headers: dict[str, str] | None = None,
+        *,
+        open_timeout: float = 10.0,
     ) -> None:
         base = api_url.rstrip("/")
+        self._open_timeout = open_timeout
         self.url = "ws" + base.removeprefix("http") + path
         self._headers = {"Authorization": f"Bearer {secret_key}", **(headers or {})}
         #: the largest frame the server takes (it closes the connection on a larger
@@ -160,7 +163,7 @@ class Channel:
                     additional_headers=self._headers,
                     compression=None,  # small frames: compressing costs more than it saves
                     max_size=None,  # answers (claimed runs with their payloads) are not capped
-                    open_timeout=10,
+                    open_timeout=self._open_timeout,
                 )
             except InvalidStatus as exc:
                 raise ChannelUnavailable(

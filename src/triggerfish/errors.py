@@ -44,6 +44,7 @@ Raised by the platform inside task code, never to be caught:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -289,10 +290,25 @@ class ServerUnreachable(TriggerfishError):
     def __init__(self, url: str, cause: BaseException | str) -> None:
         self.url = url
         self.reason = reason = str(cause) or type(cause).__name__
+        #: every server tried and why each failed (one entry with a single URL)
+        self.tried: list[tuple[str, str]] = [(url, reason)]
         super().__init__(
             f"cannot reach the Triggerfish server at {url} ({reason}); is it running? "
             "start one with `triggerfish dev`, or point TRIGGERFISH_API_URL (--api-url) at yours"
         )
+
+    @classmethod
+    def of_all(cls, tried: Sequence[tuple[str, BaseException]]) -> ServerUnreachable:
+        """No server of a list answered: the error names each one and its failure."""
+        if len(tried) == 1:
+            return cls(*tried[0])
+        reasons = [(url, str(exc) or type(exc).__name__) for url, exc in tried]
+        error = cls(
+            ", ".join(url for url, _ in reasons),
+            "; ".join(f"{url}: {reason}" for url, reason in reasons),
+        )
+        error.tried = reasons
+        return error
 
 
 class KeyRejected(ApiError):

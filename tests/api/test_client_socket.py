@@ -88,7 +88,7 @@ async def served(engine: Engine) -> AsyncIterator[Served]:
 def _over_socket_only(client: Triggerfish) -> bool:
     """Whether the client has sent nothing over HTTP (its HTTP pool was never made)."""
     transport = client._transport
-    return transport._sync is None and transport._async is None
+    return all(c is None for c in [*transport._sync, *transport._async])
 
 
 async def test_triggers_go_over_the_socket_and_make_runs(served: Served) -> None:

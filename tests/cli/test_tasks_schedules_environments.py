@@ -131,6 +131,31 @@ async def test_named_environments_have_their_own_keys(live: Live, sqlite_db: str
     assert wrong.exit_code == 2 and "'staging'" in wrong.stderr
 
 
+async def test_an_environments_retention_is_shown_and_set(live: Live, sqlite_db: str) -> None:
+    admin = {"DATABASE_URL": sqlite_db}
+
+    async def shown(slug: str) -> dict[str, Any]:
+        result = await invoke_async("environments", "retention", slug, "--json", env=admin)
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.stdout))
+
+    assert await shown("prod") == {"environment": "prod", "days": 30, "default": True}
+    made = await invoke_async("environments", "retention", "prod", "--days", "7", env=admin)
+    assert made.exit_code == 0 and "7 days" in made.stdout, made.output
+    assert await shown("prod") == {"environment": "prod", "days": 7, "default": False}
+    assert (await shown("dev"))["days"] == 30  # each environment its own
+    # the servers on that database apply it
+    env = await live.engine.environments.by_slug("prod")
+    assert await live.engine.maintenance.retention(env.id) == (7, True)
+    back = await invoke_async("environments", "retention", "prod", "--default", env=admin)
+    assert back.exit_code == 0, back.output
+    assert await shown("prod") == {"environment": "prod", "days": 30, "default": True}
+    zero = await invoke_async("environments", "retention", "prod", "--days", "0", env=admin)
+    assert zero.exit_code == 2 and "--days" in zero.output
+    unknown = await invoke_async("environments", "retention", "nope", env=admin)
+    assert unknown.exit_code == 1 and "no environment 'nope'" in unknown.stderr
+
+
 async def test_sdk_update_and_trigger_of_schedules(live: Live) -> None:
     await live.register(MANIFESTS, version="v1")
     from triggerfish import Triggerfish

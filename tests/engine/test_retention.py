@@ -10,12 +10,19 @@ from sqlalchemy import func, select
 
 from tests.support.in_process import in_process_worker, run_record
 from triggerfish import retry, step, task, wait
+from triggerfish._domain.times import to_datetime
 from triggerfish.engine import Engine, maintenance
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.resources import ManualClock
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
-from triggerfish.store.retention import RUN_TABLES
-from triggerfish.store.tables import events, runs, waitpoints
+from triggerfish.store.retention import AGED_TABLES, RUN_TABLES
+from triggerfish.store.tables import (
+    alert_deliveries,
+    events,
+    runs,
+    waitpoints,
+    webhook_deliveries,
+)
 
 FAST = retry(max_attempts=1, min_delay=0, max_delay=0, jitter=0)
 DAY = 86400.0
@@ -113,6 +120,79 @@ def test_every_table_keyed_by_a_run_is_purged_with_it() -> None:
     from triggerfish.store import tables
     from triggerfish.store.retention import RUN_TABLES
 
-    listed = {table.name for table, _ in RUN_TABLES}
+    listed = {table.name for table, _ in RUN_TABLES} | {t.name for t in AGED_TABLES}
     keyed = {t.name for t in tables.metadata.sorted_tables if "run_id" in t.c} - {"runs"}
     assert keyed <= listed, f"not purged with their runs: {sorted(keyed - listed)}"
+
+
+async def _delivery_ids(engine: Engine) -> dict[str, set[str]]:
+    async with engine.res.db.read() as conn:
+        return {
+            table.name: set((await conn.execute(select(table.c.id))).scalars())
+            for table in AGED_TABLES
+        }
+
+
+async def test_webhook_and_alert_deliveries_go_once_past_the_retention(
+    engine: Engine, clock: ManualClock
+) -> None:
+    env_id = (await engine.environments.by_slug("dev")).id
+    other_id = (await engine.environments.by_slug("prod")).id
+    await engine.maintenance.set_retention(other_id, 90)
+
+    async def deliveries(suffix: str, env: str) -> None:
+        at = to_datetime(clock.now())
+        async with engine.res.db.write() as conn:
+            await conn.execute(
+                webhook_deliveries.insert().values(
+                    id=f"whd_{suffix}",
+                    endpoint_id="whe_1",
+                    environment_id=env,
+                    event_id=f"evt-{suffix}",
+                    event_name="github.push",
+                    headers={},
+                    payload={},
+                    run_ids=[],
+                    errors=[],
+                    outcome="first",
+                    created_at=at,
+                )
+            )
+            await conn.execute(
+                alert_deliveries.insert().values(
+                    id=f"ald_{suffix}",
+                    environment_id=env,
+                    rule_id="alr_1",
+                    dedup_key=f"key-{suffix}",
+                    status="SENT",
+                    payload={},
+                    count=1,
+                    attempts=1,
+                    created_at=at,
+                )
+            )
+
+    await deliveries("old", env_id)
+    await deliveries("kept-longer", other_id)
+    clock.advance(20 * DAY)
+    await deliveries("recent", env_id)
+    clock.advance(11 * DAY)  # the first ones are 31 days old, the recent one 11
+    await engine.maintenance.sweep()
+    assert await _delivery_ids(engine) == {
+        "webhook_deliveries": {"whd_recent", "whd_kept-longer"},
+        "alert_deliveries": {"ald_recent", "ald_kept-longer"},
+    }
+
+
+def test_every_table_of_deliveries_goes_by_age() -> None:
+    """A new table of deliveries must join ``AGED_TABLES`` (or be keyed by a run),
+    or its rows are kept forever."""
+    from triggerfish.store import tables
+
+    aged = {table.name for table in AGED_TABLES}
+    deliveries = {t.name for t in tables.metadata.sorted_tables if t.name.endswith("deliveries")}
+    assert deliveries <= aged, f"never purged: {sorted(deliveries - aged)}"
+    for table in AGED_TABLES:
+        assert {"id", "environment_id", "created_at"} <= set(table.c.keys()), table.name
+        indexed = [tuple(c.name for c in index.columns) for index in table.indexes]
+        assert ("environment_id", "created_at") in indexed, f"{table.name}: no index to sweep"

@@ -437,7 +437,9 @@ def start_worker(
     extra_env: dict[str, str] | None = None,
     name: str = "w",
     wait: bool = True,
+    api_url: str | None = None,
 ) -> WorkerProc:
+    """``triggerfish worker`` against ``server`` (or the servers ``api_url`` lists)."""
     log = log_dir / f"worker-{name}-{uuid.uuid4().hex[:6]}.log"
     env = _env({"TRIGGERFISH_SECRET_KEY": key, **(extra_env or {})})
     proc = subprocess.Popen(
@@ -447,7 +449,7 @@ def start_worker(
             "triggerfish.cli.main",
             "worker",
             "--api-url",
-            server.url,
+            api_url or server.url,
             "--project",
             str(project),
             "--concurrency",

@@ -94,6 +94,8 @@ class RunRecord:
     expired_at: datetime | None
     #: the W3C ``traceparent`` its caller sent (None: the run starts a trace)
     trace_context: str | None
+    #: the request key of the trigger call that made it (retries find the run by it)
+    request_key: str | None
 
     @property
     def claimed_attempt_id(self) -> str:
@@ -374,6 +376,8 @@ class NewRun:
     batch_index: int | None = None
     order_key: float = 0.0
     trace_context: str | None = None
+    #: the trigger call's request key: a retry of the call finds this run
+    request_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep
-from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
+from triggerfish.api.trigger_wire import (
+    REQUEST_KEY_HEADER,
+    TriggerBody,
+    TriggerOptions,
+    request_key,
+    trigger_request,
+)
 from triggerfish.api.validated import Key, StrictJsonRoute
 from triggerfish.engine.enqueue import MAX_BATCH_ITEMS, BatchEntry, ItemRefusal
 from triggerfish.errors import UserError
@@ -52,10 +58,13 @@ def _request(index: int, item: BatchItem, now: float) -> BatchEntry:
     return req
 
 
-async def _batch(body: BatchBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def _batch(
+    body: BatchBody, engine: EngineDep, env: EnvDep, request: Request
+) -> dict[str, Any]:
     now = engine.res.clock.now()
     requests = [_request(i, item, now) for i, item in enumerate(body.items)]
-    result = await engine.enqueue.trigger_batch(env.id, requests)
+    key = request_key(request.headers.get(REQUEST_KEY_HEADER))
+    result = await engine.enqueue.trigger_batch(env.id, requests, request_key=key)
     answer: dict[str, Any] = {"id": result.id, "runCount": len(requests), "runs": result.run_ids}
     if result.errors:
         answer["errors"] = [e.as_json() for e in result.errors]
@@ -63,23 +72,34 @@ async def _batch(body: BatchBody, engine: EngineDep, env: EnvDep) -> dict[str, A
 
 
 @router.post("/api/v2/tasks/batch")
-async def batch_trigger(body: BatchBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def batch_trigger(
+    body: BatchBody, engine: EngineDep, env: EnvDep, request: Request
+) -> dict[str, Any]:
     """Trigger up to 1,000 runs in one call and one transaction.
 
     Answers ``{"id": "batch_…", "runCount", "runs": ["run_…", …]}`` (runs in item order).
+    A retry with the first try's ``x-trigger-request-idempotency-key`` answers the
+    batch that try made.
     """
-    return await _batch(body, engine, env)
+    return await _batch(body, engine, env, request)
 
 
 @router.post("/api/v1/tasks/batch", include_in_schema=False)
-async def batch_trigger_v1(body: BatchBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
-    return await _batch(body, engine, env)
+async def batch_trigger_v1(
+    body: BatchBody, engine: EngineDep, env: EnvDep, request: Request
+) -> dict[str, Any]:
+    return await _batch(body, engine, env, request)
 
 
 @router.post("/api/v3/batches", status_code=202)
-async def create_batch(body: CreateBatchBody, engine: EngineDep, env: EnvDep) -> dict[str, Any]:
+async def create_batch(
+    body: CreateBatchBody, engine: EngineDep, env: EnvDep, request: Request
+) -> dict[str, Any]:
     """Phase one of a streamed batch: reserve ``runCount`` items."""
-    result = await engine.enqueue.create_batch(env.id, body.runCount, body.idempotencyKey)
+    key = request_key(request.headers.get(REQUEST_KEY_HEADER))
+    result = await engine.enqueue.create_batch(
+        env.id, body.runCount, body.idempotencyKey, request_key=key
+    )
     answer: dict[str, Any] = {
         "id": result.id,
         "runCount": body.runCount,

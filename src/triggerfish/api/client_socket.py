@@ -10,7 +10,8 @@ format is in ``api/_sockets.py``; the one call::
     {"id": 1, "op": "trigger", "body": {"task": "send-email", "payload": {...}, "options": {...}}}
 
 takes the body of ``POST /api/v1/tasks/{task}/trigger`` plus the task's
-identifier, and answers what that route answers (``{"id": "run_…"}``; refusals
+identifier (and, as ``traceparent`` and ``requestKey``, what the route reads
+from its headers), and answers what that route answers (``{"id": "run_…"}``; refusals
 with the route's status and message).
 """
 
@@ -21,7 +22,12 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 
 from triggerfish.api._sockets import Op, SocketConnection, serve_socket
-from triggerfish.api.trigger_wire import TriggerBody, trigger_answer, trigger_request
+from triggerfish.api.trigger_wire import (
+    TriggerBody,
+    request_key,
+    trigger_answer,
+    trigger_request,
+)
 from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine.environments import Environment
 from triggerfish.errors import UserError
@@ -36,11 +42,15 @@ async def _trigger(conn: SocketConnection, env: Environment, call: dict[str, Any
         raise UserError("task: the identifier of the task to trigger (a non-empty string)")
     engine = conn.engine
     traceparent = body.get("traceparent") if isinstance(body, dict) else None
+    key = body.get("requestKey") if isinstance(body, dict) else None
+    if key is not None and not isinstance(key, str):
+        raise UserError("requestKey: a string, the same on every retry of one call")
     request = trigger_request(
         task_id,
         TriggerBody.model_validate(body),
         engine.res.clock.now(),
         traceparent if isinstance(traceparent, str) else None,
+        request_key(key),
     )
     return trigger_answer(await engine.enqueue.trigger(env.id, request))
 

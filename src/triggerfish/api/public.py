@@ -16,7 +16,13 @@ from triggerfish._durations import parse_duration
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep, TriggerEnvDep, bearer, engine_of
 from triggerfish.api.schedules import run_schedule_field
-from triggerfish.api.trigger_wire import TriggerBody, trigger_answer, trigger_request
+from triggerfish.api.trigger_wire import (
+    REQUEST_KEY_HEADER,
+    TriggerBody,
+    request_key,
+    trigger_answer,
+    trigger_request,
+)
 from triggerfish.api.validated import (
     MAX_SECONDS,
     Duration,
@@ -42,7 +48,11 @@ async def trigger_task(
     # route; what it leaves to the app, this answers)
     engine = engine_of(request)
     trigger = trigger_request(
-        task_id, body, engine.res.clock.now(), request.headers.get("traceparent")
+        task_id,
+        body,
+        engine.res.clock.now(),
+        request.headers.get("traceparent"),
+        request_key(request.headers.get(REQUEST_KEY_HEADER)),
     )
     result = await engine.enqueue.trigger(env.id, trigger)
     return JSONResponse(

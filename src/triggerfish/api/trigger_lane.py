@@ -22,7 +22,13 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triggerfish.api.errors import describe_error, error_response
-from triggerfish.api.trigger_wire import TriggerBody, trigger_answer, trigger_request
+from triggerfish.api.trigger_wire import (
+    REQUEST_KEY_HEADER,
+    TriggerBody,
+    request_key,
+    trigger_answer,
+    trigger_request,
+)
 from triggerfish.api.validated import loads
 from triggerfish.engine import Engine
 from triggerfish.errors import (
@@ -35,6 +41,7 @@ from triggerfish.errors import (
 
 _ENVIRONMENT = ENVIRONMENT_HEADER.encode()
 _PATH = re.compile(r"/api/v1/tasks/(.+)/trigger")
+_REQUEST_KEY = REQUEST_KEY_HEADER.encode()
 
 
 class TriggerLane:
@@ -66,6 +73,7 @@ class TriggerLane:
             b"trigger-version" in headers,
             headers.get(b"traceparent"),
             headers.get(_ENVIRONMENT),
+            headers.get(_REQUEST_KEY),
         )
         if answer is None:
             await self.app(scope, _replay(body, receive), send)
@@ -80,6 +88,7 @@ class TriggerLane:
         official_sdk: bool,
         traceparent: bytes | None = None,
         asked: bytes | None = None,
+        request_key_header: bytes | None = None,
     ) -> Any:
         """The answer, or None to leave the request to the app (it will refuse it)."""
         scheme, _, key = authorization.decode("latin-1").partition(" ")
@@ -91,7 +100,13 @@ class TriggerLane:
                 return None  # the app's dependency refuses it, naming both environments
             parsed = TriggerBody.model_validate(loads(body))
             context = traceparent.decode("latin-1") if traceparent else None
-            request = trigger_request(task_id, parsed, self.engine.res.clock.now(), context)
+            request = trigger_request(
+                task_id,
+                parsed,
+                self.engine.res.clock.now(),
+                context,
+                request_key(request_key_header),
+            )
         except StoreUnavailable as exc:
             return error_response(*describe_error(exc))
         except (AuthenticationError, ValidationError, ValueError, UserError):

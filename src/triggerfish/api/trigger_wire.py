@@ -111,11 +111,36 @@ def decode_payload(payload: Any, payload_type: str | None) -> Any:
     return payload
 
 
+#: the header a client sends with the same value on every retry of one call (WIRE.md §2)
+REQUEST_KEY_HEADER = "x-trigger-request-idempotency-key"
+_MAX_REQUEST_KEY = 128
+
+
+def request_key(value: str | bytes | None) -> str | None:
+    """The request key a call carries (None without one); a malformed one is refused."""
+    if value is None:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    if not text:
+        return None
+    if len(text) > _MAX_REQUEST_KEY or not text.isprintable():
+        raise UserError(
+            f"{REQUEST_KEY_HEADER}: at most {_MAX_REQUEST_KEY} printable characters "
+            "(a UUID, the same on every retry of one call)"
+        )
+    return text
+
+
 def trigger_request(
-    task_id: str, body: TriggerBody, now: float, traceparent: str | None = None
+    task_id: str,
+    body: TriggerBody,
+    now: float,
+    traceparent: str | None = None,
+    request: str | None = None,
 ) -> TriggerRequest:
     """The engine's request for a trigger body; ``traceparent`` is the caller's W3C
-    trace context (a malformed one is dropped: the run starts a trace of its own)."""
+    trace context (a malformed one is dropped: the run starts a trace of its own),
+    ``request`` the call's request key (see :func:`request_key`)."""
     opts = body.options
     context = parse_traceparent(traceparent) if traceparent else None
     try:
@@ -140,6 +165,7 @@ def trigger_request(
             is_test=bool(opts.test),
             debounce=_debounce(opts.debounce),
             trace_context=context.traceparent if context else None,
+            request_key=request,
         )
     except ValueError as exc:
         raise InvalidTaskOptions(str(exc)) from None

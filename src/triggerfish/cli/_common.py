@@ -201,7 +201,9 @@ def last_answer() -> Any:
 
 
 ApiUrlOpt = typer.Option(
-    "--api-url", help="Server URL [env: TRIGGERFISH_API_URL, else TRIGGER_API_URL]"
+    "--api-url",
+    help="Server URL, or several of one database comma-separated (failover) "
+    "[env: TRIGGERFISH_API_URL, else TRIGGER_API_URL]",
 )
 KeyOpt = typer.Option(
     "--secret-key", help="API key [env: TRIGGERFISH_SECRET_KEY, else TRIGGER_SECRET_KEY]"

@@ -147,3 +147,35 @@ def list_environments() -> None:
     for slug, env_id, keys in rows:
         table.add_row(slug, env_id, str(keys))
     console.print(table)
+
+
+@envs_app.command("retention")
+def environment_retention(
+    slug: Annotated[str, typer.Argument(help="the environment")] = "dev",
+    days: Annotated[
+        int | None,
+        typer.Option(min=1, max=36_500, help="keep finished runs this many days from now on"),
+    ] = None,
+    default: Annotated[
+        bool, typer.Option("--default", help="go back to the server's default retention")
+    ] = False,
+) -> None:
+    """Show, or set with --days, how long an environment keeps finished runs.
+
+    Runs older than that are deleted by the servers' maintenance loop with their
+    logs, journal, attempts and trace, and so are the environment's events,
+    webhook deliveries and alert deliveries of that age.
+    """
+    if days is not None and default:
+        raise fail("pass --days N or --default, not both")
+
+    async def go(engine: Engine) -> tuple[int, bool]:
+        env = await engine.environments.by_slug(slug)
+        if days is not None or default:
+            await engine.maintenance.set_retention(env.id, days)
+        return await engine.maintenance.retention(env.id)
+
+    kept, own = run_async(lambda: with_engine(go))
+    set_result({"environment": slug, "days": kept, "default": not own})
+    whose = "its own" if own else "the server's default, TRIGGERFISH_RETENTION_DAYS"
+    console.print(f"environment [bold]{slug}[/] keeps finished runs {kept} days ({whose})")

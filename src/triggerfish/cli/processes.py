@@ -68,7 +68,14 @@ def server(
 
 
 def worker(
-    api_url: Annotated[str, typer.Option(envvar="TRIGGERFISH_API_URL")] = DEFAULT_API_URL,
+    api_url: Annotated[
+        str,
+        typer.Option(
+            envvar="TRIGGERFISH_API_URL",
+            help="server URL, or several of one database comma-separated: the worker "
+            "moves to the next at once when its server goes away",
+        ),
+    ] = DEFAULT_API_URL,
     concurrency: Annotated[int, typer.Option(min=1, help="attempts run at once")] = 4,
     dirs: Annotated[
         list[str] | None, typer.Option("--dir", help="task folders (default: pyproject)")

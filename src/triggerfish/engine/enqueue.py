@@ -79,6 +79,9 @@ class TriggerRequest:
     schedule_id: str | None = None
     #: the caller's W3C ``traceparent``: the run's trace continues the caller's
     trace_context: str | None = None
+    #: the call's request key (``x-trigger-request-idempotency-key``): the same on
+    #: every retry of one call, so a retry whose first try made a run answers that run
+    request_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,12 @@ class Enqueue:
             try:
                 return await self._trigger_once(env_id, req)
             except DuplicateKey:
+                if req.request_key:
+                    # a try of this very call made the run first (a retry on
+                    # another server while the first try was still in flight)
+                    made = await self._made_by_request(env_id, req.request_key)
+                    if made is not None:
+                        return made
                 if req.idempotency_key:
                     # a concurrent trigger with the same idempotency key won the insert
                     return await self._after_race(env_id, req)
@@ -183,6 +192,10 @@ class Enqueue:
         manifest = await self._manifest(conn, env_id, req.task_id)
         _validate(manifest.get("payload_schema"), req.payload)
         if req.idempotency_key:
+            if req.request_key:  # a retry answers as its first try did, not as cached
+                made = await run_store.run_by_request_key(conn, env_id, req.request_key)
+                if made is not None:
+                    return TriggerResult(made, False), None
             cached = await self._cached_run(conn, env_id, req, now)
             if cached is not None:
                 return TriggerResult(cached, True), None
@@ -310,7 +323,12 @@ class Enqueue:
     # -- batches -----------------------------------------------------------------------
 
     async def trigger_batch(
-        self, env_id: str, requests: Sequence[BatchEntry], *, idempotency_key: str | None = None
+        self,
+        env_id: str,
+        requests: Sequence[BatchEntry],
+        *,
+        idempotency_key: str | None = None,
+        request_key: str | None = None,
     ) -> BatchResult:
         """Create a batch and all its runs in one transaction with batched inserts.
 
@@ -318,18 +336,39 @@ class Enqueue:
         bad item gets no run and an error naming it (``items[3].payload.email``)
         in the batch's ``errors``, while the others are created: the batch ends
         ``PARTIAL_FAILED``. Items with an idempotency key that names a live run
-        reuse that run.
+        reuse that run. A retry of the call (the same ``request_key``) answers the
+        batch its first try made.
         """
         self._check_batch(requests)
+        try:
+            return await self._trigger_batch_once(env_id, requests, idempotency_key, request_key)
+        except DuplicateKey:
+            if not request_key:
+                raise
+            # a try of this very call made the batch first: answer it
+            return await self._trigger_batch_once(env_id, requests, idempotency_key, request_key)
+
+    async def _trigger_batch_once(
+        self,
+        env_id: str,
+        requests: Sequence[BatchEntry],
+        idempotency_key: str | None,
+        request_key: str | None,
+    ) -> BatchResult:
         now = self.res.clock.now()
         async with self.res.db.write() as conn:
+            made = await self._batch_made_by(conn, env_id, request_key)
+            if made is not None:
+                return made
             if idempotency_key:
                 cached = await batch_store.find_idempotent(conn, env_id, idempotency_key)
                 if cached is not None:
                     ids = await batch_store.run_ids(conn, cached.id)
                     errors = [_refusal(e) for e in cached.errors or []]
                     return BatchResult(cached.id, ids, True, errors)
-            batch_id = await self._new_batch(conn, env_id, len(requests), idempotency_key, now)
+            batch_id = await self._new_batch(
+                conn, env_id, len(requests), idempotency_key, now, request_key
+            )
             ids, refused = await self._insert_items(
                 conn, env_id, batch_id, list(enumerate(requests)), now
             )
@@ -341,19 +380,50 @@ class Enqueue:
         return BatchResult(batch_id, ids, errors=refused)
 
     async def create_batch(
-        self, env_id: str, run_count: int, idempotency_key: str | None = None
+        self,
+        env_id: str,
+        run_count: int,
+        idempotency_key: str | None = None,
+        request_key: str | None = None,
     ) -> BatchResult:
         """Phase one of a streamed batch: the batch, with room for ``run_count`` items."""
         if not 1 <= run_count <= MAX_BATCH_ITEMS:
             raise UserError(f"runCount: must be 1 to {MAX_BATCH_ITEMS}, got {run_count}")
+        try:
+            return await self._create_batch_once(env_id, run_count, idempotency_key, request_key)
+        except DuplicateKey:
+            if not request_key:
+                raise
+            return await self._create_batch_once(env_id, run_count, idempotency_key, request_key)
+
+    async def _create_batch_once(
+        self, env_id: str, run_count: int, idempotency_key: str | None, request_key: str | None
+    ) -> BatchResult:
         now = self.res.clock.now()
         async with self.res.db.write() as conn:
+            made = await self._batch_made_by(conn, env_id, request_key)
+            if made is not None:
+                return made
             if idempotency_key:
                 cached = await batch_store.find_idempotent(conn, env_id, idempotency_key)
                 if cached is not None:
                     return BatchResult(cached.id, await batch_store.run_ids(conn, cached.id), True)
-            batch_id = await self._new_batch(conn, env_id, run_count, idempotency_key, now)
+            batch_id = await self._new_batch(
+                conn, env_id, run_count, idempotency_key, now, request_key
+            )
         return BatchResult(batch_id, [])
+
+    async def _batch_made_by(
+        self, conn: Any, env_id: str, request_key: str | None
+    ) -> BatchResult | None:
+        """The batch an earlier try of this call made (its first answer), if one did."""
+        if not request_key:
+            return None
+        made = await batch_store.by_request_key(conn, env_id, request_key)
+        if made is None:
+            return None
+        errors = [_refusal(e) for e in made.errors or []]
+        return BatchResult(made.id, await batch_store.run_ids(conn, made.id), False, errors)
 
     async def add_batch_items(
         self, env_id: str, batch_id: str, items: Sequence[tuple[int, BatchEntry]]
@@ -416,7 +486,13 @@ class Enqueue:
         return None
 
     async def _new_batch(
-        self, conn: Any, env_id: str, run_count: int, key: str | None, now: float
+        self,
+        conn: Any,
+        env_id: str,
+        run_count: int,
+        key: str | None,
+        now: float,
+        request_key: str | None = None,
     ) -> str:
         batch_id = new_id("batch", now)
         await batch_store.insert_batch(
@@ -426,6 +502,7 @@ class Enqueue:
                 "environment_id": env_id,
                 "run_count": run_count,
                 "idempotency_key": key,
+                "request_key": request_key,
                 "created_at": to_datetime(now),
                 "updated_at": to_datetime(now),
             },
@@ -529,6 +606,11 @@ class Enqueue:
                 tagged[i] = dataclasses.replace(news[i], order_key=order_key)
         return tagged
 
+    async def _made_by_request(self, env_id: str, request_key: str) -> TriggerResult | None:
+        async with self.res.db.read() as conn:
+            made = await run_store.run_by_request_key(conn, env_id, request_key)
+        return None if made is None else TriggerResult(made, False)
+
     async def _after_race(self, env_id: str, req: TriggerRequest) -> TriggerResult:
         async with self.res.db.read() as conn:
             row = await run_store.find_idempotent(
@@ -612,6 +694,7 @@ class Enqueue:
             batch_id=batch_id,
             batch_index=batch_index,
             trace_context=req.trace_context,
+            request_key=req.request_key,
         )
 
 

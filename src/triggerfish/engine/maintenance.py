@@ -104,7 +104,8 @@ class Maintenance:
 
     async def purge_retention(self) -> int:
         """Delete a bounded batch of each environment's runs (and all that hangs off
-        them) and events older than its retention (``store/retention.py``)."""
+        them), events, webhook deliveries and alert deliveries older than its
+        retention (``store/retention.py``)."""
         now = self.res.clock.now()
         purged = 0
         self._filled_a_batch = False
@@ -115,8 +116,12 @@ class Maintenance:
             async with self.res.db.write() as conn:
                 runs = await retention_store.purge_runs(conn, env_id, before, RETENTION_BATCH)
                 events = await retention_store.purge_events(conn, env_id, before, SWEEP_BATCH)
+                aged = [
+                    await retention_store.purge_aged(conn, table, env_id, before, SWEEP_BATCH)
+                    for table in retention_store.AGED_TABLES
+                ]
             purged += runs
-            self._filled_a_batch |= runs >= RETENTION_BATCH or events >= SWEEP_BATCH
+            self._filled_a_batch |= runs >= RETENTION_BATCH or max([events, *aged]) >= SWEEP_BATCH
         return purged
 
     async def purge_expired_kv(self) -> int:

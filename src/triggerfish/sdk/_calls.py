@@ -53,6 +53,10 @@ class Call(Generic[T]):
     #: ``traceparent`` goes with the request (a header, or a field of the frame)
     traced: str | None = None
     headers: dict[str, str] | None = None
+    #: a POST the server recognises when it comes again with the same request key
+    #: (``x-trigger-request-idempotency-key``): it may be sent to another server
+    #: after the first one failed to answer (a trigger, a batch trigger)
+    deduplicated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

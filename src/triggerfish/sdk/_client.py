@@ -111,6 +111,14 @@ class Triggerfish:
     take :class:`~triggerfish.errors.KeyRejected`, any other refusal
     :class:`~triggerfish.errors.ApiError` with its status.
 
+    ``api_url`` may list several servers of one database, comma-separated
+    (``"http://a:3030,http://b:3030"``): a call goes to the next one at once when
+    a connection is refused, after ``connect_timeout`` (default 5 s with several
+    URLs) when none can be made, and after ``timeout`` (the read timeout) when
+    a server accepts but does not answer. Reads and triggers move on; a trigger
+    carries the same ``x-trigger-request-idempotency-key`` on each try, so the
+    servers make one run of it. ``ServerUnreachable`` names every URL tried.
+
     Example::
 
         client = Triggerfish(api_url="http://127.0.0.1:3030", secret_key="tr_dev_…")
@@ -127,6 +135,7 @@ class Triggerfish:
         socket: bool = True,
         project_ref: str | None = None,
         env: str | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         # inside a task, the attempt's credential wins over anything in the environment
         attempt_url, credential = _attempt or ("", "")
@@ -142,7 +151,7 @@ class Triggerfish:
         self.project_ref = project_ref or env_setting("PROJECT_REF")
         if env is not None and key_environment(key) not in (None, env):
             raise WrongEnvironment(env, key)
-        self._transport = _Transport(url, key, timeout, socket, env)
+        self._transport = _Transport(url, key, timeout, socket, connect_timeout, env)
         self.api_url = self._transport.api_url
         #: the key this client sends, shortened for display (``triggerfish whoami``)
         self.key_prefix = key_prefix(key)

@@ -58,12 +58,18 @@ class SyncSocket:
     """One connection for a sync client; :meth:`call` answers or returns ``NOT_SENT``."""
 
     def __init__(
-        self, api_url: str, secret_key: str, timeout: float, headers: dict[str, str] | None = None
+        self,
+        api_url: str,
+        secret_key: str,
+        timeout: float,
+        headers: dict[str, str] | None = None,
+        open_timeout: float = 10.0,
     ) -> None:
         self.url = "ws" + api_url.rstrip("/").removeprefix("http") + PATH
         self._secret_key = secret_key
         self._extra_headers = headers or {}
         self._timeout = timeout
+        self._open_timeout = min(timeout, open_timeout)
         self._lock = threading.Lock()
         self._conn: Any = None
         self._opened: contextlib.ExitStack | None = None
@@ -130,7 +136,7 @@ class SyncSocket:
             opened, self._conn = open_sync_socket(
                 self.url,
                 self._secret_key,
-                open_timeout=min(self._timeout, 10.0),
+                open_timeout=self._open_timeout,
                 headers=self._extra_headers,
             )
         except (OSError, InvalidHandshake, TimeoutError):
@@ -154,11 +160,17 @@ class AsyncSocket:
     """The same for an async client: calls multiplexed on one connection per event loop."""
 
     def __init__(
-        self, api_url: str, secret_key: str, timeout: float, headers: dict[str, str] | None = None
+        self,
+        api_url: str,
+        secret_key: str,
+        timeout: float,
+        headers: dict[str, str] | None = None,
+        open_timeout: float = 10.0,
     ) -> None:
         self._args = (api_url, secret_key)
         self._extra_headers = headers or {}
         self._timeout = timeout
+        self._open_timeout = min(timeout, open_timeout)
         self._channel: Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._off_until = 0.0
@@ -201,7 +213,12 @@ class AsyncSocket:
         loop = asyncio.get_running_loop()
         if self._channel is None or self._loop is not loop:
             # a connection belongs to the loop that opened it
-            self._channel = Channel(*self._args, path=PATH, headers=self._extra_headers)
+            self._channel = Channel(
+                *self._args,
+                path=PATH,
+                headers=self._extra_headers,
+                open_timeout=self._open_timeout,
+            )
             self._channel.max_frame = DEFAULT_MAX_FRAME
             self._loop = loop
         return self._channel

@@ -27,6 +27,7 @@ def _trigger(
         json=body,
         over_socket=("trigger", {"task": task_id, **body}),
         traced=f"trigger {task_id}",
+        deduplicated=True,
     )
 
 
@@ -75,6 +76,7 @@ def _batch_trigger(items: list[dict[str, Any]]) -> Call[BatchHandle]:
             id=b["id"], run_ids=list(b.get("runs") or []), errors=b.get("errors") or []
         ),
         json={"items": wire},
+        deduplicated=True,
     )
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from triggerfish import _otel
+from triggerfish._servers import CONNECT_TIMEOUT, Servers
 from triggerfish.errors import (
     ENVIRONMENT_HEADER,
     ApiError,
@@ -43,48 +45,108 @@ def _transport_error(exc: Exception, call: Call[Any], api_url: str) -> Exception
     is :class:`ServerUnreachable`; a connection lost after sending is
     :class:`ConnectionLost` unless the call only reads.
     """
-    import httpx
-
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) or call.method == "GET":
+    if _not_sent(exc) or call.method == "GET":
         return ServerUnreachable(api_url, exc)
     return ConnectionLost(f"{call.method} {call.path}", api_url, exc)
 
 
+def _not_sent(exc: Exception) -> bool:
+    import httpx
+
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+
+
+def _may_retry(exc: Exception, call: Call[Any]) -> bool:
+    """Whether ``call``, failed below the answer with ``exc``, may be sent again to
+    another server: nothing was sent, or sending it twice changes nothing (a
+    read, or a trigger the server recognises by its request key)."""
+    return _not_sent(exc) or call.method in _REPEATABLE or call.deduplicated
+
+
+#: methods whose second sending changes nothing more than the first did
+_REPEATABLE = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+#: WIRE.md §2: one value per logical call, the same on each of its retries
+REQUEST_KEY_HEADER = "x-trigger-request-idempotency-key"
+
+
 class _Transport:
     """Sends calls with one shared sync and one shared async HTTP connection pool,
-    and triggers over the client socket when there is one (``sdk/_socket.py``)."""
+    and triggers over the client socket when there is one (``sdk/_socket.py``).
+
+    ``api_url`` may list several servers, comma-separated (``_servers.py``): a
+    call the current server fails is sent to the next one, with the same
+    request key (``x-trigger-request-idempotency-key``) on every try.
+    """
 
     #: paths whose full URL is kept (a trigger's path repeats; a run's does not)
     URL_CACHE_SIZE = 256
 
     def __init__(
-        self, api_url: str, secret_key: str, timeout: float, socket: bool, env: str | None = None
+        self,
+        api_url: str,
+        secret_key: str,
+        timeout: float,
+        socket: bool,
+        connect_timeout: float | None = None,
+        env: str | None = None,
     ) -> None:
-        self.api_url = api_url.rstrip("/")
+        self.servers = Servers.parse(api_url)
+        self.api_url = ",".join(self.servers.urls)
         self._key = secret_key
         #: the body of the last answer, as the server sent it (the CLI's ``--json``)
         self.last_json: Any = None
         self._headers = {"Authorization": f"Bearer {secret_key}"}
         # the environment asked for (``env=``): the server refuses a key of another one
-        asked = {ENVIRONMENT_HEADER: env} if env is not None else {}
-        self._headers.update(asked)
+        self._asked = {ENVIRONMENT_HEADER: env} if env is not None else {}
+        self._headers.update(self._asked)
+        if connect_timeout is None:
+            # one server: as it always was; several: do not wait long on one gone
+            connect_timeout = min(timeout, CONNECT_TIMEOUT) if self.servers.several else timeout
         self._timeout = timeout
-        self._sync: httpx.Client | None = None
-        self._async: httpx.AsyncClient | None = None
-        self._urls: dict[str, httpx.URL] = {}
-        self._sync_socket = SyncSocket(api_url, secret_key, timeout, asked) if socket else None
-        self._async_socket = AsyncSocket(api_url, secret_key, timeout, asked) if socket else None
+        self._connect_timeout = connect_timeout
+        n = len(self.servers.urls)
+        self._sync: list[httpx.Client | None] = [None] * n
+        self._async: list[httpx.AsyncClient | None] = [None] * n
+        self._urls: dict[tuple[int, str], httpx.URL] = {}
+        self._socket = socket
+        # the client socket goes to the current server: made again after a move
+        self._socket_at = -1
+        self._sync_socket: SyncSocket | None = None
+        self._async_socket: AsyncSocket | None = None
+        self._old_async_sockets: list[AsyncSocket] = []
 
-    def _url(self, client: httpx.Client | httpx.AsyncClient, path: str) -> httpx.URL:
+    def _timeouts(self) -> httpx.Timeout:
+        import httpx
+
+        return httpx.Timeout(self._timeout, connect=self._connect_timeout)
+
+    def _url(self, client: httpx.Client | httpx.AsyncClient, index: int, path: str) -> httpx.URL:
         # httpx parses a relative URL and merges it with the base URL on every
         # request (about a fifth of a trigger's client CPU); an absolute URL
         # object passes through as it is
-        url = self._urls.get(path)
+        url = self._urls.get((index, path))
         if url is None:
             if len(self._urls) >= self.URL_CACHE_SIZE:
                 self._urls.clear()
-            url = self._urls[path] = client.build_request("GET", path).url
+            url = self._urls[(index, path)] = client.build_request("GET", path).url
         return url
+
+    def _sockets_here(self) -> None:
+        """Point the client socket at the current server (after a move)."""
+        if not self._socket or self._socket_at == self.servers.index:
+            return
+        if self._sync_socket is not None:
+            self._sync_socket.close()
+        if self._async_socket is not None:
+            self._old_async_sockets.append(self._async_socket)  # closed by aclose()
+        url = self.servers.current
+        self._sync_socket = SyncSocket(
+            url, self._key, self._timeout, self._asked, open_timeout=self._connect_timeout
+        )
+        self._async_socket = AsyncSocket(
+            url, self._key, self._timeout, self._asked, open_timeout=self._connect_timeout
+        )
+        self._socket_at = self.servers.index
 
     def send(self, call: Call[T]) -> T:
         if call.traced is not None and _otel.active():
@@ -99,74 +161,117 @@ class _Transport:
         return await self._send_async(call)
 
     def _send(self, call: Call[T]) -> T:
-        if call.over_socket is not None and self._sync_socket is not None:
-            answer = self._sync_socket.call(*call.over_socket)
-            if answer is not NOT_SENT:
-                self.last_json = answer
-                return call.parse(answer)
+        call = _keyed(call)
+        if call.over_socket is not None and self._socket:
+            self._sockets_here()
+            assert self._sync_socket is not None
+            at = self.servers.index
+            try:
+                answer = self._sync_socket.call(*call.over_socket)
+            except ConnectionLost:
+                if not self.servers.several:
+                    raise
+                self.servers.failed(at)  # the same call, request key and all, goes on
+            else:
+                if answer is not NOT_SENT:
+                    self.last_json = answer
+                    return call.parse(answer)
         import httpx  # after the first call, a look-up in sys.modules
 
-        if self._sync is None:
-            self._sync = httpx.Client(
-                base_url=self.api_url, headers=self._headers, timeout=self._timeout
-            )
-        try:
-            response = self._sync.request(
-                call.method,
-                self._url(self._sync, call.path),
-                json=call.json,
-                headers=call.headers,
-                params=call.params or None,  # an empty mapping still costs a URL rebuild
-            )
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, call, self.api_url) from exc
-        _raise_for(response, self.api_url, self._key)
-        self.last_json = response.json()
-        return call.parse(self.last_json)
+        tried: list[tuple[str, Exception]] = []
+        for index in self.servers.order():
+            url = self.servers.urls[index]
+            client = self._sync_client(index)
+            try:
+                response = client.request(
+                    call.method,
+                    self._url(client, index, call.path),
+                    json=call.json,
+                    headers=call.headers,
+                    params=call.params or None,  # an empty mapping still costs a URL rebuild
+                )
+            except httpx.TransportError as exc:
+                self._failed_at(index, exc, call, tried)
+                continue
+            self.servers.answered(index)
+            _raise_for(response, url, self._key)
+            self.last_json = response.json()
+            return call.parse(self.last_json)
+        raise ServerUnreachable.of_all(tried)
 
     async def _send_async(self, call: Call[T]) -> T:
-        if call.over_socket is not None and self._async_socket is not None:
-            answer = await self._async_socket.call(*call.over_socket)
-            if answer is not NOT_SENT:
-                self.last_json = answer
-                return call.parse(answer)
+        call = _keyed(call)
+        if call.over_socket is not None and self._socket:
+            self._sockets_here()
+            assert self._async_socket is not None
+            at = self.servers.index
+            try:
+                answer = await self._async_socket.call(*call.over_socket)
+            except ConnectionLost:
+                if not self.servers.several:
+                    raise
+                self.servers.failed(at)
+            else:
+                if answer is not NOT_SENT:
+                    self.last_json = answer
+                    return call.parse(answer)
         import httpx
 
-        if self._async is None:
-            self._async = httpx.AsyncClient(
-                base_url=self.api_url, headers=self._headers, timeout=self._timeout
-            )
-        try:
-            response = await self._async.request(
-                call.method,
-                self._url(self._async, call.path),
-                json=call.json,
-                headers=call.headers,
-                params=call.params or None,
-            )
-        except httpx.TransportError as exc:
-            raise _transport_error(exc, call, self.api_url) from exc
-        _raise_for(response, self.api_url, self._key)
-        self.last_json = response.json()
-        return call.parse(self.last_json)
+        tried: list[tuple[str, Exception]] = []
+        for index in self.servers.order():
+            url = self.servers.urls[index]
+            client = self._async_client(index)
+            try:
+                response = await client.request(
+                    call.method,
+                    self._url(client, index, call.path),
+                    json=call.json,
+                    headers=call.headers,
+                    params=call.params or None,
+                )
+            except httpx.TransportError as exc:
+                self._failed_at(index, exc, call, tried)
+                continue
+            self.servers.answered(index)
+            _raise_for(response, url, self._key)
+            self.last_json = response.json()
+            return call.parse(self.last_json)
+        raise ServerUnreachable.of_all(tried)
 
-    def _sync_client(self) -> httpx.Client:
-        if self._sync is None:
+    def _failed_at(
+        self, index: int, exc: Exception, call: Call[Any], tried: list[tuple[str, Exception]]
+    ) -> None:
+        """Server ``index`` failed ``call`` with ``exc``: raise, or note it and go on."""
+        url = self.servers.urls[index]
+        if not self.servers.several:
+            raise _transport_error(exc, call, url) from exc
+        if not _may_retry(exc, call):
+            # sent, maybe acted on, and not safe to send again: the caller decides
+            raise ConnectionLost(f"{call.method} {call.path}", url, exc) from exc
+        self.servers.failed(index)
+        tried.append((url, exc))
+
+    def _sync_client(self, index: int | None = None) -> httpx.Client:
+        index = self.servers.index if index is None else index
+        client = self._sync[index]
+        if client is None:
             import httpx
 
-            self._sync = httpx.Client(
-                base_url=self.api_url, headers=self._headers, timeout=self._timeout
+            client = self._sync[index] = httpx.Client(
+                base_url=self.servers.urls[index], headers=self._headers, timeout=self._timeouts()
             )
-        return self._sync
+        return client
 
-    def _async_client(self) -> httpx.AsyncClient:
-        if self._async is None:
+    def _async_client(self, index: int | None = None) -> httpx.AsyncClient:
+        index = self.servers.index if index is None else index
+        client = self._async[index]
+        if client is None:
             import httpx
 
-            self._async = httpx.AsyncClient(
-                base_url=self.api_url, headers=self._headers, timeout=self._timeout
+            client = self._async[index] = httpx.AsyncClient(
+                base_url=self.servers.urls[index], headers=self._headers, timeout=self._timeouts()
             )
-        return self._async
+        return client
 
     def subscribe(self, sub: Subscription[T]) -> Iterator[T]:
         from triggerfish.sdk import _sse
@@ -187,16 +292,35 @@ class _Transport:
     def close(self) -> None:
         if self._sync_socket is not None:
             self._sync_socket.close()
-        if self._sync is not None:
-            self._sync.close()
-            self._sync = None
+        for i, client in enumerate(self._sync):
+            if client is not None:
+                client.close()
+                self._sync[i] = None
 
     async def aclose(self) -> None:
-        if self._async_socket is not None:
-            await self._async_socket.close()
-        if self._async is not None:
-            await self._async.aclose()
-            self._async = None
+        for socket in [*self._old_async_sockets, self._async_socket]:
+            if socket is not None:
+                await socket.close()
+        self._old_async_sockets.clear()
+        for i, client in enumerate(self._async):
+            if client is not None:
+                await client.aclose()
+                self._async[i] = None
+
+
+def _keyed(call: Call[T]) -> Call[T]:
+    """``call`` with its request key, made once for the call and sent with every
+    try of it: a header over HTTP, ``requestKey`` in the frame over the socket."""
+    if call.method == "GET":
+        return call
+    key = str(uuid.uuid4())
+    socket = call.over_socket
+    if socket is not None:
+        socket = (socket[0], {**socket[1], "requestKey": key})
+    headers = (
+        {**call.headers, REQUEST_KEY_HEADER: key} if call.headers else {REQUEST_KEY_HEADER: key}
+    )
+    return dataclasses.replace(call, headers=headers, over_socket=socket)
 
 
 _TRIGGER_ATTRS = {"messaging.system": "triggerfish", "messaging.operation.type": "send"}
@@ -210,4 +334,5 @@ def _with_context(call: Call[T], traceparent: str | None) -> Call[T]:
     socket = call.over_socket
     if socket is not None:
         socket = (socket[0], {**socket[1], "traceparent": traceparent})
-    return dataclasses.replace(call, headers={"traceparent": traceparent}, over_socket=socket)
+    headers = {**(call.headers or {}), "traceparent": traceparent}
+    return dataclasses.replace(call, headers=headers, over_socket=socket)

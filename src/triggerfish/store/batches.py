@@ -68,3 +68,9 @@ async def status_counts(conn: AsyncConnection, batch_id: str) -> dict[str, int]:
         .group_by(runs.c.status)
     )
     return {s: int(n) for s, n in await conn.execute(stmt)}
+
+
+async def by_request_key(conn: AsyncConnection, env_id: str, key: str) -> Row[Any] | None:
+    """The batch a call with request key ``key`` made, if any (``ix_batches_request_key``)."""
+    stmt = select(batches).where(batches.c.environment_id == env_id, batches.c.request_key == key)
+    return (await conn.execute(stmt)).first()

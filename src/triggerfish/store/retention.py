@@ -1,5 +1,6 @@
 """Retention: deleting finished runs, and everything that hangs off them, once an
-environment's retention has passed; and old events.
+environment's retention has passed; and old events, webhook deliveries and alert
+deliveries, by their age under the same retention.
 
 The maintenance loop calls :func:`purge_runs` with a bounded batch each sweep,
 per environment (``environments.retention_days``, else the server's default).
@@ -12,6 +13,10 @@ A table keyed by a run joins the purge by adding itself to :data:`RUN_TABLES`
 foreign key asks for it. Example, for a table of stream chunks::
 
     RUN_TABLES.append((stream_chunks, "run_id"))
+
+A table of an environment's records that go by age (``environment_id`` and
+``created_at``, an ``id`` key, an index on the first two) joins
+:data:`AGED_TABLES` and :func:`purge_aged` deletes its old rows.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.states import FINAL, WaitpointStatus
 from triggerfish.store.tables import (
+    alert_deliveries,
     attempts,
     changes,
     environments,
@@ -37,6 +43,7 @@ from triggerfish.store.tables import (
     runs,
     waitpoint_waiters,
     waitpoints,
+    webhook_deliveries,
 )
 
 #: rows deleted with their run: (table, the column naming the run)
@@ -52,6 +59,10 @@ RUN_TABLES: list[tuple[Table, str]] = [
     (run_stream_chunks, "run_id"),
     (run_spans, "run_id"),
 ]
+
+#: an environment's rows deleted once older than its retention, each table on its
+#: (environment_id, created_at) index; events go by :func:`purge_events`
+AGED_TABLES: list[Table] = [webhook_deliveries, alert_deliveries]
 
 _FINAL = sorted(s.value for s in FINAL)
 
@@ -113,6 +124,26 @@ async def purge_events(conn: AsyncConnection, env_id: str, before: datetime, lim
     pk = tuple_(events.c.environment_id, events.c.id)
     await conn.execute(delete(events).where(pk.in_([tuple(k) for k in keys])))
     return len(keys)
+
+
+async def purge_aged(
+    conn: AsyncConnection, table: Table, env_id: str, before: datetime, limit: int
+) -> int:
+    """Delete up to ``limit`` rows of ``table`` (one of :data:`AGED_TABLES`) made
+    for ``env_id`` before ``before``, oldest first; how many."""
+    ids = list(
+        (
+            await conn.execute(
+                select(table.c.id)
+                .where(table.c.environment_id == env_id, table.c.created_at < before)
+                .order_by(table.c.created_at)
+                .limit(limit)
+            )
+        ).scalars()
+    )
+    if ids:
+        await conn.execute(delete(table).where(table.c.id.in_(ids)))
+    return len(ids)
 
 
 def _col(table: Table, name: str) -> Column[str]:

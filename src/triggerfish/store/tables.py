@@ -141,6 +141,17 @@ batches = Table(
     # items refused one by one (unknown task, invalid payload…): [{index,
     # taskIdentifier, error, errorCode}]; the other items got their runs
     Column("errors", JSON),
+    # the request key of the call that made it (x-trigger-request-idempotency-key):
+    # a retry of that call answers this batch instead of making another
+    Column("request_key", String(128)),
+    Index(
+        "ix_batches_request_key",
+        "environment_id",
+        "request_key",
+        unique=True,
+        postgresql_where=text("request_key IS NOT NULL"),
+        sqlite_where=text("request_key IS NOT NULL"),
+    ),
     Index(
         "ix_batches_idempotency",
         "environment_id",
@@ -233,6 +244,9 @@ runs = Table(
     Column("expired_at", DateTime),
     # the W3C traceparent the caller sent with the trigger (None: a trace of its own)
     Column("trace_context", String(64)),
+    # the request key of the trigger that made it (x-trigger-request-idempotency-key):
+    # a retry of that call, on any server, answers this run instead of making another
+    Column("request_key", String(128)),
     # the claim path: only queued runs, in dequeue order
     Index(
         "ix_runs_queued",
@@ -314,6 +328,14 @@ runs = Table(
     Index("ix_runs_env_status_id", "environment_id", "status", "id"),
     # retention: an environment's runs finished before a cutoff (store/retention.py)
     Index("ix_runs_retention", "environment_id", "finished_at"),
+    Index(
+        "ix_runs_request_key",
+        "environment_id",
+        "request_key",
+        unique=True,
+        postgresql_where=text("request_key IS NOT NULL"),
+        sqlite_where=text("request_key IS NOT NULL"),
+    ),
     Index(
         "ix_runs_idempotency",
         "environment_id",
@@ -603,8 +625,9 @@ webhook_deliveries = Table(
     Column("outcome", String(20), nullable=False),
     Column("created_at", DateTime, nullable=False),
     Index("ix_webhook_deliveries_endpoint", "endpoint_id", "created_at"),
-    # the retention sweep
     Index("ix_webhook_deliveries_created", "created_at"),
+    # the retention sweep, per environment
+    Index("ix_webhook_deliveries_env_created", "environment_id", "created_at"),
 )
 
 # People who sign in to the dashboard (one role: everything in every environment).
@@ -765,4 +788,6 @@ alert_deliveries = Table(
         sqlite_where=text("status = 'PENDING'"),
     ),
     Index("ix_alert_deliveries_env", "environment_id", "id"),
+    # the retention sweep, per environment
+    Index("ix_alert_deliveries_env_created", "environment_id", "created_at"),
 )

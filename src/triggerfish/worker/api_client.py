@@ -12,6 +12,7 @@ become the wire's JSON here, and only here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from triggerfish._domain.attempts import (
     Succeeded,
 )
 from triggerfish._redact import task_environment
+from triggerfish._servers import CONNECT_TIMEOUT, Servers
 from triggerfish.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -118,22 +120,95 @@ class ReportsAnswer:
 
 
 class WorkerApi:
+    """The worker API on one server at a time, of the list ``api_url`` names
+    (comma-separated, ``_servers.py``): a call the current server fails (refused,
+    dropped, unanswered within ``timeout``) goes to the next one at once. Every
+    worker call may be sent twice: the server refuses a repeated report as stale,
+    and claims, heartbeats and durable calls are keyed by the attempt."""
+
     def __init__(
-        self, api_url: str, secret_key: str, *, timeout: float = 30.0, socket: bool = True
+        self,
+        api_url: str,
+        secret_key: str,
+        *,
+        timeout: float = 30.0,
+        socket: bool = True,
+        connect_timeout: float | None = None,
     ) -> None:
+        self.servers = Servers.parse(api_url)
         self._timeout = timeout
+        if connect_timeout is None:
+            connect_timeout = min(timeout, CONNECT_TIMEOUT) if self.servers.several else timeout
+        self._connect_timeout = connect_timeout
         self._secret_key = secret_key
-        self._api_url = api_url
-        self._socket = Channel(api_url, secret_key) if socket else None
-        self._http = httpx.AsyncClient(
-            base_url=api_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {secret_key}"},
-            timeout=httpx.Timeout(timeout, read=timeout + 30),
-            limits=httpx.Limits(max_keepalive_connections=16),
-        )
+        self._use_socket = socket
+        self._max_frame: int | None = None
+        # one socket and one HTTP pool per server, made when first used
+        self._sockets: dict[int, Channel] = {}
+        self._https: dict[int, httpx.AsyncClient] = {}
+
+    @property
+    def api_url(self) -> str:
+        """The server in use."""
+        return self.servers.current
+
+    def _socket(self, index: int) -> Channel | None:
+        if not self._use_socket:
+            return None
+        channel = self._sockets.get(index)
+        if channel is None:
+            channel = Channel(
+                self.servers.urls[index],
+                self._secret_key,
+                open_timeout=min(self._connect_timeout, 10.0),
+            )
+            if self._max_frame:
+                channel.max_frame = self._max_frame
+            self._sockets[index] = channel
+        return channel
+
+    def _http(self, index: int) -> httpx.AsyncClient:
+        client = self._https.get(index)
+        if client is None:
+            client = self._https[index] = httpx.AsyncClient(
+                base_url=self.servers.urls[index],
+                headers={"Authorization": f"Bearer {self._secret_key}"},
+                timeout=httpx.Timeout(
+                    self._timeout, read=self._timeout + 30, connect=self._connect_timeout
+                ),
+                limits=httpx.Limits(max_keepalive_connections=16),
+            )
+        return client
+
+    async def _on_servers(self, what: str, send: Callable[[int], Awaitable[Any]]) -> Any:
+        """``send(index)`` to the current server, then to each next one that a
+        transport failure sends it on to; the last failure is raised."""
+        order = self.servers.order()
+        for tried, index in enumerate(order, start=1):
+            try:
+                result = await send(index)
+            except TRANSPORT_ERRORS as exc:
+                if tried == len(order):
+                    raise
+                self.servers.failed(index)
+                log.warning(
+                    "%s: the server at %s failed (%s); trying %s",
+                    what,
+                    self.servers.urls[index],
+                    str(exc) or type(exc).__name__,
+                    self.servers.urls[order[tried]],
+                )
+                continue
+            if index != self.servers.index:
+                self.servers.answered(index)
+            return result
+        raise AssertionError("unreachable")
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
-        response = await self._http.post(path, json=body)
+        return await self._on_servers(path, lambda index: self._post_to(index, path, body))
+
+    async def _post_to(self, index: int, path: str, body: dict[str, Any]) -> Any:
+        response = await self._http(index).post(path, json=body)
         if response.status_code == 409:
             raise StaleReport(response.json().get("error", "stale"))
         if not response.is_success:
@@ -148,31 +223,38 @@ class WorkerApi:
         self, op: str, path: str, body: dict[str, Any], *, attempt_id: str = "", wait: float = 0
     ) -> Any:
         """``op`` over the socket, or ``POST path`` when the server offers none."""
-        if self._socket is not None:
-            try:
-                return await self._socket.call(
-                    op, body, attempt_id=attempt_id, timeout=self._timeout + wait
-                )
-            except ChannelUnavailable as exc:
-                log.warning("no worker socket (%s); using HTTP requests", exc)
-                self._socket = None
-            except FrameTooLarge:
-                pass  # this one call goes as a request, where the body limit answers 413
-        return await self._post(path, body)
+
+        async def send(index: int) -> Any:
+            socket = self._socket(index)
+            if socket is not None:
+                try:
+                    return await socket.call(
+                        op, body, attempt_id=attempt_id, timeout=self._timeout + wait
+                    )
+                except ChannelUnavailable as exc:
+                    log.warning("no worker socket (%s); using HTTP requests", exc)
+                    self._use_socket = False
+                except FrameTooLarge:
+                    pass  # this one call goes as a request, where the body limit answers 413
+            return await self._post_to(index, path, body)
+
+        return await self._on_servers(op, send)
 
     def direct_link(self) -> DirectLink | None:
         """Where a task process sends its journal writes to the server itself
         (``worker/_direct.py``, with its attempt credential, never this worker's
         key): None while this worker talks HTTP."""
-        if self._socket is None:
+        socket = self._socket(self.servers.index)
+        if socket is None:
             return None
-        socket = self._socket
         return DirectLink(socket.url, socket.max_frame)
 
     def limit_frames(self, max_bytes: int | None) -> None:
         """The largest frame the server takes (from its answer to ``register``)."""
-        if self._socket is not None and max_bytes:
-            self._socket.max_frame = max_bytes
+        if max_bytes:
+            self._max_frame = max_bytes
+            for socket in self._sockets.values():
+                socket.max_frame = max_bytes
 
     async def post_reliably(self, path: str, body: dict[str, Any], *, give_up_after: float) -> Any:
         """POST, retrying connection failures and 5xx with backoff.
@@ -247,7 +329,8 @@ class WorkerApi:
         if not runs:
             return []
         direct = self.direct_link()
-        return [_claimed_run(run, direct, self._api_url) for run in runs]
+        # a task process's own client gets every server, the one in use first
+        return [_claimed_run(run, direct, self.servers.listed()) for run in runs]
 
     async def durable(
         self, attempt_id: str, op: str, body: dict[str, Any], *, give_up_after: float
@@ -289,9 +372,11 @@ class WorkerApi:
         await self._post("/worker/v1/deregister", {"worker_id": worker_id})
 
     async def close(self) -> None:
-        if self._socket is not None:
-            await self._socket.close()
-        await self._http.aclose()
+        for socket in self._sockets.values():
+            with contextlib.suppress(Exception):  # a dead server's socket is gone already
+                await socket.close()
+        for client in self._https.values():
+            await client.aclose()
 
 
 # -- the wire's JSON ------------------------------------------------------------------

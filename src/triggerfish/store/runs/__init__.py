@@ -26,6 +26,7 @@ from triggerfish.store.runs.insert import (
     insert_queued_run_alone,
     insert_run,
     insert_runs,
+    run_by_request_key,
 )
 from triggerfish.store.runs.leases import (
     ACTIVE,
@@ -123,6 +124,7 @@ __all__ = [
     "past_ttl",
     "queued_candidates",
     "reschedule_delayed",
+    "run_by_request_key",
     "run_from_row",
     "run_of_attempt",
     "status_counts",

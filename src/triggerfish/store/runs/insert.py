@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     insert,
+    select,
 )
 from sqlalchemy.engine import Dialect as SQLDialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -207,3 +208,10 @@ _IDEMPOTENT = (
 )
 _PG_IDEMPOTENT = _IDEMPOTENT.format("$1", "$2", "$3")
 _SQLITE_IDEMPOTENT = _IDEMPOTENT.format("?", "?", "?")
+
+
+async def run_by_request_key(conn: AsyncConnection, env_id: str, key: str) -> str | None:
+    """The run a trigger call with request key ``key`` made, if any (``ix_runs_request_key``)."""
+    stmt = select(runs.c.id).where(runs.c.environment_id == env_id, runs.c.request_key == key)
+    found = (await conn.execute(stmt)).scalar()
+    return None if found is None else str(found)
