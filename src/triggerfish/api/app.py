@@ -24,6 +24,7 @@ from triggerfish.api import (
     realtime,
     run_management,
     schedules,
+    sdk_streams,
     shapes,
     traces,
     waitpoints,
@@ -93,6 +94,7 @@ def create_app(
     app.include_router(realtime.router)
     realtime.redact_access_logs()
     app.include_router(shapes.router)
+    app.include_router(sdk_streams.router)
     app.include_router(auth.router)
     app.include_router(traces.router)
     app.include_router(metrics.router)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -65,3 +65,11 @@ async def read(
         .limit(limit)
     )
     return [(int(seq), data) for seq, data in (await conn.execute(stmt)).all()]
+
+
+async def last_seq(conn: AsyncConnection, run_id: str, key: str) -> int:
+    """The number of the stream's last chunk stored; -1 when it has none."""
+    t = run_stream_chunks
+    stmt = select(func.max(t.c.seq)).where(t.c.run_id == run_id, t.c.key == key)
+    found = (await conn.execute(stmt)).scalar()
+    return -1 if found is None else int(found)
