@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -117,6 +118,10 @@ async def test_the_v1_writer_streams_live_to_a_reader_until_the_run_ends(
     assert closed.status_code == 403
 
 
+def has(got: list[tuple[str, Any]], n: int) -> bool:
+    return len(got) >= n
+
+
 async def test_python_pipes_and_the_sdk_reader_sees_it_live(served: Served, engine: Engine) -> None:
     attempts = await started_runs(served, engine, 1)
     [run_id] = attempts
@@ -134,7 +139,7 @@ async def test_python_pipes_and_the_sdk_reader_sees_it_live(served: Served, engi
             headers=as_task,
         )
         assert r.status_code == 200
-        await wait_for_async(lambda n=seq + 1: len(got) == n, timeout=10, what=f"chunk {seq} live")
+        await wait_for_async(partial(has, got, seq + 1), timeout=10, what=f"chunk {seq} live")
     await engine.attempts.succeed(run_id, attempts[run_id], None)
     await asyncio.wait_for(reading, 10)
     assert got == [("0", "a"), ("1", {"b": 1}), ("2", "c")]
