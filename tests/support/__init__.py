@@ -285,7 +285,9 @@ def create_key(db_url: str, env: str = "dev") -> str:
     """A fresh secret key for ``env`` (bootstrapping the project if needed)."""
 
     async def go() -> str:
-        eng = Engine.create(ServerSettings(database_url=db_url))
+        # the servers' secret: the key's sealed copy (public tokens) must open there
+        settings = ServerSettings(database_url=db_url, server_secret=SERVER_SECRET)
+        eng = Engine.create(settings)
         await eng.start(background=False)
         try:
             await eng.environments.bootstrap()

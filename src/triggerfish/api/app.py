@@ -32,6 +32,7 @@ from triggerfish.api import (
     worker_api,
     worker_socket,
 )
+from triggerfish.api.cors import Cors
 from triggerfish.api.errors import error_response
 from triggerfish.api.metrics import HttpMetrics
 from triggerfish.api.trigger_lane import TriggerLane
@@ -80,6 +81,8 @@ def create_app(
     # the trigger route's fast path, behind the body limit (added first: inner)
     app.add_middleware(TriggerLane, engine=engine)
     app.add_middleware(BodyLimit, limit=limit)
+    # browsers on other origins (public tokens); the dashboard and /worker/ never
+    app.add_middleware(Cors, origins=engine.res.settings.cors_origins)
     app.add_middleware(HttpMetrics, metrics=engine.metrics)  # outermost: sees every answer
 
     app.include_router(public.router)

@@ -60,6 +60,11 @@ class Streams:
                 return seq
         raise ConflictError(f"stream {key!r} of {run_id}: too many writers at once, retry")
 
+    async def keys(self, run_ids: list[str]) -> dict[str, list[str]]:
+        """run id → the keys of its streams so far (runs the caller may read)."""
+        async with self.res.db.read() as conn:
+            return await stream_store.keys(conn, run_ids)
+
     async def last_seq(self, env_id: str, run_id: str, key: str) -> int:
         """The number of the stream's last chunk stored (-1: none yet)."""
         check_key(key)

@@ -73,3 +73,20 @@ async def last_seq(conn: AsyncConnection, run_id: str, key: str) -> int:
     stmt = select(func.max(t.c.seq)).where(t.c.run_id == run_id, t.c.key == key)
     found = (await conn.execute(stmt)).scalar()
     return -1 if found is None else int(found)
+
+
+async def keys(conn: AsyncConnection, run_ids: Sequence[str]) -> dict[str, list[str]]:
+    """run id → the keys of its streams that have a chunk, in name order."""
+    if not run_ids:
+        return {}
+    t = run_stream_chunks
+    stmt = (
+        select(t.c.run_id, t.c.key)
+        .where(t.c.run_id.in_(list(run_ids)))
+        .group_by(t.c.run_id, t.c.key)
+        .order_by(t.c.run_id, t.c.key)
+    )
+    out: dict[str, list[str]] = {}
+    for run_id, key in (await conn.execute(stmt)).all():
+        out.setdefault(str(run_id), []).append(str(key))
+    return out
