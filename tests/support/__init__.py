@@ -361,6 +361,7 @@ def start_server(
     heartbeat_timeout: float = 3.0,
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
+    ready_timeout: float = 30.0,
 ) -> ServerProc:
     """``triggerfish server`` on ``db_url``, on ``port`` (a restart) or a free one."""
     port = port or free_port()
@@ -390,7 +391,7 @@ def start_server(
         except httpx.TransportError:
             return False
 
-    wait_for(ready, timeout=30, interval=0.1, what="server to accept requests")
+    wait_for(ready, timeout=ready_timeout, interval=0.1, what="server to accept requests")
     return ServerProc(url, db_url, proc, log)
 
 
