@@ -42,7 +42,13 @@ class Tally:
     ended: int = 0
     errors: list[str] = field(default_factory=list)
     last_final: float = 0.0
+    total: int = 0
+    #: every subscriber has its snapshot, or has failed
     all_snapshots: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def note(self) -> None:
+        if self.snapshots + len(self.errors) >= self.total:
+            self.all_snapshots.set()
 
 
 class PeakRss:
@@ -66,7 +72,7 @@ class PeakRss:
         return max(self.peak, self.process.memory_info().rss)
 
 
-async def subscriber(http: httpx.AsyncClient, run_id: str, tally: Tally, total: int) -> None:
+async def subscriber(http: httpx.AsyncClient, run_id: str, tally: Tally) -> None:
     got_final = False
     try:
         async with http.stream(
@@ -84,8 +90,7 @@ async def subscriber(http: httpx.AsyncClient, run_id: str, tally: Tally, total: 
                         break
                 elif line.startswith("data: ") and event == "snapshot":
                     tally.snapshots += 1
-                    if tally.snapshots == total:
-                        tally.all_snapshots.set()
+                    tally.note()
                 elif line.startswith("data: ") and event == "change":
                     change = json.loads(line[6:])
                     if change["kind"] == "status" and change["data"]["status"] == "COMPLETED":
@@ -94,8 +99,9 @@ async def subscriber(http: httpx.AsyncClient, run_id: str, tally: Tally, total: 
                         tally.last_final = time.perf_counter()
     except httpx.HTTPError as e:
         tally.errors.append(f"{run_id}: {type(e).__name__} {e}")
-    if not got_final and not tally.errors:
+    if not got_final:
         tally.errors.append(f"{run_id}: the stream ended without COMPLETED")
+    tally.note()
 
 
 async def measure(
@@ -108,7 +114,7 @@ async def measure(
         run_ids = [(await client.tasks.trigger_async("noop", {"i": i})).id for i in range(runs)]
         await asyncio.sleep(1.0)  # let the server settle after the triggers
         idle = server.memory_info().rss
-        tally = Tally()
+        tally = Tally(total=subscribers)
         limits = httpx.Limits(max_connections=subscribers + 10, max_keepalive_connections=0)
         async with httpx.AsyncClient(
             base_url=api_url,
@@ -118,10 +124,12 @@ async def measure(
         ) as http:
             started = time.perf_counter()
             tasks = [
-                asyncio.create_task(subscriber(http, run_ids[i % runs], tally, subscribers))
+                asyncio.create_task(subscriber(http, run_ids[i % runs], tally))
                 for i in range(subscribers)
             ]
             await asyncio.wait_for(tally.all_snapshots.wait(), timeout)
+            if tally.errors:
+                raise RuntimeError(f"subscribing failed: {'; '.join(tally.errors[:5])}")
             connected = time.perf_counter() - started
             with_all = server.memory_info().rss
             peak = PeakRss(server_pid)
