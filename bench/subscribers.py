@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import resource
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -127,7 +128,7 @@ async def measure(
                 asyncio.create_task(subscriber(http, run_ids[i % runs], tally))
                 for i in range(subscribers)
             ]
-            await asyncio.wait_for(tally.all_snapshots.wait(), timeout)
+            await asyncio.wait_for(progress(tally, "connected", tally.all_snapshots), timeout)
             if tally.errors:
                 raise RuntimeError(f"subscribing failed: {'; '.join(tally.errors[:5])}")
             connected = time.perf_counter() - started
@@ -155,6 +156,21 @@ async def measure(
         }
     finally:
         await client.aclose()
+
+
+async def progress(tally: Tally, what: str, until: asyncio.Event) -> None:
+    """Wait for ``until``, telling stderr how far it got every 10 seconds."""
+    while True:
+        try:
+            await asyncio.wait_for(until.wait(), 10)
+            return
+        except TimeoutError:
+            print(
+                f"  {what}: {tally.snapshots} snapshots, {tally.finals} final, "
+                f"{len(tally.errors)} errors of {tally.total}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def raise_fd_limit(wanted: int) -> None:
