@@ -391,7 +391,12 @@ def start_server(
         except httpx.TransportError:
             return False
 
-    wait_for(ready, timeout=ready_timeout, interval=0.1, what="server to accept requests")
+    try:
+        wait_for(ready, timeout=ready_timeout, interval=0.1, what="server to accept requests")
+    except AssertionError:
+        proc.kill()  # a server that never answered is not left behind
+        proc.wait(10)
+        raise
     return ServerProc(url, db_url, proc, log)
 
 
