@@ -56,6 +56,13 @@ class ServerSettings(BaseSettings):
     max_payload_bytes: int = 3 * 1024 * 1024
     #: largest accepted request body
     max_body_bytes: int = 4 * 1024 * 1024
+    #: origins whose browser pages may call the bearer-token API (``/api/…`` and
+    #: ``/realtime/…``: realtime with a public access token, React hooks),
+    #: comma-separated (``https://app.example.com,https://admin.example.com``);
+    #: ``*`` (the default) any origin, empty none. Credentials travel in headers,
+    #: never cookies, so no origin gains anything without a token; the dashboard
+    #: (cookies) and the worker routes never answer cross-origin
+    cors_origins: str = "*"
     #: public URL of this server (token callback URLs, dashboard links)
     public_url: str | None = None
     #: database connections per server process

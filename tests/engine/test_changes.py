@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import pytest
 
 from tests import support
 from tests.engine.test_runs_engine import setup
@@ -190,3 +192,44 @@ async def test_the_maintenance_sweep_forgets_old_changes(
     clock.advance(engine.res.settings.changes_retention + 60)
     assert (await engine.maintenance.sweep())["changes_forgotten"] >= 1
     assert await engine.changes.read(env_id, start) == []
+
+
+async def test_live_subscribers_share_one_read_of_the_table(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many subscribers to runs, each reading on from its position after a wake-up:
+    one query of the table serves them all, and each gets exactly its run's changes."""
+    from triggerfish.store import changes as change_store
+
+    env_id, _ = await setup(engine)
+    feed = engine.changes
+    runs = [await engine.enqueue.trigger(env_id, TriggerRequest("t", {})) for _ in range(5)]
+    start = await feed.position()
+    await feed.read_page(env_id, start, run_id=runs[0].id)  # the window starts
+    for run in runs:
+        await engine.metadata.update(env_id, run.id, replace={"run": run.id})
+    shared, own = [], []
+    real_all, real_read = change_store.read_all, change_store.read
+
+    async def read_all(*args: Any, **kwargs: Any) -> list[ChangeRecord]:
+        shared.append(1)
+        return await real_all(*args, **kwargs)
+
+    async def read(*args: Any, **kwargs: Any) -> list[ChangeRecord]:
+        own.append(1)
+        return await real_read(*args, **kwargs)
+
+    monkeypatch.setattr(change_store, "read_all", read_all)
+    monkeypatch.setattr(change_store, "read", read)
+    pages = await asyncio.gather(
+        *(feed.read_page(env_id, start, run_id=runs[i % 5].id) for i in range(200))
+    )
+    assert len(shared) == 1 and own == []
+    for i, (got, position) in enumerate(pages):
+        assert [(c.kind, c.data["metadata"]) for c in got] == [
+            ("metadata", {"run": runs[i % 5].id})
+        ]
+        assert position >= got[-1].id
+    # a resume from before the window reads the table itself, and gets the same
+    older, _ = await feed.read_page(env_id, 0, run_id=runs[1].id)
+    assert own == [1] and [c.kind for c in older] == ["created", "metadata"]

@@ -121,3 +121,10 @@ def test_the_readme_typescript_example_runs_as_written(node: str, stack: Stack) 
     assert "COMPLETED { message: 'Hello TypeScript' }" in output, output
     assert "{ name: 'GREETING', value: 'hello', isSecret: false }" in output, output
     assert "{ approved: true }" in output, output
+
+
+def test_sdk_4_8_3_realtime_and_streams(node: str, stack: Stack) -> None:
+    """subscribeToRun through a run's life, a public token's scope, streams.read live,
+    withStreams(), and a stream written by the SDK's own writer."""
+    output = run_script(node, stack, "realtime4.mjs", timeout=150)
+    assert _passed(output) == 5, output

@@ -285,7 +285,9 @@ def create_key(db_url: str, env: str = "dev") -> str:
     """A fresh secret key for ``env`` (bootstrapping the project if needed)."""
 
     async def go() -> str:
-        eng = Engine.create(ServerSettings(database_url=db_url))
+        # the servers' secret: the key's sealed copy (public tokens) must open there
+        settings = ServerSettings(database_url=db_url, server_secret=SERVER_SECRET)
+        eng = Engine.create(settings)
         await eng.start(background=False)
         try:
             await eng.environments.bootstrap()
@@ -359,6 +361,7 @@ def start_server(
     heartbeat_timeout: float = 3.0,
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
+    ready_timeout: float = 30.0,
 ) -> ServerProc:
     """``triggerfish server`` on ``db_url``, on ``port`` (a restart) or a free one."""
     port = port or free_port()
@@ -388,7 +391,12 @@ def start_server(
         except httpx.TransportError:
             return False
 
-    wait_for(ready, timeout=30, interval=0.1, what="server to accept requests")
+    try:
+        wait_for(ready, timeout=ready_timeout, interval=0.1, what="server to accept requests")
+    except AssertionError:
+        proc.kill()  # a server that never answered is not left behind
+        proc.wait(10)
+        raise
     return ServerProc(url, db_url, proc, log)
 
 

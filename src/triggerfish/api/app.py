@@ -24,6 +24,7 @@ from triggerfish.api import (
     realtime,
     run_management,
     schedules,
+    sdk_streams,
     shapes,
     traces,
     waitpoints,
@@ -31,6 +32,7 @@ from triggerfish.api import (
     worker_api,
     worker_socket,
 )
+from triggerfish.api.cors import Cors
 from triggerfish.api.errors import error_response
 from triggerfish.api.metrics import HttpMetrics
 from triggerfish.api.trigger_lane import TriggerLane
@@ -79,6 +81,8 @@ def create_app(
     # the trigger route's fast path, behind the body limit (added first: inner)
     app.add_middleware(TriggerLane, engine=engine)
     app.add_middleware(BodyLimit, limit=limit)
+    # browsers on other origins (public tokens); the dashboard and /worker/ never
+    app.add_middleware(Cors, origins=engine.res.settings.cors_origins)
     app.add_middleware(HttpMetrics, metrics=engine.metrics)  # outermost: sees every answer
 
     app.include_router(public.router)
@@ -93,6 +97,7 @@ def create_app(
     app.include_router(realtime.router)
     realtime.redact_access_logs()
     app.include_router(shapes.router)
+    app.include_router(sdk_streams.router)
     app.include_router(auth.router)
     app.include_router(traces.router)
     app.include_router(metrics.router)

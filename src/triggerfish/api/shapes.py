@@ -77,8 +77,9 @@ def _packet(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-def shape_row(row: RunRecord, tags: list[str]) -> dict[str, Any]:
-    """A run as a row of the SDK's realtime shape (``SubscribeRunRawShape``)."""
+def shape_row(row: RunRecord, tags: list[str], streams: Sequence[str] = ()) -> dict[str, Any]:
+    """A run as a row of the SDK's realtime shape (``SubscribeRunRawShape``);
+    ``streams``: the keys of its streams (``withStreams()`` reads each)."""
     error = row.error or None
     duration = 0
     if row.started_at is not None and row.finished_at is not None:
@@ -117,14 +118,16 @@ def shape_row(row: RunRecord, tags: list[str]) -> dict[str, Any]:
             "message": error.get("message", ""),
             "stackTrace": error.get("stack_trace") or "",
         },
-        "realtimeStreams": [],
+        "realtimeStreams": list(streams),
     }
 
 
-def _message(row: RunRecord, tags: list[str], operation: str) -> dict[str, Any]:
+def _message(
+    row: RunRecord, tags: list[str], operation: str, streams: Sequence[str]
+) -> dict[str, Any]:
     return {
         "key": f'"public"."TaskRun"/"{row.id}"',
-        "value": shape_row(row, tags),
+        "value": shape_row(row, tags, streams),
         "headers": {"operation": operation},
     }
 
@@ -157,18 +160,18 @@ async def _answer(
 ) -> JSONResponse:
     after = _offset(offset)
     feed = engine.changes
-    messages: list[dict[str, Any]] = []
+    found: list[tuple[RunRecord, list[str], str]] = []
     if after is None:
         after = await feed.position()
         if run_id is not None:
             detail = await engine.runs.retrieve(env.id, run_id)
-            messages.append(_message(detail.run, detail.tags, "insert"))
+            found.append((detail.run, detail.tags, "insert"))
         else:
             flt = RunFilter(tags=tags, batch_id=batch_id)
             rows, tag_map, _ = await engine.runs.page(
                 env.id, flt, size=SNAPSHOT_LIMIT, after=None, before=None
             )
-            messages += [_message(r, tag_map.get(r.id, []), "insert") for r in reversed(rows)]
+            found += [(r, tag_map.get(r.id, []), "insert") for r in reversed(rows)]
     else:
         changes, position = await feed.read_page(
             env.id, after, run_id=run_id, tags=tags or None, batch_id=batch_id
@@ -186,7 +189,9 @@ async def _answer(
                 touched.setdefault(change.run_id, "insert" if created else "update")
         for touched_id, operation in touched.items():
             detail = await engine.runs.retrieve(env.id, touched_id)
-            messages.append(_message(detail.run, detail.tags, operation))
+            found.append((detail.run, detail.tags, operation))
+    streams = await engine.streams.keys([row.id for row, _, _ in found])
+    messages = [_message(r, t, op, streams.get(r.id, [])) for r, t, op in found]
     messages.append(_UP_TO_DATE)
     headers = {
         "electric-offset": f"{after}_0",

@@ -33,6 +33,15 @@ ended (it rolled back).
 So resuming "after 11" never skips a 10 that committed later: nothing is lost,
 nothing repeated. SQLite has one writer at a time and no such gaps.
 
+One read for every live subscriber: a server keeps the newest changes of every
+environment in memory (:attr:`ChangeFeed.RECENT` of them) and, when woken, reads
+the new ones from the table once, for all its subscribers together (one shared
+read in flight at a time, like the horizon's). A subscriber whose position is
+inside that window is served from memory; one further behind (a resume from an
+old ``Last-Event-ID``) or following tags (whose filter needs the run's tags)
+reads the table itself. So a thousand subscribers to runs cost a thousand
+filters in memory per wake-up, not a thousand queries.
+
 Wake-ups: every write transaction's commit wakes this server's waiters
 (``Database.on_commit``), and on PostgreSQL sends a ``NOTIFY`` (through the
 server's :class:`~triggerfish.store.notify.Notifier`, key :data:`WAKE_KEY`)
@@ -44,6 +53,7 @@ also looks again every ``recheck`` seconds in case one was lost.
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import AsyncIterator, Sequence
 
 from triggerfish._domain.records import ChangeRecord
@@ -61,6 +71,10 @@ class ChangeFeed:
     HORIZON_STEP = 5000
     #: seconds after which a missing id counts as rolled back whatever PostgreSQL says
     GAP_LIMIT = 60.0
+    #: the changes kept in memory for live subscribers (all environments)
+    RECENT = 4096
+    #: changes read per query by the shared reader
+    RECENT_STEP = 1000
 
     def __init__(self, res: EngineResources, *, recheck: float = 1.0) -> None:
         self._res = res
@@ -69,6 +83,13 @@ class ChangeFeed:
         # missing ids → (loop time first seen, the transactions running then)
         self._gaps: dict[int, tuple[float, frozenset[str]]] = {}
         self._advancing: asyncio.Future[int] | None = None
+        # the shared reader: every change with _recent_from < id <= _recent_upto,
+        # oldest first (ids in _recent_ids, for bisecting)
+        self._recent: list[ChangeRecord] = []
+        self._recent_ids: list[int] = []
+        self._recent_from: int | None = None
+        self._recent_upto = 0
+        self._catching: asyncio.Future[None] | None = None
         res.db.on_commit.append(self._committed)
 
     def _committed(self) -> None:
@@ -127,6 +148,10 @@ class ChangeFeed:
         """:meth:`read`, and the position it read up to: read on from there (it
         is past the last change returned when nothing else matched up to the
         horizon, so a quiet subscriber does not scan the same ids again)."""
+        if not tags:
+            await self._catch_up()
+            if self._recent_from is not None and after >= self._recent_from:
+                return self._from_memory(env_id, after, run_id, batch_id, kinds, limit)
         upto = await self._current_horizon()
         if upto <= after:
             return [], after
@@ -178,6 +203,63 @@ class ChangeFeed:
                 yield change
             if not batch:
                 await self.wait(after, timeout=self._recheck * 30)
+
+    # --- the shared reader ---
+
+    def _from_memory(
+        self,
+        env_id: str,
+        after: int,
+        run_id: str | None,
+        batch_id: str | None,
+        kinds: Sequence[str] | None,
+        limit: int,
+    ) -> tuple[list[ChangeRecord], int]:
+        out: list[ChangeRecord] = []
+        start = bisect.bisect_right(self._recent_ids, after)
+        for change in self._recent[start:]:
+            if (
+                change.environment_id == env_id
+                and (run_id is None or change.run_id == run_id)
+                and (batch_id is None or change.batch_id == batch_id)
+                and (not kinds or change.kind in kinds)
+            ):
+                out.append(change)
+                if len(out) == limit:
+                    return out, change.id
+        return out, max(after, self._recent_upto)
+
+    async def _catch_up(self) -> None:
+        """Bring the in-memory window up to the horizon: one read shared by every
+        caller meanwhile."""
+        running = self._catching
+        if running is None or running.done():
+            running = self._catching = asyncio.ensure_future(self._read_recent())
+        await asyncio.shield(running)
+
+    async def _read_recent(self) -> None:
+        upto = await self._current_horizon()
+        if self._recent_from is None or upto - self._recent_upto > self.RECENT:
+            # first use, or too far behind to be worth reading: start afresh here
+            self._recent, self._recent_ids = [], []
+            self._recent_from = self._recent_upto = upto
+            return
+        after = self._recent_upto
+        fresh: list[ChangeRecord] = []
+        async with self._res.db.read() as conn:
+            while after < upto:
+                batch = await store.read_all(conn, after, upto, self.RECENT_STEP)
+                fresh += batch
+                if len(batch) < self.RECENT_STEP:
+                    break
+                after = batch[-1].id
+        recent = self._recent + fresh
+        if len(recent) > self.RECENT:
+            self._recent_from = recent[-self.RECENT - 1].id
+            recent = recent[-self.RECENT :]
+        self._recent = recent
+        self._recent_ids = [c.id for c in recent]
+        self._recent_upto = upto
 
     # --- the horizon ---
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from triggerfish._domain.states import RunStatus, is_final
 from triggerfish.engine.resources import EngineResources
-from triggerfish.errors import PermissionDenied, RunNotFound, UserError
+from triggerfish.errors import ConflictError, PermissionDenied, RunNotFound, UserError
 from triggerfish.store import runs as run_store
 from triggerfish.store import streams as stream_store
 
@@ -49,6 +49,29 @@ class Streams:
             return await stream_store.append(
                 conn, env_id, run_id, run.batch_id, key, first_seq, chunks, self.res.clock.now()
             )
+
+    async def append_next(self, env_id: str, run_id: str, key: str, chunk: Any) -> int:
+        """Add one chunk after the stream's last one (``streams.append`` of the
+        official SDK); its number."""
+        for _ in range(5):  # two writers took the same number: the loser goes again
+            async with self.res.db.read() as conn:
+                seq = await stream_store.last_seq(conn, run_id, key) + 1
+            if await self.append(env_id, run_id, key, seq, [chunk]):
+                return seq
+        raise ConflictError(f"stream {key!r} of {run_id}: too many writers at once, retry")
+
+    async def keys(self, run_ids: list[str]) -> dict[str, list[str]]:
+        """run id → the keys of its streams so far (runs the caller may read)."""
+        async with self.res.db.read() as conn:
+            return await stream_store.keys(conn, run_ids)
+
+    async def last_seq(self, env_id: str, run_id: str, key: str) -> int:
+        """The number of the stream's last chunk stored (-1: none yet)."""
+        check_key(key)
+        async with self.res.db.read() as conn:
+            if await run_store.get(conn, env_id, run_id) is None:
+                raise RunNotFound(run_id)
+            return await stream_store.last_seq(conn, run_id, key)
 
     async def read(
         self, env_id: str, run_id: str, key: str, *, after: int = -1, limit: int = 10_000

@@ -265,6 +265,18 @@ async def read(
     return [ChangeRecord(*r) for r in (await conn.execute(stmt)).all()]
 
 
+async def read_all(conn: AsyncConnection, after: int, upto: int, limit: int) -> list[ChangeRecord]:
+    """Every environment's changes with ``after < id <= upto``, oldest first, at
+    most ``limit`` (on the primary key alone): the feed's shared reader."""
+    stmt = (
+        select(*_COLUMNS)
+        .where(changes.c.id > after, changes.c.id <= upto)
+        .order_by(changes.c.id)
+        .limit(limit)
+    )
+    return [ChangeRecord(*r) for r in (await conn.execute(stmt)).all()]
+
+
 async def ids_after(conn: AsyncConnection, after: int, limit: int) -> list[int]:
     """The ids of every environment's changes above ``after``, in order (on the
     primary key alone): what the feed's horizon walks."""

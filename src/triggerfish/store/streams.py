@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -65,3 +65,28 @@ async def read(
         .limit(limit)
     )
     return [(int(seq), data) for seq, data in (await conn.execute(stmt)).all()]
+
+
+async def last_seq(conn: AsyncConnection, run_id: str, key: str) -> int:
+    """The number of the stream's last chunk stored; -1 when it has none."""
+    t = run_stream_chunks
+    stmt = select(func.max(t.c.seq)).where(t.c.run_id == run_id, t.c.key == key)
+    found = (await conn.execute(stmt)).scalar()
+    return -1 if found is None else int(found)
+
+
+async def keys(conn: AsyncConnection, run_ids: Sequence[str]) -> dict[str, list[str]]:
+    """run id → the keys of its streams that have a chunk, in name order."""
+    if not run_ids:
+        return {}
+    t = run_stream_chunks
+    stmt = (
+        select(t.c.run_id, t.c.key)
+        .where(t.c.run_id.in_(list(run_ids)))
+        .group_by(t.c.run_id, t.c.key)
+        .order_by(t.c.run_id, t.c.key)
+    )
+    out: dict[str, list[str]] = {}
+    for run_id, key in (await conn.execute(stmt)).all():
+        out.setdefault(str(run_id), []).append(str(key))
+    return out
