@@ -126,7 +126,7 @@ def request_key(value: str | bytes | None) -> str | None:
     if len(text) > _MAX_REQUEST_KEY or not text.isprintable():
         raise UserError(
             f"{REQUEST_KEY_HEADER}: at most {_MAX_REQUEST_KEY} printable characters "
-            "(a UUID, the same on every retry of one call)"
+            "(a UUID, say: the same on every retry of one call)"
         )
     return text
 

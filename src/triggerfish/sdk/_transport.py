@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from triggerfish import _otel
+from triggerfish._ids import new_id
 from triggerfish._servers import CONNECT_TIMEOUT, Servers
 from triggerfish.errors import (
     ENVIRONMENT_HEADER,
@@ -313,7 +313,9 @@ def _keyed(call: Call[T]) -> Call[T]:
     try of it: a header over HTTP, ``requestKey`` in the frame over the socket."""
     if call.method == "GET":
         return call
-    key = str(uuid.uuid4())
+    # time-ordered: the server keeps it in a unique index, where random keys
+    # would land on a random page each (a page write per trigger after a checkpoint)
+    key = new_id("req")
     socket = call.over_socket
     if socket is not None:
         socket = (socket[0], {**socket[1], "requestKey": key})
