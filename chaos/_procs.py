@@ -78,7 +78,9 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
 
 
-def stop_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+def stop_group(
+    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15
+) -> None:
     """Send ``sig`` to the group, wait up to ``timeout`` s, then SIGKILL what is left."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):

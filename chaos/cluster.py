@@ -19,7 +19,15 @@ from pathlib import Path
 
 import httpx
 
-from chaos._procs import ChaosError, children_of, clean_env, free_port, spawn, stop_group, wait_until
+from chaos._procs import (
+    ChaosError,
+    children_of,
+    clean_env,
+    free_port,
+    spawn,
+    stop_group,
+    wait_until,
+)
 
 PROJECT = Path(__file__).resolve().parent / "project"
 TRIGGERFISH = [sys.executable, "-m", "triggerfish.cli.main"]
@@ -130,9 +138,7 @@ class Cluster:
                 "TRIGGERFISH_MAINTENANCE_INTERVAL": "0.5",
             }
         )
-        proc = spawn(
-            [*TRIGGERFISH, "server", "--host", "127.0.0.1", "--port", str(port)], log, env
-        )
+        proc = spawn([*TRIGGERFISH, "server", "--host", "127.0.0.1", "--port", str(port)], log, env)
         return Server(index, port, proc, log)
 
     def server_ready(self, index: int) -> bool:
@@ -178,16 +184,22 @@ class Cluster:
         )
         proc = spawn(
             [
-                *TRIGGERFISH, "worker",
-                "--api-url", self._urls_for(server),
-                "--project", str(PROJECT),
-                "--concurrency", str(self.settings.concurrency),
-                "--grace-period", str(self.settings.grace),
-                "--name", f"chaos-{index}",
+                *TRIGGERFISH,
+                "worker",
+                "--api-url",
+                self._urls_for(server),
+                "--project",
+                str(PROJECT),
+                "--concurrency",
+                str(self.settings.concurrency),
+                "--grace-period",
+                str(self.settings.grace),
+                "--name",
+                f"chaos-{index}",
             ],
             log,
             env,
-        )  # fmt: skip
+        )
         return Worker(index, proc, log, server, [*history, proc.pid])
 
     def wait_worker(self, index: int, timeout: float = 120) -> None:
@@ -231,4 +243,3 @@ class Cluster:
             stop_group(worker.proc, signal.SIGTERM, timeout=max(1.0, deadline - time.monotonic()))
         for server in self.servers:
             stop_group(server.proc, signal.SIGTERM, timeout=10)
-

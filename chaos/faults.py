@@ -133,6 +133,10 @@ async def server_kill(t: Target, index: int) -> FaultRecord:
     t.cluster.restart_server(index)
     await _ready_server(t, index)
     served = [w for w in t.cluster.workers if w.server == index]
+    if not t.cluster.settings.failover:
+        # a worker that knows one URL can renew no lease until its server is back
+        record.cut_off = {w.pid for w in served}
+        record.cut_off_until = time.time() + 2 * t.cluster.settings.heartbeat_timeout
 
     async def first() -> float | None:
         times = [await t.reader.first_start_after(record.at, w.pid) for w in served]

@@ -18,10 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from triggerfish import Triggerfish
-
 from chaos.check import Triggered
 from chaos.effects import EffectsReader
+from triggerfish import Triggerfish
 
 #: shape -> weight
 MIX = {"chaos-steps": 4, "chaos-wait": 3, "chaos-parent": 2, "chaos-token": 2}

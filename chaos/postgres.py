@@ -48,7 +48,9 @@ def _bin_dir() -> Path:
     """The newest PostgreSQL's binaries under /usr/lib/postgresql (or on PATH)."""
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0,
+        key=lambda p: (
+            int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit() else 0
+        ),
     )
     if found:
         return Path(found[-1]).parent
@@ -93,8 +95,18 @@ class PgInstance:
             entry = pwd.getpwnam(self.user)
             os.chown(self.folder, entry.pw_uid, entry.pw_gid)
         result = subprocess.run(
-            [str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E",
-             "UTF8", "--no-sync"],
+            [
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
             capture_output=True,
             text=True,
             user=self.user,
@@ -172,8 +184,25 @@ class PgInstance:
         deadline = time.monotonic() + 30
         while True:
             result = subprocess.run(
-                [str(self.bin / "psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h",
-                 "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", database, "-c", sql],
+                [
+                    str(self.bin / "psql"),
+                    "-X",
+                    "-q",
+                    "-t",
+                    "-A",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    "postgres",
+                    "-d",
+                    database,
+                    "-c",
+                    sql,
+                ],
                 capture_output=True,
                 text=True,
                 timeout=60,

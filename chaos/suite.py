@@ -25,8 +25,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from triggerfish import Triggerfish
-
 from chaos import faults as fault_mod
 from chaos._procs import ChaosError, kill_all
 from chaos.check import AttemptView, FaultRecord, Report, RunView, check, render
@@ -35,6 +33,7 @@ from chaos.effects import DATABASE as EFFECTS_DB
 from chaos.effects import EffectsReader
 from chaos.load import Load
 from chaos.postgres import PgInstance
+from triggerfish import Triggerfish
 
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELED", "TIMED_OUT", "EXPIRED", "SYSTEM_FAILURE"}
 
@@ -55,8 +54,8 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile(3, 45.0, 40, None, 300.0, 8.0, 3),
-    "ci": Profile(1, 12.0, 24, None, 150.0, 6.0, 3),
+    "full": Profile(3, 40.0, 40, None, 300.0, 10.0, 3),
+    "ci": Profile(1, 12.0, 24, None, 150.0, 10.0, 3),
 }
 
 
@@ -70,16 +69,22 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m chaos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--ci", action="store_true", help="the bounded form (~4 min)")
     parser.add_argument("--rounds", type=int, help="times every fault is injected")
     parser.add_argument("--settle", type=float, help="seconds of load between faults")
     parser.add_argument("--max-runs", type=int, help="stop triggering after this many runs")
     parser.add_argument("--max-in-flight", type=int, help="unfinished runs at most")
     parser.add_argument("--heartbeat-timeout", type=float, help="the servers' heartbeat timeout")
-    parser.add_argument("--failover", action="store_true",
-                        help="give each worker both server URLs (workers that take a list)")  # fmt: skip
+    parser.add_argument(
+        "--failover",
+        action="store_true",
+        help="give each worker both server URLs (workers that take a list)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs even on success")
     args = parser.parse_args(argv)
     p = PROFILES["ci" if args.ci else "full"]
@@ -111,8 +116,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                         cwd=Path(__file__).parent)  # fmt: skip
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent,
+    )
     return out.stdout.strip() or "unknown"
 
 
@@ -137,14 +146,20 @@ def _run(profile: Profile, folder: Path, failover: bool) -> bool:
             cluster.prepare()
             cluster.start()
             _say(
-                "servers " + ", ".join(s.url for s in cluster.servers)
-                + "; workers " + ", ".join(str(w.pid) for w in cluster.workers)
-            )  # fmt: skip
+                "servers "
+                + ", ".join(s.url for s in cluster.servers)
+                + "; workers "
+                + ", ".join(str(w.pid) for w in cluster.workers)
+            )
             report, healthy = asyncio.run(_drive(profile, cluster, pg))
         finally:
             cluster.stop()
     print()
     print(render(report))
+    (folder / "report.txt").write_text(render(report) + "\n")
+    with (folder / "findings.txt").open("w") as fh:
+        for f in report.findings:
+            fh.write(f"{f.at:.3f} {f.kind}: {f.key} {f.run_id}: {f.detail}\n")
     print(f"\n(total {time.monotonic() - started:.0f} s)")
     return report.ok and healthy
 
@@ -233,6 +248,7 @@ async def _fetch_runs(clients: list[Triggerfish], ids: set[str]) -> dict[str, Ru
                     a.status,
                     a.started_at.timestamp() if a.started_at else None,
                     a.finished_at.timestamp() if a.finished_at else None,
+                    a.error.message[:200] if a.error else "",
                 )
                 for a in run.attempts
             ),

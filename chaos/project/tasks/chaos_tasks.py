@@ -48,8 +48,15 @@ async def _record(kind: str, key: str, ctx: Context, step_key: str = "") -> str:
     """Write one row; its effect id."""
     effect_id = uuid.uuid4().hex
     row = (
-        effect_id, key, ctx.run.id, ctx.attempt.id, ctx.attempt.number, kind, step_key,
-        os.getpid(), os.getppid(),
+        effect_id,
+        key,
+        ctx.run.id,
+        ctx.attempt.id,
+        ctx.attempt.number,
+        kind,
+        step_key,
+        os.getpid(),
+        os.getppid(),
     )
     deadline = time.monotonic() + _WRITE_PATIENCE
     while True:
