@@ -96,6 +96,10 @@ def kill_all() -> None:
         pgid = _groups.pop()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
+    groups_file = os.environ.get(GROUPS_FILE_ENV)
+    if groups_file:  # nothing left for the wrapper to clean up (and no stale ids)
+        with contextlib.suppress(OSError):
+            open(groups_file, "w").close()
 
 
 atexit.register(kill_all)

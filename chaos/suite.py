@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import shutil
 import signal
 import subprocess
@@ -27,7 +28,16 @@ from typing import Any
 
 from chaos import faults as fault_mod
 from chaos._procs import ChaosError, kill_all
-from chaos.check import AttemptView, FaultRecord, Report, RunView, check, render
+from chaos.check import (
+    CUT_OFF,
+    KINDS,
+    AttemptView,
+    FaultRecord,
+    Report,
+    RunView,
+    check,
+    render,
+)
 from chaos.cluster import Cluster, Settings
 from chaos.effects import DATABASE as EFFECTS_DB
 from chaos.effects import EffectsReader
@@ -86,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         help="give each worker both server URLs (workers that take a list)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the logs even on success")
+    parser.add_argument("--json", type=Path, help="also write the table's figures to this file")
     args = parser.parse_args(argv)
     p = PROFILES["ci" if args.ci else "full"]
     profile = Profile(
@@ -103,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     folder.chmod(0o755)
     ok = False
     try:
-        ok = _run(profile, folder, args.failover)
+        ok = _run(profile, folder, args.failover, args.json)
     except (ChaosError, _Stopped, KeyboardInterrupt) as exc:
         print(f"chaos: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
@@ -129,7 +140,7 @@ def _say(message: str) -> None:
     print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
 
 
-def _run(profile: Profile, folder: Path, failover: bool) -> bool:
+def _run(profile: Profile, folder: Path, failover: bool, json_out: Path | None) -> bool:
     started = time.monotonic()
     _say(f"chaos: {profile}, commit {_commit()}, logs in {folder}")
     with PgInstance.create(folder / "pg") as pg:
@@ -160,8 +171,32 @@ def _run(profile: Profile, folder: Path, failover: bool) -> bool:
     with (folder / "findings.txt").open("w") as fh:
         for f in report.findings:
             fh.write(f"{f.at:.3f} {f.kind}: {f.key} {f.run_id}: {f.detail}\n")
-    print(f"\n(total {time.monotonic() - started:.0f} s)")
+    took = time.monotonic() - started
+    print(f"\n(total {took:.0f} s)")
+    if json_out is not None:
+        json_out.write_text(json.dumps(_summary(report, healthy, took), indent=2) + "\n")
     return report.ok and healthy
+
+
+def _summary(report: Report, healthy: bool, took: float) -> dict[str, Any]:
+    return {
+        "ok": report.ok and healthy,
+        "recovered_and_drained": healthy,
+        "seconds": round(took),
+        "runs": report.runs,
+        "effects": report.effects,
+        "totals": {k: report.total(k) for k in (*KINDS, CUT_OFF)},
+        "faults": [
+            {
+                "name": r.name,
+                "recovery": r.recovery,
+                "in_flight": r.in_flight,
+                "retried": r.retried,
+                **r.counts,
+            }
+            for r in report.rows
+        ],
+    }
 
 
 async def _drive(profile: Profile, cluster: Cluster, pg: PgInstance) -> tuple[Report, bool]:
