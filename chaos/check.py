@@ -249,9 +249,16 @@ def _check_attempts(
                 continue
             at = attempt.finished_at or max(e.at for e in mine)
             key = mine[0].key
+            last = max(mine, key=lambda e: e.at)
+            done = (
+                "its body had returned"
+                if last.kind == "end"
+                else f"last row {last.kind} {last.step}".rstrip() + f" at {last.at:.1f}"
+            )
             detail = (
                 f"attempt {attempt.number} {attempt.status} on pid {mine[0].pid} "
-                f"(worker {mine[0].worker_pid}), which was never killed: {attempt.error}"
+                f"(worker {mine[0].worker_pid}), which was never killed ({done}; "
+                f"ended {attempt.finished_at or 0:.1f}): {attempt.error}"
             )
             out.append(Finding(CUT_OFF if attempt.id in cut else "redone", at, key, run_id, detail))
     return out

@@ -26,12 +26,16 @@ from triggerfish import Triggerfish
 MIX = {"chaos-steps": 4, "chaos-wait": 3, "chaos-parent": 2, "chaos-token": 2}
 #: how long one trigger (or token call) keeps being retried before the suite gives up on it
 CALL_PATIENCE = 180.0
+#: a call with no answer after this long is abandoned and sent again (same key)
+CALL_TIMEOUT = 30.0
 
 
 @dataclass
 class LoadStats:
     triggered: int = 0
     trigger_errors: int = 0
+    #: calls that got no answer at all within CALL_TIMEOUT (sent again)
+    hung_calls: int = 0
     resent: int = 0
     tokens_completed: int = 0
     ended: int = 0
@@ -141,7 +145,12 @@ class Load:
         while True:
             client = self.clients[i % len(self.clients)]
             try:
-                return await call(client)
+                return await asyncio.wait_for(call(client), CALL_TIMEOUT)
+            except TimeoutError:
+                self.stats.hung_calls += 1
+                if time.monotonic() > deadline:
+                    raise
+                i += 1
             except Exception:
                 self.stats.trigger_errors += 1
                 if time.monotonic() > deadline:

@@ -41,7 +41,7 @@ from chaos.check import (
 from chaos.cluster import Cluster, Settings
 from chaos.effects import DATABASE as EFFECTS_DB
 from chaos.effects import EffectsReader
-from chaos.load import Load
+from chaos.load import CALL_TIMEOUT, Load
 from chaos.postgres import PgInstance
 from triggerfish import Triggerfish
 
@@ -64,7 +64,7 @@ class Profile:
 
 
 PROFILES = {
-    "full": Profile(3, 40.0, 40, None, 300.0, 10.0, 3),
+    "full": Profile(3, 30.0, 40, None, 300.0, 10.0, 3),
     "ci": Profile(1, 12.0, 24, None, 150.0, 10.0, 3),
 }
 
@@ -239,7 +239,8 @@ async def _drive(profile: Profile, cluster: Cluster, pg: PgInstance) -> tuple[Re
         s = load.stats
         _say(
             f"load: {s.triggered} keys triggered ({s.resent} sent twice), {s.trigger_errors} "
-            f"failed calls retried, {s.tokens_completed} tokens completed"
+            f"failed calls retried, {s.hung_calls} calls unanswered after "
+            f"{CALL_TIMEOUT:.0f} s (sent again), {s.tokens_completed} tokens completed"
         )
         return report, healthy
     finally:
@@ -254,19 +255,21 @@ async def _drive(profile: Profile, cluster: Cluster, pg: PgInstance) -> tuple[Re
 
 
 async def _fetch_runs(clients: list[Triggerfish], ids: set[str]) -> dict[str, RunView]:
-    """Each run as the API reports it, once final (bounded wait)."""
-    limit = asyncio.Semaphore(8)
+    """Each run as the API reports it, once final (a bounded wait per run)."""
+    limit = asyncio.Semaphore(12)
     out: dict[str, RunView] = {}
 
     async def one(run_id: str, i: int) -> None:
-        deadline = time.monotonic() + 60
         async with limit:
+            deadline = time.monotonic() + 90
             while True:
                 try:
-                    run: Any = await clients[i % len(clients)].runs.retrieve_async(run_id)
+                    client = clients[i % len(clients)]
+                    run: Any = await asyncio.wait_for(client.runs.retrieve_async(run_id), 30)
                 except Exception:
                     if time.monotonic() > deadline:
                         raise
+                    i += 1  # the other server
                     await asyncio.sleep(0.5)
                     continue
                 if run.status in FINAL or time.monotonic() > deadline:
