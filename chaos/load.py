@@ -92,9 +92,11 @@ class Load:
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
 
-    async def refresh(self) -> None:
-        """Note the keys whose body finished since the last look."""
-        for key, at in await self.reader.ended_keys(self._seen_until - 5):
+    async def refresh(self, everything: bool = False) -> None:
+        """Note the keys whose body finished since the last look (a row commits a
+        moment after its time is taken: look a while back), or ``everything``."""
+        since = 0.0 if everything else self._seen_until - 30
+        for key, at in await self.reader.ended_keys(since):
             self._seen_until = max(self._seen_until, at)
             if key in self.triggered and key not in self.ended:
                 self.ended.add(key)
@@ -184,7 +186,7 @@ class Load:
                     return False
                 await asyncio.sleep(0.2)
             while time.monotonic() < deadline:
-                await self.refresh()
+                await self.refresh(everything=True)
                 if not self.unfinished:
                     return True
                 await asyncio.sleep(0.5)

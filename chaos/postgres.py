@@ -31,13 +31,15 @@ from pathlib import Path
 from chaos._procs import ChaosError, children_of, free_port, kill_group, spawn, wait_until
 
 #: settings for a disposable instance: small, no fsync (a kill -9 of the
-#: postmaster is not a power loss: the OS still has every write)
+#: postmaster is not a power loss: the OS keeps every write()). Commits stay
+#: synchronous: an acknowledged commit must be in the OS's hands before the
+#: answer, or the crash would lose commits PostgreSQL had confirmed
 _CONF = """
 listen_addresses = '127.0.0.1'
 max_connections = 200
 shared_buffers = 64MB
 fsync = off
-synchronous_commit = off
+synchronous_commit = on
 full_page_writes = off
 unix_socket_directories = '{sockets}'
 log_min_messages = warning

@@ -69,13 +69,11 @@ PROFILES = {
 }
 
 
-class _Stopped(Exception):
-    """SIGTERM / SIGHUP: unwind so every process is stopped."""
-
-
 def _on_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM / SIGHUP unwind like Ctrl-C (which asyncio lets through every task's
+    ``except Exception``), so that every process is stopped."""
     del frame
-    raise _Stopped(f"signal {signum}")
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = False
     try:
         ok = _run(profile, folder, args.failover, args.json)
-    except (ChaosError, _Stopped, KeyboardInterrupt) as exc:
+    except (ChaosError, KeyboardInterrupt) as exc:
         print(f"chaos: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
         kill_all()
