@@ -210,7 +210,9 @@ def _check_steps(
             lost = attempts.get(x.attempt_id)
             # counted when the attempt that ran it ended (its loss is the event)
             at = lost.finished_at if lost and lost.finished_at else x.at
-            if x.attempt_id != j.attempt_id and x.at < j.at and x.attempt_id in cut:
+            if x.attempt_id != j.attempt_id and x.attempt_id in cut:
+                # before its successor's, or after it: a worker that cannot reach its
+                # server learns of the reclaim only when it reaches one again
                 out.append(Finding(CUT_OFF, at, key, run.id, f"step {name} ran again"))
                 continue
             interrupted = (
