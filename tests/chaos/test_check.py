@@ -131,3 +131,16 @@ def test_work_lost_while_a_worker_could_reach_no_server_is_counted_apart() -> No
     report = check([Triggered("k1", "chaos-steps", 99.0, {"r1"})], {"r1": run}, rows, [fault])
     assert report.ok
     assert report.total(CUT_OFF) == 2
+
+
+def test_a_cut_off_worker_running_a_step_after_its_successor_is_counted_apart() -> None:
+    run, rows = _crashed_then_redone(pid=150)
+    # the cut-off attempt ran s1 after attempt 2 had journaled it (it learned of the
+    # reclaim only when it reached a server again)
+    late = _row("step", "k1", "r1", "r1-1", 115.0, "s1", pid=150)
+    fault = FaultRecord("kill -9 server 0", 101.5, cut_off={10}, cut_off_until=120.0)
+    triggered = [Triggered("k1", "chaos-steps", 99.0, {"r1"})]
+    assert check(triggered, {"r1": run}, [*rows, late], [fault]).ok
+    # with failover (no worker cut off) the same history is a violation
+    report = check(triggered, {"r1": run}, [*rows, late], [FaultRecord("kill -9 server 0", 101.5)])
+    assert "re-run step" in {f.kind for f in report.findings}
