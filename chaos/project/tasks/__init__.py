@@ -1,0 +1,1 @@
+"""The fault-injection suite's tasks (see ``chaos_tasks.py``)."""
