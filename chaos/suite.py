@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heartbeat-timeout", type=float, help="the servers' heartbeat timeout")
     parser.add_argument(
         "--failover",
-        action="store_true",
-        help="give each worker both server URLs (workers that take a list)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="give each worker both server URLs, its own first (--no-failover: its own only)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the logs even on success")
     parser.add_argument("--json", type=Path, help="also write the table's figures to this file")
