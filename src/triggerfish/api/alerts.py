@@ -13,10 +13,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from triggerfish.api.deps import EngineDep, EnvDep
+from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine.alerts import RuleSpec
 from triggerfish.errors import UserError
 
-router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"], route_class=StrictJsonRoute)
 
 
 class RuleBody(BaseModel):

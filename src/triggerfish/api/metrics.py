@@ -10,9 +10,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triggerfish.api.deps import engine_of
+from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine.metrics import Metrics
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], route_class=StrictJsonRoute)
 
 _TRIGGER = re.compile(r"/api/v1/tasks/.+/trigger")
 

@@ -21,9 +21,10 @@ from pydantic import BaseModel, Field
 from triggerfish._domain.times import iso_from_epoch
 from triggerfish._domain.traces import Span
 from triggerfish.api.deps import EngineDep, EnvDep
+from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine.traces import Trace
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], route_class=StrictJsonRoute)
 
 SpanKind = Literal["run", "attempt", "step", "wait", "child", "batch", "integration", "user"]
 
