@@ -114,7 +114,9 @@ _EMIT = textwrap.dedent(
 @pytest.mark.timeout(60)
 def test_the_grpc_exporter_reaches_a_grpc_receiver() -> None:
     with grpc_receiver() as (endpoint, received):
-        env = {**support._env(_otel_env(endpoint, "grpc"))}
+        # a span of no run: internal, kept at the internal rate
+        internal = {"TRIGGERFISH_TRACES_INTERNAL_SAMPLE_RATE": "1"}
+        env = {**support._env({**_otel_env(endpoint, "grpc"), **internal})}
         done = subprocess.run(
             [sys.executable, "-c", _EMIT], env=env, capture_output=True, text=True, timeout=50
         )

@@ -40,7 +40,7 @@ from triggerfish._domain.traces import (
     trace_of,
 )
 from triggerfish.engine.resources import EngineResources
-from triggerfish.errors import RunNotFound
+from triggerfish.errors import RunNotFound, StaleTransition
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import spans as span_store
@@ -158,6 +158,16 @@ class Traces:
                 log.exception("exporting finished runs' spans failed; trying again")
             await asyncio.sleep(self.res.settings.maintenance_interval)
 
+    async def record_from_attempt(self, env_id: str, attempt_id: str, spans: Sequence[Span]) -> int:
+        """Keep spans task code opened in attempt ``attempt_id`` of ``env_id`` (409 for
+        any other attempt); returns how many were new."""
+        async with self.res.db.write() as conn:
+            attempt = await run_store.attempt_in_environment(conn, env_id, attempt_id)
+            if attempt is None:
+                raise StaleTransition("?", "trace", attempt_id)
+            room = span_store.MAX_SPANS_PER_RUN - await span_store.count_spans(conn, attempt.run_id)
+            return await span_store.insert_spans(conn, attempt.run_id, list(spans)[: max(room, 0)])
+
     async def record(self, env_id: str, run_id: str, spans: Sequence[Span]) -> int:
         """Keep spans a task process sent for its run (user and integration spans);
         returns how many were new. Past ``MAX_SPANS_PER_RUN`` the rest are dropped."""
@@ -231,7 +241,8 @@ def build_trace(
         span.parent_span_id = parent_at(span.start_time)
         spans.append(span)
     spans += _unawaited_children(children, awaited, trace_id, parent_at)
-    known = {s.span_id for s in spans}
+    # stored spans nest in each other too, whichever of two starting together comes first
+    known = {s.span_id for s in spans} | {s.span_id for s in stored}
     by_number = {a.number: s.span_id for a, s in zip(attempts, attempt_spans, strict=True)}
     for s in stored:
         if s.parent_span_id not in known:
@@ -240,7 +251,6 @@ def build_trace(
             s.parent_span_id = adopted or parent_at(s.start_time)
         s.trace_id = trace_id
         spans.append(s)
-        known.add(s.span_id)
     order = {"run": 0, "attempt": 1}
     spans.sort(key=lambda s: (s.start_time, order.get(s.kind, 2)))
     return Trace(run.id, trace_id, root.span_id, caller, spans)

@@ -70,8 +70,8 @@ async def insert_spans(conn: AsyncConnection, run_id: str, spans: Sequence[Span]
 
 
 async def count_spans(conn: AsyncConnection, run_id: str) -> int:
-    stmt = select(run_spans.c.span_id).where(run_spans.c.run_id == run_id)
-    return len((await conn.execute(stmt)).all())
+    stmt = select(func.count()).select_from(run_spans).where(run_spans.c.run_id == run_id)
+    return int((await conn.execute(stmt)).scalar() or 0)
 
 
 async def list_spans(conn: AsyncConnection, run_id: str) -> list[Span]:
