@@ -291,6 +291,13 @@ def internal_span(name: str, attributes: Mapping[str, Any] | None = None) -> Ite
         yield span
 
 
+def start_internal_span(name: str, attributes: Mapping[str, Any]) -> Span:
+    """Start a span of the servers' own work that is not made current (a database
+    statement); the caller ends it."""
+    attrs = {INTERNAL_SPAN: True, **attributes}
+    return tracer().start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+
+
 def remote_parent(trace_id: str, span_id: str, sampled: bool = True) -> Context:
     """A context whose current span is ``span_id`` of ``trace_id`` (hex), known but
     not recorded here (a span another process exports)."""
