@@ -217,7 +217,7 @@ def test_other_pages_the_dark_theme_and_the_environment_switcher(
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 #: every page the dashboard has, scanned by axe-core
 PAGES = ["/", "/runs", "/tasks", "/tasks/greet/test", "/schedules", "/queues", "/tokens"]
-PAGES += ["/events", "/webhook-endpoints", "/workers", "/keys"]
+PAGES += ["/events", "/webhook-endpoints", "/alerts", "/workers", "/keys"]
 
 
 def test_axe_finds_no_serious_accessibility_problem(page: Any, dashboard: Dashboard) -> None:

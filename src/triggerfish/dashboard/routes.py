@@ -1,7 +1,7 @@
 """The dashboard, mounted on the server's app at ``/`` (same port as the API).
 
 One module per page group (``home``, ``runs``, ``tasks``, ``schedules``,
-``queues``, ``tokens``, ``events``, ``webhooks``, ``workers``, ``keys``), sign-in in
+``queues``, ``tokens``, ``events``, ``webhooks``, ``alerts``, ``workers``, ``keys``), sign-in in
 ``auth``, what they share in ``web``. Other issues add their pages the same
 way: a module with a ``router``, listed in ``PAGES``, and a link in
 ``templates/base.html``.
@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.types import ASGIApp
 
 from triggerfish.dashboard import (
+    alerts,
     assets,
     auth,
     events,
@@ -30,7 +31,20 @@ from triggerfish.dashboard import (
 )
 from triggerfish.dashboard.web import SignInRequired
 
-PAGES = (home, runs, tasks, schedules, queues, tokens, events, webhooks, workers, keys, live)
+PAGES = (
+    home,
+    runs,
+    tasks,
+    schedules,
+    queues,
+    tokens,
+    events,
+    webhooks,
+    alerts,
+    workers,
+    keys,
+    live,
+)
 
 
 async def _sign_in(request: Request, exc: Exception) -> Response:
