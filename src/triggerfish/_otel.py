@@ -143,7 +143,7 @@ def _sampler(rate: float) -> Any:
     return RunFirstSampler()
 
 
-def _derived_ids() -> Any:
+def derived_ids() -> Any:
     """An id generator: random ids, except for the span :func:`span_with_id` opens
     (the SDK is imported only by a process that exports)."""
     from opentelemetry.sdk.trace.id_generator import IdGenerator
@@ -198,7 +198,7 @@ def configure(service_name: str) -> bool:
     attrs = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
     provider = TracerProvider(
         resource=Resource.create(attrs),
-        id_generator=_derived_ids(),
+        id_generator=derived_ids(),
         sampler=_sampler(rate),
     )
     provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -229,7 +229,7 @@ def local_provider(service_name: str) -> Any:
 
     return TracerProvider(
         resource=Resource.create({SERVICE_NAME: service_name}),
-        id_generator=_derived_ids(),
+        id_generator=derived_ids(),
         sampler=_sampler(internal_rate()),
     )
 
@@ -316,14 +316,16 @@ def start_span_with_id(
     start_time: float | None = None,
     links: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
     trace_id: str | None = None,
+    via: trace.Tracer | None = None,
 ) -> Span:
     """Start a span whose id is ``span_id`` (hex) under this module's id generator;
     ``start_time`` in epoch seconds (None: now); ``trace_id``: the trace of a span
-    without a parent. The caller ends it."""
+    without a parent; ``via``: a tracer of another provider than the global one
+    (made with this module's id generator). The caller ends it."""
     token = _next_span_id.set(int(span_id, 16))
     trace_token = _next_trace_id.set(int(trace_id, 16) if trace_id else None)
     try:
-        return tracer().start_span(
+        return (via or tracer()).start_span(
             name,
             context=context,
             kind=kind,
@@ -367,9 +369,10 @@ def at_ns(epoch: float) -> int:
     return int(epoch * 1e9)
 
 
-def emit_spans(spans: Sequence[DomainSpan]) -> None:
+def emit_spans(spans: Sequence[DomainSpan], via: trace.Tracer | None = None) -> None:
     """Export finished spans of a run's trace (the server's share: the run, its
-    waits, child runs and batches) with their own ids and times."""
+    waits, child runs and batches) with their own ids and times (``via``: see
+    :func:`start_span_with_id`)."""
     for s in spans:
         if s.end_time is None:
             continue
@@ -384,6 +387,7 @@ def emit_spans(spans: Sequence[DomainSpan]) -> None:
             start_time=s.start_time,
             trace_id=s.trace_id,
             links=[(lk.trace_id, lk.span_id, lk.attributes) for lk in s.links],
+            via=via,
         )
         for e in s.events:
             span.add_event(e.name, dict(e.attributes), timestamp=at_ns(e.time))
