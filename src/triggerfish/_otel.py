@@ -79,6 +79,7 @@ _next_trace_id: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "triggerfish_next_trace_id", default=None
 )
 _configured = False
+_context_only = False
 
 #: the variable that sets how many internal spans are kept (0 to 1)
 INTERNAL_RATE_ENV = "TRIGGERFISH_TRACES_INTERNAL_SAMPLE_RATE"
@@ -241,8 +242,19 @@ def configured() -> bool:
 
 def active() -> bool:
     """Whether a span opened now would be recorded or carry a context (cheap: the
-    hot paths ask this before doing any tracing work)."""
+    hot paths ask this before doing any tracing work). In a task process that
+    exports nothing (:func:`context_only`), never: a trigger's span there would
+    be kept nowhere, and a child run hangs off its parent's run instead."""
+    if _context_only:
+        return _configured
     return _configured or trace.get_current_span().get_span_context().is_valid
+
+
+def context_only() -> None:
+    """Say this process's provider exports nothing (``local_provider``): the run's
+    context is set only for the spans task code opens."""
+    global _context_only
+    _context_only = True
 
 
 def flush(timeout_ms: int = 5000) -> None:

@@ -157,3 +157,14 @@ async def test_two_servers_on_one_database_export_each_run_once(
             provider.shutdown()
     counts = Counter(s.span_id for s in received.snapshot() if s.span_id in spans)
     assert counts == Counter({span: 1 for span in spans})
+
+
+def test_the_rate_is_a_number_from_0_to_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(_otel.INTERNAL_RATE_ENV, raising=False)
+    assert _otel.internal_rate() == 0.05
+    monkeypatch.setenv(_otel.INTERNAL_RATE_ENV, "0.25")
+    assert _otel.internal_rate() == 0.25
+    for bad in ("often", "1.5", "-0.1"):
+        monkeypatch.setenv(_otel.INTERNAL_RATE_ENV, bad)
+        with pytest.raises(ValueError, match=_otel.INTERNAL_RATE_ENV):
+            _otel.internal_rate()

@@ -227,6 +227,7 @@ def collect_into(sink: Sink, service_name: str) -> None:
     if not isinstance(provider, TracerProvider):
         provider = _otel.local_provider(service_name)
         trace.set_tracer_provider(provider)
+        _otel.context_only()
     if COLLECTOR.sink is None:
         provider.add_span_processor(COLLECTOR)  # type: ignore[arg-type]
     COLLECTOR.sink = sink
