@@ -5,9 +5,16 @@ processes) traces through the global OpenTelemetry tracer provider.
 :func:`configure` installs one that exports over OTLP when the standard
 variables ask for it (``OTEL_EXPORTER_OTLP_ENDPOINT`` or
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``; ``OTEL_EXPORTER_OTLP_PROTOCOL``
-``http/protobuf`` (default) or ``grpc``; sampling with ``OTEL_TRACES_SAMPLER``
-and ``OTEL_TRACES_SAMPLER_ARG``), with the exporters of the ``otel`` extra.
-An app that installs its own provider keeps it: Triggerfish's spans go there.
+``http/protobuf`` (default) or ``grpc``), with the exporters of the ``otel``
+extra. An app that installs its own provider keeps it: Triggerfish's spans go
+there.
+
+Sampling (:class:`RunFirstSampler`): the spans of a run's trace (the run, its
+attempts, steps, waits and child runs, and every span task code opens inside an
+attempt) are always kept; the servers' own work (``triggerfish.dequeue``, one
+span per database statement) is internal and kept at
+``TRIGGERFISH_TRACES_INTERNAL_SAMPLE_RATE`` (0 to 1, default 0.05), decided
+once per trace so a kept dequeue keeps its statements.
 
 The spans of a run have ids derived from what they stand for
 (``_domain/traces.py``); :func:`span_with_id` opens a span with such an id, so
@@ -40,11 +47,14 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import Attributes
 
 from triggerfish._domain.traces import Span as DomainSpan
 from triggerfish._version import __version__
 
 __all__ = [
+    "INTERNAL_RATE_ENV",
+    "RUN_SPAN",
     "Span",
     "SpanKind",
     "active",
@@ -53,6 +63,8 @@ __all__ = [
     "current_ids",
     "current_traceparent",
     "flush",
+    "internal_rate",
+    "internal_span",
     "producer_span",
     "remote_parent",
     "span_with_id",
@@ -67,9 +79,72 @@ _next_trace_id: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "triggerfish_next_trace_id", default=None
 )
 _configured = False
+_context_only = False
+
+#: the variable that sets how many internal spans are kept (0 to 1)
+INTERNAL_RATE_ENV = "TRIGGERFISH_TRACES_INTERNAL_SAMPLE_RATE"
+DEFAULT_INTERNAL_RATE = 0.05
+#: the attribute that marks a span of a run's trace (its value: the span's kind)
+RUN_SPAN = "triggerfish.span.kind"
+#: the attribute that marks a span of the servers' own work
+INTERNAL_SPAN = "triggerfish.internal"
 
 
-def _derived_ids() -> Any:
+def internal_rate() -> float:
+    """``TRIGGERFISH_TRACES_INTERNAL_SAMPLE_RATE`` (default 0.05); ``ValueError``
+    naming the variable for anything but a number from 0 to 1."""
+    raw = os.environ.get(INTERNAL_RATE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_INTERNAL_RATE
+    try:
+        rate = float(raw)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"{INTERNAL_RATE_ENV}: a number from 0 to 1, not {raw!r}")
+    return rate
+
+
+def _sampler(rate: float) -> Any:
+    """:class:`RunFirstSampler` (the SDK is imported only by a process that exports)."""
+    from opentelemetry.sdk.trace.sampling import (
+        Decision,
+        ParentBased,
+        Sampler,
+        SamplingResult,
+        TraceIdRatioBased,
+    )
+
+    class RunFirstSampler(Sampler):
+        """Spans of a run's trace always; anything else as its parent was sampled,
+        a trace of the servers' own work at ``rate``."""
+
+        def __init__(self) -> None:
+            self._internal = ParentBased(TraceIdRatioBased(rate))
+
+        def should_sample(
+            self,
+            parent_context: Context | None,
+            trace_id: int,
+            name: str,
+            kind: SpanKind | None = None,
+            attributes: Attributes = None,
+            links: Sequence[Link] | None = None,
+            trace_state: Any = None,
+        ) -> SamplingResult:
+            if attributes and RUN_SPAN in attributes:
+                return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes, trace_state)
+            return self._internal.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+
+        def get_description(self) -> str:
+            return f"RunFirstSampler{{internal={rate}}}"
+
+    return RunFirstSampler()
+
+
+def derived_ids() -> Any:
     """An id generator: random ids, except for the span :func:`span_with_id` opens
     (the SDK is imported only by a process that exports)."""
     from opentelemetry.sdk.trace.id_generator import IdGenerator
@@ -100,6 +175,7 @@ def configure(service_name: str) -> bool:
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_ENDPOINT"
     )
+    rate = internal_rate()  # a bad value fails the process even without an endpoint
     if not endpoint:
         return False
     protocol = (
@@ -121,7 +197,11 @@ def configure(service_name: str) -> bool:
 
     # Resource.create also reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
     attrs = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
-    provider = TracerProvider(resource=Resource.create(attrs), id_generator=_derived_ids())
+    provider = TracerProvider(
+        resource=Resource.create(attrs),
+        id_generator=derived_ids(),
+        sampler=_sampler(rate),
+    )
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _configured = True
@@ -142,6 +222,19 @@ def _exporter(protocol: str) -> Any:
     return OTLPSpanExporter()
 
 
+def local_provider(service_name: str) -> Any:
+    """An SDK tracer provider that exports nothing (its span processors decide what
+    becomes of spans), with this module's ids and sampler."""
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return TracerProvider(
+        resource=Resource.create({SERVICE_NAME: service_name}),
+        id_generator=derived_ids(),
+        sampler=_sampler(internal_rate()),
+    )
+
+
 def configured() -> bool:
     """Whether :func:`configure` installed an exporting provider in this process."""
     return _configured
@@ -149,8 +242,19 @@ def configured() -> bool:
 
 def active() -> bool:
     """Whether a span opened now would be recorded or carry a context (cheap: the
-    hot paths ask this before doing any tracing work)."""
+    hot paths ask this before doing any tracing work). In a task process that
+    exports nothing (:func:`context_only`), never: a trigger's span there would
+    be kept nowhere, and a child run hangs off its parent's run instead."""
+    if _context_only:
+        return _configured
     return _configured or trace.get_current_span().get_span_context().is_valid
+
+
+def context_only() -> None:
+    """Say this process's provider exports nothing (``local_provider``): the run's
+    context is set only for the spans task code opens."""
+    global _context_only
+    _context_only = True
 
 
 def flush(timeout_ms: int = 5000) -> None:
@@ -187,6 +291,25 @@ def producer_span(name: str, attributes: Mapping[str, Any]) -> Iterator[str | No
         yield current_traceparent()
 
 
+@contextlib.contextmanager
+def internal_span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Span]:
+    """A span of the servers' own work (sampled at :func:`internal_rate`), current
+    while the block runs; a no-op span unless this process exports."""
+    if not _configured:
+        yield trace.INVALID_SPAN
+        return
+    attrs = {INTERNAL_SPAN: True, **(attributes or {})}
+    with tracer().start_as_current_span(name, kind=SpanKind.INTERNAL, attributes=attrs) as span:
+        yield span
+
+
+def start_internal_span(name: str, attributes: Mapping[str, Any]) -> Span:
+    """Start a span of the servers' own work that is not made current (a database
+    statement); the caller ends it."""
+    attrs = {INTERNAL_SPAN: True, **attributes}
+    return tracer().start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
+
+
 def remote_parent(trace_id: str, span_id: str, sampled: bool = True) -> Context:
     """A context whose current span is ``span_id`` of ``trace_id`` (hex), known but
     not recorded here (a span another process exports)."""
@@ -205,14 +328,16 @@ def start_span_with_id(
     start_time: float | None = None,
     links: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
     trace_id: str | None = None,
+    via: trace.Tracer | None = None,
 ) -> Span:
     """Start a span whose id is ``span_id`` (hex) under this module's id generator;
     ``start_time`` in epoch seconds (None: now); ``trace_id``: the trace of a span
-    without a parent. The caller ends it."""
+    without a parent; ``via``: a tracer of another provider than the global one
+    (made with this module's id generator). The caller ends it."""
     token = _next_span_id.set(int(span_id, 16))
     trace_token = _next_trace_id.set(int(trace_id, 16) if trace_id else None)
     try:
-        return tracer().start_span(
+        return (via or tracer()).start_span(
             name,
             context=context,
             kind=kind,
@@ -256,9 +381,10 @@ def at_ns(epoch: float) -> int:
     return int(epoch * 1e9)
 
 
-def emit_spans(spans: Sequence[DomainSpan]) -> None:
+def emit_spans(spans: Sequence[DomainSpan], via: trace.Tracer | None = None) -> None:
     """Export finished spans of a run's trace (the server's share: the run, its
-    waits, child runs and batches) with their own ids and times."""
+    waits, child runs and batches) with their own ids and times (``via``: see
+    :func:`start_span_with_id`)."""
     for s in spans:
         if s.end_time is None:
             continue
@@ -269,10 +395,11 @@ def emit_spans(spans: Sequence[DomainSpan]) -> None:
             s.span_id,
             context=parent,
             kind=SpanKind.CONSUMER if s.kind == "run" else SpanKind.INTERNAL,
-            attributes={**s.attributes, "triggerfish.span.kind": s.kind},
+            attributes={**s.attributes, RUN_SPAN: s.kind},
             start_time=s.start_time,
             trace_id=s.trace_id,
             links=[(lk.trace_id, lk.span_id, lk.attributes) for lk in s.links],
+            via=via,
         )
         for e in s.events:
             span.add_event(e.name, dict(e.attributes), timestamp=at_ns(e.time))

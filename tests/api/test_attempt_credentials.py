@@ -177,6 +177,11 @@ async def test_another_environments_key_cannot_write_into_a_run(
     async with await _prod_client(served, engine) as prod:
         r = await prod.post("/worker/v1/logs", json={"attempt_id": job.attempt_id, "lines": [line]})
         assert r.status_code == 409, r.text
+        span = {"span_id": "1" * 16, "name": "from prod", "start_time": 1.0, "end_time": 2.0}
+        r = await prod.post(
+            "/worker/v1/spans", json={"attempt_id": job.attempt_id, "spans": [span]}
+        )
+        assert r.status_code == 409, r.text
         calls: list[tuple[str, dict[str, Any]]] = [
             ("kv_set", {"key": "k", "value": 1}),
             ("send_event", {"name": "e"}),
@@ -190,6 +195,8 @@ async def test_another_environments_key_cannot_write_into_a_run(
             assert r.status_code == 409, (op, r.text)
     logs = await served.http.get(f"/api/v1/runs/{job.run_id}/logs")
     assert logs.json()["data"] == []
+    trace = await served.http.get(f"/api/v1/runs/{job.run_id}/trace")
+    assert "from prod" not in trace.text
 
 
 async def test_a_worker_call_for_another_runs_attempt_is_refused(served: Served) -> None:

@@ -169,9 +169,7 @@ def test_every_documented_route_reads_its_input_strictly(engine: Engine) -> None
     documented = [
         r
         for r in _every_route(app.routes)
-        if isinstance(r, APIRoute)
-        and r.include_in_schema
-        and r.path not in ("/healthz", "/readyz")
+        if isinstance(r, APIRoute) and r.include_in_schema and r.path not in ("/healthz", "/readyz")
     ]
     assert len(documented) > 50  # the walk reached the included routers
     assert [r.path for r in documented if not isinstance(r, StrictJsonRoute)] == []

@@ -334,7 +334,7 @@ def test_other_pages_the_dark_theme_and_the_environment_switcher(
 
 #: every page the dashboard has, scanned by axe-core
 PAGES = ["/", "/runs", "/tasks", "/tasks/greet/test", "/schedules", "/queues", "/tokens"]
-PAGES += ["/events", "/webhook-endpoints", "/envvars", "/workers", "/keys"]
+PAGES += ["/events", "/webhook-endpoints", "/alerts", "/envvars", "/workers", "/keys"]
 PAGES += ["/runs-bulk?action=cancel&status=QUEUED"]
 
 

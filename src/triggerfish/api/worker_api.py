@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import JournalStatus
-from triggerfish._domain.traces import trace_of
+from triggerfish._domain.traces import Span, SpanEvent, trace_of
 from triggerfish.api.deps import EngineDep, WorkerEnvDep
 from triggerfish.api.trigger_wire import TriggerBody, TriggerOptions, trigger_request
 from triggerfish.api.validated import (
@@ -131,6 +131,37 @@ class LogsBody(BaseModel):
 class MetadataOpsBody(BaseModel):
     attempt_id: Id
     operations: list[dict[str, Any]] = Field(max_length=5000)
+
+
+_HEX16 = r"^[0-9a-f]{16}$"
+
+
+class SpanEventIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(min_length=1, max_length=256)
+    time: Epoch
+    attributes: dict[str, Any] = Field(default_factory=dict, max_length=128)
+
+
+class SpanIn(BaseModel):
+    """A span task code opened (the normal OpenTelemetry API), as the span store keeps it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    span_id: str = Field(pattern=_HEX16)
+    parent_span_id: str | None = Field(default=None, pattern=_HEX16)
+    name: str = Field(min_length=1, max_length=256)
+    start_time: Epoch
+    end_time: Epoch
+    status: Literal["UNSET", "OK", "ERROR"] = "UNSET"
+    attributes: dict[str, Any] = Field(default_factory=dict, max_length=129)
+    events: list[SpanEventIn] = Field(default_factory=list, max_length=128)
+
+
+class SpansBody(BaseModel):
+    attempt_id: Id
+    spans: list[SpanIn] = Field(max_length=1000)
 
 
 class ReleaseBody(BaseModel):
@@ -327,6 +358,29 @@ async def heartbeat(body: HeartbeatBody, engine: EngineDep, env: WorkerEnvDep) -
 async def logs(body: LogsBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, int]:
     _own_attempt(env, body.attempt_id)
     return {"accepted": await engine.runs.append_logs(env.id, body.attempt_id, body.lines)}
+
+
+@router.post("/spans")
+async def spans(body: SpansBody, engine: EngineDep, env: WorkerEnvDep) -> dict[str, int]:
+    """Spans task code opened in an attempt, batched by the worker: kept in the run's
+    trace (``GET /api/v1/runs/{id}/trace``) under the step or attempt they nest in."""
+    _own_attempt(env, body.attempt_id)
+    kept = [
+        Span(
+            span_id=s.span_id,
+            parent_span_id=s.parent_span_id,
+            trace_id="",  # the run's: the trace is built with it
+            name=s.name,
+            kind="user",
+            start_time=s.start_time,
+            end_time=max(s.end_time, s.start_time),
+            status=s.status,
+            attributes=s.attributes,
+            events=[SpanEvent(e.name, e.time, e.attributes) for e in s.events],
+        )
+        for s in body.spans
+    ]
+    return {"accepted": await engine.traces.record_from_attempt(env.id, body.attempt_id, kept)}
 
 
 @router.post("/metadata")

@@ -1,7 +1,7 @@
 """The dashboard, mounted on the server's app at ``/`` (same port as the API).
 
 One module per page group (``home``, ``runs``, ``tasks``, ``schedules``,
-``queues``, ``tokens``, ``events``, ``webhooks``, ``envvars``, ``workers``,
+``queues``, ``tokens``, ``events``, ``webhooks``, ``alerts``, ``envvars``, ``workers``,
 ``keys``), sign-in in ``auth``, what they share in ``web``. Other issues add
 their pages the same way: a module with a ``router`` (made with
 ``route_class=DashboardRoute``, which refuses hostile input; a test checks),
@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.types import ASGIApp
 
 from triggerfish.dashboard import (
+    alerts,
     assets,
     auth,
     envvars,
@@ -32,7 +33,20 @@ from triggerfish.dashboard import (
 )
 from triggerfish.dashboard.web import SignInRequired
 
-PAGES = [home, runs, tasks, schedules, queues, tokens, events, webhooks, workers, keys, live]
+PAGES = [
+    home,
+    runs,
+    tasks,
+    schedules,
+    queues,
+    tokens,
+    events,
+    webhooks,
+    alerts,
+    workers,
+    keys,
+    live,
+]
 PAGES.append(envvars)
 
 

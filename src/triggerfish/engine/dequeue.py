@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish import _otel
 from triggerfish._domain.records import ClaimCandidate, RunRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import to_datetime
@@ -96,6 +97,16 @@ class Dequeue:
         (EXECUTING: the worker has a free slot for each and sends no start report)."""
         if limit <= 0 or not worker.task_ids:
             return []
+        if not _otel.configured():
+            return await self._claim(worker, limit, start)
+        # the server's own work: an internal span, sampled (``_otel``)
+        attrs = {"triggerfish.worker.id": worker.id, "triggerfish.dequeue.max": limit}
+        with _otel.internal_span("triggerfish.dequeue", attrs) as span:
+            rows = await self._claim(worker, limit, start)
+            span.set_attribute("triggerfish.dequeue.claimed", len(rows))
+            return rows
+
+    async def _claim(self, worker: WorkerIdentity, limit: int, start: int) -> list[RunRecord]:
         if self._one_statement(worker):
             # its own transaction: no BEGIN, no COMMIT, a held connection
             fetch, now = self.res.db.fetch_alone, self.res.clock.now()

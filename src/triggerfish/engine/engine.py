@@ -111,6 +111,7 @@ class Engine:
             self._background.append(asyncio.create_task(self.maintenance.run_forever()))
             self._background.append(asyncio.create_task(self.alerts.run_forever()))
             if _otel.configured():  # the server's share of finished runs' traces
+                self.res.db.trace_statements()  # internal spans, sampled
                 export = self.traces.export_forever(_otel.emit_spans)
                 self._background.append(asyncio.create_task(export))
 

@@ -40,7 +40,7 @@ from triggerfish._domain.traces import (
     trace_of,
 )
 from triggerfish.engine.resources import EngineResources
-from triggerfish.errors import RunNotFound
+from triggerfish.errors import RunNotFound, StaleTransition
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import spans as span_store
@@ -91,8 +91,6 @@ class Trace:
 class Traces:
     def __init__(self, res: EngineResources) -> None:
         self.res = res
-        #: the history row the exporter has looked at last (None: not started)
-        self._watermark: int | None = None
 
     async def trace(self, env_id: str, run_id: str) -> Trace:
         """The trace of a run of ``env_id``; ``RunNotFound`` otherwise."""
@@ -115,18 +113,39 @@ class Traces:
     async def export_finished(self, emit: Callable[[Sequence[Span]], None]) -> int:
         """Hand the server's share of each newly finished run's trace to ``emit``: the
         run's span, its waits, child runs and batches (the task processes export
-        its attempts and steps, with the same ids). Returns how many runs.
+        its attempts, steps and task code's spans, with the same ids). Returns how
+        many runs.
 
-        Finished runs are found by walking the history's primary key from where
-        the last call stopped (the newest row when this server started), so it
-        costs the hot paths nothing. Runs that finish while no server exports are
-        not exported later; several servers export the same spans (same ids).
+        Finished runs are found by walking the history's primary key from a
+        position the servers share (``history_cursors``), so it costs the hot
+        paths nothing and, with several servers on one database, each run is
+        exported once: a server takes the next batch by moving the position from
+        where it read it (compare-and-set); a server that loses the race reads
+        on from the new position at its next pass. The walk starts at the newest
+        row when the first exporting server starts; runs that finish while no
+        exporting server runs are exported by the next one that starts. A server
+        that stops between taking a batch and exporting it loses that batch's
+        spans.
         """
+        cursor = span_store.EXPORT_CURSOR
+        async with self.res.db.read() as conn:  # most passes find nothing: no write lock
+            position = await span_store.cursor_position(conn, cursor)
+            finished = (
+                await span_store.finished_since(conn, position, EXPORT_BATCH)
+                if position is not None
+                else []
+            )
+        if position is None:
+            async with self.res.db.write() as conn:
+                newest = await span_store.last_event_id(conn)
+                await span_store.start_cursor(conn, cursor, newest)
+            return 0
+        if not finished:
+            return 0
+        async with self.res.db.write() as conn:
+            if not await span_store.move_cursor(conn, cursor, position, finished[-1][0]):
+                return 0  # another server took these
         async with self.res.db.read() as conn:
-            if self._watermark is None:
-                self._watermark = await span_store.last_event_id(conn)
-                return 0
-            finished = await span_store.finished_since(conn, self._watermark, EXPORT_BATCH)
             ids = [run_id for _, run_id in finished]
             rows = {r.id: r for r in await span_store.runs_by_ids(conn, ids)}
             durable = await span_store.with_journal(conn, ids)
@@ -134,8 +153,7 @@ class Traces:
                 r.root_run_id for r in rows.values() if r.trace_context is None and r.root_run_id
             ]
             contexts = await span_store.trace_contexts(conn, roots)
-        for event_id, run_id in finished:
-            self._watermark = event_id
+        for _, run_id in finished:
             run = rows.get(run_id)
             if run is None:
                 continue
@@ -157,6 +175,16 @@ class Traces:
             except Exception:
                 log.exception("exporting finished runs' spans failed; trying again")
             await asyncio.sleep(self.res.settings.maintenance_interval)
+
+    async def record_from_attempt(self, env_id: str, attempt_id: str, spans: Sequence[Span]) -> int:
+        """Keep spans task code opened in attempt ``attempt_id`` of ``env_id`` (409 for
+        any other attempt); returns how many were new."""
+        async with self.res.db.write() as conn:
+            attempt = await run_store.attempt_in_environment(conn, env_id, attempt_id)
+            if attempt is None:
+                raise StaleTransition("?", "trace", attempt_id)
+            room = span_store.MAX_SPANS_PER_RUN - await span_store.count_spans(conn, attempt.run_id)
+            return await span_store.insert_spans(conn, attempt.run_id, list(spans)[: max(room, 0)])
 
     async def record(self, env_id: str, run_id: str, spans: Sequence[Span]) -> int:
         """Keep spans a task process sent for its run (user and integration spans);
@@ -231,7 +259,8 @@ def build_trace(
         span.parent_span_id = parent_at(span.start_time)
         spans.append(span)
     spans += _unawaited_children(children, awaited, trace_id, parent_at)
-    known = {s.span_id for s in spans}
+    # stored spans nest in each other too, whichever of two starting together comes first
+    known = {s.span_id for s in spans} | {s.span_id for s in stored}
     by_number = {a.number: s.span_id for a, s in zip(attempts, attempt_spans, strict=True)}
     for s in stored:
         if s.parent_span_id not in known:
@@ -240,7 +269,6 @@ def build_trace(
             s.parent_span_id = adopted or parent_at(s.start_time)
         s.trace_id = trace_id
         spans.append(s)
-        known.add(s.span_id)
     order = {"run": 0, "attempt": 1}
     spans.sort(key=lambda s: (s.start_time, order.get(s.kind, 2)))
     return Trace(run.id, trace_id, root.span_id, caller, spans)

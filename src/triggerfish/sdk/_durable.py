@@ -55,6 +55,8 @@ class DurableRun:
     #: the run's trace (hex), and whether this process exports spans (``_tracing``)
     trace_id: str = ""
     traced: bool = False
+    #: task code's spans are collected for the run's stored trace (``_tracing``)
+    collecting: bool = False
     #: one call at a time on the transport: an async call waits for it on a thread
     _calling: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -197,6 +199,10 @@ class _Step:
         if self.run.traced:
             self.span = StepSpan(
                 self.run.run_id, self.seq, self.name, _display_attributes(self.display)
+            )
+        elif self.run.collecting:  # task code's spans nest under the step all the same
+            self.span = StepSpan(
+                self.run.run_id, self.seq, self.name, {}, record=False, trace_id=self.run.trace_id
             )
 
     def info(self) -> StepInfo:

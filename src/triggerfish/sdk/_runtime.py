@@ -86,7 +86,10 @@ def run_attempt(
 ) -> AttemptOutcome:
     """Run one attempt of ``job`` and return how it ended; never raises."""
     if not _tracing.enabled(job):
-        return _run_attempt(registry, job, loop, transport)
+        if not _tracing.collecting(job):
+            return _run_attempt(registry, job, loop, transport)
+        with _tracing.attempt_context(job):
+            return _run_attempt(registry, job, loop, transport)
     with _tracing.attempt_span(job, job.task_id) as span:
         outcome = _run_attempt(registry, job, loop, transport)
         _tracing.end_attempt(span, outcome)
@@ -118,6 +121,7 @@ def _run_attempt(
         suspend_threshold=float(os.environ.get(SUSPEND_THRESHOLD_ENV, "5")),
         trace_id=job.trace_id,
         traced=_tracing.enabled(job),
+        collecting=_tracing.collecting(job),
     )
     token = _durable.activate(durable)
     try:

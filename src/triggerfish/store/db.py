@@ -13,6 +13,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from triggerfish import _otel
 from triggerfish.errors import SchemaNotMigrated, StoreUnavailable
 from triggerfish.store.dialects import Capabilities, DialectName, postgresql, sqlite
 from triggerfish.store.driver import bind_processors as bind_processors
@@ -24,6 +25,10 @@ from triggerfish.store.notify import Notifier
 
 #: the dialect's name, as ``Database.dialect`` gives it (kept for the store's callers)
 Dialect = DialectName
+#: characters of a statement's SQL its span keeps
+STATEMENT_CHARS = 2000
+#: a connection's open statement spans (``Database.trace_statements``)
+_SPANS = "tf_statement_spans"
 
 
 def normalise_url(url: str) -> URL:
@@ -69,6 +74,43 @@ class Database:
         #: called after each write transaction commits (the change feed's wake-up);
         #: cheap and synchronous, they must not raise
         self.on_commit: list[Callable[[], None]] = []
+        self._traced = False
+
+    def trace_statements(self) -> None:
+        """One internal span per statement sent through SQLAlchemy (``db.<verb>``, with
+        ``db.system`` and ``db.statement``: the SQL, never its parameters), sampled
+        with the servers' other work (``_otel``). The driver-level fast paths
+        (``fetch_on_driver``, ``fetch_alone``) are not seen."""
+        if self._traced:
+            return
+        self._traced = True
+        system = self.dialect
+
+        def before(conn: Any, _c: Any, statement: str, _p: Any, _x: Any, _m: bool) -> None:
+            verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
+            span = _otel.start_internal_span(
+                f"db.{verb.lower()}",
+                {"db.system": system, "db.statement": statement[:STATEMENT_CHARS]},
+            )
+            conn.info.setdefault(_SPANS, []).append(span)
+
+        def after(conn: Any, _c: Any, _s: str, _p: Any, _x: Any, _m: bool) -> None:
+            spans = conn.info.get(_SPANS)
+            if spans:
+                spans.pop().end()
+
+        def failed(context: Any) -> None:
+            conn = context.connection
+            spans = conn.info.get(_SPANS) if conn is not None else None
+            if spans:
+                span = spans.pop()
+                _otel.set_error(span, {"message": type(context.original_exception).__name__})
+                span.end()
+
+        sync = self.engine.sync_engine
+        event.listen(sync, "before_cursor_execute", before)
+        event.listen(sync, "after_cursor_execute", after)
+        event.listen(sync, "handle_error", failed)
 
     @property
     def display_url(self) -> str:

@@ -741,6 +741,17 @@ run_spans = Table(
 )
 
 
+# Where a walk of the history that every server runs but only one may act on
+# stands, shared by the servers: each takes the next rows by moving the position
+# with a compare-and-set (the export of finished runs' spans, engine/traces.py).
+history_cursors = Table(
+    "history_cursors",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("position", BigInteger, nullable=False),
+)
+
+
 # -- alerts ---------------------------------------------------------------------------
 
 # What to watch in an environment and whom to tell (engine/alerts.py).

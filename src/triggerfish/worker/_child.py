@@ -10,6 +10,9 @@ what it is given. Messages to the worker over the pipe:
   ``("reply", answer)`` and the task process blocks until then
 - ``("metadata", operation)`` for every ``metadata.*`` call, fire-and-forget
   (the worker sends them to the server in batches)
+- ``("span", span)`` for every span task code ends during an attempt,
+  fire-and-forget (the worker sends them to the server's span store in batches;
+  ``sdk/_tracing.py``)
 - ``("started", None)`` when it has the job, before user code runs (a process
   that dies before sending it is replaced and the job handed to the next one)
 - ``("done", outcome)`` when the attempt ends (an ``AttemptOutcome``, see
@@ -131,7 +134,8 @@ def main(conn: Connection, root: str, dirs: list[str], skip_broken: bool = False
     from triggerfish.sdk import _logger
 
     # the task's spans: OTEL_EXPORTER_OTLP_* reach the task process (the otel extra)
-    _otel.configure(os.environ.get("OTEL_SERVICE_NAME") or "triggerfish-task")
+    service = os.environ.get("OTEL_SERVICE_NAME") or "triggerfish-task"
+    _otel.configure(service)
     from triggerfish.worker.discovery import ProjectConfig, load_registry
 
     try:
@@ -141,6 +145,10 @@ def main(conn: Connection, root: str, dirs: list[str], skip_broken: bool = False
         send(conn, ("import_error", str(exc)))
         return
     _logger.set_sink(lambda record: send(conn, ("log", record)))
+    # after the tasks' imports: a provider the project installs keeps its place
+    from triggerfish.sdk import _tracing
+
+    _tracing.collect_into(lambda span: send(conn, ("span", span)), service)
     _logger.set_level(config.log_level)
     attempts = _Attempts(conn, registry)
     from triggerfish._heap import settle_after_startup

@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 #: a call that failed on the way: it may be retried (the server refuses duplicates as stale)
 TRANSPORT_ERRORS = (httpx.TransportError, ChannelClosed)
 
+#: spans of task code per call to ``/worker/v1/spans`` (the route takes at most 1000)
+SPANS_PER_CALL = 500
+
 #: durable calls answered over the socket (``create_token`` needs the request's URL: HTTP)
 _SOCKET_DURABLE = frozenset(
     {"journal", "blob", "wait", "complete_token", "send_event", "kv_get", "kv_set", "kv_delete"}
@@ -360,6 +363,15 @@ class WorkerApi:
             {"attempt_id": attempt_id, "operations": operations},
             give_up_after=10,
         )
+
+    async def spans(self, attempt_id: str, spans: list[dict[str, Any]]) -> None:
+        """Spans task code opened in an attempt, for the run's stored trace."""
+        for i in range(0, len(spans), SPANS_PER_CALL):
+            await self.post_reliably(
+                "/worker/v1/spans",
+                {"attempt_id": attempt_id, "spans": spans[i : i + SPANS_PER_CALL]},
+                give_up_after=10,
+            )
 
     async def release(self, worker_id: str, attempt_ids: list[str]) -> None:
         await self.post_reliably(

@@ -80,6 +80,7 @@ class ExecutorPool:
         *,
         on_call: CallCallback | None = None,
         on_metadata: LogCallback | None = None,
+        on_span: LogCallback | None = None,
         env: dict[str, str] | None = None,
         memory_poll_interval: float = 0.05,
         max_durations: Mapping[str, float | None] | None = None,
@@ -91,6 +92,7 @@ class ExecutorPool:
         self.on_log = on_log
         self.on_call = on_call
         self.on_metadata = on_metadata
+        self.on_span = on_span
         self.env = env
         self.memory_poll_interval = memory_poll_interval
         self._free: asyncio.Queue[_Slot] = asyncio.Queue()
@@ -172,6 +174,9 @@ class ExecutorPool:
         elif kind == "metadata":
             if self.on_metadata is not None:
                 self.on_metadata(job.attempt_id, value)
+        elif kind == "span":
+            if self.on_span is not None:
+                self.on_span(job.attempt_id, value)
         else:
             return False
         return True
@@ -243,6 +248,9 @@ class ExecutorPool:
             elif kind == "metadata":
                 if self.on_metadata is not None:
                     self.on_metadata(job.attempt_id, value)
+            elif kind == "span":
+                if self.on_span is not None:
+                    self.on_span(job.attempt_id, value)
             elif kind == "call":
                 answer = await self._relay(job, value)
                 with contextlib.suppress(OSError):

@@ -115,6 +115,7 @@ class Worker:
         self._typical_run: float | None = None  # seconds a run holds a task process (average)
         self._log_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._metadata_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._span_buffer: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._stopping = asyncio.Event()
         #: stop() called twice: release running attempts without waiting out the grace
         self._hurry = asyncio.Event()
@@ -171,6 +172,7 @@ class Worker:
             self._on_log,
             on_call=self._on_call,
             on_metadata=self._on_metadata,
+            on_span=self._on_span,
             env=task_environment(os.environ),
             max_durations={t.id: t.max_duration for t in registry},
         )
@@ -458,13 +460,17 @@ class Worker:
     def _on_metadata(self, attempt_id: str, operation: dict[str, Any]) -> None:
         self._metadata_buffer[attempt_id].append(operation)
 
+    def _on_span(self, attempt_id: str, span: dict[str, Any]) -> None:
+        self._span_buffer[attempt_id].append(span)
+
     async def _log_loop(self) -> None:
         while True:
             await asyncio.sleep(0.2)
             await self._flush_logs()
 
     async def _flush_logs(self, attempt_id: str | None = None) -> None:
-        """Send buffered log lines and metadata operations (per attempt, in order)."""
+        """Send buffered metadata operations, task code's spans and log lines (per
+        attempt, in order)."""
         for aid in [attempt_id] if attempt_id else list(self._metadata_buffer):
             ops = self._metadata_buffer.pop(aid, None)
             if not ops:
@@ -475,6 +481,16 @@ class Worker:
                 pass
             except Exception as exc:
                 log.warning("dropping %d metadata update(s) of attempt %s: %s", len(ops), aid, exc)
+        for aid in [attempt_id] if attempt_id else list(self._span_buffer):
+            spans = self._span_buffer.pop(aid, None)
+            if not spans:
+                continue
+            try:
+                await self.api.spans(aid, spans)
+            except StaleReport:
+                pass
+            except Exception as exc:
+                log.warning("dropping %d span(s) of attempt %s: %s", len(spans), aid, exc)
         ids = [attempt_id] if attempt_id else list(self._log_buffer)
         for aid in ids:
             lines = self._log_buffer.pop(aid, None)

@@ -35,3 +35,21 @@ def otel_parent(payload: dict[str, Any]) -> Any:
     wait.for_(seconds=1)
     doubled = otel_kid.trigger_and_wait({"n": 21}).unwrap()
     return {"fetched": fetched, "doubled": doubled}
+
+
+@task(id="otel-spans", retry=retry(max_attempts=1))
+def otel_spans(payload: dict[str, Any]) -> str:
+    """Spans of the task's own: one under the attempt (with a child), one in a step."""
+    tracer = trace.get_tracer("shop")
+    with tracer.start_as_current_span("charge card") as span:
+        span.set_attribute("amount", 42)
+        span.add_event("authorized", {"code": "A1"})
+        with tracer.start_as_current_span("call bank"):
+            pass
+
+    def lookup() -> str:
+        with tracer.start_as_current_span("look up customer") as inner:
+            inner.set_attribute("customer", str(payload["customer"]))
+        return "found"
+
+    return str(step.run("lookup", lookup))
