@@ -49,7 +49,6 @@ class Maintenance:
         # the purges run every ``purge_interval``, not every sweep: on a busy
         # store they are a scan and a transaction each that find nothing most times
         self._next_purge = float("-inf")
-        self._filled_a_batch = False
 
     async def sweep(self) -> dict[str, int]:
         """One pass of every sweep; returns how many runs each one moved."""
@@ -72,15 +71,16 @@ class Maintenance:
         now = self.res.clock.now()
         if now < self._next_purge:
             return {"kv_purged": 0, "changes_forgotten": 0, "runs_purged": 0}
+        runs_purged, retention_full = await self.purge_retention()
         done = {
             "kv_purged": await self.purge_expired_kv(),
             "changes_forgotten": await self.forget_old_changes(),
-            "runs_purged": await self.purge_retention(),
+            "runs_purged": runs_purged,
         }
         full = (
-            done["kv_purged"] >= SWEEP_BATCH
+            retention_full
+            or done["kv_purged"] >= SWEEP_BATCH
             or done["changes_forgotten"] >= SWEEP_BATCH
-            or self._filled_a_batch
         )
         self._next_purge = now if full else now + self.res.settings.purge_interval
         return done
@@ -102,13 +102,14 @@ class Maintenance:
         async with self.res.db.write() as conn:
             await retention_store.set_retention_days(conn, env_id, days)
 
-    async def purge_retention(self) -> int:
+    async def purge_retention(self) -> tuple[int, bool]:
         """Delete a bounded batch of each environment's runs (and all that hangs off
         them), events, webhook deliveries and alert deliveries older than its
-        retention (``store/retention.py``)."""
+        retention (``store/retention.py``); how many runs went, and whether any
+        batch was full (there is more to delete)."""
         now = self.res.clock.now()
         purged = 0
-        self._filled_a_batch = False
+        full = False
         async with self.res.db.read() as conn:
             envs = await retention_store.retention_days(conn)
         for env_id, days in envs:
@@ -121,8 +122,8 @@ class Maintenance:
                     for table in retention_store.AGED_TABLES
                 ]
             purged += runs
-            self._filled_a_batch |= runs >= RETENTION_BATCH or max([events, *aged]) >= SWEEP_BATCH
-        return purged
+            full |= runs >= RETENTION_BATCH or max([events, *aged]) >= SWEEP_BATCH
+        return purged, full
 
     async def purge_expired_kv(self) -> int:
         """Delete a bounded batch of expired KV entries (reads already hide them)."""
