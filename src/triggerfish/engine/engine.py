@@ -105,7 +105,7 @@ class Engine:
         """Check the schema, connect the notifier, start the maintenance loop."""
         await self.res.db.check_migrated()
         self.metrics.time_statements()
-        await self.metrics.walk_history()  # counts start from here
+        await self.metrics.start_counting()
         await self.res.notifier.start()
         if background:
             self._background.append(asyncio.create_task(self.maintenance.run_forever()))

@@ -41,6 +41,7 @@ from triggerfish._domain.traces import (
 )
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import RunNotFound, StaleTransition
+from triggerfish.store import cursors as store_cursors
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import spans as span_store
@@ -127,9 +128,9 @@ class Traces:
         that stops between taking a batch and exporting it loses that batch's
         spans.
         """
-        cursor = span_store.EXPORT_CURSOR
+        cursor = store_cursors.EXPORT_CURSOR
         async with self.res.db.read() as conn:  # most passes find nothing: no write lock
-            position = await span_store.cursor_position(conn, cursor)
+            position = await store_cursors.cursor_position(conn, cursor)
             finished = (
                 await span_store.finished_since(conn, position, EXPORT_BATCH)
                 if position is not None
@@ -138,12 +139,12 @@ class Traces:
         if position is None:
             async with self.res.db.write() as conn:
                 newest = await span_store.last_event_id(conn)
-                await span_store.start_cursor(conn, cursor, newest)
+                await store_cursors.start_cursor(conn, cursor, newest)
             return 0
         if not finished:
             return 0
         async with self.res.db.write() as conn:
-            if not await span_store.move_cursor(conn, cursor, position, finished[-1][0]):
+            if not await store_cursors.move_cursor(conn, cursor, position, finished[-1][0]):
                 return 0  # another server took these
         async with self.res.db.read() as conn:
             ids = [run_id for _, run_id in finished]
