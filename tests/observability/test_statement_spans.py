@@ -10,22 +10,11 @@ from typing import Any
 
 import pytest
 
+from tests.observability.test_metrics import _registry
 from tests.support.in_process import in_process_worker, trigger_run
-from triggerfish import _otel, retry, task
+from triggerfish import _otel
 from triggerfish.engine import Engine
-from triggerfish.sdk._registry import TaskRegistry, collecting_into
 from triggerfish.store.driver import DRIVER_LEVEL
-
-
-def _registry() -> TaskRegistry:
-    registry = TaskRegistry()
-    with collecting_into(registry):
-
-        @task(id="quick", retry=retry(max_attempts=1))
-        def quick(payload: Any) -> int:
-            return 1
-
-    return registry
 
 
 @contextmanager

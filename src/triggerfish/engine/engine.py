@@ -112,7 +112,7 @@ class Engine:
             self._background.append(asyncio.create_task(self.alerts.run_forever()))
             if _otel.configured():  # the server's share of finished runs' traces
                 self.res.db.trace_statements()  # internal spans, sampled
-                export = self.traces.export_forever(_otel.emit_spans)
+                export = self.traces.export_forever(_otel.send_run_spans)
                 self._background.append(asyncio.create_task(export))
 
     async def close(self) -> None:
