@@ -413,3 +413,39 @@ class WebhookDeliveryRecord:
     #: ``rejected-payload`` (a subscriber's model refused it)
     outcome: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecord:
+    """A queue, as ``queues`` stores it (its declared limits and run-time overrides)."""
+
+    id: str
+    environment_id: str
+    name: str
+    concurrency_limit: int | None
+    #: set at run time; wins over ``concurrency_limit`` until reset
+    concurrency_limit_override: int | None
+    overridden_at: datetime | None
+    concurrency_key_limit: int | None
+    rate_limit_count: int | None
+    rate_limit_period: float | None
+    paused: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """A batch trigger, as ``batches`` stores it; its runs carry its id."""
+
+    id: str
+    environment_id: str
+    #: how many items the batch holds (a streamed batch declares it up front)
+    run_count: int
+    idempotency_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    #: set once every item has arrived
+    sealed_at: datetime | None
+    #: the refused items: ``{index, taskIdentifier, error, errorCode}``
+    errors: list[dict[str, Any]] | None
+    request_key: str | None
