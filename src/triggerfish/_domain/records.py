@@ -449,3 +449,27 @@ class BatchRecord:
     #: the refused items: ``{index, taskIdentifier, error, errorCode}``
     errors: list[dict[str, Any]] | None
     request_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A sent event, as ``events`` stores it, and the runs it started."""
+
+    environment_id: str
+    name: str
+    id: str
+    payload: Any
+    run_ids: list[str]
+    errors: list[dict[str, Any]]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KvEntryRecord:
+    """One entry of an environment's key-value store (``kv_entries``)."""
+
+    environment_id: str
+    key: str
+    value: Any
+    expires_at: float | None
+    updated_at: datetime
