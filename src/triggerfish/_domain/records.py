@@ -473,3 +473,68 @@ class KvEntryRecord:
     value: Any
     expires_at: float | None
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecord:
+    """The project (``projects``); ``ref`` is its Trigger.dev project ref."""
+
+    id: str
+    ref: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentRecord:
+    """An environment of the project, as ``environments`` stores it."""
+
+    id: str
+    project_id: str
+    slug: str
+    created_at: datetime
+    concurrency_limit: int | None
+    concurrency_limit_default: int | None
+    concurrency_limit_overridden: bool
+    retention_days: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallerEnvironment:
+    """What authentication reads of a caller's environment (joined with its project)."""
+
+    id: str
+    slug: str
+    project_id: str
+    project_ref: str
+    #: the run of the attempt whose credential called (None: a key called)
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key, as ``api_keys`` stores it: its hash, never the key."""
+
+    id: str
+    environment_id: str
+    key_hash: str
+    #: the key's first characters, to recognise it by
+    display: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+    #: the key encrypted under the keyring (to verify the public tokens it signs)
+    key_sealed: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyListing:
+    """A key as the key lists show it: no hash, no sealed copy, its environment's slug."""
+
+    id: str
+    environment_id: str
+    display: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+    environment_slug: str
