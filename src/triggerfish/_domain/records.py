@@ -538,3 +538,15 @@ class ApiKeyListing:
     created_at: datetime
     revoked_at: datetime | None
     environment_slug: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A dashboard user (``dashboard_users``)."""
+
+    id: str
+    username: str
+    password_hash: str
+    created_at: datetime
+    #: sessions issued before this epoch time are refused (a sign-out, a new password)
+    sessions_valid_after: float
