@@ -550,3 +550,47 @@ class UserRecord:
     created_at: datetime
     #: sessions issued before this epoch time are refused (a sign-out, a new password)
     sessions_valid_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRuleRecord:
+    """An alert rule, as ``alert_rules`` stores it (kinds in ``engine/alerts.py``)."""
+
+    id: str
+    environment_id: str
+    name: str
+    kind: str
+    config: dict[str, Any]
+    channel: str
+    target: str
+    #: a webhook's signing secret, encrypted under the keyring
+    secret_sealed: str | None
+    throttle: float
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDeliveryRecord:
+    """One alert to send, as ``alert_deliveries`` stores it (one per rule and window)."""
+
+    id: str
+    environment_id: str
+    rule_id: str
+    dedup_key: str
+    status: str
+    payload: dict[str, Any]
+    #: occurrences inside the rule's throttle window
+    count: int
+    attempts: int
+    next_attempt_at: float | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueAlert:
+    """A delivery whose time to be sent has come, and the rule that says where to."""
+
+    delivery: AlertDeliveryRecord
+    rule: AlertRuleRecord
