@@ -76,6 +76,7 @@ from dataclasses import dataclass
 from triggerfish._domain.filters import RunFilter
 from triggerfish._domain.records import ChangeRecord, RunRecord
 from triggerfish._domain.states import RunStatus, is_final
+from triggerfish.engine.in_flight import InFlight
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import ServerBusy
 from triggerfish.store import changes as store
@@ -133,7 +134,7 @@ class ChangeFeed:
         self._catching: asyncio.Future[None] | None = None
         # the gate of first states; reads of a final run shared while in flight
         self._admission = asyncio.Semaphore(max(1, res.settings.pool_size // 2))
-        self._final_reads: dict[tuple[str, str], asyncio.Future[RunRecord | None]] = {}
+        self._final_reads: InFlight[tuple[str, str], RunRecord | None] = InFlight()
         res.db.on_commit.append(self._committed)
 
     def _committed(self) -> None:
@@ -275,13 +276,7 @@ class ChangeFeed:
         """A run whose final status change a subscriber just read (for its output
         and error): one read shared by every subscriber asking meanwhile, waiting
         its turn at the gate however long it takes (the stream is already open)."""
-        key = (env_id, run_id)
-        shared = self._final_reads.get(key)
-        if shared is None:
-            shared = asyncio.ensure_future(self._read_run(env_id, run_id))
-            self._final_reads[key] = shared
-            shared.add_done_callback(lambda _: self._final_reads.pop(key, None))
-        row = await asyncio.shield(shared)
+        row = await self._final_reads.get((env_id, run_id), lambda: self._read_run(env_id, run_id))
         if row is not None and not is_final(RunStatus(row.status)):
             row = await self._read_run(env_id, run_id)  # that read began before the change
         return row
