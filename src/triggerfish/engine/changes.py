@@ -70,6 +70,7 @@ import bisect
 import contextlib
 import json
 import math
+import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -297,7 +298,8 @@ class ChangeFeed:
                 raise ServerBusy(
                     "too many realtime subscribers are connecting to this server at once: "
                     f"this one was not admitted within {timeout:g} s; retry later",
-                    retry_after=max(1, math.ceil(timeout)),
+                    # spread over the wait: those turned away together come back apart
+                    retry_after=random.randint(1, max(1, math.ceil(timeout))),
                 ) from None
         try:
             yield
