@@ -16,7 +16,9 @@ the runs, and each stream must deliver its run's ``COMPLETED`` change and its
 connect, with them all connected, and its peak while the runs complete; the
 time to connect them all; the time from resuming the queue to the last
 subscriber's final event; how many connections were turned away (503) on the
-way. Target: peak < idle + 200 MiB.
+way; and the seconds a canary run (the no-op task on a queue not paused,
+triggered as the subscribers start connecting) took to complete: the burst must
+not starve the worker's claims and reports. Target: peak < idle + 200 MiB.
 """
 
 from __future__ import annotations
@@ -146,10 +148,12 @@ async def measure(
                 asyncio.create_task(subscriber(http, run_ids[i % runs], tally))
                 for i in range(subscribers)
             ]
+            canary = asyncio.create_task(canary_run(client, timeout))
             await asyncio.wait_for(progress(tally, "connected", tally.all_snapshots), timeout)
             if tally.errors:
                 raise RuntimeError(f"subscribing failed: {'; '.join(tally.errors[:5])}")
             connected = time.perf_counter() - started
+            canary_s = await canary
             with_all = server.memory_info().rss
             peak = PeakRss(server_pid)
             resumed = time.perf_counter()
@@ -172,9 +176,21 @@ async def measure(
             "connect_s": connected,
             "all_final_s": tally.last_final - resumed,
             "turned_away": tally.turned_away,
+            "canary_s": canary_s,
         }
     finally:
         await client.aclose()
+
+
+async def canary_run(client: Triggerfish, timeout: float) -> float:
+    """Seconds from triggering a run on a queue not paused, while the subscribers
+    connect, to its completion: the burst must not starve the worker's calls."""
+    started = time.perf_counter()
+    handle = await client.tasks.trigger_async("noop", {"canary": True}, queue="canary")
+    run = await client.runs.poll_async(handle.id, timeout=timeout, interval=0.1)
+    if run.status != "COMPLETED":
+        raise RuntimeError(f"the canary run ended {run.status}")
+    return time.perf_counter() - started
 
 
 async def progress(tally: Tally, what: str, until: asyncio.Event) -> None:
@@ -210,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     raise_fd_limit(args.subscribers * 2 + 256)
     print(
         f"{'store':<11} {'subs':>5} {'runs':>5} {'idle MiB':>9} {'all-on MiB':>10} "
-        f"{'peak MiB':>9} {'+MiB':>6} {'connect s':>10} {'all final s':>12} {'503s':>5}"
+        f"{'peak MiB':>9} {'+MiB':>6} {'connect s':>10} {'all final s':>12} {'503s':>5} "
+        f"{'canary s':>9}"
     )
     for backend in args.backend or ["postgresql"]:
         with triggerfish_stack(backend, concurrency=args.concurrency) as stack:
@@ -228,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{backend:<11} {args.subscribers:>5} {args.runs:>5} {got['idle_mib']:>9.1f} "
                 f"{got['connected_mib']:>10.1f} {got['peak_mib']:>9.1f} {got['extra_mib']:>6.1f} "
                 f"{got['connect_s']:>10.1f} {got['all_final_s']:>12.1f} "
-                f"{got['turned_away']:>5.0f}",
+                f"{got['turned_away']:>5.0f} {got['canary_s']:>9.1f}",
                 flush=True,
             )
 
