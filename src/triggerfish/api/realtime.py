@@ -18,13 +18,15 @@ after a reconnect, and the stream goes on from there, nothing lost, nothing repe
 A fresh connection (no ``Last-Event-ID``) starts with one ``snapshot`` event per
 run (``data`` is the run as ``runs.list`` shows it), whose ``id`` is the position
 the changes then follow from; a final status change carries the run's
-``output`` and ``error``. The snapshot is read before the answer starts, in one
-statement through the change feed's gate (``ChangeFeed.snapshot``): when too many
-subscribers connect at once for this one to be admitted within
-``realtime_admission_timeout`` seconds, the answer is a 503 with
-``Retry-After``, and a client reconnects then. A stream that ends sends ``event: end`` first: a
+``output`` and ``error``. A stream that ends sends ``event: end`` first: a
 stream cut without it was dropped, and the client reconnects. A comment line
 every ``KEEPALIVE`` seconds keeps proxies from closing an idle stream.
+
+The snapshot is read before the answer starts, in one statement through the
+change feed's gate (``ChangeFeed.snapshot``): when too many subscribers connect
+at once for this one to be admitted within ``realtime_admission_timeout``
+seconds, the answer is a 503 with ``Retry-After``, and the client reconnects
+after it.
 """
 
 from __future__ import annotations

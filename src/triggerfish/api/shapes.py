@@ -15,6 +15,10 @@ so any server resumes a client. A changed run is sent whole as an ``update``
 (a run new to a tag's shape as an ``insert``). Rows use the column names and
 quirks the SDK parses: internal status names (``COMPLETED_SUCCESSFULLY`` …),
 zone-less timestamps, payload, output and metadata as JSON text.
+
+The runs an answer carries are read in one statement through the change feed's
+gate (``ChangeFeed.snapshot``); one not admitted in time is a 503 with
+``Retry-After``, which the SDK retries with the same offset: nothing is lost.
 """
 
 from __future__ import annotations
