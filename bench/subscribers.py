@@ -7,13 +7,18 @@ A ``triggerfish server`` on a fresh database and one worker (concurrency
 ``--concurrency``). ``--runs`` runs of the no-op task are triggered while their
 queue is paused; ``--subscribers`` server-sent-event streams
 (``GET /api/v1/realtime/runs/{id}``, the route ``runs.subscribe`` reads) are
-opened, spread evenly over the runs, from this process (httpx, asyncio). Once
-every stream has its snapshot the queue is resumed; the worker completes the
-runs, and each stream must deliver its run's ``COMPLETED`` change and its
+opened, spread evenly over the runs, from this process (httpx, asyncio), all at
+once. A subscriber the server turns away (503: too many first states waiting
+at once) connects again after its ``Retry-After``, as the SDK's clients do.
+Once every stream has its snapshot the queue is resumed; the worker completes
+the runs, and each stream must deliver its run's ``COMPLETED`` change and its
 ``end``. Printed: the server's RSS (psutil) at idle before the subscribers
 connect, with them all connected, and its peak while the runs complete; the
 time to connect them all; the time from resuming the queue to the last
-subscriber's final event. Target: peak < idle + 200 MiB.
+subscriber's final event; how many connections were turned away (503) on the
+way; and the seconds a canary run (the no-op task on a queue not paused,
+triggered as the subscribers start connecting) took to complete: the burst must
+not starve the worker's claims and reports. Target: peak < idle + 200 MiB.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     last_final: float = 0.0
     total: int = 0
+    #: 503 answers (turned away, connected again after Retry-After)
+    turned_away: int = 0
     #: every subscriber has its snapshot, or has failed
     all_snapshots: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -76,33 +83,46 @@ class PeakRss:
 async def subscriber(http: httpx.AsyncClient, run_id: str, tally: Tally) -> None:
     got_final = False
     try:
-        async with http.stream(
-            "GET", f"/api/v1/realtime/runs/{run_id}", headers={"Accept": "text/event-stream"}
-        ) as response:
-            if response.status_code != 200:
-                tally.errors.append(f"{run_id}: HTTP {response.status_code}")
-                return
-            event = ""
-            async for line in response.aiter_lines():
-                if line.startswith("event: "):
-                    event = line[7:]
-                    if event == "end":
-                        tally.ended += 1
-                        break
-                elif line.startswith("data: ") and event == "snapshot":
-                    tally.snapshots += 1
-                    tally.note()
-                elif line.startswith("data: ") and event == "change":
-                    change = json.loads(line[6:])
-                    if change["kind"] == "status" and change["data"]["status"] == "COMPLETED":
-                        got_final = True
-                        tally.finals += 1
-                        tally.last_final = time.perf_counter()
+        while True:
+            async with http.stream(
+                "GET", f"/api/v1/realtime/runs/{run_id}", headers={"Accept": "text/event-stream"}
+            ) as response:
+                if response.status_code == 503 and "retry-after" in response.headers:
+                    tally.turned_away += 1
+                    await asyncio.sleep(float(response.headers["retry-after"]))
+                    continue
+                if response.status_code != 200:
+                    tally.errors.append(f"{run_id}: HTTP {response.status_code}")
+                    return
+                got_final = await follow(response, tally)
+                break
     except httpx.HTTPError as e:
         tally.errors.append(f"{run_id}: {type(e).__name__} {e}")
     if not got_final:
         tally.errors.append(f"{run_id}: the stream ended without COMPLETED")
     tally.note()
+
+
+async def follow(response: httpx.Response, tally: Tally) -> bool:
+    """Read one stream to its end; whether it carried the run's COMPLETED."""
+    got_final = False
+    event = ""
+    async for line in response.aiter_lines():
+        if line.startswith("event: "):
+            event = line[7:]
+            if event == "end":
+                tally.ended += 1
+                break
+        elif line.startswith("data: ") and event == "snapshot":
+            tally.snapshots += 1
+            tally.note()
+        elif line.startswith("data: ") and event == "change":
+            change = json.loads(line[6:])
+            if change["kind"] == "status" and change["data"]["status"] == "COMPLETED":
+                got_final = True
+                tally.finals += 1
+                tally.last_final = time.perf_counter()
+    return got_final
 
 
 async def measure(
@@ -128,10 +148,12 @@ async def measure(
                 asyncio.create_task(subscriber(http, run_ids[i % runs], tally))
                 for i in range(subscribers)
             ]
+            canary = asyncio.create_task(canary_run(client, timeout))
             await asyncio.wait_for(progress(tally, "connected", tally.all_snapshots), timeout)
             if tally.errors:
                 raise RuntimeError(f"subscribing failed: {'; '.join(tally.errors[:5])}")
             connected = time.perf_counter() - started
+            canary_s = await canary
             with_all = server.memory_info().rss
             peak = PeakRss(server_pid)
             resumed = time.perf_counter()
@@ -153,9 +175,22 @@ async def measure(
             "extra_mib": (top - idle) / MIB,
             "connect_s": connected,
             "all_final_s": tally.last_final - resumed,
+            "turned_away": tally.turned_away,
+            "canary_s": canary_s,
         }
     finally:
         await client.aclose()
+
+
+async def canary_run(client: Triggerfish, timeout: float) -> float:
+    """Seconds from triggering a run on a queue not paused, while the subscribers
+    connect, to its completion: the burst must not starve the worker's calls."""
+    started = time.perf_counter()
+    handle = await client.tasks.trigger_async("noop", {"canary": True}, queue="canary")
+    run = await client.runs.poll_async(handle.id, timeout=timeout, interval=0.1)
+    if run.status != "COMPLETED":
+        raise RuntimeError(f"the canary run ended {run.status}")
+    return time.perf_counter() - started
 
 
 async def progress(tally: Tally, what: str, until: asyncio.Event) -> None:
@@ -167,7 +202,7 @@ async def progress(tally: Tally, what: str, until: asyncio.Event) -> None:
         except TimeoutError:
             print(
                 f"  {what}: {tally.snapshots} snapshots, {tally.finals} final, "
-                f"{len(tally.errors)} errors of {tally.total}",
+                f"{len(tally.errors)} errors of {tally.total}, {tally.turned_away} turned away",
                 file=sys.stderr,
                 flush=True,
             )
@@ -191,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     raise_fd_limit(args.subscribers * 2 + 256)
     print(
         f"{'store':<11} {'subs':>5} {'runs':>5} {'idle MiB':>9} {'all-on MiB':>10} "
-        f"{'peak MiB':>9} {'+MiB':>6} {'connect s':>10} {'all final s':>12}"
+        f"{'peak MiB':>9} {'+MiB':>6} {'connect s':>10} {'all final s':>12} {'503s':>5} "
+        f"{'canary s':>9}"
     )
     for backend in args.backend or ["postgresql"]:
         with triggerfish_stack(backend, concurrency=args.concurrency) as stack:
@@ -208,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"{backend:<11} {args.subscribers:>5} {args.runs:>5} {got['idle_mib']:>9.1f} "
                 f"{got['connected_mib']:>10.1f} {got['peak_mib']:>9.1f} {got['extra_mib']:>6.1f} "
-                f"{got['connect_s']:>10.1f} {got['all_final_s']:>12.1f}",
+                f"{got['connect_s']:>10.1f} {got['all_final_s']:>12.1f} "
+                f"{got['turned_away']:>5.0f} {got['canary_s']:>9.1f}",
                 flush=True,
             )
 

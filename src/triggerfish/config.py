@@ -67,6 +67,15 @@ class ServerSettings(BaseSettings):
     public_url: str | None = None
     #: database connections per server process
     pool_size: int = 10
+    #: seconds a new realtime subscriber waits for its turn to read its first
+    #: state (half the pool at most reads at once, so a burst of subscribers
+    #: never takes the connections workers report on); past it the subscriber
+    #: gets a 503 with ``Retry-After`` and reconnects later
+    realtime_admission_timeout: float = Field(default=10.0, gt=0)
+    #: bytes of recent changes a server keeps in memory for its live
+    #: subscribers (with at most ``ChangeFeed.RECENT`` changes); a subscriber
+    #: resuming from further back reads the changes table itself
+    changes_window_bytes: int = Field(default=16 * 1024 * 1024, ge=0)
     #: what a schedule does when several of its slots passed while no server ran:
     #: "latest" runs the most recent missed slot once; "skip" runs no slot that
     #: is more than schedule_misfire_grace seconds late

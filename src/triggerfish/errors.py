@@ -25,7 +25,8 @@ Every error the platform raises derives from :class:`TriggerfishError`::
     ├── StepFailedError               a step used up its retries (replays as the same failure)
     ├── WaitpointNotFound             no such waitpoint token (404)
     ├── StoreUnavailable
-    │   └── SchemaNotMigrated         database needs `triggerfish db migrate`
+    │   ├── SchemaNotMigrated         database needs `triggerfish db migrate`
+    │   └── ServerBusy                too many requests wait for the store; retry later (503)
     ├── ApiError                      client side: the server answered an error
     │   ├── KeyRejected               client side: the server does not take this key (401)
     │   └── RunTimeout                client side: a run did not finish in time
@@ -244,6 +245,16 @@ class RunSuspended(BaseException):
 
 class StoreUnavailable(TriggerfishError):
     pass
+
+
+class ServerBusy(StoreUnavailable):
+    """The server turned a request away rather than queue it longer: too many wait
+    for the store at once (a burst of new realtime subscribers). The answer is a
+    503 with ``Retry-After: retry_after``."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class SchemaNotMigrated(StoreUnavailable):

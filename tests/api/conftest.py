@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -41,9 +42,10 @@ class Served:
         return str((await self.http.get(f"/api/v3/runs/{run_id}")).json()["status"])
 
 
-@pytest.fixture
-async def served(engine: Engine) -> AsyncIterator[Served]:
-    """A real server (uvicorn) on a free port of 127.0.0.1, and a registered worker."""
+@contextlib.asynccontextmanager
+async def serve(engine: Engine) -> AsyncIterator[Served]:
+    """A real server (uvicorn) of ``engine`` on a free port of 127.0.0.1, and a
+    registered worker."""
     key, _ = await engine.environments.create_key("dev", "test")
     port = support.free_port()
     server = make_server(engine, "127.0.0.1", port)
@@ -60,3 +62,10 @@ async def served(engine: Engine) -> AsyncIterator[Served]:
     finally:
         await api.close()
         await support.stop_serving(server, serving)
+
+
+@pytest.fixture
+async def served(engine: Engine) -> AsyncIterator[Served]:
+    """A real server (uvicorn) on a free port of 127.0.0.1, and a registered worker."""
+    async with serve(engine) as got:
+        yield got

@@ -233,3 +233,48 @@ async def test_live_subscribers_share_one_read_of_the_table(
     # a resume from before the window reads the table itself, and gets the same
     older, _ = await feed.read_page(env_id, 0, run_id=runs[1].id)
     assert own == [1] and [c.kind for c in older] == ["created", "metadata"]
+
+
+async def test_the_window_in_memory_is_bounded_by_bytes(
+    db_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run streaming large chunks does not fill the server's memory: the window
+    keeps about ``changes_window_bytes`` of the newest changes, and a resume from
+    before them reads the table, losing nothing."""
+    from triggerfish.config import ServerSettings
+    from triggerfish.store import changes as change_store
+
+    settings = ServerSettings(database_url=db_url, changes_window_bytes=20_000)
+    engine = Engine.create(settings, clock=clock)
+    await engine.start(background=False)
+    await engine.environments.bootstrap()
+    try:
+        env_id, _ = await setup(engine)
+        run = await engine.enqueue.trigger(env_id, TriggerRequest("t", {}))
+        feed = engine.changes
+        start = await feed.position()
+        await feed.read_page(env_id, start, run_id=run.id)  # the window starts
+        chunks = [{"n": n, "text": "x" * 4000} for n in range(20)]  # ~80 kB of chunks
+        for n in range(0, 20, 5):
+            await engine.streams.append(env_id, run.id, "llm", n, chunks[n : n + 5])
+        own: list[int] = []
+        real_read = change_store.read
+
+        async def read(*args: Any, **kwargs: Any) -> list[ChangeRecord]:
+            own.append(1)
+            return await real_read(*args, **kwargs)
+
+        monkeypatch.setattr(change_store, "read", read)
+        # from the start: older than the window, so read from the table, all of it
+        everything = await feed.read(env_id, start, run_id=run.id)
+        assert own == [1]
+        assert [c.data["seq"] for c in everything] == list(range(20))
+        assert [c.data["chunk"] for c in everything] == chunks
+        # the newest chunks are in memory: a live subscriber reads no table
+        own.clear()
+        newest, _ = await feed.read_page(env_id, everything[-3].id, run_id=run.id)
+        assert own == [] and [c.data["seq"] for c in newest] == [18, 19]
+        count, size = feed.window
+        assert 2 <= count < 20 and size <= 20_000
+    finally:
+        await engine.close()

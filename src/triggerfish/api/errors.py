@@ -15,6 +15,7 @@ from triggerfish.errors import (
     AuthenticationError,
     ConflictError,
     PermissionDenied,
+    ServerBusy,
     StoreUnavailable,
     TriggerfishError,
     UserError,
@@ -63,4 +64,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(TriggerfishError)
     async def _ours(_req: Request, exc: TriggerfishError) -> JSONResponse:
+        if isinstance(exc, ServerBusy):
+            return error_response(503, str(exc), **{"Retry-After": str(exc.retry_after)})
         return error_response(*describe_error(exc))

@@ -21,6 +21,12 @@ the changes then follow from; a final status change carries the run's
 ``output`` and ``error``. A stream that ends sends ``event: end`` first: a
 stream cut without it was dropped, and the client reconnects. A comment line
 every ``KEEPALIVE`` seconds keeps proxies from closing an idle stream.
+
+The snapshot is read before the answer starts, in one statement through the
+change feed's gate (``ChangeFeed.snapshot``): when too many subscribers connect
+at once for this one to be admitted within ``realtime_admission_timeout``
+seconds, the answer is a 503 with ``Retry-After``, and the client reconnects
+after it.
 """
 
 from __future__ import annotations
@@ -36,8 +42,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from triggerfish._domain.filters import RunFilter
-from triggerfish._domain.records import ChangeRecord
+from triggerfish._domain.records import ChangeRecord, RunRecord
 from triggerfish._domain.states import RunStatus, is_final
 from triggerfish.api import serialize
 from triggerfish.api.deps import EngineDep, EnvDep, ReaderDep
@@ -45,7 +50,7 @@ from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.public_tokens import require
-from triggerfish.errors import PermissionDenied, UserError
+from triggerfish.errors import PermissionDenied, RunNotFound, UserError
 
 router = APIRouter(route_class=StrictJsonRoute)
 
@@ -104,16 +109,25 @@ class Subject:
         )
 
 
-async def require_run(engine: Engine, env: Environment, run_id: str) -> None:
-    """404 for an unknown run; 403 for a public token whose scopes do not cover it
-    (the run itself, one of its tags, its batch, or every run)."""
-    detail = await engine.runs.retrieve(env.id, run_id)
+async def require_run(engine: Engine, env: Environment, run_id: str) -> RunRecord:
+    """The run as it is now (one statement, through the change feed's gate); 404 for
+    an unknown run; 403 for a public token whose scopes do not cover it."""
+    found = await engine.changes.snapshot(env.id, run_ids=[run_id], limit=1)
+    if not found.runs:
+        raise RunNotFound(run_id)
+    require_run_scope(env, found.runs[0])
+    return found.runs[0]
+
+
+def require_run_scope(env: Environment, run: RunRecord) -> None:
+    """403 for a public token whose scopes do not cover ``run`` (the run itself, one
+    of its tags, its batch, or every run)."""
     if env.public is None:
         return
-    wanted = ["read:runs", "read:all", f"read:runs:{run_id}"]
-    wanted += [f"read:tags:{t}" for t in detail.tags]
-    if detail.run.batch_id:
-        wanted.append(f"read:batch:{detail.run.batch_id}")
+    wanted = ["read:runs", "read:all", f"read:runs:{run.id}"]
+    wanted += [f"read:tags:{t}" for t in run.tags]
+    if run.batch_id:
+        wanted.append(f"read:batch:{run.batch_id}")
     require(env, *wanted)
 
 
@@ -154,51 +168,55 @@ def change_object(change: ChangeRecord, extra: dict[str, Any] | None = None) -> 
     }
 
 
-async def _snapshot(engine: Engine, env: Environment, subject: Subject) -> list[dict[str, Any]]:
-    """The subject's runs as they are now (and their finality noted)."""
-    flt = RunFilter(batch_id=subject.batch_id, tags=subject.tags)
+async def _first_state(engine: Engine, env: Environment, subject: Subject) -> list[RunRecord]:
+    """The subject's runs as they are now (and their finality noted): one statement
+    through the feed's gate; 404 / 403 for a run that is not there / not readable."""
     if subject.run_id is not None:
-        detail = await engine.runs.retrieve(env.id, subject.run_id)
-        rows, tags = [detail.run], {detail.run.id: detail.tags}
+        first = await engine.changes.snapshot(env.id, run_ids=[subject.run_id], limit=1)
+        if not first.runs:
+            raise RunNotFound(subject.run_id)
+        require_run_scope(env, first.runs[0])
     else:
-        rows, tags, _ = await engine.runs.page(
-            env.id, flt, size=BATCH_SNAPSHOT_LIMIT, after=None, before=None
+        first = await engine.changes.snapshot(
+            env.id, tags=subject.tags, batch_id=subject.batch_id, limit=BATCH_SNAPSHOT_LIMIT
         )
-    subject.needed = await engine.changes.newest_id()
+    subject.needed = first.position
+    if subject.ends:
+        for row in first.runs:
+            subject.final[row.id] = is_final(RunStatus(row.status))
+    return first.runs
+
+
+def _snapshot_events(env: Environment, rows: list[RunRecord], after: int) -> list[bytes]:
     out = []
     for row in rows:
-        if subject.ends:
-            subject.final[row.id] = is_final(RunStatus(row.status))
-        out.append(serialize.run_item(row, tags.get(row.id, []), env.slug, env.id))
+        item = serialize.run_item(row, sorted(row.tags or []), env.slug, env.id)
+        data = {
+            "id": after,
+            "kind": "snapshot",
+            "runId": item["id"],
+            "batchId": item.get("batchId"),
+            "data": item,
+        }
+        out.append(_event("snapshot", after, data))
     return out
 
 
 async def _final_fields(engine: Engine, env: Environment, run_id: str) -> dict[str, Any]:
-    run = (await engine.runs.retrieve(env.id, run_id)).run
+    run = await engine.changes.final_run(env.id, run_id)
+    if run is None:  # purged meanwhile
+        return {"output": None, "error": None}
     return {"output": run.output, "error": serialize.error_object(run.error)}
 
 
 async def stream_changes(
-    engine: Engine, env: Environment, subject: Subject, after: int | None
+    engine: Engine, env: Environment, subject: Subject, after: int, first: list[bytes]
 ) -> AsyncIterator[bytes]:
-    """The stream's bytes: snapshot (fresh connections), changes, ``end``."""
+    """The stream's bytes: ``first`` (the snapshot of a fresh connection), the
+    changes after ``after``, ``end``."""
     feed = engine.changes
-    if after is None:
-        after = await feed.position()
-        for item in await _snapshot(engine, env, subject):
-            yield _event(
-                "snapshot",
-                after,
-                {
-                    "id": after,
-                    "kind": "snapshot",
-                    "runId": item["id"],
-                    "batchId": item.get("batchId"),
-                    "data": item,
-                },
-            )
-    elif subject.ends:
-        await _snapshot(engine, env, subject)  # which runs there are, for the end
+    for event in first:
+        yield event
     while True:
         batch, after = await feed.read_page(
             env.id, after, run_id=subject.run_id, tags=subject.tags, batch_id=subject.batch_id
@@ -219,12 +237,20 @@ async def stream_changes(
             yield b": keep-alive\n\n"
 
 
-def _response(
+async def _response(
     engine: Engine, env: Environment, subject: Subject, last_event_id: str | None
 ) -> StreamingResponse:
+    """The answer, once the subject's first state is read: an error (404, 403, 503)
+    is still an HTTP status then, not a stream cut short."""
     after = _last_event_id(last_event_id)
+    first: list[bytes] = []
+    if after is None:
+        after = await engine.changes.position()  # before the state: nothing in between lost
+        first = _snapshot_events(env, await _first_state(engine, env, subject), after)
+    elif subject.ends:
+        await _first_state(engine, env, subject)  # which runs there are, for the end
     return StreamingResponse(
-        stream_changes(engine, env, subject, after),
+        stream_changes(engine, env, subject, after, first),
         media_type="text/event-stream",
         headers=_SSE_HEADERS,
     )
@@ -238,8 +264,7 @@ async def subscribe_run(
     run_id: str, engine: EngineDep, env: ReaderDep, last_event_id: LastEventId = None
 ) -> StreamingResponse:
     """One run's changes as server-sent events, until it is final."""
-    await require_run(engine, env, run_id)  # 404 before the stream starts
-    return _response(engine, env, Subject(run_id=run_id), last_event_id)
+    return await _response(engine, env, Subject(run_id=run_id), last_event_id)
 
 
 @router.get("/api/v1/realtime/runs", tags=["realtime"])
@@ -254,7 +279,7 @@ async def subscribe_tags(
     if not wanted:
         raise UserError("tags: name at least one tag")
     require_tags(env, wanted)
-    return _response(engine, env, Subject(tags=wanted), last_event_id)
+    return await _response(engine, env, Subject(tags=wanted), last_event_id)
 
 
 @router.get("/api/v1/realtime/batches/{batch_id}", tags=["realtime"])
@@ -264,7 +289,7 @@ async def subscribe_batch(
     """The changes of a batch's runs as server-sent events, until all are final."""
     await engine.batches.retrieve(env.id, batch_id)  # 404 before the stream starts
     require(env, "read:runs", "read:all", f"read:batch:{batch_id}")
-    return _response(engine, env, Subject(batch_id=batch_id), last_event_id)
+    return await _response(engine, env, Subject(batch_id=batch_id), last_event_id)
 
 
 # -- run streams ----------------------------------------------------------------------

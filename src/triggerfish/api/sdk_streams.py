@@ -192,20 +192,22 @@ def _event(seq: int, chunk: Any) -> bytes:
     return f"id: {seq}\ndata: {json.dumps(chunk, separators=(',', ':'))}\n\n".encode()
 
 
-async def _run_final(engine: Engine, env_id: str, run_id: str) -> bool:
-    run = (await engine.runs.retrieve(env_id, run_id)).run
-    return is_final(RunStatus(run.status))
-
-
 async def stream_chunks(
-    engine: Engine, env: Environment, run_id: str, key: str, after: int, idle: float
+    engine: Engine,
+    env: Environment,
+    run_id: str,
+    key: str,
+    after: int,
+    idle: float,
+    *,
+    position: int,
+    final: bool,
 ) -> AsyncIterator[bytes]:
     """The chunks after ``after``: stored ones, then live ones, until the run is
-    final (and all were sent) or ``idle`` seconds pass without one."""
+    final (and all were sent) or ``idle`` seconds pass without one. ``position``:
+    the change feed's, taken before ``final`` (the run's) was read."""
     feed = engine.changes
     loop = asyncio.get_running_loop()
-    position = await feed.position()  # before the store is read: nothing in between lost
-    final = await _run_final(engine, env.id, run_id)
 
     async def stored() -> AsyncIterator[bytes]:
         nonlocal after
@@ -279,16 +281,17 @@ async def read_stream_events(
 ) -> StreamingResponse:
     """A run's stream as server-sent events, stored chunks first, then live ones."""
     check_key(key)
-    await require_run(engine, env, run_id)  # 404 / 403 before the stream starts
+    feed_position = await engine.changes.position()  # before the run: nothing in between lost
+    run = await require_run(engine, env, run_id)  # 404 / 403 / 503 before the stream starts
     if last_event_id:
         after = _number("Last-Event-ID", last_event_id)
         if after < -1 or after != int(after):
             raise UserError(f"Last-Event-ID: expected a chunk number, got {last_event_id!r}")
-        position = int(after)
+        chunk_after = int(after)
     elif start == "latest":
-        position = await engine.streams.last_seq(env.id, run_id, key)
+        chunk_after = await engine.streams.last_seq(env.id, run_id, key)
     else:
-        position = -1
+        chunk_after = -1
     idle = IDLE_TIMEOUT
     if timeout:
         idle = _number("Timeout-Seconds", timeout)
@@ -296,7 +299,16 @@ async def read_stream_events(
             raise UserError(f"Timeout-Seconds: expected more than 0, got {timeout!r}")
         idle = min(idle, MAX_IDLE_TIMEOUT)
     return StreamingResponse(
-        stream_chunks(engine, env, run_id, key, position, idle),
+        stream_chunks(
+            engine,
+            env,
+            run_id,
+            key,
+            chunk_after,
+            idle,
+            position=feed_position,
+            final=is_final(RunStatus(run.status)),
+        ),
         media_type="text/event-stream",
         headers=_SSE_HEADERS,
     )

@@ -15,6 +15,10 @@ so any server resumes a client. A changed run is sent whole as an ``update``
 (a run new to a tag's shape as an ``insert``). Rows use the column names and
 quirks the SDK parses: internal status names (``COMPLETED_SUCCESSFULLY`` …),
 zone-less timestamps, payload, output and metadata as JSON text.
+
+The runs an answer carries are read in one statement through the change feed's
+gate (``ChangeFeed.snapshot``); one not admitted in time is a 503 with
+``Retry-After``, which the SDK retries with the same offset: nothing is lost.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from triggerfish._domain.filters import RunFilter
 from triggerfish._domain.records import RunRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish.api.deps import EngineDep, ReaderDep
@@ -160,19 +163,17 @@ async def _answer(
 ) -> JSONResponse:
     after = _offset(offset)
     feed = engine.changes
-    found: list[tuple[RunRecord, list[str], str]] = []
+    found: list[tuple[RunRecord, str]] = []
     if after is None:
-        after = await feed.position()
+        after = await feed.position()  # before the runs are read: nothing in between lost
         if run_id is not None:
-            detail = await engine.runs.retrieve(env.id, run_id)
-            found.append((detail.run, detail.tags, "insert"))
+            found.append((await require_run(engine, env, run_id), "insert"))
         else:
-            flt = RunFilter(tags=tags, batch_id=batch_id)
-            rows, tag_map, _ = await engine.runs.page(
-                env.id, flt, size=SNAPSHOT_LIMIT, after=None, before=None
-            )
-            found += [(r, tag_map.get(r.id, []), "insert") for r in reversed(rows)]
+            first = await feed.snapshot(env.id, tags=tags, batch_id=batch_id, limit=SNAPSHOT_LIMIT)
+            found += [(r, "insert") for r in reversed(first.runs)]
     else:
+        if run_id is not None:
+            await require_run(engine, env, run_id)
         changes, position = await feed.read_page(
             env.id, after, run_id=run_id, tags=tags or None, batch_id=batch_id
         )
@@ -187,11 +188,12 @@ async def _answer(
             if change.run_id is not None and change.kind != "log":
                 created = change.kind == "created" and change.run_id not in touched
                 touched.setdefault(change.run_id, "insert" if created else "update")
-        for touched_id, operation in touched.items():
-            detail = await engine.runs.retrieve(env.id, touched_id)
-            found.append((detail.run, detail.tags, operation))
-    streams = await engine.streams.keys([row.id for row, _, _ in found])
-    messages = [_message(r, t, op, streams.get(r.id, [])) for r, t, op in found]
+        if touched:
+            now = await feed.snapshot(env.id, run_ids=list(touched), limit=len(touched))
+            rows = {r.id: r for r in now.runs}
+            found += [(rows[i], op) for i, op in touched.items() if i in rows]
+    streams = await engine.streams.keys([row.id for row, _ in found])
+    messages = [_message(r, sorted(r.tags or []), op, streams.get(r.id, [])) for r, op in found]
     messages.append(_UP_TO_DATE)
     headers = {
         "electric-offset": f"{after}_0",
@@ -216,7 +218,6 @@ async def shape_run(
     run_id: str, engine: EngineDep, env: ReaderDep, offset: Offset = "-1", live: Live = False
 ) -> JSONResponse:
     """One run as a shape (the official SDK's ``runs.subscribeToRun``)."""
-    await require_run(engine, env, run_id)
     return await _answer(engine, env, run_id=run_id, offset=offset, live=live)
 
 

@@ -34,13 +34,26 @@ So resuming "after 11" never skips a 10 that committed later: nothing is lost,
 nothing repeated. SQLite has one writer at a time and no such gaps.
 
 One read for every live subscriber: a server keeps the newest changes of every
-environment in memory (:attr:`ChangeFeed.RECENT` of them) and, when woken, reads
+environment in memory (:attr:`ChangeFeed.RECENT` of them at most, and at most
+``changes_window_bytes`` of them, a stream's large chunks counting by their
+size) and, when woken, reads
 the new ones from the table once, for all its subscribers together (one shared
 read in flight at a time, like the horizon's). A subscriber whose position is
 inside that window is served from memory; one further behind (a resume from an
 old ``Last-Event-ID``) or following tags (whose filter needs the run's tags)
 reads the table itself. So a thousand subscribers to runs cost a thousand
 filters in memory per wake-up, not a thousand queries.
+
+A new subscriber's first state (the runs it follows as they are now, and the
+feed's newest id then) is one statement, :meth:`ChangeFeed.snapshot`, read
+through a gate of ``pool_size // 2`` at once: a thousand subscribers connecting
+together wait their turn in line instead of taking every pooled connection
+(the ones workers report and heartbeat on). One that waits longer than
+``realtime_admission_timeout`` gets :class:`~triggerfish.errors.ServerBusy`
+(a 503 with ``Retry-After``) and reconnects later::
+
+    first = await engine.changes.snapshot(env_id, run_ids=[run_id])
+    first.runs, first.position        # RunRecords, newest first; the newest change id
 
 Wake-ups: every write transaction's commit wakes this server's waiters
 (``Database.on_commit``), and on PostgreSQL sends a ``NOTIFY`` (through the
@@ -54,14 +67,42 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
+import json
+import math
+import random
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
-from triggerfish._domain.records import ChangeRecord
+from triggerfish._domain.filters import RunFilter
+from triggerfish._domain.records import ChangeRecord, RunRecord
+from triggerfish._domain.states import RunStatus, is_final
+from triggerfish.engine.in_flight import InFlight
 from triggerfish.engine.resources import EngineResources
+from triggerfish.errors import ServerBusy
 from triggerfish.store import changes as store
+from triggerfish.store import runs as run_store
 
 #: the notifier key change wake-ups travel under (environment ids never take it)
 WAKE_KEY = "changes"
+#: bytes a change in memory counts for besides its data's JSON (its record, ids, kind)
+CHANGE_OVERHEAD_BYTES = 400
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Runs as they were at one moment, and the feed's newest change id then."""
+
+    #: newest first
+    runs: list[RunRecord]
+    #: every change the runs reflect has an id up to this one (0: no run matched)
+    position: int
+
+
+def change_size(change: ChangeRecord) -> int:
+    """About how many bytes ``change`` holds in memory."""
+    data = json.dumps(change.data, separators=(",", ":"), default=str)
+    return len(data) + CHANGE_OVERHEAD_BYTES
 
 
 class ChangeFeed:
@@ -87,9 +128,14 @@ class ChangeFeed:
         # oldest first (ids in _recent_ids, for bisecting)
         self._recent: list[ChangeRecord] = []
         self._recent_ids: list[int] = []
+        self._recent_sizes: list[int] = []
+        self._recent_bytes = 0
         self._recent_from: int | None = None
         self._recent_upto = 0
         self._catching: asyncio.Future[None] | None = None
+        # the gate of first states; reads of a final run shared while in flight
+        self._admission = asyncio.Semaphore(max(1, res.settings.pool_size // 2))
+        self._final_reads: InFlight[tuple[str, str], RunRecord | None] = InFlight()
         res.db.on_commit.append(self._committed)
 
     def _committed(self) -> None:
@@ -204,6 +250,62 @@ class ChangeFeed:
             if not batch:
                 await self.wait(after, timeout=self._recheck * 30)
 
+    # --- first states, through the gate ---
+
+    async def snapshot(
+        self,
+        env_id: str,
+        *,
+        run_ids: Sequence[str] | None = None,
+        tags: Sequence[str] = (),
+        batch_id: str | None = None,
+        limit: int = 1000,
+    ) -> Snapshot:
+        """The runs among ``run_ids`` (or carrying any of ``tags``, or of
+        ``batch_id``) as they are now, newest first, at most ``limit``: one
+        statement, once admitted (:class:`~triggerfish.errors.ServerBusy` when
+        not within ``realtime_admission_timeout`` seconds)."""
+        flt = RunFilter(tags=tags, batch_id=batch_id)
+        wait = self._res.settings.realtime_admission_timeout
+        async with self._admitted(wait), self._res.db.read() as conn:
+            rows, position = await run_store.with_feed_position(
+                conn, env_id, run_ids=run_ids, flt=flt, limit=limit
+            )
+        return Snapshot(rows, position)
+
+    async def final_run(self, env_id: str, run_id: str) -> RunRecord | None:
+        """A run whose final status change a subscriber just read (for its output
+        and error): one read shared by every subscriber asking meanwhile, waiting
+        its turn at the gate however long it takes (the stream is already open)."""
+        row = await self._final_reads.get((env_id, run_id), lambda: self._read_run(env_id, run_id))
+        if row is not None and not is_final(RunStatus(row.status)):
+            row = await self._read_run(env_id, run_id)  # that read began before the change
+        return row
+
+    async def _read_run(self, env_id: str, run_id: str) -> RunRecord | None:
+        async with self._admitted(None), self._res.db.read() as conn:
+            return await run_store.get(conn, env_id, run_id)
+
+    @contextlib.asynccontextmanager
+    async def _admitted(self, timeout: float | None) -> AsyncIterator[None]:
+        """Hold a place at the gate; ``timeout``: seconds to wait for one (None: no limit)."""
+        if timeout is None:
+            await self._admission.acquire()
+        else:
+            try:
+                await asyncio.wait_for(self._admission.acquire(), timeout)
+            except TimeoutError:
+                raise ServerBusy(
+                    "too many realtime subscribers are connecting to this server at once: "
+                    f"this one was not admitted within {timeout:g} s; retry later",
+                    # spread over the wait: those turned away together come back apart
+                    retry_after=random.randint(1, max(1, math.ceil(timeout))),
+                ) from None
+        try:
+            yield
+        finally:
+            self._admission.release()
+
     # --- the shared reader ---
 
     def _from_memory(
@@ -241,7 +343,8 @@ class ChangeFeed:
         upto = await self._current_horizon()
         if self._recent_from is None or upto - self._recent_upto > self.RECENT:
             # first use, or too far behind to be worth reading: start afresh here
-            self._recent, self._recent_ids = [], []
+            self._recent, self._recent_ids, self._recent_sizes = [], [], []
+            self._recent_bytes = 0
             self._recent_from = self._recent_upto = upto
             return
         after = self._recent_upto
@@ -253,13 +356,31 @@ class ChangeFeed:
                 if len(batch) < self.RECENT_STEP:
                     break
                 after = batch[-1].id
-        recent = self._recent + fresh
-        if len(recent) > self.RECENT:
-            self._recent_from = recent[-self.RECENT - 1].id
-            recent = recent[-self.RECENT :]
-        self._recent = recent
-        self._recent_ids = [c.id for c in recent]
+        self._keep(fresh)
         self._recent_upto = upto
+
+    def _keep(self, fresh: list[ChangeRecord]) -> None:
+        """Add ``fresh`` to the window, then drop its oldest changes while it holds
+        more than ``RECENT`` of them or ``changes_window_bytes`` of them."""
+        recent = self._recent + fresh
+        sizes = self._recent_sizes + [change_size(c) for c in fresh]
+        total = self._recent_bytes + sum(sizes[len(self._recent_sizes) :])
+        limit = self._res.settings.changes_window_bytes
+        drop = max(0, len(recent) - self.RECENT)
+        total -= sum(sizes[:drop])
+        while drop < len(recent) and total > limit:
+            total -= sizes[drop]
+            drop += 1
+        if drop:
+            self._recent_from = recent[drop - 1].id  # older resumes read the table
+            recent, sizes = recent[drop:], sizes[drop:]
+        self._recent, self._recent_sizes, self._recent_bytes = recent, sizes, total
+        self._recent_ids = [c.id for c in recent]
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """How many changes the in-memory window holds, and about how many bytes."""
+        return len(self._recent), self._recent_bytes
 
     # --- the horizon ---
 

@@ -10,6 +10,7 @@ from typing import Any
 from triggerfish._domain.records import ApiKeyListing, ApiKeyRecord, CallerEnvironment
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import to_datetime
+from triggerfish.engine.in_flight import InFlight
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import AuthenticationError, ConflictError, PermissionDenied, UserError
 from triggerfish.store import envs as env_store
@@ -72,6 +73,8 @@ class Environments:
     def __init__(self, res: EngineResources) -> None:
         self.res = res
         self._cache: dict[str, tuple[float, Environment]] = {}
+        #: a burst of requests with a key not cached (yet, or any more) reads it once
+        self._looking_up: InFlight[str, Environment] = InFlight()
         self._slugs: tuple[float, list[str]] | None = None
         #: called after a key is revoked (the public tokens' opened keys)
         self.on_revoke: list[Any] = []
@@ -131,6 +134,9 @@ class Environments:
         hit = self._cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        return await self._looking_up.get(key, lambda: self._look_up(key))
+
+    async def _look_up(self, key: str) -> Environment:
         async with self.res.db.read() as conn:
             caller = await env_store.environment_for_key(conn, key)
         if caller is None:

@@ -28,7 +28,9 @@ from typing import Any
 
 import jwt
 
+from triggerfish._domain.records import CallerEnvironment
 from triggerfish.engine.environments import Environment
+from triggerfish.engine.in_flight import InFlight
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import AuthenticationError, PermissionDenied, UserError
 from triggerfish.store import envs as env_store
@@ -65,7 +67,9 @@ class PublicTokens:
     def __init__(self, res: EngineResources, environments: Any) -> None:
         self.res = res
         self._environments = environments
-        self._keys: dict[str, tuple[float, list[str]]] = {}
+        #: environment id → (until, its opened keys, the environment): what verifying reads
+        self._keys: dict[str, tuple[float, list[str], CallerEnvironment | None]] = {}
+        self._opening: InFlight[str, tuple[list[str], CallerEnvironment | None]] = InFlight()
 
     def sign(
         self,
@@ -106,7 +110,8 @@ class PublicTokens:
         except (jwt.PyJWTError, KeyError, TypeError):
             raise AuthenticationError("Invalid public access token") from None
         claims: dict[str, Any] | None = None
-        for key in await self._keys_of(env_id):
+        keys, caller = await self._keys_of(env_id)
+        for key in keys:
             try:
                 claims = jwt.decode(
                     token,
@@ -128,23 +133,27 @@ class PublicTokens:
             raise AuthenticationError("Invalid public access token: no scopes")
         if claims.get("otu") is True:
             await self._spend(token, claims)
-        async with self.res.db.read() as conn:
-            caller = await env_store.environment_by_id(conn, env_id)
         if caller is None:
             raise AuthenticationError("Invalid public access token")
         return Environment(
             caller.id, caller.slug, caller.project_id, caller.project_ref, public=frozenset(scopes)
         )
 
-    async def _keys_of(self, env_id: str) -> list[str]:
+    async def _keys_of(self, env_id: str) -> tuple[list[str], CallerEnvironment | None]:
+        """The environment's opened keys and the environment itself, cached for ``CACHE_SECONDS``
+        (a burst of browsers subscribing with tokens reads them once)."""
         hit = self._keys.get(env_id)
         if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+            return hit[1], hit[2]
+        return await self._opening.get(env_id, lambda: self._open_keys(env_id))
+
+    async def _open_keys(self, env_id: str) -> tuple[list[str], CallerEnvironment | None]:
         async with self.res.db.read() as conn:
             sealed = await env_store.sealed_keys(conn, env_id)
+            caller = await env_store.environment_by_id(conn, env_id)
         keys = [self._environments.unseal_key(s) for s in sealed]
-        self._keys[env_id] = (time.monotonic() + self.CACHE_SECONDS, keys)
-        return keys
+        self._keys[env_id] = (time.monotonic() + self.CACHE_SECONDS, keys, caller)
+        return keys, caller
 
     def forget_keys(self) -> None:
         """Drop the opened keys (a key was revoked)."""

@@ -60,6 +60,7 @@ from triggerfish.store.runs.queries import (
     run_of_attempt,
     status_counts,
     tags_of,
+    with_feed_position,
 )
 from triggerfish.store.runs.transitions import (
     Claim,
@@ -136,4 +137,5 @@ __all__ = [
     "update_attempt",
     "update_attempts",
     "update_debounced",
+    "with_feed_position",
 ]

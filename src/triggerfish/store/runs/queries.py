@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from triggerfish._domain.filters import RunFilter
 from triggerfish._domain.records import AttemptRecord, RunRecord, positional
 from triggerfish._domain.states import RunStatus
-from triggerfish.store.tables import attempts, run_tags, runs
+from triggerfish.store.tables import attempts, changes, run_tags, runs
 
 
 def run_from_row(row: Row[Any] | Sequence[Any]) -> RunRecord:
@@ -157,6 +157,28 @@ async def page(
     stmt = _ordered(conds, flt.statuses, ascending=False, limit=size + 1)
     rows = [run_from_row(r) for r in (await conn.execute(stmt)).all()]
     return rows[:size], len(rows) > size
+
+
+async def with_feed_position(
+    conn: AsyncConnection,
+    env_id: str,
+    *,
+    run_ids: Sequence[str] | None = None,
+    flt: RunFilter | None = None,
+    limit: int,
+) -> tuple[list[RunRecord], int]:
+    """Runs as they are now and the id of the newest change, read by one statement
+    (a realtime subscriber's first state: the changes after that id are all it
+    may not reflect). The runs among ``run_ids``, or those matching ``flt``,
+    newest first, at most ``limit``; the id is 0 when no run matches."""
+    conds = _conditions(env_id, flt or RunFilter())
+    if run_ids is not None:
+        conds.append(runs.c.id.in_(list(run_ids)))
+    newest = select(func.max(changes.c.id)).scalar_subquery()
+    stmt = select(runs, newest).where(*conds).order_by(runs.c.id.desc()).limit(limit)
+    rows = (await conn.execute(stmt)).all()
+    position = int(rows[0][-1] or 0) if rows else 0
+    return [run_from_row(r[:-1]) for r in rows], position
 
 
 def _conditions(env_id: str, flt: RunFilter) -> list[ColumnElement[bool]]:
