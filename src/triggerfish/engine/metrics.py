@@ -31,7 +31,6 @@ the shared store ``queue_depth``, ``queue_oldest_age_seconds``,
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -39,7 +38,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import event
 
 from triggerfish._domain.states import FINAL, RunStatus
 from triggerfish.engine.resources import EngineResources
@@ -152,7 +150,7 @@ class Metrics:
         )
         self.statements = Histogram(
             "triggerfish_db_statement_duration_seconds",
-            "Time of the statements sent through SQLAlchemy",
+            "Time of the statements the server sends",
             buckets=_STATEMENTS,
             registry=r,
         )
@@ -170,30 +168,11 @@ class Metrics:
             registry=r,
         )
         r.register(_Extra(lost_leases))
-        self._timed = False
 
     def time_statements(self) -> None:
-        """Observe every statement SQLAlchemy sends (the driver-level fast paths of
-        trigger, claim and journal write are not seen)."""
-        if self._timed:
-            return
-        self._timed = True
-        sync = self.res.db.engine.sync_engine
-        observe = self.statements.observe
-
-        @event.listens_for(sync, "before_cursor_execute")
-        def _before(
-            conn: Any, cursor: Any, statement: Any, params: Any, ctx: Any, many: Any
-        ) -> None:
-            conn.info["tf_t0"] = time.perf_counter()
-
-        @event.listens_for(sync, "after_cursor_execute")
-        def _after(
-            conn: Any, cursor: Any, statement: Any, params: Any, ctx: Any, many: Any
-        ) -> None:
-            t0 = conn.info.pop("tf_t0", None)
-            if t0 is not None:
-                observe(time.perf_counter() - t0)
+        """Observe every statement the server sends, through SQLAlchemy or on the
+        driver-level fast paths of trigger, claim and journal write."""
+        self.res.db.time_statements(self.statements.observe)
 
     async def start_counting(self) -> None:
         """Start the shared walk at the newest history row, unless a server did:
