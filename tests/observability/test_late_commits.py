@@ -1,9 +1,10 @@
-"""The shared walks of the run history (the run counters of ``/metrics``, the export
-of finished runs' spans) on PostgreSQL, where history ids come from a sequence: a
-status change that took id N and commits after one that took N+1 is counted and
-exported once it committed, never skipped and never twice. SQLite has one writer
-at a time and no such late commits (its walks take the same path: the other tests
-of ``tests/observability`` run it)."""
+"""The walks of the run history (the run counters of ``/metrics``, the export of
+finished runs' spans, the failures alert rules watch) on PostgreSQL, where
+history ids come from a sequence: a status change that took id N and commits
+after one that took N+1 is counted, exported and alerted on once it committed,
+never skipped and never twice. SQLite has one writer at a time and no such late
+commits (its walks take the same path: the other tests of ``tests/observability``
+run it)."""
 
 from __future__ import annotations
 
@@ -22,13 +23,14 @@ from tests.observability.test_metrics import _scrape, _value
 from tests.support.in_process import bare_worker, trigger_run
 from triggerfish._domain.traces import run_span_id
 from triggerfish.engine import Engine
+from triggerfish.engine.alerts import RuleSpec
 from triggerfish.engine.resources import ManualClock
 
 FINISHED = "triggerfish_runs_finished_total"
 
 
-class _LateCancel:
-    """A run canceled in a transaction of another connection that stays open: its
+class _LateFinish:
+    """A run finished in a transaction of another connection that stays open: its
     history row holds an id below those written meanwhile."""
 
     def __init__(self, conn: Any, tx: Any, event_id: int) -> None:
@@ -36,21 +38,24 @@ class _LateCancel:
 
 
 @asynccontextmanager
-async def _canceled_uncommitted(db_url: str, run_id: str) -> AsyncIterator[_LateCancel]:
+async def _finished_uncommitted(
+    db_url: str, run_id: str, status: str = "CANCELED"
+) -> AsyncIterator[_LateFinish]:
     conn = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
     try:
         tx = conn.transaction()
         await tx.start()
         now = "(now() AT TIME ZONE 'utc')"
         await conn.execute(
-            f"UPDATE runs SET status = 'CANCELED', finished_at = {now} WHERE id = $1", run_id
+            f"UPDATE runs SET status = $2, finished_at = {now} WHERE id = $1", run_id, status
         )
         event_id = await conn.fetchval(
             "INSERT INTO run_events (run_id, from_status, to_status, at) "
-            f"VALUES ($1, 'QUEUED', 'CANCELED', {now}) RETURNING id",
+            f"VALUES ($1, 'QUEUED', $2, {now}) RETURNING id",
             run_id,
+            status,
         )
-        yield _LateCancel(conn, tx, int(event_id))
+        yield _LateFinish(conn, tx, int(event_id))
     finally:
         await conn.close()
 
@@ -76,7 +81,7 @@ async def test_a_status_change_that_commits_late_is_counted_once(
     async with support.started_engine(pg_db_url, clock) as engine:
         env_id, (late, early, third) = await _queued_runs(engine, 3)
         assert await _canceled(engine) == 0  # the walk is past the triggers
-        async with _canceled_uncommitted(pg_db_url, late) as held:
+        async with _finished_uncommitted(pg_db_url, late) as held:
             await engine.runs.cancel(env_id, early)  # commits an id above the held one
             assert held.event_id < await _newest_event(engine)
             await _scrape(engine)  # a walk while the held id is uncommitted
@@ -84,9 +89,9 @@ async def test_a_status_change_that_commits_late_is_counted_once(
         assert await _canceled(engine) == 2
         assert await _canceled(engine) == 2
         # an id whose transaction rolled back holds the walk up only while it runs
-        async with _canceled_uncommitted(pg_db_url, third) as held:
+        async with _finished_uncommitted(pg_db_url, third) as held:
             await held.tx.rollback()
-        async with _canceled_uncommitted(pg_db_url, third) as held:
+        async with _finished_uncommitted(pg_db_url, third) as held:
             await held.tx.commit()
         assert await _canceled(engine) == 3
 
@@ -99,7 +104,7 @@ async def test_a_run_whose_final_status_commits_late_is_exported_once(
         with http_receiver() as (endpoint, received):
             send = _sender(endpoint)
             await engine.traces.export_finished(send)  # the position starts here
-            async with _canceled_uncommitted(pg_db_url, late) as held:
+            async with _finished_uncommitted(pg_db_url, late) as held:
                 await engine.runs.cancel(env_id, early)
                 assert held.event_id < await _newest_event(engine)
                 exported = await engine.traces.export_finished(send)  # while it is uncommitted
@@ -109,3 +114,22 @@ async def test_a_run_whose_final_status_commits_late_is_exported_once(
             assert await engine.traces.export_finished(send) == 0
         counts = Counter(s.span_id for s in received.snapshot())
         assert counts == Counter({run_span_id(late): 1, run_span_id(early): 1})
+
+
+async def test_a_failure_that_commits_late_raises_its_alert(
+    pg_db_url: str, clock: ManualClock
+) -> None:
+    async with support.started_engine(pg_db_url, clock) as engine:
+        env_id, (late, early) = await _queued_runs(engine, 2)
+        spec = RuleSpec("failures", "RUN_FAILED", "WEBHOOK", "http://127.0.0.1:9/hook", {})
+        await engine.alerts.add_rule(env_id, spec)
+        await engine.alerts.evaluate()  # starts watching
+        async with _finished_uncommitted(pg_db_url, late, "FAILED") as held:
+            async with _finished_uncommitted(pg_db_url, early, "FAILED") as other:
+                await other.tx.commit()
+            assert held.event_id < other.event_id
+            raised = await engine.alerts.evaluate()  # while the first is uncommitted
+            await held.tx.commit()
+        raised += await engine.alerts.evaluate()
+        assert raised == 2
+        assert await engine.alerts.evaluate() == 0
