@@ -239,7 +239,9 @@ class Metrics:
     async def refresh(self) -> None:
         """Read the gauges from the store and catch up on the history."""
         for _ in range(_WALKS_PER_SCRAPE):
-            if await self.walk_history() < WALK_BATCH:
+            # a pass reads up to the horizon, which moves a bounded step per look:
+            # a short pass is not the end of the history
+            if not await self.walk_history():
                 break
         now = datetime.now(UTC).replace(tzinfo=None)
         async with self.res.db.read() as conn:
