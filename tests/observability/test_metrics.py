@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from tests import support
 from tests.support.in_process import InProcessWorker, in_process_worker, trigger_run
@@ -18,6 +19,7 @@ from triggerfish._domain.attempts import Failed, Succeeded
 from triggerfish.engine import Engine
 from triggerfish.engine.resources import ManualClock
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
+from triggerfish.store.db import fetch_on_driver
 from triggerfish.worker.metrics import WorkerMetrics
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "triggerfish.json"
@@ -128,6 +130,34 @@ async def test_counters_summed_over_two_servers_on_one_database_are_the_true_tot
     assert totals == dict.fromkeys(totals, runs)
     # both servers counted a share (whichever server is scraped first takes the rows)
     assert all(0 < _value(s, "triggerfish_runs_triggered_total") < runs for s in scrapes)
+
+
+async def test_driver_level_statements_are_timed_like_the_others(engine: Engine) -> None:
+    """The fast paths' statements (``fetch_on_driver``, and on PostgreSQL
+    ``fetch_alone``) land in the statement histogram, one observation each, with
+    no label of their own (the SQL never becomes one)."""
+    registry = engine.metrics.registry
+
+    def timed() -> float:
+        return registry.get_sample_value("triggerfish_db_statement_duration_seconds_count") or 0
+
+    db = engine.res.db
+    mark = "$1" if db.dialect == "postgresql" else "?"
+    async with db.read() as conn:
+        await conn.execute(text("SELECT 1"))  # the transaction has begun
+        before = timed()
+        for n in range(3):
+            await fetch_on_driver(conn, f"SELECT 1 + {mark}", [n], read_only=True)
+        assert timed() == before + 3
+    if db.capabilities.one_statement_trigger:
+        before = timed()
+        await db.fetch_alone("SELECT 1", [])
+        assert timed() == before + 1
+    families = {f.name: f for f in registry.collect()}
+    labels = {
+        tuple(s.labels) for s in families["triggerfish_db_statement_duration_seconds"].samples
+    }
+    assert labels == {("le",), ()}
 
 
 async def test_metrics_over_http_count_requests_by_route(engine: Engine) -> None:

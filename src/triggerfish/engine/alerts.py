@@ -39,6 +39,7 @@ from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import UserError
 from triggerfish.store import alerts as alert_store
 from triggerfish.store import metrics as metric_store
+from triggerfish.store.horizon import Horizon
 
 log = logging.getLogger("triggerfish.alerts")
 
@@ -65,8 +66,10 @@ class RuleSpec:
 
 
 class Alerts:
-    def __init__(self, res: EngineResources) -> None:
+    def __init__(self, res: EngineResources, history: Horizon) -> None:
         self.res = res
+        #: the horizon of the history's ids, shared with the server's other walks of it
+        self.history = history
         self._watermark: int | None = None
         self.send: Sender | None = None
 
@@ -115,14 +118,17 @@ class Alerts:
         now = self.res.clock.now()
         async with self.res.db.read() as conn:
             rules = await alert_store.rules(conn)
-            if not rules:  # nothing to watch: start the history walk afresh later
-                self._watermark = None
-                return 0
-            if self._watermark is None:
-                self._watermark = await metric_store.last_event_id(conn)
-                history: list[metric_store.HistoryRow] = []
-            else:
-                history = await metric_store.history_since(conn, self._watermark, 5000)
+        if not rules:  # nothing to watch: start the history walk afresh later
+            self._watermark = None
+            return 0
+        # up to the horizon: a failure that commits after a later row is not skipped
+        upto = await self.history.current()
+        history: list[metric_store.HistoryRow] = []
+        if self._watermark is None:
+            self._watermark = upto
+        elif upto > self._watermark:
+            async with self.res.db.read() as conn:
+                history = await metric_store.history_since(conn, self._watermark, upto, 5000)
         if history:
             self._watermark = history[-1].id
         failed = [h for h in history if h.to_status in _FAILED]

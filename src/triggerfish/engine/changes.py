@@ -25,11 +25,11 @@ API (``engine.changes`` is the :class:`ChangeFeed` of an :class:`Engine`)::
 ``id`` is the change's position: monotonic across every server, so it is what
 a subscriber resumes from (``Last-Event-ID``, the shape protocol's offset).
 :meth:`ChangeFeed.read` only hands out changes up to the feed's *horizon*: the
-highest id below which no change can still appear. On PostgreSQL ids are taken
-from a sequence when a change is written, so a transaction may commit id 11
-before another commits id 10; the horizon stops below a missing id until it
-shows up or every transaction that was running when it was first missed has
-ended (it rolled back).
+highest id below which no change can still appear (``store/horizon.py``). On
+PostgreSQL ids are taken from a sequence when a change is written, so a
+transaction may commit id 11 before another commits id 10; the horizon stops
+below a missing id until it shows up or every transaction that was running
+when it was first missed has ended (it rolled back).
 So resuming "after 11" never skips a 10 that committed later: nothing is lost,
 nothing repeated. SQLite has one writer at a time and no such gaps.
 
@@ -108,10 +108,6 @@ def change_size(change: ChangeRecord) -> int:
 class ChangeFeed:
     """Reads of the change feed, and waiting for new changes (see the module doc)."""
 
-    #: ids of changes read per step of the horizon
-    HORIZON_STEP = 5000
-    #: seconds after which a missing id counts as rolled back whatever PostgreSQL says
-    GAP_LIMIT = 60.0
     #: the changes kept in memory for live subscribers (all environments)
     RECENT = 4096
     #: changes read per query by the shared reader
@@ -120,10 +116,7 @@ class ChangeFeed:
     def __init__(self, res: EngineResources, *, recheck: float = 1.0) -> None:
         self._res = res
         self._recheck = recheck
-        self._horizon: int | None = None
-        # missing ids → (loop time first seen, the transactions running then)
-        self._gaps: dict[int, tuple[float, frozenset[str]]] = {}
-        self._advancing: asyncio.Future[int] | None = None
+        self._horizon = store.horizon(res.db)
         # the shared reader: every change with _recent_from < id <= _recent_upto,
         # oldest first (ids in _recent_ids, for bisecting)
         self._recent: list[ChangeRecord] = []
@@ -386,52 +379,4 @@ class ChangeFeed:
 
     async def _current_horizon(self) -> int:
         """One look at the table shared by every caller meanwhile."""
-        running = self._advancing
-        if running is None or running.done():
-            running = self._advancing = asyncio.ensure_future(self._advance())
-        return await asyncio.shield(running)
-
-    async def _advance(self) -> int:
-        db = self._res.db
-        async with db.read() as conn:
-            if self._horizon is None:
-                self._horizon = await store.max_id(conn)
-                return self._horizon
-            ids = await store.ids_after(conn, self._horizon, self.HORIZON_STEP)
-            if not ids:
-                return self._horizon
-            contiguous = ids[-1] - self._horizon == len(ids)
-            if contiguous or not db.capabilities.concurrent_writers:
-                self._horizon = ids[-1]
-                self._gaps.clear()
-                return self._horizon
-            # A missing id: a transaction still running, or one that rolled back.
-            # Look at which transactions run now, then at the ids again: a missing
-            # id whose transactions have all ended since it was first seen is gone.
-            running = await store.running_transactions(conn)
-            seen_upto = ids[-1]
-            ids = [
-                i for i in await store.ids_after(conn, self._horizon, len(ids)) if i <= seen_upto
-            ]
-        now = asyncio.get_running_loop().time()
-        horizon = self._horizon
-        for found in ids:
-            missing = horizon + 1
-            while missing < found:
-                seen = self._gaps.get(missing)
-                if seen is None:
-                    self._gaps[missing] = (now, running)
-                    break
-                first_seen, running_then = seen
-                if running_then & running and now - first_seen < self.GAP_LIMIT:
-                    break  # its transaction may still commit
-                del self._gaps[missing]  # rolled back
-                missing += 1
-            else:
-                horizon = found
-                continue
-            horizon = missing - 1
-            break
-        self._gaps = {gap: seen for gap, seen in self._gaps.items() if gap > horizon}
-        self._horizon = horizon
-        return horizon
+        return await self._horizon.current()

@@ -36,6 +36,7 @@ from triggerfish.engine.users import Users
 from triggerfish.engine.waitpoints import Waitpoints
 from triggerfish.engine.webhooks import Webhooks, load_verifier_modules
 from triggerfish.engine.workers import Workers
+from triggerfish.store import cursors as store_cursors
 from triggerfish.store.db import Database
 
 
@@ -77,9 +78,10 @@ class Engine:
         self.streams = Streams(res)
         self.public_tokens = PublicTokens(res, self.environments)
         self.environments.on_revoke.append(self.public_tokens.forget_keys)
-        self.traces = Traces(res)
-        self.metrics = Metrics(res, lambda: self.maintenance.lost_leases)
-        self.alerts = Alerts(res)
+        history = store_cursors.history_horizon(res.db)  # the walks of run_events share it
+        self.traces = Traces(res, history)
+        self.metrics = Metrics(res, lambda: self.maintenance.lost_leases, history)
+        self.alerts = Alerts(res, history)
         self._background: list[asyncio.Task[Any]] = []
 
     async def ping_store(self) -> None:

@@ -7,9 +7,12 @@ of every run, whichever path made it) that the servers of one database share
 moving the shared position with a compare-and-set, and counts only the rows it
 took. So each status change is counted by one server, and ``sum`` over the
 servers gives the true totals (a stopped server's share goes with it, which
-``rate``/``increase`` read as a counter reset). The walk starts at the newest
-row when the first server starts. The other counters (HTTP requests, statement
-times, reclaimed leases) count what the server itself did: ``sum`` them too.
+``rate``/``increase`` read as a counter reset). The walk reads up to the
+history's horizon (``store/horizon.py``): on PostgreSQL a status change that
+commits after one with a higher id is counted once it committed, not skipped.
+It starts at the newest row when the first server starts. The other counters
+(HTTP requests, statement times, reclaimed leases) count what the server itself
+did: ``sum`` them too.
 Gauges are read from the shared store when ``/metrics`` is scraped, so every
 server reports the same values: aggregate them with ``max``, not ``sum``
 (``deploy/grafana/triggerfish.json`` does both). Labels are bounded:
@@ -28,7 +31,6 @@ the shared store ``queue_depth``, ``queue_oldest_age_seconds``,
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -36,12 +38,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import event
 
 from triggerfish._domain.states import FINAL, RunStatus
 from triggerfish.engine.resources import EngineResources
 from triggerfish.store import cursors as store_cursors
 from triggerfish.store import metrics as metric_store
+from triggerfish.store.horizon import Horizon
 
 #: history rows read per pass (a busy store is caught up over several)
 WALK_BATCH = 5000
@@ -75,8 +77,12 @@ class _Extra(Collector):
 
 
 class Metrics:
-    def __init__(self, res: EngineResources, lost_leases: Callable[[], int]) -> None:
+    def __init__(
+        self, res: EngineResources, lost_leases: Callable[[], int], history: Horizon
+    ) -> None:
         self.res = res
+        #: the horizon of the history's ids, shared with the server's other walks of it
+        self.history = history
         self.registry = r = CollectorRegistry(auto_describe=True)
         by_task = ["environment", "task"]
         self.triggered = Counter("triggerfish_runs_triggered", "Runs created", by_task, registry=r)
@@ -144,7 +150,7 @@ class Metrics:
         )
         self.statements = Histogram(
             "triggerfish_db_statement_duration_seconds",
-            "Time of the statements sent through SQLAlchemy",
+            "Time of the statements the server sends",
             buckets=_STATEMENTS,
             registry=r,
         )
@@ -162,53 +168,45 @@ class Metrics:
             registry=r,
         )
         r.register(_Extra(lost_leases))
-        self._timed = False
 
     def time_statements(self) -> None:
-        """Observe every statement SQLAlchemy sends (the driver-level fast paths of
-        trigger, claim and journal write are not seen)."""
-        if self._timed:
-            return
-        self._timed = True
-        sync = self.res.db.engine.sync_engine
-        observe = self.statements.observe
-
-        @event.listens_for(sync, "before_cursor_execute")
-        def _before(
-            conn: Any, cursor: Any, statement: Any, params: Any, ctx: Any, many: Any
-        ) -> None:
-            conn.info["tf_t0"] = time.perf_counter()
-
-        @event.listens_for(sync, "after_cursor_execute")
-        def _after(
-            conn: Any, cursor: Any, statement: Any, params: Any, ctx: Any, many: Any
-        ) -> None:
-            t0 = conn.info.pop("tf_t0", None)
-            if t0 is not None:
-                observe(time.perf_counter() - t0)
+        """Observe every statement the server sends, through SQLAlchemy or on the
+        driver-level fast paths of trigger, claim and journal write."""
+        self.res.db.time_statements(self.statements.observe)
 
     async def start_counting(self) -> None:
         """Start the shared walk at the newest history row, unless a server did:
         the first server's counts start from here, the others' from their first
         scrape."""
-        async with self.res.db.write() as conn:
-            newest = await metric_store.last_event_id(conn)
-            await store_cursors.start_cursor(conn, store_cursors.METRICS_CURSOR, newest)
-
-    async def walk_history(self) -> int:
-        """Count the status changes this server took from the shared walk of the
-        history; how many rows it took (0: none new, or another server took them)."""
         cursor = store_cursors.METRICS_CURSOR
         async with self.res.db.read() as conn:
             position = await store_cursors.cursor_position(conn, cursor)
-            rows = (
-                await metric_store.history_since(conn, position, WALK_BATCH)
-                if position is not None
-                else []
-            )
+        if position is None:
+            start = await self.history.current()  # the first look: the newest row
+            async with self.res.db.write() as conn:
+                await store_cursors.start_cursor(conn, cursor, start)
+                position = await store_cursors.cursor_position(conn, cursor)
+        # the horizon of the server's walks starts at the shared position, below
+        # which every row has committed or rolled back
+        await self.history.current(at_least=position)
+
+    async def walk_history(self) -> int:
+        """Count the status changes this server took from the shared walk of the
+        history; how many rows it took (0: none new, or another server took them).
+
+        Only rows up to the history's horizon: a status change that commits after
+        a later one is counted once it committed, not skipped."""
+        cursor = store_cursors.METRICS_CURSOR
+        async with self.res.db.read() as conn:
+            position = await store_cursors.cursor_position(conn, cursor)
         if position is None:
             await self.start_counting()
             return 0
+        upto = await self.history.current(at_least=position)
+        if upto <= position:
+            return 0
+        async with self.res.db.read() as conn:
+            rows = await metric_store.history_since(conn, position, upto, WALK_BATCH)
         if not rows:
             return 0
         async with self.res.db.write() as conn:
@@ -241,7 +239,9 @@ class Metrics:
     async def refresh(self) -> None:
         """Read the gauges from the store and catch up on the history."""
         for _ in range(_WALKS_PER_SCRAPE):
-            if await self.walk_history() < WALK_BATCH:
+            # a pass reads up to the horizon, which moves a bounded step per look:
+            # a short pass is not the end of the history
+            if not await self.walk_history():
                 break
         now = datetime.now(UTC).replace(tzinfo=None)
         async with self.res.db.read() as conn:

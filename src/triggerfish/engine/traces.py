@@ -46,6 +46,7 @@ from triggerfish.store import cursors as store_cursors
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import spans as span_store
+from triggerfish.store.horizon import Horizon
 
 log = logging.getLogger("triggerfish.traces")
 
@@ -94,8 +95,10 @@ class Trace:
 
 
 class Traces:
-    def __init__(self, res: EngineResources) -> None:
+    def __init__(self, res: EngineResources, history: Horizon) -> None:
         self.res = res
+        #: the horizon of the history's ids, shared with the server's other walks of it
+        self.history = history
 
     async def trace(self, env_id: str, run_id: str) -> Trace:
         """The trace of a run of ``env_id``; ``RunNotFound`` otherwise."""
@@ -130,23 +133,30 @@ class Traces:
         sends their runs' spans, and moves the position past them only when
         the send succeeded; a failed send gives the lease back, and a server
         that stops before settling leaves a lease that expires, after which
-        another server sends the batch again. The walk starts at the newest
-        row when the first exporting server starts; runs that finish while no
+        another server sends the batch again. The walk reads up to the
+        history's horizon (``store/horizon.py``), so a run whose final status
+        commits after a later row is not skipped. It starts at the horizon
+        when the first exporting server starts; runs that finish while no
         exporting server runs are exported by the next one that starts.
         """
         cursor = store_cursors.EXPORT_CURSOR
         now = self.res.clock.now()
         async with self.res.db.read() as conn:  # most passes find nothing: no write lock
             state = await store_cursors.cursor_state(conn, cursor)
-            if state is None or state.leased_at(now):
-                finished = []
-            else:
-                finished = await span_store.finished_since(conn, state.position, EXPORT_BATCH)
         if state is None:
+            start = await self.history.current()
             async with self.res.db.write() as conn:
-                newest = await span_store.last_event_id(conn)
-                await store_cursors.start_cursor(conn, cursor, newest)
+                await store_cursors.start_cursor(conn, cursor, start)
             return 0
+        if state.leased_at(now):
+            return 0
+        # only up to the horizon: a run whose final status commits after a later
+        # row is exported once it committed, not skipped
+        upto = await self.history.current(at_least=state.position)
+        if upto <= state.position:
+            return 0
+        async with self.res.db.read() as conn:
+            finished = await span_store.finished_since(conn, state.position, upto, EXPORT_BATCH)
         if not finished:
             return 0
         holder = uuid.uuid4().hex

@@ -31,6 +31,8 @@ from sqlalchemy import Select, and_, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.records import ChangeRecord
+from triggerfish.store.db import Database
+from triggerfish.store.horizon import Horizon
 from triggerfish.store.tables import changes, run_tags
 
 KINDS = ("created", "status", "metadata", "tags", "log", "waitpoint", "stream")
@@ -277,27 +279,13 @@ async def read_all(conn: AsyncConnection, after: int, upto: int, limit: int) -> 
     return [ChangeRecord(*r) for r in (await conn.execute(stmt)).all()]
 
 
-async def ids_after(conn: AsyncConnection, after: int, limit: int) -> list[int]:
-    """The ids of every environment's changes above ``after``, in order (on the
-    primary key alone): what the feed's horizon walks."""
-    stmt = select(changes.c.id).where(changes.c.id > after).order_by(changes.c.id).limit(limit)
-    return list((await conn.execute(stmt)).scalars())
+def horizon(db: Database) -> Horizon:
+    """The horizon of the change feed's ids (``store/horizon.py``)."""
+    return Horizon(db, changes.c.id)
 
 
 async def max_id(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.max(changes.c.id)))).scalar() or 0)
-
-
-async def running_transactions(conn: AsyncConnection) -> frozenset[str]:
-    """PostgreSQL: the ids of the transactions running in this database now (those
-    of every role the server's role may see in ``pg_stat_activity``)."""
-    from sqlalchemy import text
-
-    query = text(
-        "SELECT backend_xid::text FROM pg_stat_activity "
-        "WHERE datname = current_database() AND backend_xid IS NOT NULL"
-    )
-    return frozenset((await conn.execute(query)).scalars())
 
 
 async def append(

@@ -4,7 +4,13 @@ act on. Each server takes the next rows by moving a position with a
 compare-and-set (:func:`move_cursor`), or, where acting on them can fail
 halfway (a send to a collector), by leasing the rows after the position
 (:func:`lease_after`) and moving it once they were handled
-(:func:`settle_lease`)."""
+(:func:`settle_lease`).
+
+A walk reads only up to the history's horizon (:func:`history_horizon`): on
+PostgreSQL a status change may commit after one with a higher id, and a
+position moved past its id would never come back for it. So a position is
+only ever moved to ids below a horizon, where every row has committed or
+rolled back."""
 
 from __future__ import annotations
 
@@ -15,12 +21,20 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish.store.tables import history_cursors
+from triggerfish.store.db import Database
+from triggerfish.store.horizon import Horizon
+from triggerfish.store.tables import history_cursors, run_events
 
 #: the export of finished runs' spans (engine/traces.py)
 EXPORT_CURSOR = "trace-export"
 #: the run counters of /metrics (engine/metrics.py)
 METRICS_CURSOR = "metrics"
+
+
+def history_horizon(db: Database) -> Horizon:
+    """The horizon of the history's ids (``run_events``), for the walks of it a
+    server runs: one per server, shared by its walks (``store/horizon.py``)."""
+    return Horizon(db, run_events.c.id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from triggerfish.store.notify import Notifier
 Dialect = DialectName
 #: a connection's open statement spans (``Database.trace_statements``)
 _SPANS = "tf_statement_spans"
+#: when a connection's statement was sent (``Database.time_statements``)
+_STARTED = "tf_statement_started"
 
 
 def normalise_url(url: str) -> URL:
@@ -78,6 +81,7 @@ class Database:
         #: cheap and synchronous, they must not raise
         self.on_commit: list[Callable[[], None]] = []
         self._traced = False
+        self._timed = False
 
     def trace_statements(self) -> None:
         """One internal span per statement sent through SQLAlchemy (``db.<verb>``, with
@@ -115,6 +119,27 @@ class Database:
         event.listen(sync, "before_cursor_execute", before)
         event.listen(sync, "after_cursor_execute", after)
         event.listen(sync, "handle_error", failed)
+
+    def time_statements(self, observe: Callable[[float], None]) -> None:
+        """Give the seconds each statement took to ``observe``: those sent through
+        SQLAlchemy and those of the driver-level fast paths (``fetch_on_driver``,
+        ``fetch_alone``) alike. Statements that raised are not timed."""
+        if self._timed:
+            return
+        self._timed = True
+
+        def before(conn: Any, _c: Any, _s: str, _p: Any, _x: Any, _m: bool) -> None:
+            conn.info[_STARTED] = time.perf_counter()
+
+        def after(conn: Any, _c: Any, _s: str, _p: Any, _x: Any, _m: bool) -> None:
+            started = conn.info.pop(_STARTED, None)
+            if started is not None:
+                observe(time.perf_counter() - started)
+
+        sync = self.engine.sync_engine
+        driver.time_statements(sync, observe)
+        event.listen(sync, "before_cursor_execute", before)
+        event.listen(sync, "after_cursor_execute", after)
 
     @property
     def display_url(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,6 +29,8 @@ STATEMENT_CHARS = 2000
 DRIVER_LEVEL = "triggerfish.db.driver_level"
 #: engines whose driver-level statements get spans, and their ``db.system``
 _TRACED: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+#: engines whose driver-level statements are timed, and what takes each time
+_TIMED: weakref.WeakKeyDictionary[Engine, Callable[[float], None]] = weakref.WeakKeyDictionary()
 
 #: ``Connection.info`` key: the transaction a lone ``fetch_on_driver`` statement
 #: committed (weakly held), and that statement
@@ -87,7 +90,8 @@ async def fetch_on_driver(
     A broken unique key raises :class:`DuplicateKey`; another constraint
     violation SQLAlchemy's ``IntegrityError``, as it would through SQLAlchemy.
     Once :func:`trace_statements` was called for the connection's engine, the
-    statement gets a span like those sent through SQLAlchemy.
+    statement gets a span like those sent through SQLAlchemy; once
+    :func:`time_statements` was, its time is observed like theirs.
     """
     sync = conn.sync_connection
     assert sync is not None  # the connection is open
@@ -97,7 +101,7 @@ async def fetch_on_driver(
     postgres = conn.dialect.name == "postgresql"
     alone = postgres and not read_only and _commits_alone(sync, driver)
     try:
-        with _statement_span(sync, sql):
+        with _statement_span(sync, sql), _statement_timed(sync):
             if postgres:
                 rows = list(await driver.fetch(sql, *params))
             else:
@@ -122,6 +126,13 @@ def trace_statements(engine: Engine, system: str) -> None:
     _TRACED[engine] = system
 
 
+def time_statements(engine: Engine, observe: Callable[[float], None]) -> None:
+    """Give the seconds each statement :func:`fetch_on_driver` sends on ``engine``'s
+    connections took to ``observe`` (``Database.time_statements`` does the same
+    for those sent through SQLAlchemy)."""
+    _TIMED[engine] = observe
+
+
 def statement_span_name(sql: str) -> str:
     """``db.<first keyword>``: ``db.select``, ``db.with``, ``db.update``."""
     words = sql.split(None, 1)
@@ -143,6 +154,17 @@ def _statement_span(conn: Connection, sql: str) -> Iterator[None]:
         raise
     finally:
         span.end()
+
+
+@contextlib.contextmanager
+def _statement_timed(conn: Connection) -> Iterator[None]:
+    observe = _TIMED.get(conn.engine)
+    if observe is None:
+        yield
+        return
+    started = time.perf_counter()
+    yield
+    observe(time.perf_counter() - started)  # a statement that raised is not timed
 
 
 def check_not_after_lone_commit(conn: Connection, sql: str) -> None:

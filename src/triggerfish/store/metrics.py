@@ -40,12 +40,11 @@ class HistoryRow:
     env_id: str
 
 
-async def last_event_id(conn: AsyncConnection) -> int:
-    return int((await conn.execute(select(func.max(run_events.c.id)))).scalar() or 0)
-
-
-async def history_since(conn: AsyncConnection, after_id: int, limit: int) -> list[HistoryRow]:
-    """The status changes after history row ``after_id`` (a walk of its primary key)."""
+async def history_since(
+    conn: AsyncConnection, after_id: int, upto: int, limit: int
+) -> list[HistoryRow]:
+    """The status changes after history row ``after_id`` and up to ``upto`` (a walk of
+    its primary key, up to its horizon: ``cursors.history_horizon``)."""
     stmt = (
         select(
             run_events.c.id,
@@ -66,7 +65,7 @@ async def history_since(conn: AsyncConnection, after_id: int, limit: int) -> lis
         .join(runs, runs.c.id == run_events.c.run_id)
         .join(environments, environments.c.id == runs.c.environment_id)
         .outerjoin(attempts, attempts.c.id == run_events.c.attempt_id)
-        .where(run_events.c.id > after_id)
+        .where(run_events.c.id > after_id, run_events.c.id <= upto)
         .order_by(run_events.c.id)
         .limit(limit)
     )

@@ -141,17 +141,19 @@ async def trace_contexts(conn: AsyncConnection, run_ids: Sequence[str]) -> dict[
 _FINAL_NAMES = sorted(s.value for s in FINAL)
 
 
-async def last_event_id(conn: AsyncConnection) -> int:
-    """The newest history row's id (where an exporter starts watching)."""
-    return int((await conn.execute(select(func.max(run_events.c.id)))).scalar() or 0)
-
-
-async def finished_since(conn: AsyncConnection, after_id: int, limit: int) -> list[tuple[int, str]]:
+async def finished_since(
+    conn: AsyncConnection, after_id: int, upto: int, limit: int
+) -> list[tuple[int, str]]:
     """(history id, run id) of runs that reached a final status after history row
-    ``after_id``, oldest first: a walk of the history's primary key."""
+    ``after_id`` and up to ``upto``, oldest first: a walk of the history's primary
+    key, up to its horizon (``cursors.history_horizon``)."""
     stmt = (
         select(run_events.c.id, run_events.c.run_id)
-        .where(run_events.c.id > after_id, run_events.c.to_status.in_(_FINAL_NAMES))
+        .where(
+            run_events.c.id > after_id,
+            run_events.c.id <= upto,
+            run_events.c.to_status.in_(_FINAL_NAMES),
+        )
         .order_by(run_events.c.id)
         .limit(limit)
     )
