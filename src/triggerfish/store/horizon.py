@@ -104,13 +104,15 @@ class Horizon:
         covered = self._sightings[-1].upto if self._sightings else horizon
         if seen_upto > covered:
             self._sightings.append(_Sighting(seen_upto, now, running))
-        # ids missing up to `gone` are gone for good: a sighting of them whose
-        # transactions all ended (or that is too old to wait for)
+        # ids missing up to `gone` are gone for good: a sighting from an earlier
+        # look whose transactions all ended (or that is too old to wait for). Never
+        # on the look that first missed them: an insert takes its id a moment
+        # before its transaction gets the xid that pg_stat_activity shows.
         gone = max(
             (
                 s.upto
                 for s in self._sightings
-                if not (s.running & running) or now - s.at >= self._gap_limit
+                if s.at < now and (not (s.running & running) or now - s.at >= self._gap_limit)
             ),
             default=horizon,
         )
