@@ -196,9 +196,13 @@ async def test_a_hung_first_server_is_left_after_the_read_timeout(served: Served
     assert took < 15, took
 
 
-async def _subscribed_until_canceled(client: Triggerfish, served: Served) -> list[str]:
-    """Subscribe to a new run (async, then sync in a thread) and cancel it once the
-    snapshot came: the kinds of events the subscriptions saw."""
+async def _subscribed_until_canceled(
+    api_url: str, served: Served, timeout: float = 30
+) -> tuple[list[str], str]:
+    """Subscribe to a new run (async, then sync in a thread) through a client given
+    ``api_url`` and cancel it once the snapshot came: the kinds of events the
+    subscriptions saw, and the server the client was on at the end."""
+    client = Triggerfish(api_url=api_url, secret_key=served.key, timeout=timeout)
     seen: list[str] = []
 
     def subscribe_sync(run_id: str) -> None:
@@ -208,9 +212,15 @@ async def _subscribed_until_canceled(client: Triggerfish, served: Served) -> lis
         async for event in client.runs.subscribe_async(run_id):
             seen.append(event.kind)
 
-    await _until_canceled(served, subscribe_async, seen)
-    await _until_canceled(served, lambda run_id: asyncio.to_thread(subscribe_sync, run_id), seen)
-    return seen
+    try:
+        await _until_canceled(served, subscribe_async, seen)
+        await _until_canceled(
+            served, lambda run_id: asyncio.to_thread(subscribe_sync, run_id), seen
+        )
+    finally:
+        client.close()
+        await client.aclose()
+    return seen, client._transport.servers.current
 
 
 async def _until_canceled(
@@ -227,14 +237,8 @@ async def _until_canceled(
 
 
 async def test_a_subscription_skips_a_refused_first_server(served: Served) -> None:
-    client = Triggerfish(api_url=f"{_closed_port_url()},{served.url}", secret_key=served.key)
-    try:
-        seen = await _subscribed_until_canceled(client, served)
-    finally:
-        client.close()
-        await client.aclose()
-    assert seen.count("snapshot") == 2
-    assert client._transport.servers.current == served.url
+    seen, current = await _subscribed_until_canceled(f"{_closed_port_url()},{served.url}", served)
+    assert seen.count("snapshot") == 2 and current == served.url
 
 
 async def test_a_subscription_leaves_a_hung_first_server_after_its_silence_limit(
@@ -242,13 +246,8 @@ async def test_a_subscription_leaves_a_hung_first_server_after_its_silence_limit
 ) -> None:
     monkeypatch.setattr(_sse, "STREAM_SILENCE", 1.0)
     with _hung_server() as hung:
-        client = Triggerfish(api_url=f"{hung},{served.url}", secret_key=served.key, timeout=1)
-        try:
-            seen = await _subscribed_until_canceled(client, served)
-        finally:
-            client.close()
-            await client.aclose()
-    assert seen.count("snapshot") == 2
+        seen, current = await _subscribed_until_canceled(f"{hung},{served.url}", served, timeout=1)
+    assert seen.count("snapshot") == 2 and current == served.url
 
 
 async def _trigger(served: Served, key: str | None, body: dict[str, Any]) -> httpx.Response:
