@@ -3,15 +3,18 @@ one heartbeat timeout of grace from the reconnection, and the outage is logged o
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import pytest
 
+from tests.support import wait_for_async
 from tests.support.in_process import bare_worker, outage, run_record, trigger_run
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure
 from triggerfish.engine.resources import ManualClock
-from triggerfish.errors import StaleTransition
+from triggerfish.errors import StaleTransition, StoreUnavailable
 
 
 async def _executing(engine: Engine) -> tuple[str, str, str, str]:
@@ -132,3 +135,29 @@ async def test_a_sweep_failing_otherwise_logs_its_traceback_once(
         "maintenance sweep works again after 5 s and 10 failure(s)",
     ]
     assert records[0].exc_info is not None and records[1].exc_info is None
+
+
+async def test_span_export_failing_through_an_outage_logs_once(
+    engine: Engine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes = 0
+
+    async def unreachable(emit: object) -> int:
+        nonlocal passes
+        passes += 1
+        raise StoreUnavailable("the database connection failed (ConnectionRefusedError)")
+
+    caplog.set_level(logging.INFO, logger="triggerfish.traces")
+    monkeypatch.setattr(engine.traces, "export_finished", unreachable)
+    exporting = asyncio.create_task(engine.traces.export_forever(lambda spans: None))
+    try:
+        await wait_for_async(lambda: passes >= 10, 30, what="ten failed passes")
+    finally:
+        exporting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await exporting
+    records = [r.getMessage() for r in caplog.records if r.name == "triggerfish.traces"]
+    assert records == [
+        "exporting finished runs' spans failed (StoreUnavailable: the database connection "
+        "failed (ConnectionRefusedError)); trying again"
+    ]

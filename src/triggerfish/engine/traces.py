@@ -39,6 +39,7 @@ from triggerfish._domain.traces import (
     run_span_id,
     trace_of,
 )
+from triggerfish.engine.failure_log import FailureLog
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import RunNotFound, StaleTransition
 from triggerfish.store import journal as journal_store
@@ -166,14 +167,17 @@ class Traces:
         return len(finished)
 
     async def export_forever(self, emit: Callable[[Sequence[Span]], None]) -> None:
+        # during a database outage every pass fails: logged sparingly
+        failures = FailureLog(log, "exporting finished runs' spans")
         while True:
             try:
-                if await self.export_finished(emit) >= EXPORT_BATCH:
+                exported = await self.export_finished(emit)
+            except Exception as exc:
+                failures.failed(self.res.clock.now(), exc)
+            else:
+                failures.succeeded(self.res.clock.now())
+                if exported >= EXPORT_BATCH:
                     continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("exporting finished runs' spans failed; trying again")
             await asyncio.sleep(self.res.settings.maintenance_interval)
 
     async def record_from_attempt(self, env_id: str, attempt_id: str, spans: Sequence[Span]) -> int:
