@@ -108,6 +108,35 @@ def test_a_declared_module_level_face_must_match_its_definition() -> None:
     assert [c.params for c in recorder.calls] == [{}, {"excludeUtc": "true"}]
 
 
+def test_module_level_kv_and_events_calls_send_with_the_client_given() -> None:
+    recorder = Recorder({"found": True, "value": 3, "deleted": True, "id": "e1"})
+    client = Triggerfish(secret_key="tr_dev_x", socket=False)
+    client._transport = recorder  # type: ignore[assignment]
+    assert kv.get("k", client=client) == 3
+    assert asyncio.run(kv.get_async("k", default=0, client=client)) == 3
+    assert kv.set("k", 1, ttl="1m", client=client) is None
+    assert asyncio.run(kv.set_async("k", 1, client=client)) is None
+    assert kv.delete("k", client=client) is True
+    assert asyncio.run(kv.delete_async("k", client=client)) is True
+    assert events.send("e", {"a": 1}, id="e1", client=client)["id"] == "e1"
+    assert asyncio.run(events.send_async("e", client=client))["id"] == "e1"
+    sent = [(c.method, c.path, c.json) for c in recorder.calls]
+    assert sent == [
+        ("GET", "/api/v1/kv/k", None),
+        ("GET", "/api/v1/kv/k", None),
+        ("PUT", "/api/v1/kv/k", {"value": 1, "ttl": 60.0}),
+        ("PUT", "/api/v1/kv/k", {"value": 1}),
+        ("DELETE", "/api/v1/kv/k", None),
+        ("DELETE", "/api/v1/kv/k", None),
+        ("POST", "/api/v1/events", {"name": "e", "payload": {"a": 1}, "id": "e1"}),
+        ("POST", "/api/v1/events", {"name": "e", "payload": None}),
+    ]
+    with pytest.raises(TypeError):
+        kv.get("k", clinet=client)  # type: ignore[call-arg]
+    for face in (kv.get, kv.set_async, kv.delete, events.send, events.send_async):
+        assert list(inspect.signature(face).parameters)[-1] == "client", face.__name__
+
+
 def test_both_faces_send_the_same_call() -> None:
     recorder = Recorder({"id": "run_1", "isCached": False})
     tasks = Tasks(recorder)

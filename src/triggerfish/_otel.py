@@ -31,6 +31,7 @@ import contextvars
 import logging
 import os
 import random
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -67,6 +68,7 @@ __all__ = [
     "internal_span",
     "producer_span",
     "remote_parent",
+    "send_run_spans",
     "span_with_id",
 ]
 
@@ -80,6 +82,8 @@ _next_trace_id: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 )
 _configured = False
 _context_only = False
+#: the server's sender of finished runs' spans (:func:`configure` makes it)
+_run_spans: RunSpanSender | None = None
 
 #: the variable that sets how many internal spans are kept (0 to 1)
 INTERNAL_RATE_ENV = "TRIGGERFISH_TRACES_INTERNAL_SAMPLE_RATE"
@@ -191,21 +195,26 @@ def configure(service_name: str) -> bool:
             "pip install 'triggerfish[otel]'"
         )
         return False
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    # Resource.create also reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
-    attrs = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
+    global _run_spans
     provider = TracerProvider(
-        resource=Resource.create(attrs),
-        id_generator=derived_ids(),
-        sampler=_sampler(rate),
+        resource=_resource(service_name), id_generator=derived_ids(), sampler=_sampler(rate)
     )
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    _run_spans = RunSpanSender(_exporter(protocol), service_name)
     _configured = True
     return True
+
+
+def _resource(service_name: str) -> Any:
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    # Resource.create also reads OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
+    attrs = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: service_name}
+    return Resource.create(attrs)
 
 
 def _exporter(protocol: str) -> Any:
@@ -408,3 +417,54 @@ def emit_spans(spans: Sequence[DomainSpan], via: trace.Tracer | None = None) -> 
         elif s.status == "ERROR":
             span.set_status(Status(StatusCode.ERROR))
         span.end(end_time=at_ns(s.end_time))
+
+
+class RunSpanSender:
+    """Sends the server's share of finished runs' spans (:func:`emit_spans`) to an
+    exporter itself, not through a batching processor, so that it can say
+    whether the collector took them: the servers' shared export position moves
+    only past a batch that was sent (``engine/traces.py``). Called from one
+    thread at a time or several: sends take turns."""
+
+    def __init__(self, exporter: Any, service_name: str) -> None:
+        from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+
+        ended: list[ReadableSpan] = []
+
+        class Collect(SpanProcessor):
+            def on_end(self, span: ReadableSpan) -> None:
+                ended.append(span)
+
+        provider = TracerProvider(
+            resource=_resource(service_name),
+            id_generator=derived_ids(),
+            sampler=_sampler(internal_rate()),  # keeps every span of a run's trace
+        )
+        provider.add_span_processor(Collect())
+        self._ended = ended
+        self._exporter = exporter
+        self._tracer = provider.get_tracer("triggerfish", __version__)
+        self._turn = threading.Lock()
+
+    def __call__(self, spans: Sequence[DomainSpan]) -> bool:
+        """Send ``spans``; whether the exporter reported success."""
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        with self._turn:
+            self._ended.clear()
+            emit_spans(spans, via=self._tracer)
+            batch = list(self._ended)
+            self._ended.clear()
+            if not batch:
+                return True
+            return bool(self._exporter.export(batch) is SpanExportResult.SUCCESS)
+
+
+def send_run_spans(spans: Sequence[DomainSpan]) -> bool:
+    """Send the server's share of finished runs' spans with the sender
+    :func:`configure` made; whether they were taken. Without one, through the
+    global provider (a batching processor: assumed taken)."""
+    if _run_spans is None:
+        emit_spans(spans)
+        return True
+    return _run_spans(spans)

@@ -51,7 +51,7 @@ async def test_paused_queue_accepts_runs_and_starts_none(engine: Engine) -> None
     assert await engine.dequeue.claim(worker, 5) == []
     assert await reason(engine, env_id, run.id) == "QUEUE_PAUSED"
     info = await engine.queues.retrieve(env_id, QueueRef("task", "t"))
-    assert info.row.paused and info.queued == 1 and info.running == 0
+    assert info.queue.paused and info.queued == 1 and info.running == 0
     await engine.queues.resume(env_id, QueueRef("custom", "task/t"))
     [claimed] = await engine.dequeue.claim(worker, 5)
     assert claimed.id == run.id
@@ -63,7 +63,7 @@ async def test_limit_override_wins_until_reset(engine: Engine) -> None:
         await engine.enqueue.trigger(env_id, TriggerRequest("t"))
     ref = QueueRef("task", "t")
     info = await engine.queues.override_limit(env_id, ref, 3)
-    assert info.limit == 3 and info.row.concurrency_limit == 1
+    assert info.limit == 3 and info.queue.concurrency_limit == 1
     assert len(await engine.dequeue.claim(worker, 10)) == 3
     # a worker registering again with the declared limit leaves the override alone
     await engine.workers.register(

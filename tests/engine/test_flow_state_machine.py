@@ -99,7 +99,7 @@ class FlowControl(StoreMachine):
     def _limits(self) -> tuple[int | None, int | None, int | None]:
         shared = self.run(self.engine.queues.retrieve(self.env_id, QueueRef("custom", "shared")))
         env_limit, _ = self.run(self.engine.queues.environment_limit(self.env_id))
-        return shared.limit, shared.row.concurrency_key_limit, env_limit
+        return shared.limit, shared.queue.concurrency_key_limit, env_limit
 
     @initialize(limited=st.booleans())
     def begin(self, limited: bool) -> None:

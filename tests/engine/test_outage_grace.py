@@ -149,7 +149,7 @@ async def test_span_export_failing_through_an_outage_logs_once(
 
     caplog.set_level(logging.INFO, logger="triggerfish.traces")
     monkeypatch.setattr(engine.traces, "export_finished", unreachable)
-    exporting = asyncio.create_task(engine.traces.export_forever(lambda spans: None))
+    exporting = asyncio.create_task(engine.traces.export_forever(lambda spans: True))
     try:
         await wait_for_async(lambda: passes >= 10, 30, what="ten failed passes")
     finally:

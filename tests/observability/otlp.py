@@ -74,15 +74,23 @@ class Received:
 
 
 @contextmanager
-def http_receiver() -> Iterator[tuple[str, Received]]:
-    """``POST /v1/traces`` (application/x-protobuf) on a free port of 127.0.0.1."""
+def http_receiver(refuse: int = 0) -> Iterator[tuple[str, Received]]:
+    """``POST /v1/traces`` (application/x-protobuf) on a free port of 127.0.0.1; the
+    first ``refuse`` exports are answered 400 (not retried by the exporter) and
+    their spans dropped."""
     received = Received()
+    refusals = iter(range(refuse))
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if self.path != "/v1/traces":
                 self.send_response(404)
+                self.end_headers()
+                return
+            if next(refusals, None) is not None:
+                self.send_response(400)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
             request = trace_service_pb2.ExportTraceServiceRequest()

@@ -6,6 +6,8 @@ PostgreSQL)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +23,7 @@ from triggerfish._domain.traces import Span as DomainSpan
 from triggerfish._domain.traces import run_span_id
 from triggerfish.engine import Engine
 from triggerfish.engine.resources import ManualClock
+from triggerfish.engine.traces import EXPORT_LEASE
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
 
 PROJECT = Path(__file__).parent.parent / "otel_project"
@@ -99,22 +102,12 @@ def test_internal_spans_follow_the_rate_and_runs_are_always_kept(rate: str, tmp_
     assert any(s.parent_span_id in dequeues for s in statements)
 
 
-def _exporting_tracer(endpoint: str) -> tuple[Any, Any]:
-    """A tracer exporting over OTLP/HTTP to ``endpoint``, on a provider of its own
-    (the test process's global one stays untouched); (provider, tracer)."""
+def _sender(endpoint: str) -> _otel.RunSpanSender:
+    """What an exporting server sends finished runs' spans with, to ``endpoint``."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": "triggerfish-server"}),
-        id_generator=_otel.derived_ids(),
-    )
-    provider.add_span_processor(
-        SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"))
-    )
-    return provider, provider.get_tracer("triggerfish")
+    exporter = OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")
+    return _otel.RunSpanSender(exporter, "triggerfish-server")
 
 
 async def test_two_servers_on_one_database_export_each_run_once(
@@ -124,19 +117,15 @@ async def test_two_servers_on_one_database_export_each_run_once(
     side; the receiver gets each finished run's span once."""
     env_id, worker = await in_process_worker(engine, _registry())
     with http_receiver() as (endpoint, received):
-        provider, tracer = _exporting_tracer(endpoint)
-
-        def emit(spans: Sequence[DomainSpan]) -> None:
-            _otel.emit_spans(spans, via=tracer)
-
+        send = _sender(endpoint)
         async with support.started_engine(db_url, clock) as other:
             servers = [engine, other]
             for server in servers:  # each starts watching (the first makes the position)
-                await server.traces.export_finished(emit)
+                await server.traces.export_finished(send)
             runs: list[str] = []
 
             async def passes() -> int:
-                done = await asyncio.gather(*(s.traces.export_finished(emit) for s in servers))
+                done = await asyncio.gather(*(s.traces.export_finished(send) for s in servers))
                 return sum(done)
 
             for _ in range(3):
@@ -145,18 +134,72 @@ async def test_two_servers_on_one_database_export_each_run_once(
                 # both servers' passes race for the same finished runs
                 while await passes():
                     pass
-            provider.force_flush()
-            spans = {run_span_id(r) for r in runs}
-            support.wait_for(
-                lambda: spans <= {s.span_id for s in received.snapshot()},
-                timeout=30,
-                what="the runs' spans",
-            )
             # every pass of both servers now finds nothing more to export
             assert await passes() == 0
-            provider.shutdown()
+    spans = {run_span_id(r) for r in runs}
     counts = Counter(s.span_id for s in received.snapshot() if s.span_id in spans)
     assert counts == Counter({span: 1 for span in spans})
+
+
+async def test_a_batch_whose_server_stops_before_sending_is_sent_by_another(
+    db_url: str, engine: Engine, clock: ManualClock
+) -> None:
+    """A server takes a batch of finished runs and stops before sending it: no
+    other server sends it while that server's lease holds, and one does once
+    the lease expired; the receiver gets every run's span, once."""
+    env_id, worker = await in_process_worker(engine, _registry())
+    with http_receiver() as (endpoint, received):
+        send = _sender(endpoint)
+        async with support.started_engine(db_url, clock) as other:
+            await engine.traces.export_finished(send)  # the position starts here
+            runs = [await trigger_run(engine, env_id, "kid", {"n": n}) for n in range(3)]
+            await worker.run_until_idle()
+            await _stopped_before_sending(engine)
+            assert await other.traces.export_finished(send) == 0  # the lease holds
+            clock.advance(EXPORT_LEASE + 1)
+            assert await other.traces.export_finished(send) == len(runs)
+            assert await other.traces.export_finished(send) == 0
+            assert await engine.traces.export_finished(send) == 0
+    counts = Counter(s.span_id for s in received.snapshot())
+    assert counts == Counter({run_span_id(r): 1 for r in runs})
+
+
+async def _stopped_before_sending(server: Engine) -> None:
+    """Let ``server`` take the next batch, then cancel its pass (as a stopping server
+    does) before the send went out; the send never happens."""
+    taken, stopped = threading.Event(), threading.Event()
+
+    def send_after_stop(spans: Sequence[DomainSpan]) -> bool:
+        assert spans
+        taken.set()
+        stopped.wait(30)
+        return False  # the spans never left
+
+    export = asyncio.create_task(server.traces.export_finished(send_after_stop))
+    assert await asyncio.to_thread(taken.wait, 30), "the server never took the batch"
+    export.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await export
+    stopped.set()
+
+
+async def test_a_batch_the_collector_refused_is_sent_again(
+    db_url: str, engine: Engine, clock: ManualClock
+) -> None:
+    """The collector refuses the first send: the position stays, the lease is given
+    back, and the next pass (of any server) sends the batch."""
+    env_id, worker = await in_process_worker(engine, _registry())
+    with http_receiver(refuse=1) as (endpoint, received):
+        send = _sender(endpoint)
+        async with support.started_engine(db_url, clock) as other:
+            await engine.traces.export_finished(send)
+            runs = [await trigger_run(engine, env_id, "kid", {"n": n}) for n in range(2)]
+            await worker.run_until_idle()
+            assert await engine.traces.export_finished(send) == 0  # refused
+            assert received.snapshot() == []
+            assert await other.traces.export_finished(send) == len(runs)
+    counts = Counter(s.span_id for s in received.snapshot())
+    assert counts == Counter({run_span_id(r): 1 for r in runs})
 
 
 def test_the_rate_is_a_number_from_0_to_1(monkeypatch: pytest.MonkeyPatch) -> None:

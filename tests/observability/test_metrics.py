@@ -12,10 +12,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import support
-from tests.support.in_process import in_process_worker, trigger_run
+from tests.support.in_process import InProcessWorker, in_process_worker, trigger_run
 from triggerfish import retry, task, wait
 from triggerfish._domain.attempts import Failed, Succeeded
 from triggerfish.engine import Engine
+from triggerfish.engine.resources import ManualClock
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
 from triggerfish.worker.metrics import WorkerMetrics
 
@@ -85,6 +86,48 @@ async def test_run_metrics_move_as_runs_are_triggered_wait_and_finish(engine: En
     assert _value(done, "triggerfish_db_statement_duration_seconds_count") > 0
     # labels stay bounded: never a run id
     assert not any(re.search(r"run_[0-9a-z]{10}", str(key)) for key in done)
+
+
+async def test_counters_summed_over_two_servers_on_one_database_are_the_true_totals(
+    db_url: str, engine: Engine, clock: ManualClock
+) -> None:
+    """Two servers share a database; runs are triggered on both, run by a worker of
+    each, and both are scraped along the way: summed over the servers (what a
+    Prometheus ``sum`` does), each counter is the number of runs, and the
+    gauges of the shared store are the same on both (``max`` aggregates them)."""
+    env_id, first_worker = await in_process_worker(engine, _registry())
+    async with support.started_engine(db_url, clock) as other:
+        second_worker = await InProcessWorker(other, _registry(), env_id).register()
+        servers, workers = [engine, other], [first_worker, second_worker]
+        runs = ran = 0
+        for round_ in range(3):
+            for i, (server, worker) in enumerate(zip(servers, workers, strict=True)):
+                for _ in range(round_ + i + 1):
+                    await trigger_run(server, env_id, "quick")
+                    runs += 1
+                await _scrape(server)  # takes the history rows not yet counted
+                ran += await worker.run_one() is not None
+            scrapes = [await _scrape(s) for s in servers]
+            # a gauge of the shared store: the same on both servers
+            depths = [_value(s, "triggerfish_queue_depth", environment="dev") for s in scrapes]
+            assert depths == [runs - ran] * 2
+        for server, worker in zip(servers, workers, strict=True):
+            await worker.run_until_idle()
+            await _scrape(server)
+        scrapes = [await _scrape(s) for s in servers]
+    totals = {
+        name: sum(_value(s, name, environment="dev", task="quick") for s in scrapes)
+        for name in (
+            "triggerfish_runs_triggered_total",
+            "triggerfish_runs_started_total",
+            "triggerfish_runs_finished_total",
+            "triggerfish_run_duration_seconds_count",
+            "triggerfish_trigger_to_start_seconds_count",
+        )
+    }
+    assert totals == dict.fromkeys(totals, runs)
+    # both servers counted a share (whichever server is scraped first takes the rows)
+    assert all(0 < _value(s, "triggerfish_runs_triggered_total") < runs for s in scrapes)
 
 
 async def test_metrics_over_http_count_requests_by_route(engine: Engine) -> None:

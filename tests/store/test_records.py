@@ -41,6 +41,18 @@ RECORD_OF_TABLE: list[tuple[type[Any], Table]] = [
     (records.RunEventRecord, tables.run_events),
     (records.LogRecord, tables.run_logs),
     (records.WorkerRecord, tables.workers),
+    (records.QueueRecord, tables.queues),
+    (records.BatchRecord, tables.batches),
+    (records.EventRecord, tables.events),
+    (records.KvEntryRecord, tables.kv_entries),
+    (records.ProjectRecord, tables.projects),
+    (records.EnvironmentRecord, tables.environments),
+    (records.ApiKeyRecord, tables.api_keys),
+    (records.UserRecord, tables.dashboard_users),
+    (records.AlertRuleRecord, tables.alert_rules),
+    (records.AlertDeliveryRecord, tables.alert_deliveries),
+    (records.WebhookEndpointRecord, tables.webhook_endpoints),
+    (records.WebhookDeliveryRecord, tables.webhook_deliveries),
 ]
 #: records of the few columns a query reads, and the table they come from
 PARTIAL_RECORDS: list[tuple[type[Any], Table]] = [
@@ -71,8 +83,16 @@ def test_a_partial_records_fields_are_columns_of_its_table(record: type[Any], ta
     assert {f.name for f in dataclasses.fields(record)} <= columns
 
 
+#: records of a join: columns of several tables
+JOINED_RECORDS: list[type[Any]] = [
+    records.CallerEnvironment,
+    records.ApiKeyListing,
+    records.DueAlert,
+]
+
+
 @pytest.mark.parametrize(
-    "record", [r for r, _ in RECORD_OF_TABLE + PARTIAL_RECORDS] + [records.NewRun]
+    "record", [r for r, _ in RECORD_OF_TABLE + PARTIAL_RECORDS] + JOINED_RECORDS + [records.NewRun]
 )
 def test_records_are_frozen_and_slotted(record: type[Any]) -> None:
     assert record.__dataclass_params__.frozen

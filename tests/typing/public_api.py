@@ -180,3 +180,22 @@ async def schedule_calls_with_a_client(c: Triggerfish) -> None:
     schedules.retrieve("s", client="not a client")  # type: ignore[arg-type]
     schedules.retrieve("s", clinet=c)  # type: ignore[call-arg]
     schedules.retrieve("s", c)  # type: ignore[misc]  # keyword-only
+
+
+async def kv_and_event_calls_with_a_client(c: Triggerfish) -> None:
+    """``client=`` is part of every module-level ``kv`` and ``events`` call's type."""
+    assert_type(kv.get("k", client=c), Any)
+    assert_type(kv.get("k", 0, client=None), Any)
+    assert_type(kv.set("k", {"v": 1}, ttl="1h", client=c), None)
+    assert_type(kv.delete("k", client=c), bool)
+    assert_type(await kv.get_async("k", default=0, client=c), Any)
+    assert_type(await kv.set_async("k", 1, ttl=60, client=c), None)
+    assert_type(await kv.delete_async("k", client=c), bool)
+    assert_type(events.send("user.created", {"id": 1}, id="e1", client=c), dict[str, Any])
+    assert_type(await events.send_async("user.created", client=c), dict[str, Any])
+    kv.get("k", clinet=c)  # type: ignore[call-arg]
+    kv.set("k", 1, tll="1h")  # type: ignore[call-arg]
+    await kv.delete_async("k", client="not a client")  # type: ignore[arg-type]
+    kv.get("k", None, c)  # type: ignore[misc]  # keyword-only
+    events.send("user.created", idd="e1")  # type: ignore[call-arg]
+    await events.send_async("user.created", clinet=c)  # type: ignore[call-arg]

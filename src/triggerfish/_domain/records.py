@@ -413,3 +413,184 @@ class WebhookDeliveryRecord:
     #: ``rejected-payload`` (a subscriber's model refused it)
     outcome: str
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRecord:
+    """A queue, as ``queues`` stores it (its declared limits and run-time overrides)."""
+
+    id: str
+    environment_id: str
+    name: str
+    concurrency_limit: int | None
+    #: set at run time; wins over ``concurrency_limit`` until reset
+    concurrency_limit_override: int | None
+    overridden_at: datetime | None
+    concurrency_key_limit: int | None
+    rate_limit_count: int | None
+    rate_limit_period: float | None
+    paused: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """A batch trigger, as ``batches`` stores it; its runs carry its id."""
+
+    id: str
+    environment_id: str
+    #: how many items the batch holds (a streamed batch declares it up front)
+    run_count: int
+    idempotency_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    #: set once every item has arrived
+    sealed_at: datetime | None
+    #: the refused items: ``{index, taskIdentifier, error, errorCode}``
+    errors: list[dict[str, Any]] | None
+    request_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A sent event, as ``events`` stores it, and the runs it started."""
+
+    environment_id: str
+    name: str
+    id: str
+    payload: Any
+    run_ids: list[str]
+    errors: list[dict[str, Any]]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KvEntryRecord:
+    """One entry of an environment's key-value store (``kv_entries``)."""
+
+    environment_id: str
+    key: str
+    value: Any
+    expires_at: float | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecord:
+    """The project (``projects``); ``ref`` is its Trigger.dev project ref."""
+
+    id: str
+    ref: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentRecord:
+    """An environment of the project, as ``environments`` stores it."""
+
+    id: str
+    project_id: str
+    slug: str
+    created_at: datetime
+    concurrency_limit: int | None
+    concurrency_limit_default: int | None
+    concurrency_limit_overridden: bool
+    retention_days: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallerEnvironment:
+    """What authentication reads of a caller's environment (joined with its project)."""
+
+    id: str
+    slug: str
+    project_id: str
+    project_ref: str
+    #: the run of the attempt whose credential called (None: a key called)
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key, as ``api_keys`` stores it: its hash, never the key."""
+
+    id: str
+    environment_id: str
+    key_hash: str
+    #: the key's first characters, to recognise it by
+    display: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+    #: the key encrypted under the keyring (to verify the public tokens it signs)
+    key_sealed: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyListing:
+    """A key as the key lists show it: no hash, no sealed copy, its environment's slug."""
+
+    id: str
+    environment_id: str
+    display: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None
+    environment_slug: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A dashboard user (``dashboard_users``)."""
+
+    id: str
+    username: str
+    password_hash: str
+    created_at: datetime
+    #: sessions issued before this epoch time are refused (a sign-out, a new password)
+    sessions_valid_after: float
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRuleRecord:
+    """An alert rule, as ``alert_rules`` stores it (kinds in ``engine/alerts.py``)."""
+
+    id: str
+    environment_id: str
+    name: str
+    kind: str
+    config: dict[str, Any]
+    channel: str
+    target: str
+    #: a webhook's signing secret, encrypted under the keyring
+    secret_sealed: str | None
+    throttle: float
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AlertDeliveryRecord:
+    """One alert to send, as ``alert_deliveries`` stores it (one per rule and window)."""
+
+    id: str
+    environment_id: str
+    rule_id: str
+    dedup_key: str
+    status: str
+    payload: dict[str, Any]
+    #: occurrences inside the rule's throttle window
+    count: int
+    attempts: int
+    next_attempt_at: float | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DueAlert:
+    """A delivery whose time to be sent has come, and the rule that says where to."""
+
+    delivery: AlertDeliveryRecord
+    rule: AlertRuleRecord

@@ -154,7 +154,7 @@ async def stream_batch_items(
         "itemsDeduplicated": deduplicated,
         "sealed": sealed,
         "enqueuedCount": len(detail.run_ids),
-        "expectedCount": detail.row.run_count,
+        "expectedCount": detail.batch.run_count,
     }
 
 
@@ -166,23 +166,23 @@ async def retrieve_batch(batch_id: str, engine: EngineDep, env: EnvDep) -> dict[
     is unfinished, then ``COMPLETED``; ``counts`` (Triggerfish) has runs per status.
     """
     detail = await engine.batches.retrieve(env.id, batch_id)
-    row = detail.row
+    batch = detail.batch
     processing: dict[str, Any] = {"errors": detail.errors}
     if detail.status in ("COMPLETED", "PARTIAL_FAILED"):
-        processing["completedAt"] = serialize.iso(row.updated_at)
+        processing["completedAt"] = serialize.iso(batch.updated_at)
     data: dict[str, Any] = {
-        "id": row.id,
+        "id": batch.id,
         "status": detail.status,
-        "createdAt": serialize.iso(row.created_at),
-        "updatedAt": serialize.iso(row.updated_at),
-        "runCount": row.run_count,
+        "createdAt": serialize.iso(batch.created_at),
+        "updatedAt": serialize.iso(batch.updated_at),
+        "runCount": batch.run_count,
         "runs": detail.run_ids,
         "processing": processing,
         "counts": detail.counts,
         "finishedCount": detail.finished,
     }
-    if row.idempotency_key:
-        data["idempotencyKey"] = row.idempotency_key
+    if batch.idempotency_key:
+        data["idempotencyKey"] = batch.idempotency_key
     return data
 
 

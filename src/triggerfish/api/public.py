@@ -237,18 +237,18 @@ async def list_events(
     name: EventName | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
-    rows = await engine.events.recent(env.id, name, limit)
+    sent = await engine.events.recent(env.id, name, limit)
     return {
         "data": [
             {
-                "id": r.id,
-                "name": r.name,
-                "payload": r.payload,
-                "runs": r.run_ids,
-                "errors": r.errors,
-                "createdAt": serialize.iso(r.created_at),
+                "id": e.id,
+                "name": e.name,
+                "payload": e.payload,
+                "runs": e.run_ids,
+                "errors": e.errors,
+                "createdAt": serialize.iso(e.created_at),
             }
-            for r in rows
+            for e in sent
         ]
     }
 

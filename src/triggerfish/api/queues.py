@@ -26,26 +26,26 @@ MAX_RATE_PERIOD = 7 * 24 * 3600
 
 def queue_object(info: QueueInfo) -> dict[str, Any]:
     """A queue as Trigger.dev's SDK reads it, plus ``concurrencyKeyLimit`` and ``rateLimit``."""
-    row = info.row
+    queue = info.queue
     data: dict[str, Any] = {
-        "id": row.id,
-        "name": row.name.removeprefix("task/") if info.kind == "task" else row.name,
+        "id": queue.id,
+        "name": queue.name.removeprefix("task/") if info.kind == "task" else queue.name,
         "type": info.kind,
         "running": info.running,
         "queued": info.queued,
-        "paused": bool(row.paused),
+        "paused": bool(queue.paused),
         "concurrencyLimit": info.limit,
         "concurrency": {
             "current": info.limit,
-            "base": row.concurrency_limit,
-            "override": row.concurrency_limit_override,
-            "overriddenAt": iso(row.overridden_at),
+            "base": queue.concurrency_limit,
+            "override": queue.concurrency_limit_override,
+            "overriddenAt": iso(queue.overridden_at),
             "overriddenBy": None,
         },
-        "concurrencyKeyLimit": row.concurrency_key_limit,
+        "concurrencyKeyLimit": queue.concurrency_key_limit,
         "rateLimit": (
-            {"limit": row.rate_limit_count, "period": row.rate_limit_period}
-            if row.rate_limit_count and row.rate_limit_period
+            {"limit": queue.rate_limit_count, "period": queue.rate_limit_period}
+            if queue.rate_limit_count and queue.rate_limit_period
             else None
         ),
     }

@@ -59,8 +59,8 @@ def create_key(
     """Create a secret key for an environment and print it (the only time it is shown)."""
 
     async def go(engine: Engine) -> tuple[str, str]:
-        key, row = await engine.environments.create_key(env, name)
-        return key, row.id
+        key, record = await engine.environments.create_key(env, name)
+        return key, record.id
 
     key, key_id = run_async(lambda: with_engine(go))
     set_result({"id": key_id, "environment": env, "name": name, "key": key})
@@ -74,17 +74,16 @@ def list_keys() -> None:
     """Keys of every environment (their prefixes only)."""
 
     async def go(engine: Engine) -> list[tuple[str, ...]]:
-        rows = await engine.environments.list_keys()
         return [
             (
-                r.id,
-                r.slug,
-                r.display,
-                r.name,
-                str(r.created_at)[:19],
-                str(r.revoked_at)[:19] if r.revoked_at else "",
+                k.id,
+                k.environment_slug,
+                k.display,
+                k.name,
+                str(k.created_at)[:19],
+                str(k.revoked_at)[:19] if k.revoked_at else "",
             )
-            for r in rows
+            for k in await engine.environments.list_keys()
         ]
 
     table = Table(header_style="bold")

@@ -34,7 +34,7 @@ async def create(
     name = await form_text(request, "name", kind=Name) or "dashboard"
     slug = await form_text(request, "env", kind=Name) or page.env.slug
     try:
-        key, _row = await page.engine.environments.create_key(slug, name)
+        key, _record = await page.engine.environments.create_key(slug, name)
     except TriggerfishError as exc:
         return back("/keys", error=str(exc))
     keys = await page.engine.environments.list_keys()

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
+from triggerfish._domain.records import AlertDeliveryRecord, AlertRuleRecord, DueAlert
 from triggerfish._domain.times import iso_from_epoch, to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.failure_log import FailureLog
@@ -78,27 +79,27 @@ class Alerts:
         _check(spec)
         secret = secrets.token_urlsafe(32) if spec.channel == "WEBHOOK" else None
         now = self.res.clock.now()
-        values = {
-            "id": new_id("alert", now),
-            "environment_id": env_id,
-            "name": spec.name,
-            "kind": spec.kind,
-            "config": spec.config,
-            "channel": spec.channel,
-            "target": spec.target,
-            "secret_sealed": (
+        rule = AlertRuleRecord(
+            id=new_id("alert", now),
+            environment_id=env_id,
+            name=spec.name,
+            kind=spec.kind,
+            config=spec.config,
+            channel=spec.channel,
+            target=spec.target,
+            secret_sealed=(
                 self.res.keyring.encrypt(_SECRET_PURPOSE, secret.encode()) if secret else None
             ),
-            "throttle": spec.throttle,
-            "created_at": to_datetime(now),
-        }
+            throttle=spec.throttle,
+            created_at=to_datetime(now),
+        )
         async with self.res.db.write() as conn:
-            await alert_store.insert_rule(conn, values)
-        return _rule_view(values), secret
+            await alert_store.insert_rule(conn, rule)
+        return _rule_view(rule), secret
 
     async def rules(self, env_id: str) -> list[dict[str, Any]]:
         async with self.res.db.read() as conn:
-            return [_rule_view(dict(r._mapping)) for r in await alert_store.rules(conn, env_id)]
+            return [_rule_view(rule) for rule in await alert_store.rules(conn, env_id)]
 
     async def delete_rule(self, env_id: str, rule_id: str) -> bool:
         async with self.res.db.write() as conn:
@@ -106,21 +107,8 @@ class Alerts:
 
     async def deliveries(self, env_id: str, limit: int = 100) -> list[dict[str, Any]]:
         async with self.res.db.read() as conn:
-            rows = await alert_store.deliveries(conn, env_id, limit)
-        return [
-            {
-                "id": r.id,
-                "ruleId": r.rule_id,
-                "status": r.status,
-                "count": r.count,
-                "attempts": r.attempts,
-                "lastError": r.last_error,
-                "payload": r.payload,
-                "createdAt": r.created_at.isoformat() + "Z",
-                "sentAt": r.sent_at.isoformat() + "Z" if r.sent_at else None,
-            }
-            for r in rows
-        ]
+            found = await alert_store.deliveries(conn, env_id, limit)
+        return [_delivery_view(d) for d in found]
 
     # -- evaluation ----------------------------------------------------------------
 
@@ -147,7 +135,7 @@ class Alerts:
         return raised
 
     async def _occurrences(
-        self, rule: Any, now: float, failed: list[metric_store.HistoryRow]
+        self, rule: AlertRuleRecord, now: float, failed: list[metric_store.HistoryRow]
     ) -> list[dict[str, Any]]:
         cfg: dict[str, Any] = rule.config or {}
         tasks = list(cfg.get("tasks") or [])
@@ -204,7 +192,7 @@ class Alerts:
                 ]
         return []
 
-    async def _raise(self, rule: Any, now: float, payload: dict[str, Any]) -> int:
+    async def _raise(self, rule: AlertRuleRecord, now: float, payload: dict[str, Any]) -> int:
         window = int(now // max(rule.throttle, 1.0))
         values = {
             "id": new_id("alertdelivery", now),
@@ -233,16 +221,16 @@ class Alerts:
         sent = 0
         for d in due:
             body, headers = self._message(d, now)
-            attempts = d.attempts + 1
+            attempts = d.delivery.attempts + 1
             try:
-                await self.send(d.channel, d.target, body, headers)
+                await self.send(d.rule.channel, d.rule.target, body, headers)
             except Exception as exc:
                 gave_up = attempts >= MAX_DELIVERY_ATTEMPTS
                 delay = min(3600.0, BACKOFF * 4 ** (attempts - 1))
                 async with self.res.db.write() as conn:
                     await alert_store.delivery_done(
                         conn,
-                        d.id,
+                        d.delivery.id,
                         status="FAILED" if gave_up else "PENDING",
                         attempts=attempts,
                         next_attempt_at=None if gave_up else now + delay,
@@ -254,7 +242,7 @@ class Alerts:
             async with self.res.db.write() as conn:
                 await alert_store.delivery_done(
                     conn,
-                    d.id,
+                    d.delivery.id,
                     status="SENT",
                     attempts=attempts,
                     next_attempt_at=None,
@@ -263,19 +251,20 @@ class Alerts:
                 )
         return sent
 
-    def _message(self, d: Any, now: float) -> tuple[bytes, dict[str, str]]:
+    def _message(self, due: DueAlert, now: float) -> tuple[bytes, dict[str, str]]:
+        d, rule = due.delivery, due.rule
         payload = {**d.payload, "count": d.count, "deliveryId": d.id}
-        if d.channel == "SLACK":
+        if rule.channel == "SLACK":
             text = f"*{payload['rule']}*: {payload.get('summary', payload['kind'])}"
             if d.count > 1:
                 text += f" ({d.count} times in this window)"
             return json.dumps({"text": text}).encode(), {"Content-Type": "application/json"}
         body = json.dumps(payload, sort_keys=True).encode()
         headers = {"Content-Type": "application/json"}
-        if d.channel == "WEBHOOK" and d.secret_sealed:
+        if rule.channel == "WEBHOOK" and rule.secret_sealed:
             stamp = str(int(now))
             mac = self.res.keyring.sign_for_receiver(
-                _SECRET_PURPOSE, d.secret_sealed, f"{stamp}.{body.decode()}"
+                _SECRET_PURPOSE, rule.secret_sealed, f"{stamp}.{body.decode()}"
             )
             headers["X-Triggerfish-Signature"] = f"t={stamp},v1={mac}"
         return body, headers
@@ -299,15 +288,29 @@ class Alerts:
             await asyncio.sleep(self.res.settings.maintenance_interval)
 
 
-def _rule_view(v: dict[str, Any]) -> dict[str, Any]:
+def _rule_view(rule: AlertRuleRecord) -> dict[str, Any]:
     return {
-        "id": v["id"],
-        "name": v["name"],
-        "kind": v["kind"],
-        "channel": v["channel"],
-        "target": v["target"],
-        "config": v["config"],
-        "throttle": v["throttle"],
+        "id": rule.id,
+        "name": rule.name,
+        "kind": rule.kind,
+        "channel": rule.channel,
+        "target": rule.target,
+        "config": rule.config,
+        "throttle": rule.throttle,
+    }
+
+
+def _delivery_view(d: AlertDeliveryRecord) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "ruleId": d.rule_id,
+        "status": d.status,
+        "count": d.count,
+        "attempts": d.attempts,
+        "lastError": d.last_error,
+        "payload": d.payload,
+        "createdAt": d.created_at.isoformat() + "Z",
+        "sentAt": d.sent_at.isoformat() + "Z" if d.sent_at else None,
     }
 
 

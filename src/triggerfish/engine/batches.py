@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row
-
+from triggerfish._domain.records import BatchRecord
 from triggerfish._domain.states import FINAL, RunStatus
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import BatchNotFound
@@ -15,7 +14,7 @@ from triggerfish.store import batches as batch_store
 
 @dataclass(frozen=True)
 class BatchDetail:
-    row: Row[Any]
+    batch: BatchRecord
     run_ids: list[str]
     counts: dict[str, int]
 
@@ -28,7 +27,7 @@ class BatchDetail:
         """``PENDING`` while items are still arriving, ``PROCESSING`` while any run
         is unfinished, then ``COMPLETED``, or ``PARTIAL_FAILED`` when some items
         were refused (:attr:`errors`)."""
-        if self.row.sealed_at is None:
+        if self.batch.sealed_at is None:
             return "PENDING"
         if self.finished < len(self.run_ids):
             return "PROCESSING"
@@ -37,7 +36,7 @@ class BatchDetail:
     @property
     def errors(self) -> list[dict[str, Any]]:
         """The refused items: ``{index, taskIdentifier, error, errorCode}``."""
-        return list(self.row.errors or [])
+        return list(self.batch.errors or [])
 
 
 class Batches:
@@ -46,9 +45,9 @@ class Batches:
 
     async def retrieve(self, env_id: str, batch_id: str) -> BatchDetail:
         async with self.res.db.read() as conn:
-            row = await batch_store.get(conn, env_id, batch_id)
-            if row is None:
+            batch = await batch_store.get(conn, env_id, batch_id)
+            if batch is None:
                 raise BatchNotFound(batch_id)
             ids = await batch_store.run_ids(conn, batch_id)
             counts = await batch_store.status_counts(conn, batch_id)
-        return BatchDetail(row, ids, counts)
+        return BatchDetail(batch, ids, counts)

@@ -105,14 +105,14 @@ class Engine:
         """Check the schema, connect the notifier, start the maintenance loop."""
         await self.res.db.check_migrated()
         self.metrics.time_statements()
-        await self.metrics.walk_history()  # counts start from here
+        await self.metrics.start_counting()
         await self.res.notifier.start()
         if background:
             self._background.append(asyncio.create_task(self.maintenance.run_forever()))
             self._background.append(asyncio.create_task(self.alerts.run_forever()))
             if _otel.configured():  # the server's share of finished runs' traces
                 self.res.db.trace_statements()  # internal spans, sampled
-                export = self.traces.export_forever(_otel.emit_spans)
+                export = self.traces.export_forever(_otel.send_run_spans)
                 self._background.append(asyncio.create_task(export))
 
     async def close(self) -> None:

@@ -7,8 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row
-
+from triggerfish._domain.records import ApiKeyListing, ApiKeyRecord, CallerEnvironment
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish.engine.resources import EngineResources
@@ -52,6 +51,11 @@ class Environment:
     #: (``read:runs:run_…``, ``read:tags:…``, ``trigger:tasks:…``; engine/public_tokens.py)
     public: frozenset[str] | None = None
 
+    @classmethod
+    def of(cls, caller: CallerEnvironment, attempt: AttemptScope | None = None) -> Environment:
+        """The caller the store found, acting through ``attempt``'s credential if given."""
+        return cls(caller.id, caller.slug, caller.project_id, caller.project_ref, attempt)
+
     def require_key(self) -> None:
         """Refuse a caller that holds only an attempt credential (the worker's calls)."""
         if self.attempt is not None:
@@ -86,11 +90,11 @@ class Environments:
                 "(3 to 40 letters, digits, _ or -, e.g. proj_abcdefghijklmnop)"
             )
         async with self.res.db.write() as conn:
-            row = await env_store.ensure_project(
+            project = await env_store.ensure_project(
                 conn, project_name, to_datetime(self.res.clock.now()), ref=ref
             )
         self._cache.clear()
-        return str(row.ref)
+        return project.ref
 
     def attempt_credential(self, attempt_id: str) -> str:
         """The credential a task process gets for ``attempt_id``.
@@ -128,11 +132,11 @@ class Environments:
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         async with self.res.db.read() as conn:
-            row = await env_store.environment_for_key(conn, key)
-        if row is None:
+            caller = await env_store.environment_for_key(conn, key)
+        if caller is None:
             self._cache.pop(key, None)
             raise AuthenticationError("Invalid API Key")
-        env = Environment(row.id, row.slug, row.project_id, row.project_ref)
+        env = Environment.of(caller)
         self._cache[key] = (time.monotonic() + self.CACHE_SECONDS, env)
         return env
 
@@ -140,26 +144,25 @@ class Environments:
         # never cached: the credential must stop working the moment its attempt ends
         attempt_id = self.attempt_of(credential)
         async with self.res.db.read() as conn:
-            row = await env_store.environment_for_attempt(conn, attempt_id, _LIVE)
-        if row is None:
+            caller = await env_store.environment_for_attempt(conn, attempt_id, _LIVE)
+        if caller is None:
             raise AuthenticationError(
                 f"attempt credential expired: attempt {attempt_id} is no longer its run's "
                 "current attempt"
             )
-        scope = AttemptScope(attempt_id, row.run_id)
-        return Environment(row.id, row.slug, row.project_id, row.project_ref, scope)
+        return Environment.of(caller, AttemptScope(attempt_id, caller.run_id))
 
     async def by_slug(self, slug: str) -> Environment:
         async with self.res.db.read() as conn:
-            row = await env_store.environment_by_slug(conn, slug)
-            known = [] if row is not None else await env_store.list_environments(conn)
-        if row is None:
-            names = ", ".join(r.slug for r in known) or "none"
+            caller = await env_store.environment_by_slug(conn, slug)
+            known = [] if caller is not None else await env_store.environment_slugs(conn)
+        if caller is None:
+            names = ", ".join(known) or "none"
             raise UserError(
                 f"no environment {slug!r} (known: {names}); create it with "
                 f"`triggerfish environments create {slug}`"
             )
-        return Environment(row.id, row.slug, row.project_id, row.project_ref)
+        return Environment.of(caller)
 
     async def slugs(self) -> list[str]:
         """Every environment's slug (the dashboard's switcher), cached for ``CACHE_SECONDS``."""
@@ -192,10 +195,11 @@ class Environments:
     async def all(self) -> list[tuple[Environment, int]]:
         """Every environment and how many active keys it has."""
         async with self.res.db.read() as conn:
-            rows = await env_store.list_environments(conn)
-        return [(Environment(r.id, r.slug, r.project_id, ""), int(r.active_keys)) for r in rows]
+            listed = await env_store.list_environments(conn)
+        return [(Environment(e.id, e.slug, e.project_id, ""), keys) for e, keys in listed]
 
-    async def create_key(self, slug: str, name: str) -> tuple[str, Row[Any]]:
+    async def create_key(self, slug: str, name: str) -> tuple[str, ApiKeyRecord]:
+        """A new key of environment ``slug``: the key itself (shown once) and its record."""
         env = await self.by_slug(slug)
         async with self.res.db.write() as conn:
             return await env_store.create_key(
@@ -216,7 +220,7 @@ class Environments:
     def unseal_key(self, sealed: str) -> str:
         return self.res.keyring.decrypt(KEY_COPY_PURPOSE, sealed).decode()
 
-    async def list_keys(self) -> list[Row[Any]]:
+    async def list_keys(self) -> list[ApiKeyListing]:
         async with self.res.db.read() as conn:
             return await env_store.list_keys(conn)
 

@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from triggerfish._domain.records import EventRecord
 from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.enqueue import Enqueue, TriggerRequest, validate_payload
@@ -129,7 +130,8 @@ class Events:
                 found.append((task_id, manifest))
         return found
 
-    async def recent(self, env_id: str, name: str | None, limit: int = 50) -> list[Any]:
+    async def recent(self, env_id: str, name: str | None, limit: int = 50) -> list[EventRecord]:
+        """The latest events sent (of ``name``, or all), newest first."""
         async with self.res.db.read() as conn:
             return await event_store.list_events(conn, env_id, name, limit)
 
@@ -139,8 +141,8 @@ class Events:
         """``(found, value)``; expired entries are not found."""
         _check_key(key)
         async with self.res.db.read() as conn:
-            row = await event_store.kv_get(conn, env_id, key, self.res.clock.now())
-        return (row is not None, row.value if row is not None else None)
+            entry = await event_store.kv_get(conn, env_id, key, self.res.clock.now())
+        return (entry is not None, entry.value if entry is not None else None)
 
     async def kv_set(self, env_id: str, key: str, value: Any, ttl: float | None = None) -> None:
         _check_key(key)

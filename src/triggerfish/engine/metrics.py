@@ -2,20 +2,28 @@
 
 Nothing is counted on the hot paths. Run-level counters and histograms come
 from a walk of the history's primary key (``run_events``: every status change
-of every run, whichever path made it), started at the newest row when the
-server starts; gauges are read from the store when ``/metrics`` is scraped.
-Labels are bounded: environment, task, queue, status, kind, never a run id.
-Every server walks the whole store's history, so aggregate replicas with
-``max``, not ``sum``.
+of every run, whichever path made it) that the servers of one database share
+(``history_cursors``): a server takes the next rows when it is scraped, by
+moving the shared position with a compare-and-set, and counts only the rows it
+took. So each status change is counted by one server, and ``sum`` over the
+servers gives the true totals (a stopped server's share goes with it, which
+``rate``/``increase`` read as a counter reset). The walk starts at the newest
+row when the first server starts. The other counters (HTTP requests, statement
+times, reclaimed leases) count what the server itself did: ``sum`` them too.
+Gauges are read from the shared store when ``/metrics`` is scraped, so every
+server reports the same values: aggregate them with ``max``, not ``sum``
+(``deploy/grafana/triggerfish.json`` does both). Labels are bounded:
+environment, task, queue, status, kind, never a run id.
 
-Metrics (all ``triggerfish_`` prefixed): ``runs_triggered_total``,
+Metrics (all ``triggerfish_`` prefixed): counters ``runs_triggered_total``,
 ``runs_started_total``, ``runs_finished_total`` (by status),
+``heartbeat_misses_total``, ``http_requests_total``; histograms
 ``run_duration_seconds``, ``attempt_duration_seconds``,
-``trigger_to_start_seconds``, ``queue_depth``, ``queue_oldest_age_seconds``,
+``trigger_to_start_seconds``, ``db_statement_duration_seconds``,
+``http_request_duration_seconds`` (by route template and status); gauges of
+the shared store ``queue_depth``, ``queue_oldest_age_seconds``,
 ``concurrency_in_use``, ``concurrency_limit``, ``runs_waiting`` (by kind),
-``workers_online``, ``heartbeat_misses_total``, ``db_pool_in_use``,
-``db_statement_duration_seconds``, ``http_requests_total`` and
-``http_request_duration_seconds`` (by route template and status).
+``workers_online``; and the server's own gauge ``db_pool_in_use``.
 """
 
 from __future__ import annotations
@@ -32,10 +40,13 @@ from sqlalchemy import event
 
 from triggerfish._domain.states import FINAL, RunStatus
 from triggerfish.engine.resources import EngineResources
+from triggerfish.store import cursors as store_cursors
 from triggerfish.store import metrics as metric_store
 
 #: history rows read per pass (a busy store is caught up over several)
 WALK_BATCH = 5000
+#: passes one scrape makes at most (the rest waits for the next scrape)
+_WALKS_PER_SCRAPE = 20
 _FINAL = frozenset(s.value for s in FINAL)
 _BEFORE_START = frozenset({RunStatus.QUEUED.value, RunStatus.DEQUEUED.value})
 _DURATIONS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
@@ -151,7 +162,6 @@ class Metrics:
             registry=r,
         )
         r.register(_Extra(lost_leases))
-        self._watermark: int | None = None
         self._timed = False
 
     def time_statements(self) -> None:
@@ -177,39 +187,62 @@ class Metrics:
             if t0 is not None:
                 observe(time.perf_counter() - t0)
 
+    async def start_counting(self) -> None:
+        """Start the shared walk at the newest history row, unless a server did:
+        the first server's counts start from here, the others' from their first
+        scrape."""
+        async with self.res.db.write() as conn:
+            newest = await metric_store.last_event_id(conn)
+            await store_cursors.start_cursor(conn, store_cursors.METRICS_CURSOR, newest)
+
     async def walk_history(self) -> int:
-        """Count the status changes since the last walk; how many rows were read."""
+        """Count the status changes this server took from the shared walk of the
+        history; how many rows it took (0: none new, or another server took them)."""
+        cursor = store_cursors.METRICS_CURSOR
         async with self.res.db.read() as conn:
-            if self._watermark is None:
-                self._watermark = await metric_store.last_event_id(conn)
-                return 0
-            rows = await metric_store.history_since(conn, self._watermark, WALK_BATCH)
+            position = await store_cursors.cursor_position(conn, cursor)
+            rows = (
+                await metric_store.history_since(conn, position, WALK_BATCH)
+                if position is not None
+                else []
+            )
+        if position is None:
+            await self.start_counting()
+            return 0
+        if not rows:
+            return 0
+        async with self.res.db.write() as conn:
+            if not await store_cursors.move_cursor(conn, cursor, position, rows[-1].id):
+                return 0  # another server took these rows: they are in its counters
         for row in rows:
-            self._watermark = row.id
-            labels = (row.env, row.task)
-            if row.from_status is None:
-                self.triggered.labels(*labels).inc()
-            if row.from_status == RunStatus.EXECUTING.value:
-                took = _seconds(row.attempt_started_at, row.attempt_finished_at)
-                if took is not None:
-                    self.attempt_duration.labels(*labels).observe(took)
-            first_start = row.to_status == RunStatus.EXECUTING.value and row.attempt_number == 1
-            if first_start and row.from_status in _BEFORE_START:
-                self.started.labels(*labels).inc()
-                wait = _seconds(row.created_at, row.started_at)
-                if wait is not None:
-                    self.latency.labels(*labels, row.queue).observe(wait)
-            if row.to_status in _FINAL:
-                self.finished.labels(*labels, row.to_status).inc()
-                took = _seconds(row.started_at, row.finished_at)
-                if took is not None:
-                    self.run_duration.labels(*labels, row.to_status).observe(took)
+            self._count(row)
         return len(rows)
+
+    def _count(self, row: metric_store.HistoryRow) -> None:
+        labels = (row.env, row.task)
+        if row.from_status is None:
+            self.triggered.labels(*labels).inc()
+        if row.from_status == RunStatus.EXECUTING.value:
+            took = _seconds(row.attempt_started_at, row.attempt_finished_at)
+            if took is not None:
+                self.attempt_duration.labels(*labels).observe(took)
+        first_start = row.to_status == RunStatus.EXECUTING.value and row.attempt_number == 1
+        if first_start and row.from_status in _BEFORE_START:
+            self.started.labels(*labels).inc()
+            wait = _seconds(row.created_at, row.started_at)
+            if wait is not None:
+                self.latency.labels(*labels, row.queue).observe(wait)
+        if row.to_status in _FINAL:
+            self.finished.labels(*labels, row.to_status).inc()
+            took = _seconds(row.started_at, row.finished_at)
+            if took is not None:
+                self.run_duration.labels(*labels, row.to_status).observe(took)
 
     async def refresh(self) -> None:
         """Read the gauges from the store and catch up on the history."""
-        while await self.walk_history() >= WALK_BATCH:
-            pass
+        for _ in range(_WALKS_PER_SCRAPE):
+            if await self.walk_history() < WALK_BATCH:
+                break
         now = datetime.now(UTC).replace(tzinfo=None)
         async with self.res.db.read() as conn:
             depths = await metric_store.queue_depths(conn)

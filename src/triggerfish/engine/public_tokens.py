@@ -129,11 +129,11 @@ class PublicTokens:
         if claims.get("otu") is True:
             await self._spend(token, claims)
         async with self.res.db.read() as conn:
-            row = await env_store.environment_by_id(conn, env_id)
-        if row is None:
+            caller = await env_store.environment_by_id(conn, env_id)
+        if caller is None:
             raise AuthenticationError("Invalid public access token")
         return Environment(
-            row.id, row.slug, row.project_id, row.project_ref, public=frozenset(scopes)
+            caller.id, caller.slug, caller.project_id, caller.project_ref, public=frozenset(scopes)
         )
 
     async def _keys_of(self, env_id: str) -> list[str]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Row
-
-from triggerfish._domain.records import RunRecord, WorkerRecord
+from triggerfish._domain.records import QueueRecord, RunRecord, WorkerRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import iso_millis, to_datetime
 from triggerfish.engine.dequeue import load_limits
@@ -40,19 +38,19 @@ class QueueRef:
 
 @dataclass(frozen=True)
 class QueueInfo:
-    row: Row[Any]
+    queue: QueueRecord
     running: int
     queued: int
 
     @property
     def limit(self) -> int | None:
-        override = self.row.concurrency_limit_override
-        value = override if override is not None else self.row.concurrency_limit
+        override = self.queue.concurrency_limit_override
+        value = override if override is not None else self.queue.concurrency_limit
         return int(value) if value is not None else None
 
     @property
     def kind(self) -> str:
-        return "task" if self.row.name.startswith("task/") else "custom"
+        return "task" if self.queue.name.startswith("task/") else "custom"
 
 
 @dataclass(frozen=True)
@@ -76,38 +74,38 @@ class Queues:
 
     async def page(self, env_id: str, *, page: int, per_page: int) -> tuple[list[QueueInfo], int]:
         async with self.res.db.read() as conn:
-            rows, total = await queue_store.list_queues(
+            found, total = await queue_store.list_queues(
                 conn, env_id, offset=(page - 1) * per_page, limit=per_page
             )
-            counts = await queue_store.queue_counts(conn, env_id, [r.name for r in rows])
-        return [QueueInfo(r, *counts.get(r.name, (0, 0))) for r in rows], total
+            counts = await queue_store.queue_counts(conn, env_id, [q.name for q in found])
+        return [QueueInfo(q, *counts.get(q.name, (0, 0))) for q in found], total
 
     async def retrieve(self, env_id: str, ref: QueueRef) -> QueueInfo:
         async with self.res.db.read() as conn:
-            row = await self._find(conn, env_id, ref)
-            counts = await queue_store.queue_counts(conn, env_id, [row.name])
-        return QueueInfo(row, *counts[row.name])
+            queue = await self._find(conn, env_id, ref)
+            counts = await queue_store.queue_counts(conn, env_id, [queue.name])
+        return QueueInfo(queue, *counts[queue.name])
 
-    async def _find(self, conn: Any, env_id: str, ref: QueueRef) -> Row[Any]:
+    async def _find(self, conn: Any, env_id: str, ref: QueueRef) -> QueueRecord:
         if ref.type == "id":
-            row = await queue_store.find_queue(conn, env_id, queue_id=ref.value)
+            queue = await queue_store.find_queue(conn, env_id, queue_id=ref.value)
         else:
             name = f"task/{ref.value}" if ref.type == "task" else ref.value
-            row = await queue_store.find_queue(conn, env_id, name=name)
-        if row is None:
+            queue = await queue_store.find_queue(conn, env_id, name=name)
+        if queue is None:
             raise QueueNotFound(ref.describe())
-        return row
+        return queue
 
     # -- changing -------------------------------------------------------------------------
 
     async def _update(self, env_id: str, ref: QueueRef, **values: Any) -> QueueInfo:
         async with self.res.db.write() as conn:
-            row = await self._find(conn, env_id, ref)
-            row = await queue_store.update_queue(conn, row.id, **values)
-            counts = await queue_store.queue_counts(conn, env_id, [row.name])
+            queue = await self._find(conn, env_id, ref)
+            queue = await queue_store.update_queue(conn, queue.id, **values)
+            counts = await queue_store.queue_counts(conn, env_id, [queue.name])
         # a resumed queue, a raised limit: waiting workers may now claim
         await self.res.notifier.notify(env_id)
-        return QueueInfo(row, *counts[row.name])
+        return QueueInfo(queue, *counts[queue.name])
 
     async def pause(self, env_id: str, ref: QueueRef) -> QueueInfo:
         """Stop starting runs of the queue; it keeps accepting new ones."""
@@ -264,8 +262,8 @@ class Queues:
         async with self.res.db.read() as conn:
             env_limit = await queue_store.environment_limit(conn, env_id)
             running = await run_store.active_total(conn, env_id)
-            rows, _total = await queue_store.list_queues(conn, env_id, offset=0, limit=1000)
-            counts = await queue_store.queue_counts(conn, env_id, [r.name for r in rows])
+            found, _total = await queue_store.list_queues(conn, env_id, offset=0, limit=1000)
+            counts = await queue_store.queue_counts(conn, env_id, [q.name for q in found])
             workers = await worker_store.online_workers(
                 conn, env_id, now - self.res.settings.heartbeat_timeout
             )
@@ -281,15 +279,15 @@ class Queues:
             "waiting": waiting,
             "queues": [
                 {
-                    "name": r.name,
-                    "paused": bool(r.paused),
-                    "concurrencyLimit": QueueInfo(r, 0, 0).limit,
-                    "concurrencyKeyLimit": r.concurrency_key_limit,
-                    "rateLimit": _rate(r),
-                    "running": counts.get(r.name, (0, 0))[0],
-                    "queued": counts.get(r.name, (0, 0))[1],
+                    "name": q.name,
+                    "paused": bool(q.paused),
+                    "concurrencyLimit": QueueInfo(q, 0, 0).limit,
+                    "concurrencyKeyLimit": q.concurrency_key_limit,
+                    "rateLimit": _rate(q),
+                    "running": counts.get(q.name, (0, 0))[0],
+                    "queued": counts.get(q.name, (0, 0))[1],
                 }
-                for r in rows
+                for q in found
             ],
             "workers": [
                 {
@@ -321,7 +319,7 @@ class Queues:
         }
 
 
-def _rate(row: Row[Any]) -> dict[str, Any] | None:
-    if not row.rate_limit_count or not row.rate_limit_period:
+def _rate(queue: QueueRecord) -> dict[str, Any] | None:
+    if not queue.rate_limit_count or not queue.rate_limit_period:
         return None
-    return {"limit": row.rate_limit_count, "period": row.rate_limit_period}
+    return {"limit": queue.rate_limit_count, "period": queue.rate_limit_period}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ from triggerfish._domain.traces import (
 from triggerfish.engine.failure_log import FailureLog
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import RunNotFound, StaleTransition
+from triggerfish.store import cursors as store_cursors
 from triggerfish.store import journal as journal_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import spans as span_store
@@ -52,6 +54,9 @@ log = logging.getLogger("triggerfish.traces")
 SERVER_KINDS = frozenset({"run", "wait", "child", "batch"})
 #: finished runs exported per pass
 EXPORT_BATCH = 200
+#: seconds a server has to send a batch it took before another may send it again
+#: (above the OTLP exporters' own timeout and retries)
+EXPORT_LEASE = 120.0
 
 #: child runs a trace shows (a run that fanned out to more links the first ones)
 MAX_CHILDREN = 500
@@ -111,50 +116,76 @@ class Traces:
                 )
         return build_trace(run, context, attempts, entries, waits, children, stored)
 
-    async def export_finished(self, emit: Callable[[Sequence[Span]], None]) -> int:
-        """Hand the server's share of each newly finished run's trace to ``emit``: the
+    async def export_finished(self, send: Callable[[Sequence[Span]], bool]) -> int:
+        """Send the server's share of each newly finished run's trace with ``send``
+        (in a thread; it answers whether the collector took the spans): the
         run's span, its waits, child runs and batches (the task processes export
-        its attempts, steps and task code's spans, with the same ids). Returns how
-        many runs.
+        its attempts, steps and task code's spans, with the same ids). Returns
+        how many runs were sent.
 
         Finished runs are found by walking the history's primary key from a
         position the servers share (``history_cursors``), so it costs the hot
-        paths nothing and, with several servers on one database, each run is
-        exported once: a server takes the next batch by moving the position from
-        where it read it (compare-and-set); a server that loses the race reads
-        on from the new position at its next pass. The walk starts at the newest
+        paths nothing. With several servers on one database each batch is sent
+        at least once, and once unless a server stops or stalls mid-send: a
+        server leases the rows after the position (``EXPORT_LEASE`` seconds),
+        sends their runs' spans, and moves the position past them only when
+        the send succeeded; a failed send gives the lease back, and a server
+        that stops before settling leaves a lease that expires, after which
+        another server sends the batch again. The walk starts at the newest
         row when the first exporting server starts; runs that finish while no
-        exporting server runs are exported by the next one that starts. A server
-        that stops between taking a batch and exporting it loses that batch's
-        spans.
+        exporting server runs are exported by the next one that starts.
         """
-        cursor = span_store.EXPORT_CURSOR
+        cursor = store_cursors.EXPORT_CURSOR
+        now = self.res.clock.now()
         async with self.res.db.read() as conn:  # most passes find nothing: no write lock
-            position = await span_store.cursor_position(conn, cursor)
-            finished = (
-                await span_store.finished_since(conn, position, EXPORT_BATCH)
-                if position is not None
-                else []
-            )
-        if position is None:
+            state = await store_cursors.cursor_state(conn, cursor)
+            if state is None or state.leased_at(now):
+                finished = []
+            else:
+                finished = await span_store.finished_since(conn, state.position, EXPORT_BATCH)
+        if state is None:
             async with self.res.db.write() as conn:
                 newest = await span_store.last_event_id(conn)
-                await span_store.start_cursor(conn, cursor, newest)
+                await store_cursors.start_cursor(conn, cursor, newest)
             return 0
         if not finished:
             return 0
+        holder = uuid.uuid4().hex
         async with self.res.db.write() as conn:
-            if not await span_store.move_cursor(conn, cursor, position, finished[-1][0]):
-                return 0  # another server took these
+            until = now + EXPORT_LEASE
+            if not await store_cursors.lease_after(
+                conn, cursor, state.position, holder, until, now
+            ):
+                return 0  # another server is sending these
+        try:
+            spans = await self._server_spans([run_id for _, run_id in finished])
+            sent = await asyncio.to_thread(send, spans)
+        except asyncio.CancelledError:
+            raise  # stopping: the lease expires, and another server sends the batch
+        except Exception:
+            await self._settle(holder, None)
+            raise
+        await self._settle(holder, finished[-1][0] if sent else None)
+        if not sent:
+            log.warning("the collector did not take %d finished runs' spans", len(finished))
+            return 0
+        return len(finished)
+
+    async def _settle(self, holder: str, sent_upto: int | None) -> None:
+        async with self.res.db.write() as conn:
+            await store_cursors.settle_lease(conn, store_cursors.EXPORT_CURSOR, holder, sent_upto)
+
+    async def _server_spans(self, run_ids: Sequence[str]) -> list[Span]:
+        """The spans the server exports of these finished runs (``SERVER_KINDS``)."""
         async with self.res.db.read() as conn:
-            ids = [run_id for _, run_id in finished]
-            rows = {r.id: r for r in await span_store.runs_by_ids(conn, ids)}
-            durable = await span_store.with_journal(conn, ids)
+            rows = {r.id: r for r in await span_store.runs_by_ids(conn, run_ids)}
+            durable = await span_store.with_journal(conn, run_ids)
             roots = [
                 r.root_run_id for r in rows.values() if r.trace_context is None and r.root_run_id
             ]
             contexts = await span_store.trace_contexts(conn, roots)
-        for _, run_id in finished:
+        spans: list[Span] = []
+        for run_id in run_ids:
             run = rows.get(run_id)
             if run is None:
                 continue
@@ -163,15 +194,15 @@ class Traces:
             else:  # the server's share is the run's span alone: no more reads
                 root = contexts.get(run.root_run_id) if run.root_run_id else None
                 trace = build_trace(run, root, [], [], [], [], [])
-            emit([s for s in trace.spans if s.kind in SERVER_KINDS])
-        return len(finished)
+            spans += [s for s in trace.spans if s.kind in SERVER_KINDS]
+        return spans
 
-    async def export_forever(self, emit: Callable[[Sequence[Span]], None]) -> None:
+    async def export_forever(self, send: Callable[[Sequence[Span]], bool]) -> None:
         # during a database outage every pass fails: logged sparingly
         failures = FailureLog(log, "exporting finished runs' spans")
         while True:
             try:
-                exported = await self.export_finished(emit)
+                exported = await self.export_finished(send)
             except Exception as exc:
                 failures.failed(self.res.clock.now(), exc)
             else:

@@ -121,31 +121,31 @@ class Users:
             raise UserError(f"password: at least {MIN_PASSWORD} characters")
         hashed = await asyncio.to_thread(self._hasher.hash, password)
         async with self.res.db.write() as conn:
-            row = await user_store.user_by_name(conn, username)
-            if row is None:
+            user = await user_store.user_by_name(conn, username)
+            if user is None:
                 raise UserError(f"username: no user {username!r}")
-            await user_store.set_password(conn, row.id, hashed, _after_now(self.res.clock.now()))
+            await user_store.set_password(conn, user.id, hashed, _after_now(self.res.clock.now()))
 
     async def list(self) -> list[User]:
         async with self.res.db.read() as conn:
-            return [User(r.id, r.username) for r in await user_store.list_users(conn)]
+            return [User(u.id, u.username) for u in await user_store.list_users(conn)]
 
     async def sign_in(self, username: str, password: str, *, client: str) -> User | None:
         """The user, if the password is right; None if not; 429 after too many failures."""
         keys = [f"user:{username}", f"client:{client}"]
         self.limiter.check(keys, time.monotonic())
         async with self.res.db.read() as conn:
-            row = await user_store.user_by_name(conn, username)
+            stored = await user_store.user_by_name(conn, username)
         ok = False
-        if row is not None:
+        if stored is not None:
             try:
-                ok = await asyncio.to_thread(self._hasher.verify, row.password_hash, password)
+                ok = await asyncio.to_thread(self._hasher.verify, stored.password_hash, password)
             except (VerificationError, InvalidHashError):
                 ok = False
-        if not ok or row is None:
+        if not ok or stored is None:
             self.limiter.failed(keys, time.monotonic())
             return None
-        return User(row.id, row.username)
+        return User(stored.id, stored.username)
 
     def issue_session(self, user: User) -> str:
         # in microseconds, so a sign-in right after a sign-out is newer than it
@@ -170,10 +170,10 @@ class Users:
         if user_id == DEV_USER_ID:
             return User(DEV_USER_ID, "dev") if dev else None
         async with self.res.db.read() as conn:
-            row = await user_store.user_by_id(conn, user_id)
-        if row is None or issued < _micros(row.sessions_valid_after):
+            stored = await user_store.user_by_id(conn, user_id)
+        if stored is None or issued < _micros(stored.sessions_valid_after):
             return None
-        return User(row.id, row.username)
+        return User(stored.id, stored.username)
 
     async def sign_out(self, user: User) -> None:
         """End every session of ``user`` (the cookie alone cannot be taken back)."""

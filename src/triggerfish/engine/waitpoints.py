@@ -226,12 +226,12 @@ class Waitpoints:
         accepted) before the wait began, and matches it."""
         if spec.event_id is None or spec.event_name is None:
             return None
-        row = await event_store.get_event(conn, env_id, spec.event_name, spec.event_id)
-        if row is None or row.errors or not matches(spec.event_filter or {}, row.payload):
+        event = await event_store.get_event(conn, env_id, spec.event_name, spec.event_id)
+        if event is None or event.errors or not matches(spec.event_filter or {}, event.payload):
             return None
-        if schema_error(spec.schema, row.payload) is not None:
+        if schema_error(spec.schema, event.payload) is not None:
             return None
-        return {"id": row.id, "name": row.name, "payload": row.payload}
+        return {"id": event.id, "name": event.name, "payload": event.payload}
 
     async def _child_waitpoint(
         self,

@@ -191,7 +191,10 @@ def declared_face(build: Callable[P, Call[T]], *, is_async: bool = False) -> Cal
 
     def replace(declared: S) -> S:
         _check_declared(declared, build, is_async)
-        return cast(S, async_ if is_async else sync)
+        face = async_ if is_async else sync
+        # help() and inspect show the declared parameters, not (*args, **kwargs)
+        face.__signature__ = inspect.signature(declared)  # type: ignore[union-attr]
+        return cast(S, face)
 
     return replace
 

@@ -6,10 +6,13 @@ client (``TRIGGERFISH_API_URL`` / ``TRIGGERFISH_SECRET_KEY``), or ``client.event
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from triggerfish.sdk._calls import Call, DefaultNamespace, Namespace, default_methods, faces
+from triggerfish.sdk._calls import Call, DefaultNamespace, Namespace, declared_face, faces
 from triggerfish.sdk._kv import KeyValue, kv
+
+if TYPE_CHECKING:
+    from triggerfish.sdk._client import Triggerfish
 
 __all__ = ["Events", "EventsApi", "KeyValue", "events", "kv"]
 
@@ -43,9 +46,26 @@ class Events(Namespace):
 
 
 class EventsApi(DefaultNamespace):
-    """The ``events`` namespace: ``events.send(...)``, ``await events.send_async(...)``."""
+    """The ``events`` namespace: ``events.send(...)``, ``await events.send_async(...)``.
 
-    send, send_async = default_methods(_send)
+    Both take ``client=`` to use another :class:`~triggerfish.Triggerfish` than the
+    default one (outside a task); their signatures are declared for type checkers
+    and checked against ``_send`` on import.
+    """
+
+    @staticmethod
+    @declared_face(_send)
+    def send(
+        name: str, payload: Any = None, *, id: str | None = None, client: Triggerfish | None = None
+    ) -> dict[str, Any]:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_send, is_async=True)
+    async def send_async(
+        name: str, payload: Any = None, *, id: str | None = None, client: Triggerfish | None = None
+    ) -> dict[str, Any]:
+        raise NotImplementedError  # replaced by the face
 
 
 #: ``events.send(name, payload, id=...)``

@@ -8,10 +8,13 @@ flow belongs inside ``step.run``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from triggerfish._durations import parse_duration
-from triggerfish.sdk._calls import Call, DefaultNamespace, Namespace, default_methods, faces
+from triggerfish.sdk._calls import Call, DefaultNamespace, Namespace, declared_face, faces
+
+if TYPE_CHECKING:
+    from triggerfish.sdk._client import Triggerfish
 
 
 def _get_entry(key: str) -> Call[dict[str, Any]]:
@@ -72,7 +75,10 @@ class Kv(Namespace):
 class KeyValue(DefaultNamespace):
     """The ``kv`` namespace: a durable key-value store per environment.
 
-    Every call has an ``…_async`` form, for ``async def`` tasks and apps.
+    Every call has an ``…_async`` form, for ``async def`` tasks and apps, and
+    takes ``client=`` to use another :class:`~triggerfish.Triggerfish` than the
+    default one (outside a task). Each face's signature is declared for type
+    checkers and checked against its definition on import.
 
     Example::
 
@@ -82,9 +88,47 @@ class KeyValue(DefaultNamespace):
         kv.delete("last-sync")
     """
 
-    get, get_async = default_methods(_get)
-    set, set_async = default_methods(_set_quietly)
-    delete, delete_async = default_methods(_delete_reporting)
+    @staticmethod
+    @declared_face(_get)
+    def get(key: str, default: Any = None, *, client: Triggerfish | None = None) -> Any:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_get, is_async=True)
+    async def get_async(key: str, default: Any = None, *, client: Triggerfish | None = None) -> Any:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_set_quietly)
+    def set(
+        key: str,
+        value: Any,
+        *,
+        ttl: str | float | None = None,
+        client: Triggerfish | None = None,
+    ) -> None:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_set_quietly, is_async=True)
+    async def set_async(
+        key: str,
+        value: Any,
+        *,
+        ttl: str | float | None = None,
+        client: Triggerfish | None = None,
+    ) -> None:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_delete_reporting)
+    def delete(key: str, *, client: Triggerfish | None = None) -> bool:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_delete_reporting, is_async=True)
+    async def delete_async(key: str, *, client: Triggerfish | None = None) -> bool:
+        raise NotImplementedError  # replaced by the face
 
 
 #: ``kv.get/set/delete``: durable state shared across runs of an environment

@@ -2,35 +2,44 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish._domain.records import WorkerRecord
+from triggerfish._domain.records import (
+    AlertDeliveryRecord,
+    AlertRuleRecord,
+    DueAlert,
+    WorkerRecord,
+)
 from triggerfish.store.tables import alert_deliveries, alert_rules, runs, workers
 
 _FAILED = frozenset({"FAILED", "CRASHED", "TIMED_OUT", "SYSTEM_FAILURE"})
 
 
-async def insert_rule(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(alert_rules.insert().values(**values))
+async def insert_rule(conn: AsyncConnection, rule: AlertRuleRecord) -> None:
+    await conn.execute(alert_rules.insert().values(**dataclasses.asdict(rule)))
 
 
-async def rules(conn: AsyncConnection, env_id: str | None = None) -> list[Row[Any]]:
+async def rules(conn: AsyncConnection, env_id: str | None = None) -> list[AlertRuleRecord]:
+    """The rules of ``env_id``, or of every environment."""
     stmt = select(alert_rules).order_by(alert_rules.c.id)
     if env_id is not None:
         stmt = stmt.where(alert_rules.c.environment_id == env_id)
-    return list((await conn.execute(stmt)).all())
+    return [AlertRuleRecord(*r) for r in (await conn.execute(stmt)).all()]
 
 
-async def rule(conn: AsyncConnection, env_id: str, rule_id: str) -> Row[Any] | None:
+async def rule(conn: AsyncConnection, env_id: str, rule_id: str) -> AlertRuleRecord | None:
     stmt = select(alert_rules).where(
         alert_rules.c.id == rule_id, alert_rules.c.environment_id == env_id
     )
-    return (await conn.execute(stmt)).first()
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else AlertRuleRecord(*row)
 
 
 async def delete_rule(conn: AsyncConnection, env_id: str, rule_id: str) -> bool:
@@ -68,20 +77,26 @@ async def raise_alert(
     return False
 
 
-async def due_deliveries(conn: AsyncConnection, now: float, limit: int) -> list[Row[Any]]:
+async def due_deliveries(conn: AsyncConnection, now: float, limit: int) -> list[DueAlert]:
+    """Pending deliveries whose next attempt has come, each with its rule, earliest first."""
     stmt = (
-        select(
-            alert_deliveries,
-            alert_rules.c.channel,
-            alert_rules.c.target,
-            alert_rules.c.secret_sealed,
-        )
+        select(alert_deliveries, alert_rules)
         .join(alert_rules, alert_rules.c.id == alert_deliveries.c.rule_id)
         .where(alert_deliveries.c.status == "PENDING", alert_deliveries.c.next_attempt_at <= now)
         .order_by(alert_deliveries.c.next_attempt_at)
         .limit(limit)
     )
-    return list((await conn.execute(stmt)).all())
+    return [_due_alert(r) for r in (await conn.execute(stmt)).all()]
+
+
+_DELIVERY_COLUMNS = len(alert_deliveries.c)
+
+
+def _due_alert(row: Sequence[Any]) -> DueAlert:
+    # the delivery's columns come first, then the rule's, each in its table's order
+    return DueAlert(
+        AlertDeliveryRecord(*row[:_DELIVERY_COLUMNS]), AlertRuleRecord(*row[_DELIVERY_COLUMNS:])
+    )
 
 
 async def delivery_done(
@@ -107,14 +122,15 @@ async def delivery_done(
     )
 
 
-async def deliveries(conn: AsyncConnection, env_id: str, limit: int) -> list[Row[Any]]:
+async def deliveries(conn: AsyncConnection, env_id: str, limit: int) -> list[AlertDeliveryRecord]:
+    """The environment's latest deliveries, newest first."""
     stmt = (
         select(alert_deliveries)
         .where(alert_deliveries.c.environment_id == env_id)
         .order_by(alert_deliveries.c.id.desc())
         .limit(limit)
     )
-    return list((await conn.execute(stmt)).all())
+    return [AlertDeliveryRecord(*r) for r in (await conn.execute(stmt)).all()]
 
 
 async def finished_counts(

@@ -8,31 +8,36 @@ from typing import Any
 from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import BatchRecord
 from triggerfish.store.tables import batches, runs
+
+
+def _maybe(row: Row[Any] | None) -> BatchRecord | None:
+    return None if row is None else BatchRecord(*row)
 
 
 async def insert_batch(conn: AsyncConnection, values: dict[str, Any]) -> None:
     await conn.execute(insert(batches).values(**values))
 
 
-async def get(conn: AsyncConnection, env_id: str, batch_id: str) -> Row[Any] | None:
+async def get(conn: AsyncConnection, env_id: str, batch_id: str) -> BatchRecord | None:
     stmt = select(batches).where(batches.c.id == batch_id, batches.c.environment_id == env_id)
-    return (await conn.execute(stmt)).first()
+    return _maybe((await conn.execute(stmt)).first())
 
 
-async def get_for_update(conn: AsyncConnection, env_id: str, batch_id: str) -> Row[Any] | None:
+async def get_for_update(conn: AsyncConnection, env_id: str, batch_id: str) -> BatchRecord | None:
     """The batch, row-locked on PostgreSQL so concurrent item streams add runs in turn."""
     stmt = select(batches).where(batches.c.id == batch_id, batches.c.environment_id == env_id)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-    return (await conn.execute(stmt)).first()
+    return _maybe((await conn.execute(stmt)).first())
 
 
-async def find_idempotent(conn: AsyncConnection, env_id: str, key: str) -> Row[Any] | None:
+async def find_idempotent(conn: AsyncConnection, env_id: str, key: str) -> BatchRecord | None:
     stmt = select(batches).where(
         batches.c.environment_id == env_id, batches.c.idempotency_key == key
     )
-    return (await conn.execute(stmt)).first()
+    return _maybe((await conn.execute(stmt)).first())
 
 
 async def seal(conn: AsyncConnection, batch_id: str, now: datetime) -> None:
@@ -70,7 +75,7 @@ async def status_counts(conn: AsyncConnection, batch_id: str) -> dict[str, int]:
     return {s: int(n) for s, n in await conn.execute(stmt)}
 
 
-async def by_request_key(conn: AsyncConnection, env_id: str, key: str) -> Row[Any] | None:
+async def by_request_key(conn: AsyncConnection, env_id: str, key: str) -> BatchRecord | None:
     """The batch a call with request key ``key`` made, if any (``ix_batches_request_key``)."""
     stmt = select(batches).where(batches.c.environment_id == env_id, batches.c.request_key == key)
-    return (await conn.execute(stmt)).first()
+    return _maybe((await conn.execute(stmt)).first())

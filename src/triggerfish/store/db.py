@@ -15,9 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from triggerfish import _otel
 from triggerfish.errors import SchemaNotMigrated, StoreUnavailable
+from triggerfish.store import driver
 from triggerfish.store.dialects import Capabilities, DialectName, postgresql, sqlite
+from triggerfish.store.driver import (
+    STATEMENT_CHARS,
+    check_not_after_lone_commit,
+    statement_span_name,
+)
 from triggerfish.store.driver import bind_processors as bind_processors
-from triggerfish.store.driver import check_not_after_lone_commit
 from triggerfish.store.driver import fetch_on_driver as fetch_on_driver
 from triggerfish.store.driver import stored_row as stored_row
 from triggerfish.store.errors import DuplicateKey
@@ -25,8 +30,6 @@ from triggerfish.store.notify import Notifier
 
 #: the dialect's name, as ``Database.dialect`` gives it (kept for the store's callers)
 Dialect = DialectName
-#: characters of a statement's SQL its span keeps
-STATEMENT_CHARS = 2000
 #: a connection's open statement spans (``Database.trace_statements``)
 _SPANS = "tf_statement_spans"
 
@@ -79,17 +82,17 @@ class Database:
     def trace_statements(self) -> None:
         """One internal span per statement sent through SQLAlchemy (``db.<verb>``, with
         ``db.system`` and ``db.statement``: the SQL, never its parameters), sampled
-        with the servers' other work (``_otel``). The driver-level fast paths
-        (``fetch_on_driver``, ``fetch_alone``) are not seen."""
+        with the servers' other work (``_otel``); the statements of the
+        driver-level fast paths (``fetch_on_driver``, ``fetch_alone``) too, marked
+        ``triggerfish.db.driver_level``."""
         if self._traced:
             return
         self._traced = True
         system = self.dialect
 
         def before(conn: Any, _c: Any, statement: str, _p: Any, _x: Any, _m: bool) -> None:
-            verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
             span = _otel.start_internal_span(
-                f"db.{verb.lower()}",
+                statement_span_name(statement),
                 {"db.system": system, "db.statement": statement[:STATEMENT_CHARS]},
             )
             conn.info.setdefault(_SPANS, []).append(span)
@@ -108,6 +111,7 @@ class Database:
                 span.end()
 
         sync = self.engine.sync_engine
+        driver.trace_statements(sync, system)
         event.listen(sync, "before_cursor_execute", before)
         event.listen(sync, "after_cursor_execute", after)
         event.listen(sync, "handle_error", failed)

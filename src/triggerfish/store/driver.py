@@ -6,19 +6,28 @@ values in the shape SQLAlchemy would have stored them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine import Dialect as SQLDialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish import _otel
 from triggerfish.store.dialects import postgresql, sqlite
 from triggerfish.store.errors import DuplicateKey, NotLastStatement
+
+#: characters of a statement's SQL its span keeps
+STATEMENT_CHARS = 2000
+#: the attribute that marks the span of a statement sent past SQLAlchemy
+DRIVER_LEVEL = "triggerfish.db.driver_level"
+#: engines whose driver-level statements get spans, and their ``db.system``
+_TRACED: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
 
 #: ``Connection.info`` key: the transaction a lone ``fetch_on_driver`` statement
 #: committed (weakly held), and that statement
@@ -77,6 +86,8 @@ async def fetch_on_driver(
 
     A broken unique key raises :class:`DuplicateKey`; another constraint
     violation SQLAlchemy's ``IntegrityError``, as it would through SQLAlchemy.
+    Once :func:`trace_statements` was called for the connection's engine, the
+    statement gets a span like those sent through SQLAlchemy.
     """
     sync = conn.sync_connection
     assert sync is not None  # the connection is open
@@ -86,10 +97,11 @@ async def fetch_on_driver(
     postgres = conn.dialect.name == "postgresql"
     alone = postgres and not read_only and _commits_alone(sync, driver)
     try:
-        if postgres:
-            rows = list(await driver.fetch(sql, *params))
-        else:
-            rows = list(await driver.execute_fetchall(sql, params))
+        with _statement_span(sync, sql):
+            if postgres:
+                rows = list(await driver.fetch(sql, *params))
+            else:
+                rows = list(await driver.execute_fetchall(sql, params))
     except Exception as exc:
         if postgresql.is_unique_violation(exc) or sqlite.is_unique_violation(exc):
             raise DuplicateKey(str(exc)) from exc
@@ -101,6 +113,36 @@ async def fetch_on_driver(
         assert transaction is not None  # _commits_alone checked it
         sync.info[_COMMITTED_ALONE] = (weakref.ref(transaction), sql)
     return rows
+
+
+def trace_statements(engine: Engine, system: str) -> None:
+    """Give each statement :func:`fetch_on_driver` sends on ``engine``'s connections
+    an internal span (``Database.trace_statements`` does the same for those sent
+    through SQLAlchemy), sampled with the servers' other work (``_otel``)."""
+    _TRACED[engine] = system
+
+
+def statement_span_name(sql: str) -> str:
+    """``db.<first keyword>``: ``db.select``, ``db.with``, ``db.update``."""
+    words = sql.split(None, 1)
+    return f"db.{words[0].lower()}" if words else "db.sql"
+
+
+@contextlib.contextmanager
+def _statement_span(conn: Connection, sql: str) -> Iterator[None]:
+    system = _TRACED.get(conn.engine)
+    if system is None:
+        yield
+        return
+    attributes = {"db.system": system, "db.statement": sql[:STATEMENT_CHARS], DRIVER_LEVEL: True}
+    span = _otel.start_internal_span(statement_span_name(sql), attributes)
+    try:
+        yield
+    except Exception as exc:
+        _otel.set_error(span, {"message": type(exc).__name__})
+        raise
+    finally:
+        span.end()
 
 
 def check_not_after_lone_commit(conn: Connection, sql: str) -> None:

@@ -5,13 +5,20 @@ from __future__ import annotations
 import hashlib
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import (
+    ApiKeyListing,
+    ApiKeyRecord,
+    CallerEnvironment,
+    EnvironmentRecord,
+    ProjectRecord,
+)
 from triggerfish._ids import new_id
 from triggerfish.store.tables import api_keys, attempts, environments, projects, runs
 
@@ -29,13 +36,26 @@ def generate_key(slug: str) -> str:
     return f"tr_{slug}_" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(32))
 
 
+#: what authentication reads of the caller's environment
+_CALLER_ENVIRONMENT = (
+    environments.c.id,
+    environments.c.slug,
+    environments.c.project_id,
+    projects.c.ref.label("project_ref"),
+)
+
+
+def _caller(row: Sequence[Any] | None) -> CallerEnvironment | None:
+    return None if row is None else CallerEnvironment(*row)
+
+
 async def ensure_project(
     conn: AsyncConnection,
     name: str,
     now: datetime,
     slugs: tuple[str, ...] = ("dev", "prod"),
     ref: str | None = None,
-) -> Row[Any]:
+) -> ProjectRecord:
     """The (single) project, created with its environments on first use; ``ref``
     names it (Trigger.dev's project ref), else its id does."""
     row = (await conn.execute(select(projects).order_by(projects.c.created_at))).first()
@@ -61,10 +81,10 @@ async def ensure_project(
                     id=new_id("env"), project_id=row.id, slug=slug, created_at=now
                 )
             )
-    return row
+    return ProjectRecord(*row)
 
 
-async def list_environments(conn: AsyncConnection) -> list[Row[Any]]:
+async def list_environments(conn: AsyncConnection) -> list[tuple[EnvironmentRecord, int]]:
     """Every environment with how many active keys it has, oldest first."""
     active = (
         select(api_keys.c.environment_id, func.count().label("active_keys"))
@@ -77,7 +97,7 @@ async def list_environments(conn: AsyncConnection) -> list[Row[Any]]:
         .outerjoin(active, active.c.environment_id == environments.c.id)
         .order_by(environments.c.created_at, environments.c.slug)
     )
-    return list((await conn.execute(stmt)).all())
+    return [(EnvironmentRecord(*r[:-1]), int(r[-1])) for r in (await conn.execute(stmt)).all()]
 
 
 async def insert_environment(
@@ -90,13 +110,13 @@ async def insert_environment(
     return env_id
 
 
-async def environment_by_slug(conn: AsyncConnection, slug: str) -> Row[Any] | None:
+async def environment_by_slug(conn: AsyncConnection, slug: str) -> CallerEnvironment | None:
     stmt = (
-        select(environments, projects.c.ref.label("project_ref"))
+        select(*_CALLER_ENVIRONMENT)
         .join(projects, projects.c.id == environments.c.project_id)
         .where(environments.c.slug == slug)
     )
-    return (await conn.execute(stmt)).first()
+    return _caller((await conn.execute(stmt)).first())
 
 
 async def create_key(
@@ -106,7 +126,7 @@ async def create_key(
     name: str,
     now: datetime,
     seal: Callable[[str], str] | None = None,
-) -> tuple[str, Row[Any]]:
+) -> tuple[str, ApiKeyRecord]:
     """Make a key; returns the plain key (show it once) and its stored row.
     ``seal`` encrypts the copy kept to verify the key's JWTs."""
     key = generate_key(slug)
@@ -123,7 +143,7 @@ async def create_key(
         )
     )
     row = (await conn.execute(select(api_keys).where(api_keys.c.id == kid))).one()
-    return key, row
+    return key, ApiKeyRecord(*row)
 
 
 async def store_known_key(
@@ -152,28 +172,19 @@ async def store_known_key(
     )
 
 
-#: what authentication reads of the caller's environment
-_CALLER_ENVIRONMENT = (
-    environments.c.id,
-    environments.c.slug,
-    environments.c.project_id,
-    projects.c.ref.label("project_ref"),
-)
-
-
-async def environment_for_key(conn: AsyncConnection, key: str) -> Row[Any] | None:
+async def environment_for_key(conn: AsyncConnection, key: str) -> CallerEnvironment | None:
     stmt = (
         select(*_CALLER_ENVIRONMENT)
         .join(api_keys, api_keys.c.environment_id == environments.c.id)
         .join(projects, projects.c.id == environments.c.project_id)
         .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None))
     )
-    return (await conn.execute(stmt)).first()
+    return _caller((await conn.execute(stmt)).first())
 
 
 async def environment_for_attempt(
     conn: AsyncConnection, attempt_id: str, live: tuple[str, ...]
-) -> Row[Any] | None:
+) -> CallerEnvironment | None:
     """The environment and run of ``attempt_id`` while it is its run's current
     attempt and the run's status is one of ``live``; None otherwise."""
     stmt = (
@@ -188,16 +199,25 @@ async def environment_for_attempt(
             runs.c.status.in_(live),
         )
     )
-    return (await conn.execute(stmt)).first()
+    return _caller((await conn.execute(stmt)).first())
 
 
-async def list_keys(conn: AsyncConnection) -> list[Row[Any]]:
+async def list_keys(conn: AsyncConnection) -> list[ApiKeyListing]:
+    """Every environment's keys, oldest first (their hashes and sealed copies stay here)."""
     stmt = (
-        select(api_keys, environments.c.slug)
+        select(
+            api_keys.c.id,
+            api_keys.c.environment_id,
+            api_keys.c.display,
+            api_keys.c.name,
+            api_keys.c.created_at,
+            api_keys.c.revoked_at,
+            environments.c.slug,
+        )
         .join(environments, environments.c.id == api_keys.c.environment_id)
         .order_by(api_keys.c.created_at)
     )
-    return list((await conn.execute(stmt)).all())
+    return [ApiKeyListing(*r) for r in (await conn.execute(stmt)).all()]
 
 
 async def revoke_key(conn: AsyncConnection, key_id: str, now: datetime) -> bool:
@@ -227,13 +247,13 @@ async def sealed_keys(conn: AsyncConnection, env_id: str) -> list[str]:
     return [str(v) for v in (await conn.execute(stmt)).scalars()]
 
 
-async def environment_by_id(conn: AsyncConnection, env_id: str) -> Row[Any] | None:
+async def environment_by_id(conn: AsyncConnection, env_id: str) -> CallerEnvironment | None:
     stmt = (
         select(*_CALLER_ENVIRONMENT)
         .join(projects, projects.c.id == environments.c.project_id)
         .where(environments.c.id == env_id)
     )
-    return (await conn.execute(stmt)).first()
+    return _caller((await conn.execute(stmt)).first())
 
 
 async def spend_token(conn: AsyncConnection, token_id: str, expires_at: float, now: float) -> bool:

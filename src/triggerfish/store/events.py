@@ -5,20 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import EventRecord, KvEntryRecord
 from triggerfish.store.tables import events, kv_entries
 
 
 async def get_event(
     conn: AsyncConnection, env_id: str, name: str, event_id: str
-) -> Row[Any] | None:
+) -> EventRecord | None:
     stmt = select(events).where(
         events.c.environment_id == env_id, events.c.name == name, events.c.id == event_id
     )
-    return (await conn.execute(stmt)).first()
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else EventRecord(*row)
 
 
 async def insert_event(conn: AsyncConnection, values: dict[str, Any]) -> bool:
@@ -32,24 +34,26 @@ async def insert_event(conn: AsyncConnection, values: dict[str, Any]) -> bool:
 
 async def list_events(
     conn: AsyncConnection, env_id: str, name: str | None, limit: int
-) -> list[Row[Any]]:
+) -> list[EventRecord]:
     stmt = select(events).where(events.c.environment_id == env_id)
     if name:
         stmt = stmt.where(events.c.name == name)
     stmt = stmt.order_by(events.c.created_at.desc()).limit(limit)
-    return list((await conn.execute(stmt)).all())
+    return [EventRecord(*r) for r in (await conn.execute(stmt)).all()]
 
 
 # -- key-value store ----------------------------------------------------------------
 
 
-async def kv_get(conn: AsyncConnection, env_id: str, key: str, now: float) -> Row[Any] | None:
-    stmt = select(kv_entries.c.value).where(
+async def kv_get(conn: AsyncConnection, env_id: str, key: str, now: float) -> KvEntryRecord | None:
+    """The entry of ``key``, unless it has expired."""
+    stmt = select(kv_entries).where(
         kv_entries.c.environment_id == env_id,
         kv_entries.c.key == key,
         or_(kv_entries.c.expires_at.is_(None), kv_entries.c.expires_at > now),
     )
-    return (await conn.execute(stmt)).first()
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else KvEntryRecord(*row)
 
 
 async def kv_set(

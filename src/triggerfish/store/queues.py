@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import QueueRecord
 from triggerfish._domain.states import RunStatus
 from triggerfish.store import runs as run_store
 from triggerfish.store.tables import environments, fair_buckets, queue_claims, queues, runs
@@ -180,7 +181,7 @@ async def longest_rate_period(conn: AsyncConnection) -> float | None:
 
 async def list_queues(
     conn: AsyncConnection, env_id: str, *, offset: int, limit: int
-) -> tuple[list[Row[Any]], int]:
+) -> tuple[list[QueueRecord], int]:
     total = (
         await conn.execute(
             select(func.count()).select_from(queues).where(queues.c.environment_id == env_id)
@@ -193,20 +194,21 @@ async def list_queues(
         .offset(offset)
         .limit(limit)
     )
-    return list((await conn.execute(stmt)).all()), int(total)
+    return [QueueRecord(*r) for r in (await conn.execute(stmt)).all()], int(total)
 
 
 async def find_queue(
     conn: AsyncConnection, env_id: str, *, queue_id: str | None = None, name: str | None = None
-) -> Row[Any] | None:
+) -> QueueRecord | None:
     stmt = select(queues).where(queues.c.environment_id == env_id)
     stmt = stmt.where(queues.c.id == queue_id) if queue_id else stmt.where(queues.c.name == name)
-    return (await conn.execute(stmt)).first()
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else QueueRecord(*row)
 
 
-async def update_queue(conn: AsyncConnection, queue_id: str, **values: Any) -> Row[Any]:
+async def update_queue(conn: AsyncConnection, queue_id: str, **values: Any) -> QueueRecord:
     stmt = update(queues).where(queues.c.id == queue_id).values(**values).returning(*queues.c)
-    return (await conn.execute(stmt)).one()
+    return QueueRecord(*(await conn.execute(stmt)).one())
 
 
 async def queue_counts(

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.records import RunRecord, WaitpointRecord
@@ -14,7 +13,6 @@ from triggerfish._domain.states import FINAL
 from triggerfish._domain.traces import Span, SpanEvent
 from triggerfish.store.runs.queries import run_from_row
 from triggerfish.store.tables import (
-    history_cursors,
     run_events,
     run_journal,
     run_spans,
@@ -175,36 +173,3 @@ async def with_journal(conn: AsyncConnection, run_ids: Sequence[str]) -> set[str
         run_journal.c.run_id.in_(list(run_ids)), run_journal.c.seq == 0
     )
     return {r[0] for r in (await conn.execute(stmt)).all()}
-
-
-# -- the shared position of the export of finished runs' spans ----------------------
-
-EXPORT_CURSOR = "trace-export"
-
-
-async def cursor_position(conn: AsyncConnection, name: str) -> int | None:
-    stmt = select(history_cursors.c.position).where(history_cursors.c.name == name)
-    value = (await conn.execute(stmt)).scalar()
-    return None if value is None else int(value)
-
-
-async def start_cursor(conn: AsyncConnection, name: str, position: int) -> None:
-    """Create cursor ``name`` at ``position`` unless a server already did."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(history_cursors)
-        .values(name=name, position=position)
-        .on_conflict_do_nothing()
-    )
-    await conn.execute(stmt)
-
-
-async def move_cursor(conn: AsyncConnection, name: str, was: int, to: int) -> bool:
-    """Move cursor ``name`` from ``was`` to ``to``; False if another server moved it
-    first (the rows in between are that server's)."""
-    stmt = (
-        update(history_cursors)
-        .where(history_cursors.c.name == name, history_cursors.c.position == was)
-        .values(position=to)
-    )
-    return bool((await conn.execute(stmt)).rowcount)

@@ -743,12 +743,19 @@ run_spans = Table(
 
 # Where a walk of the history that every server runs but only one may act on
 # stands, shared by the servers: each takes the next rows by moving the position
-# with a compare-and-set (the export of finished runs' spans, engine/traces.py).
+# with a compare-and-set (the run counters of /metrics, engine/metrics.py). The
+# export of finished runs' spans (engine/traces.py) leases the rows after the
+# position instead, and moves it once the collector took them: a lease that
+# expires (its server stopped) lets another server send them.
 history_cursors = Table(
     "history_cursors",
     metadata,
     Column("name", String(64), primary_key=True),
     Column("position", BigInteger, nullable=False),
+    #: who is sending the rows after ``position`` (one pass's token), until when
+    #: (clock seconds); both NULL while nobody is
+    Column("lease_holder", String(64)),
+    Column("lease_expires_at", Float),
 )
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import UserRecord
 from triggerfish._ids import new_id
 from triggerfish.store.tables import dashboard_users
 
@@ -29,14 +29,16 @@ async def create_user(
     return user_id
 
 
-async def user_by_name(conn: AsyncConnection, username: str) -> Row[Any] | None:
+async def user_by_name(conn: AsyncConnection, username: str) -> UserRecord | None:
     stmt = select(dashboard_users).where(dashboard_users.c.username == username)
-    return (await conn.execute(stmt)).first()
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else UserRecord(*row)
 
 
-async def user_by_id(conn: AsyncConnection, user_id: str) -> Row[Any] | None:
+async def user_by_id(conn: AsyncConnection, user_id: str) -> UserRecord | None:
     stmt = select(dashboard_users).where(dashboard_users.c.id == user_id)
-    return (await conn.execute(stmt)).first()
+    row = (await conn.execute(stmt)).first()
+    return None if row is None else UserRecord(*row)
 
 
 async def set_password(
@@ -49,9 +51,9 @@ async def set_password(
     )
 
 
-async def list_users(conn: AsyncConnection) -> list[Row[Any]]:
+async def list_users(conn: AsyncConnection) -> list[UserRecord]:
     stmt = select(dashboard_users).order_by(dashboard_users.c.created_at)
-    return list((await conn.execute(stmt)).all())
+    return [UserRecord(*r) for r in (await conn.execute(stmt)).all()]
 
 
 async def end_sessions(conn: AsyncConnection, user_id: str, now_epoch: float) -> None:
