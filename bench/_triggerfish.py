@@ -46,16 +46,27 @@ class Stack:
     folder: Path
     server: subprocess.Popen[bytes]
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: the environment every server of the stack starts with (its database, the
+    #: keyring's secret they share)
+    server_env: dict[str, str] = field(default_factory=dict)
 
-    def start_worker(self, concurrency: int = 2, timeout: float = 60) -> subprocess.Popen[bytes]:
-        """Start ``triggerfish worker`` and wait until it serves with warm task processes."""
+    def start_server(self) -> tuple[subprocess.Popen[bytes], str]:
+        """Another server on the stack's database, on a free port; it and its URL.
+        The caller stops it (``stop_process``)."""
+        return _start_server(self.folder, self.server_env)
+
+    def start_worker(
+        self, concurrency: int = 2, timeout: float = 60, api_url: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``triggerfish worker`` (on ``api_url``, default the stack's server)
+        and wait until it serves with warm task processes."""
         log = self.folder / f"worker-{len(self.workers)}.log"
         proc = spawn(
             [
                 *TRIGGERFISH,
                 "worker",
                 "--api-url",
-                self.api_url,
+                api_url or self.api_url,
                 "--project",
                 str(PROJECT),
                 "--concurrency",
@@ -134,31 +145,42 @@ def triggerfish_stack(
         )
         if key is None:
             raise BenchError("`triggerfish keys create` printed no key")
-        port = free_port()
-        log = folder / "server.log"
         # a server refuses to start without the keyring's secret
         secret = {"TRIGGERFISH_SERVER_SECRET": secrets.token_urlsafe(32)}
-        server = spawn(
-            [*TRIGGERFISH, "server", "--host", "127.0.0.1", "--port", str(port)],
-            log,
-            clean_env({**env, **secret, **(server_env or {})}),
-        )
-        api_url = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            if server.poll() is not None:
-                raise BenchError(f"server exited early:\n{log.read_text()[-2000:]}")
-            try:
-                return httpx.get(api_url + "/openapi.json", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        stack = Stack(backend, db_url, api_url, key, folder, server)
+        every_server = {**env, **secret, **(server_env or {})}
+        server, api_url = _start_server(folder, every_server)
+        stack = Stack(backend, db_url, api_url, key, folder, server, server_env=every_server)
         try:
-            wait_until(ready, 60, "the server to accept requests", interval=0.1)
             for _ in range(workers):
                 stack.start_worker(concurrency)
             yield stack
         finally:
             stack.stop_workers()
             stop_process(server)
+
+
+def _start_server(folder: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """``triggerfish server`` on a free port, once it accepts requests; it and its URL."""
+    port = free_port()
+    log = folder / f"server-{port}.log"
+    server = spawn(
+        [*TRIGGERFISH, "server", "--host", "127.0.0.1", "--port", str(port)],
+        log,
+        clean_env(env),
+    )
+    api_url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if server.poll() is not None:
+            raise BenchError(f"server exited early:\n{log.read_text()[-2000:]}")
+        try:
+            return httpx.get(api_url + "/openapi.json", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_until(ready, 60, "the server to accept requests", interval=0.1)
+    except BaseException:
+        stop_process(server)  # a server that never answered is not left behind
+        raise
+    return server, api_url

@@ -10,7 +10,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -23,6 +23,7 @@ from triggerfish import ConnectionLost, ServerUnreachable, Triggerfish
 from triggerfish._domain.attempts import Succeeded
 from triggerfish.cli._serve import make_server
 from triggerfish.engine import Engine
+from triggerfish.sdk import _sse
 from triggerfish.worker.api_client import ClaimRequest, CompletionReport, WorkerApi
 
 HEADER = "x-trigger-request-idempotency-key"
@@ -193,6 +194,60 @@ async def test_a_hung_first_server_is_left_after_the_read_timeout(served: Served
     # the socket's opening and the request each wait one second on the hung server:
     # the bound is far above that, and far below the 30-second default
     assert took < 15, took
+
+
+async def _subscribed_until_canceled(
+    api_url: str, served: Served, timeout: float = 30
+) -> tuple[list[str], str]:
+    """Subscribe to a new run (async, then sync in a thread) through a client given
+    ``api_url`` and cancel it once the snapshot came: the kinds of events the
+    subscriptions saw, and the server the client was on at the end."""
+    client = Triggerfish(api_url=api_url, secret_key=served.key, timeout=timeout)
+    seen: list[str] = []
+
+    def subscribe_sync(run_id: str) -> None:
+        seen.extend(event.kind for event in client.runs.subscribe(run_id))
+
+    async def subscribe_async(run_id: str) -> None:
+        async for event in client.runs.subscribe_async(run_id):
+            seen.append(event.kind)
+
+    try:
+        await _until_canceled(served, subscribe_async, seen)
+        await _until_canceled(
+            served, lambda run_id: asyncio.to_thread(subscribe_sync, run_id), seen
+        )
+    finally:
+        client.close()
+        await client.aclose()
+    return seen, client._transport.servers.current
+
+
+async def _until_canceled(
+    served: Served, subscribe: Callable[[str], Awaitable[None]], seen: list[str]
+) -> None:
+    [run_id] = await served.trigger(1)
+    snapshots = seen.count("snapshot")
+    reading = asyncio.ensure_future(subscribe(run_id))
+    await support.wait_for_async(
+        lambda: reading.done() or seen.count("snapshot") > snapshots, 30, what="a snapshot"
+    )
+    assert (await served.http.post(f"/api/v2/runs/{run_id}/cancel")).status_code == 200
+    await asyncio.wait_for(reading, 30)
+
+
+async def test_a_subscription_skips_a_refused_first_server(served: Served) -> None:
+    seen, current = await _subscribed_until_canceled(f"{_closed_port_url()},{served.url}", served)
+    assert seen.count("snapshot") == 2 and current == served.url
+
+
+async def test_a_subscription_leaves_a_hung_first_server_after_its_silence_limit(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_sse, "STREAM_SILENCE", 1.0)
+    with _hung_server() as hung:
+        seen, current = await _subscribed_until_canceled(f"{hung},{served.url}", served, timeout=1)
+    assert seen.count("snapshot") == 2 and current == served.url
 
 
 async def _trigger(served: Served, key: str | None, body: dict[str, Any]) -> httpx.Response:

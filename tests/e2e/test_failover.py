@@ -1,14 +1,21 @@
-"""A worker given two servers of one database (issue 17, defect 9): when its server
-dies it moves to the other at once, keeps its running attempt's lease, and goes on
-taking runs."""
+"""Workers and subscriptions given two servers of one database (issue 17, defect 9):
+when its server dies a worker moves to the other at once, keeps its running
+attempt's lease, and goes on taking runs; a subscription resumes there from its
+last event."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
+
+import asyncpg
 
 from tests import support
 from triggerfish import Triggerfish
+from triggerfish.sdk._models import RealtimeEvent
 
 
 def test_a_worker_keeps_running_runs_after_its_first_server_is_stopped(
@@ -48,3 +55,109 @@ def test_a_worker_keeps_running_runs_after_its_first_server_is_stopped(
                     assert f"trying {second.url}" in worker.log.read_text()
                 finally:
                     client.close()
+
+
+def _feed_after(db_url: str, run_id: str, after: int) -> list[int]:
+    """The change feed's ids of ``run_id`` after position ``after``, from the database."""
+
+    async def go() -> list[int]:
+        conn = await asyncpg.connect(db_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT id FROM changes WHERE run_id = $1 AND id > $2 ORDER BY id", run_id, after
+            )
+            return [int(row["id"]) for row in rows]
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+class _Subscriber:
+    """Reads ``runs.subscribe`` (or its async form) of one run in a thread of its own."""
+
+    def __init__(self, api_url: str, key: str, run_id: str, *, use_async: bool) -> None:
+        self.client = Triggerfish(api_url=api_url, secret_key=key)
+        self.got: list[RealtimeEvent] = []
+        self.error: BaseException | None = None
+        target = self._read_async if use_async else self._read
+        self.thread = threading.Thread(target=self._catching, args=(target, run_id), daemon=True)
+        self.thread.start()
+
+    def _catching(self, read: Callable[[str], None], run_id: str) -> None:
+        try:
+            read(run_id)
+        except BaseException as exc:  # handed to the test, which raises it
+            self.error = exc
+
+    def _read(self, run_id: str) -> None:
+        try:
+            self.got.extend(self.client.runs.subscribe(run_id))
+        finally:
+            self.client.close()
+
+    def _read_async(self, run_id: str) -> None:
+        async def go() -> None:
+            try:
+                async for event in self.client.runs.subscribe_async(run_id):
+                    self.got.append(event)
+            finally:
+                await self.client.aclose()
+
+        asyncio.run(go())
+
+    def finished(self, timeout: float) -> list[RealtimeEvent]:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"the subscription still runs: {self.got}"
+        if self.error is not None:
+            raise self.error
+        return self.got
+
+
+def test_a_subscription_goes_on_through_the_second_server_when_the_first_is_killed(
+    pg_template: str, tmp_path: Path
+) -> None:
+    """``runs.subscribe`` (sync and async) through server A; A is killed mid-run: both
+    subscriptions resume on B from their last event and end at COMPLETED, having
+    seen each change of the run's feed once."""
+    with support.database("postgresql", tmp_path, pg_template) as db_url:
+        key = support.create_key(db_url)
+        first = support.start_server(db_url, tmp_path)
+        second = support.start_server(db_url, tmp_path)
+        both = f"{first.url},{second.url}"
+        with support.processes_stopped(first, second):
+            worker = support.start_worker(first, key, tmp_path, concurrency=1, api_url=both)
+            client = Triggerfish(api_url=both, secret_key=key)
+            with support.processes_stopped(worker):
+                try:
+                    marks = tmp_path / "marks"
+                    handle = client.tasks.trigger("blocks", {"marks": str(marks)})
+                    support.wait_for(
+                        lambda: (marks / "started-1").exists(), what="the attempt to start"
+                    )
+                    readers = [
+                        _Subscriber(both, key, handle.id, use_async=use_async)
+                        for use_async in (False, True)
+                    ]
+                    support.wait_for(lambda: all(r.got for r in readers), what="both snapshots")
+                    client.runs.update_metadata(handle.id, {"step": "before"})
+                    support.wait_for(
+                        lambda: all(_has_step(r.got, "before") for r in readers),
+                        what="both subscriptions to be live on the first server",
+                    )
+                    first.stop(signal.SIGKILL)
+                    client.runs.update_metadata(handle.id, {"step": "after"})
+                    (marks / "go").touch()
+                    for reader in readers:
+                        got = reader.finished(60)
+                        assert got[0].kind == "snapshot" and got[-1].status == "COMPLETED", got
+                        assert _has_step(got, "after")
+                        ids = [event.id for event in got[1:]]
+                        assert ids == _feed_after(db_url, handle.id, got[0].id)
+                        assert reader.client._transport.servers.current == second.url
+                finally:
+                    client.close()
+
+
+def _has_step(got: list[RealtimeEvent], step: str) -> bool:
+    return any(e.kind == "metadata" and e.data["metadata"].get("step") == step for e in list(got))

@@ -3,36 +3,18 @@ one heartbeat timeout of grace from the reconnection, and the outage is logged o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.support.in_process import bare_worker, run_record, trigger_run
+from tests.support import wait_for_async
+from tests.support.in_process import bare_worker, outage, run_record, trigger_run
 from triggerfish.engine import Engine
 from triggerfish.engine.attempts import Failure
 from triggerfish.engine.resources import ManualClock
 from triggerfish.errors import StaleTransition, StoreUnavailable
-
-
-@contextlib.contextmanager
-def outage(engine: Engine) -> Iterator[None]:
-    """The store refuses every connection, as a stopped PostgreSQL does."""
-    db = engine.res.db
-
-    def refused(*_args: Any, **_kwargs: Any) -> Any:
-        raise StoreUnavailable("the database connection failed (ConnectionRefusedError)")
-
-    saved = {name: getattr(db, name) for name in ("read", "write", "ping")}
-    for name in saved:
-        setattr(db, name, refused)
-    try:
-        yield
-    finally:
-        for name in saved:
-            delattr(db, name)  # the class's own methods again
 
 
 async def _executing(engine: Engine) -> tuple[str, str, str, str]:
@@ -109,3 +91,73 @@ async def test_a_reclaim_never_takes_a_lease_renewed_since_it_looked(
     with pytest.raises(StaleTransition):
         await engine.attempts.fail(run_id, attempt_id, failure, lease_before=looked_at)
     assert (await run_record(engine, env_id, run_id)).status == "EXECUTING"
+
+
+async def test_alert_evaluation_failing_through_an_outage_logs_a_line_a_minute(
+    engine: Engine, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="triggerfish.alerts")
+    with outage(engine):
+        for _ in range(300):  # 150 s of passes, two a second
+            assert not await engine.alerts.tick()
+            clock.advance(0.5)
+    assert await engine.alerts.tick()
+    records = [r for r in caplog.records if r.name == "triggerfish.alerts"]
+    assert [r.getMessage().split(" (")[0] for r in records] == [
+        "alert evaluation failed",
+        "alert evaluation still failing: 120 more failure(s) in the last 60 s",
+        "alert evaluation still failing: 120 more failure(s) in the last 60 s",
+        "alert evaluation works again after 150 s and 300 failure(s)",
+    ], [r.getMessage() for r in records]
+    assert "StoreUnavailable" in records[1].getMessage()
+    assert all(r.exc_info is None for r in records)  # an unreachable store: no traceback
+
+
+async def test_a_sweep_failing_otherwise_logs_its_traceback_once(
+    engine: Engine,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def broken() -> int:
+        raise RuntimeError("a bug")
+
+    caplog.set_level(logging.INFO, logger="triggerfish.engine.maintenance")
+    monkeypatch.setattr(engine.maintenance, "promote_delayed", broken)
+    for _ in range(10):
+        assert await engine.maintenance.tick() is None
+        clock.advance(0.5)
+    monkeypatch.undo()
+    assert await engine.maintenance.tick() is not None
+    records = [r for r in caplog.records if r.name == "triggerfish.engine.maintenance"]
+    assert [r.getMessage() for r in records] == [
+        "maintenance sweep failed (RuntimeError: a bug); trying again",
+        "maintenance sweep works again after 5 s and 10 failure(s)",
+    ]
+    assert records[0].exc_info is not None and records[1].exc_info is None
+
+
+async def test_span_export_failing_through_an_outage_logs_once(
+    engine: Engine, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passes = 0
+
+    async def unreachable(emit: object) -> int:
+        nonlocal passes
+        passes += 1
+        raise StoreUnavailable("the database connection failed (ConnectionRefusedError)")
+
+    caplog.set_level(logging.INFO, logger="triggerfish.traces")
+    monkeypatch.setattr(engine.traces, "export_finished", unreachable)
+    exporting = asyncio.create_task(engine.traces.export_forever(lambda spans: True))
+    try:
+        await wait_for_async(lambda: passes >= 10, 30, what="ten failed passes")
+    finally:
+        exporting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await exporting
+    records = [r.getMessage() for r in caplog.records if r.name == "triggerfish.traces"]
+    assert records == [
+        "exporting finished runs' spans failed (StoreUnavailable: the database connection "
+        "failed (ConnectionRefusedError)); trying again"
+    ]

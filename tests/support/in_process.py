@@ -8,6 +8,8 @@ engine, and reports the outcome the way the worker API would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, assert_never
 
@@ -28,9 +30,27 @@ from triggerfish.engine.attempts import Failure
 from triggerfish.engine.dequeue import WorkerIdentity
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.journal import JournalEntry
-from triggerfish.errors import StaleTransition, TriggerfishError
+from triggerfish.errors import StaleTransition, StoreUnavailable, TriggerfishError
 from triggerfish.sdk._registry import TaskRegistry
 from triggerfish.sdk._runtime import run_attempt
+
+
+@contextlib.contextmanager
+def outage(engine: Engine) -> Iterator[None]:
+    """The store refuses every connection, as a stopped PostgreSQL does."""
+    db = engine.res.db
+
+    def refused(*_args: Any, **_kwargs: Any) -> Any:
+        raise StoreUnavailable("the database connection failed (ConnectionRefusedError)")
+
+    saved = {name: getattr(db, name) for name in ("read", "write", "ping")}
+    for name in saved:
+        setattr(db, name, refused)
+    try:
+        yield
+    finally:
+        for name in saved:
+            delattr(db, name)  # the class's own methods again
 
 
 class SimulatedCrash(BaseException):

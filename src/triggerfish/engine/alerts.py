@@ -35,6 +35,7 @@ from typing import Any
 from triggerfish._domain.records import AlertDeliveryRecord, AlertRuleRecord, DueAlert
 from triggerfish._domain.times import iso_from_epoch, to_datetime
 from triggerfish._ids import new_id
+from triggerfish.engine.failure_log import FailureLog
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import UserError
 from triggerfish.store import alerts as alert_store
@@ -72,6 +73,7 @@ class Alerts:
         self.history = history
         self._watermark: int | None = None
         self.send: Sender | None = None
+        self._failures = FailureLog(log, "alert evaluation")
 
     # -- rules ---------------------------------------------------------------------
 
@@ -273,15 +275,22 @@ class Alerts:
             headers["X-Triggerfish-Signature"] = f"t={stamp},v1={mac}"
         return body, headers
 
+    async def tick(self) -> bool:
+        """One pass of the loop: evaluate the rules, send what is due; whether it
+        worked. Failures are logged sparingly (``engine/failure_log.py``): during a
+        database outage every pass fails."""
+        try:
+            await self.evaluate()
+            await self.deliver_due()
+        except Exception as exc:
+            self._failures.failed(self.res.clock.now(), exc)
+            return False
+        self._failures.succeeded(self.res.clock.now())
+        return True
+
     async def run_forever(self) -> None:
         while True:
-            try:
-                await self.evaluate()
-                await self.deliver_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("alert evaluation failed; trying again")
+            await self.tick()
             await asyncio.sleep(self.res.settings.maintenance_interval)
 
 

@@ -15,6 +15,7 @@ from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish.engine.attempts import Attempts, Failure
 from triggerfish.engine.enqueue import fair_tag
+from triggerfish.engine.failure_log import FailureLog
 from triggerfish.engine.resources import EngineResources
 from triggerfish.engine.schedules import Schedules
 from triggerfish.engine.waitpoints import Waitpoints
@@ -49,6 +50,8 @@ class Maintenance:
         # the purges run every ``purge_interval``, not every sweep: on a busy
         # store they are a scan and a transaction each that find nothing most times
         self._next_purge = float("-inf")
+        #: failures other than an unreachable store, logged sparingly
+        self._failures = FailureLog(log, "maintenance sweep")
 
     async def sweep(self) -> dict[str, int]:
         """One pass of every sweep; returns how many runs each one moved."""
@@ -243,11 +246,14 @@ class Maintenance:
         """One sweep as the loop runs it: a store outage is noted (one log line
         per outage, engine/health.py), any other failure logged; None if it failed."""
         try:
-            return await self.sweep()
+            done = await self.sweep()
         except StoreUnavailable as exc:
             self.res.health.went_down(self.res.clock.now(), str(exc))
-        except Exception:
-            log.exception("maintenance sweep failed; trying again")
+        except Exception as exc:
+            self._failures.failed(self.res.clock.now(), exc)
+        else:
+            self._failures.succeeded(self.res.clock.now())
+            return done
         return None
 
     async def run_forever(self) -> None:

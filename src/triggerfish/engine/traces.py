@@ -40,6 +40,7 @@ from triggerfish._domain.traces import (
     run_span_id,
     trace_of,
 )
+from triggerfish.engine.failure_log import FailureLog
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import RunNotFound, StaleTransition
 from triggerfish.store import cursors as store_cursors
@@ -207,14 +208,17 @@ class Traces:
         return spans
 
     async def export_forever(self, send: Callable[[Sequence[Span]], bool]) -> None:
+        # during a database outage every pass fails: logged sparingly
+        failures = FailureLog(log, "exporting finished runs' spans")
         while True:
             try:
-                if await self.export_finished(send) >= EXPORT_BATCH:
+                exported = await self.export_finished(send)
+            except Exception as exc:
+                failures.failed(self.res.clock.now(), exc)
+            else:
+                failures.succeeded(self.res.clock.now())
+                if exported >= EXPORT_BATCH:
                     continue
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("exporting finished runs' spans failed; trying again")
             await asyncio.sleep(self.res.settings.maintenance_interval)
 
     async def record_from_attempt(self, env_id: str, attempt_id: str, spans: Sequence[Span]) -> int:

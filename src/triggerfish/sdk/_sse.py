@@ -1,9 +1,13 @@
 """Server-sent events for subscriptions: the parser, and the reconnecting loops.
 
 A subscription (``_calls.Subscription``) is read as an ``text/event-stream``.
-When the connection drops before the server's ``end`` event, the client
-connects again with ``Last-Event-ID`` (the last ``id:`` it saw) and the server
-goes on from there: the caller's iterator sees every event once.
+When the connection drops before the server's ``end`` event, or a server
+cannot be reached, the client connects again with ``Last-Event-ID`` (the last
+``id:`` it saw) and the server goes on from there: the caller's iterator sees
+every event once. With several servers (``_servers.py``) it connects to the
+next one: change ids are the shared feed's, so any server of the database
+resumes the stream. A stream silent for ``STREAM_SILENCE`` seconds (the
+server sends a comment every 15 s) counts as dropped: its server hangs.
 """
 
 from __future__ import annotations
@@ -11,16 +15,21 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import httpx
 
+    from triggerfish._servers import Servers
+
 #: seconds between reconnections after a dropped stream, first and longest
 RECONNECT_FIRST = 0.1
 RECONNECT_MAX = 5.0
+#: seconds a stream may go without a line before its server counts as hung:
+#: twice the server's keep-alive interval (``KEEPALIVE`` in ``api/realtime.py``)
+STREAM_SILENCE = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,21 +100,72 @@ def _caller(client: httpx.Client | httpx.AsyncClient) -> tuple[str, str]:
     return str(client.base_url), key
 
 
-def read(client: httpx.Client, path: str, params: dict[str, Any]) -> Iterator[Event]:
-    """Every event of the stream at ``path`` until its ``end``, reconnecting as needed."""
+class Reconnects:
+    """Where and when a stream connects again after it dropped or could not be made.
+
+    The server that failed it is left for the next one of the list, at once,
+    while some server has not failed since the stream last connected; once all
+    have, each try waits (``RECONNECT_FIRST``, doubling up to ``RECONNECT_MAX``).
+    With one server every try waits, as a lone server's stream always did.
+    """
+
+    def __init__(self, servers: Servers) -> None:
+        self._servers = servers
+        self._failed = 0  # tries failed since the stream last connected
+        self._delay = RECONNECT_FIRST
+
+    @property
+    def index(self) -> int:
+        """The server to connect to now."""
+        return self._servers.index
+
+    def connected(self, index: int) -> None:
+        self._servers.answered(index)
+        self._failed = 0
+        self._delay = RECONNECT_FIRST
+
+    def dropped(self, index: int) -> float:
+        """Server ``index`` dropped the stream (or refused it): seconds to wait
+        before the next try, which goes to the next server."""
+        self._servers.failed(index)
+        self._failed += 1
+        if self._failed < len(self._servers.urls):
+            return 0.0
+        wait, self._delay = self._delay, min(self._delay * 2, RECONNECT_MAX)
+        return wait
+
+
+def stream_timeout(connect: float) -> httpx.Timeout:
+    """A stream's timeouts: ``connect`` to connect, ``STREAM_SILENCE`` between two lines."""
+    import httpx
+
+    return httpx.Timeout(STREAM_SILENCE, connect=connect)
+
+
+def read(
+    clients: Callable[[int], httpx.Client],
+    servers: Servers,
+    path: str,
+    params: dict[str, Any],
+    timeout: httpx.Timeout,
+) -> Iterator[Event]:
+    """Every event of the stream at ``path`` until its ``end``, reconnecting as
+    needed, to the next server of ``servers`` (``clients(index)`` reaches one)."""
     from triggerfish.sdk._transport import _raise_for
 
     last_id: str | None = None
-    delay = RECONNECT_FIRST
+    reconnects = Reconnects(servers)
     while True:
+        index = reconnects.index
+        client = clients(index)
         try:
             with client.stream(
-                "GET", path, params=params or None, headers=_headers(last_id), timeout=None
+                "GET", path, params=params or None, headers=_headers(last_id), timeout=timeout
             ) as response:
                 if not response.is_success:
                     response.read()
                     _raise_for(response, *_caller(client))
-                delay = RECONNECT_FIRST
+                reconnects.connected(index)
                 for event in _events(response.iter_lines()):
                     if event.event == "end":
                         return
@@ -115,27 +175,32 @@ def read(client: httpx.Client, path: str, params: dict[str, Any]) -> Iterator[Ev
         except Exception as exc:
             if not _retryable(exc):
                 raise
-        time.sleep(delay)
-        delay = min(delay * 2, RECONNECT_MAX)
+        time.sleep(reconnects.dropped(index))
 
 
 async def read_async(
-    client: httpx.AsyncClient, path: str, params: dict[str, Any]
+    clients: Callable[[int], httpx.AsyncClient],
+    servers: Servers,
+    path: str,
+    params: dict[str, Any],
+    timeout: httpx.Timeout,
 ) -> AsyncIterator[Event]:
     """``read`` for async apps."""
     from triggerfish.sdk._transport import _raise_for
 
     last_id: str | None = None
-    delay = RECONNECT_FIRST
+    reconnects = Reconnects(servers)
     while True:
+        index = reconnects.index
+        client = clients(index)
         try:
             async with client.stream(
-                "GET", path, params=params or None, headers=_headers(last_id), timeout=None
+                "GET", path, params=params or None, headers=_headers(last_id), timeout=timeout
             ) as response:
                 if not response.is_success:
                     await response.aread()
                     _raise_for(response, *_caller(client))
-                delay = RECONNECT_FIRST
+                reconnects.connected(index)
                 parser = Parser()
                 async for line in response.aiter_lines():
                     event = parser.line(line)
@@ -149,5 +214,4 @@ async def read_async(
         except Exception as exc:
             if not _retryable(exc):
                 raise
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RECONNECT_MAX)
+        await asyncio.sleep(reconnects.dropped(index))

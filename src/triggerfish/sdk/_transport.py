@@ -276,7 +276,9 @@ class _Transport:
     def subscribe(self, sub: Subscription[T]) -> Iterator[T]:
         from triggerfish.sdk import _sse
 
-        for event in _sse.read(self._sync_client(), sub.path, sub.params):
+        timeout = _sse.stream_timeout(self._connect_timeout)
+        events = _sse.read(self._sync_client, self.servers, sub.path, sub.params, timeout)
+        for event in events:
             item = sub.parse(event.event, event.data)
             if item is not None:
                 yield item
@@ -284,7 +286,9 @@ class _Transport:
     async def subscribe_async(self, sub: Subscription[T]) -> AsyncIterator[T]:
         from triggerfish.sdk import _sse
 
-        async for event in _sse.read_async(self._async_client(), sub.path, sub.params):
+        timeout = _sse.stream_timeout(self._connect_timeout)
+        events = _sse.read_async(self._async_client, self.servers, sub.path, sub.params, timeout)
+        async for event in events:
             item = sub.parse(event.event, event.data)
             if item is not None:
                 yield item

@@ -146,6 +146,10 @@ class WorkerApi:
         self._secret_key = secret_key
         self._use_socket = socket
         self._max_frame: int | None = None
+        #: the longest wait between two tries of a call retried through an outage;
+        #: the worker keeps it to a fraction of its heartbeat interval, so a report
+        #: lands soon after the server answers again, well within the lease grace
+        self.max_retry_delay = 5.0
         # one socket and one HTTP pool per server, made when first used
         self._sockets: dict[int, Channel] = {}
         self._https: dict[int, httpx.AsyncClient] = {}
@@ -273,7 +277,7 @@ class WorkerApi:
     ) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + give_up_after
-        delay = 0.2
+        delay = min(0.2, self.max_retry_delay)
         while True:
             try:
                 return await send()
@@ -284,7 +288,7 @@ class WorkerApi:
                     raise
                 log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, self.max_retry_delay)
 
     async def register(self, body: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = await self.post_reliably(

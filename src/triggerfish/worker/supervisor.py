@@ -128,6 +128,10 @@ class Worker:
             claimed=self._take,
         )
         self._executing: set[str] = set()  # attempts holding a task process
+        #: finished attempts whose report the server has not answered yet: their
+        #: leases are renewed until it has (a report retried through an outage
+        #: must not find its attempt reclaimed)
+        self._reporting: set[str] = set()
         self._long_polling = False  # a dequeue call is out: reports claim nothing
 
     # -- life cycle -----------------------------------------------------------------
@@ -166,6 +170,8 @@ class Worker:
         self.api.limit_frames(registered.get("socket_max_bytes"))
         self._reports.linger = float(registered.get("report_linger") or 0.0)
         self._heartbeat_interval = max(0.2, min(5.0, registered["heartbeat_timeout"] / 3))
+        # a retried report or durable call tries again at least twice a heartbeat
+        self.api.max_retry_delay = self._heartbeat_interval / 2
         self.pool = ExecutorPool(
             self.config,
             self.options.concurrency,
@@ -353,6 +359,8 @@ class Worker:
                 try:
                     outcome = await self._run_in_slot(run)
                 finally:
+                    if outcome is not None:
+                        self._reporting.add(attempt_id)
                     self._executing.discard(attempt_id)
                     took = time.monotonic() - began
                     self._ran_for(took)
@@ -376,6 +384,7 @@ class Worker:
             )
         finally:
             self._waiting.discard(attempt_id)
+            self._reporting.discard(attempt_id)
             self._running.pop(attempt_id, None)
             self._abandoned.discard(attempt_id)
             self._suspended.discard(attempt_id)
@@ -436,9 +445,7 @@ class Worker:
         while True:
             await asyncio.sleep(self._heartbeat_interval)
             try:
-                # not the attempts being reported: the server may have recorded their
-                # end already, and would answer that they must stop
-                held = list(self._executing | self._waiting)
+                held = list(self._executing | self._waiting | self._reporting)
                 stop = await self.api.heartbeat(self.worker_id, held)
             except (*TRANSPORT_ERRORS, ApiError, StaleReport) as exc:
                 log.warning("heartbeat failed: %s", exc)
@@ -446,6 +453,10 @@ class Worker:
             for attempt_id in stop:
                 if attempt_id in self._suspended:
                     continue  # parked on purpose; the task process is just unwinding
+                if attempt_id in self._reporting:
+                    # its report's answer says whether it still counted; a stop here
+                    # mostly means the server recorded the report already
+                    continue
                 if attempt_id in self._running and attempt_id not in self._abandoned:
                     log.info("stopping attempt %s at the server's request", attempt_id)
                     self._abandoned.add(attempt_id)
