@@ -108,6 +108,7 @@ STORE_INSERTS: list[tuple[Callable[..., Any], type[Any]]] = [
     (run_store.insert_run, records.NewRun),
     (batch_store.insert_batch, records.NewBatch),
     (wp_store.insert, records.NewWaitpoint),
+    (journal_store.upsert, records.JournalRecord),
     (event_store.insert_event, records.EventRecord),
     (user_store.create_user, records.UserRecord),
     (alert_store.insert_rule, records.AlertRuleRecord),
@@ -228,10 +229,35 @@ async def test_a_new_waitpoints_unset_json_columns_are_sql_null(engine: Engine) 
     )
     async with engine.res.db.read() as conn:
         rows = {
-            wp_id: tuple(await conn.execute(select(*unset).where(tables.waitpoints.c.id == wp_id)))
+            wp_id: tuple(
+                (await conn.execute(select(*unset).where(tables.waitpoints.c.id == wp_id))).one()
+            )
             for wp_id in (token.id, with_schema.id)
         }
-    assert rows == {token.id: ((True, True, True),), with_schema.id: ((True, True, False),)}
+    assert rows == {token.id: (True, True, True), with_schema.id: (True, True, False)}
+
+
+async def test_a_plain_steps_journal_entry_leaves_display_and_tries_sql_null(
+    engine: Engine,
+) -> None:
+    env_id, worker = await setup(engine, manifest("t"))
+    created = await engine.enqueue.trigger(env_id, TriggerRequest("t", {}))
+    [claimed] = await engine.dequeue.claim(worker, 1, start=1)
+    assert claimed.current_attempt_id is not None
+    plain = JournalEntry(seq=0, kind="step", name="a", status=JournalStatus.OK, result=1)
+    shown = dataclasses.replace(
+        plain, seq=1, display={"icon": "mail"}, tries=[{"number": 1}], failures=1
+    )
+    for entry in (plain, shown):
+        await engine.journal.record(created.id, claimed.current_attempt_id, entry, env_id)
+    journal = tables.run_journal.c
+    unset = select(journal.seq, journal.display.is_(None), journal.tries.is_(None))
+    async with engine.res.db.read() as conn:
+        rows = (await conn.execute(unset.where(journal.run_id == created.id))).all()
+        stored = await journal_store.entry(conn, created.id, 1)
+    assert sorted(tuple(r) for r in rows) == [(0, True, True), (1, False, False)]
+    assert stored is not None and stored.display == {"icon": "mail"}
+    assert stored.tries == [{"number": 1}] and stored.failures == 1 and stored.result == 1
 
 
 async def test_partial_reads_return_typed_records(engine: Engine) -> None:
