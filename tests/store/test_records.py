@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from triggerfish.store import alerts as alert_store
 from triggerfish.store import batches as batch_store
 from triggerfish.store import events as event_store
 from triggerfish.store import journal as journal_store
+from triggerfish.store import logs as log_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import schedules as schedule_store
 from triggerfish.store import tables
@@ -95,6 +96,7 @@ NEW_VALUES: list[tuple[type[Any], Table]] = [
     (records.NewRun, tables.runs),
     (records.NewBatch, tables.batches),
     (records.NewWaitpoint, tables.waitpoints),
+    (records.NewLogLine, tables.run_logs),
 ]
 
 
@@ -104,11 +106,12 @@ def test_a_new_values_fields_are_columns_of_its_table(new: type[Any], table: Any
 
 
 #: each store insert the engine makes, and the record or new value it takes
-STORE_INSERTS: list[tuple[Callable[..., Any], type[Any]]] = [
+STORE_INSERTS: list[tuple[Callable[..., Any], Any]] = [
     (run_store.insert_run, records.NewRun),
     (batch_store.insert_batch, records.NewBatch),
     (wp_store.insert, records.NewWaitpoint),
     (journal_store.upsert, records.JournalRecord),
+    (log_store.append, Sequence[records.NewLogLine]),
     (event_store.insert_event, records.EventRecord),
     (user_store.create_user, records.UserRecord),
     (alert_store.insert_rule, records.AlertRuleRecord),
@@ -120,11 +123,15 @@ STORE_INSERTS: list[tuple[Callable[..., Any], type[Any]]] = [
 ]
 
 
+def _store_function(f: Callable[..., Any]) -> str:
+    return f"{f.__module__.rpartition('.')[2]}.{f.__name__}"
+
+
 @pytest.mark.parametrize(
-    ("insert", "value"), STORE_INSERTS, ids=[v.__name__ for _, v in STORE_INSERTS]
+    ("insert", "value"), STORE_INSERTS, ids=[_store_function(f) for f, _ in STORE_INSERTS]
 )
 def test_a_store_insert_takes_a_typed_value_not_a_dict(
-    insert: Callable[..., Any], value: type[Any]
+    insert: Callable[..., Any], value: Any
 ) -> None:
     """The engine hands the store a record or a new value, never a dict of columns."""
     _conn, *taken = inspect.signature(insert, eval_str=True).parameters.values()

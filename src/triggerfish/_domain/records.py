@@ -7,11 +7,12 @@ stored strings (``RunStatus`` and its siblings are ``StrEnum``s, so
 ``record.status == RunStatus.QUEUED`` holds); JSON columns are whatever the
 JSON decoded to.
 
-:class:`NewRun`, :class:`NewBatch` and :class:`NewWaitpoint` go the other
-way: the columns of a row being created, as the engine hands them to the
-store, which fills in the rest. Where the engine sets every column of a row
-(an event, a user, a worker, a schedule, an alert delivery, a webhook endpoint
-or delivery), it hands the store that row's record.
+:class:`NewRun`, :class:`NewBatch`, :class:`NewWaitpoint` and
+:class:`NewLogLine` go the other way: the columns of a row being created, as
+the engine hands them to the store, which fills in the rest. Where the engine
+sets every column of a row (an event, a user, a worker, a schedule, a journal
+entry, an alert delivery, a webhook endpoint or delivery), it hands the store
+that row's record.
 """
 
 from __future__ import annotations
@@ -336,6 +337,19 @@ class LogRecord:
     stream: str
     message: str
     fields: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewLogLine:
+    """A log line being stored; the store numbers it (``LogRecord.id``)."""
+
+    run_id: str
+    attempt_number: int
+    ts: float
+    level: str
+    stream: str
+    message: str
+    fields: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
