@@ -13,7 +13,14 @@ import pytest
 import triggerfish
 from triggerfish import envvars, events, kv, schedules
 from triggerfish._domain.retry import RetryPolicy
-from triggerfish.sdk._calls import Call, Namespace, Subscription, declared_face
+from triggerfish.sdk._calls import (
+    Call,
+    DefaultNamespace,
+    Namespace,
+    Subscription,
+    declared_face,
+    default_faces,
+)
 from triggerfish.sdk._client import Triggerfish
 from triggerfish.sdk._durable import DurableRun, activate, deactivate
 from triggerfish.sdk._registry import TaskRegistry, collecting_into
@@ -108,6 +115,16 @@ def test_a_declared_module_level_face_must_match_its_definition() -> None:
     assert [c.params for c in recorder.calls] == [{}, {"excludeUtc": "true"}]
 
 
+def test_a_module_level_namespace_refuses_an_undeclared_face() -> None:
+    def _get(key: str) -> Call[int]:
+        return Call("GET", f"/x/{key}", int)
+
+    with pytest.raises(TypeError, match=r"Undeclared.get: declare it with @declared_face"):
+
+        class Undeclared(DefaultNamespace):
+            get = staticmethod(default_faces(_get)[0])
+
+
 def test_module_level_kv_and_events_calls_send_with_the_client_given() -> None:
     recorder = Recorder({"found": True, "value": 3, "deleted": True, "id": "e1"})
     client = Triggerfish(secret_key="tr_dev_x", socket=False)
@@ -135,6 +152,53 @@ def test_module_level_kv_and_events_calls_send_with_the_client_given() -> None:
         kv.get("k", clinet=client)  # type: ignore[call-arg]
     for face in (kv.get, kv.set_async, kv.delete, events.send, events.send_async):
         assert list(inspect.signature(face).parameters)[-1] == "client", face.__name__
+
+
+def test_module_level_envvars_calls_send_with_the_client_given() -> None:
+    recorder = Recorder(
+        {"name": "A", "value": "1", "isSecret": False, "written": ["A"], "kept": []}
+    )
+    client = Triggerfish(secret_key="tr_dev_x", socket=False)
+    client._transport = recorder  # type: ignore[assignment]
+    assert envvars.retrieve("A", client=client).value == "1"
+    assert asyncio.run(envvars.retrieve_async("A", client=client)).name == "A"
+    assert envvars.set("A", "1", secret=True, client=client) is None
+    assert asyncio.run(envvars.set_async("A", "1", client=client)) is None
+    assert envvars.delete("A", client=client) is None
+    assert asyncio.run(envvars.delete_async("A", client=client)) is None
+    assert envvars.upload({"A": "1"}, override=True, client=client).written == ["A"]
+    assert asyncio.run(envvars.upload_async({"A": "1"}, client=client)).kept == []
+    recorder.answer = {"data": [{"name": "A", "value": "1", "isSecret": False}]}
+    assert [v.name for v in envvars.list(client=client)] == ["A"]
+    assert [v.name for v in asyncio.run(envvars.list_async(client=client))] == ["A"]
+    sent = [(c.method, c.path, c.json) for c in recorder.calls]
+    assert sent == [
+        ("GET", "/api/v1/envvars/A", None),
+        ("GET", "/api/v1/envvars/A", None),
+        ("PUT", "/api/v1/envvars/A", {"value": "1", "isSecret": True}),
+        ("PUT", "/api/v1/envvars/A", {"value": "1", "isSecret": False}),
+        ("DELETE", "/api/v1/envvars/A", None),
+        ("DELETE", "/api/v1/envvars/A", None),
+        (
+            "POST",
+            "/api/v1/envvars/import",
+            {"variables": {"A": "1"}, "override": True, "isSecret": False},
+        ),
+        (
+            "POST",
+            "/api/v1/envvars/import",
+            {"variables": {"A": "1"}, "override": False, "isSecret": False},
+        ),
+        ("GET", "/api/v1/envvars", None),
+        ("GET", "/api/v1/envvars", None),
+    ]
+    with pytest.raises(TypeError):
+        envvars.set("A", "1", clinet=client)  # type: ignore[call-arg]
+    faces = [getattr(envvars, n) for n in dir(envvars) if not n.startswith("_")]
+    assert len(faces) == 10
+    for face in faces:
+        assert list(inspect.signature(face).parameters)[-1] == "client", face.__name__
+        assert face.__qualname__ == f"EnvironmentVariables.{face.__name__}"
 
 
 def test_both_faces_send_the_same_call() -> None:

@@ -53,19 +53,22 @@ async def _store_one_of_each(engine: Engine) -> Stored:
 
 async def _raise_alert(engine: Engine, env_id: str, rule_id: str) -> None:
     now = engine.res.clock.now()
-    values = {
-        "id": "alertdelivery_1",
-        "environment_id": env_id,
-        "rule_id": rule_id,
-        "dedup_key": f"{rule_id}:0",
-        "status": "PENDING",
-        "count": 1,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": to_datetime(now),
-    }
+    delivery = records.AlertDeliveryRecord(
+        id="alertdelivery_1",
+        environment_id=env_id,
+        rule_id=rule_id,
+        dedup_key=f"{rule_id}:0",
+        status="PENDING",
+        payload={"kind": "RUN_FAILED"},
+        count=1,
+        attempts=0,
+        next_attempt_at=now,
+        last_error=None,
+        created_at=to_datetime(now),
+        sent_at=None,
+    )
     async with engine.res.db.write() as conn:
-        await alert_store.raise_alert(conn, values, {"kind": "RUN_FAILED"})
+        await alert_store.raise_alert(conn, delivery)
 
 
 async def _reads(conn: AsyncConnection, s: Stored, now: float) -> dict[str, tuple[Any, type]]:

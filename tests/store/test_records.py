@@ -9,11 +9,13 @@ tests then read the records the store returns on both databases.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Table
+from sqlalchemy import Table, select
 
 from tests.engine.test_runs_engine import manifest, setup
 from triggerfish._domain import records
@@ -24,11 +26,17 @@ from triggerfish.engine.journal import JournalEntry
 from triggerfish.engine.replay import request_from_run
 from triggerfish.engine.schedules import ScheduleInput
 from triggerfish.engine.waitpoints import TokenRequest
+from triggerfish.store import alerts as alert_store
+from triggerfish.store import batches as batch_store
+from triggerfish.store import events as event_store
 from triggerfish.store import journal as journal_store
+from triggerfish.store import logs as log_store
 from triggerfish.store import runs as run_store
 from triggerfish.store import schedules as schedule_store
 from triggerfish.store import tables
+from triggerfish.store import users as user_store
 from triggerfish.store import waitpoints as wp_store
+from triggerfish.store import webhooks as webhook_store
 from triggerfish.store import workers as worker_store
 from triggerfish.store.runs.insert import NEW_RUN_COLUMNS
 
@@ -83,6 +91,53 @@ def test_a_partial_records_fields_are_columns_of_its_table(record: type[Any], ta
     assert {f.name for f in dataclasses.fields(record)} <= columns
 
 
+#: the columns of a row being created, and its table
+NEW_VALUES: list[tuple[type[Any], Table]] = [
+    (records.NewRun, tables.runs),
+    (records.NewBatch, tables.batches),
+    (records.NewWaitpoint, tables.waitpoints),
+    (records.NewLogLine, tables.run_logs),
+]
+
+
+@pytest.mark.parametrize(("new", "table"), NEW_VALUES, ids=[r.__name__ for r, _ in NEW_VALUES])
+def test_a_new_values_fields_are_columns_of_its_table(new: type[Any], table: Any) -> None:
+    assert {f.name for f in dataclasses.fields(new)} <= {c.name for c in table.c}
+
+
+#: each store insert the engine makes, and the record or new value it takes
+STORE_INSERTS: list[tuple[Callable[..., Any], Any]] = [
+    (run_store.insert_run, records.NewRun),
+    (batch_store.insert_batch, records.NewBatch),
+    (wp_store.insert, records.NewWaitpoint),
+    (journal_store.upsert, records.JournalRecord),
+    (log_store.append, Sequence[records.NewLogLine]),
+    (event_store.insert_event, records.EventRecord),
+    (user_store.create_user, records.UserRecord),
+    (alert_store.insert_rule, records.AlertRuleRecord),
+    (alert_store.raise_alert, records.AlertDeliveryRecord),
+    (worker_store.insert_worker, records.WorkerRecord),
+    (schedule_store.insert_schedule, records.ScheduleRecord),
+    (webhook_store.insert_endpoint, records.WebhookEndpointRecord),
+    (webhook_store.insert_delivery, records.WebhookDeliveryRecord),
+]
+
+
+def _store_function(f: Callable[..., Any]) -> str:
+    return f"{f.__module__.rpartition('.')[2]}.{f.__name__}"
+
+
+@pytest.mark.parametrize(
+    ("insert", "value"), STORE_INSERTS, ids=[_store_function(f) for f, _ in STORE_INSERTS]
+)
+def test_a_store_insert_takes_a_typed_value_not_a_dict(
+    insert: Callable[..., Any], value: Any
+) -> None:
+    """The engine hands the store a record or a new value, never a dict of columns."""
+    _conn, *taken = inspect.signature(insert, eval_str=True).parameters.values()
+    assert [p.annotation for p in taken] == [value]
+
+
 #: records of a join: columns of several tables
 JOINED_RECORDS: list[type[Any]] = [
     records.CallerEnvironment,
@@ -92,7 +147,8 @@ JOINED_RECORDS: list[type[Any]] = [
 
 
 @pytest.mark.parametrize(
-    "record", [r for r, _ in RECORD_OF_TABLE + PARTIAL_RECORDS] + JOINED_RECORDS + [records.NewRun]
+    "record",
+    [r for r, _ in RECORD_OF_TABLE + PARTIAL_RECORDS + NEW_VALUES] + JOINED_RECORDS,
 )
 def test_records_are_frozen_and_slotted(record: type[Any]) -> None:
     assert record.__dataclass_params__.frozen
@@ -163,6 +219,52 @@ async def test_the_store_returns_waitpoint_and_schedule_records(engine: Engine) 
     assert stored_token.output_is_error is False
     assert isinstance(schedule, records.ScheduleRecord)
     assert schedule.active is True and schedule.cron == "0 * * * *"
+
+
+async def test_a_new_waitpoints_unset_json_columns_are_sql_null(engine: Engine) -> None:
+    """Not JSON null: "no schema" (and no output, no event filter) is a NULL the
+    store tests with ``IS NULL``."""
+    env_id, _ = await setup(engine, manifest("t"))
+    token, _ = await engine.waitpoints.create_token(env_id, TokenRequest())
+    with_schema, _ = await engine.waitpoints.create_token(
+        env_id, TokenRequest(schema={"type": "object"})
+    )
+    unset = (
+        tables.waitpoints.c.output.is_(None),
+        tables.waitpoints.c.event_filter.is_(None),
+        tables.waitpoints.c.schema.is_(None),
+    )
+    async with engine.res.db.read() as conn:
+        rows = {
+            wp_id: tuple(
+                (await conn.execute(select(*unset).where(tables.waitpoints.c.id == wp_id))).one()
+            )
+            for wp_id in (token.id, with_schema.id)
+        }
+    assert rows == {token.id: (True, True, True), with_schema.id: (True, True, False)}
+
+
+async def test_a_plain_steps_journal_entry_leaves_display_and_tries_sql_null(
+    engine: Engine,
+) -> None:
+    env_id, worker = await setup(engine, manifest("t"))
+    created = await engine.enqueue.trigger(env_id, TriggerRequest("t", {}))
+    [claimed] = await engine.dequeue.claim(worker, 1, start=1)
+    assert claimed.current_attempt_id is not None
+    plain = JournalEntry(seq=0, kind="step", name="a", status=JournalStatus.OK, result=1)
+    shown = dataclasses.replace(
+        plain, seq=1, display={"icon": "mail"}, tries=[{"number": 1}], failures=1
+    )
+    for entry in (plain, shown):
+        await engine.journal.record(created.id, claimed.current_attempt_id, entry, env_id)
+    journal = tables.run_journal.c
+    unset = select(journal.seq, journal.display.is_(None), journal.tries.is_(None))
+    async with engine.res.db.read() as conn:
+        rows = (await conn.execute(unset.where(journal.run_id == created.id))).all()
+        stored = await journal_store.entry(conn, created.id, 1)
+    assert sorted(tuple(r) for r in rows) == [(0, True, True), (1, False, False)]
+    assert stored is not None and stored.display == {"icon": "mail"}
+    assert stored.tries == [{"number": 1}] and stored.failures == 1 and stored.result == 1
 
 
 async def test_partial_reads_return_typed_records(engine: Engine) -> None:

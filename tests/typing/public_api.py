@@ -19,12 +19,14 @@ from triggerfish import (
     Triggerfish,
     WaitResult,
     WaitToken,
+    envvars,
     events,
     kv,
     schedules,
     task,
     wait,
 )
+from triggerfish.sdk._envvars import EnvVar, Uploaded
 from triggerfish.sdk._wait import WaitResults
 
 
@@ -199,3 +201,22 @@ async def kv_and_event_calls_with_a_client(c: Triggerfish) -> None:
     kv.get("k", None, c)  # type: ignore[misc]  # keyword-only
     events.send("user.created", idd="e1")  # type: ignore[call-arg]
     await events.send_async("user.created", clinet=c)  # type: ignore[call-arg]
+
+
+async def envvar_calls_with_a_client(c: Triggerfish) -> None:
+    """``client=`` is part of every module-level ``envvars`` call's type."""
+    assert_type(envvars.list(client=c), list[EnvVar])
+    assert_type(envvars.retrieve("API_URL", client=c), EnvVar)
+    assert_type(envvars.set("API_URL", "https://x", secret=True, client=c), None)
+    assert_type(envvars.delete("API_URL", client=None), None)
+    assert_type(envvars.upload({"A": "1"}, override=True, client=c), Uploaded)
+    assert_type(await envvars.list_async(client=c), list[EnvVar])
+    assert_type(await envvars.retrieve_async("API_URL", client=c), EnvVar)
+    assert_type(await envvars.set_async("API_URL", "x", client=c), None)
+    assert_type(await envvars.delete_async("API_URL", client=c), None)
+    assert_type(await envvars.upload_async({"A": "1"}, secret=True, client=c), Uploaded)
+    envvars.list(clinet=c)  # type: ignore[call-arg]
+    envvars.set("A", "1", secrett=True)  # type: ignore[call-arg]
+    envvars.retrieve("A", client="not a client")  # type: ignore[arg-type]
+    envvars.delete("A", c)  # type: ignore[misc]  # keyword-only
+    await envvars.upload_async({"A": "1"}, overide=True)  # type: ignore[call-arg]

@@ -7,15 +7,19 @@ stored strings (``RunStatus`` and its siblings are ``StrEnum``s, so
 ``record.status == RunStatus.QUEUED`` holds); JSON columns are whatever the
 JSON decoded to.
 
-:class:`NewRun` goes the other way: the columns of a run being created, as
-the engine hands them to the store.
+:class:`NewRun`, :class:`NewBatch`, :class:`NewWaitpoint` and
+:class:`NewLogLine` go the other way: the columns of a row being created, as
+the engine hands them to the store, which fills in the rest. Where the engine
+sets every column of a row (an event, a user, a worker, a schedule, a journal
+entry, an alert delivery, a webhook endpoint or delivery), it hands the store
+that row's record.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -336,6 +340,19 @@ class LogRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class NewLogLine:
+    """A log line being stored; the store numbers it (``LogRecord.id``)."""
+
+    run_id: str
+    attempt_number: int
+    ts: float
+    level: str
+    stream: str
+    message: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class NewRun:
     """The columns of a run being created; the store fills in the rest.
 
@@ -378,6 +395,52 @@ class NewRun:
     trace_context: str | None = None
     #: the trigger call's request key: a retry of the call finds this run
     request_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    """The columns of a batch being created; it starts unsealed, with no errors."""
+
+    id: str
+    environment_id: str
+    run_count: int
+    idempotency_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    request_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewWaitpoint:
+    """The columns of a waitpoint being created; those of other kinds stay None.
+
+    A JSON column left None (``output``, ``event_filter``, ``schema``) is stored
+    as SQL NULL, not JSON null: "no schema" is a NULL the store can test.
+    """
+
+    id: str
+    environment_id: str
+    kind: str
+    status: str
+    created_at: datetime
+    due_at: float | None = None
+    #: set when it is created completed (an event sent before its wait)
+    output: Any = None
+    completed_at: datetime | None = None
+    owner_run_id: str | None = None
+    tags: list[str] = field(default_factory=list)
+    # TOKEN
+    idempotency_key: str | None = None
+    idempotency_key_expires_at: float | None = None
+    callback_secret: str | None = None
+    # RUN
+    child_run_id: str | None = None
+    # EVENT
+    event_name: str | None = None
+    event_filter: dict[str, Any] | None = None
+    event_id: str | None = None
+    # TOKEN, EVENT
+    schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,19 +200,22 @@ class Alerts:
 
     async def _raise(self, rule: AlertRuleRecord, now: float, payload: dict[str, Any]) -> int:
         window = int(now // max(rule.throttle, 1.0))
-        values = {
-            "id": new_id("alertdelivery", now),
-            "environment_id": rule.environment_id,
-            "rule_id": rule.id,
-            "dedup_key": f"{rule.id}:{window}",
-            "status": "PENDING",
-            "count": 1,
-            "attempts": 0,
-            "next_attempt_at": now,
-            "created_at": to_datetime(now),
-        }
+        delivery = AlertDeliveryRecord(
+            id=new_id("alertdelivery", now),
+            environment_id=rule.environment_id,
+            rule_id=rule.id,
+            dedup_key=f"{rule.id}:{window}",
+            status="PENDING",
+            payload=payload,
+            count=1,
+            attempts=0,
+            next_attempt_at=now,
+            last_error=None,
+            created_at=to_datetime(now),
+            sent_at=None,
+        )
         async with self.res.db.write() as conn:
-            await alert_store.raise_alert(conn, values, payload)
+            await alert_store.raise_alert(conn, delivery)
         return 1
 
     # -- delivery ------------------------------------------------------------------

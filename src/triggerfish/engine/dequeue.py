@@ -224,11 +224,13 @@ class Dequeue:
         rows = await run_store.mark_dequeued(conn, claims)
         await queue_store.record_claims(
             conn,
+            env_id,
             [
-                {"environment_id": env_id, "queue_name": c.queue_name, "at": now}
+                c.queue_name
                 for c in chosen
                 if c.queue_name in limits.rules and limits.rules[c.queue_name].rate_limited
             ],
+            now,
         )
         return rows
 

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 
 from triggerfish._domain.machines import DEFAULT_MACHINE
-from triggerfish._domain.records import NewRun
+from triggerfish._domain.records import NewBatch, NewRun
 from triggerfish._domain.states import RunStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish._ids import new_id
@@ -497,15 +497,15 @@ class Enqueue:
         batch_id = new_id("batch", now)
         await batch_store.insert_batch(
             conn,
-            {
-                "id": batch_id,
-                "environment_id": env_id,
-                "run_count": run_count,
-                "idempotency_key": key,
-                "request_key": request_key,
-                "created_at": to_datetime(now),
-                "updated_at": to_datetime(now),
-            },
+            NewBatch(
+                id=batch_id,
+                environment_id=env_id,
+                run_count=run_count,
+                idempotency_key=key,
+                request_key=request_key,
+                created_at=to_datetime(now),
+                updated_at=to_datetime(now),
+            ),
         )
         return batch_id
 

@@ -99,15 +99,15 @@ class Events:
         async with self.res.db.write() as conn:
             fresh = await event_store.insert_event(
                 conn,
-                {
-                    "environment_id": env_id,
-                    "id": event_id,
-                    "name": name,
-                    "payload": payload,
-                    "run_ids": sent.run_ids,
-                    "errors": sent.errors,
-                    "created_at": to_datetime(now),
-                },
+                EventRecord(
+                    environment_id=env_id,
+                    id=event_id,
+                    name=name,
+                    payload=payload,
+                    run_ids=sent.run_ids,
+                    errors=sent.errors,
+                    created_at=to_datetime(now),
+                ),
             )
             if fresh and not sent.errors:
                 sent.waits_resolved = await self.waitpoints.deliver_event_in(

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from triggerfish._domain.records import JournalRecord
 from triggerfish._domain.states import JournalStatus
 from triggerfish._domain.times import to_datetime
 from triggerfish.engine.resources import EngineResources
@@ -57,12 +58,12 @@ class Journal:
         Raises ``StaleTransition`` otherwise (the worker stops the attempt).
         """
         now = to_datetime(self.res.clock.now())
-        values, blob = self._row(run_id, entry, now)
+        row, blob = self._row(run_id, entry, now)
         if self.res.db.capabilities.one_statement_journal_write and blob is None:
             # every step comes through here: one guarded statement, its own transaction
             written = await journal_store.guarded_upsert_alone(
                 self.res.db,
-                values,
+                row,
                 attempt_id=attempt_id,
                 env_id=env_id,
                 now=now,
@@ -70,7 +71,7 @@ class Journal:
             )
         else:
             async with self.res.db.write() as conn:
-                written = await self._guarded_write(conn, values, blob, attempt_id, env_id, now)
+                written = await self._guarded_write(conn, row, blob, attempt_id, env_id, now)
         if not written:
             raise StaleTransition(run_id, f"journal entry {entry.seq}", attempt_id)
 
@@ -85,13 +86,13 @@ class Journal:
     ) -> bool:
         """Write ``entry`` inside the caller's transaction if ``attempt_id`` is the
         run's executing attempt in ``env_id``; ``False`` (nothing written) if not."""
-        values, blob = self._row(run_id, entry, now)
-        return await self._guarded_write(conn, values, blob, attempt_id, env_id, now)
+        row, blob = self._row(run_id, entry, now)
+        return await self._guarded_write(conn, row, blob, attempt_id, env_id, now)
 
     async def _guarded_write(
         self,
         conn: AsyncConnection,
-        values: dict[str, Any],
+        row: JournalRecord,
         blob: str | None,
         attempt_id: str,
         env_id: str | None,
@@ -101,57 +102,55 @@ class Journal:
         if self.res.db.capabilities.one_statement_journal_write:  # guard and entry at once
             written = await journal_store.guarded_upsert(
                 conn,
-                values,
+                row,
                 attempt_id=attempt_id,
                 env_id=env_id,
                 now=now,
                 lock_version=lock_version,
             )
             if written and blob is not None:
-                await journal_store.put_blob(conn, values["run_id"], values["seq"], blob)
+                await journal_store.put_blob(conn, row.run_id, row.seq, blob)
             return written
-        row = await journal_store.guard_executing(
-            conn, values["run_id"], attempt_id, now, lock_version=lock_version
+        guarded = await journal_store.guard_executing(
+            conn, row.run_id, attempt_id, now, lock_version=lock_version
         )
-        if row is None or (env_id is not None and row.environment_id != env_id):
+        if guarded is None or (env_id is not None and guarded.environment_id != env_id):
             return False
-        await self._write(conn, values, blob)
+        await self._write(conn, row, blob)
         return True
 
     def _row(
         self, run_id: str, entry: JournalEntry, now: datetime
-    ) -> tuple[dict[str, Any], str | None]:
+    ) -> tuple[JournalRecord, str | None]:
         """The journal row of ``entry``, and its result's JSON when that goes out of line."""
-        values: dict[str, Any] = {
-            "run_id": run_id,
-            "seq": entry.seq,
-            "kind": entry.kind,
-            "name": entry.name[:256],
-            "status": entry.status,
-            "result": entry.result,
-            "error": entry.error,
-            "failures": entry.failures,
-            "result_blob": False,
-            "started_at": to_datetime(entry.started_at) if entry.started_at else now,
-            "finished_at": None if entry.status == JournalStatus.PENDING else now,
-        }
-        # only steps that have them carry these: a plain step's write stays the same statement
-        if entry.display:
-            values["display"] = entry.display
-        if entry.tries:
-            values["tries"] = entry.tries
+        result, blob = entry.result, None
         if entry.status == JournalStatus.OK and entry.result is not None:
             text = json.dumps(entry.result, separators=(",", ":"))
             if len(text) > self.res.settings.journal_inline_bytes:
-                values["result"], values["result_blob"] = None, True
-                return values, text
-        return values, None
+                result, blob = None, text
+        row = JournalRecord(
+            run_id=run_id,
+            seq=entry.seq,
+            kind=entry.kind,
+            name=entry.name[:256],
+            status=entry.status,
+            result=result,
+            error=entry.error,
+            result_blob=blob is not None,
+            failures=entry.failures,
+            started_at=to_datetime(entry.started_at) if entry.started_at else now,
+            finished_at=None if entry.status == JournalStatus.PENDING else now,
+            # only steps that have them carry these (the store leaves out None)
+            display=entry.display or None,
+            tries=entry.tries or None,
+        )
+        return row, blob
 
     @staticmethod
-    async def _write(conn: AsyncConnection, values: dict[str, Any], blob: str | None) -> None:
+    async def _write(conn: AsyncConnection, row: JournalRecord, blob: str | None) -> None:
         if blob is not None:
-            await journal_store.put_blob(conn, values["run_id"], values["seq"], blob)
-        await journal_store.upsert(conn, values)
+            await journal_store.put_blob(conn, row.run_id, row.seq, blob)
+        await journal_store.upsert(conn, row)
 
     async def for_runs(self, run_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The journals to ship with freshly claimed runs."""

@@ -10,6 +10,7 @@ from triggerfish._domain.records import (
     AttemptRecord,
     JournalRecord,
     LogRecord,
+    NewLogLine,
     RunEventRecord,
     RunRecord,
 )
@@ -189,15 +190,15 @@ class Runs:
             if attempt is None:
                 raise StaleTransition("?", "log", attempt_id)
             rows = [
-                {
-                    "run_id": attempt.run_id,
-                    "attempt_number": attempt.number,
-                    "ts": float(line.get("ts") or self.res.clock.now()),
-                    "level": str(line.get("level", "INFO"))[:8],
-                    "stream": str(line.get("stream", "logger"))[:8],
-                    "message": redact(str(line.get("message", ""))),
-                    "fields": _redact_fields(line.get("fields") or {}),
-                }
+                NewLogLine(
+                    run_id=attempt.run_id,
+                    attempt_number=attempt.number,
+                    ts=float(line.get("ts") or self.res.clock.now()),
+                    level=str(line.get("level", "INFO"))[:8],
+                    stream=str(line.get("stream", "logger"))[:8],
+                    message=redact(str(line.get("message", ""))),
+                    fields=_redact_fields(line.get("fields") or {}),
+                )
                 for line in lines
             ]
             await log_store.append(conn, rows)

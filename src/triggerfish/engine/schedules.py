@@ -224,22 +224,22 @@ class Schedules:
                 if row is not None:
                     return self._info(await self._apply(conn, row, inp, spec, now))
             schedule_id = new_id("sched", now)
-            values = {
-                "id": schedule_id,
-                "environment_id": env_id,
-                "task_identifier": inp.task_id,
-                "type": ScheduleType.IMPERATIVE.value,
-                "cron": spec.expression,
-                "timezone": spec.timezone,
-                "external_id": inp.external_id,
-                "deduplication_key": inp.deduplication_key,
-                "active": True,
-                "next_fire_at": spec.next_after(now),
-                "last_fired_at": None,
-                "created_at": to_datetime(now),
-                "updated_at": to_datetime(now),
-            }
-            await schedule_store.insert_schedule(conn, values)
+            schedule = ScheduleRecord(
+                id=schedule_id,
+                environment_id=env_id,
+                task_identifier=inp.task_id,
+                type=ScheduleType.IMPERATIVE.value,
+                cron=spec.expression,
+                timezone=spec.timezone,
+                external_id=inp.external_id,
+                deduplication_key=inp.deduplication_key,
+                active=True,
+                next_fire_at=spec.next_after(now),
+                last_fired_at=None,
+                created_at=to_datetime(now),
+                updated_at=to_datetime(now),
+            )
+            await schedule_store.insert_schedule(conn, schedule)
             row = await schedule_store.get_schedule(conn, env_id, schedule_id)
         assert row is not None
         return self._info(row)
@@ -392,21 +392,21 @@ class Schedules:
             if row is None:
                 await schedule_store.insert_schedule(
                     conn,
-                    {
-                        "id": new_id("sched", now),
-                        "environment_id": env_id,
-                        "task_identifier": task_id,
-                        "type": ScheduleType.DECLARATIVE.value,
-                        "cron": spec.expression,
-                        "timezone": spec.timezone,
-                        "external_id": None,
-                        "deduplication_key": None,
-                        "active": True,
-                        "next_fire_at": spec.next_after(now),
-                        "last_fired_at": None,
-                        "created_at": to_datetime(now),
-                        "updated_at": to_datetime(now),
-                    },
+                    ScheduleRecord(
+                        id=new_id("sched", now),
+                        environment_id=env_id,
+                        task_identifier=task_id,
+                        type=ScheduleType.DECLARATIVE.value,
+                        cron=spec.expression,
+                        timezone=spec.timezone,
+                        external_id=None,
+                        deduplication_key=None,
+                        active=True,
+                        next_fire_at=spec.next_after(now),
+                        last_fired_at=None,
+                        created_at=to_datetime(now),
+                        updated_at=to_datetime(now),
+                    ),
                 )
             elif (row.cron, row.timezone) != (spec.expression, spec.timezone):
                 await schedule_store.update_schedule(

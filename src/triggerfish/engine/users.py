@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from triggerfish._domain.records import UserRecord
 from triggerfish._domain.times import to_datetime
+from triggerfish._ids import new_id
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import UserError
 from triggerfish.store import users as user_store
@@ -110,11 +112,19 @@ class Users:
             raise UserError(f"password: at least {MIN_PASSWORD} characters")
         hashed = await asyncio.to_thread(self._hasher.hash, password)
         now = self.res.clock.now()
+        user = UserRecord(
+            id=new_id("user"),
+            username=username,
+            password_hash=hashed,
+            created_at=to_datetime(now),
+            sessions_valid_after=now,
+        )
         try:
             async with self.res.db.write() as conn:
-                return await user_store.create_user(conn, username, hashed, to_datetime(now), now)
+                await user_store.create_user(conn, user)
         except DuplicateKey:
             raise UserError(f"username: {username!r} exists already") from None
+        return user.id
 
     async def set_password(self, username: str, password: str) -> None:
         if len(password) < MIN_PASSWORD:

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish._domain.records import RunRecord, WaitpointRecord
+from triggerfish._domain.records import NewWaitpoint, RunRecord, WaitpointRecord
 from triggerfish._domain.states import (
     FINAL,
     AttemptStatus,
@@ -171,7 +171,6 @@ class Waitpoints:
     ) -> list[WaitpointRecord]:
         """The waitpoints of this wait, in the order asked for."""
         dt = to_datetime(now)
-        base = {"environment_id": env_id, "owner_run_id": run_id, "created_at": dt}
         if spec.type == "token":
             token = await wp_store.get(conn, spec.token_id or "", lock=True)
             if token is None or token.environment_id != env_id or token.kind != "TOKEN":
@@ -186,35 +185,39 @@ class Waitpoints:
             done = due <= now
             row = await wp_store.insert(
                 conn,
-                {
-                    **base,
-                    "id": wp_id,
-                    "kind": "DURATION",
-                    "status": WaitpointStatus.COMPLETED if done else WaitpointStatus.PENDING,
-                    "due_at": due,
-                    "completed_at": dt if done else None,
-                },
+                NewWaitpoint(
+                    id=wp_id,
+                    environment_id=env_id,
+                    owner_run_id=run_id,
+                    created_at=dt,
+                    kind="DURATION",
+                    status=WaitpointStatus.COMPLETED if done else WaitpointStatus.PENDING,
+                    due_at=due,
+                    completed_at=dt if done else None,
+                ),
             )
             return [row]
         if spec.type == "event":
-            values = {
-                **base,
-                "id": new_id("waitpoint", now),
-                "kind": "EVENT",
-                "status": WaitpointStatus.PENDING,
-                "due_at": spec.due_at,
-                "event_name": spec.event_name,
-                "event_filter": spec.event_filter or {},
-                "event_id": spec.event_id,
-            }
-            if spec.schema is not None:  # left out, not JSON null: "no schema" is SQL NULL
-                values["schema"] = spec.schema
             sent = await self._sent_already(conn, env_id, spec)
-            if sent is not None:  # the event it correlates with came first
-                values.update(status=WaitpointStatus.COMPLETED, output=sent, completed_at=dt)
-            return [await wp_store.insert(conn, values)]
+            new = NewWaitpoint(
+                id=new_id("waitpoint", now),
+                environment_id=env_id,
+                owner_run_id=run_id,
+                created_at=dt,
+                kind="EVENT",
+                # the event it correlates with came first
+                status=WaitpointStatus.PENDING if sent is None else WaitpointStatus.COMPLETED,
+                output=sent,
+                completed_at=None if sent is None else dt,
+                due_at=spec.due_at,
+                event_name=spec.event_name,
+                event_filter=spec.event_filter or {},
+                event_id=spec.event_id,
+                schema=spec.schema,
+            )
+            return [await wp_store.insert(conn, new)]
         return [
-            await self._child_waitpoint(conn, run_id, child_id, spec, base, now)
+            await self._child_waitpoint(conn, env_id, run_id, child_id, spec, now)
             for child_id in children
         ]
 
@@ -236,10 +239,10 @@ class Waitpoints:
     async def _child_waitpoint(
         self,
         conn: AsyncConnection,
+        env_id: str,
         parent_id: str,
         child_id: str,
         spec: WaitSpec,
-        base: dict[str, Any],
         now: float,
     ) -> WaitpointRecord:
         child = await wp_store.lock_run(conn, child_id)  # the child's final move waits for us
@@ -255,17 +258,19 @@ class Waitpoints:
             depth=parent.depth + 1,
         )
         wp_id = new_id("waitpoint", now)
-        values = {
-            **base,
-            "id": wp_id,
-            "kind": "RUN",
-            "status": WaitpointStatus.PENDING,
+        new = NewWaitpoint(
+            id=wp_id,
+            environment_id=env_id,
+            owner_run_id=parent_id,
+            created_at=to_datetime(now),
+            kind="RUN",
+            status=WaitpointStatus.PENDING,
             # the parent stops waiting then (the child runs on)
-            "due_at": spec.due_at,
-            "child_run_id": child_id,
-            "tags": ["cancel-with-parent"] if spec.cancel_children else [],
-        }
-        row = await wp_store.insert(conn, values)
+            due_at=spec.due_at,
+            child_run_id=child_id,
+            tags=["cancel-with-parent"] if spec.cancel_children else [],
+        )
+        row = await wp_store.insert(conn, new)
         if RunStatus(child.status) in FINAL:  # finished before we got here
             finished = await run_store.get_by_id(conn, child_id)
             assert finished is not None
@@ -417,20 +422,20 @@ class Waitpoints:
         ttl = req.idempotency_key_ttl or DEFAULT_TOKEN_KEY_TTL
         row = await wp_store.insert(
             conn,
-            {
-                "id": wp_id,
-                "environment_id": env_id,
-                "kind": "TOKEN",
-                "status": WaitpointStatus.PENDING,
-                "due_at": req.timeout_at,
-                "tags": list(req.tags),
-                "idempotency_key": req.idempotency_key,
-                "idempotency_key_expires_at": (now + ttl) if req.idempotency_key else None,
-                "callback_secret": secrets.token_hex(16),
-                "owner_run_id": owner_run_id,
-                "created_at": to_datetime(now),
-                **({"schema": req.schema} if req.schema is not None else {}),
-            },
+            NewWaitpoint(
+                id=wp_id,
+                environment_id=env_id,
+                kind="TOKEN",
+                status=WaitpointStatus.PENDING,
+                due_at=req.timeout_at,
+                tags=list(req.tags),
+                idempotency_key=req.idempotency_key,
+                idempotency_key_expires_at=(now + ttl) if req.idempotency_key else None,
+                callback_secret=secrets.token_hex(16),
+                owner_run_id=owner_run_id,
+                created_at=to_datetime(now),
+                schema=req.schema,
+            ),
         )
         return row, False
 

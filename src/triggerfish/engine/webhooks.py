@@ -110,21 +110,21 @@ class Webhooks:
             raise UserError("secret: must not be empty (leave it out to have one generated)")
         secret = secret or f"whsec_{secrets.token_urlsafe(32)}"
         now = self.res.clock.now()
-        values: dict[str, Any] = {
-            "id": new_id("webhook", now),
-            "environment_id": env_id,
-            "source": source,
-            "event_name": event_name,
-            "options": verifier.options,
-            "secret_sealed": self.res.keyring.encrypt(SECRET_PURPOSE, secret.encode()),
-            "description": description,
-            "rejected_count": 0,
-            "last_rejected_at": None,
-            "created_at": to_datetime(now),
-        }
+        endpoint = WebhookEndpointRecord(
+            id=new_id("webhook", now),
+            environment_id=env_id,
+            source=source,
+            event_name=event_name,
+            options=verifier.options,
+            secret_sealed=self.res.keyring.encrypt(SECRET_PURPOSE, secret.encode()),
+            description=description,
+            rejected_count=0,
+            last_rejected_at=None,
+            created_at=to_datetime(now),
+        )
         async with self.res.db.write() as conn:
-            await store.insert_endpoint(conn, values)
-        return CreatedEndpoint(WebhookEndpointRecord(**values), secret)
+            await store.insert_endpoint(conn, endpoint)
+        return CreatedEndpoint(endpoint, secret)
 
     async def endpoints(self, env_id: str) -> list[WebhookEndpointRecord]:
         async with self.res.db.read() as conn:
@@ -192,22 +192,22 @@ class Webhooks:
             rejected = exc
             run_ids, errors, cached = [], [{"field": exc.field, "message": str(exc)}], False
         outcome = "redelivery" if cached else "rejected-payload" if rejected else "first"
-        values: dict[str, Any] = {
-            "id": new_id("delivery", now),
-            "endpoint_id": endpoint.id,
-            "environment_id": endpoint.environment_id,
-            "event_id": event_id,
-            "event_name": name,
-            "headers": _recorded_headers(headers, verifier.all_signature_headers()),
-            "payload": parsed.payload,
-            "run_ids": run_ids,
-            "errors": errors,
-            "outcome": outcome,
-            "created_at": to_datetime(now),
-        }
-        json.dumps(values["payload"])  # parsed JSON or form fields: always serialisable
+        delivery = WebhookDeliveryRecord(
+            id=new_id("delivery", now),
+            endpoint_id=endpoint.id,
+            environment_id=endpoint.environment_id,
+            event_id=event_id,
+            event_name=name,
+            headers=_recorded_headers(headers, verifier.all_signature_headers()),
+            payload=parsed.payload,
+            run_ids=run_ids,
+            errors=errors,
+            outcome=outcome,
+            created_at=to_datetime(now),
+        )
+        json.dumps(delivery.payload)  # parsed JSON or form fields: always serialisable
         async with self.res.db.write() as conn:
-            await store.insert_delivery(conn, values)
+            await store.insert_delivery(conn, delivery)
         if rejected is not None:
             raise rejected
-        return Received(WebhookDeliveryRecord(**values), cached)
+        return Received(delivery, cached)

@@ -139,16 +139,17 @@ class Workers:
             )
             await worker_store.insert_worker(
                 conn,
-                {
-                    "id": worker_id,
-                    "environment_id": env_id,
-                    "version": version,
-                    "name": name,
-                    "concurrency": concurrency,
-                    "tasks": [t["id"] for t in tasks],
-                    "started_at": to_datetime(now),
-                    "last_seen_at": now,
-                },
+                WorkerRecord(
+                    id=worker_id,
+                    environment_id=env_id,
+                    version=version,
+                    name=name,
+                    concurrency=concurrency,
+                    tasks=[t["id"] for t in tasks],
+                    started_at=to_datetime(now),
+                    last_seen_at=now,
+                    stopped_at=None,
+                ),
             )
 
     async def identity(self, env_id: str, worker_id: str) -> WorkerIdentity:

@@ -219,20 +219,20 @@ def _check_declared(
         raise TypeError(f"{where}: it answers {answer}, {build.__name__} reads another type")
 
 
-def default_methods(
-    build: Callable[P, Call[T]],
-) -> tuple[staticmethod[P, T], staticmethod[P, Coroutine[Any, Any, T]]]:
-    """:func:`default_faces` as the methods of a module-level namespace (``kv.get``)."""
-    sync, async_ = default_faces(build)
-    return staticmethod(sync), staticmethod(async_)
-
-
 class DefaultNamespace:
-    """A module-level namespace of :func:`default_methods` (``kv``, ``events``)."""
+    """A module-level namespace (``kv``, ``events``, ``envvars``) of :func:`declared_face`
+    static methods; each is named after its attribute here.
+
+    A static method that is not a declared face is refused when the class is
+    made: its ``client=`` would reach the call through ``**kwargs``, unseen by
+    type checkers.
+    """
 
     def __init_subclass__(cls) -> None:
         for attr, value in vars(cls).items():
             if isinstance(value, staticmethod):
+                if not hasattr(value.__func__, "__signature__"):
+                    raise TypeError(f"{cls.__name__}.{attr}: declare it with @declared_face")
                 value.__func__.__name__ = attr
                 value.__func__.__qualname__ = f"{cls.__name__}.{attr}"
 

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from triggerfish.sdk._calls import Call, DefaultNamespace, Namespace, default_methods, faces
+from triggerfish.sdk._calls import Call, DefaultNamespace, Namespace, declared_face, faces
+
+if TYPE_CHECKING:
+    from triggerfish.sdk._client import Triggerfish
 
 
 class EnvVar(BaseModel):
@@ -88,13 +91,79 @@ class EnvVars(Namespace):
 
 
 class EnvironmentVariables(DefaultNamespace):
-    """The ``envvars`` namespace, sent by the default client (every call has ``…_async``)."""
+    """The ``envvars`` namespace, sent by the default client.
 
-    list, list_async = default_methods(_list)
-    retrieve, retrieve_async = default_methods(_retrieve)
-    set, set_async = default_methods(_set)
-    delete, delete_async = default_methods(_delete)
-    upload, upload_async = default_methods(_upload)
+    Every call has an ``…_async`` form and takes ``client=`` to use another
+    :class:`~triggerfish.Triggerfish` than the default one. Each face's signature
+    is declared for type checkers and checked against its definition on import.
+    """
+
+    # before `list`, which hides the builtin in this class's body from here on
+    @staticmethod
+    @declared_face(_list, is_async=True)
+    async def list_async(*, client: Triggerfish | None = None) -> list[EnvVar]:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_list)
+    def list(*, client: Triggerfish | None = None) -> list[EnvVar]:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_retrieve)
+    def retrieve(name: str, *, client: Triggerfish | None = None) -> EnvVar:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_retrieve, is_async=True)
+    async def retrieve_async(name: str, *, client: Triggerfish | None = None) -> EnvVar:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_set)
+    def set(
+        name: str, value: str, *, secret: bool = False, client: Triggerfish | None = None
+    ) -> None:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_set, is_async=True)
+    async def set_async(
+        name: str, value: str, *, secret: bool = False, client: Triggerfish | None = None
+    ) -> None:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_delete)
+    def delete(name: str, *, client: Triggerfish | None = None) -> None:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_delete, is_async=True)
+    async def delete_async(name: str, *, client: Triggerfish | None = None) -> None:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_upload)
+    def upload(
+        variables: Mapping[str, str],
+        *,
+        override: bool = False,
+        secret: bool = False,
+        client: Triggerfish | None = None,
+    ) -> Uploaded:
+        raise NotImplementedError  # replaced by the face
+
+    @staticmethod
+    @declared_face(_upload, is_async=True)
+    async def upload_async(
+        variables: Mapping[str, str],
+        *,
+        override: bool = False,
+        secret: bool = False,
+        client: Triggerfish | None = None,
+    ) -> Uploaded:
+        raise NotImplementedError  # replaced by the face
 
 
 #: ``envvars.list/retrieve/set/delete/upload`` for the default client's environment

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -18,12 +17,13 @@ from triggerfish._domain.records import (
     WorkerRecord,
 )
 from triggerfish.store.tables import alert_deliveries, alert_rules, runs, workers
+from triggerfish.store.values import column_values
 
 _FAILED = frozenset({"FAILED", "CRASHED", "TIMED_OUT", "SYSTEM_FAILURE"})
 
 
 async def insert_rule(conn: AsyncConnection, rule: AlertRuleRecord) -> None:
-    await conn.execute(alert_rules.insert().values(**dataclasses.asdict(rule)))
+    await conn.execute(alert_rules.insert().values(column_values(rule)))
 
 
 async def rules(conn: AsyncConnection, env_id: str | None = None) -> list[AlertRuleRecord]:
@@ -49,25 +49,25 @@ async def delete_rule(conn: AsyncConnection, env_id: str, rule_id: str) -> bool:
     return bool((await conn.execute(stmt)).rowcount)
 
 
-async def raise_alert(
-    conn: AsyncConnection, values: dict[str, Any], payload: dict[str, Any]
-) -> bool:
-    """Queue a delivery, or add to the count of the one of its window; True: new."""
+async def raise_alert(conn: AsyncConnection, delivery: AlertDeliveryRecord) -> bool:
+    """Queue ``delivery``, or add to the count of the one of its window (its
+    ``dedup_key``), which takes its payload if not sent yet; True: new."""
     existing = (
         await conn.execute(
             select(alert_deliveries.c.id, alert_deliveries.c.status).where(
-                alert_deliveries.c.dedup_key == values["dedup_key"]
+                alert_deliveries.c.dedup_key == delivery.dedup_key
             )
         )
     ).first()
     if existing is None:
         try:
             async with conn.begin_nested():
-                await conn.execute(alert_deliveries.insert().values(**values, payload=payload))
+                await conn.execute(alert_deliveries.insert().values(column_values(delivery)))
             return True
         except IntegrityError:  # another server raised it first: count this one in
             pass
-    stmt = update(alert_deliveries).where(alert_deliveries.c.dedup_key == values["dedup_key"])
+    payload = delivery.payload
+    stmt = update(alert_deliveries).where(alert_deliveries.c.dedup_key == delivery.dedup_key)
     # a delivery not sent yet carries the latest occurrence and the new count
     pending = alert_deliveries.c.status == "PENDING"
     await conn.execute(

@@ -8,16 +8,17 @@ from typing import Any
 from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish._domain.records import BatchRecord
+from triggerfish._domain.records import BatchRecord, NewBatch
 from triggerfish.store.tables import batches, runs
+from triggerfish.store.values import column_values
 
 
 def _maybe(row: Row[Any] | None) -> BatchRecord | None:
     return None if row is None else BatchRecord(*row)
 
 
-async def insert_batch(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(insert(batches).values(**values))
+async def insert_batch(conn: AsyncConnection, new: NewBatch) -> None:
+    await conn.execute(insert(batches).values(column_values(new)))
 
 
 async def get(conn: AsyncConnection, env_id: str, batch_id: str) -> BatchRecord | None:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.records import EventRecord, KvEntryRecord
 from triggerfish.store.tables import events, kv_entries
+from triggerfish.store.values import column_values
 
 
 async def get_event(
@@ -23,11 +24,11 @@ async def get_event(
     return None if row is None else EventRecord(*row)
 
 
-async def insert_event(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+async def insert_event(conn: AsyncConnection, event: EventRecord) -> bool:
     """Record an event; False if its name and id were recorded already (a concurrent
     send won)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(events).values(**values).on_conflict_do_nothing()
+    stmt = dialect.insert(events).values(column_values(event)).on_conflict_do_nothing()
     result = await conn.execute(stmt)
     return bool(result.rowcount)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import operator
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -78,7 +80,7 @@ async def single_statement(db: Database) -> AsyncIterator[AsyncConnection]:
 
 async def guarded_upsert(
     conn: AsyncConnection,
-    values: dict[str, Any],
+    entry: JournalRecord,
     *,
     attempt_id: str,
     env_id: str | None,
@@ -92,6 +94,7 @@ async def guarded_upsert(
     one (in ``env_id`` when given), under the run's row lock, in one round
     trip. ``False``: the attempt is stale and nothing was written.
     """
+    values = _entry_values(entry)
     keys = tuple(sorted(values))
     params = {**values, "g_attempt": attempt_id, "g_env": env_id, "g_now": now}
     return (await conn.execute(_guarded_upsert(keys, lock_version), params)).first() is not None
@@ -99,7 +102,7 @@ async def guarded_upsert(
 
 async def guarded_upsert_alone(
     db: Database,
-    values: dict[str, Any],
+    entry: JournalRecord,
     *,
     attempt_id: str,
     env_id: str | None,
@@ -113,6 +116,7 @@ async def guarded_upsert_alone(
     prepared once per connection: SQLAlchemy's per-execution work costs more
     than PostgreSQL's.
     """
+    values = _entry_values(entry)
     keys = tuple(sorted(values))
     row = stored_row(run_journal, db.engine.dialect, keys, values)
     sql = _guarded_upsert_on_driver(keys, lock_version)
@@ -204,9 +208,28 @@ async def entry(conn: AsyncConnection, run_id: str, seq: int) -> JournalRecord |
     return None if row is None else entry_from_row(row)
 
 
-async def upsert(conn: AsyncConnection, values: dict[str, Any]) -> None:
+async def upsert(conn: AsyncConnection, entry: JournalRecord) -> None:
     """Insert the entry ``(run_id, seq)`` or overwrite its outcome."""
+    values = _entry_values(entry)
     await conn.execute(_upsert(tuple(sorted(values))), values)
+
+
+#: every column of a journal entry, in ``JournalRecord``'s order
+_ENTRY_COLUMNS = tuple(f.name for f in dataclasses.fields(JournalRecord))
+# read once per durable call: an attribute getter, not reflection over the dataclass
+_entry_fields = operator.attrgetter(*_ENTRY_COLUMNS)
+
+
+def _entry_values(entry: JournalRecord) -> dict[str, Any]:
+    """``entry``'s columns, without ``display`` and ``tries`` when None: only steps
+    that have them carry them, so a plain step's write stays the same statement
+    (and they stay SQL NULL, not JSON null)."""
+    values = dict(zip(_ENTRY_COLUMNS, _entry_fields(entry), strict=True))
+    if entry.display is None:
+        del values["display"]
+    if entry.tries is None:
+        del values["tries"]
+    return values
 
 
 @functools.lru_cache(maxsize=16)
@@ -298,13 +321,14 @@ async def copy_prefix(
         )
     ).all()
     for row in rows:
-        values = dict(row._mapping)
-        values.update(run_id=target_run, started_at=now, finished_at=now)
+        copied = dataclasses.replace(
+            entry_from_row(row), run_id=target_run, started_at=now, finished_at=now
+        )
         if results and row.seq in results:
-            values.update(result=results[row.seq], result_blob=False)
-            await upsert(conn, values)
+            result = results[row.seq]
+            await upsert(conn, dataclasses.replace(copied, result=result, result_blob=False))
             continue
-        await upsert(conn, values)
+        await upsert(conn, copied)
         if row.result_blob:
             data = await get_blob(conn, source_run, row.seq)
             if data is not None:

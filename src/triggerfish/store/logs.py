@@ -8,13 +8,14 @@ from typing import Any
 from sqlalchemy import Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish._domain.records import LogRecord
+from triggerfish._domain.records import LogRecord, NewLogLine
 from triggerfish.store.tables import run_logs
+from triggerfish.store.values import column_values
 
 
-async def append(conn: AsyncConnection, lines: Sequence[dict[str, Any]]) -> None:
+async def append(conn: AsyncConnection, lines: Sequence[NewLogLine]) -> None:
     if lines:
-        await conn.execute(insert(run_logs), list(lines))
+        await conn.execute(insert(run_logs), [column_values(line) for line in lines])
 
 
 async def read(

@@ -160,8 +160,13 @@ async def recent_claims(
     return out
 
 
-async def record_claims(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    if rows:
+async def record_claims(
+    conn: AsyncConnection, env_id: str, queue_names: Sequence[str], at: float
+) -> None:
+    """One claim of each of ``queue_names`` (a name twice: two claims) at ``at``, counted
+    against their rate limits."""
+    if queue_names:
+        rows = [{"environment_id": env_id, "queue_name": q, "at": at} for q in queue_names]
         await conn.execute(insert(queue_claims), rows)
 
 

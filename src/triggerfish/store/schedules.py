@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.records import ScheduleRecord
 from triggerfish.store.tables import schedules
+from triggerfish.store.values import column_values
 
 
 def schedule_from_row(row: Row[Any]) -> ScheduleRecord:
@@ -26,8 +27,8 @@ def _all(rows: Sequence[Row[Any]]) -> list[ScheduleRecord]:
     return [ScheduleRecord(*r) for r in rows]
 
 
-async def insert_schedule(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(insert(schedules).values(**values))
+async def insert_schedule(conn: AsyncConnection, schedule: ScheduleRecord) -> None:
+    await conn.execute(insert(schedules).values(column_values(schedule)))
 
 
 async def get_schedule(conn: AsyncConnection, env_id: str, ref: str) -> ScheduleRecord | None:

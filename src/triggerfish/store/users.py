@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.records import UserRecord
-from triggerfish._ids import new_id
 from triggerfish.store.tables import dashboard_users
+from triggerfish.store.values import column_values
 
 
-async def create_user(
-    conn: AsyncConnection, username: str, password_hash: str, now: datetime, now_epoch: float
-) -> str:
+async def create_user(conn: AsyncConnection, user: UserRecord) -> None:
     """Insert a user; the store's ``DuplicateKey`` when the name is taken."""
-    user_id = new_id("user")
-    await conn.execute(
-        insert(dashboard_users).values(
-            id=user_id,
-            username=username,
-            password_hash=password_hash,
-            created_at=now,
-            sessions_valid_after=now_epoch,
-        )
-    )
-    return user_id
+    await conn.execute(insert(dashboard_users).values(column_values(user)))
 
 
 async def user_by_name(conn: AsyncConnection, username: str) -> UserRecord | None:

@@ -10,9 +10,16 @@ from typing import Any
 from sqlalchemy import Row, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from triggerfish._domain.records import DueWaitpoint, LockedRun, WaiterRef, WaitpointRecord
+from triggerfish._domain.records import (
+    DueWaitpoint,
+    LockedRun,
+    NewWaitpoint,
+    WaiterRef,
+    WaitpointRecord,
+)
 from triggerfish._domain.states import WaitpointStatus
 from triggerfish.store.tables import run_journal, runs, waitpoint_waiters, waitpoints
+from triggerfish.store.values import column_values
 
 PENDING = WaitpointStatus.PENDING.value
 #: how many columns of a row are the waitpoint's (joined reads add their own after)
@@ -28,9 +35,17 @@ def _maybe(row: Row[Any] | None) -> WaitpointRecord | None:
     return None if row is None else waitpoint_from_row(row)
 
 
-async def insert(conn: AsyncConnection, values: dict[str, Any]) -> WaitpointRecord:
+#: JSON columns a new waitpoint leaves out when None: SQL NULL, not JSON null
+_NULL_WHEN_NONE = ("output", "event_filter", "schema")
+
+
+async def insert(conn: AsyncConnection, new: NewWaitpoint) -> WaitpointRecord:
     """Insert a waitpoint; the new record, as :func:`get` reads it."""
-    stmt = waitpoints.insert().values(**{"tags": [], **values}).returning(*waitpoints.c)
+    values = column_values(new)
+    for name in _NULL_WHEN_NONE:
+        if values[name] is None:
+            del values[name]
+    stmt = waitpoints.insert().values(values).returning(*waitpoints.c)
     return waitpoint_from_row((await conn.execute(stmt)).one())
 
 

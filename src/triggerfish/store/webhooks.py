@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.records import WebhookDeliveryRecord, WebhookEndpointRecord
 from triggerfish.store.tables import webhook_deliveries, webhook_endpoints
+from triggerfish.store.values import column_values
 
 
-async def insert_endpoint(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(webhook_endpoints.insert().values(**values))
+async def insert_endpoint(conn: AsyncConnection, endpoint: WebhookEndpointRecord) -> None:
+    await conn.execute(webhook_endpoints.insert().values(column_values(endpoint)))
 
 
 async def get_endpoint(
@@ -53,8 +53,8 @@ async def count_rejection(conn: AsyncConnection, endpoint_id: str, at: datetime)
     await conn.execute(stmt)
 
 
-async def insert_delivery(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(webhook_deliveries.insert().values(**values))
+async def insert_delivery(conn: AsyncConnection, delivery: WebhookDeliveryRecord) -> None:
+    await conn.execute(webhook_deliveries.insert().values(column_values(delivery)))
 
 
 async def list_deliveries(

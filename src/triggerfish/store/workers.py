@@ -14,10 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from triggerfish._domain.records import TaskVersionRecord, WorkerRecord
 from triggerfish._ids import new_id
 from triggerfish.store.tables import queues, task_versions, workers
+from triggerfish.store.values import column_values
 
 
-async def insert_worker(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(insert(workers).values(**values))
+async def insert_worker(conn: AsyncConnection, worker: WorkerRecord) -> None:
+    await conn.execute(insert(workers).values(column_values(worker)))
 
 
 async def touch_worker(conn: AsyncConnection, worker_id: str, now: float) -> None:
