@@ -549,6 +549,18 @@ async def test_a_schedule_triggered_by_hand_gets_a_slot_payload_and_keeps_its_ti
 
 # -- failures ------------------------------------------------------------------------------
 
+SCHEDULES_LOG = "triggerfish.engine.schedules"
+
+
+async def _due_schedules(engine: Engine, clock: ManualClock, count: int) -> None:
+    """``count`` schedules of one task, every minute, all due now."""
+    env_id = await register(engine, manifest("sync"))
+    for n in range(count):
+        await engine.schedules.create(
+            env_id, ScheduleInput("sync", "* * * * *", external_id=f"s{n}")
+        )
+    clock.advance(30)
+
 
 async def test_schedules_failing_on_every_sweep_log_a_line_a_minute(
     engine: Engine,
@@ -556,22 +568,19 @@ async def test_schedules_failing_on_every_sweep_log_a_line_a_minute(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    env_id = await register(engine, manifest("sync"))
-    for name in ("a", "b"):
-        await engine.schedules.create(env_id, ScheduleInput("sync", "* * * * *", external_id=name))
-    clock.advance(30)  # both due
+    await _due_schedules(engine, clock, 2)
 
     async def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError("a bug")
 
-    caplog.set_level(logging.INFO, logger="triggerfish.engine.schedules")
+    caplog.set_level(logging.INFO, logger=SCHEDULES_LOG)
     monkeypatch.setattr(engine.schedules.enqueue, "trigger", broken)
     for _ in range(150):  # 75 s of sweeps, two a second
         assert await engine.schedules.fire_due() == 0
         clock.advance(0.5)
     monkeypatch.undo()
     assert await engine.schedules.fire_due() == 2
-    records = [r for r in caplog.records if r.name == "triggerfish.engine.schedules"]
+    records = [r for r in caplog.records if r.name == SCHEDULES_LOG]
     messages = [re.sub(r"sched_\w+", "sched_…", r.getMessage()) for r in records]
     assert messages == [
         "firing schedules failed (RuntimeError: a bug; schedule sched_… and 1 more); trying again",
@@ -588,10 +597,7 @@ async def test_an_unreachable_store_stops_the_sweep_of_schedules_without_a_line_
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    env_id = await register(engine, manifest("sync"))
-    for name in ("a", "b", "c"):
-        await engine.schedules.create(env_id, ScheduleInput("sync", "* * * * *", external_id=name))
-    clock.advance(30)
+    await _due_schedules(engine, clock, 3)
     tries = 0
 
     async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
@@ -599,10 +605,10 @@ async def test_an_unreachable_store_stops_the_sweep_of_schedules_without_a_line_
         tries += 1
         raise StoreUnavailable("the database connection failed (ConnectionRefusedError)")
 
-    caplog.set_level(logging.INFO, logger="triggerfish.engine.schedules")
+    caplog.set_level(logging.INFO, logger=SCHEDULES_LOG)
     monkeypatch.setattr(engine.schedules.enqueue, "trigger", unreachable)
     for _ in range(4):
         with pytest.raises(StoreUnavailable):  # the maintenance loop logs the outage once
             await engine.schedules.fire_due()
     assert tries == 4  # one schedule per sweep: the others would fail the same way
-    assert [r for r in caplog.records if r.name == "triggerfish.engine.schedules"] == []
+    assert [r for r in caplog.records if r.name == SCHEDULES_LOG] == []
