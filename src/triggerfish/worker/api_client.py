@@ -293,9 +293,8 @@ class WorkerApi:
             socket = self._socket(index)
             if socket is not None:
                 try:
-                    return await socket.call(
-                        op, body, attempt_id=attempt_id, timeout=timeout or self._timeout
-                    )
+                    limit = self._timeout if timeout is None else timeout
+                    return await socket.call(op, body, attempt_id=attempt_id, timeout=limit)
                 except ChannelUnavailable as exc:
                     log.warning("no worker socket (%s); using HTTP requests", exc)
                     self._use_socket = False
