@@ -122,6 +122,7 @@ class Channel:
         except ConnectionClosed as exc:
             raise ChannelClosed(f"the socket closed: {exc}") from exc
         except TimeoutError as exc:
+            self._cancel_on_server(conn, call_id)  # no one waits for its answer any more
             raise ChannelClosed(f"no answer to {op} within {timeout:g}s") from exc
         finally:
             deadline.cancel()

@@ -8,7 +8,9 @@ in the list (wrapping around) when the current one fails them:
 - after ``connect_timeout`` when the connection cannot be made (a host gone
   from the network);
 - after the read timeout (the client's ``timeout``) when a server accepts the
-  connection but never answers (a hung process).
+  connection but never answers (a hung process); a worker's heartbeat waits
+  less, most of a heartbeat interval, and the worker's other calls waiting on
+  that server go along (``worker/api_client.py``).
 
 They stay on the server that answered. One URL behaves as it always has: no
 retry, the same errors. A load balancer in front of the servers is one URL;

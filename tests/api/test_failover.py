@@ -401,3 +401,34 @@ async def test_the_worker_moves_to_the_next_server_when_its_server_stops(engine:
     finally:
         await api.close()
         await support.stop_serving(servers[1], serving[1])
+
+
+async def test_a_heartbeat_left_unanswered_takes_the_workers_long_poll_to_the_next_server(
+    engine: Engine,
+) -> None:
+    """The first server hangs: a heartbeat unanswered ``within`` its limit goes to
+    the second, and the long poll for work waiting on the first goes along at
+    once (not after its own 20-second wait)."""
+    key, _ = await engine.environments.create_key("dev", "test")
+    port = support.free_port()
+    server = make_server(engine, "127.0.0.1", port)
+    serving = await support.serve_in_loop(server)
+    good = f"http://127.0.0.1:{port}"
+    alone = WorkerApi(good, key, socket=False)
+    with _hung_server() as hung:
+        api = WorkerApi(f"{hung},{good}", key, socket=False)
+        try:
+            body = {"version": "v1", "name": "w", "concurrency": 1, "tasks": [MANIFEST]}
+            worker_id = (await alone.register(body))["worker_id"]
+            headers = {"Authorization": f"Bearer {key}"}
+            async with httpx.AsyncClient(base_url=good, headers=headers) as http:
+                trigger = await http.post("/api/v1/tasks/job/trigger", json={"payload": {}})
+            polling = asyncio.ensure_future(api.dequeue(worker_id, 1, wait=20, start=1))
+            assert await api.heartbeat(worker_id, [], within=0.5) == []
+            assert api.api_url == good
+            (claimed,) = await asyncio.wait_for(polling, 10)
+            assert claimed.job.run_id == trigger.json()["id"]
+        finally:
+            await api.close()
+            await alone.close()
+            await support.stop_serving(server, serving)

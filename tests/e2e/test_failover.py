@@ -1,14 +1,17 @@
 """Workers and subscriptions given two servers of one database (issue 17, defect 9):
-when its server dies a worker moves to the other at once, keeps its running
-attempt's lease, and goes on taking runs; a subscription resumes there from its
-last event."""
+when its server dies or hangs a worker moves to the other (at once, or within a
+heartbeat interval), keeps its running attempt's lease, and goes on taking runs;
+a subscription resumes there from its last event."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -55,6 +58,85 @@ def test_a_worker_keeps_running_runs_after_its_first_server_is_stopped(
                     assert f"trying {second.url}" in worker.log.read_text()
                 finally:
                     client.close()
+
+
+@contextlib.contextmanager
+def _hung(server: support.ServerProc) -> Iterator[None]:
+    """``server`` stopped (SIGSTOP: its connections stay open, nothing answers),
+    then let go on (SIGCONT) so that it can be stopped at the end of the test."""
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+
+
+def _lease_of(db_url: str, run_id: str) -> tuple[int, float]:
+    """The run's attempt count and when its lease runs out (epoch seconds), from the database."""
+
+    async def go() -> tuple[int, float]:
+        conn = await asyncpg.connect(db_url)
+        try:
+            row = await conn.fetchrow(
+                "SELECT attempt_count, lease_expires_at FROM runs WHERE id = $1", run_id
+            )
+            assert row is not None
+            return int(row["attempt_count"]), float(row["lease_expires_at"] or 0)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def test_a_worker_keeps_its_lease_when_its_first_server_hangs(
+    pg_template: str, tmp_path: Path
+) -> None:
+    """Server A hangs (SIGSTOP) while the worker runs an attempt longer than the
+    heartbeat timeout: a heartbeat left unanswered moves the worker to B within a
+    heartbeat interval, so the lease is renewed there before it runs out (no
+    reclaim, one attempt), and the worker's long poll for work goes to B too."""
+    timeout = 6.0  # the worker beats every 2 s
+    with support.database("postgresql", tmp_path, pg_template) as db_url:
+        key = support.create_key(db_url)
+        first = support.start_server(db_url, tmp_path, heartbeat_timeout=timeout)
+        second = support.start_server(db_url, tmp_path, heartbeat_timeout=timeout)
+        with support.processes_stopped(first, second):
+            worker = support.start_worker(
+                first, key, tmp_path, concurrency=2, api_url=f"{first.url},{second.url}"
+            )
+            client = Triggerfish(api_url=second.url, secret_key=key)
+            with support.processes_stopped(worker), contextlib.closing(client):
+                marks = tmp_path / "marks"
+                running = client.tasks.trigger("blocks", {"marks": str(marks)})
+                support.wait_for(
+                    lambda: (marks / "started-1").exists(), what="the attempt to start"
+                )
+                with _hung(first):
+                    hung_at = time.time()
+
+                    # the lease held when A stopped runs out by hung_at + timeout; it
+                    # must have been renewed past that, through B, by the same attempt
+                    def renewed() -> bool:
+                        attempts, lease = _lease_of(db_url, running.id)
+                        return attempts == 1 and lease > hung_at + timeout + 1
+
+                    support.wait_for(
+                        renewed,
+                        timeout=30,
+                        interval=0.2,
+                        what="the lease to be renewed through the second server",
+                    )
+                    (marks / "go").touch()
+                    done = client.runs.poll(running.id, timeout=60, interval=0.05)
+                    assert done.status == "COMPLETED", done
+                    assert done.attempt_count == 1 and done.output["attempt"] == 1, done
+                    assert not (marks / "started-2").exists()
+                    # the worker long-polls B now, not A until its poll times out
+                    after = client.tasks.trigger("hello", {"who": "after"})
+                    run = client.runs.poll(after.id, timeout=10, interval=0.05)
+                    assert run.status == "COMPLETED", run
+                    assert worker.proc.poll() is None, worker.log.read_text()
+                    assert f"trying {second.url}" in worker.log.read_text()
 
 
 def _feed_after(db_url: str, run_id: str, after: int) -> list[int]:

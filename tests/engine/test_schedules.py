@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,7 +17,7 @@ from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
 from triggerfish.engine.resources import ManualClock
 from triggerfish.engine.schedules import ScheduleChanges, ScheduleInput
-from triggerfish.errors import InvalidSchedule, ScheduleNotFound, TaskNotFound
+from triggerfish.errors import InvalidSchedule, ScheduleNotFound, StoreUnavailable, TaskNotFound
 
 NO_RETRY = {"max_attempts": 1, "factor": 1, "min_delay": 0, "max_delay": 0, "jitter": 0}
 START = datetime(2026, 1, 5, 8, 59, 30, tzinfo=UTC).timestamp()  # a Monday
@@ -543,3 +545,70 @@ async def test_a_schedule_triggered_by_hand_gets_a_slot_payload_and_keeps_its_ti
     assert len(await scheduled_runs(engine, env_id, "nightly")) == 1
     with pytest.raises(ScheduleNotFound):
         await engine.schedules.trigger_now(env_id, "sched_nope")
+
+
+# -- failures ------------------------------------------------------------------------------
+
+SCHEDULES_LOG = "triggerfish.engine.schedules"
+
+
+async def _due_schedules(engine: Engine, clock: ManualClock, count: int) -> None:
+    """``count`` schedules of one task, every minute, all due now."""
+    env_id = await register(engine, manifest("sync"))
+    for n in range(count):
+        await engine.schedules.create(
+            env_id, ScheduleInput("sync", "* * * * *", external_id=f"s{n}")
+        )
+    clock.advance(30)
+
+
+async def test_schedules_failing_on_every_sweep_log_a_line_a_minute(
+    engine: Engine,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await _due_schedules(engine, clock, 2)
+
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    caplog.set_level(logging.INFO, logger=SCHEDULES_LOG)
+    monkeypatch.setattr(engine.schedules.enqueue, "trigger", broken)
+    for _ in range(150):  # 75 s of sweeps, two a second
+        assert await engine.schedules.fire_due() == 0
+        clock.advance(0.5)
+    monkeypatch.undo()
+    assert await engine.schedules.fire_due() == 2
+    records = [r for r in caplog.records if r.name == SCHEDULES_LOG]
+    messages = [re.sub(r"sched_\w+", "sched_…", r.getMessage()) for r in records]
+    assert messages == [
+        "firing schedules failed (RuntimeError: a bug; schedule sched_… and 1 more); trying again",
+        "firing schedules still failing: 120 more failure(s) in the last 60 s"
+        " (RuntimeError: a bug; schedule sched_… and 1 more)",
+        "firing schedules works again after 75 s and 150 failure(s)",
+    ]
+    assert records[0].exc_info is not None  # a bug: its traceback, once
+
+
+async def test_an_unreachable_store_stops_the_sweep_of_schedules_without_a_line_each(
+    engine: Engine,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await _due_schedules(engine, clock, 3)
+    tries = 0
+
+    async def unreachable(*_args: Any, **_kwargs: Any) -> Any:
+        nonlocal tries
+        tries += 1
+        raise StoreUnavailable("the database connection failed (ConnectionRefusedError)")
+
+    caplog.set_level(logging.INFO, logger=SCHEDULES_LOG)
+    monkeypatch.setattr(engine.schedules.enqueue, "trigger", unreachable)
+    for _ in range(4):
+        with pytest.raises(StoreUnavailable):  # the maintenance loop logs the outage once
+            await engine.schedules.fire_due()
+    assert tries == 4  # one schedule per sweep: the others would fail the same way
+    assert [r for r in caplog.records if r.name == SCHEDULES_LOG] == []

@@ -41,8 +41,9 @@ class FailureLog:
         self._last_line = 0.0  # when the last line about it was logged
         self._unlogged = 0  # failures since that line
 
-    def failed(self, now: float, exc: BaseException) -> None:
-        why = f"{type(exc).__name__}: {exc}"
+    def failed(self, now: float, exc: BaseException, where: str = "") -> None:
+        """A pass failed with ``exc`` (``where``: what it failed on, for the line)."""
+        why = f"{type(exc).__name__}: {exc}" + (f"; {where}" if where else "")
         self._failures += 1
         if self._since is None:
             self._since = self._last_line = now

@@ -38,10 +38,12 @@ from triggerfish._domain.records import ScheduleRecord
 from triggerfish._domain.times import iso_from_epoch, to_datetime
 from triggerfish._ids import new_id
 from triggerfish.engine.enqueue import Enqueue, TriggerRequest, TriggerResult
+from triggerfish.engine.failure_log import FailureLog
 from triggerfish.engine.resources import EngineResources
 from triggerfish.errors import (
     InvalidSchedule,
     ScheduleNotFound,
+    StoreUnavailable,
     TaskNotFound,
     UserError,
 )
@@ -168,6 +170,9 @@ class Schedules:
     def __init__(self, res: EngineResources, enqueue: Enqueue) -> None:
         self.res = res
         self.enqueue = enqueue
+        #: sweeps in which schedules failed to fire, logged sparingly: a schedule
+        #: that fails does so on every sweep (twice a second) until it is fixed
+        self._failures = FailureLog(log, "firing schedules")
         if res.settings.schedule_seconds_field:
             log.warning("schedule_seconds_field is on: 6-field cron accepted (meant for tests)")
 
@@ -442,11 +447,21 @@ class Schedules:
         # replicas sweeping together mostly take different schedules first
         random.shuffle(rows)
         fired = 0
+        failed: list[tuple[str, Exception]] = []
         for row in rows:
             try:
                 fired += await self._fire(row, now)
-            except Exception:  # one broken schedule must not hold up the others
-                log.exception("schedule %s: firing failed; trying again next sweep", row.id)
+            except StoreUnavailable:
+                # the others would fail the same way: the maintenance loop logs the outage once
+                raise
+            except Exception as exc:  # one broken schedule must not hold up the others
+                failed.append((row.id, exc))
+        if failed:
+            first_id, first = failed[0]
+            which = f"schedule {first_id}" + (f" and {len(failed) - 1} more" if failed[1:] else "")
+            self._failures.failed(now, first, where=which)
+        else:
+            self._failures.succeeded(now)
         return fired
 
     def _slot_to_run(self, row: ScheduleRecord, spec: CronSpec, now: float) -> float | None:

@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 #: a call that failed on the way: it may be retried (the server refuses duplicates as stale)
 TRANSPORT_ERRORS = (httpx.TransportError, ChannelClosed)
 
+#: seconds a long poll's answer may take beyond the wait it asked the server for
+#: (the claim itself, and the trip); past it the server counts as hung
+POLL_MARGIN = 5.0
+
 #: spans of task code per call to ``/worker/v1/spans`` (the route takes at most 1000)
 SPANS_PER_CALL = 500
 
@@ -54,6 +58,7 @@ _SOCKET_DURABLE = frozenset(
 
 __all__ = [
     "TRANSPORT_ERRORS",
+    "CallAbandoned",
     "ClaimRequest",
     "ClaimedRun",
     "CompletionReport",
@@ -122,12 +127,18 @@ class ReportsAnswer:
     runs: list[ClaimedRun]
 
 
+class CallAbandoned(ChannelClosed):
+    """Another call found this call's server hung or gone: the worker left that
+    server, and this call, still unanswered, goes on to the next one."""
+
+
 class WorkerApi:
     """The worker API on one server at a time, of the list ``api_url`` names
     (comma-separated, ``_servers.py``): a call the current server fails (refused,
-    dropped, unanswered within ``timeout``) goes to the next one at once. Every
-    worker call may be sent twice: the server refuses a repeated report as stale,
-    and claims, heartbeats and durable calls are keyed by the attempt."""
+    dropped, unanswered within its timeout) goes to the next one at once, and so
+    do the calls still waiting on that server (the long poll for work among them).
+    Every worker call may be sent twice: the server refuses a repeated report as
+    stale, and claims, heartbeats and durable calls are keyed by the attempt."""
 
     def __init__(
         self,
@@ -153,6 +164,9 @@ class WorkerApi:
         # one socket and one HTTP pool per server, made when first used
         self._sockets: dict[int, Channel] = {}
         self._https: dict[int, httpx.AsyncClient] = {}
+        #: set when the worker leaves the server of that index (a call it failed):
+        #: the calls still waiting on it give up and go on to the next one
+        self._left: dict[int, asyncio.Event] = {}
 
     @property
     def api_url(self) -> str:
@@ -193,11 +207,11 @@ class WorkerApi:
         order = self.servers.order()
         for tried, index in enumerate(order, start=1):
             try:
-                result = await send(index)
+                result = await self._unless_left(index, send(index))
             except TRANSPORT_ERRORS as exc:
                 if tried == len(order):
                     raise
-                self.servers.failed(index)
+                self._leave(index)
                 log.warning(
                     "%s: the server at %s failed (%s); trying %s",
                     what,
@@ -211,11 +225,47 @@ class WorkerApi:
             return result
         raise AssertionError("unreachable")
 
+    async def _unless_left(self, index: int, call: Awaitable[Any]) -> Any:
+        """Await ``call`` to server ``index``, unless the worker leaves that server
+        first: then :class:`CallAbandoned` (a call that waits on a hung server
+        would otherwise hold its worker there for its own whole timeout)."""
+        if not self.servers.several:
+            return await call
+        left = self._left.setdefault(index, asyncio.Event())
+        work = asyncio.ensure_future(call)
+        watch = asyncio.ensure_future(left.wait())
+        try:
+            await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+            if not work.done():
+                work.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await work
+        if not work.cancelled():
+            return work.result()
+        raise CallAbandoned(f"the worker left {self.servers.urls[index]}")
+
+    def _leave(self, index: int) -> None:
+        """Server ``index`` failed a call: move on, and with the first call to fail
+        there, take the calls still waiting on it along."""
+        self.servers.failed(index)
+        if self.servers.index != index:
+            left = self._left.pop(index, None)
+            if left is not None:
+                left.set()
+
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         return await self._on_servers(path, lambda index: self._post_to(index, path, body))
 
-    async def _post_to(self, index: int, path: str, body: dict[str, Any]) -> Any:
-        response = await self._http(index).post(path, json=body)
+    async def _post_to(
+        self, index: int, path: str, body: dict[str, Any], timeout: float | None = None
+    ) -> Any:
+        if timeout is None:
+            response = await self._http(index).post(path, json=body)
+        else:
+            limit = httpx.Timeout(timeout, connect=self._connect_timeout)
+            response = await self._http(index).post(path, json=body, timeout=limit)
         if response.status_code == 409:
             raise StaleReport(response.json().get("error", "stale"))
         if not response.is_success:
@@ -227,23 +277,30 @@ class WorkerApi:
         return response.json()
 
     async def _call(
-        self, op: str, path: str, body: dict[str, Any], *, attempt_id: str = "", wait: float = 0
+        self,
+        op: str,
+        path: str,
+        body: dict[str, Any],
+        *,
+        attempt_id: str = "",
+        timeout: float | None = None,
     ) -> Any:
-        """``op`` over the socket, or ``POST path`` when the server offers none."""
+        """``op`` over the socket, or ``POST path`` when the server offers none;
+        unanswered after ``timeout`` seconds (default: the client's), the server
+        counts as failed."""
 
         async def send(index: int) -> Any:
             socket = self._socket(index)
             if socket is not None:
                 try:
-                    return await socket.call(
-                        op, body, attempt_id=attempt_id, timeout=self._timeout + wait
-                    )
+                    limit = self._timeout if timeout is None else timeout
+                    return await socket.call(op, body, attempt_id=attempt_id, timeout=limit)
                 except ChannelUnavailable as exc:
                     log.warning("no worker socket (%s); using HTTP requests", exc)
                     self._use_socket = False
                 except FrameTooLarge:
                     pass  # this one call goes as a request, where the body limit answers 413
-            return await self._post_to(index, path, body)
+            return await self._post_to(index, path, body, timeout)
 
         return await self._on_servers(op, send)
 
@@ -299,9 +356,12 @@ class WorkerApi:
     async def dequeue(
         self, worker_id: str, limit: int, wait: float, start: int = 0
     ) -> list[ClaimedRun]:
-        """Claim up to ``limit`` runs; the server starts the first ``start`` of them."""
+        """Claim up to ``limit`` runs; the server starts the first ``start`` of them.
+
+        The server answers within ``wait`` seconds (less if its own limit is
+        lower), so a server silent ``POLL_MARGIN`` longer counts as hung."""
         body = {"worker_id": worker_id, "max": limit, "wait": wait, "start": start}
-        result = await self._call("dequeue", "/worker/v1/dequeue", body, wait=wait)
+        result = await self._call("dequeue", "/worker/v1/dequeue", body, timeout=wait + POLL_MARGIN)
         return self._claimed(result["runs"])
 
     async def reports(
@@ -351,9 +411,18 @@ class WorkerApi:
         )
         return dict(result)
 
-    async def heartbeat(self, worker_id: str, attempt_ids: list[str]) -> list[str]:
+    async def heartbeat(
+        self, worker_id: str, attempt_ids: list[str], *, within: float | None = None
+    ) -> list[str]:
+        """Renew the leases of ``attempt_ids``; the attempts the server wants stopped.
+
+        With several servers, one that has not answered ``within`` seconds is left
+        for the next (every call goes there from then on), so that a heartbeat
+        retried there still renews the leases before they run out.
+        """
         body = {"worker_id": worker_id, "attempt_ids": attempt_ids}
-        result = await self._call("heartbeat", "/worker/v1/heartbeat", body)
+        timeout = within if self.servers.several else None
+        result = await self._call("heartbeat", "/worker/v1/heartbeat", body, timeout=timeout)
         return list(result["stop"])
 
     async def logs(self, attempt_id: str, lines: list[dict[str, Any]]) -> None:

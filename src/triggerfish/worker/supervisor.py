@@ -66,6 +66,10 @@ BROKEN_FILE_MARK = "task file not loaded: "
 LONG_RUN = 1.0
 #: runs claimed ahead at most, however short they are
 MAX_AHEAD = 32
+#: a heartbeat's wait for its server's answer, as a share of the heartbeat interval:
+#: a server that leaves one unanswered that long is left for the next (when there
+#: are several), and the heartbeat tried again there lands well within the lease
+HEARTBEAT_PATIENCE = 0.8
 
 
 @dataclass
@@ -446,7 +450,9 @@ class Worker:
             await asyncio.sleep(self._heartbeat_interval)
             try:
                 held = list(self._executing | self._waiting | self._reporting)
-                stop = await self.api.heartbeat(self.worker_id, held)
+                stop = await self.api.heartbeat(
+                    self.worker_id, held, within=self._heartbeat_interval * HEARTBEAT_PATIENCE
+                )
             except (*TRANSPORT_ERRORS, ApiError, StaleReport) as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
