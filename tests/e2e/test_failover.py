@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import threading
@@ -137,6 +138,66 @@ def test_a_worker_keeps_its_lease_when_its_first_server_hangs(
                     assert run.status == "COMPLETED", run
                     assert worker.proc.poll() is None, worker.log.read_text()
                     assert f"trying {second.url}" in worker.log.read_text()
+
+
+def _journal_of(db_url: str, run_id: str) -> list[tuple[str, str]]:
+    """The run's journal entries, ``(name, status)`` in order, from the database."""
+
+    async def go() -> list[tuple[str, str]]:
+        conn = await asyncpg.connect(db_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT name, status FROM run_journal WHERE run_id = $1 ORDER BY seq", run_id
+            )
+            return [(row["name"], row["status"]) for row in rows]
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def test_a_task_s_own_journal_writes_follow_the_worker_when_its_first_server_hangs(
+    pg_template: str, tmp_path: Path
+) -> None:
+    """Server A hangs (SIGSTOP) while a task journals step after step over its own
+    link to A (``worker/_direct.py``): the worker moves to B and its task process's
+    writes go along, instead of each waiting out its answer timeout on A again
+    and again. One attempt, every step run and journaled once."""
+    steps, pause = 20, 0.5
+    with support.database("postgresql", tmp_path, pg_template) as db_url:
+        key = support.create_key(db_url)
+        first = support.start_server(db_url, tmp_path, heartbeat_timeout=6.0)
+        second = support.start_server(db_url, tmp_path, heartbeat_timeout=6.0)
+        with support.processes_stopped(first, second):
+            worker = support.start_worker(
+                first, key, tmp_path, concurrency=2, api_url=f"{first.url},{second.url}"
+            )
+            client = Triggerfish(api_url=second.url, secret_key=key)
+            with support.processes_stopped(worker), contextlib.closing(client):
+                marks = tmp_path / "marks"
+                payload = {"marks": str(marks), "steps": steps, "pause": pause}
+                running = client.tasks.trigger("many-steps", payload)
+                support.wait_for(
+                    lambda: (marks / "started-1").exists(), what="the first step to be journaled"
+                )
+                with _hung(first):
+                    hung_at = time.monotonic()
+                    (marks / "go").touch()
+                    done = client.runs.poll(running.id, timeout=120, interval=0.05)
+                    took = time.monotonic() - hung_at
+                assert done.status == "COMPLETED", done
+                assert done.attempt_count == 1 and done.output["attempt"] == 1, done
+                assert done.output["results"] == list(range(1, steps + 1))
+                names = [f"step-{i}" for i in range(1, steps + 1)]
+                assert _journal_of(db_url, running.id) == [(n, "OK") for n in ["first", *names]]
+                ran = [float((marks / n).read_text()) for n in names]  # one line: ran once
+                # the first write may wait while the worker leaves A (about two
+                # heartbeat intervals); then B answers every write (a link tied to
+                # A stalled again each time it tried A, every few seconds)
+                gaps = [later - earlier for earlier, later in itertools.pairwise(ran)]
+                assert max(gaps[1:]) < pause + 3, gaps
+                assert took < steps * pause + 30, took
+                assert f"trying {second.url}" in worker.log.read_text()
 
 
 def _feed_after(db_url: str, run_id: str, after: int) -> list[int]:
