@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import threading
@@ -71,21 +72,43 @@ def _hung(server: support.ServerProc) -> Iterator[None]:
         os.kill(server.proc.pid, signal.SIGCONT)
 
 
-def _lease_of(db_url: str, run_id: str) -> tuple[int, float]:
-    """The run's attempt count and when its lease runs out (epoch seconds), from the database."""
+def _rows(db_url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    """``query``'s rows, read from the database itself."""
 
-    async def go() -> tuple[int, float]:
+    async def go() -> list[asyncpg.Record]:
         conn = await asyncpg.connect(db_url)
         try:
-            row = await conn.fetchrow(
-                "SELECT attempt_count, lease_expires_at FROM runs WHERE id = $1", run_id
-            )
-            assert row is not None
-            return int(row["attempt_count"]), float(row["lease_expires_at"] or 0)
+            return list(await conn.fetch(query, *args))
         finally:
             await conn.close()
 
     return asyncio.run(go())
+
+
+def _lease_of(db_url: str, run_id: str) -> tuple[int, float]:
+    """The run's attempt count and when its lease runs out (epoch seconds), from the database."""
+    query = "SELECT attempt_count, lease_expires_at FROM runs WHERE id = $1"
+    [row] = _rows(db_url, query, run_id)
+    return int(row["attempt_count"]), float(row["lease_expires_at"] or 0)
+
+
+@contextlib.contextmanager
+def _two_servers(
+    pg_template: str, tmp_path: Path, heartbeat_timeout: float
+) -> Iterator[tuple[str, support.ServerProc, support.ServerProc, support.WorkerProc, Triggerfish]]:
+    """Two servers A and B on one PostgreSQL database, a worker given both (A
+    first) and a client of B: ``(db_url, A, B, worker, client)``."""
+    with support.database("postgresql", tmp_path, pg_template) as db_url:
+        key = support.create_key(db_url)
+        first = support.start_server(db_url, tmp_path, heartbeat_timeout=heartbeat_timeout)
+        second = support.start_server(db_url, tmp_path, heartbeat_timeout=heartbeat_timeout)
+        with support.processes_stopped(first, second):
+            worker = support.start_worker(
+                first, key, tmp_path, concurrency=2, api_url=f"{first.url},{second.url}"
+            )
+            client = Triggerfish(api_url=second.url, secret_key=key)
+            with support.processes_stopped(worker), contextlib.closing(client):
+                yield db_url, first, second, worker, client
 
 
 def test_a_worker_keeps_its_lease_when_its_first_server_hangs(
@@ -96,47 +119,84 @@ def test_a_worker_keeps_its_lease_when_its_first_server_hangs(
     heartbeat interval, so the lease is renewed there before it runs out (no
     reclaim, one attempt), and the worker's long poll for work goes to B too."""
     timeout = 6.0  # the worker beats every 2 s
-    with support.database("postgresql", tmp_path, pg_template) as db_url:
-        key = support.create_key(db_url)
-        first = support.start_server(db_url, tmp_path, heartbeat_timeout=timeout)
-        second = support.start_server(db_url, tmp_path, heartbeat_timeout=timeout)
-        with support.processes_stopped(first, second):
-            worker = support.start_worker(
-                first, key, tmp_path, concurrency=2, api_url=f"{first.url},{second.url}"
+    with _two_servers(pg_template, tmp_path, timeout) as (db_url, first, second, worker, client):
+        marks = tmp_path / "marks"
+        running = client.tasks.trigger("blocks", {"marks": str(marks)})
+        support.wait_for(lambda: (marks / "started-1").exists(), what="the attempt to start")
+        with _hung(first):
+            hung_at = time.time()
+
+            # the lease held when A stopped runs out by hung_at + timeout; it
+            # must have been renewed past that, through B, by the same attempt
+            def renewed() -> bool:
+                attempts, lease = _lease_of(db_url, running.id)
+                return attempts == 1 and lease > hung_at + timeout + 1
+
+            support.wait_for(
+                renewed,
+                timeout=30,
+                interval=0.2,
+                what="the lease to be renewed through the second server",
             )
-            client = Triggerfish(api_url=second.url, secret_key=key)
-            with support.processes_stopped(worker), contextlib.closing(client):
-                marks = tmp_path / "marks"
-                running = client.tasks.trigger("blocks", {"marks": str(marks)})
-                support.wait_for(
-                    lambda: (marks / "started-1").exists(), what="the attempt to start"
-                )
-                with _hung(first):
-                    hung_at = time.time()
+            (marks / "go").touch()
+            done = client.runs.poll(running.id, timeout=60, interval=0.05)
+            assert done.status == "COMPLETED", done
+            assert done.attempt_count == 1 and done.output["attempt"] == 1, done
+            assert not (marks / "started-2").exists()
+            # the worker long-polls B now, not A until its poll times out
+            after = client.tasks.trigger("hello", {"who": "after"})
+            run = client.runs.poll(after.id, timeout=10, interval=0.05)
+            assert run.status == "COMPLETED", run
+            assert worker.proc.poll() is None, worker.log.read_text()
+            assert f"trying {second.url}" in worker.log.read_text()
 
-                    # the lease held when A stopped runs out by hung_at + timeout; it
-                    # must have been renewed past that, through B, by the same attempt
-                    def renewed() -> bool:
-                        attempts, lease = _lease_of(db_url, running.id)
-                        return attempts == 1 and lease > hung_at + timeout + 1
 
-                    support.wait_for(
-                        renewed,
-                        timeout=30,
-                        interval=0.2,
-                        what="the lease to be renewed through the second server",
-                    )
-                    (marks / "go").touch()
-                    done = client.runs.poll(running.id, timeout=60, interval=0.05)
-                    assert done.status == "COMPLETED", done
-                    assert done.attempt_count == 1 and done.output["attempt"] == 1, done
-                    assert not (marks / "started-2").exists()
-                    # the worker long-polls B now, not A until its poll times out
-                    after = client.tasks.trigger("hello", {"who": "after"})
-                    run = client.runs.poll(after.id, timeout=10, interval=0.05)
-                    assert run.status == "COMPLETED", run
-                    assert worker.proc.poll() is None, worker.log.read_text()
-                    assert f"trying {second.url}" in worker.log.read_text()
+def _journal_of(db_url: str, run_id: str) -> list[tuple[str, str]]:
+    """The run's journal entries, ``(name, status)`` in order, from the database."""
+    query = "SELECT name, status FROM run_journal WHERE run_id = $1 ORDER BY seq"
+    return [(row["name"], row["status"]) for row in _rows(db_url, query, run_id)]
+
+
+def test_a_task_s_own_journal_writes_follow_the_worker_when_its_first_server_hangs(
+    pg_template: str, tmp_path: Path
+) -> None:
+    """Server A hangs (SIGSTOP) while a task journals step after step over its own
+    link to A (``worker/_direct.py``): the worker moves to B and its task process's
+    writes go along, instead of each waiting out its answer timeout on A again
+    and again. One attempt, every step run and journaled once."""
+    steps, pause = 20, 0.5
+    with _two_servers(pg_template, tmp_path, heartbeat_timeout=6.0) as (
+        db_url,
+        first,
+        second,
+        worker,
+        client,
+    ):
+        marks = tmp_path / "marks"
+        payload = {"marks": str(marks), "steps": steps, "pause": pause}
+        running = client.tasks.trigger("many-steps", payload)
+        support.wait_for(
+            lambda: (marks / "started-1").exists(), what="the first step to be journaled"
+        )
+        with _hung(first):
+            hung_at = time.monotonic()
+            (marks / "go").touch()
+            done = client.runs.poll(running.id, timeout=120, interval=0.05)
+            took = time.monotonic() - hung_at
+        assert done.status == "COMPLETED", done
+        assert done.attempt_count == 1 and done.output["attempt"] == 1, done
+        assert done.output["results"] == list(range(1, steps + 1))
+        names = [f"step-{i}" for i in range(1, steps + 1)]
+        assert _journal_of(db_url, running.id) == [(n, "OK") for n in ["first", *names]]
+        ran = [float((marks / n).read_text()) for n in names]  # one line: ran once
+        # the first write waits while the worker leaves A (about two heartbeat
+        # intervals, not the direct link's answer timeout of 10 s); then B
+        # answers every write (a link tied to A stalled again each time it
+        # tried A, every few seconds)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(ran)]
+        assert gaps[0] < pause + 8 and max(gaps[1:]) < pause + 3, gaps
+        assert took < steps * pause + 30, took
+        assert f"trying {second.url}" in worker.log.read_text()
 
 
 def _feed_after(db_url: str, run_id: str, after: int) -> list[int]:

@@ -8,6 +8,7 @@ as None, for the relay to send, and never as a wrong answer.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -92,6 +93,55 @@ async def test_what_the_socket_cannot_settle_is_left_to_the_relay(
     monkeypatch.setattr(_direct, "RETRY_AFTER", 0.0)
     direct.bind(job)
     direct._retry_at = 0.0
+    try:
+        assert await _write(direct, _entry(0, 7)) == {"ok": True}
+    finally:
+        direct.close()
+
+
+class _Silent:
+    """A connection to a hung server: writes go out, no answer comes back."""
+
+    def send(self, data: str) -> None:
+        pass
+
+
+def _unanswered(conn: Any, call_id: int, timeout: float) -> dict[str, Any]:
+    time.sleep(timeout)
+    raise TimeoutError
+
+
+async def test_a_write_waiting_on_a_server_the_worker_left_follows_the_worker(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = await _executing(served)
+    assert job.direct is not None
+    hung = replace(job.direct, url="ws://hung.invalid/worker/v1/socket")
+    direct = DirectJournal()
+    direct.bind(replace(job, direct=hung))
+    monkeypatch.setattr(DirectJournal, "_connected", lambda self, link: _Silent())
+    monkeypatch.setattr(_direct, "answer_to", _unanswered)
+
+    # a server that stays silent: relayed after the answer timeout, then not tried
+    # again for a while, even when the worker names it again (it is still on it)
+    monkeypatch.setattr(_direct, "ANSWER_TIMEOUT", 0.3)
+    assert await _write(direct, _entry(0)) is None
+    direct.follow(hung)
+    started = time.monotonic()
+    assert await _write(direct, _entry(0)) is None
+    assert time.monotonic() - started < 0.2
+
+    # a write waiting there gives up as soon as the worker moves to another server
+    monkeypatch.setattr(_direct, "ANSWER_TIMEOUT", 30.0)
+    direct.bind(replace(job, direct=hung))
+    direct._retry_at = 0.0
+    direct.watch = lambda: direct.follow(job.direct)
+    started = time.monotonic()
+    assert await _write(direct, _entry(0)) is None
+    assert time.monotonic() - started < 5.0
+
+    # and the next one goes straight to the server the worker moved to
+    monkeypatch.undo()
     try:
         assert await _write(direct, _entry(0, 7)) == {"ok": True}
     finally:

@@ -18,7 +18,9 @@ what it is given. Messages to the worker over the pipe:
 - ``("done", outcome)`` when the attempt ends (an ``AttemptOutcome``, see
   ``sdk/_runtime.py``)
 
-The worker sends ``("run", job)`` (a ``Job``) to start an attempt and
+The worker sends ``("run", job)`` (a ``Job``) to start an attempt,
+``("link", link)`` when the server for the process's own journal writes
+changes (the worker moved to another server, ``_direct.py``) and
 ``("stop", None)`` to end the process. Jobs and outcomes, the frozen
 dataclasses of ``_domain/attempts.py``, cross as plain tuples (``_pipe.py``).
 """
@@ -31,6 +33,7 @@ import ctypes
 import io
 import os
 import pickle
+import select
 import signal
 import sys
 import time
@@ -41,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from triggerfish.worker._direct import DirectJournal
-from triggerfish.worker._pipe import pack_outcome, unpack_job
+from triggerfish.worker._pipe import pack_outcome, unpack_job, unpack_link
 
 if TYPE_CHECKING:
     from triggerfish._domain.attempts import AttemptOutcome, Job
@@ -160,6 +163,8 @@ def main(conn: Connection, root: str, dirs: list[str], skip_broken: bool = False
             message = recv(conn)
         except EOFError:
             return
+        if message[0] == "link":  # the next job names its own
+            continue
         if message[0] != "run":
             return
         # before any user code: a process that dies before this costs the attempt nothing
@@ -239,8 +244,26 @@ def _transport(conn: Connection, direct: DirectJournal) -> Any:
     can (``_direct.py``); the worker relays whatever that leaves.
     """
 
+    def handle(kind: str, value: Any) -> None:
+        if kind == "link":
+            direct.follow(unpack_link(value))
+        elif kind == "stop":
+            raise SystemExit(0)
+
+    # one system call per look (``Connection.poll`` builds a selector every time)
+    readable = select.poll()
+    readable.register(conn.fileno(), select.POLLIN)
+
+    def read_news() -> None:
+        """The worker's messages that arrived while the task ran (no reply is due)."""
+        while readable.poll(0):
+            handle(*recv(conn))
+
+    direct.watch = read_news
+
     def call(op: str, body: dict[str, Any]) -> dict[str, Any]:
         if op == "journal":
+            read_news()
             answer = direct.write(body)
             if answer is not None:
                 return answer
@@ -249,7 +272,6 @@ def _transport(conn: Connection, direct: DirectJournal) -> Any:
             kind, value = recv(conn)
             if kind == "reply":
                 return dict(value)
-            if kind == "stop":
-                raise SystemExit(0)
+            handle(kind, value)
 
     return call

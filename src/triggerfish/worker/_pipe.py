@@ -29,8 +29,16 @@ from triggerfish._domain.attempts import (
 )
 
 
+def pack_link(link: DirectLink | None) -> tuple[str, int] | None:
+    """The worker's link for a task process's own journal writes (``_direct.py``)."""
+    return None if link is None else (link.url, link.max_frame)
+
+
+def unpack_link(packed: tuple[str, int] | None) -> DirectLink | None:
+    return None if packed is None else DirectLink(*packed)
+
+
 def pack_job(job: Job) -> tuple[Any, ...]:
-    direct = job.direct
     return (
         job.run_id,
         job.attempt_id,
@@ -44,7 +52,7 @@ def pack_job(job: Job) -> tuple[Any, ...]:
         job.max_duration,
         job.journal,
         job.metadata,
-        None if direct is None else (direct.url, direct.max_frame),
+        pack_link(job.direct),
         job.credential,
         job.api_url,
         job.env_vars,
@@ -86,7 +94,7 @@ def unpack_job(packed: tuple[Any, ...]) -> Job:
         max_duration,
         journal,
         metadata,
-        None if direct is None else DirectLink(*direct),
+        unpack_link(direct),
         credential,
         api_url,
         env_vars,

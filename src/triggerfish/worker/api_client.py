@@ -167,6 +167,8 @@ class WorkerApi:
         #: set when the worker leaves the server of that index (a call it failed):
         #: the calls still waiting on it give up and go on to the next one
         self._left: dict[int, asyncio.Event] = {}
+        #: called when the calls go to another server (:meth:`direct_link` changed)
+        self.on_move: Callable[[], None] = lambda: None
 
     @property
     def api_url(self) -> str:
@@ -222,6 +224,7 @@ class WorkerApi:
                 continue
             if index != self.servers.index:
                 self.servers.answered(index)
+                self.on_move()
             return result
         raise AssertionError("unreachable")
 
@@ -254,6 +257,7 @@ class WorkerApi:
             left = self._left.pop(index, None)
             if left is not None:
                 left.set()
+            self.on_move()
 
     async def _post(self, path: str, body: dict[str, Any]) -> Any:
         return await self._on_servers(path, lambda index: self._post_to(index, path, body))

@@ -24,11 +24,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from triggerfish._domain.attempts import AttemptOutcome, ErrorInfo, Failed, Job
+from triggerfish._domain.attempts import AttemptOutcome, DirectLink, ErrorInfo, Failed, Job
 from triggerfish._domain.machines import MACHINE_MEMORY_MB
 from triggerfish._domain.states import FailureKind
 from triggerfish.worker import _child
-from triggerfish.worker._pipe import pack_job, unpack_outcome
+from triggerfish.worker._pipe import pack_job, pack_link, unpack_outcome
 from triggerfish.worker.discovery import ProjectConfig
 
 LogCallback = Callable[[str, dict[str, Any]], None]
@@ -66,6 +66,8 @@ class _Slot:
     readable: Any = field(default_factory=select.poll)
     #: a new process was asked for in its place (it died, or was stopped)
     replaced: bool = False
+    #: the link for its own journal writes the running attempt was last given
+    told: DirectLink | None = None
 
     def __post_init__(self) -> None:
         self.readable.register(self.conn.fileno(), select.POLLIN)
@@ -84,8 +86,12 @@ class ExecutorPool:
         env: dict[str, str] | None = None,
         memory_poll_interval: float = 0.05,
         max_durations: Mapping[str, float | None] | None = None,
+        direct_link: Callable[[], DirectLink | None] | None = None,
     ) -> None:
         self.config = config
+        #: the worker's link for task processes' own journal writes now
+        #: (``_direct.py``); None: each attempt keeps the one its job names
+        self.direct_link = direct_link
         #: each task's declared limit, for runs that set none of their own
         self.max_durations = max_durations or {}
         self.size = size
@@ -232,7 +238,25 @@ class ExecutorPool:
                 slot.job = None
                 self._replace(slot)
                 continue
+            slot.told = job.direct
+            self._tell_link(slot)  # claimed before the worker last moved
             return slot
+
+    def follow_server(self) -> None:
+        """The worker moved to another server: so do the running attempts' own
+        journal writes (``_direct.py``), including one waiting on the old server."""
+        for slot in self._slots:
+            if slot.job is not None:
+                self._tell_link(slot)
+
+    def _tell_link(self, slot: _Slot) -> None:
+        if self.direct_link is None:
+            return
+        link = self.direct_link()
+        if link != slot.told:
+            slot.told = link
+            with contextlib.suppress(OSError):  # died: its attempt ends without it
+                _child.send(slot.conn, ("link", pack_link(link)))
 
     async def _await_outcome(
         self, slot: _Slot, job: Job, started: list[bool]
@@ -253,6 +277,7 @@ class ExecutorPool:
                     self.on_span(job.attempt_id, value)
             elif kind == "call":
                 answer = await self._relay(job, value)
+                self._tell_link(slot)  # the relay may have moved the worker
                 with contextlib.suppress(OSError):
                     _child.send(slot.conn, ("reply", answer))
             elif kind == "done":

@@ -185,7 +185,10 @@ class Worker:
             on_span=self._on_span,
             env=task_environment(os.environ),
             max_durations={t.id: t.max_duration for t in registry},
+            direct_link=self.api.direct_link,
         )
+        # task processes' own journal writes follow the worker to its next server
+        self.api.on_move = self.pool.follow_server
         await self.pool.start()
         settle_after_startup()
         log.info(

@@ -37,6 +37,30 @@ def five_steps(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     return {"results": results, "attempt": ctx.attempt.number}
 
 
+def _timed(marks: str, i: int, pause: float) -> int:
+    """Step ``i``'s side effect: when it ran, then a pause (work between two writes)."""
+    with (Path(marks) / f"step-{i}").open("a") as fh:
+        fh.write(f"{time.time()}\n")
+    time.sleep(pause)
+    return i
+
+
+@task(id="many-steps", retry=retry(max_attempts=3, min_delay=0.05, max_delay=0.05))
+def many_steps(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """One step, then a 'started' mark and a wait for the test's 'go' file, then
+    ``steps`` more, each a journal write apart."""
+    marks = payload["marks"]
+    step.run("first", _mark, marks, "first")
+    _mark(marks, f"started-{ctx.attempt.number}")
+    go = Path(marks) / "go"
+    deadline = time.time() + 60
+    while not go.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    steps = range(1, payload["steps"] + 1)
+    results = [step.run(f"step-{i}", _timed, marks, i, payload["pause"]) for i in steps]
+    return {"results": results, "attempt": ctx.attempt.number}
+
+
 @task(id="five-steps-async", retry=retry(max_attempts=3, min_delay=0.05, max_delay=0.05))
 async def five_steps_async(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     _mark(payload["marks"], "body")
