@@ -65,6 +65,10 @@ class JournalStatus(enum.StrEnum):
     RETRYING = "RETRYING"
 
 
+#: journal entries whose outcome is settled: a replay returns or raises it and never
+#: runs the step again, so no later write may change them
+SETTLED_JOURNAL: frozenset[JournalStatus] = frozenset({JournalStatus.OK, JournalStatus.ERROR})
+
 S = RunStatus
 
 FINAL: frozenset[RunStatus] = frozenset(

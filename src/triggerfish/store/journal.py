@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from triggerfish._domain.records import GuardedRun, JournalRecord
-from triggerfish._domain.states import JournalStatus, RunStatus
+from triggerfish._domain.states import SETTLED_JOURNAL, JournalStatus, RunStatus
 from triggerfish.store.db import Database, stored_row
 from triggerfish.store.tables import attempts, run_journal, run_journal_blobs, runs
 
@@ -169,11 +169,14 @@ def _guarded_upsert_sql(keys: tuple[str, ...], lock_version: bool, names: dict[s
         f"AND ({env} IS NULL OR runs.environment_id = {env}) "
         "RETURNING runs.id"
     )
+    # the guard's row, not the insert's: a write the conflict clause skips (an
+    # entry already settled) was still made by the current attempt
     return (
-        f"WITH guard AS ({guard}) "
+        f"WITH guard AS ({guard}), entry AS ("
         f"INSERT INTO run_journal ({', '.join(keys)}) "
         f"SELECT {', '.join(names[k] for k in keys)} FROM guard "
-        f"{_on_conflict(keys)} RETURNING run_journal.run_id"
+        f"{_on_conflict(keys)} RETURNING run_journal.run_id) "
+        "SELECT id FROM guard"
     )
 
 
@@ -243,7 +246,10 @@ def _upsert(keys: tuple[str, ...]) -> Any:
 
 
 def _on_conflict(keys: tuple[str, ...]) -> str:
-    """A rewritten entry takes the new outcome (a step's retry, a wait's result)."""
+    """A rewritten entry takes the new outcome (a step's retry, a wait's result),
+    unless its outcome is settled: a write that arrives late (sent to a server
+    that hung, then relayed through another) never turns an OK step back into a
+    retrying one that a replay would run again."""
     mutable = (
         "kind",
         "name",
@@ -256,8 +262,11 @@ def _on_conflict(keys: tuple[str, ...]) -> str:
         "tries",
     )
     updates = [k for k in mutable if k in keys] + ["finished_at"]
-    return "ON CONFLICT (run_id, seq) DO UPDATE SET " + ", ".join(
-        f"{k} = excluded.{k}" for k in updates
+    settled = ", ".join(f"'{s.value}'" for s in sorted(SETTLED_JOURNAL))
+    return (
+        "ON CONFLICT (run_id, seq) DO UPDATE SET "
+        + ", ".join(f"{k} = excluded.{k}" for k in updates)
+        + f" WHERE run_journal.status NOT IN ({settled})"
     )
 
 
@@ -316,7 +325,7 @@ async def copy_prefix(
             select(run_journal).where(
                 run_journal.c.run_id == source_run,
                 run_journal.c.seq < below_seq,
-                run_journal.c.status.in_([JournalStatus.OK.value, JournalStatus.ERROR.value]),
+                run_journal.c.status.in_([s.value for s in SETTLED_JOURNAL]),
             )
         )
     ).all()
