@@ -67,6 +67,7 @@ def pg_template() -> Iterator[str]:
     name = f"tf_template_{os.getpid()}"
     support.new_pg_template(name)
     yield name
+    support.drop_pg_pool(name)
     support.drop_pg_database(name)
 
 
