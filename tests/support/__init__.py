@@ -245,10 +245,9 @@ class _PgPool:
 
     Cloning a template and dropping the clone cost a PostgreSQL test far more than
     the test itself (the clone writes the whole database, the drop removes its
-    files; a TRUNCATE, nearly as much). A released clone is instead renamed (a
-    client still holding its old name cannot reach it), the tables it wrote are
-    emptied and vacuumed (no rows and no heap pages, as in a fresh clone) and its
-    used sequences restarted. A clone whose schema a test changed is dropped.
+    files). A released clone is instead renamed (a client still holding its old
+    name cannot reach it) and the tables it wrote are emptied
+    (:func:`empty_pg_tables`). A clone whose schema a test changed is dropped.
     """
 
     template: str
@@ -333,6 +332,25 @@ async def _pg_renamed(name: str) -> str:
         await admin.close()
 
 
+async def empty_pg_tables(conn: Any, tables: Sequence[str]) -> None:
+    """Delete the rows of ``tables`` and vacuum them, and restart the sequences used.
+
+    ``conn`` (asyncpg) must be the only session on its database, so the vacuum
+    frees every deleted row's page: the tables end as a fresh clone's are, without
+    a TRUNCATE's new files, which cost many times as much.
+    """
+    used = [row[0] for row in await conn.fetch(_PG_USED_SEQUENCES)]
+    async with conn.transaction():
+        # no triggers (the change feed's) and no foreign-key checks while emptying
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        for table in tables:
+            await conn.execute(f'DELETE FROM "{table}"')
+        for sequence in used:  # an insert rolled back advances one too
+            await conn.execute(f'ALTER SEQUENCE "{sequence}" RESTART')
+    if tables:
+        await conn.execute("VACUUM " + ", ".join(f'"{t}"' for t in tables))
+
+
 async def _pg_emptied(pool: _PgPool, name: str) -> bool:
     """Empty the tables of ``name`` that were written; False if its schema changed."""
     import asyncpg
@@ -343,17 +361,7 @@ async def _pg_emptied(pool: _PgPool, name: str) -> bool:
         if schema != pool.schema or sizes.keys() != pool.sizes.keys():
             return False
         written = sorted(t for t, size in sizes.items() if size != pool.sizes[t])
-        used = [row[0] for row in await conn.fetch(_PG_USED_SEQUENCES)]
-        tables = ", ".join(f'"{t}"' for t in written)
-        async with conn.transaction():
-            # no triggers (the change feed's) and no foreign-key checks while emptying
-            await conn.execute("SET LOCAL session_replication_role = replica")
-            for table in written:
-                await conn.execute(f'DELETE FROM "{table}"')
-            for sequence in used:  # an insert rolled back advances one too
-                await conn.execute(f'ALTER SEQUENCE "{sequence}" RESTART')
-        if written:  # no session is left to see the deleted rows: their pages go
-            await conn.execute(f"VACUUM {tables}")
+        await empty_pg_tables(conn, written)
         return True
     finally:
         await conn.close()

@@ -98,8 +98,8 @@ async def _migrate(url: str) -> None:
         await db.dispose()
 
 
-#: every table of the schema, emptied in one statement
-_TRUNCATE = f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)} RESTART IDENTITY CASCADE"
+#: every table of the schema
+_TABLES = [t.name for t in metadata.sorted_tables]
 
 
 async def _empty(url: str) -> None:
@@ -108,7 +108,7 @@ async def _empty(url: str) -> None:
 
     conn = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
-        await conn.execute(_TRUNCATE)
+        await support.empty_pg_tables(conn, _TABLES)
     finally:
         await conn.close()
 
