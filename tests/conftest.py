@@ -1,7 +1,9 @@
 """Fixtures: a fresh database per test on SQLite and PostgreSQL, engines, real processes.
 
-PostgreSQL tests clone a template database migrated once per session; if
-PostgreSQL is down they fail and say how to start it, never skip.
+PostgreSQL tests clone a template database migrated once per session; a test
+process keeps its clones for its next tests, emptied as a fresh clone is
+(``tests/support``: ``new_pg_database``). If PostgreSQL is down they fail and say
+how to start it, never skip.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def pg_template() -> Iterator[str]:
     name = f"tf_template_{os.getpid()}"
     support.new_pg_template(name)
     yield name
+    support.drop_pg_pool(name)
     support.drop_pg_database(name)
 
 

@@ -200,23 +200,28 @@ def new_sqlite_database(path: Path) -> str:
     return sqlite_url(path)
 
 
-def pg_execute(sql: str) -> None:
+async def _pg_admin() -> Any:
     import asyncpg
 
-    async def go() -> None:
-        try:
-            conn = await asyncpg.connect(PG_ADMIN_URL)
-        except OSError as exc:
-            raise RuntimeError(
-                f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); start it with "
-                "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
-            ) from None
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
+    try:
+        return await asyncpg.connect(PG_ADMIN_URL)
+    except OSError as exc:
+        raise RuntimeError(
+            f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); start it with "
+            "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`"
+        ) from None
 
-    asyncio.run(go())
+
+async def _pg_admin_execute(sql: str) -> None:
+    conn = await _pg_admin()
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def pg_execute(sql: str) -> None:
+    asyncio.run(_pg_admin_execute(sql))
 
 
 def pg_url(name: str) -> str:
@@ -230,15 +235,192 @@ def new_pg_template(name: str) -> None:
     migrate(pg_url(name))
 
 
+def _fresh_pg_name() -> str:
+    return f"tf_test_{uuid.uuid4().hex[:12]}"
+
+
+@dataclass
+class _PgPool:
+    """The emptied clones of one template this process keeps for its next tests.
+
+    Cloning a template and dropping the clone cost a PostgreSQL test far more than
+    the test itself (the clone writes the whole database, the drop removes its
+    files). A released clone is instead renamed (a client still holding its old
+    name cannot reach it) and only the tables it wrote are truncated
+    (:func:`_pg_truncate`). A clone whose schema a test changed is dropped.
+    """
+
+    template: str
+    #: the schema of a fresh clone (see ``_PG_SCHEMA``), once known
+    schema: str | None = None
+    #: ``pg_total_relation_size`` of each table of a fresh clone
+    sizes: dict[str, int] = field(default_factory=dict)
+    free: list[str] = field(default_factory=list)
+
+
+#: the pools of this process, by template; a clone's template, by the clone's name
+_pg_pools: dict[str, _PgPool] = {}
+_pg_pooled: dict[str, str] = {}
+
+#: the tables, columns, indexes, sequences and functions of the public schema, and
+#: the migration a database is at: a clone the tests left with another is dropped
+_PG_SCHEMA = """
+SELECT concat_ws('|',
+  (SELECT string_agg(c.relname || ':' || c.relkind::text || ':' || coalesce(a.attname, '') || ':'
+                     || coalesce(a.atttypid::text, ''), ',' ORDER BY c.relname, a.attnum)
+   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+   WHERE n.nspname = 'public'),
+  (SELECT string_agg(p.proname, ',' ORDER BY p.proname)
+   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'),
+  (SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version))
+"""
+_PG_TABLE_SIZES = """
+SELECT c.relname, pg_total_relation_size(c.oid)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname <> 'alembic_version'
+"""
+_PG_USED_SEQUENCES = """
+SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' AND last_value IS NOT NULL
+"""
+
+
+async def _pg_state(conn: Any) -> tuple[str, dict[str, int]]:
+    schema = await conn.fetchval(_PG_SCHEMA)
+    sizes = {row[0]: int(row[1]) for row in await conn.fetch(_PG_TABLE_SIZES)}
+    return str(schema), sizes
+
+
+async def _pg_clone(pool: _PgPool) -> str:
+    import asyncpg
+
+    name = _fresh_pg_name()
+    await _pg_admin_execute(f'CREATE DATABASE "{name}" TEMPLATE "{pool.template}"')
+    if pool.schema is None:
+        try:
+            conn = await asyncpg.connect(pg_url(name))
+            try:
+                pool.schema, pool.sizes = await _pg_state(conn)
+            finally:
+                await conn.close()
+        except BaseException:
+            await _pg_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            raise
+    return name
+
+
+async def _pg_renamed(name: str) -> str:
+    """``name`` under a fresh name, its sessions ended."""
+    import asyncpg
+
+    fresh = _fresh_pg_name()
+    admin = await _pg_admin()
+    try:
+        for _ in range(50):
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                name,
+            )
+            try:
+                await admin.execute(f'ALTER DATABASE "{name}" RENAME TO "{fresh}"')
+                return fresh
+            except asyncpg.ObjectInUseError:  # a session came back meanwhile
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"sessions keep connecting to {name}")
+    finally:
+        await admin.close()
+
+
+async def _pg_truncate(conn: Any, tables: Sequence[str]) -> None:
+    """Empty ``tables`` as a fresh clone's are, and restart the sequences used.
+
+    A TRUNCATE, not a DELETE: new empty files for the tables and their indexes,
+    and no row count the planner could go by, so queries are planned as on a
+    fresh clone (an ORDER BY with ties answers in the same order).
+    """
+    used = [row[0] for row in await conn.fetch(_PG_USED_SEQUENCES)]
+    async with conn.transaction():
+        if tables:
+            names = ", ".join(f'"{t}"' for t in tables)
+            await conn.execute(f"TRUNCATE {names} CASCADE")
+            # statistics an automatic ANALYZE gathered meanwhile
+            await conn.execute(
+                "DELETE FROM pg_statistic WHERE starelid = ANY($1::regclass[])", list(tables)
+            )
+        for sequence in used:  # an insert rolled back advances one too
+            await conn.execute(f'ALTER SEQUENCE "{sequence}" RESTART')
+
+
+async def _pg_written(conn: Any, pool: _PgPool) -> list[str] | None:
+    """The tables written since the clone was made; None if its schema changed."""
+    schema, sizes = await _pg_state(conn)
+    if schema != pool.schema or sizes.keys() != pool.sizes.keys():
+        return None
+    return sorted(t for t, size in sizes.items() if size != pool.sizes[t])
+
+
+async def empty_pg_clone(conn: Any, name: str) -> None:
+    """Empty the clone ``name`` (of :func:`new_pg_database`) through ``conn``, its
+    only session: the tables written since it was made are truncated."""
+    written = await _pg_written(conn, _pg_pools[_pg_pooled[name]])
+    if written is None:
+        raise AssertionError(f"the schema of {name} was changed")
+    await _pg_truncate(conn, written)
+
+
+async def _pg_emptied(pool: _PgPool, name: str) -> bool:
+    """Empty the tables of ``name`` that were written; False if its schema changed."""
+    import asyncpg
+
+    conn = await asyncpg.connect(pg_url(name))
+    try:
+        written = await _pg_written(conn, pool)
+        if written is None:
+            return False
+        await _pg_truncate(conn, written)
+        return True
+    finally:
+        await conn.close()
+
+
+async def _pg_release(name: str) -> None:
+    template = _pg_pooled.pop(name)
+    pool = _pg_pools[template]
+    fresh = await _pg_renamed(name)
+    if await _pg_emptied(pool, fresh):
+        _pg_pooled[fresh] = template
+        pool.free.append(fresh)
+    else:
+        await _pg_admin_execute(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)')
+
+
 def new_pg_database(template: str) -> str:
-    """A clone of ``template`` under a fresh name; its name."""
-    name = f"tf_test_{uuid.uuid4().hex[:12]}"
-    pg_execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    """A migrated, empty clone of ``template`` under a fresh name; its name.
+
+    Released with :func:`drop_pg_database`, which keeps it for the process's next
+    test (see :class:`_PgPool`).
+    """
+    pool = _pg_pools.setdefault(template, _PgPool(template))
+    name = pool.free.pop() if pool.free else asyncio.run(_pg_clone(pool))
+    _pg_pooled[name] = template
     return name
 
 
 def drop_pg_database(name: str) -> None:
-    pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """Drop the database ``name``; a clone of a template is emptied and kept instead."""
+    if name in _pg_pooled:
+        asyncio.run(_pg_release(name))
+    else:
+        pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def drop_pg_pool(template: str) -> None:
+    """Drop the clones of ``template`` this process kept (the session is over)."""
+    pool = _pg_pools.pop(template, None)
+    for name in pool.free if pool else ():
+        _pg_pooled.pop(name, None)
+        drop_pg_database(name)
 
 
 @contextlib.contextmanager
@@ -246,7 +428,8 @@ def database(backend: str, folder: Path, pg_template: str | None = None) -> Iter
     """A migrated, empty database on ``backend`` while the block runs; its URL.
 
     SQLite: a copy of the template in ``folder``; PostgreSQL: a clone of
-    ``pg_template`` (the ``pg_template`` fixture), dropped afterwards.
+    ``pg_template`` (the ``pg_template`` fixture), released afterwards
+    (:func:`drop_pg_database`).
     """
     if backend == "sqlite":
         yield new_sqlite_database(folder / "store.db")

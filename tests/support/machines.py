@@ -26,7 +26,6 @@ from tests import support
 from triggerfish.store import runs as run_store
 from triggerfish.store.db import Database, sqlite_url
 from triggerfish.store.migrate import upgrade
-from triggerfish.store.tables import metadata
 
 T = TypeVar("T")
 
@@ -79,7 +78,7 @@ class StoreMachine(RuleBasedStateMachine):
             self.db_url = sqlite_url(path)
         else:
             self.db_url = support.pg_url(self.shared)
-            self.run(_empty(self.db_url))
+            self.run(_empty(self.db_url, self.shared))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
@@ -98,17 +97,13 @@ async def _migrate(url: str) -> None:
         await db.dispose()
 
 
-#: every table of the schema, emptied in one statement
-_TRUNCATE = f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)} RESTART IDENTITY CASCADE"
-
-
-async def _empty(url: str) -> None:
-    """Empty a migrated PostgreSQL database, as a fresh clone of the template is."""
+async def _empty(url: str, name: str) -> None:
+    """Empty the PostgreSQL clone ``name`` at ``url``, as a fresh clone of the template is."""
     import asyncpg
 
     conn = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
-        await conn.execute(_TRUNCATE)
+        await support.empty_pg_clone(conn, name)
     finally:
         await conn.close()
 
