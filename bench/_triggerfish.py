@@ -174,7 +174,7 @@ def _start_server(folder: Path, env: dict[str, str]) -> tuple[subprocess.Popen[b
         if server.poll() is not None:
             raise BenchError(f"server exited early:\n{log.read_text()[-2000:]}")
         try:
-            return httpx.get(api_url + "/openapi.json", timeout=1).status_code == 200
+            return httpx.get(api_url + "/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
 

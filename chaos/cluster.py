@@ -146,7 +146,7 @@ class Cluster:
         if server.proc.poll() is not None:
             raise ChaosError(f"server {index} exited:\n{server.log.read_text()[-3000:]}")
         try:
-            return httpx.get(server.url + "/openapi.json", timeout=2).status_code == 200
+            return httpx.get(server.url + "/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -112,7 +112,7 @@ async def test_triggers_go_over_the_socket_and_make_runs(served: Served) -> None
         assert again.id == first.id and again.is_cached and not first.is_cached
         assert _over_socket_only(client)
     finally:
-        client.close()
+        await asyncio.to_thread(client.close)
 
 
 #: triggers the server refuses: (task, payload, options)
@@ -150,7 +150,7 @@ async def test_an_unknown_key_is_told_by_http(served: Served) -> None:
             await asyncio.to_thread(client.tasks.trigger, "greet", {})
         assert refused.value.status == 401 and "Invalid API Key" in str(refused.value)
     finally:
-        client.close()
+        await asyncio.to_thread(client.close)
 
 
 async def test_a_trigger_larger_than_the_server_takes_is_refused_for_its_size(
@@ -177,8 +177,8 @@ async def test_a_trigger_larger_than_the_server_takes_is_refused_for_its_size(
         for handle in (fits, after):
             assert await served.run_status(handle.id) == "QUEUED"
     finally:
-        client.close()
-        plain.close()
+        await asyncio.to_thread(client.close)
+        await asyncio.to_thread(plain.close)
 
 
 async def test_a_connection_closed_between_triggers_is_opened_again(served: Served) -> None:
@@ -193,7 +193,7 @@ async def test_a_connection_closed_between_triggers_is_opened_again(served: Serv
         for handle in (before, before_async, after, after_async):
             assert await served.run_status(handle.id) == "QUEUED"
     finally:
-        client.close()
+        await asyncio.to_thread(client.close)
         await client.aclose()
 
 
@@ -214,7 +214,7 @@ async def test_threads_share_one_client(served: Served) -> None:
         for run_id in ids:
             assert await served.run_status(run_id) == "QUEUED"
     finally:
-        client.close()
+        await asyncio.to_thread(client.close)
 
 
 async def test_a_forked_child_triggers_on_its_own_connection(served: Served) -> None:
@@ -247,7 +247,7 @@ async def test_a_forked_child_triggers_on_its_own_connection(served: Served) -> 
         assert await served.run_status(after.id) == "QUEUED"
         assert _over_socket_only(client)
     finally:
-        client.close()
+        await asyncio.to_thread(client.close)
 
 
 async def test_a_client_dropped_without_close_closes_its_socket(served: Served) -> None:
@@ -313,7 +313,7 @@ async def test_without_a_socket_triggers_are_requests(served: Served) -> None:
         # refused once per face of the client, then left alone for a while
         assert proxy.handshakes == 2
     finally:
-        client.close()
+        await asyncio.to_thread(client.close)
         await client.aclose()
         await support.stop_serving(server, serving)
 
@@ -350,7 +350,7 @@ async def test_a_trigger_sent_and_not_answered_says_so(handle: Handler) -> None:
                 with pytest.raises(ConnectionLost, match="may have taken effect"):
                     await client.tasks.trigger_async("greet", {})
         finally:
-            client.close()
+            await asyncio.to_thread(client.close)
             await client.aclose()
 
 

@@ -237,11 +237,11 @@ async def test_the_server_refuses_a_request_for_another_environment_than_the_key
         with pytest.raises(TriggerfishError) as caught:
             await asyncio.to_thread(client.tasks.trigger, "job", {})
         assert "403" in str(caught.value) and "'dev'" in str(caught.value), caught.value
-        client.close()
+        await asyncio.to_thread(client.close)
         client = Triggerfish(api_url=live.url, secret_key=live.key, env="dev", socket=socket)
         handle = await asyncio.to_thread(client.tasks.trigger, "job", {})
         assert (await asyncio.to_thread(client.runs.retrieve, handle.id)).id == handle.id
-        client.close()
+        await asyncio.to_thread(client.close)
 
 
 def test_dev_banners_try_line_prefers_the_example_greeting(tmp_path: Path) -> None:

@@ -164,7 +164,7 @@ def test_a_task_s_own_journal_writes_follow_the_worker_when_its_first_server_han
     link to A (``worker/_direct.py``): the worker moves to B and its task process's
     writes go along, instead of each waiting out its answer timeout on A again
     and again. One attempt, every step run and journaled once."""
-    steps, pause = 20, 0.5
+    steps, pause = 12, 0.3
     with _two_servers(pg_template, tmp_path, heartbeat_timeout=6.0) as (
         db_url,
         first,

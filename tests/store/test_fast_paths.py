@@ -31,6 +31,14 @@ FAST = ("claim_unconstrained", "claim_unconstrained_after", "insert_and_hand_off
 IGNORED = {"id", "environment_id", "current_attempt_id", "worker_id", "batch_id"}
 
 
+@pytest.fixture(autouse=True)
+def _manifests_stay_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trigger's fast path needs the task's manifest cached (1 s of real time):
+    on a loaded machine a test's setup can outlast that and send the fast world's
+    trigger down the general path, which is not what these tests compare."""
+    monkeypatch.setattr("triggerfish.engine.manifests.LATEST_TTL", 3600.0)
+
+
 class World:
     """One environment with its worker and the runs triggered in it, in order."""
 

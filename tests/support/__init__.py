@@ -570,7 +570,7 @@ def start_server(
         if proc.poll() is not None:
             raise AssertionError(f"server exited early:\n{log.read_text()}")
         try:
-            return httpx.get(url + "/openapi.json", timeout=1).status_code == 200
+            return httpx.get(url + "/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
 
