@@ -8,14 +8,15 @@ A ``triggerfish server`` on a fresh database and one worker (concurrency
 queue is paused; ``--subscribers`` server-sent-event streams
 (``GET /api/v1/realtime/runs/{id}``, the route ``runs.subscribe`` reads) are
 opened, spread evenly over the runs, from this process (httpx, asyncio), all at
-once. A subscriber the server turns away (503: too many first states waiting
-at once) connects again after its ``Retry-After``, as the SDK's clients do.
+once. A subscriber the server turns away (too many first states waiting at
+once: a stream of only ``retry:``, with ``Retry-After``) connects again after
+that wait, as the SDK's clients and browsers' ``EventSource`` do.
 Once every stream has its snapshot the queue is resumed; the worker completes
 the runs, and each stream must deliver its run's ``COMPLETED`` change and its
 ``end``. Printed: the server's RSS (psutil) at idle before the subscribers
 connect, with them all connected, and its peak while the runs complete; the
 time to connect them all; the time from resuming the queue to the last
-subscriber's final event; how many connections were turned away (503) on the
+subscriber's final event; how many connections were turned away on the
 way; and the seconds a canary run (the no-op task on a queue not paused,
 triggered as the subscribers start connecting) took to complete: the burst must
 not starve the worker's claims and reports. Target: peak < idle + 200 MiB.
@@ -49,7 +50,7 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     last_final: float = 0.0
     total: int = 0
-    #: 503 answers (turned away, connected again after Retry-After)
+    #: busy answers (turned away, connected again after Retry-After)
     turned_away: int = 0
     #: every subscriber has its snapshot, or has failed
     all_snapshots: asyncio.Event = field(default_factory=asyncio.Event)
@@ -87,7 +88,8 @@ async def subscriber(http: httpx.AsyncClient, run_id: str, tally: Tally) -> None
             async with http.stream(
                 "GET", f"/api/v1/realtime/runs/{run_id}", headers={"Accept": "text/event-stream"}
             ) as response:
-                if response.status_code == 503 and "retry-after" in response.headers:
+                # turned away: a stream of only ``retry:`` with Retry-After (api/realtime.py)
+                if response.status_code == 200 and "retry-after" in response.headers:
                     tally.turned_away += 1
                     await asyncio.sleep(float(response.headers["retry-after"]))
                     continue
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     raise_fd_limit(args.subscribers * 2 + 256)
     print(
         f"{'store':<11} {'subs':>5} {'runs':>5} {'idle MiB':>9} {'all-on MiB':>10} "
-        f"{'peak MiB':>9} {'+MiB':>6} {'connect s':>10} {'all final s':>12} {'503s':>5} "
+        f"{'peak MiB':>9} {'+MiB':>6} {'connect s':>10} {'all final s':>12} {'away':>5} "
         f"{'canary s':>9}"
     )
     for backend in args.backend or ["postgresql"]:

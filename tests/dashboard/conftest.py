@@ -55,7 +55,8 @@ def require_axe() -> Path:
     return AXE
 
 
-def _require_browser() -> str:
+def require_browser() -> str:
+    """Chromium's path, or a skip (outside CI) / a failure (in CI) without it."""
     path = chromium_path()
     missing = None
     if path is None:
@@ -88,7 +89,7 @@ class Dashboard:
 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
-    _require_browser()
+    require_browser()
     folder = tmp_path_factory.mktemp("dashboard")
     with support.database("sqlite", folder) as url, contextlib.ExitStack() as running:
         key = support.create_key(url)
@@ -125,7 +126,7 @@ def browser(dashboard: Dashboard) -> Iterator[Any]:
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=_require_browser(),
+            executable_path=require_browser(),
             args=["--headless", "--no-sandbox", "--disable-gpu"],
         )
         yield browser

@@ -25,8 +25,10 @@ every ``KEEPALIVE`` seconds keeps proxies from closing an idle stream.
 The snapshot is read before the answer starts, in one statement through the
 change feed's gate (``ChangeFeed.snapshot``): when too many subscribers connect
 at once for this one to be admitted within ``realtime_admission_timeout``
-seconds, the answer is a 503 with ``Retry-After``, and the client reconnects
-after it.
+seconds, the stream is only ``retry: <ms>`` and a comment, and ends (with
+``Retry-After`` too): every ``EventSource`` connects again after that long,
+with its ``Last-Event-ID``. (A 503 would make a browser's ``EventSource`` stop
+for good; the shape routes of ``api/shapes.py``, read with ``fetch``, answer 503.)
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from triggerfish.api.validated import StrictJsonRoute
 from triggerfish.engine import Engine
 from triggerfish.engine.environments import Environment
 from triggerfish.engine.public_tokens import require
-from triggerfish.errors import PermissionDenied, RunNotFound, UserError
+from triggerfish.errors import PermissionDenied, RunNotFound, ServerBusy, UserError
 
 router = APIRouter(route_class=StrictJsonRoute)
 
@@ -240,20 +242,34 @@ async def stream_changes(
 async def _response(
     engine: Engine, env: Environment, subject: Subject, last_event_id: str | None
 ) -> StreamingResponse:
-    """The answer, once the subject's first state is read: an error (404, 403, 503)
-    is still an HTTP status then, not a stream cut short."""
+    """The answer, once the subject's first state is read: an error (404, 403) is
+    still an HTTP status then, not a stream cut short; a busy server's answer says
+    when to come back."""
     after = _last_event_id(last_event_id)
     first: list[bytes] = []
-    if after is None:
-        after = await engine.changes.position()  # before the state: nothing in between lost
-        first = _snapshot_events(env, await _first_state(engine, env, subject), after)
-    elif subject.ends:
-        await _first_state(engine, env, subject)  # which runs there are, for the end
+    try:
+        if after is None:
+            after = await engine.changes.position()  # before the state: nothing in between lost
+            first = _snapshot_events(env, await _first_state(engine, env, subject), after)
+        elif subject.ends:
+            await _first_state(engine, env, subject)  # which runs there are, for the end
+    except ServerBusy as busy:
+        return _come_back_later(busy)
     return StreamingResponse(
         stream_changes(engine, env, subject, after, first),
         media_type="text/event-stream",
         headers=_SSE_HEADERS,
     )
+
+
+def _come_back_later(busy: ServerBusy) -> StreamingResponse:
+    """A stream that only says when to connect again (``retry:``, in milliseconds),
+    then ends: what a browser's ``EventSource`` follows, where a 503 would make it
+    give up for good. ``Retry-After`` says the same to other clients."""
+    reason = str(busy).replace("\n", " ").replace("\r", " ")
+    body = f"retry: {busy.retry_after * 1000}\n: {reason}\n\n".encode()
+    headers = {**_SSE_HEADERS, "Retry-After": str(busy.retry_after)}
+    return StreamingResponse(iter([body]), media_type="text/event-stream", headers=headers)
 
 
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]

@@ -50,7 +50,8 @@ through a gate of ``pool_size // 2`` at once: a thousand subscribers connecting
 together wait their turn in line instead of taking every pooled connection
 (the ones workers report and heartbeat on). One that waits longer than
 ``realtime_admission_timeout`` gets :class:`~triggerfish.errors.ServerBusy`
-(a 503 with ``Retry-After``) and reconnects later::
+(``api/realtime.py`` answers a stream of only ``retry:``, ``api/shapes.py`` a
+503 with ``Retry-After``) and reconnects later::
 
     first = await engine.changes.snapshot(env_id, run_ids=[run_id])
     first.runs, first.position        # RunRecords, newest first; the newest change id

@@ -7,7 +7,9 @@ cannot be reached, the client connects again with ``Last-Event-ID`` (the last
 every event once. With several servers (``_servers.py``) it connects to the
 next one: change ids are the shared feed's, so any server of the database
 resumes the stream. A stream silent for ``STREAM_SILENCE`` seconds (the
-server sends a comment every 15 s) counts as dropped: its server hangs.
+server sends a comment every 15 s) counts as dropped: its server hangs. A
+stream that names a ``retry:`` wait and ends is a busy server's answer: that
+server is tried again no sooner than that.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 #: seconds between reconnections after a dropped stream, first and longest
 RECONNECT_FIRST = 0.1
 RECONNECT_MAX = 5.0
+#: the longest wait a server's ``retry:`` field is followed for
+RETRY_MAX = 60.0
 #: seconds a stream may go without a line before its server counts as hung:
 #: twice the server's keep-alive interval (``KEEPALIVE`` in ``api/realtime.py``)
 STREAM_SILENCE = 30.0
@@ -46,6 +50,8 @@ class Parser:
         self._event = "message"
         self._id: str | None = None
         self._data: list[str] = []
+        #: seconds the server asked to wait before connecting again (``retry:``)
+        self.retry: float | None = None
 
     def line(self, line: str) -> Event | None:
         if line == "":
@@ -66,11 +72,12 @@ class Parser:
             self._data.append(value)
         elif name == "id":
             self._id = value
+        elif name == "retry" and value.isdigit():
+            self.retry = int(value) / 1000
         return None
 
 
-def _events(lines: Iterable[str]) -> Iterator[Event]:
-    parser = Parser()
+def _events(lines: Iterable[str], parser: Parser) -> Iterator[Event]:
     for line in lines:
         event = parser.line(line)
         if event is not None:
@@ -85,6 +92,13 @@ def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, ApiError):
         return exc.status >= 500 or exc.status in (408, 429)
     return isinstance(exc, httpx.TransportError)
+
+
+def _busy(response: httpx.Response) -> float | None:
+    """The seconds a busy server asked for (``Retry-After`` on a stream that says
+    only that, see ``api/realtime.py``); None for a stream that goes on."""
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
 
 
 def _headers(last_id: str | None) -> dict[str, str]:
@@ -124,15 +138,17 @@ class Reconnects:
         self._failed = 0
         self._delay = RECONNECT_FIRST
 
-    def dropped(self, index: int) -> float:
+    def dropped(self, index: int, asked: float | None = None) -> float:
         """Server ``index`` dropped the stream (or refused it): seconds to wait
-        before the next try, which goes to the next server."""
+        before the next try, which goes to the next server. ``asked`` is the wait
+        the stream's ``retry:`` named (a busy server's answer): the next server is
+        still tried at once, but the same one no sooner than that."""
         self._servers.failed(index)
         self._failed += 1
         if self._failed < len(self._servers.urls):
             return 0.0
         wait, self._delay = self._delay, min(self._delay * 2, RECONNECT_MAX)
-        return wait
+        return wait if asked is None else max(wait, min(asked, RETRY_MAX))
 
 
 def stream_timeout(connect: float) -> httpx.Timeout:
@@ -158,6 +174,7 @@ def read(
     while True:
         index = reconnects.index
         client = clients(index)
+        parser, asked = Parser(), None
         try:
             with client.stream(
                 "GET", path, params=params or None, headers=_headers(last_id), timeout=timeout
@@ -165,17 +182,19 @@ def read(
                 if not response.is_success:
                     response.read()
                     _raise_for(response, *_caller(client))
-                reconnects.connected(index)
-                for event in _events(response.iter_lines()):
-                    if event.event == "end":
-                        return
-                    if event.id is not None:
-                        last_id = event.id
-                    yield event
+                asked = _busy(response)  # if so: the wait below, then the next server
+                if asked is None:
+                    reconnects.connected(index)
+                    for event in _events(response.iter_lines(), parser):
+                        if event.event == "end":
+                            return
+                        if event.id is not None:
+                            last_id = event.id
+                        yield event
         except Exception as exc:
             if not _retryable(exc):
                 raise
-        time.sleep(reconnects.dropped(index))
+        time.sleep(reconnects.dropped(index, asked or parser.retry))
 
 
 async def read_async(
@@ -193,6 +212,7 @@ async def read_async(
     while True:
         index = reconnects.index
         client = clients(index)
+        parser, asked = Parser(), None
         try:
             async with client.stream(
                 "GET", path, params=params or None, headers=_headers(last_id), timeout=timeout
@@ -200,18 +220,19 @@ async def read_async(
                 if not response.is_success:
                     await response.aread()
                     _raise_for(response, *_caller(client))
-                reconnects.connected(index)
-                parser = Parser()
-                async for line in response.aiter_lines():
-                    event = parser.line(line)
-                    if event is None:
-                        continue
-                    if event.event == "end":
-                        return
-                    if event.id is not None:
-                        last_id = event.id
-                    yield event
+                asked = _busy(response)  # if so: the wait below, then the next server
+                if asked is None:
+                    reconnects.connected(index)
+                    async for line in response.aiter_lines():
+                        event = parser.line(line)
+                        if event is None:
+                            continue
+                        if event.event == "end":
+                            return
+                        if event.id is not None:
+                            last_id = event.id
+                        yield event
         except Exception as exc:
             if not _retryable(exc):
                 raise
-        await asyncio.sleep(reconnects.dropped(index))
+        await asyncio.sleep(reconnects.dropped(index, asked or parser.retry))
