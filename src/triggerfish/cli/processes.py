@@ -16,7 +16,6 @@ from triggerfish._heap import settle_after_startup
 from triggerfish.cli._common import console, fail, port_is_free, run_async
 from triggerfish.sdk._client import DEFAULT_API_URL, env_setting
 from triggerfish.worker.discovery import DiscoveryError, ProjectConfig
-from triggerfish.worker.supervisor import Worker, WorkerOptions
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -125,6 +124,9 @@ def worker(
             "set TRIGGERFISH_SECRET_KEY (or TRIGGER_SECRET_KEY) to the environment's secret key"
         )
     _otel.configure("triggerfish-worker")
+    # imported here: every other command (and the server) starts without the worker
+    from triggerfish.worker.supervisor import Worker, WorkerOptions
+
     try:
         config = ProjectConfig.load(project, dirs)
     except DiscoveryError as exc:
