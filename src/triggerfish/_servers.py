@@ -7,10 +7,12 @@ in the list (wrapping around) when the current one fails them:
 - at once when the connection is refused (the server is down; nothing was sent);
 - after ``connect_timeout`` when the connection cannot be made (a host gone
   from the network);
-- after the read timeout (the client's ``timeout``) when a server accepts the
-  connection but never answers (a hung process); a worker's heartbeat waits
-  less, most of a heartbeat interval, and the worker's other calls waiting on
-  that server go along (``worker/api_client.py``).
+- when a server accepts the connection but does not answer (a hung process):
+  a client's call that may be sent again (a read, a trigger with its request
+  key) after ``HUNG_AFTER`` seconds, with the rest of its ``timeout`` left for
+  the last server of its tries; any other call after the whole ``timeout``.
+  A worker's heartbeat waits most of a heartbeat interval, and the worker's
+  other calls waiting on that server go along (``worker/api_client.py``).
 
 They stay on the server that answered. One URL behaves as it always has: no
 retry, the same errors. A load balancer in front of the servers is one URL;
@@ -25,6 +27,10 @@ from dataclasses import dataclass, field
 #: seconds to wait for a connection to a server before moving to the next one,
 #: when there are several (with one URL, the client's ``timeout`` applies)
 CONNECT_TIMEOUT = 5.0
+#: seconds one server of several has to answer a call that may be sent again
+#: before the next is tried (a slow but live server only costs the move: the
+#: request key makes the second sending answer the first one's run)
+HUNG_AFTER = 5.0
 
 
 def split_urls(value: str) -> list[str]:

@@ -196,6 +196,50 @@ async def test_a_hung_first_server_is_left_after_the_read_timeout(served: Served
     assert took < 15, took
 
 
+async def test_a_hung_first_server_is_left_after_hung_after_not_the_whole_timeout(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several servers, a trigger (over the socket and over HTTP, sync and
+    async) and a read give a server that accepts but does not answer
+    ``HUNG_AFTER`` seconds (5; 1 here), not the client's whole ``timeout`` (30
+    s by default), before the next one answers them."""
+    monkeypatch.setattr("triggerfish.sdk._transport.HUNG_AFTER", 1.0)
+    with _hung_server() as hung:
+        api_url = f"{hung},{served.url}"
+        key = served.key
+        clients = [
+            Triggerfish(api_url=api_url, secret_key=key, connect_timeout=1),
+            Triggerfish(api_url=api_url, secret_key=key, connect_timeout=1, socket=False),
+        ]
+        took: list[float] = []
+        handles = []
+
+        async def timed(call: Awaitable[Any]) -> Any:
+            began = time.monotonic()
+            try:
+                return await call
+            finally:
+                took.append(time.monotonic() - began)
+
+        try:
+            for client in clients:
+                handles.append(await timed(asyncio.to_thread(client.tasks.trigger, "job", {})))
+                client._transport.servers.index = 0  # back to the hung one
+                handles.append(await timed(client.tasks.trigger_async("job", {})))
+                client._transport.servers.index = 0
+                run = await timed(asyncio.to_thread(client.runs.retrieve, handles[-1].id))
+                assert run.id == handles[-1].id
+            runs = (await served.http.get("/api/v1/runs")).json()["data"]
+        finally:
+            for client in clients:
+                await asyncio.to_thread(client.close)
+                await client.aclose()
+    assert sorted(r["id"] for r in runs) == sorted(h.id for h in handles)  # one run each
+    # a second on the hung server per call (and one for the socket's opening),
+    # far from the 30-second timeout
+    assert max(took) < 10, took
+
+
 async def _subscribed_until_canceled(
     api_url: str, served: Served, timeout: float = 30
 ) -> tuple[list[str], str]:

@@ -114,8 +114,9 @@ class Triggerfish:
     ``api_url`` may list several servers of one database, comma-separated
     (``"http://a:3030,http://b:3030"``): a call goes to the next one at once when
     a connection is refused, after ``connect_timeout`` (default 5 s with several
-    URLs) when none can be made, and after ``timeout`` (the read timeout) when
-    a server accepts but does not answer. Reads and triggers move on; a trigger
+    URLs) when none can be made, and when a server accepts but does not answer,
+    after 5 s for reads and triggers (the last server tried has the rest of
+    ``timeout``), after ``timeout`` for other calls. Reads and triggers move on; a trigger
     carries the same ``x-trigger-request-idempotency-key`` on each try, so the
     servers make one run of it. ``ServerUnreachable`` names every URL tried.
 

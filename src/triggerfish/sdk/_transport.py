@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from triggerfish import _otel
 from triggerfish._ids import new_id
-from triggerfish._servers import CONNECT_TIMEOUT, Servers
+from triggerfish._servers import CONNECT_TIMEOUT, HUNG_AFTER, Servers
 from triggerfish.errors import (
     ENVIRONMENT_HEADER,
     ApiError,
@@ -60,7 +61,12 @@ def _may_retry(exc: Exception, call: Call[Any]) -> bool:
     """Whether ``call``, failed below the answer with ``exc``, may be sent again to
     another server: nothing was sent, or sending it twice changes nothing (a
     read, or a trigger the server recognises by its request key)."""
-    return _not_sent(exc) or call.method in _REPEATABLE or call.deduplicated
+    return _not_sent(exc) or _resendable(call)
+
+
+def _resendable(call: Call[Any]) -> bool:
+    """Whether sending ``call`` twice changes nothing more than sending it once."""
+    return call.method in _REPEATABLE or call.deduplicated
 
 
 #: methods whose second sending changes nothing more than the first did
@@ -140,11 +146,14 @@ class _Transport:
         if self._async_socket is not None:
             self._old_async_sockets.append(self._async_socket)  # closed by aclose()
         url = self.servers.current
+        # only triggers (request-keyed) go over the socket: with several servers
+        # one that has not answered within HUNG_AFTER is left for the next
+        answer = min(self._timeout, HUNG_AFTER) if self.servers.several else self._timeout
         self._sync_socket = SyncSocket(
-            url, self._key, self._timeout, self._asked, open_timeout=self._connect_timeout
+            url, self._key, answer, self._asked, open_timeout=self._connect_timeout
         )
         self._async_socket = AsyncSocket(
-            url, self._key, self._timeout, self._asked, open_timeout=self._connect_timeout
+            url, self._key, answer, self._asked, open_timeout=self._connect_timeout
         )
         self._socket_at = self.servers.index
 
@@ -160,8 +169,22 @@ class _Transport:
                 return await self._send_async(_with_context(call, traceparent))
         return await self._send_async(call)
 
+    def _try_timeout(self, call: Call[Any], deadline: float, last: bool) -> Any:
+        """The timeout of one try of ``call``: with several servers and a call
+        that may be sent again, ``HUNG_AFTER`` on each server but the last of the
+        tries, which has what is left of the client's ``timeout``; otherwise the
+        client's own."""
+        import httpx
+
+        if not self.servers.several or not _resendable(call):
+            return httpx.USE_CLIENT_DEFAULT
+        left = max(deadline - time.monotonic(), 0.1)
+        wait = left if last else min(left, HUNG_AFTER)
+        return httpx.Timeout(wait, connect=min(self._connect_timeout, wait))
+
     def _send(self, call: Call[T]) -> T:
         call = _keyed(call)
+        deadline = time.monotonic() + self._timeout
         if call.over_socket is not None and self._socket:
             self._sockets_here()
             assert self._sync_socket is not None
@@ -179,7 +202,8 @@ class _Transport:
         import httpx  # after the first call, a look-up in sys.modules
 
         tried: list[tuple[str, Exception]] = []
-        for index in self.servers.order():
+        order = self.servers.order()
+        for n, index in enumerate(order):
             url = self.servers.urls[index]
             client = self._sync_client(index)
             try:
@@ -189,6 +213,7 @@ class _Transport:
                     json=call.json,
                     headers=call.headers,
                     params=call.params or None,  # an empty mapping still costs a URL rebuild
+                    timeout=self._try_timeout(call, deadline, last=n == len(order) - 1),
                 )
             except httpx.TransportError as exc:
                 self._failed_at(index, exc, call, tried)
@@ -201,6 +226,7 @@ class _Transport:
 
     async def _send_async(self, call: Call[T]) -> T:
         call = _keyed(call)
+        deadline = time.monotonic() + self._timeout
         if call.over_socket is not None and self._socket:
             self._sockets_here()
             assert self._async_socket is not None
@@ -218,7 +244,8 @@ class _Transport:
         import httpx
 
         tried: list[tuple[str, Exception]] = []
-        for index in self.servers.order():
+        order = self.servers.order()
+        for n, index in enumerate(order):
             url = self.servers.urls[index]
             client = self._async_client(index)
             try:
@@ -228,6 +255,7 @@ class _Transport:
                     json=call.json,
                     headers=call.headers,
                     params=call.params or None,
+                    timeout=self._try_timeout(call, deadline, last=n == len(order) - 1),
                 )
             except httpx.TransportError as exc:
                 self._failed_at(index, exc, call, tried)
