@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import Served, serve
-from tests.dashboard.conftest import require_browser
+from tests.dashboard.conftest import chromium
 from tests.support import wait_for_async
 from triggerfish import Triggerfish
 from triggerfish._domain.attempts import Succeeded
@@ -242,20 +242,11 @@ EVENT_SOURCE = """(url) => new Promise((resolve) => {
 
 
 def _in_chromium(page_url: str, stream_url: str) -> dict[str, Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=require_browser(),
-            args=["--headless", "--no-sandbox", "--disable-gpu"],
-        )
-        try:
-            page = browser.new_page()
-            page.goto(page_url)
-            result: dict[str, Any] = page.evaluate(EVENT_SOURCE, stream_url)
-            return result
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(page_url)
+        result: dict[str, Any] = page.evaluate(EVENT_SOURCE, stream_url)
+        return result
 
 
 @pytest.mark.browser

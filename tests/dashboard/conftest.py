@@ -120,8 +120,10 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
         yield Dashboard(server.url, key)
 
 
-@pytest.fixture(scope="module")
-def browser(dashboard: Dashboard) -> Iterator[Any]:
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, through Playwright's sync API (in a thread with
+    no running event loop); closed after."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -129,8 +131,16 @@ def browser(dashboard: Dashboard) -> Iterator[Any]:
             executable_path=require_browser(),
             args=["--headless", "--no-sandbox", "--disable-gpu"],
         )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser(dashboard: Dashboard) -> Iterator[Any]:
+    with chromium() as browser:
         yield browser
-        browser.close()
 
 
 @dataclass
