@@ -9,7 +9,11 @@ history) read only up to its :class:`Horizon`, which stops below a missing id
 until it shows up or every transaction that was running when it was first
 missed has ended (it rolled back; after ``gap_limit`` seconds it counts as
 rolled back whatever PostgreSQL says). SQLite has one writer at a time and no
-such gaps: there the horizon is the newest id.
+such gaps: there the horizon is the newest id, and a look stays good while
+this process commits nothing (every write of ours ends with
+``Database.on_commit``), for at most :data:`QUIET_REUSE` seconds, after which
+another process's writes to the file show too. A live subscriber's wake-up
+then costs one read of the table, not three.
 
 A missing id's transaction took its id before the ids above it were read, so
 if it is still running it is among the transactions running just after that
@@ -32,6 +36,8 @@ from triggerfish.store.db import Database
 STEP = 5000
 #: seconds after which a missing id counts as rolled back whatever PostgreSQL says
 GAP_LIMIT = 60.0
+#: SQLite: seconds a look at the table is reused while this process commits nothing
+QUIET_REUSE = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +62,16 @@ class Horizon:
     """
 
     def __init__(
-        self, db: Database, column: Column[int], *, step: int = STEP, gap_limit: float = GAP_LIMIT
+        self,
+        db: Database,
+        column: Column[int],
+        *,
+        step: int = STEP,
+        gap_limit: float = GAP_LIMIT,
+        quiet_reuse: float = QUIET_REUSE,
     ) -> None:
         self._db = db
+        self._quiet_reuse = quiet_reuse if not db.capabilities.concurrent_writers else 0.0
         self._column = column
         self._step = step
         self._gap_limit = gap_limit
@@ -67,24 +80,53 @@ class Horizon:
         self._floor: int | None = None
         self._sightings: list[_Sighting] = []
         self._advancing: asyncio.Future[int] | None = None
+        # SQLite: this process's commits so far; that count and the time when the
+        # last look that reached the newest id began
+        self._commits = 0
+        self._last_look: tuple[int, float] | None = None
+        self._saw_newest = False
+        if self._quiet_reuse > 0:
+            db.on_commit.append(self._committed)
+
+    def _committed(self) -> None:
+        self._commits += 1
 
     async def current(self, *, at_least: int | None = None) -> int:
         """The horizon now (at least ``at_least``, when given)."""
         if at_least is not None:
             self._floor = max(at_least, self._floor or 0)
+        if self._upto is not None and self._unchanged_since_last_look():
+            return max(self._upto, self._floor or 0)
         running = self._advancing
         if running is None or running.done():
-            running = self._advancing = asyncio.ensure_future(self._advance())
+            running = self._advancing = asyncio.ensure_future(self._look())
         return max(await asyncio.shield(running), self._floor or 0)
+
+    def _unchanged_since_last_look(self) -> bool:
+        """SQLite: no id can have appeared since the last look began (this process
+        committed nothing since, and it is recent enough for other processes)."""
+        if self._last_look is None:
+            return False
+        commits, at = self._last_look
+        return commits == self._commits and time.monotonic() - at < self._quiet_reuse
+
+    async def _look(self) -> int:
+        began = (self._commits, time.monotonic())
+        self._saw_newest = False
+        upto = await self._advance()
+        self._last_look = began if self._saw_newest else None
+        return upto
 
     async def _advance(self) -> int:
         async with self._db.read() as conn:
             if self._upto is None and self._floor is None:
                 self._upto = await self._max_id(conn)
+                self._saw_newest = True
                 return self._upto
             horizon = max(self._upto or 0, self._floor or 0)
             ids = await self._ids_after(conn, horizon, self._step)
             if not ids or not self._db.capabilities.concurrent_writers:
+                self._saw_newest = len(ids) < self._step
                 return self._settle(ids[-1] if ids else horizon)
             if ids[-1] - horizon == len(ids):
                 return self._settle(ids[-1])
