@@ -17,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -29,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
 import httpx
 
+from tests.support import launcher
+from tests.support.launcher import Launched, launch
 from triggerfish import Triggerfish
 from triggerfish.config import ServerSettings
 from triggerfish.engine import Engine
@@ -510,21 +511,14 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
 def cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "triggerfish.cli.main", *args],
-        env=_env({"COLUMNS": "200", **(env or {})}),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return launcher.run(args, env=_env({"COLUMNS": "200", **(env or {})}), cwd=cwd, timeout=timeout)
 
 
 @dataclass
 class ServerProc:
     url: str
     db_url: str
-    proc: subprocess.Popen[bytes]
+    proc: Launched
     log: Path
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -558,12 +552,7 @@ def start_server(
             **(extra_env or {}),
         }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "triggerfish.cli.main", "server", "--port", str(port)],
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    proc = launch(["server", "--port", str(port)], env=env, log=log)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -585,7 +574,7 @@ def start_server(
 
 @dataclass
 class WorkerProc:
-    proc: subprocess.Popen[bytes]
+    proc: Launched
     log: Path
     children: list[int] = field(default_factory=list)
 
@@ -633,11 +622,8 @@ def start_worker(
     """``triggerfish worker`` against ``server`` (or the servers ``api_url`` lists)."""
     log = log_dir / f"worker-{name}-{uuid.uuid4().hex[:6]}.log"
     env = _env({"TRIGGERFISH_SECRET_KEY": key, **(extra_env or {})})
-    proc = subprocess.Popen(
+    proc = launch(
         [
-            sys.executable,
-            "-m",
-            "triggerfish.cli.main",
             "worker",
             "--api-url",
             api_url or server.url,
@@ -651,9 +637,8 @@ def start_worker(
             name,
         ],
         env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        log=log,
+        new_session=True,
     )
     return WorkerProc(proc, log).wait_ready() if wait else WorkerProc(proc, log)
 
