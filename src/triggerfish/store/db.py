@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,8 +60,7 @@ class Database:
 
     ``write()`` opens a transaction that will write: on SQLite it begins with
     ``BEGIN IMMEDIATE`` so concurrent writers queue on the lock instead of failing
-    on upgrade, and this process's writers first take turns on an asyncio lock
-    (:meth:`_writers_turn`). ``read()`` opens a plain transaction. ``capabilities`` says which
+    on upgrade. ``read()`` opens a plain transaction. ``capabilities`` says which
     fast paths the database allows (``store/dialects/``): callers ask it rather
     than the dialect's name.
     """
@@ -85,10 +82,6 @@ class Database:
         self.on_commit: list[Callable[[], None]] = []
         self._traced = False
         self._timed = False
-        #: SQLite: the lock this process's writers take turns on, per event loop
-        self._write_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
 
     def trace_statements(self) -> None:
         """One internal span per statement sent through SQLAlchemy (``db.<verb>``, with
@@ -154,34 +147,13 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        async with self._writers_turn():
-            with _store_errors():
-                async with self.engine.connect() as conn:
-                    conn = await conn.execution_options(triggerfish_write=True)
-                    async with conn.begin():
-                        yield conn
+        with _store_errors():
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(triggerfish_write=True)
+                async with conn.begin():
+                    yield conn
         for hook in self.on_commit:
             hook()
-
-    @contextlib.asynccontextmanager
-    async def _writers_turn(self) -> AsyncIterator[None]:
-        """Where writers cannot write side by side (SQLite), wait for this
-        process's previous writer to finish before taking a connection.
-
-        SQLite's own wait for its write lock (the busy handler) sleeps 1, 2, 5,
-        10, 15, 20, 25… ms between tries, so a writer arriving while another
-        writes would start at its next try, often many ms after the lock came
-        free; an asyncio lock hands over at once, in arrival order. (Other
-        processes on the same file still meet SQLite's wait.)"""
-        if self.capabilities.concurrent_writers:
-            yield
-            return
-        loop = asyncio.get_running_loop()
-        lock = self._write_locks.get(loop)
-        if lock is None:
-            lock = self._write_locks[loop] = asyncio.Lock()
-        async with lock:
-            yield
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
