@@ -105,8 +105,8 @@ class Horizon:
     def _unchanged_since_last_look(self) -> bool:
         """SQLite: no id can have appeared since the last look began (this process
         committed nothing since, and it is recent enough for other processes)."""
-        if self._last_look is None:
-            return False
+        if self._quiet_reuse <= 0 or self._last_look is None:
+            return False  # PostgreSQL: every look reads
         commits, at = self._last_look
         return commits == self._commits and time.monotonic() - at < self._quiet_reuse
 
