@@ -3,15 +3,22 @@ dequeue and the reasons a waiting run gives, on the real store (both backends)."
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from tests.engine.test_runs_engine import manifest, setup
+import pytest
+
+from tests import support
+from tests.engine.test_report_batches import BOOM
+from tests.engine.test_runs_engine import NO_DELAY, manifest, setup
 from triggerfish._domain.states import RunStatus
 from triggerfish.engine import Engine
+from triggerfish.engine.attempts import Report
 from triggerfish.engine.dequeue import WorkerIdentity
 from triggerfish.engine.enqueue import TriggerRequest
 from triggerfish.engine.queues import QueueRef
 from triggerfish.engine.resources import ManualClock
+from triggerfish.engine.waitpoints import WaitSpec
 
 
 def shared(task_id: str, name: str = "emails", **queue: Any) -> dict[str, Any]:
@@ -240,3 +247,55 @@ async def test_a_trigger_may_choose_another_queue(engine: Engine) -> None:
     own = await engine.enqueue.trigger(env_id, TriggerRequest("t"))
     [claimed] = await engine.dequeue.claim(worker, 10)
     assert claimed.id == own.id and claimed.queue_name == "task/t"
+
+
+async def _free_the_slot(engine: Engine, env_id: str, row: Any, how: str) -> None:
+    """End the claimed ``row``'s hold on its slot the way a worker or a user would."""
+    attempt = row.claimed_attempt_id
+    if how == "complete":
+        await engine.attempts.report_many([], [Report(row.id, attempt, "done")], env_id)
+    elif how == "fail":  # its last attempt: the run fails for good
+        await engine.attempts.report_many([], [Report(row.id, attempt, None, BOOM)], env_id)
+    elif how == "cancel":
+        await engine.runs.cancel(env_id, row.id)
+    else:  # the run waits (an hour): a waiting run holds no slot
+        spec = WaitSpec("duration", due_at=engine.res.clock.now() + 3600)
+        answer = await engine.waitpoints.wait_from_task(
+            env_id, row.id, attempt, seq=0, kind="wait.for", name="hour", spec=spec
+        )
+        assert answer["status"] == "suspended"
+
+
+@pytest.mark.parametrize("how", ["complete", "fail", "cancel", "suspend"])
+async def test_a_claim_parked_behind_a_limit_takes_the_next_run_as_its_slot_frees(
+    db_url: str, clock: ManualClock, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A serial queue does not stall between runs: a worker's claim waiting on a
+    full queue is woken by the run that frees the slot, not by its periodic
+    re-check (a minute here; a second by default, which capped a queue with a
+    limit of one at about a run a second)."""
+    async with support.started_engine(db_url, clock, maintenance_interval=60) as engine:
+        serial = shared("t", concurrency_limit=1)
+        serial["retry"] = {**NO_DELAY, "max_attempts": 1}
+        env_id, worker = await setup(engine, serial)
+        first, second = [
+            (await engine.enqueue.trigger(env_id, TriggerRequest("t"))).id for _ in "12"
+        ]
+        [held] = await engine.dequeue.claim(worker, 4)
+        assert held.id == first
+        await engine.attempts.start(held.id, held.claimed_attempt_id)
+
+        parked = asyncio.Event()
+        wait = engine.res.notifier.wait
+
+        async def waiting(event: asyncio.Event, timeout: float) -> bool:
+            parked.set()  # the claim looked, found the queue full, and waits
+            return await wait(event, timeout)
+
+        monkeypatch.setattr(engine.res.notifier, "wait", waiting)
+        claim = asyncio.create_task(engine.dequeue.claim_or_wait(worker, 4, 30))
+        await asyncio.wait_for(parked.wait(), 10)
+        assert not claim.done()
+        await _free_the_slot(engine, env_id, held, how)
+        [taken] = await asyncio.wait_for(claim, 5)
+        assert taken.id == second

@@ -48,7 +48,7 @@ class World:
 
     def path(self) -> None:
         """Send this environment's next claims down its own path."""
-        constrained = self.engine.dequeue._constrained
+        constrained = self.engine.res.constrained
         if self.fast:
             constrained.discard(self.env_id)
         else:
@@ -154,7 +154,7 @@ async def test_the_one_statement_report_and_claim_leaves_what_the_general_path_l
         claimed: dict[str, list[Any]] = {}
         for world in (fast, general):
             await world.trigger(6)
-            world.engine.dequeue._constrained.add(world.env_id)  # same setup for both
+            world.engine.res.constrained.add(world.env_id)  # same setup for both
             claimed[world.env_id] = await world.engine.dequeue.claim(world.worker, 3, 2)
         clock.advance(1)
 
@@ -192,7 +192,7 @@ async def test_a_run_handed_to_a_parked_claim_is_stored_as_the_general_claim_sto
         fast, general = await _worlds(engine)
         for world in (fast, general):
             await world.trigger(1)  # the engine learns the task and queue
-            world.engine.dequeue._constrained.add(world.env_id)
+            world.engine.res.constrained.add(world.env_id)
             await world.engine.dequeue.claim(world.worker, 1, 1)
         clock.advance(1)
 

@@ -114,6 +114,7 @@ class Attempts:
         async with self.res.db.write() as conn:
             outcome = await self.succeed_in(conn, run_id, attempt_id, output, env_id, woken)
         await self.waitpoints.wake(woken)
+        await self._slot_freed(run_id, env_id)
         return outcome
 
     async def succeed_in(
@@ -186,6 +187,8 @@ class Attempts:
                 return started, outcomes, await then(conn)
         await self.waitpoints.wake(woken)
         await self._notify_retries([o for o in outcomes if o is not None], env_id)
+        if any(o is not None for o in outcomes):
+            await self.res.slot_freed(env_id)
         return started, outcomes, after
 
     async def _start_many(
@@ -322,6 +325,8 @@ class Attempts:
                 self.res.notifier.notify_later(env_id, delay)
             else:
                 await self.res.notifier.notify(env_id)
+        else:
+            await self._slot_freed(run_id, env_id)
         return outcome
 
     async def fail_in(
@@ -472,6 +477,12 @@ class Attempts:
             attempt = await run_store.attempt_in_environment(conn, env_id, attempt_id)
         if attempt is None or attempt.run_id != run_id:
             raise StaleTransition(run_id, "act", attempt_id)
+
+    async def _slot_freed(self, run_id: str, env_id: str | None) -> None:
+        """``EngineResources.slot_freed`` for ``run_id``'s environment (looked up only
+        where some environment has limits)."""
+        if self.res.constrained:
+            await self.res.slot_freed(env_id or await self._env_of(run_id))
 
     async def _env_of(self, run_id: str) -> str:
         async with self.res.db.read() as conn:

@@ -86,11 +86,6 @@ class Dequeue:
         self.attempts = attempts
         self.handoffs = handoffs
         self._requeues: set[asyncio.Task[None]] = set()  # see _park
-        # environments whose last claim met a limit or a constrained queue: their
-        # claims go straight to the general path (the one-statement claim would
-        # only find out again). Any server may change limits, so this is a hint;
-        # the one-statement claim checks for itself.
-        self._constrained: set[str] = set()
 
     async def claim(self, worker: WorkerIdentity, limit: int, start: int = 0) -> list[RunRecord]:
         """Claim up to ``limit`` runs; the first ``start`` of them are started at once
@@ -178,7 +173,7 @@ class Dequeue:
             for i, outcome in zip(rest, decided, strict=True):
                 outcomes[i] = outcome
         if rows is None:  # something constrains the environment after all
-            self._constrained.add(worker.environment_id)
+            self.res.constrained.add(worker.environment_id)
             rows = await self.claim(worker, limit, start)
         return outcomes, rows
 
@@ -195,9 +190,9 @@ class Dequeue:
                 return rows
         limits = await load_limits(conn, env_id, now)
         if limits.env_limit is not None or limits.rules:
-            self._constrained.add(env_id)
+            self.res.constrained.add(env_id)
         else:
-            self._constrained.discard(env_id)
+            self.res.constrained.discard(env_id)
         if limits.env_full():
             return []
         scan = max(limit * self.SCAN_FACTOR, 16)
@@ -237,7 +232,7 @@ class Dequeue:
     def _one_statement(self, worker: WorkerIdentity) -> bool:
         """Whether to try the one-statement claim (``store.runs.claim_unconstrained``) first."""
         one_statement = self.res.db.capabilities.one_statement_claim
-        return one_statement and worker.environment_id not in self._constrained
+        return one_statement and worker.environment_id not in self.res.constrained
 
     async def _claim_unconstrained(
         self, fetch: run_store.Fetch, worker: WorkerIdentity, limit: int, start: int, now: float
@@ -247,7 +242,7 @@ class Dequeue:
         claim = self._simple_claim(worker, limit, start, now)
         rows = await run_store.claim_unconstrained(fetch, claim)
         if rows is None:
-            self._constrained.add(worker.environment_id)
+            self.res.constrained.add(worker.environment_id)
         return rows
 
     def _simple_claim(

@@ -44,3 +44,15 @@ class EngineResources:
     keyring: Keyring = field(default_factory=Keyring.ephemeral)
     #: the store's reachability and the lease grace after an outage (engine/health.py)
     health: StoreHealth = field(default_factory=StoreHealth)
+    #: environments whose last claim here met a concurrency limit or a constrained
+    #: queue. A hint (any server may change limits): it sends their claims straight
+    #: to the general path, and wakes their parked claims when a slot frees.
+    constrained: set[str] = field(default_factory=set)
+
+    async def slot_freed(self, env_id: str) -> None:
+        """A run of ``env_id`` left ``DEQUEUED``/``EXECUTING``. Where limits apply, a
+        run held back for want of that slot may be claimed now, and nothing was
+        queued to wake the claims parked meanwhile: wake them, rather than leave
+        them to their re-check a ``maintenance_interval`` later."""
+        if env_id in self.constrained:
+            await self.notifier.notify(env_id)

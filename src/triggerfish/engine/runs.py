@@ -103,6 +103,7 @@ class Runs:
                 raise RunNotFound(run_id)
             moved = await self.cancel_in(conn, row, woken)
         await self.waitpoints.wake(woken)
+        await self.res.slot_freed(env_id)  # if it held one
         return moved
 
     async def cancel_many(self, env_id: str, run_ids: list[str]) -> int:
@@ -119,6 +120,8 @@ class Runs:
                 moved = await self.cancel_in(conn, row, woken)
                 canceled += moved.status == RunStatus.CANCELED
         await self.waitpoints.wake(woken)
+        if canceled:
+            await self.res.slot_freed(env_id)
         return canceled
 
     async def cancel_in(self, conn: Any, row: RunRecord, woken: set[str]) -> RunRecord:

@@ -146,6 +146,7 @@ class Waitpoints:
             await run_store.update_attempt(
                 conn, attempt_id, status=AttemptStatus.SUSPENDED, finished_at=dt
             )
+        await self.res.slot_freed(env_id)  # a waiting run holds no slot
         return {"status": "suspended"}
 
     async def _trigger_child(
