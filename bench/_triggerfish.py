@@ -49,6 +49,8 @@ class Stack:
     #: the environment every server of the stack starts with (its database, the
     #: keyring's secret they share)
     server_env: dict[str, str] = field(default_factory=dict)
+    #: the project its workers serve
+    project: Path = PROJECT
 
     def start_server(self) -> tuple[subprocess.Popen[bytes], str]:
         """Another server on the stack's database, on a free port; it and its URL.
@@ -68,7 +70,7 @@ class Stack:
                 "--api-url",
                 api_url or self.api_url,
                 "--project",
-                str(PROJECT),
+                str(self.project),
                 "--concurrency",
                 str(concurrency),
                 "--grace-period",
@@ -126,8 +128,10 @@ def triggerfish_stack(
     workers: int = 1,
     concurrency: int = 2,
     server_env: dict[str, str] | None = None,
+    project: Path = PROJECT,
 ) -> Iterator[Stack]:
-    """A migrated database, a server on a free port and ``workers`` worker processes."""
+    """A migrated database, a server on a free port and ``workers`` worker processes
+    serving ``project`` (the benchmark's tasks unless told otherwise)."""
     with (
         tempfile.TemporaryDirectory(prefix="tf-bench-") as tmp,
         _database(backend, Path(tmp)) as db_url,
@@ -149,7 +153,9 @@ def triggerfish_stack(
         secret = {"TRIGGERFISH_SERVER_SECRET": secrets.token_urlsafe(32)}
         every_server = {**env, **secret, **(server_env or {})}
         server, api_url = _start_server(folder, every_server)
-        stack = Stack(backend, db_url, api_url, key, folder, server, server_env=every_server)
+        stack = Stack(
+            backend, db_url, api_url, key, folder, server, server_env=every_server, project=project
+        )
         try:
             for _ in range(workers):
                 stack.start_worker(concurrency)

@@ -5,8 +5,8 @@
 
 A ``triggerfish server`` (default settings: ``maintenance_interval`` 1 s) and
 one worker with four slots on a fresh database of each store. ``--runs`` no-op
-runs of ``noop-serial`` (``bench/project/tasks/bench_tasks.py``, its queue
-limited to one) are batch-triggered at once; runs/s is their number over the
+runs of ``noop-serial`` (``bench/serial_project/``, its queue limited to
+one) are batch-triggered at once; runs/s is their number over the
 time from the trigger to the last one done. Only one may hold a slot, so the
 figure is the hand-over from a finished run to the next one: the worker's
 claim for it waits on the full queue until the finished run's report wakes it.
@@ -17,9 +17,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench._common import median
+from bench._common import BENCH_DIR, median
 from bench._triggerfish import Stack, triggerfish_stack
 from bench.tf_workloads import client_for, wait_all_finished
+
+#: a project of its own: a limited queue would constrain the core benchmark's environment
+SERIAL_PROJECT = BENCH_DIR / "serial_project"
 
 
 def measure(stack: Stack, runs: int) -> float:
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(f"{'store':<11} {'rep':>3} {'runs/s':>8}")
     for backend in args.backend or ["sqlite", "postgresql"]:
-        with triggerfish_stack(backend, concurrency=4) as stack:
+        with triggerfish_stack(backend, concurrency=4, project=SERIAL_PROJECT) as stack:
             measure(stack, 5)  # warm-up
             got = []
             for rep in range(args.reps):

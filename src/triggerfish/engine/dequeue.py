@@ -174,6 +174,8 @@ class Dequeue:
                 outcomes[i] = outcome
         if rows is None:  # something constrains the environment after all
             self.res.constrained.add(worker.environment_id)
+            if done:
+                await self.res.slot_freed(worker.environment_id)
             rows = await self.claim(worker, limit, start)
         return outcomes, rows
 
